@@ -1,0 +1,180 @@
+"""The App: a name, a backend, a serializer, and the tasks registered on it.
+
+An App holds its own task table (no global registry) and opens its backend lazily, on first
+use, so importing a module that defines an App never connects anywhere — a worker can import
+it before forking.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from kubenenc.backends.contract import Backend
+from kubenenc.backends.registry import open_backend
+from kubenenc.errors import ConfigurationError
+from kubenenc.ids import InvocationId, TaskId
+from kubenenc.invocation import Invocation
+from kubenenc.serializers import JsonSerializer, PickleSerializer, get_serializer
+from kubenenc.settings import Settings
+from kubenenc.status import Status
+from kubenenc.task import Task, make_options
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class App:
+    """An application: ``App("shop")`` uses ./kubenenc.db; pass ``backend=`` a URL or a
+    backend object to choose another. ``serializer="pickle"`` opts in to pickle (see
+    :mod:`kubenenc.serializers` for why that is a risk)."""
+
+    def __init__(
+        self,
+        name: str,
+        backend: str | Backend | None = None,
+        *,
+        serializer: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigurationError(
+                f"app name {name!r} must be non-empty letters, digits, '-', '_' or '.'"
+            )
+        self.name = name
+        self.settings = settings if settings is not None else Settings()
+        self._backend_obj: Backend | None = backend if not isinstance(backend, str | None) else None
+        self.backend_url = backend if isinstance(backend, str) else self.settings.backend
+        self.serializer: JsonSerializer | PickleSerializer = get_serializer(
+            serializer or self.settings.serializer
+        )
+        self.tasks: dict[TaskId, Task[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<App {self.name} backend={self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__}>"
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, opened on first use."""
+        if self._backend_obj is None:
+            with self._lock:
+                if self._backend_obj is None:
+                    self._backend_obj = open_backend(self.backend_url)
+        return self._backend_obj
+
+    def close(self) -> None:
+        """Close the backend's connections (it reopens on next use)."""
+        with self._lock:
+            if self._backend_obj is not None:
+                self._backend_obj.close()
+
+    def serializer_for(self, name: str) -> JsonSerializer | PickleSerializer:
+        """The serializer that wrote a stored value; pickle only if this app opted in."""
+        if name == self.serializer.name:
+            return self.serializer
+        if name == "pickle":
+            raise ConfigurationError(
+                "stored value is pickled but this app does not accept pickle; "
+                'use App(..., serializer="pickle") only if you trust everyone who can write '
+                "to the backend"
+            )
+        return get_serializer(name)
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task: ``@app.task`` or ``@app.task(retries=2, ...)``.
+
+        Options are :class:`~kubenenc.task.TaskOptions`; an unknown one raises
+        ConfigurationError at once.
+        """
+
+        def decorate(f: Callable[P, R]) -> Task[P, R]:
+            name = getattr(f, "__qualname__", repr(f))
+            task = Task(self, f, make_options(name, options))
+            existing = self.tasks.get(task.id)
+            if existing is not None and existing.func is not f:
+                raise ConfigurationError(f"task {task.id} is already registered on {self.name}")
+            self.tasks[task.id] = task
+            return task
+
+        if func is not None:
+            if options:
+                raise ConfigurationError("use @app.task or @app.task(**options), not both")
+            return decorate(func)
+        make_options("task", options)  # refuse unknown options at decoration time
+        return decorate
+
+    def get_task(self, task_id: str) -> Task[Any, Any]:
+        """The task registered under ``task_id``, importing its module if needed."""
+        task = self.tasks.get(TaskId(task_id))
+        if task is None:
+            module = task_id.rpartition(".")[0]
+            while module and task is None:
+                try:
+                    importlib.import_module(module)
+                except ImportError:
+                    pass
+                task = self.tasks.get(TaskId(task_id))
+                module = module.rpartition(".")[0]
+        if task is None:
+            raise LookupError(
+                f"task {task_id} is not registered on app {self.name!r}; is its module "
+                "imported by the app module the worker loads?"
+            )
+        return task
+
+    def invocation(self, id: str) -> Invocation[Any]:
+        """A handle on an existing invocation."""
+        return Invocation(self, InvocationId(id))
+
+    def invocations(
+        self,
+        *,
+        task: Task[Any, Any] | str | None = None,
+        status: Status | str | None = None,
+        limit: int = 100,
+    ) -> list[Invocation[Any]]:
+        """This app's invocations, newest first, filtered by task and/or status."""
+        task_id = task.id if isinstance(task, Task) else task
+        found = self.backend.query(
+            app=self.name,
+            task=task_id,
+            status=Status(status) if status is not None else None,
+            limit=limit,
+        )
+        return [Invocation(self, rec.id) for rec in found]
+
+    def counts(self) -> dict[Status, int]:
+        """Exact counts of this app's invocations by status."""
+        return dict(self.backend.counts(app=self.name))
+
+
+def load_app(path: str) -> App:
+    """Import ``module:attr`` and return the App it names; clear errors otherwise."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"--app {path!r}: expected module:attribute, e.g. shop.tasks:app")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--app {path!r}: cannot import module {module_name!r}: {exc}. Is it on "
+            "PYTHONPATH (or in the current directory)?"
+        ) from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ConfigurationError(
+            f"--app {path!r}: {module_name}.{attr} is "
+            f"{'missing' if app is None else type(app).__name__}, not a kubenenc.App"
+        )
+    return app

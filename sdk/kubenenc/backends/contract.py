@@ -1,0 +1,190 @@
+"""The backend contract: three small role interfaces and the one class that joins them.
+
+- :class:`Queue` moves invocations through their lifecycle (register, claim, finish, cancel).
+- :class:`Coordination` is what makes waiting safe across workers: pause with cycle check,
+  resume, heartbeats, recovery of dead workers' work, blocking until results exist.
+- :class:`Records` reads what is stored.
+
+Every method is **atomic** on its own: the state it leaves is as if it ran alone, even with
+many processes calling it at once. Policy lives in the SDK (keys, statuses, cycle rules,
+retry timing); a backend only applies it, and must use :func:`kubenenc.status.check_transition`
+and :func:`kubenenc.waitgraph.find_loop` rather than its own rules. Times are passed in
+(``now``: seconds since the epoch) so tests can control them.
+
+Ordering of claims: among claimable PENDING invocations of a pool, more waiters first (what
+others wait on runs first), then higher priority, then older. An invocation is claimable
+when ``not_before <= now`` and its running key is below its limit (skipped ones stay queued
+in place).
+
+The conformance suite in ``tests/conformance`` checks all of this for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
+
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    PauseResult,
+    RegisterResult,
+    ResumeResult,
+    WorkerInfo,
+)
+from kubenenc.status import Status
+
+
+class Queue(Protocol):
+    """Moving invocations through their lifecycle."""
+
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        """Store each invocation, in order, applying its registration policy atomically.
+
+        A ``dedupe``/``reject`` invocation whose ``registration_key`` is held by a non-final
+        invocation is not stored (DEDUPLICATED / REJECTED with the holder's id); later items
+        of the same batch see earlier ones. A stored one goes REGISTERED -> PENDING, or ->
+        WAITING_DEPENDENCIES while any ``depends_on`` is not SUCCESS (and straight to FAILED,
+        reason DependencyFailed, when one already failed or was cancelled, or is unknown).
+        """
+        ...
+
+    def claim(
+        self, pool: str, worker: WorkerId, limit: int, now: float
+    ) -> list[InvocationRecord]:
+        """Take up to ``limit`` claimable invocations of ``pool``: PENDING -> RUNNING.
+
+        Each taken invocation holds one slot of its running key until it pauses or ends.
+        """
+        ...
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        """Store each outcome of an invocation RUNNING on ``worker``; release its slot.
+
+        SUCCESS/FAILED store the result/error (FAILED also releases dependents with
+        DependencyFailed; SUCCESS moves dependents whose dependencies all succeeded to
+        PENDING). RETRY stores the error, counts a try and requeues with
+        ``not_before=retry_at`` (RUNNING -> RETRY -> PENDING). HANDED_BACK requeues at once
+        without counting a try. Returns, per outcome, False when the invocation was not
+        RUNNING on this worker any more (cancelled, recovered): that outcome is dropped.
+        """
+        ...
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        """Move a non-final invocation to CANCELLED; False if it was already final/unknown.
+
+        Releases its slot and registration key, fails its dependents (DependencyFailed).
+        A worker running it notices through :meth:`Records.get_many` and stops it.
+        """
+        ...
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        """Move a non-final invocation to FAILED with an error of type ``error`` (a path)."""
+        ...
+
+
+class Coordination(Protocol):
+    """Waiting, resuming, and knowing which workers are alive."""
+
+    def pause(
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        """Make ``id`` (RUNNING on ``worker``) wait until every target is final.
+
+        In one atomic step: if ``id`` is not RUNNING on ``worker`` -> GONE. If every target
+        is final -> READY. If :func:`~kubenenc.waitgraph.find_loop` finds a loop -> CYCLE
+        (nothing written, except that a target that is not itself in the chain and not
+        final is failed with CycleDetectedError so the loop spawns nothing further).
+        Otherwise write the edges, count one more waiter on each non-final target, move
+        RUNNING -> PAUSED and release the running slot -> PAUSED. Unknown targets count as
+        final (the caller will find no result).
+        """
+        ...
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """Resume up to ``limit`` of ``ids`` (PAUSED on ``worker``) whose targets are all
+        final and whose running key has a free slot: PAUSED -> RUNNING, edges removed.
+
+        Also reports as ``gone`` the ``ids`` that are no longer PAUSED on this worker
+        (cancelled, failed, handed back); the rest stay paused.
+        """
+        ...
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        """Record that a worker is alive, with what it holds."""
+        ...
+
+    def unregister_worker(self, worker: WorkerId) -> None:
+        """Forget a worker that stopped cleanly (it handed back or finished its work)."""
+        ...
+
+    def workers(self) -> list[WorkerInfo]:
+        """The last heartbeat of every known worker."""
+        ...
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        """Hand back the work of workers silent for longer than ``heartbeat_timeout``.
+
+        Their RUNNING and PAUSED invocations go back to PENDING (edges removed, slots
+        released, ``lost`` counted), or to FAILED with WorkerLost once ``lost`` exceeds
+        ``max_lost``; the silent workers are forgotten. Safe to call from every worker at
+        once. Returns the ids handed back or failed.
+        """
+        ...
+
+    def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
+        """Block until every one of ``ids`` is final (True) or ``timeout`` passes (False)."""
+        ...
+
+
+class Records(Protocol):
+    """Reading what is stored."""
+
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        """One invocation with its history, or None."""
+        ...
+
+    def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
+        """Several invocations, in the order asked (history may be left empty)."""
+        ...
+
+    def query(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        """Invocations matching every given filter, newest first, history left empty."""
+        ...
+
+    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+        """Exact number of invocations by status (statuses with none may be left out)."""
+        ...
+
+
+@runtime_checkable
+class Backend(Queue, Coordination, Records, Protocol):
+    """A complete backend: the three roles plus lifecycle.
+
+    Implementations are registered under the entry-point group ``kubenenc.backends`` and
+    built with ``from_url``. ``shared_across_processes`` is False for a backend whose state
+    lives in one process (memory): process-mode workers refuse it.
+    """
+
+    shared_across_processes: ClassVar[bool]
+
+    @classmethod
+    def from_url(cls, url: str) -> Backend:
+        """Open the backend that ``url`` names; raise ConfigurationError on a bad URL and
+        BackendUnavailable when it cannot be reached."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...

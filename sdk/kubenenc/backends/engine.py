@@ -1,0 +1,431 @@
+"""The lifecycle written once, over a small transactional store.
+
+Embedded backends (memory, SQLite) implement only :class:`Txn` — reads and writes of records,
+counters and edges inside one transaction — and run every contract operation through
+:class:`Engine`, which holds the policy: status checks, registration, claim order with
+running limits, pausing with cycle detection, dependency release, recovery. A backend whose
+atomicity comes from server-side scripts (Redis) re-expresses the same rules in its script
+language, and the conformance suite holds both to the same behaviour.
+
+Every Engine method must run inside one transaction of the store (the caller opens it), so
+it is atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from kubenenc.errors import CycleDetectedError, DependencyFailed, WorkerLost
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    ErrorInfo,
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    OutcomeKind,
+    PauseKind,
+    PauseResult,
+    RegisterKind,
+    RegisterResult,
+    ResumeResult,
+    Transition,
+    WorkerInfo,
+)
+from kubenenc.status import Status, check_transition
+from kubenenc.waitgraph import Node, find_loop, format_loop
+
+
+def error_path(cls: type[BaseException]) -> str:
+    """``module.QualName`` of an exception class, as stored in :class:`ErrorInfo`."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Txn(Protocol):
+    """Reads and writes inside one open transaction of an embedded store."""
+
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        """The record with its history, or None."""
+        ...
+
+    def put(self, rec: InvocationRecord, *, new: bool = False) -> None:
+        """Insert (``new``) or overwrite a record, history included."""
+        ...
+
+    def candidates(self, pool: str, now: float, skip: int, count: int) -> list[InvocationRecord]:
+        """PENDING records of ``pool`` with ``not_before <= now``, in claim order (more
+        waiters, higher priority, older first), skipping the first ``skip``."""
+        ...
+
+    def running_count(self, key: str) -> int:
+        """Slots held on a running key."""
+        ...
+
+    def add_running(self, key: str, delta: int) -> None:
+        """Add ``delta`` to the slots held on ``key``."""
+        ...
+
+    def registration_holder(self, key: str) -> InvocationId | None:
+        """The invocation holding a registration key, if any."""
+        ...
+
+    def set_registration(self, key: str, id: InvocationId | None) -> None:
+        """Give a registration key to ``id`` (None: free it)."""
+        ...
+
+    def add_edge(self, waiter: InvocationId, target: InvocationId) -> None:
+        """Record that ``waiter`` waits on ``target``."""
+        ...
+
+    def targets_of(self, waiter: InvocationId) -> list[InvocationId]:
+        """What ``waiter`` waits on."""
+        ...
+
+    def waiters_of(self, target: InvocationId) -> list[InvocationId]:
+        """Who waits on ``target``."""
+        ...
+
+    def remove_edges(self, waiter: InvocationId) -> None:
+        """Forget every wait of ``waiter``."""
+        ...
+
+    def add_dependency(self, dependent: InvocationId, dependency: InvocationId) -> None:
+        """Record a declared dependency."""
+        ...
+
+    def dependents_of(self, dependency: InvocationId) -> list[InvocationId]:
+        """Invocations that declared ``dependency``."""
+        ...
+
+    def held(self) -> list[tuple[InvocationId, WorkerId]]:
+        """Every RUNNING or PAUSED invocation with the worker holding it."""
+        ...
+
+    def put_worker(self, info: WorkerInfo) -> None:
+        """Store a heartbeat."""
+        ...
+
+    def delete_worker(self, worker: WorkerId) -> None:
+        """Forget a worker."""
+        ...
+
+    def all_workers(self) -> list[WorkerInfo]:
+        """Every stored heartbeat."""
+        ...
+
+
+def move(
+    rec: InvocationRecord,
+    dst: Status,
+    now: float,
+    worker: WorkerId | None = None,
+    reason: str | None = None,
+) -> None:
+    """Apply one checked transition to ``rec`` and record it in its history."""
+    check_transition(rec.status, dst)
+    rec.status = dst
+    rec.updated_at = now
+    rec.history.append(Transition(dst, now, worker, reason))
+
+
+def _node(rec: InvocationRecord) -> Node:
+    return Node(rec.id, rec.call_key, rec.display)
+
+
+class Engine:
+    """The contract's operations over one :class:`Txn`."""
+
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+
+    # -- Queue -----------------------------------------------------------------------------
+
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        """See :meth:`kubenenc.backends.contract.Queue.register`."""
+        return [self._register_one(item, now) for item in new]
+
+    def _register_one(self, n: NewInvocation, now: float) -> RegisterResult:
+        t = self.txn
+        if n.registration_key is not None:
+            holder_id = t.registration_holder(n.registration_key)
+            holder = t.get(holder_id) if holder_id else None
+            if holder is not None and not holder.is_final:
+                kind = RegisterKind.REJECTED if n.registration == "reject" else (
+                    RegisterKind.DEDUPLICATED
+                )
+                return RegisterResult(kind, holder.id)
+        rec = InvocationRecord(
+            id=n.id, app=n.app, task=n.task, args=n.args, call_key=n.call_key,
+            display=n.display, pool=n.pool, priority=n.priority, status=Status.REGISTERED,
+            created_at=now, updated_at=now, max_retries=n.max_retries, timeout=n.timeout,
+            running_key=n.running_key, running_limit=n.running_limit,
+            registration_key=n.registration_key, depends_on=n.depends_on, parent=n.parent,
+            serializer=n.serializer, history=[Transition(Status.REGISTERED, now)],
+        )  # fmt: skip
+        waiting: list[InvocationId] = []
+        broken: InvocationRecord | InvocationId | None = None
+        for dep_id in n.depends_on:
+            dep = t.get(dep_id)
+            if dep is None or dep.status in (Status.FAILED, Status.CANCELLED):
+                broken = dep if dep is not None else dep_id
+                break
+            if dep.status is not Status.SUCCESS:
+                waiting.append(dep_id)
+        if broken is not None:
+            self._fail_dependency(rec, broken, now)
+        elif waiting:
+            move(rec, Status.WAITING_DEPENDENCIES, now)
+            for dep_id in waiting:
+                t.add_dependency(rec.id, dep_id)
+        else:
+            move(rec, Status.PENDING, now)
+        t.put(rec, new=True)
+        if n.registration_key is not None and not rec.is_final:
+            t.set_registration(n.registration_key, rec.id)
+        return RegisterResult(RegisterKind.CREATED, rec.id)
+
+    def _fail_dependency(
+        self, rec: InvocationRecord, dep: InvocationRecord | InvocationId, now: float
+    ) -> None:
+        if isinstance(dep, InvocationRecord):
+            what = f"dependency {dep.display} [{dep.id}] ended {dep.status}"
+        else:
+            what = f"dependency {dep} does not exist"
+        rec.error = ErrorInfo(error_path(DependencyFailed), what)
+        move(rec, Status.FAILED, now, reason="DependencyFailed")
+
+    def claim(
+        self, pool: str, worker: WorkerId, limit: int, now: float
+    ) -> list[InvocationRecord]:
+        """See :meth:`kubenenc.backends.contract.Queue.claim`."""
+        t = self.txn
+        out: list[InvocationRecord] = []
+        skip = 0
+        page = max(limit * 4, 64)
+        full: set[str] = set()
+        while len(out) < limit:
+            batch = t.candidates(pool, now, skip, page)
+            for rec in batch:
+                if len(out) >= limit:
+                    break
+                key = rec.running_key
+                if key is not None and rec.running_limit is not None:
+                    if key in full or t.running_count(key) >= rec.running_limit:
+                        full.add(key)
+                        skip += 1
+                        continue
+                    t.add_running(key, 1)
+                rec.worker = worker
+                move(rec, Status.RUNNING, now, worker)
+                t.put(rec)
+                out.append(rec)
+            if len(batch) < page:
+                break
+        return out
+
+    def _release_slot(self, rec: InvocationRecord) -> None:
+        if rec.status is Status.RUNNING and rec.running_key and rec.running_limit is not None:
+            self.txn.add_running(rec.running_key, -1)
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        """See :meth:`kubenenc.backends.contract.Queue.finish`."""
+        return [self._finish_one(o, worker, now) for o in outcomes]
+
+    def _finish_one(self, o: Outcome, worker: WorkerId, now: float) -> bool:
+        t = self.txn
+        rec = t.get(o.id)
+        if rec is None or rec.status is not Status.RUNNING or rec.worker != worker:
+            return False
+        self._release_slot(rec)
+        if o.kind is OutcomeKind.SUCCESS:
+            rec.result = o.result
+            move(rec, Status.SUCCESS, now, worker)
+            self._finalize(rec, now)
+        elif o.kind is OutcomeKind.FAILED:
+            rec.error = o.error
+            rec.attempt += 1
+            move(rec, Status.FAILED, now, worker, o.reason)
+            self._finalize(rec, now)
+        elif o.kind is OutcomeKind.RETRY:
+            rec.error = o.error
+            rec.attempt += 1
+            rec.not_before = o.retry_at
+            rec.worker = None
+            move(rec, Status.RETRY, now, worker, o.reason)
+            move(rec, Status.PENDING, now, worker)
+        else:
+            rec.worker = None
+            move(rec, Status.PENDING, now, worker, o.reason or "handed back")
+        t.put(rec)
+        return True
+
+    def _finalize(self, rec: InvocationRecord, now: float, cascade_cycle: bool = False) -> None:
+        """Side effects of reaching a final status (``rec`` is saved by the caller)."""
+        t = self.txn
+        rec.worker = None
+        if rec.registration_key is not None and t.registration_holder(rec.registration_key) == (
+            rec.id
+        ):
+            t.set_registration(rec.registration_key, None)
+        for target_id in t.targets_of(rec.id):
+            target = t.get(target_id)
+            if target is None or target.is_final:
+                continue
+            target.waiters = max(0, target.waiters - 1)
+            if cascade_cycle and target.parent == rec.id and target.waiters == 0:
+                self._abort(target, Status.FAILED, now, rec.error, "CycleDetected", True)
+            t.put(target)
+        t.remove_edges(rec.id)
+        for dep_id in t.dependents_of(rec.id):
+            dependent = t.get(dep_id)
+            if dependent is None or dependent.status is not Status.WAITING_DEPENDENCIES:
+                continue
+            if rec.status is Status.SUCCESS:
+                deps = [t.get(d) for d in dependent.depends_on]
+                if all(d is not None and d.status is Status.SUCCESS for d in deps):
+                    move(dependent, Status.PENDING, now, reason="dependencies succeeded")
+                    t.put(dependent)
+            else:
+                self._fail_dependency(dependent, rec, now)
+                self._finalize(dependent, now)
+                t.put(dependent)
+
+    def _abort(
+        self,
+        rec: InvocationRecord,
+        dst: Status,
+        now: float,
+        error: ErrorInfo | None,
+        reason: str,
+        cascade_cycle: bool = False,
+    ) -> None:
+        self._release_slot(rec)
+        rec.error = error
+        move(rec, dst, now, reason=reason)
+        self._finalize(rec, now, cascade_cycle)
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
+        rec = self.txn.get(id)
+        if rec is None or rec.is_final:
+            return False
+        self._abort(rec, Status.CANCELLED, now, None, reason)
+        self.txn.put(rec)
+        return True
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.fail`."""
+        rec = self.txn.get(id)
+        if rec is None or rec.is_final:
+            return False
+        reason = error.rsplit(".", 1)[-1]
+        self._abort(rec, Status.FAILED, now, ErrorInfo(error, message), reason)
+        self.txn.put(rec)
+        return True
+
+    # -- Coordination ----------------------------------------------------------------------
+
+    def pause(
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.pause`."""
+        t = self.txn
+        rec = t.get(id)
+        if rec is None or rec.status is not Status.RUNNING or rec.worker != worker:
+            return PauseResult(PauseKind.GONE)
+        open_targets: list[InvocationRecord] = []
+        for target_id in dict.fromkeys(targets):
+            target = t.get(target_id)
+            if target is not None and not target.is_final:
+                open_targets.append(target)
+        if not open_targets:
+            return PauseResult(PauseKind.READY)
+
+        def waiters_of(x: InvocationId) -> list[Node]:
+            found = (t.get(w) for w in t.waiters_of(x))
+            return [_node(r) for r in found if r is not None and r.status is Status.PAUSED]
+
+        loop = find_loop(_node(rec), [_node(r) for r in open_targets], waiters_of)
+        if loop is not None:
+            if loop.target.id not in loop.chain:
+                closing = next(r for r in open_targets if r.id == loop.target.id)
+                error = ErrorInfo(error_path(CycleDetectedError), format_loop(loop.lines))
+                self._abort(closing, Status.FAILED, now, error, "CycleDetected", True)
+                t.put(closing)
+            return PauseResult(PauseKind.CYCLE, loop.lines)
+        for target in open_targets:
+            t.add_edge(rec.id, target.id)
+            target.waiters += 1
+            t.put(target)
+        self._release_slot(rec)
+        move(rec, Status.PAUSED, now, worker)
+        t.put(rec)
+        return PauseResult(PauseKind.PAUSED)
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.resume`."""
+        t = self.txn
+        resumed: list[InvocationId] = []
+        gone: list[InvocationId] = []
+        for id in ids:
+            rec = t.get(id)
+            if rec is None or rec.status is not Status.PAUSED or rec.worker != worker:
+                gone.append(id)
+                continue
+            if len(resumed) >= limit:
+                continue
+            targets = (t.get(x) for x in t.targets_of(id))
+            if any(x is not None and not x.is_final for x in targets):
+                continue
+            key = rec.running_key
+            if key is not None and rec.running_limit is not None:
+                if t.running_count(key) >= rec.running_limit:
+                    continue
+                t.add_running(key, 1)
+            t.remove_edges(id)
+            move(rec, Status.RUNNING, now, worker)
+            t.put(rec)
+            resumed.append(id)
+        return ResumeResult(tuple(resumed), tuple(gone))
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.recover`."""
+        t = self.txn
+        workers = t.all_workers()
+        alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
+        for w in workers:
+            if w.id not in alive:
+                t.delete_worker(w.id)
+        out: list[InvocationId] = []
+        for inv_id, holder in t.held():
+            if holder in alive:
+                continue
+            rec = t.get(inv_id)
+            if rec is None:
+                continue
+            self._hand_back(rec, now, max_lost, holder)
+            t.put(rec)
+            out.append(inv_id)
+        return out
+
+    def _hand_back(
+        self, rec: InvocationRecord, now: float, max_lost: int, holder: WorkerId
+    ) -> None:
+        self._release_slot(rec)
+        rec.lost += 1
+        if rec.lost > max_lost:
+            message = f"worker {holder} stopped heartbeating; lost {rec.lost} times"
+            self._abort(
+                rec, Status.FAILED, now, ErrorInfo(error_path(WorkerLost), message), "WorkerLost"
+            )
+            return
+        for target_id in self.txn.targets_of(rec.id):
+            target = self.txn.get(target_id)
+            if target is not None and not target.is_final:
+                target.waiters = max(0, target.waiters - 1)
+                self.txn.put(target)
+        self.txn.remove_edges(rec.id)
+        rec.worker = None
+        move(rec, Status.PENDING, now, reason=f"worker {holder} lost")

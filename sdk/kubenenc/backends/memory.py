@@ -1,0 +1,253 @@
+"""The in-process backend: the whole contract over dicts, under one lock.
+
+It honours the full contract (claims, limits, pauses, recovery), so the real worker runs
+against it in thread and async modes; nothing runs inline. Its state lives in one process,
+so process-mode workers refuse it (``shared_across_processes = False``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import ClassVar
+
+from kubenenc.backends.engine import Engine
+from kubenenc.errors import ConfigurationError
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    PauseResult,
+    RegisterResult,
+    ResumeResult,
+    WorkerInfo,
+)
+from kubenenc.status import Status
+
+
+def _light(rec: InvocationRecord | None) -> InvocationRecord | None:
+    """A copy without history, safe to hand out while the original keeps changing."""
+    return None if rec is None else dataclasses.replace(rec, history=[])
+
+
+class _MemoryTxn:
+    """A :class:`~kubenenc.backends.engine.Txn` over the backend's dicts (lock held)."""
+
+    def __init__(self, b: MemoryBackend) -> None:
+        self.b = b
+        self.changed = False
+
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        return self.b._records.get(id)
+
+    def put(self, rec: InvocationRecord, *, new: bool = False) -> None:
+        self.changed = True
+        if new:
+            self.b._seq += 1
+            self.b._order[rec.id] = self.b._seq
+        self.b._records[rec.id] = rec
+
+    def candidates(self, pool: str, now: float, skip: int, count: int) -> list[InvocationRecord]:
+        recs = [
+            r
+            for r in self.b._records.values()
+            if r.status is Status.PENDING and r.pool == pool and r.not_before <= now
+        ]
+        recs.sort(key=lambda r: (-r.waiters, -r.priority, self.b._order[r.id]))
+        return recs[skip : skip + count]
+
+    def running_count(self, key: str) -> int:
+        return self.b._running[key]
+
+    def add_running(self, key: str, delta: int) -> None:
+        self.b._running[key] += delta
+
+    def registration_holder(self, key: str) -> InvocationId | None:
+        return self.b._registrations.get(key)
+
+    def set_registration(self, key: str, id: InvocationId | None) -> None:
+        if id is None:
+            self.b._registrations.pop(key, None)
+        else:
+            self.b._registrations[key] = id
+
+    def add_edge(self, waiter: InvocationId, target: InvocationId) -> None:
+        self.b._targets[waiter].add(target)
+        self.b._waiters[target].add(waiter)
+
+    def targets_of(self, waiter: InvocationId) -> list[InvocationId]:
+        return list(self.b._targets.get(waiter, ()))
+
+    def waiters_of(self, target: InvocationId) -> list[InvocationId]:
+        return list(self.b._waiters.get(target, ()))
+
+    def remove_edges(self, waiter: InvocationId) -> None:
+        for target in self.b._targets.pop(waiter, set()):
+            self.b._waiters[target].discard(waiter)
+            if not self.b._waiters[target]:
+                del self.b._waiters[target]
+
+    def add_dependency(self, dependent: InvocationId, dependency: InvocationId) -> None:
+        self.b._dependents[dependency].add(dependent)
+
+    def dependents_of(self, dependency: InvocationId) -> list[InvocationId]:
+        return list(self.b._dependents.get(dependency, ()))
+
+    def held(self) -> list[tuple[InvocationId, WorkerId]]:
+        return [
+            (r.id, r.worker)
+            for r in self.b._records.values()
+            if r.status in (Status.RUNNING, Status.PAUSED) and r.worker is not None
+        ]
+
+    def put_worker(self, info: WorkerInfo) -> None:
+        self.b._workers[info.id] = info
+
+    def delete_worker(self, worker: WorkerId) -> None:
+        self.b._workers.pop(worker, None)
+
+    def all_workers(self) -> list[WorkerInfo]:
+        return list(self.b._workers.values())
+
+
+class MemoryBackend:
+    """Everything in this process's memory; gone when it exits. For tests and notebooks."""
+
+    shared_across_processes: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._records: dict[InvocationId, InvocationRecord] = {}
+        self._order: dict[InvocationId, int] = {}
+        self._seq = 0
+        self._running: defaultdict[str, int] = defaultdict(int)
+        self._registrations: dict[str, InvocationId] = {}
+        self._targets: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
+        self._waiters: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
+        self._dependents: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
+        self._workers: dict[WorkerId, WorkerInfo] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryBackend:
+        """``memory://`` — each call makes a new, empty backend."""
+        if not url.startswith("memory:"):
+            raise ConfigurationError(f"not a memory URL: {url!r}; use memory://")
+        return cls()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    @contextmanager
+    def _engine(self) -> Iterator[Engine]:
+        with self._cond:
+            txn = _MemoryTxn(self)
+            yield Engine(txn)
+            if txn.changed:
+                self._cond.notify_all()
+
+    # Queue
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        with self._engine() as e:
+            return e.register(new, now)
+
+    def claim(
+        self, pool: str, worker: WorkerId, limit: int, now: float
+    ) -> list[InvocationRecord]:
+        with self._engine() as e:
+            return [copy.deepcopy(r) for r in e.claim(pool, worker, limit, now)]
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        with self._engine() as e:
+            return e.finish(outcomes, worker, now)
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        with self._engine() as e:
+            return e.cancel(id, now, reason)
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        with self._engine() as e:
+            return e.fail(id, error, message, now)
+
+    # Coordination
+    def pause(
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        with self._engine() as e:
+            return e.pause(id, worker, targets, now)
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        with self._engine() as e:
+            return e.resume(ids, worker, limit, now)
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        with self._cond:
+            self._workers[info.id] = info
+
+    def unregister_worker(self, worker: WorkerId) -> None:
+        with self._cond:
+            self._workers.pop(worker, None)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._cond:
+            return list(self._workers.values())
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        with self._engine() as e:
+            return e.recover(now, heartbeat_timeout, max_lost)
+
+    def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                recs = (self._records.get(i) for i in ids)
+                if all(r is None or r.is_final for r in recs):
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+
+    # Records
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        with self._cond:
+            rec = self._records.get(id)
+            return copy.deepcopy(rec) if rec is not None else None
+
+    def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
+        with self._cond:
+            return [_light(self._records.get(i)) for i in ids]
+
+    def query(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        with self._cond:
+            found = [
+                r
+                for r in self._records.values()
+                if (app is None or r.app == app)
+                and (task is None or r.task == task)
+                and (status is None or r.status is status)
+            ]
+        found.sort(key=lambda r: self._order[r.id], reverse=True)
+        return [r for r in map(_light, found[:limit]) if r is not None]
+
+    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+        out: dict[Status, int] = {}
+        with self._cond:
+            for r in self._records.values():
+                if (app is None or r.app == app) and (pool is None or r.pool == pool):
+                    out[r.status] = out.get(r.status, 0) + 1
+        return out

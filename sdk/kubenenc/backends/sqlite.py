@@ -1,0 +1,392 @@
+"""The embedded default: one SQLite file, safe across threads and processes on one machine.
+
+Atomicity: every contract operation is one ``BEGIN IMMEDIATE`` transaction, which takes the
+database's single write lock up front, so two workers can never interleave a claim (and the
+running-limit check inside it) or a pause (and the cycle check inside it). WAL journal mode
+lets readers (``get``, ``wait_final``) proceed while a writer holds the lock.
+``synchronous=NORMAL`` keeps every committed transaction across a crash of any process; only
+an OS crash or power loss may drop the last few.
+
+A record is stored whole as JSON in ``data`` plus the columns that queries filter or sort on.
+Connections are per thread and per process (a forked or spawned worker opens its own).
+
+Waiting for results polls with a back-off from 0.5 ms to 20 ms: SQLite has no notifications
+across processes, and a poll is one indexed read.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import unquote, urlsplit
+
+from kubenenc.backends.codec import dumps_record, dumps_worker, loads_record, loads_worker
+from kubenenc.backends.engine import Engine
+from kubenenc.errors import BackendUnavailable, ConfigurationError
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    PauseResult,
+    RegisterResult,
+    ResumeResult,
+    WorkerInfo,
+)
+from kubenenc.status import FINAL, Status
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS invocations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    app TEXT NOT NULL,
+    task TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    waiters INTEGER NOT NULL,
+    not_before REAL NOT NULL,
+    worker TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inv_claim
+    ON invocations (pool, status, waiters DESC, priority DESC, seq);
+CREATE INDEX IF NOT EXISTS inv_app_status ON invocations (app, status);
+CREATE INDEX IF NOT EXISTS inv_task_status ON invocations (task, status);
+CREATE INDEX IF NOT EXISTS inv_held ON invocations (worker) WHERE worker IS NOT NULL;
+CREATE TABLE IF NOT EXISTS running (key TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registrations (key TEXT PRIMARY KEY, id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS edges (
+    waiter TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (waiter, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS edges_target ON edges (target);
+CREATE TABLE IF NOT EXISTS deps (
+    dependency TEXT NOT NULL, dependent TEXT NOT NULL, PRIMARY KEY (dependency, dependent)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+class _SQLiteTxn:
+    """A :class:`~kubenenc.backends.engine.Txn` over one connection inside a transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        row = self.db.execute("SELECT data FROM invocations WHERE id = ?", (id,)).fetchone()
+        return loads_record(row[0]) if row else None
+
+    def put(self, rec: InvocationRecord, *, new: bool = False) -> None:
+        values = (
+            rec.app, rec.task, rec.pool, rec.status.value, rec.priority, rec.waiters,
+            rec.not_before, rec.worker, dumps_record(rec), rec.id,
+        )  # fmt: skip
+        if new:
+            self.db.execute(
+                "INSERT INTO invocations (app, task, pool, status, priority, waiters, "
+                "not_before, worker, data, id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+        else:
+            self.db.execute(
+                "UPDATE invocations SET app=?, task=?, pool=?, status=?, priority=?, waiters=?, "
+                "not_before=?, worker=?, data=? WHERE id=?",
+                values,
+            )
+
+    def candidates(self, pool: str, now: float, skip: int, count: int) -> list[InvocationRecord]:
+        rows = self.db.execute(
+            "SELECT data FROM invocations WHERE pool = ? AND status = 'PENDING' "
+            "AND not_before <= ? ORDER BY waiters DESC, priority DESC, seq LIMIT ? OFFSET ?",
+            (pool, now, count, skip),
+        ).fetchall()
+        return [loads_record(r[0]) for r in rows]
+
+    def running_count(self, key: str) -> int:
+        row = self.db.execute("SELECT n FROM running WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_running(self, key: str, delta: int) -> None:
+        self.db.execute(
+            "INSERT INTO running (key, n) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET n = n + excluded.n",
+            (key, delta),
+        )
+        self.db.execute("DELETE FROM running WHERE key = ? AND n <= 0", (key,))
+
+    def registration_holder(self, key: str) -> InvocationId | None:
+        row = self.db.execute("SELECT id FROM registrations WHERE key = ?", (key,)).fetchone()
+        return InvocationId(row[0]) if row else None
+
+    def set_registration(self, key: str, id: InvocationId | None) -> None:
+        if id is None:
+            self.db.execute("DELETE FROM registrations WHERE key = ?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO registrations (key, id) VALUES (?,?)", (key, id))
+
+    def add_edge(self, waiter: InvocationId, target: InvocationId) -> None:
+        self.db.execute("INSERT OR IGNORE INTO edges (waiter, target) VALUES (?,?)", (waiter, target))
+
+    def targets_of(self, waiter: InvocationId) -> list[InvocationId]:
+        rows = self.db.execute("SELECT target FROM edges WHERE waiter = ?", (waiter,))
+        return [InvocationId(r[0]) for r in rows]
+
+    def waiters_of(self, target: InvocationId) -> list[InvocationId]:
+        rows = self.db.execute("SELECT waiter FROM edges WHERE target = ?", (target,))
+        return [InvocationId(r[0]) for r in rows]
+
+    def remove_edges(self, waiter: InvocationId) -> None:
+        self.db.execute("DELETE FROM edges WHERE waiter = ?", (waiter,))
+
+    def add_dependency(self, dependent: InvocationId, dependency: InvocationId) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO deps (dependency, dependent) VALUES (?,?)",
+            (dependency, dependent),
+        )
+
+    def dependents_of(self, dependency: InvocationId) -> list[InvocationId]:
+        rows = self.db.execute("SELECT dependent FROM deps WHERE dependency = ?", (dependency,))
+        return [InvocationId(r[0]) for r in rows]
+
+    def held(self) -> list[tuple[InvocationId, WorkerId]]:
+        rows = self.db.execute(
+            "SELECT id, worker FROM invocations WHERE worker IS NOT NULL "
+            "AND status IN ('RUNNING', 'PAUSED')"
+        )
+        return [(InvocationId(r[0]), WorkerId(r[1])) for r in rows]
+
+    def put_worker(self, info: WorkerInfo) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO workers (id, data) VALUES (?,?)", (info.id, dumps_worker(info))
+        )
+
+    def delete_worker(self, worker: WorkerId) -> None:
+        self.db.execute("DELETE FROM workers WHERE id = ?", (worker,))
+
+    def all_workers(self) -> list[WorkerInfo]:
+        return [loads_worker(r[0]) for r in self.db.execute("SELECT data FROM workers")]
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///rel/path.db`` (relative), ``sqlite:////abs/path.db`` (absolute)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        raise ConfigurationError(
+            f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    raw = unquote(parts.path)
+    if raw.startswith("//"):
+        raw = raw[1:]
+    elif raw.startswith("/"):
+        raw = raw[1:]
+    if not raw:
+        raise ConfigurationError(f"bad SQLite URL {url!r}: no file path after sqlite:///")
+    return Path(raw)
+
+
+class SQLiteBackend:
+    """A SQLite file shared by every process on this machine. The default backend."""
+
+    shared_across_processes: ClassVar[bool] = True
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = 60.0) -> None:
+        self.path = Path(path).absolute()
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._closed = False
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = self._db()
+            with self._write(db):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            raise BackendUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteBackend:
+        """Open (creating if needed) the file named by ``url``."""
+        return cls(path_from_url(url))
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "pid", None) != os.getpid():
+            db = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+            self._local.pid = os.getpid()
+            with self._all_lock:
+                self._all.append(db)
+        return db
+
+    @contextmanager
+    def _write(self, db: sqlite3.Connection) -> Iterator[None]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def _engine(self) -> Iterator[Engine]:
+        db = self._db()
+        with self._write(db):
+            yield Engine(_SQLiteTxn(db))
+
+    def close(self) -> None:
+        """Close every connection this object opened in this process."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for db in conns:
+            try:
+                db.close()
+            except sqlite3.ProgrammingError:  # opened in another thread; it closes at exit
+                pass
+        self._local = threading.local()
+
+    # Queue
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        with self._engine() as e:
+            return e.register(new, now)
+
+    def claim(
+        self, pool: str, worker: WorkerId, limit: int, now: float
+    ) -> list[InvocationRecord]:
+        with self._engine() as e:
+            return e.claim(pool, worker, limit, now)
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        with self._engine() as e:
+            return e.finish(outcomes, worker, now)
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        with self._engine() as e:
+            return e.cancel(id, now, reason)
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        with self._engine() as e:
+            return e.fail(id, error, message, now)
+
+    # Coordination
+    def pause(
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        with self._engine() as e:
+            return e.pause(id, worker, targets, now)
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        with self._engine() as e:
+            return e.resume(ids, worker, limit, now)
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        db = self._db()
+        with self._write(db):
+            _SQLiteTxn(db).put_worker(info)
+
+    def unregister_worker(self, worker: WorkerId) -> None:
+        db = self._db()
+        with self._write(db):
+            _SQLiteTxn(db).delete_worker(worker)
+
+    def workers(self) -> list[WorkerInfo]:
+        return _SQLiteTxn(self._db()).all_workers()
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        with self._engine() as e:
+            return e.recover(now, heartbeat_timeout, max_lost)
+
+    def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = list(dict.fromkeys(ids))
+        delay = 0.0005
+        db = self._db()
+        finals = tuple(s.value for s in FINAL)
+        while True:
+            for start in range(0, len(pending), 500):
+                chunk = pending[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT id FROM invocations WHERE id IN ({marks}) "  # noqa: S608
+                    "AND status NOT IN (?,?,?)",
+                    (*chunk, *finals),
+                ).fetchall()
+                if rows:
+                    pending = [r[0] for r in rows] + pending[start + len(chunk) :]
+                    break
+            else:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(delay if deadline is None else min(delay, deadline - time.monotonic()))
+            delay = min(delay * 1.5, 0.02)
+
+    # Records
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        return _SQLiteTxn(self._db()).get(id)
+
+    def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
+        if not ids:
+            return []
+        db = self._db()
+        found: dict[str, InvocationRecord] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (data,) in db.execute(
+                f"SELECT data FROM invocations WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                rec = loads_record(data)
+                found[rec.id] = rec
+        return [found.get(i) for i in ids]
+
+    def query(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        where, params = [], []
+        for column, value in (("app", app), ("task", task), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        sql = "SELECT data FROM invocations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        rows = self._db().execute(sql, (*params, limit)).fetchall()
+        return [loads_record(r[0]) for r in rows]
+
+    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+        where, params = [], []
+        for column, value in (("app", app), ("pool", pool)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT status, COUNT(*) FROM invocations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY status"
+        return {Status(s): n for s, n in self._db().execute(sql, params)}

@@ -1,0 +1,97 @@
+"""Concurrency policies and the keys they are enforced on.
+
+A :class:`ConcurrencyPolicy` is a pydantic model because the same model is the spec of the
+``ConcurrencyPolicy`` custom resource on Kubernetes. Keys are computed here, once, so every
+backend compares the same strings: a backend only counts and compares keys, it never builds
+them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Registration = Literal["allow", "dedupe", "reject"]
+
+
+class ConcurrencyPolicy(BaseModel):
+    """How many invocations of a task may run at once, and whether duplicates may queue.
+
+    - ``running_limit``: at most this many RUNNING invocations per key (None: no limit).
+      Paused invocations do not count: a waiter gives its slot away.
+    - ``key``: names of the task's arguments that form the key. ``None`` means the running
+      limit counts the whole task, and registration compares the whole call (all arguments).
+    - ``registration``: ``allow`` queues every call; ``dedupe`` returns the existing
+      non-final invocation with the same key instead of queuing another; ``reject`` raises
+      :class:`~kubenenc.errors.RegistrationRejected`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    running_limit: int | None = Field(
+        default=None,
+        ge=1,
+        alias="runningLimit",
+        description="At most this many running invocations per key; unset means no limit.",
+    )
+    key: tuple[str, ...] | None = Field(
+        default=None,
+        description="Argument names forming the key; unset means the whole task (running "
+        "limit) or the whole call (registration).",
+    )
+    registration: Registration = Field(
+        default="allow",
+        description="allow: queue every call; dedupe: return the existing non-final "
+        "invocation with the same key; reject: refuse the call.",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"key entry {name!r} is not an argument name")
+        if len(set(value)) != len(value):
+            raise ValueError("key names an argument twice")
+        return value
+
+
+def _digest(task: str, payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return f"{task}#{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"
+
+
+def call_key(task: str, encoded_args: Mapping[str, Any]) -> str:
+    """Key of a call: the task plus all its (JSON-encoded) arguments, order-insensitive.
+
+    Cycle detection compares these: two invocations of the same call have the same key.
+    """
+    return _digest(task, encoded_args)
+
+
+def running_key(
+    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any]
+) -> str | None:
+    """The key the running limit counts on, or None when the policy sets no limit."""
+    if policy is None or policy.running_limit is None:
+        return None
+    if policy.key is None:
+        return f"{task}#*"
+    return _digest(task, {name: encoded_args.get(name) for name in policy.key})
+
+
+def registration_key(
+    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any]
+) -> str | None:
+    """The key dedupe/reject compare, or None when registration is ``allow``."""
+    if policy is None or policy.registration == "allow":
+        return None
+    if policy.key is None:
+        return call_key(task, encoded_args)
+    return _digest(task, {name: encoded_args.get(name) for name in policy.key})

@@ -1,0 +1,24 @@
+"""Typed identifiers.
+
+Bare strings are easy to swap by mistake (an invocation id where a task id was meant); these
+``NewType``s make mypy catch that at no runtime cost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import NewType
+
+InvocationId = NewType("InvocationId", str)
+"""Unique id of one invocation: 32 lowercase hex characters."""
+
+TaskId = NewType("TaskId", str)
+"""A task's importable name, ``module.qualname``; workers import the task by it."""
+
+WorkerId = NewType("WorkerId", str)
+"""A worker process's id, unique per start: ``host:pid:random``."""
+
+
+def new_invocation_id() -> InvocationId:
+    """Return a fresh random invocation id (uuid4, hex)."""
+    return InvocationId(uuid.uuid4().hex)

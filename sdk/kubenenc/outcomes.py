@@ -1,0 +1,52 @@
+"""Exceptions across processes: captured in a worker, rebuilt with their type for a caller."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+from kubenenc.errors import RemoteError
+from kubenenc.records import ErrorInfo
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Capture ``exc`` (type path, message, formatted traceback)."""
+    cls = type(exc)
+    message = str(exc) if not exc.args or len(exc.args) == 1 else repr(exc.args)
+    if exc.args and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        message = exc.args[0]
+    tb = "".join(traceback.format_exception(exc))
+    return ErrorInfo(f"{cls.__module__}.{cls.__qualname__}", message, tb)
+
+
+def _find(path: str) -> Any:
+    module_name, _, attr_path = path.rpartition(".")
+    while module_name:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            obj: Any = module
+            for part in attr_path.split("."):
+                obj = getattr(obj, part, None)
+            return obj
+        module_name, _, head = module_name.rpartition(".")
+        attr_path = f"{head}.{attr_path}"
+    return None
+
+
+def rebuild_error(info: ErrorInfo) -> BaseException:
+    """The exception described by ``info``, of its own type when that type is importable here
+    (already imported; nothing is imported by this) and takes one message argument; else
+    :class:`RemoteError`. The remote traceback is attached as a note."""
+    cls = _find(info.type)
+    exc: BaseException
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            exc = cls(info.message)
+        except Exception:
+            exc = RemoteError(f"{info.type}: {info.message}", info.type, info.traceback)
+    else:
+        exc = RemoteError(f"{info.type}: {info.message}", info.type, info.traceback)
+    if info.traceback:
+        exc.add_note(f"raised in a worker:\n{info.traceback.rstrip()}")
+    return exc

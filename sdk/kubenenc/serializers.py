@@ -1,0 +1,255 @@
+"""Turning arguments and results into text that every backend can store.
+
+The default :class:`JsonSerializer` writes plain JSON plus a documented set of tagged types,
+each encoded as ``{"__kn__": tag, "v": value}``:
+
+==============  =============================================================
+Python type     stored as
+==============  =============================================================
+tuple           list of items (decoded back to a tuple)
+set, frozenset  list of items
+dict, non-str   list of ``[key, value]`` pairs (also any dict holding ``__kn__``)
+keys
+bytes           base64 text
+datetime,       ISO 8601 text (time zone kept)
+date, time
+timedelta       seconds (float)
+UUID            hex text
+Decimal         text (exact)
+Enum            class path + value
+dataclass       class path + fields
+pydantic model  class path + ``model_dump(mode="json")``
+==============  =============================================================
+
+Classes (enums, dataclasses, pydantic models) are looked up by ``module:qualname`` among the
+modules *already imported* by the decoding process; data never causes an import, so the
+store cannot make a worker load code. A worker imports the task's module, which imports the
+types its signature uses, so this holds in practice.
+
+:class:`PickleSerializer` accepts any picklable value. Unpickling runs code chosen by whoever
+wrote the bytes: anyone who can write to the backend can then run code in every worker. It is
+used only when an App opts in with ``serializer="pickle"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import json
+import pickle
+import sys
+import uuid
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from kubenenc.errors import SerializationError
+
+_TAG = "__kn__"
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class Serializer(Protocol):
+    """Encodes values to text and back. ``name`` is stored so a reader knows the format."""
+
+    name: str
+
+    def dumps(self, value: Any) -> str:
+        """Encode ``value``; raise :class:`SerializationError` naming what could not be encoded."""
+        ...
+
+    def loads(self, text: str) -> Any:
+        """Decode text written by :meth:`dumps`."""
+        ...
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _find_class(path: str) -> type:
+    module_name, _, qualname = path.partition(":")
+    module = sys.modules.get(module_name)
+    if module is None:
+        raise SerializationError(
+            f"cannot decode {path}: module {module_name!r} is not imported in this process"
+        )
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise SerializationError(f"cannot decode {path}: no such class")
+    if not isinstance(obj, type):
+        raise SerializationError(f"cannot decode {path}: not a class")
+    return obj
+
+
+def _tag(tag: str, value: Any) -> dict[str, Any]:
+    return {_TAG: tag, "v": value}
+
+
+def _encode(obj: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat type switch
+    if isinstance(obj, _SCALARS) and not isinstance(obj, enum.Enum):
+        if isinstance(obj, float) and obj != obj:  # NaN is not JSON
+            return _tag("float", "nan")
+        return obj
+    if isinstance(obj, list):
+        return [_encode(x, f"{where}[{i}]") for i, x in enumerate(obj)]
+    if isinstance(obj, dict):
+        if all(type(k) is str for k in obj) and _TAG not in obj:
+            return {k: _encode(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        return _tag(
+            "dict",
+            [[_encode(k, where), _encode(v, f"{where}[{k!r}]")] for k, v in obj.items()],
+        )
+    if isinstance(obj, tuple):
+        return _tag("tuple", [_encode(x, f"{where}[{i}]") for i, x in enumerate(obj)])
+    if isinstance(obj, set | frozenset):
+        tag = "frozenset" if isinstance(obj, frozenset) else "set"
+        return _tag(tag, [_encode(x, where) for x in obj])
+    if isinstance(obj, bytes | bytearray):
+        return _tag("bytes", base64.b64encode(bytes(obj)).decode("ascii"))
+    if isinstance(obj, dt.datetime):
+        return _tag("datetime", obj.isoformat())
+    if isinstance(obj, dt.date):
+        return _tag("date", obj.isoformat())
+    if isinstance(obj, dt.time):
+        return _tag("time", obj.isoformat())
+    if isinstance(obj, dt.timedelta):
+        return _tag("timedelta", obj.total_seconds())
+    if isinstance(obj, uuid.UUID):
+        return _tag("uuid", obj.hex)
+    if isinstance(obj, decimal.Decimal):
+        return _tag("decimal", str(obj))
+    if isinstance(obj, enum.Enum):
+        return _tag("enum", [_class_path(type(obj)), _encode(obj.value, where)])
+    if isinstance(obj, BaseModel):
+        return _tag("pydantic", [_class_path(type(obj)), obj.model_dump(mode="json")])
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: _encode(getattr(obj, f.name), where) for f in dataclasses.fields(obj)}
+        return _tag("dataclass", [_class_path(type(obj)), fields])
+    raise SerializationError(
+        f"{where}: cannot encode a value of type {type(obj).__qualname__} as JSON; "
+        "pass JSON types, datetime, UUID, Decimal, bytes, enums, dataclasses or pydantic "
+        'models, or opt in to pickle with App(..., serializer="pickle")'
+    )
+
+
+def _decode_tagged(tag: str, v: Any) -> Any:  # noqa: C901, PLR0911 - one flat type switch
+    if tag == "tuple":
+        return tuple(v)
+    if tag == "set":
+        return set(v)
+    if tag == "frozenset":
+        return frozenset(v)
+    if tag == "dict":
+        return {_hashable(k): val for k, val in v}
+    if tag == "bytes":
+        return base64.b64decode(v)
+    if tag == "datetime":
+        return dt.datetime.fromisoformat(v)
+    if tag == "date":
+        return dt.date.fromisoformat(v)
+    if tag == "time":
+        return dt.time.fromisoformat(v)
+    if tag == "timedelta":
+        return dt.timedelta(seconds=v)
+    if tag == "uuid":
+        return uuid.UUID(hex=v)
+    if tag == "decimal":
+        return decimal.Decimal(v)
+    if tag == "float":
+        return float(v)
+    if tag == "enum":
+        return _find_class(v[0])(v[1])
+    if tag == "pydantic":
+        cls = _find_class(v[0])
+        if not issubclass(cls, BaseModel):
+            raise SerializationError(f"cannot decode {v[0]}: not a pydantic model")
+        return cls.model_validate(v[1])
+    if tag == "dataclass":
+        cls = _find_class(v[0])
+        if not dataclasses.is_dataclass(cls):
+            raise SerializationError(f"cannot decode {v[0]}: not a dataclass")
+        return cls(**v[1])
+    raise SerializationError(f"unknown tag {tag!r} in stored data")
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def _object_hook(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_TAG)
+    if tag is None or len(obj) != 2 or "v" not in obj:
+        return obj
+    return _decode_tagged(tag, obj["v"])
+
+
+def to_json_tree(value: Any, where: str = "value") -> Any:
+    """``value`` as plain JSON data (tagged types applied); names ``where`` in errors."""
+    return _encode(value, where)
+
+
+def from_json_tree(tree: Any) -> Any:
+    """Inverse of :func:`to_json_tree` for data already parsed by ``json.loads``."""
+    if isinstance(tree, dict):
+        decoded = {k: from_json_tree(v) for k, v in tree.items()}
+        return _object_hook(decoded)
+    if isinstance(tree, list):
+        return [from_json_tree(x) for x in tree]
+    return tree
+
+
+class JsonSerializer:
+    """JSON with the tagged types listed in the module docstring. The default."""
+
+    name = "json"
+
+    def dumps(self, value: Any) -> str:
+        """Encode ``value`` to compact JSON (keys kept in the caller's order)."""
+        return json.dumps(_encode(value, "value"), separators=(",", ":"), allow_nan=False)
+
+    def dumps_named(self, value: Any, where: str) -> str:
+        """Like :meth:`dumps`, naming ``where`` (e.g. an argument) in any error."""
+        return json.dumps(_encode(value, where), separators=(",", ":"), allow_nan=False)
+
+    def loads(self, text: str) -> Any:
+        """Decode JSON written by :meth:`dumps`."""
+        return json.loads(text, object_hook=_object_hook)
+
+
+class PickleSerializer:
+    """Pickle, base64-wrapped. Unsafe with an untrusted store: see the module docstring."""
+
+    name = "pickle"
+
+    def dumps(self, value: Any) -> str:
+        """Pickle ``value`` and wrap it in base64 text."""
+        try:
+            return base64.b64encode(pickle.dumps(value, protocol=5)).decode("ascii")
+        except Exception as exc:
+            raise SerializationError(f"cannot pickle {type(value).__qualname__}: {exc}") from exc
+
+    def dumps_named(self, value: Any, where: str) -> str:
+        """Like :meth:`dumps`, naming ``where`` in any error."""
+        try:
+            return self.dumps(value)
+        except SerializationError as exc:
+            raise SerializationError(f"{where}: {exc}") from exc
+
+    def loads(self, text: str) -> Any:
+        """Unpickle: runs code chosen by whoever wrote ``text``."""
+        return pickle.loads(base64.b64decode(text))  # noqa: S301 - explicit opt-in only
+
+
+def get_serializer(name: str) -> JsonSerializer | PickleSerializer:
+    """Return the serializer called ``name`` (``json`` or ``pickle``)."""
+    if name == "json":
+        return JsonSerializer()
+    if name == "pickle":
+        return PickleSerializer()
+    raise SerializationError(f"unknown serializer {name!r}; use 'json' or 'pickle'")

@@ -1,0 +1,58 @@
+"""All settings, as one typed model read from the environment at the edge.
+
+The CLI and ``App`` read :class:`Settings` once (environment prefix ``KUBENENC_``, nested
+groups with ``__``: ``KUBENENC_WORKER__CONCURRENCY=4``) and pass the parts down; nothing
+below reads the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["process", "thread", "async"]
+
+
+class WorkerSettings(BaseModel):
+    """How a worker runs."""
+
+    concurrency: int = Field(default=0, ge=0, description="Running slots; 0: one per CPU core.")
+    mode: Mode = Field(default="process", description="Execution pool: process, thread, async.")
+    pool: str = Field(default="default", description="The worker pool whose queue it claims.")
+    heartbeat_interval: float = Field(default=1.0, gt=0, description="Seconds between beats.")
+    heartbeat_timeout: float = Field(
+        default=5.0, gt=0, description="A worker silent this long is dead; its work is handed back."
+    )
+    max_lost: int = Field(
+        default=3, ge=0, description="Times an invocation may be handed back before FAILED."
+    )
+    drain_grace: float = Field(
+        default=25.0, ge=0, description="On SIGTERM, seconds to finish running work."
+    )
+    poll_interval: float = Field(
+        default=0.02, gt=0, description="Longest idle sleep between claims, in seconds."
+    )
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve /healthz, /readyz, /metrics here."
+    )
+    http_host: str = Field(default="0.0.0.0", description="Address of the HTTP endpoint.")  # noqa: S104
+
+
+class Settings(BaseSettings):
+    """Every setting of kubenenc. ``Settings()`` reads ``KUBENENC_*`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KUBENENC_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    backend: str = Field(
+        default="sqlite:///kubenenc.db",
+        description="Backend URL: sqlite:///path.db, memory://, redis://..., mongodb://...",
+    )
+    serializer: Literal["json", "pickle"] = Field(
+        default="json",
+        description="pickle lets anyone who can write to the backend run code in workers.",
+    )
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)

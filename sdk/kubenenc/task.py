@@ -1,0 +1,311 @@
+"""Tasks: plain functions made callable as invocations.
+
+Options are split in two, never mixed with the task's own arguments:
+
+- *task options*, fixed at decoration (:class:`TaskOptions`); an unknown one is refused
+  there, with the list of known ones;
+- *call options*, per call through ``task.with_options(...)`` (:class:`CallOptions`).
+
+Arguments are bound to the signature and serialized at the call, so a wrong argument fails
+in the caller, not later in a worker.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from kubenenc import context
+from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from kubenenc.errors import ConfigurationError, RegistrationRejected, SerializationError
+from kubenenc.ids import InvocationId, TaskId, new_invocation_id
+from kubenenc.invocation import Invocation, InvocationGroup
+from kubenenc.records import NewInvocation, RegisterKind
+from kubenenc.serializers import to_json_tree
+
+if TYPE_CHECKING:
+    from kubenenc.app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_DISPLAY_LIMIT = 160
+_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Options fixed when a function is decorated with ``@app.task(...)``."""
+
+    retries: int = 0
+    """Extra tries after a failure whose exception is an instance of ``retry_on``."""
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: float = 1.0
+    """First retry delay in seconds; doubles per try, with jitter (see kubenenc.retry)."""
+    max_backoff: float = 300.0
+    timeout: float | None = None
+    """Seconds one try may run before it fails with TaskTimeout."""
+    priority: int = 0
+    """Higher runs first (after invocations that others are waiting on)."""
+    pool: str = "default"
+    concurrency: ConcurrencyPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, not {self.timeout}")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ConfigurationError("backoff and max_backoff must be >= 0")
+        if not self.pool:
+            raise ConfigurationError("pool must be a non-empty name")
+        for exc_type in self.retry_on:
+            if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+                raise ConfigurationError(f"retry_on holds {exc_type!r}, not an exception class")
+        if self.concurrency is not None and not isinstance(self.concurrency, ConcurrencyPolicy):
+            raise ConfigurationError("concurrency must be a kubenenc.ConcurrencyPolicy")
+
+
+TASK_OPTION_NAMES = frozenset(TaskOptions.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Options of one call, given with ``task.with_options(...)``."""
+
+    priority: int | None = None
+    pool: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    depends_on: tuple[InvocationId, ...] = field(default=())
+
+
+CALL_OPTION_NAMES = frozenset(CallOptions.__dataclass_fields__)
+
+
+def make_options(task_name: str, options: Mapping[str, Any]) -> TaskOptions:
+    """Build :class:`TaskOptions`, refusing unknown names with the list of known ones."""
+    unknown = sorted(set(options) - TASK_OPTION_NAMES)
+    if unknown:
+        raise ConfigurationError(
+            f"task {task_name}: unknown option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(TASK_OPTION_NAMES))}"
+        )
+    values = dict(options)
+    if isinstance(values.get("retry_on"), type):
+        values["retry_on"] = (values["retry_on"],)
+    elif "retry_on" in values:
+        values["retry_on"] = tuple(values["retry_on"])
+    return TaskOptions(**values)
+
+
+def task_id_of(func: Callable[..., Any]) -> TaskId:
+    """``module.qualname``, refusing functions a worker could not import by name."""
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", "")
+    if module in (None, "__main__"):
+        raise ConfigurationError(
+            f"task {qualname!r} is defined in __main__; workers import tasks by module name, "
+            "so define it in an importable module (e.g. tasks.py) and import it from there"
+        )
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise ConfigurationError(
+            f"task {module}.{qualname} is not defined at module level; workers import tasks "
+            "by name, so define it at the top level of its module"
+        )
+    return TaskId(f"{module}.{qualname}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Task(Generic[P, R]):
+    """A function registered with an :class:`~kubenenc.app.App`; calling it registers an
+    invocation and returns an :class:`~kubenenc.invocation.Invocation` at once."""
+
+    def __init__(self, app: App, func: Callable[P, R], options: TaskOptions) -> None:
+        self.app = app
+        self.func = func
+        self.options = options
+        self.id = task_id_of(func)
+        self.name = func.__qualname__
+        self.signature = inspect.signature(func)
+        self.is_async = inspect.iscoroutinefunction(func)
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+        self._check_key_names()
+
+    def _check_key_names(self) -> None:
+        policy = self.options.concurrency
+        if policy is None or policy.key is None:
+            return
+        missing = [k for k in policy.key if k not in self.signature.parameters]
+        if missing:
+            raise ConfigurationError(
+                f"task {self.id}: concurrency key names {', '.join(missing)}, which the "
+                f"function does not take; its arguments: {', '.join(self.signature.parameters)}"
+            )
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
+        return self._submit([(args, kwargs)], CallOptions())[0]
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
+        """The same as calling the task."""
+        return self._submit([(args, kwargs)], CallOptions())[0]
+
+    def with_options(
+        self,
+        *,
+        priority: int | None = None,
+        pool: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        depends_on: Iterable[Invocation[Any] | str] = (),
+    ) -> BoundCall[P, R]:
+        """A caller of this task with per-call options; the task's arguments stay apart."""
+        deps = tuple(InvocationId(d.id if isinstance(d, Invocation) else d) for d in depends_on)
+        options = CallOptions(priority, pool, timeout, retries, deps)
+        if options.timeout is not None and options.timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, not {options.timeout}")
+        return BoundCall(self, options)
+
+    def parallelize(
+        self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any]
+    ) -> InvocationGroup[R]:
+        """Register many calls in batches: each item is a tuple of positional arguments, a
+        mapping of keyword arguments, or a single positional argument."""
+        return InvocationGroup(self.app, self._submit(_as_calls(calls), CallOptions()))
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the plain function here, bypassing the backend (for tests and debugging)."""
+        return self.func(*args, **kwargs)
+
+    # -- building invocations ----------------------------------------------------------------
+
+    def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def _new(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call: CallOptions
+    ) -> NewInvocation:
+        arguments = self._bind(args, kwargs)
+        tree: dict[str, Any] = {}
+        for name, value in arguments.items():
+            try:
+                tree[name] = to_json_tree(value, f"{self.name}() argument {name!r}")
+            except SerializationError:
+                if self.app.serializer.name == "json":
+                    raise
+                tree[name] = repr(value)
+        if self.app.serializer.name == "json":
+            text = json.dumps(tree, separators=(",", ":"))
+        else:
+            text = self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
+        shown = ", ".join(_short(v) for v in tree.values())
+        display = f"{self.name}({shown})"
+        if len(display) > _DISPLAY_LIMIT:
+            display = display[: _DISPLAY_LIMIT - 4] + "...)"
+        opts = self.options
+        policy = opts.concurrency
+        ctx = context.current.get()
+        return NewInvocation(
+            id=new_invocation_id(),
+            app=self.app.name,
+            task=self.id,
+            args=text,
+            call_key=call_key(self.id, tree),
+            display=display,
+            pool=call.pool or opts.pool,
+            priority=opts.priority if call.priority is None else call.priority,
+            max_retries=opts.retries if call.retries is None else call.retries,
+            timeout=call.timeout or opts.timeout,
+            running_key=running_key(policy, self.id, tree),
+            running_limit=policy.running_limit if policy else None,
+            registration_key=registration_key(policy, self.id, tree),
+            registration=policy.registration if policy else "allow",
+            depends_on=call.depends_on,
+            parent=ctx.invocation_id if ctx is not None else None,
+            serializer=self.app.serializer.name,
+        )
+
+    def _submit(
+        self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
+    ) -> list[Invocation[R]]:
+        new = [self._new(a, k, call) for a, k in calls]
+        out: list[Invocation[R]] = []
+        rejected: list[tuple[NewInvocation, InvocationId]] = []
+        backend = self.app.backend
+        for start in range(0, len(new), _BATCH):
+            chunk = new[start : start + _BATCH]
+            for item, res in zip(chunk, backend.register(chunk, time.time()), strict=True):
+                if res.kind is RegisterKind.REJECTED:
+                    rejected.append((item, res.id))
+                out.append(Invocation(self.app, res.id))
+        if rejected:
+            item, existing = rejected[0]
+            raise RegistrationRejected(
+                f"{item.display} refused: invocation {existing} with the same concurrency key "
+                f"is not final yet (registration='reject'); {len(rejected)} call(s) refused",
+                existing,
+            )
+        return out
+
+
+class BoundCall(Generic[P, R]):
+    """A task with call options attached, from :meth:`Task.with_options`."""
+
+    def __init__(self, task: Task[P, R], options: CallOptions) -> None:
+        self.task = task
+        self.options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
+        return self.task._submit([(args, kwargs)], self.options)[0]
+
+    def parallelize(
+        self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any]
+    ) -> InvocationGroup[R]:
+        """:meth:`Task.parallelize` with these call options."""
+        return InvocationGroup(self.task.app, self.task._submit(_as_calls(calls), self.options))
+
+    def with_options(self, **changes: Any) -> BoundCall[P, R]:
+        """More call options on top of these."""
+        unknown = sorted(set(changes) - CALL_OPTION_NAMES)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown call option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(CALL_OPTION_NAMES))}"
+            )
+        if "depends_on" in changes:
+            changes["depends_on"] = tuple(
+                InvocationId(d.id if isinstance(d, Invocation) else d)
+                for d in changes["depends_on"]
+            )
+        return BoundCall(self.task, replace(self.options, **changes))
+
+
+def _as_calls(
+    calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any],
+) -> list[tuple[tuple[Any, ...], Mapping[str, Any]]]:
+    out: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = []
+    for item in calls:
+        if isinstance(item, tuple):
+            out.append((item, {}))
+        elif isinstance(item, Mapping):
+            out.append(((), item))
+        else:
+            out.append(((item,), {}))
+    return out
