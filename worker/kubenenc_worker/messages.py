@@ -1,0 +1,63 @@
+"""Messages between executors and the worker loop.
+
+Executors never call the backend for lifecycle steps; they report to the worker loop, which
+batches claims and finishes and is the only place that pauses and resumes. That keeps slot
+accounting in one thread and lets every mode (thread, process, async) share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kubenenc.errors import CycleDetectedError, InvocationCancelled
+from kubenenc.ids import InvocationId
+from kubenenc.waitgraph import format_loop
+
+from kubenenc_worker.execution import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """An execution ended (``result`` says how)."""
+
+    result: RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRequest:
+    """A running invocation wants to wait until ``targets`` are final."""
+
+    id: InvocationId
+    targets: tuple[InvocationId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitReply:
+    """The worker's answer to a :class:`WaitRequest`.
+
+    ``ready``: go on (targets final, or resumed after a pause). ``cycle``: raise
+    CycleDetectedError with ``loop``. ``gone``: this invocation was cancelled, failed or handed
+    back meanwhile; stop.
+    """
+
+    kind: str
+    loop: tuple[str, ...] = ()
+
+
+READY = WaitReply("ready")
+GONE = WaitReply("gone")
+
+
+def raise_for(reply: WaitReply, id: InvocationId, targets: Sequence[InvocationId]) -> None:
+    """Turn a reply into the exception a task sees, or return for ``ready``."""
+    if reply.kind == "cycle":
+        raise CycleDetectedError(format_loop(reply.loop))
+    if reply.kind == "gone":
+        raise InvocationCancelled(
+            f"invocation {id} is no longer running on this worker (cancelled, failed or "
+            "handed back) while it waited"
+        )
+
+
+Event = Done | WaitRequest

@@ -1,0 +1,433 @@
+"""The worker loop: claim, run, pause, resume, finish — with heartbeats and a graceful drain.
+
+One thread owns the lifecycle: it claims as many invocations as it has free slots, starts
+them on the executor, and handles what executors report. A wait request becomes a backend
+``pause`` (with its cycle check); a paused execution keeps its thread or process but not its
+slot, which is what lets a single slot complete a chain of any depth. Paused executions
+whose targets are final are resumed before anything new is claimed. Finishes are written in
+batches, and kept until written, so a backend outage delays them but loses nothing.
+
+A second thread beats the heart and, with embedded backends, acts as the enforcer: it hands
+back the work of workers that stopped beating (every worker may do it; it is atomic).
+
+SIGTERM (or :meth:`Worker.stop`) drains: no more claims, running work gets ``drain_grace``
+seconds, whatever is left is handed back to the queue, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from kubenenc.app import App
+from kubenenc.errors import ConfigurationError, TaskTimeout
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.outcomes import error_info
+from kubenenc.records import InvocationRecord, Outcome, OutcomeKind, PauseKind, WorkerInfo
+from kubenenc.retry import backoff_delay
+from kubenenc.settings import WorkerSettings
+from kubenenc.status import Status
+
+from kubenenc_worker.execution import RunPayload, RunResult
+from kubenenc_worker.executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
+from kubenenc_worker.http import serve
+from kubenenc_worker.messages import GONE, READY, Done, Event, WaitReply, WaitRequest
+from kubenenc_worker.metrics import Metrics
+
+log = logging.getLogger("kubenenc.worker")
+
+
+def new_worker_id() -> WorkerId:
+    """``host:pid:random``, unique per start."""
+    return WorkerId(f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
+
+
+@dataclass(slots=True)
+class _Active:
+    rec: InvocationRecord
+    started: float
+    deadline: float | None
+    paused_at: float = 0.0
+    targets: set[InvocationId] = field(default_factory=set)
+    final: set[InvocationId] = field(default_factory=set)
+
+
+def _app_path(app: App) -> str:
+    for name, module in list(sys.modules.items()):
+        if name != "__main__" and getattr(module, "__dict__", None):
+            for attr, value in list(vars(module).items()):
+                if value is app:
+                    return f"{name}:{attr}"
+    raise ConfigurationError(
+        f"process mode needs the app as module:attr; cannot find where {app!r} is defined"
+    )
+
+
+class Worker:
+    """Runs invocations of ``app`` from one pool. Use :meth:`run` (blocking) or
+    :meth:`start` (background thread, for tests and the demo), then :meth:`stop`."""
+
+    def __init__(
+        self,
+        app: App,
+        settings: WorkerSettings | None = None,
+        *,
+        app_path: str | None = None,
+        backend_url: str | None = None,
+        worker_id: WorkerId | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings or WorkerSettings()
+        self.id = worker_id or new_worker_id()
+        self.slots = self.settings.concurrency or os.cpu_count() or 1
+        self.pool = self.settings.pool
+        if backend_url is not None:
+            self.app.backend_url = backend_url
+        self.backend = app.backend
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.metrics = Metrics()
+        self.running: dict[InvocationId, _Active] = {}
+        self.paused: dict[InvocationId, _Active] = {}
+        self._outcomes: list[tuple[Outcome, float]] = []
+        self._stop = threading.Event()
+        self._drain_deadline: float | None = None
+        self._done = threading.Event()
+        self._tick = time.monotonic()
+        self._backend_ok = False
+        self._thread: threading.Thread | None = None
+        self._heart: threading.Thread | None = None
+        mode = self.settings.mode
+        if mode == "process" and not type(self.backend).shared_across_processes:
+            raise ConfigurationError(
+                f"the {type(self.backend).__name__} lives in one process, so process mode "
+                "cannot share it; use --mode thread or async, or a sqlite/redis/mongodb backend"
+            )
+        self._app_path = app_path if app_path else (_app_path(app) if mode == "process" else "")
+        self.executor: Executor = self._make_executor()
+
+    def _make_executor(self) -> Executor:
+        mode = self.settings.mode
+        if mode == "thread":
+            return ThreadExecutor(self.app, self.events)
+        if mode == "async":
+            return AsyncExecutor(self.app, self.events)
+        return ProcessExecutor(self._app_path, self.app.backend_url, self.events, self.slots)
+
+    # -- public control ------------------------------------------------------------------------
+
+    def start(self) -> Worker:
+        """Run in a background thread; returns at once."""
+        self._thread = threading.Thread(target=self.run, name="kubenenc-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, grace: float | None = None, wait: bool = True) -> None:
+        """Drain: stop claiming, give running work ``grace`` seconds (default from settings),
+        hand back the rest."""
+        grace = self.settings.drain_grace if grace is None else grace
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + grace
+        self._stop.set()
+        self.events.put(Done(RunResult(InvocationId(""))))  # wake the loop
+        if wait:
+            self._done.wait()
+            if self._thread is not None:
+                self._thread.join()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT drain; a second SIGINT hands back at once."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if self._stop.is_set() and signum == signal.SIGINT:
+                self._drain_deadline = time.monotonic()
+            log.info("signal %s: draining (grace %.0f s)", signum, self.settings.drain_grace)
+            self.stop(wait=False)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Work until stopped; returns after the drain."""
+        server = None
+        try:
+            self._beat()
+            self._heart = threading.Thread(target=self._heartbeat_loop, name="kubenenc-heart", daemon=True)
+            self._heart.start()
+            if self.settings.http_port is not None:
+                server = serve(
+                    self.settings.http_host, self.settings.http_port, self._alive, self._ready,
+                    lambda: self.metrics.render(self.pool),
+                )  # fmt: skip
+            log.info("worker %s: pool %s, %d slots, %s mode", self.id, self.pool, self.slots,
+                     self.settings.mode)  # fmt: skip
+            self._loop()
+        finally:
+            self._shutdown()
+            if server is not None:
+                server.shutdown()
+            self._done.set()
+
+    def _loop(self) -> None:
+        idle = 0.0005
+        last_check = time.monotonic()
+        while True:
+            self._tick = time.monotonic()
+            try:
+                progressed = self._step()
+                if self._tick - last_check >= self.settings.heartbeat_interval:
+                    last_check = self._tick
+                    self._check_held()
+                self._backend_ok = True
+            except Exception:
+                self._backend_ok = False
+                log.exception("backend step failed; retrying")
+                progressed = False
+                idle = min(max(idle * 2, 0.1), 5.0)
+            if self._stop.is_set():
+                if not self.running and not self.paused and not self._outcomes:
+                    return
+                if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
+                    self._hand_back_all()
+                    return
+            if progressed:
+                idle = 0.0005
+                continue
+            try:
+                event = self.events.get(timeout=idle)
+                self._handle(event)
+                idle = 0.0005
+            except queue.Empty:
+                idle = min(idle * 2, self.settings.poll_interval)
+
+    def _step(self) -> bool:
+        progressed = False
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(event)
+            progressed = True
+        progressed |= self._flush()
+        self._expire()
+        if self.paused and self._free() > 0:
+            progressed |= self._resume()
+        if not self._stop.is_set() and self._free() > 0:
+            progressed |= self._claim()
+        self.metrics.set_load(len(self.running), len(self.paused), self.slots)
+        return progressed
+
+    def _free(self) -> int:
+        return self.slots - len(self.running)
+
+    def _claim(self) -> bool:
+        claimed = self.backend.claim(self.pool, self.id, self._free(), time.time())
+        if not claimed:
+            return False
+        self.metrics.add_claimed(len(claimed))
+        now = time.monotonic()
+        for rec in claimed:
+            deadline = now + rec.timeout if rec.timeout else None
+            self.running[rec.id] = _Active(rec, now, deadline)
+            self.executor.start(RunPayload(rec.id, rec.task, rec.args, rec.serializer))
+        return True
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, WaitRequest):
+            self._on_wait(event)
+        elif event.result.id:
+            self._on_done(event.result)
+
+    def _on_wait(self, request: WaitRequest) -> None:
+        active = self.running.get(request.id)
+        if active is None:
+            self.executor.reply(request.id, GONE)
+            return
+        result = self.backend.pause(request.id, self.id, request.targets, time.time())
+        if result.kind is PauseKind.READY:
+            self.executor.reply(request.id, READY)
+        elif result.kind is PauseKind.CYCLE:
+            self.executor.reply(request.id, WaitReply("cycle", result.loop))
+        elif result.kind is PauseKind.GONE:
+            self.executor.reply(request.id, GONE)
+        else:
+            del self.running[request.id]
+            active.paused_at = time.monotonic()
+            active.targets = set(request.targets)
+            active.final = set()
+            self.paused[request.id] = active
+
+    def _resume(self) -> bool:
+        unknown = list({t for a in self.paused.values() for t in a.targets - a.final})
+        final: set[InvocationId] = set()
+        if unknown:
+            for target, rec in zip(unknown, self.backend.get_many(unknown), strict=True):
+                if rec is None or rec.is_final:
+                    final.add(target)
+        ready = []
+        for pid, active in self.paused.items():
+            active.final |= final & active.targets
+            if active.final >= active.targets:
+                ready.append(pid)
+        if not ready:
+            return False
+        result = self.backend.resume(ready, self.id, self._free(), time.time())
+        now = time.monotonic()
+        for pid in result.resumed:
+            active = self.paused.pop(pid)
+            if active.deadline is not None:
+                active.deadline += now - active.paused_at
+            self.running[pid] = active
+            self.executor.reply(pid, READY)
+        for pid in result.gone:
+            self.paused.pop(pid, None)
+            self.executor.reply(pid, GONE)
+        return bool(result.resumed or result.gone)
+
+    def _on_done(self, result: RunResult) -> None:
+        active = self.running.pop(result.id, None)
+        if active is None:
+            return
+        rec = active.rec
+        elapsed = time.monotonic() - active.started
+        now = time.time()
+        if result.error is None:
+            outcome = Outcome(rec.id, OutcomeKind.SUCCESS, result=result.result)
+        elif result.retryable and rec.attempt < rec.max_retries:
+            outcome = Outcome(
+                rec.id, OutcomeKind.RETRY, error=result.error,
+                retry_at=now + self._backoff(rec), reason=result.error.type.rsplit(".", 1)[-1],
+            )  # fmt: skip
+        else:
+            outcome = Outcome(
+                rec.id, OutcomeKind.FAILED, error=result.error,
+                reason=result.error.type.rsplit(".", 1)[-1],
+            )  # fmt: skip
+        self._outcomes.append((outcome, elapsed))
+
+    def _backoff(self, rec: InvocationRecord) -> float:
+        try:
+            options = self.app.get_task(rec.task).options
+        except LookupError:
+            return backoff_delay(rec.attempt + 1, 1.0, 300.0)
+        return backoff_delay(rec.attempt + 1, options.backoff, options.max_backoff)
+
+    def _flush(self) -> bool:
+        if not self._outcomes:
+            return False
+        batch = self._outcomes
+        self.backend.finish([o for o, _ in batch], self.id, time.time())
+        self._outcomes = []
+        for outcome, elapsed in batch:
+            status = {
+                OutcomeKind.SUCCESS: Status.SUCCESS, OutcomeKind.FAILED: Status.FAILED,
+                OutcomeKind.RETRY: Status.RETRY, OutcomeKind.HANDED_BACK: Status.PENDING,
+            }[outcome.kind]  # fmt: skip
+            self.metrics.observe(status.value, elapsed)
+        return True
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for id, active in list(self.running.items()):
+            if active.deadline is not None and now >= active.deadline:
+                timeout = active.rec.timeout
+                self.executor.abort(id)
+                error = error_info(TaskTimeout(f"{active.rec.display} ran past {timeout} s"))
+                retryable = active.rec.attempt < active.rec.max_retries
+                self._on_done(RunResult(id, error=error, retryable=retryable))
+
+    def _check_held(self) -> None:
+        """Stop executions whose invocation was cancelled, failed or handed back elsewhere."""
+        ids = [*self.running, *self.paused]
+        if not ids:
+            return
+        for id, rec in zip(ids, self.backend.get_many(ids), strict=True):
+            ours = rec is not None and rec.worker == self.id
+            if id in self.running and not (ours and rec is not None and rec.status is Status.RUNNING):
+                log.info("invocation %s is no longer running here; stopping it", id)
+                del self.running[id]
+                self.executor.abort(id)
+            elif id in self.paused and not (ours and rec is not None and rec.status is Status.PAUSED):
+                del self.paused[id]
+                self.executor.reply(id, GONE)
+
+    def _hand_back_all(self) -> None:
+        running = list(self.running)
+        for id in running:
+            self.executor.abort(id)
+            self._outcomes.append((Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"), 0.0))
+        self.running.clear()
+        try:
+            self._flush()
+        except Exception:
+            log.exception("could not hand back %d invocations; recovery will", len(running))
+        if self.paused:
+            for id in list(self.paused):
+                self.executor.reply(id, GONE)
+            self.paused.clear()
+            # Paused work can only go back through recovery: forget ourselves, then recover.
+            try:
+                self.backend.unregister_worker(self.id)
+                self.backend.recover(time.time(), self.settings.heartbeat_timeout,
+                                     self.settings.max_lost)  # fmt: skip
+            except Exception:
+                log.exception("could not hand back paused work; other workers will recover it")
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        try:
+            self.executor.close(timeout=5.0)
+        except Exception:
+            log.exception("executor did not close cleanly")
+        try:
+            self.backend.unregister_worker(self.id)
+        except Exception:
+            log.warning("could not unregister worker %s", self.id)
+
+    # -- heartbeat and enforcer -------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        info = WorkerInfo(
+            self.id, self.pool, self.slots, len(self.running), len(self.paused), time.time(),
+            socket.gethostname(),
+        )  # fmt: skip
+        self.backend.heartbeat(info)
+
+    def _heartbeat_loop(self) -> None:
+        delay = self.settings.heartbeat_interval
+        while not self._done.wait(delay):
+            if self._stop.is_set() and not self.running and not self.paused:
+                return
+            try:
+                self._beat()
+                lost = self.backend.recover(
+                    time.time(), self.settings.heartbeat_timeout, self.settings.max_lost
+                )
+                if lost:
+                    log.warning("handed back %d invocation(s) of silent workers", len(lost))
+                delay = self.settings.heartbeat_interval
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+                delay = min(delay * 2, self.settings.heartbeat_timeout / 2)
+
+    def _alive(self) -> bool:
+        return time.monotonic() - self._tick < max(30.0, 10 * self.settings.poll_interval)
+
+    def _ready(self) -> bool:
+        return self._backend_ok and not self._stop.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        """Running and paused counts (for tests and the demo)."""
+        return {"running": len(self.running), "paused": len(self.paused), "slots": self.slots}
