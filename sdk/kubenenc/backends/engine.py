@@ -281,7 +281,8 @@ class Engine:
             if dependent is None or dependent.status is not Status.WAITING_DEPENDENCIES:
                 continue
             if rec.status is Status.SUCCESS:
-                deps = [t.get(d) for d in dependent.depends_on]
+                # ``rec`` is not saved yet: read it from here, not from the store.
+                deps = [rec if d == rec.id else t.get(d) for d in dependent.depends_on]
                 if all(d is not None and d.status is Status.SUCCESS for d in deps):
                     move(dependent, Status.PENDING, now, reason="dependencies succeeded")
                     t.put(dependent)
@@ -413,14 +414,14 @@ class Engine:
     def _hand_back(
         self, rec: InvocationRecord, now: float, max_lost: int, holder: WorkerId
     ) -> None:
-        self._release_slot(rec)
         rec.lost += 1
         if rec.lost > max_lost:
             message = f"worker {holder} stopped heartbeating; lost {rec.lost} times"
-            self._abort(
+            self._abort(  # releases the slot itself
                 rec, Status.FAILED, now, ErrorInfo(error_path(WorkerLost), message), "WorkerLost"
             )
             return
+        self._release_slot(rec)
         for target_id in self.txn.targets_of(rec.id):
             target = self.txn.get(target_id)
             if target is not None and not target.is_final:
