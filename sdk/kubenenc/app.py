@@ -65,6 +65,20 @@ class App:
                     self._backend_obj = open_backend(self.backend_url)
         return self._backend_obj
 
+    def configure(self, backend: str | Backend) -> None:
+        """Point the app at another backend (URL or object), closing the current one.
+
+        For programs and tests that import a module-level App and choose the backend later.
+        """
+        with self._lock:
+            if self._backend_obj is not None:
+                self._backend_obj.close()
+            if isinstance(backend, str):
+                self._backend_obj = None
+                self.backend_url = backend
+            else:
+                self._backend_obj = backend
+
     def close(self) -> None:
         """Close the backend's connections (it reopens on next use)."""
         with self._lock:

@@ -51,3 +51,14 @@ def open_backend(url: str) -> Backend:
             f"backend URL {url!r} has no scheme; use e.g. sqlite:///kubenenc.db or memory://"
         )
     return backend_class(scheme).from_url(url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe to log or print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()

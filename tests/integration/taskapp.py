@@ -1,0 +1,140 @@
+"""Tasks used by the worker integration tests. Worker subprocesses import this module as
+``tests.integration.taskapp:app``; its backend comes from KUBENENC_BACKEND (or
+``app.configure`` in-process)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from kubenenc import App, ConcurrencyPolicy
+
+app = App("itest")
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@app.task
+def chain(n: int) -> int:
+    """Each level waits on the next: depth n needs n paused waiters."""
+    return 0 if n == 0 else chain(n - 1).result() + 1
+
+
+@app.task
+def child(i: int) -> int:
+    return i * 2
+
+
+@app.task
+def parent(n: int) -> int:
+    """Fan-out to n children, one pause for all of them."""
+    return sum(child.parallelize(range(n)).results())
+
+
+@app.task
+def sequential_parent(n: int) -> int:
+    """Waits on n children one after the other: n pauses and resumes."""
+    return sum(child(i).result() for i in range(n))
+
+
+@app.task
+def ping(n: int) -> int:
+    return pong(n).result()
+
+
+@app.task
+def pong(n: int) -> int:
+    return ping(n).result()
+
+
+@app.task(concurrency=ConcurrencyPolicy(registration="dedupe"))
+def dd_ping(n: int) -> int:
+    return dd_pong(n).result()
+
+
+@app.task(concurrency=ConcurrencyPolicy(registration="dedupe"))
+def dd_pong(n: int) -> int:
+    return dd_ping(n).result()
+
+
+@app.task
+def selfwait(n: int) -> int:
+    return selfwait(n).result()
+
+
+@app.task
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1).result() + fib(n - 2).result()
+
+
+@app.task
+def fire_and_forget(n: int) -> str:
+    """Calls itself without waiting: no cycle (the call is not waited on)."""
+    if n > 0:
+        fire_and_forget(n - 1)
+    return "sent"
+
+
+@app.task(concurrency=ConcurrencyPolicy(running_limit=1, key=("key",)))
+def limited(key: str, i: int, pause: float) -> tuple[float, float, int]:
+    """Returns (start, end, pid) so a test can check that no two runs overlapped."""
+    start = time.time()
+    time.sleep(pause)
+    return (start, time.time(), os.getpid())
+
+
+@app.task(concurrency=ConcurrencyPolicy(running_limit=3))
+def limited3(i: int, pause: float) -> tuple[float, float]:
+    start = time.time()
+    time.sleep(pause)
+    return (start, time.time())
+
+
+@app.task
+def sleepy(seconds: float, marker: str = "") -> str:
+    if marker:
+        with open(marker, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return "slept"
+
+
+@app.task(timeout=0.5)
+def too_slow() -> str:
+    for _ in range(200):
+        time.sleep(0.05)
+    return "finished"
+
+
+@app.task(retries=2, retry_on=(IOError,), backoff=0.01)
+def flaky(marker: str, fail_times: int) -> int:
+    """Fails ``fail_times`` times (counted in a file), then returns the try number."""
+    tries = 1
+    if os.path.exists(marker):
+        with open(marker) as fh:
+            tries = int(fh.read()) + 1
+    with open(marker, "w") as fh:
+        fh.write(str(tries))
+    if tries <= fail_times:
+        raise IOError(f"try {tries} failed")
+    return tries
+
+
+@app.task(retries=3, retry_on=(IOError,))
+def wrong_error() -> None:
+    raise ValueError("not retried: not an IOError")
+
+
+@app.task
+async def async_parent(n: int) -> int:
+    group = child.parallelize(range(n))
+    values = await group.async_results()
+    return sum(values) + await async_leaf(1).async_result()
+
+
+@app.task
+async def async_leaf(x: int) -> int:
+    return x + 1

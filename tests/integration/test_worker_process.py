@@ -1,0 +1,159 @@
+"""The worker as a process: crash recovery, graceful drain, health endpoint, start-up errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubenenc import Status
+from tests.integration import taskapp
+from tests.integration.conftest import ROOT
+from tests.support import free_port
+
+FAST = {"KUBENENC_WORKER__HEARTBEAT_INTERVAL": "0.3", "KUBENENC_WORKER__HEARTBEAT_TIMEOUT": "2"}
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_kill_9_mid_task_runs_it_again_elsewhere(
+    shared_url: str, app_on: Callable[[Any], Any], spawn_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    app_on(shared_url)
+    marker = tmp_path / "starts"
+    inv = taskapp.sleepy(1.0, str(marker))
+    victim = spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=FAST)
+    _wait_for(lambda: inv.status is Status.RUNNING and marker.exists(), 30, "the first run")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    killed_at = time.time()
+    spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=FAST)
+    assert inv.result(timeout=30) == "slept"
+    assert time.time() - killed_at < 10
+    rec = inv.record()
+    assert rec.lost == 1
+    assert len(marker.read_text().split()) == 2  # ran twice: at-least-once
+    assert taskapp.app.counts() == {Status.SUCCESS: 1}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_sigterm_finishes_running_work_and_exits_0(
+    shared_url: str, app_on: Callable[[Any], Any], spawn_worker: Callable[..., Any]
+) -> None:
+    app_on(shared_url)
+    inv = taskapp.sleepy(1.0)
+    proc = spawn_worker(shared_url, "--mode", "thread", "--concurrency", "1")
+    _wait_for(lambda: inv.status is Status.RUNNING, 30, "the run to start")
+    later = taskapp.add(1, 1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert inv.status is Status.SUCCESS
+    assert later.status is Status.PENDING  # not claimed while draining
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_sigterm_hands_back_what_outlives_the_grace(
+    shared_url: str, app_on: Callable[[Any], Any], spawn_worker: Callable[..., Any]
+) -> None:
+    app_on(shared_url)
+    inv = taskapp.sleepy(60.0)
+    env = {"KUBENENC_WORKER__DRAIN_GRACE": "0.5"}
+    proc = spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=env)
+    _wait_for(lambda: inv.status is Status.RUNNING, 30, "the run to start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    rec = inv.record()
+    assert rec.status is Status.PENDING
+    assert rec.history[-1].reason == "drain"
+
+
+@pytest.mark.timeout(60)
+def test_health_ready_and_metrics(
+    shared_url: str, app_on: Callable[[Any], Any], spawn_worker: Callable[..., Any]
+) -> None:
+    app_on(shared_url)
+    port = free_port()
+    spawn_worker(shared_url, "--mode", "thread", "--http-port", str(port))
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    _wait_for(ready, 30, "readiness")
+    assert taskapp.add(2, 2).result(timeout=20) == 4
+    with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(f"{base}/metrics", timeout=2) as r:
+        text = r.read().decode()
+    assert 'kubenenc_worker_claimed_total{pool="default"} 1' in text
+    assert 'kubenenc_worker_finished_total{pool="default",status="SUCCESS"} 1' in text
+    assert "kubenenc_worker_run_seconds_count" in text
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubenenc_worker", *args], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_worker_refuses_an_app_it_cannot_import() -> None:
+    out = _cli("worker", "--app", "no_such_module:app")
+    assert out.returncode == 2
+    assert "cannot import module 'no_such_module'" in out.stderr
+    out = _cli("worker", "--app", "tests.integration.taskapp:nothing")
+    assert out.returncode == 2
+    assert "not a kubenenc.App" in out.stderr or "missing" in out.stderr
+
+
+def test_worker_refuses_an_unreachable_backend(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    out = _cli("worker", "--app", "tests.integration.taskapp:app",
+               "--backend", f"sqlite:///{blocker}/sub/x.db")  # fmt: skip
+    assert out.returncode == 2
+    assert "cannot open SQLite database" in out.stderr
+    out = _cli("worker", "--app", "tests.integration.taskapp:app", "--backend", "nosuch://x")
+    assert out.returncode == 2
+    assert "no backend for URL scheme 'nosuch'" in out.stderr
+
+
+def test_status_and_inspect(shared_url: str, app_on: Callable[[Any], Any],
+                            run_worker: Callable[..., Any]) -> None:  # fmt: skip
+    app_on(shared_url)
+    run_worker()
+    inv = taskapp.add(20, 22)
+    assert inv.result(timeout=20) == 42
+    out = _cli("status", "--backend", shared_url)
+    assert out.returncode == 0, out.stderr
+    assert "SUCCESS" in out.stdout and " 1 " in out.stdout
+    out = _cli("inspect", inv.id, "--backend", shared_url)
+    assert out.returncode == 0, out.stderr
+    assert "add(20, 22)" in out.stdout
+    assert "42" in out.stdout
+    for status in ("REGISTERED", "PENDING", "RUNNING", "SUCCESS"):
+        assert status in out.stdout
+    assert _cli("inspect", "nope", "--backend", shared_url).returncode == 1
