@@ -7,13 +7,14 @@ it before forking.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from kubenenc.backends.contract import Backend
-from kubenenc.backends.registry import open_backend
+from kubenenc.backends.registry import open_backend, redact_url
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.invocation import Invocation
@@ -54,7 +55,8 @@ class App:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<App {self.name} backend={self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__}>"
+        shown = self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__
+        return f"<App {self.name} backend={redact_url(shown)}>"
 
     @property
     def backend(self) -> Backend:
@@ -134,10 +136,8 @@ class App:
         if task is None:
             module = task_id.rpartition(".")[0]
             while module and task is None:
-                try:
+                with contextlib.suppress(ImportError):
                     importlib.import_module(module)
-                except ImportError:
-                    pass
                 task = self.tasks.get(TaskId(task_id))
                 module = module.rpartition(".")[0]
         if task is None:

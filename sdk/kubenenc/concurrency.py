@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 
 Registration = Literal["allow", "dedupe", "reject"]
 
@@ -30,12 +31,13 @@ class ConcurrencyPolicy(BaseModel):
       :class:`~kubenenc.errors.RegistrationRejected`.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, alias_generator=to_camel
+    )
 
     running_limit: int | None = Field(
         default=None,
         ge=1,
-        alias="runningLimit",
         description="At most this many running invocations per key; unset means no limit.",
     )
     key: tuple[str, ...] | None = Field(

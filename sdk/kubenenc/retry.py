@@ -9,13 +9,12 @@ from __future__ import annotations
 import random
 
 
-def backoff_delay(
-    attempt: int, base: float, cap: float, rng: random.Random | None = None
-) -> float:
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Seconds to wait before try ``attempt + 1`` (``attempt`` >= 1 tries done so far).
 
     A random value in ``[0.5, 1] * min(cap, base * 2 ** (attempt - 1))``: always at least half
     the exponential step, so retries never come back immediately.
     """
-    step = min(cap, base * 2 ** max(0, attempt - 1))
-    return step * (0.5 + 0.5 * (rng or random).random())
+    step = min(cap, base * 2.0 ** max(0, attempt - 1))
+    fraction: float = (rng or random).random()
+    return step * (0.5 + 0.5 * fraction)

@@ -39,6 +39,7 @@ import datetime as dt
 import decimal
 import enum
 import json
+import math
 import pickle
 import sys
 import uuid
@@ -93,7 +94,7 @@ def _tag(tag: str, value: Any) -> dict[str, Any]:
 
 def _encode(obj: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat type switch
     if isinstance(obj, _SCALARS) and not isinstance(obj, enum.Enum):
-        if isinstance(obj, float) and obj != obj:  # NaN is not JSON
+        if isinstance(obj, float) and math.isnan(obj):  # NaN is not JSON
             return _tag("float", "nan")
         return obj
     if isinstance(obj, list):
@@ -138,7 +139,7 @@ def _encode(obj: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one 
     )
 
 
-def _decode_tagged(tag: str, v: Any) -> Any:  # noqa: C901, PLR0911 - one flat type switch
+def _decode_tagged(tag: str, v: Any) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat switch
     if tag == "tuple":
         return tuple(v)
     if tag == "set":

@@ -47,9 +47,7 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.REGISTERED: frozenset({Status.PENDING, Status.WAITING_DEPENDENCIES}) | _ABORT,
     Status.WAITING_DEPENDENCIES: frozenset({Status.PENDING}) | _ABORT,
     Status.PENDING: frozenset({Status.RUNNING}) | _ABORT,
-    Status.RUNNING: frozenset(
-        {Status.SUCCESS, Status.RETRY, Status.PAUSED, Status.PENDING}
-    )
+    Status.RUNNING: frozenset({Status.SUCCESS, Status.RETRY, Status.PAUSED, Status.PENDING})
     | _ABORT,
     Status.PAUSED: frozenset({Status.RUNNING, Status.PENDING}) | _ABORT,
     Status.RETRY: frozenset({Status.PENDING}) | _ABORT,

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kubenenc.settings import WorkerSettings
 from kubenenc_worker import Worker
+
 from tests.integration import taskapp
 
 ROOT = Path(__file__).resolve().parents[2]

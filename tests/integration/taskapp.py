@@ -119,7 +119,7 @@ def flaky(marker: str, fail_times: int) -> int:
     with open(marker, "w") as fh:
         fh.write(str(tries))
     if tries <= fail_times:
-        raise IOError(f"try {tries} failed")
+        raise OSError(f"try {tries} failed")
     return tries
 
 

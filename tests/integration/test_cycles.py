@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from kubenenc import CycleDetectedError, Status
 from kubenenc.backends.memory import MemoryBackend
+
 from tests.integration import taskapp
 
 MODES = [("thread", "memory"), ("process", "shared")]

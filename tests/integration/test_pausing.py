@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from kubenenc import Status
 from kubenenc.backends.memory import MemoryBackend
+
 from tests.integration import taskapp
 
 # (mode, backend kind): process mode needs a backend shared across processes.
@@ -54,7 +54,9 @@ def test_recursion_with_other_arguments_is_no_cycle(one_slot: str) -> None:
     assert taskapp.fib(7).result(timeout=100) == 13
 
 
-def test_coroutine_tasks_pause_too(app_on: Callable[[Any], Any], run_worker: Callable[..., Any]) -> None:
+def test_coroutine_tasks_pause_too(
+    app_on: Callable[[Any], Any], run_worker: Callable[..., Any]
+) -> None:
     app_on(MemoryBackend())
     run_worker(mode="async", concurrency=1)
     assert taskapp.async_parent(10).result(timeout=30) == sum(i * 2 for i in range(10)) + 2

@@ -3,21 +3,22 @@ dependencies work end to end."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kubenenc import DependencyFailed, InvocationCancelled, Status, TaskTimeout
 from kubenenc.backends.memory import MemoryBackend
+
 from tests.integration import taskapp
 
 
 def _overlapping(spans: list[tuple[float, float]]) -> int:
     spans = sorted(spans)
-    return sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
+    return sum(1 for a, b in itertools.pairwise(spans) if b[0] < a[1])
 
 
 @pytest.mark.slow
@@ -36,7 +37,9 @@ def test_running_limit_holds_across_four_worker_processes(
 
 
 @pytest.mark.timeout(60)
-def test_running_limit_of_three(app_on: Callable[[Any], Any], run_worker: Callable[..., Any]) -> None:
+def test_running_limit_of_three(
+    app_on: Callable[[Any], Any], run_worker: Callable[..., Any]
+) -> None:
     app_on(MemoryBackend())
     run_worker(mode="thread", concurrency=8)
     spans = taskapp.limited3.parallelize([(i, 0.05) for i in range(18)]).results(timeout=30)
@@ -80,7 +83,7 @@ def test_timeout_fails_the_invocation(
     app_on(shared_url)
     run_worker(mode=mode)
     started = time.time()
-    with pytest.raises(TaskTimeout, match="0.5 s"):
+    with pytest.raises(TaskTimeout, match=r"0\.5 s"):
         taskapp.too_slow().result(timeout=30)
     assert time.time() - started < 10
     assert taskapp.add(1, 1).result(timeout=30) == 2  # the slot was freed
@@ -114,7 +117,10 @@ def test_depends_on(app_on: Callable[[Any], Any], run_worker: Callable[..., Any]
     second = taskapp.add.with_options(depends_on=[first])(3, 4)
     assert second.result(timeout=10) == 7
     rec = second.record()
-    assert Status.WAITING_DEPENDENCIES in [h.status for h in rec.history] or first.status is Status.SUCCESS
+    assert (
+        Status.WAITING_DEPENDENCIES in [h.status for h in rec.history]
+        or first.status is Status.SUCCESS
+    )
     bad = taskapp.wrong_error()
     dependent = taskapp.add.with_options(depends_on=[bad])(1, 1)
     with pytest.raises(DependencyFailed, match="wrong_error"):

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kubenenc import Status
+
 from tests.integration import taskapp
 from tests.integration.conftest import ROOT
 from tests.support import free_port
@@ -115,9 +115,14 @@ def test_health_ready_and_metrics(
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kubenenc_worker", *args], cwd=ROOT, capture_output=True,
-        text=True, timeout=60, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        [sys.executable, "-m", "kubenenc_worker", *args],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_worker_refuses_an_app_it_cannot_import() -> None:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kubenenc.backends.memory import MemoryBackend
 from kubenenc.backends.sqlite import SQLiteBackend
 

@@ -15,16 +15,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
-
 from kubenenc.app import load_app
 from kubenenc.backends.registry import open_backend, redact_url
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import InvocationId
 from kubenenc.settings import Settings
 from kubenenc.status import Status
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,7 +80,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         if v is not None
     }  # fmt: skip
     try:
-        worker_settings = settings.worker.model_validate({**settings.worker.model_dump(), **changes})
+        worker_settings = settings.worker.model_validate(
+            {**settings.worker.model_dump(), **changes}
+        )
     except ValidationError as exc:
         raise ConfigurationError(f"bad worker option: {exc}") from exc
     backend_url = args.backend or os.environ.get("KUBENENC_BACKEND")

@@ -7,6 +7,7 @@ backend, worker and CLI a user would run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -14,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from kubenenc.app import App
+from kubenenc.errors import CycleDetectedError
+from kubenenc.status import Status
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from kubenenc.errors import CycleDetectedError
-from kubenenc.status import Status
 
 ORDERS: list[tuple[str, list[tuple[str, int]]]] = [
     ("ada", [("book", 2), ("pen", 5)]),
@@ -44,11 +45,24 @@ def _start_workers(n: int, url: str, log_dir: Path) -> list[subprocess.Popen[byt
         log = (log_dir / f"worker-{i}.log").open("wb")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "kubenenc_worker", "worker",
-                 "--app", "kubenenc_worker.demo_app:app", "--mode", "thread",
-                 "--concurrency", "2", "--backend", url],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "kubenenc_worker",
+                    "worker",
+                    "--app",
+                    "kubenenc_worker.demo_app:app",
+                    "--mode",
+                    "thread",
+                    "--concurrency",
+                    "2",
+                    "--backend",
+                    url,
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         )
     return procs
 
@@ -64,7 +78,7 @@ def _overlaps(results: list[dict[str, object]]) -> int:
     overlaps = 0
     for spans in by_customer.values():
         spans.sort()
-        overlaps += sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
+        overlaps += sum(1 for a, b in itertools.pairwise(spans) if b[0] < a[1])
     return overlaps
 
 
@@ -78,7 +92,9 @@ def run_demo(backend_url: str | None = None, workers: int = 2) -> int:
 
     demo_app.app.backend_url = url
     app = demo_app.app
-    console.print(f"[bold]kubenenc demo[/bold]: backend {url}, {workers} worker processes x 2 slots")
+    console.print(
+        f"[bold]kubenenc demo[/bold]: backend {url}, {workers} worker processes x 2 slots"
+    )
     procs = _start_workers(workers, url, work)
     started = time.time()
     try:
@@ -115,6 +131,13 @@ def run_demo(backend_url: str | None = None, workers: int = 2) -> int:
             p.wait(30)
     elapsed = time.time() - started
 
+    return _report(console, app, results, elapsed, cycle_ok, cycle_text, url)
+
+
+def _report(
+    console: Console, app: App, results: list[dict[str, object]], elapsed: float,
+    cycle_ok: bool, cycle_text: str, url: str,
+) -> int:  # fmt: skip
     table = Table(title="invocations by task and status")
     table.add_column("task")
     for s in (Status.SUCCESS, Status.FAILED, "retried"):

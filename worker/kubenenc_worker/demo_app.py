@@ -55,7 +55,9 @@ def ship(order_id: int) -> str:
 
 
 @app.task
-def process_order(order_id: int, customer: str, lines: list[tuple[str, int]], marker: str) -> dict[str, object]:
+def process_order(
+    order_id: int, customer: str, lines: list[tuple[str, int]], marker: str
+) -> dict[str, object]:
     """Price every line in parallel, charge the total, ship: the parent pauses twice."""
     total = sum(price_item.parallelize(lines).results())
     receipt = charge(customer, order_id, total, marker).result()

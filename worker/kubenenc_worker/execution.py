@@ -78,7 +78,7 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
             else:
                 value = task.func(**kwargs)
         return RunResult(payload.id, result=app.serializer.dumps(value))
-    except BaseException as exc:  # noqa: BLE001 - every failure is the task's outcome
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit) and task is None:
             raise
         return _failure(payload, task, exc)
@@ -97,5 +97,5 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
         return RunResult(payload.id, result=app.serializer.dumps(value))
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure is the task's outcome
+    except Exception as exc:
         return _failure(payload, task, exc)

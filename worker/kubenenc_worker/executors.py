@@ -104,29 +104,64 @@ class _QueueContext:
 def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     ident = thread.ident
     if ident is not None and thread.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(exc_type)
+        )
 
 
 class ThreadExecutor:
-    """Runs each execution in its own thread of this process."""
+    """Runs each execution on a thread of its own, from a pool of reusable threads.
 
-    def __init__(self, app: App, events: queue.SimpleQueue[Event]) -> None:
+    Starting a thread costs about a millisecond on a loaded machine, more than a no-op task,
+    so finished threads wait for the next execution; a pool that cannot serve one grows.
+    Threads idle for ``idle_timeout`` seconds exit.
+    """
+
+    def __init__(
+        self, app: App, events: queue.SimpleQueue[Event], idle_timeout: float = 30.0
+    ) -> None:
         self.app = app
         self.events = events
         self.boxes = _Boxes()
+        self.idle_timeout = idle_timeout
         self._threads: dict[InvocationId, threading.Thread] = {}
+        self._idle: list[queue.SimpleQueue[RunPayload | None]] = []
+        self._all: list[queue.SimpleQueue[RunPayload | None]] = []
         self._lock = threading.Lock()
 
     def start(self, payload: RunPayload) -> None:
-        ctx = _QueueContext(payload.id, self.events, self.boxes)
-        thread = threading.Thread(
-            target=self._run, args=(payload, ctx), name=f"kubenenc-{payload.id[:8]}", daemon=True
-        )
         with self._lock:
-            self._threads[payload.id] = thread
-        thread.start()
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            with self._lock:
+                self._all.append(inbox)
+            threading.Thread(
+                target=self._serve, args=(inbox,), name="kubenenc-exec", daemon=True
+            ).start()
+        inbox.put(payload)
 
-    def _run(self, payload: RunPayload, ctx: _QueueContext) -> None:
+    def _serve(self, inbox: queue.SimpleQueue[RunPayload | None]) -> None:
+        while True:
+            try:
+                payload = inbox.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:
+                        self._idle.remove(inbox)
+                        self._all.remove(inbox)
+                        return
+                continue  # handed a payload at the last moment: it is already queued
+            if payload is None:
+                return
+            self._run(payload)
+            with self._lock:
+                self._idle.append(inbox)
+
+    def _run(self, payload: RunPayload) -> None:
+        with self._lock:
+            self._threads[payload.id] = threading.current_thread()
+        ctx = _QueueContext(payload.id, self.events, self.boxes)
         try:
             result = run_sync(self.app, payload, ctx)
         except BaseException as exc:  # noqa: BLE001 - aborted (async exception)
@@ -143,16 +178,18 @@ class ThreadExecutor:
         """Raise TaskTimeout inside the thread at its next Python instruction (a thread
         blocked in C code stops when that call returns)."""
         with self._lock:
-            thread = self._threads.get(id)
+            thread = self._threads.pop(id, None)
         self.boxes.deliver(id, WaitReply("gone"))
         if thread is not None:
             _raise_in_thread(thread, TaskTimeout)
 
     def close(self, timeout: float) -> None:
         with self._lock:
-            threads = list(self._threads.values())
-        for thread in threads:
-            thread.join(timeout / max(1, len(threads)))
+            inboxes = list(self._all)
+            self._all.clear()
+            self._idle.clear()
+        for inbox in inboxes:
+            inbox.put(None)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -387,7 +424,9 @@ class AsyncExecutor:
         self.futures: dict[InvocationId, asyncio.Future[WaitReply]] = {}
         self._tasks: dict[InvocationId, asyncio.Task[None]] = {}
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="kubenenc-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="kubenenc-loop", daemon=True
+        )
         self._thread.start()
 
     def start(self, payload: RunPayload) -> None:

@@ -163,7 +163,9 @@ class Worker:
         server = None
         try:
             self._beat()
-            self._heart = threading.Thread(target=self._heartbeat_loop, name="kubenenc-heart", daemon=True)
+            self._heart = threading.Thread(
+                target=self._heartbeat_loop, name="kubenenc-heart", daemon=True
+            )
             self._heart.start()
             if self.settings.http_port is not None:
                 server = serve(
@@ -355,11 +357,15 @@ class Worker:
             return
         for id, rec in zip(ids, self.backend.get_many(ids), strict=True):
             ours = rec is not None and rec.worker == self.id
-            if id in self.running and not (ours and rec is not None and rec.status is Status.RUNNING):
+            if id in self.running and not (
+                ours and rec is not None and rec.status is Status.RUNNING
+            ):
                 log.info("invocation %s is no longer running here; stopping it", id)
                 del self.running[id]
                 self.executor.abort(id)
-            elif id in self.paused and not (ours and rec is not None and rec.status is Status.PAUSED):
+            elif id in self.paused and not (
+                ours and rec is not None and rec.status is Status.PAUSED
+            ):
                 del self.paused[id]
                 self.executor.reply(id, GONE)
 

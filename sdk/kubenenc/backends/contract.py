@@ -51,9 +51,7 @@ class Queue(Protocol):
         """
         ...
 
-    def claim(
-        self, pool: str, worker: WorkerId, limit: int, now: float
-    ) -> list[InvocationRecord]:
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """Take up to ``limit`` claimable invocations of ``pool``: PENDING -> RUNNING.
 
         Each taken invocation holds one slot of its running key until it pauses or ends.

@@ -150,8 +150,10 @@ class Engine:
             holder_id = t.registration_holder(n.registration_key)
             holder = t.get(holder_id) if holder_id else None
             if holder is not None and not holder.is_final:
-                kind = RegisterKind.REJECTED if n.registration == "reject" else (
-                    RegisterKind.DEDUPLICATED
+                kind = (
+                    RegisterKind.REJECTED
+                    if n.registration == "reject"
+                    else (RegisterKind.DEDUPLICATED)
                 )
                 return RegisterResult(kind, holder.id)
         rec = InvocationRecord(
@@ -194,14 +196,12 @@ class Engine:
         rec.error = ErrorInfo(error_path(DependencyFailed), what)
         move(rec, Status.FAILED, now, reason="DependencyFailed")
 
-    def claim(
-        self, pool: str, worker: WorkerId, limit: int, now: float
-    ) -> list[InvocationRecord]:
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim`."""
         t = self.txn
         out: list[InvocationRecord] = []
         skip = 0
-        page = max(limit * 4, 64)
+        page = max(limit, 1)  # grows only when limits make us skip (each row costs a decode)
         full: set[str] = set()
         while len(out) < limit:
             batch = t.candidates(pool, now, skip, page)
@@ -221,6 +221,7 @@ class Engine:
                 out.append(rec)
             if len(batch) < page:
                 break
+            page = min(page * 2, 512)
         return out
 
     def _release_slot(self, rec: InvocationRecord) -> None:

@@ -156,9 +156,7 @@ class MemoryBackend:
         with self._engine() as e:
             return e.register(new, now)
 
-    def claim(
-        self, pool: str, worker: WorkerId, limit: int, now: float
-    ) -> list[InvocationRecord]:
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         with self._engine() as e:
             return [copy.deepcopy(r) for r in e.claim(pool, worker, limit, now)]
 

@@ -16,6 +16,7 @@ across processes, and a poll is one indexed read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -129,10 +130,14 @@ class _SQLiteTxn:
         if id is None:
             self.db.execute("DELETE FROM registrations WHERE key = ?", (key,))
         else:
-            self.db.execute("INSERT OR REPLACE INTO registrations (key, id) VALUES (?,?)", (key, id))
+            self.db.execute(
+                "INSERT OR REPLACE INTO registrations (key, id) VALUES (?,?)", (key, id)
+            )
 
     def add_edge(self, waiter: InvocationId, target: InvocationId) -> None:
-        self.db.execute("INSERT OR IGNORE INTO edges (waiter, target) VALUES (?,?)", (waiter, target))
+        self.db.execute(
+            "INSERT OR IGNORE INTO edges (waiter, target) VALUES (?,?)", (waiter, target)
+        )
 
     def targets_of(self, waiter: InvocationId) -> list[InvocationId]:
         rows = self.db.execute("SELECT target FROM edges WHERE waiter = ?", (waiter,))
@@ -182,9 +187,7 @@ def path_from_url(url: str) -> Path:
             f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
     raw = unquote(parts.path)
-    if raw.startswith("//"):
-        raw = raw[1:]
-    elif raw.startswith("/"):
+    if raw.startswith("//") or raw.startswith("/"):
         raw = raw[1:]
     if not raw:
         raise ConfigurationError(f"bad SQLite URL {url!r}: no file path after sqlite:///")
@@ -254,10 +257,8 @@ class SQLiteBackend:
         with self._all_lock:
             conns, self._all = self._all, []
         for db in conns:
-            try:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # other thread's; closes at exit
                 db.close()
-            except sqlite3.ProgrammingError:  # opened in another thread; it closes at exit
-                pass
         self._local = threading.local()
 
     # Queue
@@ -265,9 +266,7 @@ class SQLiteBackend:
         with self._engine() as e:
             return e.register(new, now)
 
-    def claim(
-        self, pool: str, worker: WorkerId, limit: int, now: float
-    ) -> list[InvocationRecord]:
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         with self._engine() as e:
             return e.claim(pool, worker, limit, now)
 

@@ -1,0 +1,119 @@
+"""SQLite benchmark: kubenenc end to end beside raw SQLite on the same disk, in one run.
+
+    python bench/sqlite_bench.py [--tasks 10000] [--latency 300] [--repeat 3]
+
+Prints one table: end-to-end throughput of no-op tasks with one worker process, enqueue rate
+with parallelize, call-to-result latency (p50/p99), and, as the ceiling, raw SQLite inserts
+on the same disk (one transaction each, as a durable enqueue must commit, and batched).
+Medians of --repeat runs. Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+
+def raw_inserts(path: Path, n: int, batch: int) -> float:
+    """Rows/s inserted into a fresh WAL database, ``batch`` rows per transaction."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data TEXT)")
+    payload = "x" * 600  # about the size of a stored invocation record
+    start = time.perf_counter()
+    for i in range(0, n, batch):
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT INTO t (data) VALUES (?)", [(payload,)] * min(batch, n - i))
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    db.close()
+    return n / elapsed
+
+
+def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
+         "--mode", mode, "--concurrency", str(concurrency)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def one_run(tmp: Path, tasks: int, latency_calls: int, mode: str, concurrency: int) -> dict[str, float]:
+    from bench import benchtasks
+
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    benchtasks.app.configure(url)
+    out: dict[str, float] = {}
+    # enqueue, no worker running
+    start = time.perf_counter()
+    group = benchtasks.noop.parallelize(range(tasks))
+    out["enqueue"] = tasks / (time.perf_counter() - start)
+    # drain them with one worker process
+    worker = start_worker(url, mode, concurrency)
+    try:
+        start = time.perf_counter()
+        group.results(timeout=600)
+        out["throughput"] = tasks / (time.perf_counter() - start)
+        # latency: one call at a time against the (now idle, warm) worker
+        samples = []
+        for i in range(latency_calls):
+            t0 = time.perf_counter()
+            benchtasks.noop(i).result(timeout=30)
+            samples.append((time.perf_counter() - t0) * 1000)
+        samples.sort()
+        out["p50"] = statistics.median(samples)
+        out["p99"] = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        benchtasks.app.close()
+    out["raw1"] = raw_inserts(tmp / "raw1.db", 3000, 1)
+    out["raw_batch"] = raw_inserts(tmp / "rawb.db", tasks, 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--latency", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mode", default="thread", choices=["thread", "process", "async"])
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    runs = []
+    for r in range(args.repeat):
+        with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp:
+            runs.append(one_run(Path(tmp), args.tasks, args.latency, args.mode, args.concurrency))
+        print(f"run {r + 1}/{args.repeat}: " + ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items()))
+    med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+    table = Table(title=f"kubenenc on SQLite — medians of {args.repeat} runs, {args.tasks:,} no-op tasks, "
+                        f"one worker process ({args.mode}, {args.concurrency} slots)")  # fmt: skip
+    table.add_column("measure")
+    table.add_column("kubenenc", justify="right")
+    table.add_column("raw SQLite, same disk, same run", justify="right")
+    table.add_row("end-to-end throughput (tasks/s)", f"{med['throughput']:,.0f}",
+                  f"{med['raw1']:,.0f} inserts/s, 1 per commit")  # fmt: skip
+    table.add_row("enqueue with parallelize (calls/s)", f"{med['enqueue']:,.0f}",
+                  f"{med['raw_batch']:,.0f} inserts/s, 1,000 per commit")  # fmt: skip
+    table.add_row("call-to-result latency p50 (ms)", f"{med['p50']:.2f}", "")
+    table.add_row("call-to-result latency p99 (ms)", f"{med['p99']:.2f}", "")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
