@@ -94,8 +94,8 @@ def _tag(tag: str, value: Any) -> dict[str, Any]:
 
 def _encode(obj: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat type switch
     if isinstance(obj, _SCALARS) and not isinstance(obj, enum.Enum):
-        if isinstance(obj, float) and math.isnan(obj):  # NaN is not JSON
-            return _tag("float", "nan")
+        if isinstance(obj, float) and not math.isfinite(obj):  # NaN, +-inf are not JSON
+            return _tag("float", repr(obj))
         return obj
     if isinstance(obj, list):
         return [_encode(x, f"{where}[{i}]") for i, x in enumerate(obj)]

@@ -1,0 +1,247 @@
+"""Serializers: every documented type round-trips; errors name the value; no imports."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import json
+import math
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubenenc.errors import SerializationError
+from kubenenc.serializers import (
+    JsonSerializer,
+    PickleSerializer,
+    from_json_tree,
+    get_serializer,
+    to_json_tree,
+)
+from pydantic import BaseModel
+
+JSON = JsonSerializer()
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: float
+
+
+@dataclasses.dataclass
+class Shape:
+    name: str
+    corners: list[Point]
+    color: Color
+
+
+class Order(BaseModel):
+    id: int
+    items: list[str]
+    placed: dt.datetime
+
+
+class Outer:
+    class Inner(enum.IntEnum):
+        ONE = 1
+
+
+def roundtrip(value: Any) -> Any:
+    text = JSON.dumps(value)
+    assert isinstance(text, str)
+    json.loads(text)  # plain, strict JSON
+    return JSON.loads(text)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 == 1.0 == True otherwise)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(
+            same(ka, kb) and same(a[ka], b[kb]) for ka, kb in zip(a, b, strict=True)
+        )
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return bool(a == b)
+
+
+UTC2 = dt.timezone(dt.timedelta(hours=2))
+
+VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -7,
+    2**70,
+    1.5,
+    "text ünïcode",
+    [],
+    {},
+    [1, "a", None, [2.5]],
+    {"a": 1, "b": [True, None]},
+    (1, 2),
+    (),
+    ((1, (2, 3)), [4, (5,)]),
+    [(1, 2), (3, 4)],
+    {1, 2, 3},
+    frozenset({"a", "b"}),
+    set(),
+    {1: "one", 2: "two"},
+    {(1, 2): "pair", (3, (4, 5)): "nested"},
+    {1: {2: (3,)}},
+    {"__kn__": "tuple", "v": [1, 2]},
+    {"__kn__": "x"},
+    {"v": 1, "__kn__": "set", "other": 3},
+    {"a": {"__kn__": "bytes", "v": "AAAA"}},
+    b"\x00\xffbytes",
+    b"",
+    dt.datetime(2026, 3, 1, 12, 30, 5, 123456),
+    dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC),
+    dt.datetime(2026, 3, 1, 12, 30, tzinfo=UTC2),
+    dt.date(2026, 2, 28),
+    dt.time(23, 59, 1, 5),
+    dt.timedelta(days=2, seconds=3, microseconds=4),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    decimal.Decimal("1.10"),
+    decimal.Decimal("-0.000000000000000000000001"),
+    Color.RED,
+    Color.BLUE,
+    Outer.Inner.ONE,
+    Point(1, 2.5),
+    Shape("tri", [Point(0, 0.0), Point(1, 1.0)], Color.BLUE),
+    Order(id=3, items=["a", "b"], placed=dt.datetime(2026, 1, 2, tzinfo=dt.UTC)),
+    {"when": [dt.date(2026, 1, 1), {uuid.UUID(int=5)}], 7: (Color.RED, b"x")},
+    float("nan"),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
+def test_json_round_trip_of_every_documented_type(value: Any) -> None:
+    back = roundtrip(value)
+    assert same(back, value), (value, back)
+
+
+def test_datetime_keeps_its_time_zone() -> None:
+    value = dt.datetime(2026, 3, 1, 12, 30, tzinfo=UTC2)
+    back = roundtrip(value)
+    assert back.utcoffset() == dt.timedelta(hours=2)
+    assert roundtrip(dt.datetime(2026, 3, 1)).tzinfo is None
+
+
+def test_bytearray_comes_back_as_bytes() -> None:
+    assert roundtrip(bytearray(b"ab")) == b"ab"
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), [1.0, float("inf")]])
+def test_infinities_round_trip(value: Any) -> None:
+    assert roundtrip(value) == value
+
+
+def test_tree_functions_are_inverse() -> None:
+    value = {"a": (1, {2}), 3: Color.RED}
+    tree = to_json_tree(value)
+    assert same(from_json_tree(json.loads(json.dumps(tree))), value)
+
+
+def test_json_text_is_compact_and_keeps_key_order() -> None:
+    assert JSON.dumps({"b": 1, "a": [1, 2]}) == '{"b":1,"a":[1,2]}'
+
+
+class Opaque:
+    pass
+
+
+def test_unencodable_value_is_named() -> None:
+    with pytest.raises(SerializationError) as info:
+        JSON.dumps_named({"a": [1, Opaque()]}, "f() argument 'cfg'")
+    message = str(info.value)
+    assert "f() argument 'cfg'['a'][1]" in message
+    assert "Opaque" in message
+    assert "pickle" in message  # says how to opt in
+    assert isinstance(info.value, TypeError)
+
+
+def test_unencodable_value_in_a_tuple_and_a_dict_value() -> None:
+    with pytest.raises(SerializationError, match=r"value\[1\]\[0\]"):
+        JSON.dumps((0, (Opaque(),)))
+    with pytest.raises(SerializationError, match=r"value\[5\]"):
+        JSON.dumps({5: Opaque()})
+
+
+def test_decoding_never_imports_a_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "kn_never_imported.py").write_text(
+        "import enum, pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('yes')\n"
+        "class E(enum.Enum):\n    A = 1\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = json.dumps({"__kn__": "enum", "v": ["kn_never_imported:E", 1]})
+    with pytest.raises(SerializationError, match="not imported"):
+        JSON.loads(text)
+    for tag, payload in (
+        ("dataclass", ["kn_never_imported:E", {}]),
+        ("pydantic", ["kn_never_imported:E", {}]),
+    ):
+        with pytest.raises(SerializationError):
+            JSON.loads(json.dumps({"__kn__": tag, "v": payload}))
+    assert "kn_never_imported" not in sys.modules
+    assert not marker.exists()
+    # Once the process has imported it (as a worker imports a task's module), it decodes.
+    import kn_never_imported  # type: ignore[import-not-found]
+
+    try:
+        assert JSON.loads(text) is kn_never_imported.E.A
+    finally:
+        monkeypatch.delitem(sys.modules, "kn_never_imported")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"__kn__": "enum", "v": [f"{__name__}:Nope", 1]},
+        {"__kn__": "dataclass", "v": [f"{__name__}:Color", {}]},  # not a dataclass
+        {"__kn__": "pydantic", "v": [f"{__name__}:Point", {}]},  # not a model
+        {"__kn__": "enum", "v": [f"{__name__}:same", 1]},  # not a class
+        {"__kn__": "mystery", "v": 1},
+    ],
+)
+def test_bad_stored_data_raises_serialization_error(payload: dict[str, Any]) -> None:
+    with pytest.raises(SerializationError):
+        JSON.loads(json.dumps(payload))
+
+
+def test_pickle_only_when_chosen() -> None:
+    assert get_serializer("json").name == "json"
+    assert isinstance(get_serializer("json"), JsonSerializer)
+    assert isinstance(get_serializer("pickle"), PickleSerializer)
+    with pytest.raises(SerializationError, match="unknown serializer"):
+        get_serializer("yaml")
+    # The JSON serializer refuses what only pickle could carry, and never writes pickle.
+    with pytest.raises(SerializationError):
+        JSON.dumps(Opaque())
+    text = PickleSerializer().dumps(Point(1, 2.0))
+    with pytest.raises(ValueError):
+        JSON.loads(text)
+
+
+def test_pickle_round_trip_and_named_errors() -> None:
+    p = PickleSerializer()
+    value = {"p": Point(1, 2.0), "s": {1, 2}, "o": Outer.Inner.ONE}
+    assert p.loads(p.dumps(value)) == value
+    with pytest.raises(SerializationError, match="argument 'fn'"):
+        p.dumps_named(lambda: 1, "argument 'fn'")
