@@ -1,0 +1,26 @@
+"""The public face is what ``kubenenc.__all__`` lists: locked here so a change is deliberate."""
+
+from __future__ import annotations
+
+import kubenenc
+
+PUBLIC = {
+    "App", "Backend", "BackendUnavailable", "ConcurrencyPolicy", "ConfigurationError",
+    "CycleDetectedError", "DependencyFailed", "Invocation", "InvocationCancelled",
+    "InvocationGroup", "InvocationId", "KubenencError", "RegistrationRejected", "RemoteError",
+    "ResultTimeout", "SerializationError", "Settings", "Status", "Task", "TaskId", "TaskTimeout",
+    "WorkerId", "WorkerLost", "WorkerSettings", "__version__", "load_app",
+}  # fmt: skip
+
+
+def test_exported_members_are_exactly_the_public_ones() -> None:
+    assert set(kubenenc.__all__) == PUBLIC
+    for name in kubenenc.__all__:
+        assert hasattr(kubenenc, name), name
+
+
+def test_public_members_are_documented() -> None:
+    for name in kubenenc.__all__:
+        member = getattr(kubenenc, name)
+        if callable(member) and not isinstance(member, str) and name[0].isupper():
+            assert member.__doc__, f"{name} has no docstring"

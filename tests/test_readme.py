@@ -1,0 +1,70 @@
+"""The README's examples run: its module and script blocks are written to files, a real worker
+serves them, and the script's output must equal the README's ``text`` block."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def _files() -> dict[str, str]:
+    files = {}
+    for block in _blocks("python"):
+        first = block.splitlines()[0]
+        match = re.fullmatch(r"# (\w+\.py)", first)
+        if match:
+            files[match.group(1)] = block
+    return files
+
+
+def test_the_readme_gives_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    section = README.split("## Two commands", 1)[1].split("##", 1)[0]
+    commands = [
+        line.split("#")[0].strip()
+        for line in _blocks("bash")[0].splitlines()
+        if line.strip() and line.strip() in section
+    ]
+    assert commands == ["python -m pip install -e . && kubenenc demo", "./scripts/test.sh"]
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_quick_start_runs_and_prints_what_the_readme_says(tmp_path: Path) -> None:
+    files = _files()
+    assert set(files) >= {"shop_tasks.py", "submit.py"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    env = {**os.environ, "KUBENENC_BACKEND": f"sqlite:///{tmp_path / 'kubenenc.db'}"}
+    env["PYTHONPATH"] = str(tmp_path)
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "shop_tasks:app",
+             "--concurrency", "2"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        started = time.time()
+        out = subprocess.run(
+            [sys.executable, "submit.py"], cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=90, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr + (tmp_path / "worker.log").read_text()
+        expected = next(b for b in _blocks("text") if "charged user" in b)
+        assert out.stdout == expected
+        assert time.time() - started < 90
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0
