@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.registry import open_backend, redact_url
+from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.invocation import Invocation
@@ -22,6 +24,9 @@ from kubenenc.serializers import JsonSerializer, PickleSerializer, get_serialize
 from kubenenc.settings import Settings
 from kubenenc.status import Status
 from kubenenc.task import Task, make_options
+
+POLICY_TTL = 2.0
+"""Seconds a named policy read from the backend is reused before it is read again."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,6 +58,7 @@ class App:
         )
         self.tasks: dict[TaskId, Task[Any, Any]] = {}
         self._lock = threading.Lock()
+        self._policies: dict[str, tuple[float, ConcurrencyPolicy]] = {}
 
     def __repr__(self) -> str:
         shown = self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__
@@ -73,6 +79,7 @@ class App:
         For programs and tests that import a module-level App and choose the backend later.
         """
         with self._lock:
+            self._policies.clear()
             if self._backend_obj is not None:
                 self._backend_obj.close()
             if isinstance(backend, str):
@@ -129,6 +136,22 @@ class App:
             return decorate(func)
         make_options("task", options)  # refuse unknown options at decoration time
         return decorate
+
+    def named_policy(self, name: str) -> ConcurrencyPolicy:
+        """The policy stored in the backend as ``name``, cached for ``POLICY_TTL`` seconds."""
+        now = time.monotonic()
+        cached = self._policies.get(name)
+        if cached is not None and now - cached[0] < POLICY_TTL:
+            return cached[1]
+        spec = self.backend.get_policy(name)
+        if spec is None:
+            raise ConfigurationError(
+                f"concurrency policy {name!r} is not stored in the backend; apply the "
+                "ConcurrencyPolicy resource (or backend.set_policy) first"
+            )
+        policy = ConcurrencyPolicy.model_validate_json(spec)
+        self._policies[name] = (now, policy)
+        return policy
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id``, importing its module if needed."""

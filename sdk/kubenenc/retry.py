@@ -15,6 +15,7 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     A random value in ``[0.5, 1] * min(cap, base * 2 ** (attempt - 1))``: always at least half
     the exponential step, so retries never come back immediately.
     """
-    step = min(cap, base * 2.0 ** max(0, attempt - 1))
+    # The exponent is capped so that a task with very many retries cannot overflow a float.
+    step = min(cap, base * 2.0 ** min(max(0, attempt - 1), 512))
     fraction: float = (rng or random).random()
     return step * (0.5 + 0.5 * fraction)

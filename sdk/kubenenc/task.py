@@ -52,7 +52,9 @@ class TaskOptions:
     priority: int = 0
     """Higher runs first (after invocations that others are waiting on)."""
     pool: str = "default"
-    concurrency: ConcurrencyPolicy | None = None
+    concurrency: ConcurrencyPolicy | str | None = None
+    """A policy, or the name of one stored in the backend (written there by the operator from
+    a ConcurrencyPolicy resource, read at each call so a change applies without restarts)."""
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -66,8 +68,12 @@ class TaskOptions:
         for exc_type in self.retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise ConfigurationError(f"retry_on holds {exc_type!r}, not an exception class")
-        if self.concurrency is not None and not isinstance(self.concurrency, ConcurrencyPolicy):
-            raise ConfigurationError("concurrency must be a kubenenc.ConcurrencyPolicy")
+        if self.concurrency is not None and not isinstance(
+            self.concurrency, ConcurrencyPolicy | str
+        ):
+            raise ConfigurationError(
+                "concurrency must be a kubenenc.ConcurrencyPolicy or the name of a stored one"
+            )
 
 
 TASK_OPTION_NAMES = frozenset(TaskOptions.__dataclass_fields__)
@@ -141,9 +147,9 @@ class Task(Generic[P, R]):
         self.__wrapped__ = func
         self._check_key_names()
 
-    def _check_key_names(self) -> None:
-        policy = self.options.concurrency
-        if policy is None or policy.key is None:
+    def _check_key_names(self, policy: ConcurrencyPolicy | str | None = None) -> None:
+        policy = self.options.concurrency if policy is None else policy
+        if not isinstance(policy, ConcurrencyPolicy) or policy.key is None:
             return
         missing = [k for k in policy.key if k not in self.signature.parameters]
         if missing:
@@ -151,6 +157,15 @@ class Task(Generic[P, R]):
                 f"task {self.id}: concurrency key names {', '.join(missing)}, which the "
                 f"function does not take; its arguments: {', '.join(self.signature.parameters)}"
             )
+
+    def policy(self) -> ConcurrencyPolicy | None:
+        """The concurrency policy in force now (a named one is read from the backend)."""
+        policy = self.options.concurrency
+        if isinstance(policy, str):
+            found = self.app.named_policy(policy)
+            self._check_key_names(found)
+            return found
+        return policy
 
     def __repr__(self) -> str:
         return f"<Task {self.id}>"
@@ -220,7 +235,7 @@ class Task(Generic[P, R]):
         if len(display) > _DISPLAY_LIMIT:
             display = display[: _DISPLAY_LIMIT - 4] + "...)"
         opts = self.options
-        policy = opts.concurrency
+        policy = self.policy()
         ctx = context.current.get()
         return NewInvocation(
             id=new_invocation_id(),

@@ -4,6 +4,7 @@
 - :class:`Coordination` is what makes waiting safe across workers: pause with cycle check,
   resume, heartbeats, recovery of dead workers' work, blocking until results exist.
 - :class:`Records` reads what is stored.
+- :class:`Policies` holds named concurrency policies (written by the operator).
 
 Every method is **atomic** on its own: the state it leaves is as if it ran alone, even with
 many processes calling it at once. Policy lives in the SDK (keys, statuses, cycle rules,
@@ -166,8 +167,29 @@ class Records(Protocol):
         ...
 
 
+class Policies(Protocol):
+    """Named concurrency policies stored in the backend.
+
+    The operator writes a ``ConcurrencyPolicy`` custom resource here; a task declared with
+    ``concurrency="name"`` reads it at each call (briefly cached), so a change takes effect
+    without restarting anything. Specs are JSON text of :class:`~kubenenc.ConcurrencyPolicy`.
+    """
+
+    def set_policy(self, name: str, spec: str | None) -> None:
+        """Store (or, with None, delete) the policy called ``name``."""
+        ...
+
+    def get_policy(self, name: str) -> str | None:
+        """The stored spec of ``name``, or None."""
+        ...
+
+    def policies(self) -> dict[str, str]:
+        """Every stored policy, by name."""
+        ...
+
+
 @runtime_checkable
-class Backend(Queue, Coordination, Records, Protocol):
+class Backend(Queue, Coordination, Records, Policies, Protocol):
     """A complete backend: the three roles plus lifecycle.
 
     Implementations are registered under the entry-point group ``kubenenc.backends`` and

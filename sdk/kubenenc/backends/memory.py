@@ -132,6 +132,7 @@ class MemoryBackend:
         self._waiters: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
         self._dependents: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
         self._workers: dict[WorkerId, WorkerInfo] = {}
+        self._policies: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryBackend:
@@ -212,6 +213,22 @@ class MemoryBackend:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._cond.wait(remaining)
+
+    # Policies
+    def set_policy(self, name: str, spec: str | None) -> None:
+        with self._cond:
+            if spec is None:
+                self._policies.pop(name, None)
+            else:
+                self._policies[name] = spec
+
+    def get_policy(self, name: str) -> str | None:
+        with self._cond:
+            return self._policies.get(name)
+
+    def policies(self) -> dict[str, str]:
+        with self._cond:
+            return dict(self._policies)
 
     # Records
     def get(self, id: InvocationId) -> InvocationRecord | None:

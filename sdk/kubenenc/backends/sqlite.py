@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS deps (
     dependency TEXT NOT NULL, dependent TEXT NOT NULL, PRIMARY KEY (dependency, dependent)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS policies (name TEXT PRIMARY KEY, spec TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -336,6 +337,24 @@ class SQLiteBackend:
                 return False
             time.sleep(delay if deadline is None else min(delay, deadline - time.monotonic()))
             delay = min(delay * 1.5, 0.02)
+
+    # Policies
+    def set_policy(self, name: str, spec: str | None) -> None:
+        db = self._db()
+        with self._write(db):
+            if spec is None:
+                db.execute("DELETE FROM policies WHERE name = ?", (name,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO policies (name, spec) VALUES (?, ?)", (name, spec)
+                )
+
+    def get_policy(self, name: str) -> str | None:
+        row = self._db().execute("SELECT spec FROM policies WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else None
+
+    def policies(self) -> dict[str, str]:
+        return {n: s for n, s in self._db().execute("SELECT name, spec FROM policies")}
 
     # Records
     def get(self, id: InvocationId) -> InvocationRecord | None:
