@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from kubenenc import App, ConcurrencyPolicy, ConfigurationError, RegistrationRejected
 from kubenenc.backends.memory import MemoryBackend
+
 from tests.integration import named_policy_app as m
 
 

@@ -7,4 +7,12 @@ Third parties add a backend by registering its class under the entry-point group
 from kubenenc.backends.contract import Backend, Coordination, Policies, Queue, Records
 from kubenenc.backends.registry import available_backends, open_backend
 
-__all__ = ["Backend", "Coordination", "Policies", "Queue", "Records", "available_backends", "open_backend"]
+__all__ = [
+    "Backend",
+    "Coordination",
+    "Policies",
+    "Queue",
+    "Records",
+    "available_backends",
+    "open_backend",
+]
