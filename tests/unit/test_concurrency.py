@@ -1,0 +1,122 @@
+"""Concurrency policies and the keys computed from a call's arguments."""
+
+from __future__ import annotations
+
+import pytest
+from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from pydantic import ValidationError
+
+ARGS = {"customer": 7, "amount": 12.5, "note": "x"}
+
+
+def test_call_key_ignores_argument_order() -> None:
+    reordered = {"note": "x", "amount": 12.5, "customer": 7}
+    assert call_key("t.pay", ARGS) == call_key("t.pay", reordered)
+
+
+def test_call_key_separates_tasks_and_arguments() -> None:
+    keys = {
+        call_key("t.pay", ARGS),
+        call_key("t.refund", ARGS),
+        call_key("t.pay", {**ARGS, "amount": 13}),
+        call_key("t.pay", {**ARGS, "note": None}),
+        call_key("t.pay", {"customer": 7, "amount": 12.5}),
+        call_key("t.pay", {}),
+    }
+    assert len(keys) == 6
+    assert call_key("t.pay", ARGS).startswith("t.pay#")
+
+
+def test_call_key_of_nested_values_is_order_insensitive_in_dicts_only() -> None:
+    a = call_key("t", {"x": {"b": 1, "a": [1, 2]}})
+    assert a == call_key("t", {"x": {"a": [1, 2], "b": 1}})
+    assert a != call_key("t", {"x": {"a": [2, 1], "b": 1}})
+
+
+def test_running_key_on_a_subset_of_arguments() -> None:
+    policy = ConcurrencyPolicy(running_limit=1, key=("customer",))
+    k = running_key(policy, "t.pay", ARGS)
+    assert k is not None
+    assert k == running_key(policy, "t.pay", {**ARGS, "amount": 99, "note": "y"})
+    assert k != running_key(policy, "t.pay", {**ARGS, "customer": 8})
+    assert k != running_key(policy, "t.other", ARGS)
+
+
+def test_running_key_with_two_names_ignores_their_order_in_the_call() -> None:
+    policy = ConcurrencyPolicy(running_limit=2, key=("customer", "note"))
+    k = running_key(policy, "t.pay", ARGS)
+    assert k == running_key(policy, "t.pay", {"note": "x", "customer": 7, "amount": 0})
+    assert k != running_key(policy, "t.pay", {"note": "z", "customer": 7, "amount": 0})
+
+
+def test_running_key_none_key_means_the_whole_task() -> None:
+    policy = ConcurrencyPolicy(running_limit=3)
+    k = running_key(policy, "t.pay", ARGS)
+    assert k == running_key(policy, "t.pay", {"customer": 1})
+    assert k != running_key(policy, "t.other", ARGS)
+
+
+def test_no_running_key_without_a_limit() -> None:
+    assert running_key(None, "t", ARGS) is None
+    assert running_key(ConcurrencyPolicy(), "t", ARGS) is None
+    assert (
+        running_key(ConcurrencyPolicy(key=("customer",), registration="dedupe"), "t", ARGS) is None
+    )
+
+
+def test_registration_key_none_key_means_the_whole_call() -> None:
+    policy = ConcurrencyPolicy(registration="dedupe")
+    k = registration_key(policy, "t.pay", ARGS)
+    assert k == call_key("t.pay", ARGS)
+    assert k != registration_key(policy, "t.pay", {**ARGS, "amount": 1})
+
+
+def test_registration_key_on_a_subset() -> None:
+    policy = ConcurrencyPolicy(registration="reject", key=("customer",))
+    k = registration_key(policy, "t.pay", ARGS)
+    assert k == registration_key(policy, "t.pay", {**ARGS, "amount": 1})
+    assert k != registration_key(policy, "t.pay", {**ARGS, "customer": 1})
+
+
+def test_no_registration_key_when_allowed() -> None:
+    assert registration_key(None, "t", ARGS) is None
+    assert registration_key(ConcurrencyPolicy(running_limit=1), "t", ARGS) is None
+    assert registration_key(ConcurrencyPolicy(registration="allow", key=("a",)), "t", {}) is None
+
+
+def test_policy_defaults() -> None:
+    p = ConcurrencyPolicy()
+    assert (p.running_limit, p.key, p.registration) == (None, None, "allow")
+
+
+def test_camel_case_alias_as_in_the_custom_resource() -> None:
+    p = ConcurrencyPolicy.model_validate({"runningLimit": 2, "key": ["customer"]})
+    assert p.running_limit == 2
+    assert p.key == ("customer",)
+    assert ConcurrencyPolicy(runningLimit=4).running_limit == 4  # type: ignore[call-arg]
+    assert ConcurrencyPolicy(running_limit=4).running_limit == 4
+    assert p.model_dump(by_alias=True)["runningLimit"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"running_limit": 0}, "greater than or equal to 1"),
+        ({"running_limit": -2}, "greater than or equal to 1"),
+        ({"key": ["not a name"]}, "not an argument name"),
+        ({"key": ["1st"]}, "not an argument name"),
+        ({"key": ["a", "a"]}, "twice"),
+        ({"registration": "maybe"}, "registration"),
+        ({"runing_limit": 1}, "runing_limit"),
+    ],
+)
+def test_policy_validation_errors_say_what_is_wrong(fields: dict[str, object], words: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ConcurrencyPolicy.model_validate(fields)
+    assert words in str(info.value)
+
+
+def test_policy_is_frozen() -> None:
+    p = ConcurrencyPolicy(running_limit=1)
+    with pytest.raises(ValidationError):
+        p.running_limit = 2  # type: ignore[misc]
