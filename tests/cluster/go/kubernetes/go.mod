@@ -1,4 +1,4 @@
-// Wrapper module that builds kube-apiserver and kube-controller-manager from
+// Wrapper module that builds kube-apiserver, kube-controller-manager and kube-scheduler from
 // k8s.io/kubernetes v1.37.2. The upstream go.mod points its staging modules at
 // local paths, so each one is replaced here by its published v0.37.2 release.
 module kubenenc.test/cluster/kubernetes
@@ -199,4 +199,5 @@ replace (
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 )
