@@ -268,7 +268,10 @@ class Engine:
             rec.id
         ):
             t.set_registration(rec.registration_key, None)
-        for target_id in t.targets_of(rec.id):
+        # Only a PAUSED invocation has wait edges (resume and recovery remove them), so the
+        # hot path (RUNNING -> SUCCESS) skips two queries.
+        was_paused = len(rec.history) >= 2 and rec.history[-2].status is Status.PAUSED
+        for target_id in t.targets_of(rec.id) if was_paused else ():
             target = t.get(target_id)
             if target is None or target.is_final:
                 continue
@@ -276,7 +279,8 @@ class Engine:
             if cascade_cycle and target.parent == rec.id and target.waiters == 0:
                 self._abort(target, Status.FAILED, now, rec.error, "CycleDetected", True)
             t.put(target)
-        t.remove_edges(rec.id)
+        if was_paused:
+            t.remove_edges(rec.id)
         for dep_id in t.dependents_of(rec.id):
             dependent = t.get(dep_id)
             if dependent is None or dependent.status is not Status.WAITING_DEPENDENCIES:
