@@ -40,6 +40,27 @@ from kubenenc_worker.messages import Done, Event, WaitReply, WaitRequest, raise_
 log = logging.getLogger("kubenenc.worker")
 
 
+class EventSink(Protocol):
+    """Where executors report: the worker's event queue (or a filter in front of it)."""
+
+    def put(self, item: Event, /) -> None:
+        """Report one event."""
+        ...
+
+
+class _ForgetOnDone:
+    """Forwards events, dropping an id from ``ids`` once its execution is done."""
+
+    def __init__(self, sink: EventSink, ids: set[InvocationId]) -> None:
+        self.sink = sink
+        self.ids = ids
+
+    def put(self, item: Event, /) -> None:
+        if isinstance(item, Done):
+            self.ids.discard(item.result.id)
+        self.sink.put(item)
+
+
 class Executor(Protocol):
     """Where task bodies run."""
 
@@ -83,7 +104,7 @@ class _Boxes:
 class _QueueContext:
     """An execution context that waits through the worker's event queue."""
 
-    def __init__(self, id: InvocationId, events: queue.SimpleQueue[Event], boxes: _Boxes) -> None:
+    def __init__(self, id: InvocationId, events: EventSink, boxes: _Boxes) -> None:
         self._id = id
         self._events = events
         self._boxes = boxes
@@ -118,7 +139,7 @@ class ThreadExecutor:
     """
 
     def __init__(
-        self, app: App, events: queue.SimpleQueue[Event], idle_timeout: float = 30.0
+        self, app: App, events: EventSink, idle_timeout: float = 30.0
     ) -> None:
         self.app = app
         self.events = events
@@ -255,7 +276,7 @@ class ProcessExecutor:
         self,
         app_path: str,
         backend_url: str | None,
-        events: queue.SimpleQueue[Event],
+        events: EventSink,
         warm: int,
     ) -> None:
         self.app_path = app_path
@@ -415,11 +436,11 @@ class AsyncExecutor:
     a :class:`ThreadExecutor` (a paused one holds its thread, so a bounded thread pool
     would deadlock on a deep chain of waits)."""
 
-    def __init__(self, app: App, events: queue.SimpleQueue[Event]) -> None:
+    def __init__(self, app: App, events: EventSink) -> None:
         self.app = app
         self.events = events
-        self._threaded = ThreadExecutor(app, events)
         self._sync_ids: set[InvocationId] = set()
+        self._threaded = ThreadExecutor(app, _ForgetOnDone(events, self._sync_ids))
         self.boxes = _Boxes()
         self.futures: dict[InvocationId, asyncio.Future[WaitReply]] = {}
         self._tasks: dict[InvocationId, asyncio.Task[None]] = {}
