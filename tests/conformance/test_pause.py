@@ -220,11 +220,33 @@ def test_loop_through_dedupe_does_not_fail_the_target(backend: Backend) -> None:
     [res] = backend.register([new("a", "1", registration_key="a1", registration="dedupe")], 5.0)
     assert res.kind is RegisterKind.DEDUPLICATED
     assert res.id == a
+    before = record(backend, b)
     res2 = backend.pause(b, W2, [a], 6.0)
     assert res2.kind is PauseKind.CYCLE
     assert res2.loop == ("a(1)", "b(1)", "a(1)")
     assert status(backend, a) is Status.PAUSED
-    assert status(backend, b) is Status.RUNNING
+    # Nothing is written: b keeps running as it was, a gets no waiter.
+    assert record(backend, b) == before
+    assert record(backend, a).waiters == 0
+
+
+def test_waiting_on_its_own_id_is_a_cycle_that_fails_nothing(backend: Backend) -> None:
+    a = running(backend, 1.0, "a", "1")
+    before = record(backend, a)
+    res = backend.pause(a, W1, [a], 2.0)
+    assert res.kind is PauseKind.CYCLE
+    assert res.loop == ("a(1)", "a(1)")
+    assert record(backend, a) == before
+
+
+def test_cancelling_a_waiter_removes_its_boost(backend: Backend) -> None:
+    high = add(backend, 1.0, "high", priority=5)
+    target = add(backend, 2.0, "target")
+    waiter = running(backend, 3.0, "w")
+    pause(backend, waiter, [target])
+    assert backend.cancel(waiter, 16.0)
+    assert record(backend, target).waiters == 0
+    assert claim_ids(backend, W2, 1, 17.0) == [high]
 
 
 def test_fire_and_forget_calls_are_no_cycle(backend: Backend) -> None:

@@ -37,12 +37,15 @@ def _hammer(backend: Backend, limit: int | None) -> tuple[Counter[InvocationId],
 
     def work(n: int) -> None:
         me = WorkerId(f"host:{n}:t")
+        idle = 0.001
         try:
             while not stop.is_set() and time.monotonic() < deadline:
                 recs = backend.claim("default", me, 2, NOW)
                 if not recs:
-                    time.sleep(0.001)
+                    time.sleep(idle)  # idle claimers back off, as a worker does
+                    idle = min(idle * 2, 0.008)
                     continue
+                idle = 0.001
                 with lock:
                     state["held"] += len(recs)
                     state["peak"] = max(state["peak"], state["held"])

@@ -256,8 +256,9 @@ class MemoryBackend:
                 and (task is None or r.task == task)
                 and (status is None or r.status is status)
             ]
-        found.sort(key=lambda r: self._order[r.id], reverse=True)
-        return [r for r in map(_light, found[:limit]) if r is not None]
+            # Copied under the lock: another thread may be changing these records.
+            found.sort(key=lambda r: self._order[r.id], reverse=True)
+            return [r for r in map(_light, found[:limit]) if r is not None]
 
     def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
         out: dict[Status, int] = {}
