@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from kubenenc.serializers import canonical
+
 Registration = Literal["allow", "dedupe", "reject"]
 
 
@@ -65,7 +67,7 @@ class ConcurrencyPolicy(BaseModel):
 
 
 def _digest(task: str, payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(canonical(payload), sort_keys=True, separators=(",", ":"))
     return f"{task}#{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"
 
 

@@ -195,6 +195,23 @@ def to_json_tree(value: Any, where: str = "value") -> Any:
     return _encode(value, where)
 
 
+def canonical(tree: Any) -> Any:
+    """``tree`` (from :func:`to_json_tree`) with its unordered parts in one fixed order.
+
+    A set's items come out in hash order, which differs between processes for strings, and a
+    dict with non-string keys keeps its insertion order; keys computed from the tree (see
+    :mod:`kubenenc.concurrency`) must not depend on either, so equal calls match everywhere.
+    """
+    if isinstance(tree, list):
+        return [canonical(x) for x in tree]
+    if not isinstance(tree, dict):
+        return tree
+    out = {k: canonical(v) for k, v in tree.items()}
+    if len(out) == 2 and out.get(_TAG) in ("set", "frozenset", "dict") and "v" in out:
+        out["v"] = sorted(out["v"], key=lambda x: json.dumps(x, sort_keys=True))
+    return out
+
+
 def from_json_tree(tree: Any) -> Any:
     """Inverse of :func:`to_json_tree` for data already parsed by ``json.loads``."""
     if isinstance(tree, dict):

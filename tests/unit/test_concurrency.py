@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from kubenenc.serializers import to_json_tree
 from pydantic import ValidationError
 
 ARGS = {"customer": 7, "amount": 12.5, "note": "x"}
@@ -120,3 +125,40 @@ def test_policy_is_frozen() -> None:
     p = ConcurrencyPolicy(running_limit=1)
     with pytest.raises(ValidationError):
         p.running_limit = 2  # type: ignore[misc]
+
+
+def test_keys_ignore_the_order_of_sets_and_non_string_dict_keys() -> None:
+    tree = to_json_tree({"alpha", "beta", "gamma", "delta"})
+    shuffled = {"__kn__": "set", "v": list(reversed(tree["v"]))}  # another process's order
+    assert call_key("t", {"tags": tree}) == call_key("t", {"tags": shuffled})
+    one = to_json_tree({1: "a", 2: {3, 4}, (5, 6): "b"})
+    two = to_json_tree({(5, 6): "b", 2: {4, 3}, 1: "a"})
+    assert call_key("t", {"m": one}) == call_key("t", {"m": two})
+    policy = ConcurrencyPolicy(running_limit=1, key=("m",), registration="dedupe")
+    assert running_key(policy, "t", {"m": one}) == running_key(policy, "t", {"m": two})
+    assert registration_key(policy, "t", {"m": one}) == registration_key(policy, "t", {"m": two})
+    # ... while lists and tuples stay ordered.
+    assert call_key("t", {"l": [1, 2]}) != call_key("t", {"l": [2, 1]})
+    assert call_key("t", {"l": to_json_tree((1, 2))}) != call_key("t", {"l": to_json_tree((2, 1))})
+    assert call_key("t", {"s": to_json_tree({1, 2})}) != call_key("t", {"s": to_json_tree({1, 3})})
+
+
+def test_call_key_of_a_set_of_strings_is_the_same_in_every_process() -> None:
+    code = (
+        "from kubenenc.concurrency import call_key\n"
+        "from kubenenc.serializers import to_json_tree\n"
+        "print(call_key('t', {'s': to_json_tree({'alpha', 'beta', 'gamma', 'delta', 'eps'})}))"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(keys) == 1
+    assert keys == {call_key("t", {"s": to_json_tree({"eps", "delta", "gamma", "beta", "alpha"})})}
