@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from kubenenc.app import App
+from kubenenc.backends.contract import FinishAndClaim
 from kubenenc.errors import ConfigurationError, TaskTimeout
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.outcomes import error_info
@@ -222,6 +223,14 @@ class Worker:
                 break
             self._handle(event)
             progressed = True
+        if (
+            self._outcomes
+            and not self.paused
+            and not self._stop.is_set()
+            and self._free() > 0
+            and isinstance(self.backend, FinishAndClaim)
+        ):
+            progressed |= self._flush_and_claim(self.backend)
         progressed |= self._flush()
         self._expire()
         if self.paused and self._free() > 0:
@@ -236,6 +245,19 @@ class Worker:
 
     def _claim(self) -> bool:
         claimed = self.backend.claim(self.pool, self.id, self._free(), time.time())
+        return self._start(claimed)
+
+    def _flush_and_claim(self, backend: FinishAndClaim) -> bool:
+        batch = self._outcomes
+        _, claimed = backend.finish_and_claim(
+            [o for o, _ in batch], self.pool, self.id, self._free(), time.time()
+        )
+        self._outcomes = []
+        self._observe(batch)
+        self._start(claimed)
+        return True
+
+    def _start(self, claimed: list[InvocationRecord]) -> bool:
         if not claimed:
             return False
         self.metrics.add_claimed(len(claimed))
@@ -332,13 +354,16 @@ class Worker:
         batch = self._outcomes
         self.backend.finish([o for o, _ in batch], self.id, time.time())
         self._outcomes = []
+        self._observe(batch)
+        return True
+
+    def _observe(self, batch: list[tuple[Outcome, float]]) -> None:
         for outcome, elapsed in batch:
             status = {
                 OutcomeKind.SUCCESS: Status.SUCCESS, OutcomeKind.FAILED: Status.FAILED,
                 OutcomeKind.RETRY: Status.RETRY, OutcomeKind.HANDED_BACK: Status.PENDING,
             }[outcome.kind]  # fmt: skip
             self.metrics.observe(status.value, elapsed)
-        return True
 
     def _expire(self) -> None:
         now = time.monotonic()

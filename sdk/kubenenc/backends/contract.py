@@ -189,6 +189,21 @@ class Policies(Protocol):
 
 
 @runtime_checkable
+class FinishAndClaim(Protocol):
+    """Optional fast path: :meth:`Queue.finish` then :meth:`Queue.claim` in one atomic step.
+
+    A worker that has outcomes to store and free slots does both at once, halving round
+    trips on the hot path. Backends may offer it; workers check with ``isinstance``.
+    """
+
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """``(finish(outcomes, worker, now), claim(pool, worker, limit, now))``, atomically."""
+        ...
+
+
+@runtime_checkable
 class Backend(Queue, Coordination, Records, Policies, Protocol):
     """A complete backend: the three roles plus lifecycle.
 

@@ -232,6 +232,12 @@ class Engine:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
         return [self._finish_one(o, worker, now) for o in outcomes]
 
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """See :class:`kubenenc.backends.contract.FinishAndClaim`."""
+        return self.finish(outcomes, worker, now), self.claim(pool, worker, limit, now)
+
     def _finish_one(self, o: Outcome, worker: WorkerId, now: float) -> bool:
         t = self.txn
         rec = t.get(o.id)

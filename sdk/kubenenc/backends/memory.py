@@ -165,6 +165,13 @@ class MemoryBackend:
         with self._engine() as e:
             return e.finish(outcomes, worker, now)
 
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        with self._engine() as e:
+            done, claimed = e.finish_and_claim(outcomes, pool, worker, limit, now)
+            return done, [copy.deepcopy(r) for r in claimed]
+
     def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
         with self._engine() as e:
             return e.cancel(id, now, reason)
