@@ -138,9 +138,7 @@ class ThreadExecutor:
     Threads idle for ``idle_timeout`` seconds exit.
     """
 
-    def __init__(
-        self, app: App, events: EventSink, idle_timeout: float = 30.0
-    ) -> None:
+    def __init__(self, app: App, events: EventSink, idle_timeout: float = 30.0) -> None:
         self.app = app
         self.events = events
         self.boxes = _Boxes()
@@ -185,7 +183,7 @@ class ThreadExecutor:
         ctx = _QueueContext(payload.id, self.events, self.boxes)
         try:
             result = run_sync(self.app, payload, ctx)
-        except BaseException as exc:  # noqa: BLE001 - aborted (async exception)
+        except BaseException as exc:
             result = RunResult(payload.id, error=error_info(exc))
         finally:
             with self._lock:
