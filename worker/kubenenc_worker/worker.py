@@ -92,8 +92,8 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.slots = self.settings.concurrency or os.cpu_count() or 1
         self.pool = self.settings.pool
-        if backend_url is not None:
-            self.app.backend_url = backend_url
+        if backend_url is not None and backend_url != self.app.backend_url:
+            self.app.configure(backend_url)
         self.backend = app.backend
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.metrics = Metrics()
