@@ -1,0 +1,539 @@
+"""The Redis backend: the contract as Lua scripts on one Redis server.
+
+Every operation that changes more than one key is one script (see :mod:`kubenenc_redis.scripts`
+for the key schema), so it is atomic across every process that talks to the server. Reads
+that need no atomicity (``get_many``, ``counts``) are plain commands.
+
+URL: ``redis[s]://[[user]:password@]host[:port][/db][?prefix=app&retention=604800]``.
+``prefix`` separates apps sharing one database (default ``kubenenc``); ``retention`` is how
+many seconds a final invocation is kept (default 7 days); ``retry_for`` is how long a call
+keeps retrying while the server is unreachable (default 60 s). Every other query option goes
+to redis-py (``ssl_cert_reqs``, ``socket_timeout``, ...).
+
+Faults: a call that loses its connection is sent again with backoff until ``retry_for``
+passes, then raises :class:`~kubenenc.errors.BackendUnavailable`. Each script call carries a
+request id and the server keeps its reply for two minutes, so a call whose reply was lost is
+answered from that record instead of being applied twice (a claim is never taken twice and
+so never stranded on a worker that does not know it holds it).
+
+Results are pushed: ``wait_final`` blocks on the server (``BLMOVE`` on a list that the
+finishing script pushes to), so a waiter wakes one network hop after the result is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from kubenenc.backends.codec import dumps_worker, loads_worker, record_from_dict
+from kubenenc.backends.registry import redact_url
+from kubenenc.errors import BackendUnavailable, ConfigurationError
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    PauseKind,
+    PauseResult,
+    RegisterKind,
+    RegisterResult,
+    ResumeResult,
+    WorkerInfo,
+)
+from kubenenc.status import Status
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from kubenenc_redis.scripts import SCRIPTS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "kubenenc"
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+DEFAULT_RETRY_FOR = 60.0
+BLOCK_CHUNK = 5.0
+"""Longest single server-side block of ``wait_final``; it loops for longer waits."""
+MAX_LOOP_NODES = 100_000
+SWEEP_BATCH = 500
+"""Final invocations past retention deleted per ``recover`` call."""
+_US = "\x1f"
+_FAULTS = (redis.ConnectionError, redis.TimeoutError)
+_OWN_OPTIONS = ("prefix", "retention", "retry_for")
+MIN_SERVER = (6, 2)
+
+
+def _now(now: float) -> str:
+    return repr(float(now))
+
+
+def _static(n: NewInvocation, now: float) -> str:
+    """The fields of ``n`` fixed at registration, as stored in the record's ``d`` field."""
+    return json.dumps(
+        {
+            "id": n.id, "app": n.app, "task": n.task, "args": n.args, "call_key": n.call_key,
+            "display": n.display, "pool": n.pool, "priority": n.priority,
+            "max_retries": n.max_retries, "timeout": n.timeout, "running_key": n.running_key,
+            "running_limit": n.running_limit, "registration_key": n.registration_key,
+            "depends_on": list(n.depends_on), "parent": n.parent, "serializer": n.serializer,
+            "created_at": float(now),
+        },
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+def _record(h: Mapping[str, str], history: Sequence[str] | None) -> InvocationRecord:
+    """A record from its hash fields and history entries (see the key schema)."""
+    d: dict[str, Any] = json.loads(h["d"])
+    err = h.get("e")
+    d.update(
+        status=h["s"], updated_at=float(h["u"]), attempt=int(h["at"]), lost=int(h["lo"]),
+        worker=h.get("w") or None, waiters=int(h["wt"]), not_before=float(h["nb"]),
+        result=h.get("r"), error=json.loads(err) if err else None, history=[],
+    )  # fmt: skip
+    rec = record_from_dict(d)
+    if history:
+        for entry in history:
+            status, at, worker, reason = entry.split(_US, 3)
+            d["history"].append([status, float(at), worker or None, reason or None])
+        rec.history = record_from_dict(d).history
+    return rec
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split ``url`` into the URL for redis-py and kubenenc's own options."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigurationError(
+            f"bad Redis URL {redact_url(url)!r}: use redis://[[user]:password@]host[:port][/db] "
+            "or rediss://... for TLS"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: no host name")
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        (ours.__setitem__(key, value) if key in _OWN_OPTIONS else rest.append((key, value)))
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+
+
+def _float_option(ours: Mapping[str, str], name: str, default: float, url: str) -> float:
+    raw = ours.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigurationError(
+            f"bad Redis URL {redact_url(url)!r}: {name}={raw!r} must be a positive number of "
+            "seconds"
+        )
+    return value
+
+
+class RedisBackend:
+    """Invocations in one Redis database (>= 6.2), shared by every process that reaches it."""
+
+    shared_across_processes: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        blocking: redis.Redis | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        retention: float = DEFAULT_RETENTION,
+        retry_for: float = DEFAULT_RETRY_FOR,
+        name: str = "redis",
+    ) -> None:
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ConfigurationError(f"bad Redis key prefix {prefix!r}: non-empty, no braces")
+        self._r = client
+        self._block = blocking or client
+        self._p = "{" + prefix + "}"
+        self.prefix = prefix
+        self.retention = retention
+        self.retry_for = retry_for
+        self._name = name
+        self._scripts = {op: client.register_script(src) for op, src in SCRIPTS.items()}
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBackend:
+        """Connect, check the server and the credentials, and return the backend.
+
+        ConfigurationError for a malformed URL, a wrong password or user, a database number
+        out of range or a server older than 6.2; BackendUnavailable when nothing answers.
+        """
+        base, ours = parse_url(url)
+        prefix = ours.get("prefix", DEFAULT_PREFIX)
+        retention = _float_option(ours, "retention", DEFAULT_RETENTION, url)
+        retry_for = _float_option(ours, "retry_for", DEFAULT_RETRY_FOR, url)
+        common: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": 5.0,
+            "socket_keepalive": True,
+            "health_check_interval": 30,
+            "retry": Retry(NoBackoff(), 0),  # our own retry loop re-sends with request ids
+        }
+        try:
+            client = redis.Redis.from_url(base, socket_timeout=30.0, **common)
+            blocking = redis.Redis.from_url(base, socket_timeout=BLOCK_CHUNK + 30.0, **common)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
+        shown = redact_url(url)
+        try:
+            info = client.info("server")
+        except redis.AuthenticationError as exc:
+            raise ConfigurationError(
+                f"Redis at {shown} refused the credentials: {exc}; check the user and password "
+                "in the URL (redis://user:password@host:port/db)"
+            ) from exc
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if any(w in text for w in ("NOAUTH", "WRONGPASS", "NOPERM", "invalid password")):
+                raise ConfigurationError(
+                    f"Redis at {shown} refused the credentials or permissions: {text}"
+                ) from exc
+            raise ConfigurationError(f"Redis at {shown} refused the connection: {text}") from exc
+        except _FAULTS as exc:
+            raise BackendUnavailable(f"cannot reach Redis at {shown}: {exc}") from exc
+        version = tuple(int(x) for x in str(info.get("redis_version", "0.0")).split(".")[:2])
+        if version < MIN_SERVER:
+            raise ConfigurationError(
+                f"Redis at {shown} is version {info.get('redis_version')}; kubenenc needs 6.2 "
+                "or newer (BLMOVE, ZRANGE BYLEX)"
+            )
+        return cls(
+            client, blocking, prefix=prefix, retention=retention, retry_for=retry_for,
+            name=shown,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self._name!r}, prefix={self.prefix!r})"
+
+    def close(self) -> None:
+        """Drop every pooled connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._r.close()
+        if self._block is not self._r:
+            self._block.close()
+
+    # -- calls with retries ----------------------------------------------------------------
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                return call()
+            except _FAULTS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BackendUnavailable(
+                        f"Redis at {self._name} unreachable for {self.retry_for:.0f} s ({what}): "
+                        f"{exc}"
+                    ) from exc
+                log.warning("Redis %s failed (%s); retrying in %.2f s", what, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _run(self, op: str, now: float, *args: str | int) -> Any:
+        """Run one script; a retried call carries the same request id (applied once)."""
+        request = uuid.uuid4().hex
+        script = self._scripts[op]
+        argv = [_now(now), repr(self.retention), request, *args]
+        reply = self._retrying(op, lambda: script(keys=[self._p], args=argv))
+        if isinstance(reply, list) and len(reply) == 2 and reply[0] == "replay":
+            log.info("Redis %s was applied before the connection dropped; using its reply", op)
+            return json.loads(reply[1]), True
+        return reply, False
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._p, *parts))
+
+    # -- Queue -----------------------------------------------------------------------------
+
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        """See :meth:`kubenenc.backends.contract.Queue.register`."""
+        if not new:
+            return []
+        args: list[str | int] = [len(new)]
+        for n in new:
+            args += [
+                n.id, n.registration_key or "", n.registration, n.pool, n.priority, n.app,
+                n.running_key or "", "" if n.running_limit is None else n.running_limit,
+                n.call_key, n.display, n.parent or "", _static(n, now), len(n.depends_on),
+                *n.depends_on,
+            ]  # fmt: skip
+        reply, _ = self._run("register", now, *args)
+        return [RegisterResult(RegisterKind(kind), InvocationId(id)) for kind, id in reply]
+
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
+        """See :meth:`kubenenc.backends.contract.Queue.claim`."""
+        if limit <= 0:
+            return []
+        reply, replayed = self._run("claim", now, pool, worker, limit)
+        if replayed:
+            found = self._read(reply, history=True)
+            return [r for r in found if r is not None and r.worker == worker]
+        return [_record(_pairs(fields), history) for fields, history in reply]
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        """See :meth:`kubenenc.backends.contract.Queue.finish`."""
+        if not outcomes:
+            return []
+        args: list[str | int] = [worker, len(outcomes)]
+        for o in outcomes:
+            error = (
+                ""
+                if o.error is None
+                else json.dumps([o.error.type, o.error.message, o.error.traceback])
+            )
+            args += [
+                o.id, o.kind.value, "0" if o.result is None else "1", o.result or "", error,
+                _now(o.retry_at), o.reason or "",
+            ]  # fmt: skip
+        reply, _ = self._run("finish", now, *args)
+        return [bool(x) for x in reply]
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
+        reply, _ = self._run("cancel", now, id, "cancel", reason, "")
+        return bool(reply)
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.fail`."""
+        reply, _ = self._run("cancel", now, id, "fail", error, message)
+        return bool(reply)
+
+    # -- Coordination ----------------------------------------------------------------------
+
+    def pause(
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.pause`."""
+        reply, replayed = self._run("pause", now, id, worker, MAX_LOOP_NODES, *targets)
+        kind = PauseKind(reply[0])
+        if replayed and kind is PauseKind.GONE:
+            # Applied before the connection dropped; "gone" cannot have been the first answer
+            # if it is paused here now.
+            rec = self.get(id)
+            if rec is not None and rec.status is Status.PAUSED and rec.worker == worker:
+                return PauseResult(PauseKind.PAUSED)
+        return PauseResult(kind, tuple(reply[1:]))
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.resume`."""
+        if not ids:
+            return ResumeResult()
+        reply, _ = self._run("resume", now, worker, max(limit, 0), *ids)
+        resumed, gone = reply
+        return ResumeResult(
+            tuple(InvocationId(x) for x in resumed), tuple(InvocationId(x) for x in gone)
+        )
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        """See :meth:`kubenenc.backends.contract.Coordination.heartbeat`."""
+
+        def beat() -> None:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.zadd(self._key("beats"), {info.id: info.at})
+            pipe.hset(self._key("workers"), info.id, dumps_worker(info))
+            pipe.execute()
+
+        self._retrying("heartbeat", beat)
+
+    def unregister_worker(self, worker: WorkerId) -> None:
+        """See :meth:`kubenenc.backends.contract.Coordination.unregister_worker`."""
+
+        def forget() -> None:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.zrem(self._key("beats"), worker)
+            pipe.hdel(self._key("workers"), worker)
+            pipe.execute()
+
+        self._retrying("unregister_worker", forget)
+
+    def workers(self) -> list[WorkerInfo]:
+        """See :meth:`kubenenc.backends.contract.Coordination.workers`."""
+        found: dict[str, str] = self._retrying(
+            "workers",
+            lambda: self._r.hgetall(self._key("workers")),  # type: ignore[arg-type,return-value]
+        )
+        return [loads_worker(v) for v in found.values()]
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.recover`.
+
+        Also deletes up to ``SWEEP_BATCH`` final invocations older than the retention.
+        """
+        reply, _ = self._run("recover", now, repr(float(heartbeat_timeout)), max_lost, SWEEP_BATCH)
+        return [InvocationId(x) for x in reply]
+
+    def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
+        """See :meth:`kubenenc.backends.contract.Coordination.wait_final`.
+
+        Reads the statuses, then blocks on the server (``BLMOVE`` of the first open one's
+        ``done`` list onto itself, so every waiter sees it) until it is pushed, and repeats.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = list(dict.fromkeys(ids))
+        while True:
+            pending = self._open(pending)
+            if not pending:
+                return True
+            block = BLOCK_CHUNK
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                block = min(block, left)
+            self._block_on(self._key("done", pending[0]), max(block, 0.001))
+
+    def _block_on(self, done: str, seconds: float) -> None:
+        """Wait up to ``seconds`` for ``done`` to have an element, leaving it there."""
+        self._retrying(
+            "wait_final",
+            lambda: self._block.execute_command(  # type: ignore[no-untyped-call]
+                "BLMOVE", done, done, "RIGHT", "LEFT", seconds
+            ),
+        )
+
+    def _open(self, ids: list[InvocationId]) -> list[InvocationId]:
+        """Those of ``ids`` that exist and are not final."""
+        if not ids:
+            return []
+
+        def statuses() -> list[str | None]:
+            pipe = self._r.pipeline(transaction=False)
+            for id in ids:
+                pipe.hget(self._key("inv", id), "s")
+            return pipe.execute()
+
+        found = self._retrying("wait_final", statuses)
+        return [
+            id for id, s in zip(ids, found, strict=True) if s is not None and not Status(s).is_final
+        ]
+
+    # -- Policies --------------------------------------------------------------------------
+
+    def set_policy(self, name: str, spec: str | None) -> None:
+        """See :meth:`kubenenc.backends.contract.Policies.set_policy`."""
+        key = self._key("policies")
+        if spec is None:
+            self._retrying("set_policy", lambda: self._r.hdel(key, name))
+        else:
+            self._retrying("set_policy", lambda: self._r.hset(key, name, spec))
+
+    def get_policy(self, name: str) -> str | None:
+        """See :meth:`kubenenc.backends.contract.Policies.get_policy`."""
+        key = self._key("policies")
+        found = self._retrying("get_policy", lambda: self._r.hget(key, name))
+        return None if found is None else str(found)
+
+    def policies(self) -> dict[str, str]:
+        """See :meth:`kubenenc.backends.contract.Policies.policies`."""
+        key = self._key("policies")
+        found: dict[str, str] = self._retrying(
+            "policies",
+            lambda: self._r.hgetall(key),  # type: ignore[arg-type,return-value]
+        )
+        return dict(found)
+
+    # -- Records ---------------------------------------------------------------------------
+
+    def _read(self, ids: Sequence[str], history: bool) -> list[InvocationRecord | None]:
+        def read() -> list[Any]:
+            pipe = self._r.pipeline(transaction=history)
+            for id in ids:
+                pipe.hgetall(self._key("inv", id))
+                if history:
+                    pipe.lrange(self._key("h", id), 0, -1)
+            return pipe.execute()
+
+        if not ids:
+            return []
+        raw = self._retrying("get", read)
+        step = 2 if history else 1
+        out: list[InvocationRecord | None] = []
+        for i in range(0, len(raw), step):
+            fields = raw[i]
+            out.append(_record(fields, raw[i + 1] if history else None) if fields else None)
+        return out
+
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        """See :meth:`kubenenc.backends.contract.Records.get`."""
+        return self._read([id], history=True)[0]
+
+    def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
+        """See :meth:`kubenenc.backends.contract.Records.get_many` (history left empty)."""
+        return self._read(ids, history=False)
+
+    def _page(self, index: str, start: int, end: int) -> list[str]:
+        found = self._retrying("query", lambda: self._r.zrevrange(index, start, end))
+        return [str(x) for x in found]
+
+    def query(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        """See :meth:`kubenenc.backends.contract.Records.query`.
+
+        Walks the app's (or the global) index newest first and filters the records, so a
+        filter that matches few of many invocations reads many.
+        """
+        index = self._key("ix", "a", app) if app is not None else self._key("ix")
+        out: list[InvocationRecord] = []
+        start = 0
+        page = max(min(limit, 1000), 50)
+        while len(out) < limit:
+            end = start + page - 1
+            ids = self._page(index, start, end)
+            if not ids:
+                break
+            for rec in self._read(ids, history=False):
+                if rec is None or (task is not None and rec.task != task):
+                    continue
+                if status is not None and rec.status is not status:
+                    continue
+                out.append(rec)
+                if len(out) >= limit:
+                    break
+            start += page
+        return out
+
+    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+        """See :meth:`kubenenc.backends.contract.Records.counts`: exact, kept as counters
+        apart from the records, so expired final invocations are still counted."""
+        raw: dict[str, str] = self._retrying(
+            "counts",
+            lambda: self._r.hgetall(self._key("counts")),  # type: ignore[arg-type,return-value]
+        )
+        out: dict[Status, int] = {}
+        for field, value in raw.items():
+            a, p, s = field.split(_US)
+            n = int(value)
+            if n and (app is None or a == app) and (pool is None or p == pool):
+                out[Status(s)] = out.get(Status(s), 0) + n
+        return out

@@ -1,0 +1,667 @@
+"""The Redis key schema and the Lua scripts that move invocations, in one place.
+
+Every multi-key step of the contract is one script, so it is atomic: Redis runs a script to
+the end before serving any other command. The scripts re-express the rules of
+:class:`kubenenc.backends.engine.Engine` (the embedded backends' policy) step by step; the
+allowed transitions and the error types are generated from :mod:`kubenenc.status` and
+:mod:`kubenenc.errors`, not retyped, and the conformance suite holds both to the same
+behaviour.
+
+Key schema (``P`` is ``{prefix}``; the braces make every key of one app hash to the same
+Redis Cluster slot):
+
+- ``P:inv:<id>`` (hash): one invocation. ``d`` holds the JSON of the fields fixed at
+  registration; the fields the scripts read or change are ``s`` status, ``u`` updated_at,
+  ``w`` worker (``""``: none), ``wt`` waiters, ``at`` attempt, ``lo`` lost, ``nb``
+  not_before, ``r`` result, ``e`` error (JSON ``[type, message, traceback]``), ``sq``
+  sequence, ``m`` its queue member, and copies of ``a`` app, ``p`` pool, ``pr`` priority,
+  ``rk``/``rl`` running key/limit, ``gk`` registration key, ``ck`` call key, ``dp`` display,
+  ``pa`` parent, ``dn`` depends_on (comma separated).
+- ``P:h:<id>`` (list): history, one ``status US at US worker US reason`` entry per change.
+- ``P:q:<pool>`` (zset): PENDING invocations that are due, all at score 0 so they sort by
+  member, ``(99999999-waiters)%08d (5e11-priority)%012d seq%015d id``: more waiters, then
+  higher priority, then older first -- the claim order, exact at any size.
+- ``P:dl:<pool>`` (zset): PENDING invocations not due yet (retry back-off), the same members
+  scored by not_before; a claim moves the due ones to ``P:q:<pool>``.
+- ``P:running`` (hash): running key -> slots held.
+- ``P:reg`` (hash): registration key -> id of the invocation holding it.
+- ``P:tg:<id>`` / ``P:wt:<id>`` (sets): wait edges, what ``id`` waits on / who waits on it.
+- ``P:dep:<id>`` (set): invocations that declared ``depends_on`` ``id``.
+- ``P:held`` (hash): id -> worker of every RUNNING or PAUSED invocation (recovery).
+- ``P:beats`` (zset): worker -> time of its last heartbeat; ``P:workers`` (hash): worker ->
+  that heartbeat as JSON.
+- ``P:counts`` (hash): ``app US pool US status`` -> exact number of invocations.
+- ``P:seq`` (string): the FIFO sequence counter.
+- ``P:ix`` / ``P:ix:a:<app>`` (zsets): ids by sequence, for ``query`` (newest first).
+- ``P:fin`` (zset): ``id US app`` of final invocations, by when they ended; the retention
+  sweep (run by ``recover``) deletes those older than the retention.
+- ``P:done:<id>`` (list): one element pushed when ``id`` becomes final. Waiters block on it
+  with ``BLMOVE`` from the list onto itself, so nobody consumes it.
+- ``P:policies`` (hash): concurrency policy name -> spec (JSON).
+- ``P:rq:<request>`` (string): the reply of a script call, kept two minutes, so that a call
+  retried after a lost connection is answered again but applied once.
+
+``US`` is the unit separator ``\\x1f``. Times travel as Python ``repr`` strings and are stored
+unchanged, so they read back exactly; Lua compares them as numbers.
+
+Final invocations (and their history) expire ``retention`` seconds after they end; the
+counters in ``P:counts`` are kept apart from the records, so counts by status stay exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kubenenc.backends.engine import error_path
+from kubenenc.errors import CycleDetectedError, DependencyFailed, WorkerLost
+from kubenenc.status import FINAL, TRANSITIONS, Status
+
+DONE_TTL = 300
+"""Seconds a ``P:done:<id>`` list outlives the moment ``id`` became final. A waiter that
+comes later finds the final status in the record and does not block."""
+
+REPLY_TTL = 120
+"""Seconds the reply of a script call is kept for a retry of the same request."""
+
+
+def _lua_set(names: Iterable[Status]) -> str:
+    return "{" + ", ".join(f"{n.value}=true" for n in sorted(names)) + "}"
+
+
+def _preamble() -> str:
+    allowed = ",\n  ".join(f"{src}={_lua_set(dst)}" for src, dst in TRANSITIONS.items())
+    return f"""
+local P = KEYS[1]
+local NOW = ARGV[1]
+local NOWN = tonumber(NOW)
+local RET = tonumber(ARGV[2])
+local REQ = ARGV[3]
+local US = '\\31'
+local FINAL = {_lua_set(FINAL)}
+local ALLOWED = {{
+  {allowed}
+}}
+local E_DEP = '{error_path(DependencyFailed)}'
+local E_CYCLE = '{error_path(CycleDetectedError)}'
+local E_LOST = '{error_path(WorkerLost)}'
+local DONE_TTL = {DONE_TTL}
+local REPLY_TTL = {REPLY_TTL}
+"""
+
+
+_COMMON = r"""
+local K_RUN = P .. ':running'
+local K_REG = P .. ':reg'
+local K_HELD = P .. ':held'
+local K_COUNTS = P .. ':counts'
+local K_FIN = P .. ':fin'
+
+local function k_inv(id) return P .. ':inv:' .. id end
+
+if REQ ~= '' then
+  local cached = redis.call('GET', P .. ':rq:' .. REQ)
+  if cached then return {'replay', cached} end
+end
+
+local function reply(value, cache)
+  if REQ ~= '' then
+    redis.call('SET', P .. ':rq:' .. REQ, cjson.encode(cache or value), 'EX', REPLY_TTL)
+  end
+  return value
+end
+
+local F = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'pa', 'wt', 'nb', 'sq', 'm',
+           'dn', 'lo'}
+
+local function load(id)
+  local v = redis.call('HMGET', k_inv(id), unpack(F))
+  if not v[1] then return nil end
+  local r = {id = id}
+  for i, f in ipairs(F) do r[f] = v[i] or '' end
+  return r
+end
+
+local function member(r)
+  local wt = math.min(tonumber(r.wt), 99999999)
+  local pr = math.max(math.min(tonumber(r.pr), 400000000000), -400000000000)
+  return string.format('%08d%012d', 99999999 - wt, 500000000000 - pr) .. r.sq .. r.id
+end
+
+local function dequeue(r)
+  if r.m ~= '' then
+    redis.call('ZREM', P .. ':q:' .. r.p, r.m)
+    redis.call('ZREM', P .. ':dl:' .. r.p, r.m)
+  end
+end
+
+local function enqueue(r)
+  r.m = member(r)
+  if tonumber(r.nb) > NOWN then
+    redis.call('ZADD', P .. ':dl:' .. r.p, r.nb, r.m)
+  else
+    redis.call('ZADD', P .. ':q:' .. r.p, 0, r.m)
+  end
+  redis.call('HSET', k_inv(r.id), 'm', r.m)
+end
+
+local function setw(r, w)
+  r.w = w
+  redis.call('HSET', k_inv(r.id), 'w', w)
+end
+
+-- One checked transition, recorded in the history and the counters; keeps the queue and
+-- the held index in step with the status.
+local function move(r, dst, worker, reason)
+  if not ALLOWED[r.s][dst] then
+    error('InvalidTransition: ' .. r.s .. ' -> ' .. dst .. ' is not allowed')
+  end
+  local src = r.s
+  redis.call('HINCRBY', K_COUNTS, r.a .. US .. r.p .. US .. src, -1)
+  redis.call('HINCRBY', K_COUNTS, r.a .. US .. r.p .. US .. dst, 1)
+  r.prev = src
+  r.s = dst
+  redis.call('HSET', k_inv(r.id), 's', dst, 'u', NOW)
+  redis.call('RPUSH', P .. ':h:' .. r.id,
+             dst .. US .. NOW .. US .. (worker or '') .. US .. (reason or ''))
+  if src == 'PENDING' then dequeue(r) end
+  if dst == 'PENDING' then enqueue(r) end
+  if dst == 'RUNNING' or dst == 'PAUSED' then
+    redis.call('HSET', K_HELD, r.id, r.w)
+  elseif src == 'RUNNING' or src == 'PAUSED' then
+    redis.call('HDEL', K_HELD, r.id)
+  end
+end
+
+local function set_error(r, err)
+  if err and err ~= '' then
+    redis.call('HSET', k_inv(r.id), 'e', err)
+  else
+    redis.call('HDEL', k_inv(r.id), 'e')
+  end
+end
+
+local function add_running(key, delta)
+  local n = redis.call('HINCRBY', K_RUN, key, delta)
+  if n <= 0 then redis.call('HDEL', K_RUN, key) end
+end
+
+local function release_slot(r)
+  if r.s == 'RUNNING' and r.rk ~= '' and r.rl ~= '' then add_running(r.rk, -1) end
+end
+
+local function set_waiters(r, n)
+  if r.s == 'PENDING' then
+    dequeue(r)
+    r.wt = tostring(n)
+    redis.call('HSET', k_inv(r.id), 'wt', n)
+    enqueue(r)
+  else
+    r.wt = tostring(n)
+    redis.call('HSET', k_inv(r.id), 'wt', n)
+  end
+end
+
+local function remove_edges(id)
+  local tg = P .. ':tg:' .. id
+  for _, t in ipairs(redis.call('SMEMBERS', tg)) do
+    redis.call('SREM', P .. ':wt:' .. t, id)
+  end
+  redis.call('DEL', tg)
+end
+
+local function err_json(kind, message)
+  return cjson.encode({kind, message, ''})
+end
+
+local function fail_dependency(r, dep, dep_id)
+  local what
+  if dep then
+    what = 'dependency ' .. dep.dp .. ' [' .. dep.id .. '] ended ' .. dep.s
+  else
+    what = 'dependency ' .. dep_id .. ' does not exist'
+  end
+  set_error(r, err_json(E_DEP, what))
+  move(r, 'FAILED', nil, 'DependencyFailed')
+end
+
+local abort
+
+-- Side effects of reaching a final status (the engine's _finalize).
+local function finalize(r, cascade, err)
+  local k = k_inv(r.id)
+  setw(r, '')
+  redis.call('HDEL', K_HELD, r.id)
+  if r.gk ~= '' and redis.call('HGET', K_REG, r.gk) == r.id then
+    redis.call('HDEL', K_REG, r.gk)
+  end
+  if r.prev == 'PAUSED' then
+    for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. r.id)) do
+      local t = load(tid)
+      if t and not FINAL[t.s] then
+        local n = math.max(0, tonumber(t.wt) - 1)
+        set_waiters(t, n)
+        if cascade and t.pa == r.id and n == 0 then
+          abort(t, 'FAILED', err, 'CycleDetected', true)
+        end
+      end
+    end
+    remove_edges(r.id)
+  end
+  local kdep = P .. ':dep:' .. r.id
+  for _, did in ipairs(redis.call('SMEMBERS', kdep)) do
+    local d = load(did)
+    if d and d.s == 'WAITING_DEPENDENCIES' then
+      if r.s == 'SUCCESS' then
+        local ok = true
+        for dep_id in string.gmatch(d.dn, '[^,]+') do
+          if dep_id ~= r.id and redis.call('HGET', k_inv(dep_id), 's') ~= 'SUCCESS' then
+            ok = false
+            break
+          end
+        end
+        if ok then move(d, 'PENDING', nil, 'dependencies succeeded') end
+      else
+        fail_dependency(d, r)
+        finalize(d, false, nil)
+      end
+    end
+  end
+  redis.call('DEL', kdep)
+  redis.call('ZADD', K_FIN, NOW, r.id .. US .. r.a)
+  redis.call('EXPIRE', k, math.ceil(RET))
+  redis.call('EXPIRE', P .. ':h:' .. r.id, math.ceil(RET))
+  local done = P .. ':done:' .. r.id
+  redis.call('RPUSH', done, '1')
+  redis.call('EXPIRE', done, DONE_TTL)
+end
+
+abort = function(r, dst, err, reason, cascade)
+  release_slot(r)
+  set_error(r, err)
+  move(r, dst, nil, reason)
+  finalize(r, cascade, err)
+end
+"""
+
+
+REGISTER = r"""
+-- ARGV[4]: count; then per item: id gk policy pool priority app rk rl ck dp pa d ndeps deps...
+local out = {}
+local n = tonumber(ARGV[4])
+local i = 5
+for _ = 1, n do
+  local id, gk, policy = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local pool, pr, app = ARGV[i+3], ARGV[i+4], ARGV[i+5]
+  local rk, rl, ck, dp, pa, d = ARGV[i+6], ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10], ARGV[i+11]
+  local ndeps = tonumber(ARGV[i+12])
+  local deps = {}
+  for j = 1, ndeps do deps[j] = ARGV[i+12+j] end
+  i = i + 13 + ndeps
+  local done = false
+  if redis.call('EXISTS', k_inv(id)) == 1 then
+    out[#out+1] = {'created', id}  -- the same item sent again (a retried call)
+    done = true
+  end
+  if not done and gk ~= '' then
+    local holder = redis.call('HGET', K_REG, gk)
+    if holder then
+      local hs = redis.call('HGET', k_inv(holder), 's')
+      if hs and not FINAL[hs] then
+        out[#out+1] = {policy == 'reject' and 'rejected' or 'deduplicated', holder}
+        done = true
+      end
+    end
+  end
+  if not done then
+    local sq = string.format('%015d', redis.call('INCR', P .. ':seq'))
+    local r = {id = id, s = 'REGISTERED', w = '', a = app, p = pool, pr = pr, rk = rk, rl = rl,
+               gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq, m = '',
+               dn = table.concat(deps, ','), lo = '0'}
+    redis.call('HSET', k_inv(id), 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
+               'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp, 'pa', pa,
+               'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn)
+    redis.call('RPUSH', P .. ':h:' .. id, 'REGISTERED' .. US .. NOW .. US .. US)
+    redis.call('HINCRBY', K_COUNTS, app .. US .. pool .. US .. 'REGISTERED', 1)
+    local seqn = tonumber(sq)
+    redis.call('ZADD', P .. ':ix', seqn, id)
+    redis.call('ZADD', P .. ':ix:a:' .. app, seqn, id)
+    local waiting = {}
+    local broken, broken_id = nil, nil
+    for _, dep_id in ipairs(deps) do
+      local dep = load(dep_id)
+      if not dep or dep.s == 'FAILED' or dep.s == 'CANCELLED' then
+        broken, broken_id = dep, dep_id
+        break
+      end
+      if dep.s ~= 'SUCCESS' then waiting[#waiting+1] = dep_id end
+    end
+    if broken_id then
+      fail_dependency(r, broken, broken_id)
+      finalize(r, false, nil)
+    elseif #waiting > 0 then
+      move(r, 'WAITING_DEPENDENCIES')
+      for _, dep_id in ipairs(waiting) do
+        redis.call('SADD', P .. ':dep:' .. dep_id, id)
+      end
+    else
+      move(r, 'PENDING')
+    end
+    if gk ~= '' and not FINAL[r.s] then redis.call('HSET', K_REG, gk, id) end
+    out[#out+1] = {'created', id}
+  end
+end
+return reply(out)
+"""
+
+
+CLAIM = r"""
+-- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns {{hash fields, history}...} of the
+-- claimed invocations; a replayed call returns their ids only.
+local pool, worker, limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
+local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
+for _, m in ipairs(due) do
+  redis.call('ZREM', kdl, m)
+  redis.call('ZADD', kq, 0, m)
+end
+local out = {}
+local full = {}
+local skip = 0
+local page = math.max(limit, 1)
+while #out < limit do
+  local batch = redis.call('ZRANGE', kq, '-', '+', 'BYLEX', 'LIMIT', skip, page)
+  for _, m in ipairs(batch) do
+    if #out >= limit then break end
+    local r = load(string.sub(m, 36))
+    local take = true
+    if not r or r.s ~= 'PENDING' then
+      redis.call('ZREM', kq, m)  -- a stale member (should not happen): drop it
+      take = false
+    elseif tonumber(r.nb) > NOWN then
+      skip = skip + 1
+      take = false
+    elseif r.rk ~= '' and r.rl ~= '' then
+      if full[r.rk] or tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl) then
+        full[r.rk] = true
+        skip = skip + 1
+        take = false
+      else
+        add_running(r.rk, 1)
+      end
+    end
+    if take then
+      setw(r, worker)
+      move(r, 'RUNNING', worker)
+      out[#out+1] = r.id
+    end
+  end
+  if #batch < page then break end
+  page = math.min(page * 2, 512)
+end
+local recs = {}
+for _, id in ipairs(out) do
+  recs[#recs+1] = {redis.call('HGETALL', k_inv(id)), redis.call('LRANGE', P .. ':h:' .. id, 0, -1)}
+end
+return reply(recs, out)
+"""
+
+
+FINISH = r"""
+-- ARGV[4] worker, ARGV[5] count; per outcome: id kind hasres result error retry_at reason
+local worker = ARGV[4]
+local out = {}
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local id, kind, hasres, result = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local err, retry_at, reason = ARGV[i+4], ARGV[i+5], ARGV[i+6]
+  i = i + 7
+  if reason == '' then reason = nil end
+  local r = load(id)
+  if not r or r.s ~= 'RUNNING' or r.w ~= worker then
+    out[#out+1] = 0
+  else
+    local k = k_inv(id)
+    release_slot(r)
+    if kind == 'success' then
+      if hasres == '1' then redis.call('HSET', k, 'r', result) else redis.call('HDEL', k, 'r') end
+      move(r, 'SUCCESS', worker)
+      finalize(r, false, nil)
+    elseif kind == 'failed' then
+      set_error(r, err)
+      redis.call('HINCRBY', k, 'at', 1)
+      move(r, 'FAILED', worker, reason)
+      finalize(r, false, nil)
+    elseif kind == 'retry' then
+      set_error(r, err)
+      redis.call('HINCRBY', k, 'at', 1)
+      r.nb = retry_at
+      redis.call('HSET', k, 'nb', retry_at)
+      setw(r, '')
+      move(r, 'RETRY', worker, reason)
+      move(r, 'PENDING', worker)
+    else
+      setw(r, '')
+      move(r, 'PENDING', worker, reason or 'handed back')
+    end
+    out[#out+1] = 1
+  end
+end
+return reply(out)
+"""
+
+
+CANCEL = r"""
+-- ARGV[4] id, ARGV[5] 'cancel' or 'fail', ARGV[6] reason or error type, ARGV[7] message
+local r = load(ARGV[4])
+if not r or FINAL[r.s] then return reply(0) end
+if ARGV[5] == 'cancel' then
+  abort(r, 'CANCELLED', nil, ARGV[6], false)
+else
+  local reason = string.match(ARGV[6], '([^.]*)$')
+  abort(r, 'FAILED', err_json(ARGV[6], ARGV[7]), reason, false)
+end
+return reply(1)
+"""
+
+
+PAUSE = r"""
+-- ARGV[4] id, ARGV[5] worker, ARGV[6] max nodes, ARGV[7..] targets.
+-- Returns {'gone'} | {'ready'} | {'paused'} | {'cycle', line...}
+local id, worker = ARGV[4], ARGV[5]
+local max_nodes = tonumber(ARGV[6])
+local r = load(id)
+if not r or r.s ~= 'RUNNING' or r.w ~= worker then return reply({'gone'}) end
+local open, seen = {}, {}
+for j = 7, #ARGV do
+  local tid = ARGV[j]
+  if not seen[tid] then
+    seen[tid] = true
+    local t = load(tid)
+    if t and not FINAL[t.s] then open[#open+1] = t end
+  end
+end
+if #open == 0 then return reply({'ready'}) end
+
+-- kubenenc.waitgraph.find_loop: walk the PAUSED waiters upward from the waiter, breadth
+-- first, comparing ids and call keys with the targets'.
+local by_id, by_key = {}, {}
+for _, t in ipairs(open) do
+  by_id[t.id] = t
+  by_key[t.ck] = t
+end
+local below = {[id] = false}
+local nodes = {[id] = r}
+local queue = {r}
+local head, count = 1, 1
+local found, top = nil, nil
+while head <= #queue and not found do
+  local node = queue[head]
+  head = head + 1
+  local t = by_id[node.id] or by_key[node.ck]
+  if t then
+    found, top = t, node
+  else
+    for _, up in ipairs(redis.call('SMEMBERS', P .. ':wt:' .. node.id)) do
+      if below[up] == nil then
+        local u = redis.call('HMGET', k_inv(up), 's', 'ck', 'dp')
+        if u[1] == 'PAUSED' then
+          below[up] = node.id
+          nodes[up] = {id = up, ck = u[2], dp = u[3]}
+          count = count + 1
+          if count > max_nodes then
+            queue = {}
+            break
+          end
+          queue[#queue+1] = nodes[up]
+        end
+      end
+    end
+  end
+end
+if found then
+  local lines = {top.dp}
+  local chain = {[top.id] = true}
+  local step = below[top.id]
+  while step do
+    lines[#lines+1] = nodes[step].dp
+    chain[step] = true
+    step = below[step]
+  end
+  lines[#lines+1] = found.dp
+  if not chain[found.id] then
+    -- kubenenc.waitgraph.format_loop
+    local body = {}
+    for j, line in ipairs(lines) do
+      body[j] = (j == 1 and '  ' or '  -> waits on ') .. line
+    end
+    local message = 'waiting on ' .. lines[#lines] ..
+      ' would close a loop that can never finish:\n' .. table.concat(body, '\n') ..
+      '\n  (the last call is already waiting higher up this chain)'
+    abort(found, 'FAILED', err_json(E_CYCLE, message), 'CycleDetected', true)
+  end
+  local res = {'cycle'}
+  for _, line in ipairs(lines) do res[#res+1] = line end
+  return reply(res)
+end
+for _, t in ipairs(open) do
+  redis.call('SADD', P .. ':tg:' .. id, t.id)
+  redis.call('SADD', P .. ':wt:' .. t.id, id)
+  set_waiters(t, tonumber(t.wt) + 1)
+end
+release_slot(r)
+move(r, 'PAUSED', worker)
+return reply({'paused'})
+"""
+
+
+RESUME = r"""
+-- ARGV[4] worker, ARGV[5] limit, ARGV[6..] ids. Returns {resumed ids, gone ids}.
+local worker, limit = ARGV[4], tonumber(ARGV[5])
+local resumed, gone = {}, {}
+for j = 6, #ARGV do
+  local id = ARGV[j]
+  local r = load(id)
+  if not r or r.s ~= 'PAUSED' or r.w ~= worker then
+    gone[#gone+1] = id
+  elseif #resumed < limit then
+    local ready = true
+    for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+      local ts = redis.call('HGET', k_inv(tid), 's')
+      if ts and not FINAL[ts] then
+        ready = false
+        break
+      end
+    end
+    if ready and r.rk ~= '' and r.rl ~= '' then
+      if tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl) then
+        ready = false
+      else
+        add_running(r.rk, 1)
+      end
+    end
+    if ready then
+      remove_edges(id)
+      move(r, 'RUNNING', worker)
+      resumed[#resumed+1] = id
+    end
+  end
+end
+return reply({resumed, gone})
+"""
+
+
+RECOVER = r"""
+-- ARGV[4] heartbeat timeout, ARGV[5] max lost, ARGV[6] sweep batch. Returns ids handed back.
+local timeout, max_lost = tonumber(ARGV[4]), tonumber(ARGV[5])
+local alive = {}
+local beats = redis.call('ZRANGE', P .. ':beats', 0, -1, 'WITHSCORES')
+for j = 1, #beats, 2 do
+  local w, at = beats[j], tonumber(beats[j+1])
+  if at >= NOWN - timeout then
+    alive[w] = true
+  else
+    redis.call('ZREM', P .. ':beats', w)
+    redis.call('HDEL', P .. ':workers', w)
+  end
+end
+local out = {}
+local held = redis.call('HGETALL', K_HELD)
+for j = 1, #held, 2 do
+  local id, holder = held[j], held[j+1]
+  if not alive[holder] then
+    local r = load(id)
+    if not r then
+      redis.call('HDEL', K_HELD, id)
+    else
+      local lost = tonumber(r.lo) + 1
+      redis.call('HSET', k_inv(id), 'lo', lost)
+      if lost > max_lost then
+        local message = 'worker ' .. holder .. ' stopped heartbeating; lost ' .. lost .. ' times'
+        abort(r, 'FAILED', err_json(E_LOST, message), 'WorkerLost', false)
+      else
+        release_slot(r)
+        for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+          local t = load(tid)
+          if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
+        end
+        remove_edges(id)
+        setw(r, '')
+        move(r, 'PENDING', nil, 'worker ' .. holder .. ' lost')
+      end
+      out[#out+1] = id
+    end
+  end
+end
+-- Retention: forget final invocations that ended more than RET seconds ago.
+local old = redis.call('ZRANGEBYSCORE', K_FIN, '-inf', string.format('%.17g', NOWN - RET),
+                       'LIMIT', 0, tonumber(ARGV[6]))
+for _, m in ipairs(old) do
+  local sep = string.find(m, US, 1, true)
+  local id, app = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  redis.call('DEL', k_inv(id), P .. ':h:' .. id, P .. ':tg:' .. id, P .. ':wt:' .. id,
+             P .. ':dep:' .. id)
+  redis.call('ZREM', P .. ':ix', id)
+  redis.call('ZREM', P .. ':ix:a:' .. app, id)
+  redis.call('ZREM', K_FIN, m)
+end
+return reply(out)
+"""
+
+
+def build(body: str) -> str:
+    """The full source of one script: preamble, shared functions, then ``body``."""
+    return _preamble() + _COMMON + body
+
+
+SCRIPTS: dict[str, str] = {
+    "register": build(REGISTER),
+    "claim": build(CLAIM),
+    "finish": build(FINISH),
+    "cancel": build(CANCEL),
+    "pause": build(PAUSE),
+    "resume": build(RESUME),
+    "recover": build(RECOVER),
+}
+"""Every script, by the contract operation it implements."""
+
+__all__ = ["DONE_TTL", "REPLY_TTL", "SCRIPTS", "build"]
