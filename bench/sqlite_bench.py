@@ -53,7 +53,9 @@ def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[byte
     )  # fmt: skip
 
 
-def one_run(tmp: Path, tasks: int, latency_calls: int, mode: str, concurrency: int) -> dict[str, float]:
+def one_run(
+    tmp: Path, tasks: int, latency_calls: int, mode: str, concurrency: int
+) -> dict[str, float]:
     from bench import benchtasks
 
     url = f"sqlite:///{tmp / 'bench.db'}"
@@ -99,10 +101,15 @@ def main() -> None:
     for r in range(args.repeat):
         with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp:
             runs.append(one_run(Path(tmp), args.tasks, args.latency, args.mode, args.concurrency))
-        print(f"run {r + 1}/{args.repeat}: " + ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items()))
+        print(
+            f"run {r + 1}/{args.repeat}: " + ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items())
+        )
     med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
-    table = Table(title=f"kubenenc on SQLite — medians of {args.repeat} runs, {args.tasks:,} no-op tasks, "
-                        f"one worker process ({args.mode}, {args.concurrency} slots)")  # fmt: skip
+    title = (
+        f"kubenenc on SQLite — medians of {args.repeat} runs, {args.tasks:,} no-op tasks, "
+        f"one worker process ({args.mode}, {args.concurrency} slots)"
+    )
+    table = Table(title=title)
     table.add_column("measure")
     table.add_column("kubenenc", justify="right")
     table.add_column("raw SQLite, same disk, same run", justify="right")
