@@ -3,7 +3,7 @@
 # modules under tests/cluster/go, into a cache folder outside the repo.
 #
 # Usage: tests/cluster/build-binaries.sh [NAME...]
-#   NAME is one of: etcd kube-apiserver kube-controller-manager kwok helm
+#   NAME is one of: etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm
 #   (default: all of them).
 #
 # Contract:
@@ -60,6 +60,7 @@ TARGETS=(
     "etcd|etcd|go.etcd.io/etcd/server/v3|-s -w"
     "kube-apiserver|kubernetes|k8s.io/kubernetes/cmd/kube-apiserver|$k8s_ldflags"
     "kube-controller-manager|kubernetes|k8s.io/kubernetes/cmd/kube-controller-manager|$k8s_ldflags"
+    "kube-scheduler|kubernetes|k8s.io/kubernetes/cmd/kube-scheduler|$k8s_ldflags"
     "kwok|kwok|sigs.k8s.io/kwok/cmd/kwok|-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
     "helm|helm|helm.sh/helm/v3/cmd/helm|-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 )
