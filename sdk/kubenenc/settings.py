@@ -32,7 +32,7 @@ class WorkerSettings(BaseModel):
         default=25.0, ge=0, description="On SIGTERM, seconds to finish running work."
     )
     poll_interval: float = Field(
-        default=0.02, gt=0, description="Longest idle sleep between claims, in seconds."
+        default=0.005, gt=0, description="Longest idle sleep between claims, in seconds."
     )
     http_port: int | None = Field(
         default=None, ge=0, le=65535, description="Serve /healthz, /readyz, /metrics here."
