@@ -8,7 +8,7 @@ import pytest
 
 from tests.backends import BACKENDS, SHARED_URLS
 
-pytest_plugins = ["tests.servers.embedded"]
+pytest_plugins = ["tests.servers.embedded", "tests.cluster.fixtures", "tests.servers.redis"]
 
 
 @pytest.fixture(params=sorted(BACKENDS))
