@@ -34,8 +34,6 @@ from tests.cluster.controlplane import (
 
 __all__ = ["Cluster", "ci_is_set", "control_plane", "skip_or_fail"]
 
-BUILD_HINT = "build them with: bash tests/cluster/build-binaries.sh"
-
 
 def ci_is_set() -> bool:
     """True when env ``CI`` is set to anything but empty, ``false`` or ``0``."""
@@ -139,7 +137,7 @@ class Cluster:
         try:
             helm = find_binaries(self.bin_dir, ("helm",))["helm"]
         except MissingBinariesError as exc:
-            skip_or_fail(f"{exc}; {BUILD_HINT}")
+            skip_or_fail(str(exc))
         helm_home = self.tmp_dir / "helm"
         env = {
             **os.environ,
@@ -187,7 +185,7 @@ def control_plane() -> Iterator[Cluster]:
     try:
         find_binaries(bin_dir, BINARY_NAMES)
     except MissingBinariesError as exc:
-        skip_or_fail(f"{exc}; {BUILD_HINT}")
+        skip_or_fail(str(exc))
     plane = ControlPlane(
         bin_dir=bin_dir, with_controller_manager=True, with_scheduler=True, with_kwok=True
     )

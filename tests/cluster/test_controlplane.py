@@ -7,6 +7,7 @@ per-test timeout; the first one also pays for the session fixture's startup.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,8 +40,20 @@ def wait_until(
 
 
 def create_namespace(cluster: Cluster, name: str) -> None:
-    k8s_client.CoreV1Api(cluster.api_client).create_namespace(
-        k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=name))
+    """Create namespace ``name`` and wait for its ``default`` ServiceAccount.
+
+    The ServiceAccount admission plugin rejects pods until the controller manager has made
+    that account, so a test that creates a pod right away would otherwise be flaky.
+    """
+    core = k8s_client.CoreV1Api(cluster.api_client)
+    core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=name)))
+    wait_until(
+        f"ServiceAccount {name}/default",
+        lambda: (
+            cluster.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default").status
+            == 200
+        ),
+        timeout=30,
     )
 
 
@@ -48,8 +61,10 @@ def create_namespace(cluster: Cluster, name: str) -> None:
 def test_api_server_is_up_with_rbac_and_version(control_plane: Cluster) -> None:
     version = control_plane.request("GET", "/version")
     assert version.status == 200
-    assert version.body["gitVersion"].startswith("v1.")
+    # The build stamps the real version (not v0.0.0-master) into the binary.
+    assert re.fullmatch(r"v1\.\d+\.\d+", version.body["gitVersion"]), version.body
     assert version.body["major"] == "1"
+    assert version.body["gitVersion"].startswith(f"v1.{version.body['minor']}.")
     # An unknown token is rejected: authentication is really on.
     assert control_plane.request("GET", "/api/v1/pods", token="not-a-token").status == 401
     node = k8s_client.CoreV1Api(control_plane.api_client).read_node(control_plane.node_name)
