@@ -12,8 +12,10 @@ from __future__ import annotations
 BACKENDS: dict[str, str] = {
     "memory": "memory_backend",
     "sqlite": "sqlite_backend",
+    "redis": "redis_backend",
 }
 
 SHARED_URLS: dict[str, str] = {
     "sqlite": "sqlite_url",
+    "redis": "redis_url",
 }

@@ -61,6 +61,8 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_RETRY_FOR = 60.0
 BLOCK_CHUNK = 5.0
 """Longest single server-side block of ``wait_final``; it loops for longer waits."""
+WAIT_WINDOW = 256
+"""How many ids ``wait_final`` reads per round trip."""
 MAX_LOOP_NODES = 100_000
 SWEEP_BATCH = 500
 """Final invocations past retention deleted per ``recover`` call."""
@@ -284,14 +286,15 @@ class RedisBackend:
         return [RegisterResult(RegisterKind(kind), InvocationId(id)) for kind, id in reply]
 
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
-        """See :meth:`kubenenc.backends.contract.Queue.claim`."""
+        """See :meth:`kubenenc.backends.contract.Queue.claim` (history left empty: a worker
+        does not need it, and it would cost a read per invocation)."""
         if limit <= 0:
             return []
         reply, replayed = self._run("claim", now, pool, worker, limit)
         if replayed:
-            found = self._read(reply, history=True)
+            found = self._read(reply, history=False)
             return [r for r in found if r is not None and r.worker == worker]
-        return [_record(_pairs(fields), history) for fields, history in reply]
+        return [_record(_pairs(fields), None) for fields in reply]
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
@@ -390,22 +393,26 @@ class RedisBackend:
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
         """See :meth:`kubenenc.backends.contract.Coordination.wait_final`.
 
-        Reads the statuses, then blocks on the server (``BLMOVE`` of the first open one's
-        ``done`` list onto itself, so every waiter sees it) until it is pushed, and repeats.
+        Reads the statuses, then blocks on the server (``BLMOVE`` of an open one's ``done``
+        list onto itself, so every waiter sees it) until it is pushed, and repeats.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
-        while True:
-            pending = self._open(pending)
-            if not pending:
-                return True
+        while pending:
+            # Read a window at a time: all must end, so blocking on the last open one of the
+            # window wastes no time, and in FIFO order the window then ends together.
+            window = self._open(pending[:WAIT_WINDOW])
+            pending = window + pending[WAIT_WINDOW:]
+            if not window:
+                continue
             block = BLOCK_CHUNK
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 block = min(block, left)
-            self._block_on(self._key("done", pending[0]), max(block, 0.001))
+            self._block_on(self._key("done", window[-1]), max(block, 0.001))
+        return True
 
     def _block_on(self, done: str, seconds: float) -> None:
         """Wait up to ``seconds`` for ``done`` to have an element, leaving it there."""

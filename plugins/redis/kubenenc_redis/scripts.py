@@ -151,7 +151,8 @@ end
 
 -- One checked transition, recorded in the history and the counters; keeps the queue and
 -- the held index in step with the status.
-local function move(r, dst, worker, reason)
+-- ``w``, when given, becomes the record's worker in the same write.
+local function move(r, dst, worker, reason, w)
   if not ALLOWED[r.s][dst] then
     error('InvalidTransition: ' .. r.s .. ' -> ' .. dst .. ' is not allowed')
   end
@@ -160,7 +161,12 @@ local function move(r, dst, worker, reason)
   redis.call('HINCRBY', K_COUNTS, r.a .. US .. r.p .. US .. dst, 1)
   r.prev = src
   r.s = dst
-  redis.call('HSET', k_inv(r.id), 's', dst, 'u', NOW)
+  if w then
+    r.w = w
+    redis.call('HSET', k_inv(r.id), 's', dst, 'u', NOW, 'w', w)
+  else
+    redis.call('HSET', k_inv(r.id), 's', dst, 'u', NOW)
+  end
   redis.call('RPUSH', P .. ':h:' .. r.id,
              dst .. US .. NOW .. US .. (worker or '') .. US .. (reason or ''))
   if src == 'PENDING' then dequeue(r) end
@@ -229,8 +235,8 @@ local abort
 -- Side effects of reaching a final status (the engine's _finalize).
 local function finalize(r, cascade, err)
   local k = k_inv(r.id)
-  setw(r, '')
-  redis.call('HDEL', K_HELD, r.id)
+  if r.w ~= '' then setw(r, '') end
+  if r.prev == 'RUNNING' or r.prev == 'PAUSED' then redis.call('HDEL', K_HELD, r.id) end
   if r.gk ~= '' and redis.call('HGET', K_REG, r.gk) == r.id then
     redis.call('HDEL', K_REG, r.gk)
   end
@@ -248,7 +254,8 @@ local function finalize(r, cascade, err)
     remove_edges(r.id)
   end
   local kdep = P .. ':dep:' .. r.id
-  for _, did in ipairs(redis.call('SMEMBERS', kdep)) do
+  local dependents = redis.call('SMEMBERS', kdep)
+  for _, did in ipairs(dependents) do
     local d = load(did)
     if d and d.s == 'WAITING_DEPENDENCIES' then
       if r.s == 'SUCCESS' then
@@ -266,7 +273,7 @@ local function finalize(r, cascade, err)
       end
     end
   end
-  redis.call('DEL', kdep)
+  if #dependents > 0 then redis.call('DEL', kdep) end
   redis.call('ZADD', K_FIN, NOW, r.id .. US .. r.a)
   redis.call('EXPIRE', k, math.ceil(RET))
   redis.call('EXPIRE', P .. ':h:' .. r.id, math.ceil(RET))
@@ -298,11 +305,7 @@ for _ = 1, n do
   for j = 1, ndeps do deps[j] = ARGV[i+12+j] end
   i = i + 13 + ndeps
   local done = false
-  if redis.call('EXISTS', k_inv(id)) == 1 then
-    out[#out+1] = {'created', id}  -- the same item sent again (a retried call)
-    done = true
-  end
-  if not done and gk ~= '' then
+  if gk ~= '' then
     local holder = redis.call('HGET', K_REG, gk)
     if holder then
       local hs = redis.call('HGET', k_inv(holder), 's')
@@ -317,14 +320,6 @@ for _ = 1, n do
     local r = {id = id, s = 'REGISTERED', w = '', a = app, p = pool, pr = pr, rk = rk, rl = rl,
                gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq, m = '',
                dn = table.concat(deps, ','), lo = '0'}
-    redis.call('HSET', k_inv(id), 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
-               'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp, 'pa', pa,
-               'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn)
-    redis.call('RPUSH', P .. ':h:' .. id, 'REGISTERED' .. US .. NOW .. US .. US)
-    redis.call('HINCRBY', K_COUNTS, app .. US .. pool .. US .. 'REGISTERED', 1)
-    local seqn = tonumber(sq)
-    redis.call('ZADD', P .. ':ix', seqn, id)
-    redis.call('ZADD', P .. ':ix:a:' .. app, seqn, id)
     local waiting = {}
     local broken, broken_id = nil, nil
     for _, dep_id in ipairs(deps) do
@@ -335,16 +330,36 @@ for _ = 1, n do
       end
       if dep.s ~= 'SUCCESS' then waiting[#waiting+1] = dep_id end
     end
-    if broken_id then
-      fail_dependency(r, broken, broken_id)
-      finalize(r, false, nil)
-    elseif #waiting > 0 then
-      move(r, 'WAITING_DEPENDENCIES')
-      for _, dep_id in ipairs(waiting) do
-        redis.call('SADD', P .. ':dep:' .. dep_id, id)
+    local kh = P .. ':h:' .. id
+    local seqn = tonumber(sq)
+    redis.call('ZADD', P .. ':ix', seqn, id)
+    redis.call('ZADD', P .. ':ix:a:' .. app, seqn, id)
+    if broken_id or #waiting > 0 then
+      redis.call('HSET', k_inv(id), 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
+                 'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
+                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn)
+      redis.call('RPUSH', kh, 'REGISTERED' .. US .. NOW .. US .. US)
+      redis.call('HINCRBY', K_COUNTS, app .. US .. pool .. US .. 'REGISTERED', 1)
+      if broken_id then
+        fail_dependency(r, broken, broken_id)
+        finalize(r, false, nil)
+      else
+        move(r, 'WAITING_DEPENDENCIES')
+        for _, dep_id in ipairs(waiting) do
+          redis.call('SADD', P .. ':dep:' .. dep_id, id)
+        end
       end
     else
-      move(r, 'PENDING')
+      -- The common path, REGISTERED -> PENDING, written in one go.
+      r.m = member(r)
+      redis.call('HSET', k_inv(id), 'd', d, 's', 'PENDING', 'u', NOW, 'w', '', 'a', app,
+                 'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
+                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', r.m, 'dn', '')
+      redis.call('RPUSH', kh, 'REGISTERED' .. US .. NOW .. US .. US,
+                 'PENDING' .. US .. NOW .. US .. US)
+      redis.call('HINCRBY', K_COUNTS, app .. US .. pool .. US .. 'PENDING', 1)
+      redis.call('ZADD', P .. ':q:' .. pool, 0, r.m)
+      r.s = 'PENDING'
     end
     if gk ~= '' and not FINAL[r.s] then redis.call('HSET', K_REG, gk, id) end
     out[#out+1] = {'created', id}
@@ -355,8 +370,8 @@ return reply(out)
 
 
 CLAIM = r"""
--- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns {{hash fields, history}...} of the
--- claimed invocations; a replayed call returns their ids only.
+-- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns the hash fields of each claimed
+-- invocation (history left out); a replayed call returns their ids only.
 local pool, worker, limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
 local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
@@ -390,8 +405,9 @@ while #out < limit do
       end
     end
     if take then
-      setw(r, worker)
-      move(r, 'RUNNING', worker)
+      redis.call('ZREM', kq, m)
+      r.m = ''
+      move(r, 'RUNNING', worker, nil, worker)
       out[#out+1] = r.id
     end
   end
@@ -400,7 +416,7 @@ while #out < limit do
 end
 local recs = {}
 for _, id in ipairs(out) do
-  recs[#recs+1] = {redis.call('HGETALL', k_inv(id)), redis.call('LRANGE', P .. ':h:' .. id, 0, -1)}
+  recs[#recs+1] = redis.call('HGETALL', k_inv(id))
 end
 return reply(recs, out)
 """
@@ -436,12 +452,10 @@ for _ = 1, tonumber(ARGV[5]) do
       redis.call('HINCRBY', k, 'at', 1)
       r.nb = retry_at
       redis.call('HSET', k, 'nb', retry_at)
-      setw(r, '')
-      move(r, 'RETRY', worker, reason)
+      move(r, 'RETRY', worker, reason, '')
       move(r, 'PENDING', worker)
     else
-      setw(r, '')
-      move(r, 'PENDING', worker, reason or 'handed back')
+      move(r, 'PENDING', worker, reason or 'handed back', '')
     end
     out[#out+1] = 1
   end
@@ -625,8 +639,7 @@ for j = 1, #held, 2 do
           if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
         end
         remove_edges(id)
-        setw(r, '')
-        move(r, 'PENDING', nil, 'worker ' .. holder .. ' lost')
+        move(r, 'PENDING', nil, 'worker ' .. holder .. ' lost', '')
       end
       out[#out+1] = id
     end
