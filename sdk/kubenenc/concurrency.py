@@ -66,8 +66,13 @@ class ConcurrencyPolicy(BaseModel):
         return value
 
 
-def _digest(task: str, payload: Any) -> str:
-    text = json.dumps(canonical(payload), sort_keys=True, separators=(",", ":"))
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _digest(task: str, payload: Mapping[str, Any]) -> str:
+    if not all(isinstance(v, _PLAIN) for v in payload.values()):
+        payload = canonical(payload)  # only nested values can hold unordered parts
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return f"{task}#{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"
 
 

@@ -6,7 +6,7 @@ Bare strings are easy to swap by mistake (an invocation id where a task id was m
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import NewType
 
 InvocationId = NewType("InvocationId", str)
@@ -20,5 +20,5 @@ WorkerId = NewType("WorkerId", str)
 
 
 def new_invocation_id() -> InvocationId:
-    """Return a fresh random invocation id (uuid4, hex)."""
-    return InvocationId(uuid.uuid4().hex)
+    """Return a fresh random invocation id: 128 random bits as 32 hex characters."""
+    return InvocationId(os.urandom(16).hex())
