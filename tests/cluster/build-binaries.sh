@@ -11,7 +11,8 @@
 #   * A binary is reused when present and its stamp matches a hash of the
 #     wrapper's go.mod + go.sum, the Go version, the package and the ldflags;
 #     otherwise it is rebuilt. So a second run is a no-op that takes ~1 s.
-#   * Without `go`: exit 0 with a message on a laptop (tests then skip), exit 1
+#   * Without `go`: exit 0 if every binary is already in the cache (used as is);
+#     otherwise exit 0 with a message on a laptop (the tests then skip), and exit 1
 #     when CI is set (CI must never pass by skipping).
 #   * Any failed build exits non-zero and names the binary and its log.
 #   * Builds run under `nice` and one at a time (go build already uses every
@@ -37,7 +38,16 @@ ci_is_set() {
 
 log() { printf '[build-binaries] %s\n' "$*"; }
 
+ALL_NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm)
+
 if ! command -v go >/dev/null 2>&1; then
+    all_cached=1
+    for name in "${ALL_NAMES[@]}"; do [ -x "$BIN_DIR/$name" ] || all_cached=0; done
+    if [ "$all_cached" -eq 1 ]; then
+        log "'go' is not on PATH; using the binaries already in $BIN_DIR as they are"
+        log "(they cannot be checked against the wrapper modules without Go)."
+        exit 0
+    fi
     if ci_is_set; then
         log "ERROR: 'go' is not on PATH, so the control-plane binaries cannot be built." >&2
         log "CI is set: failing rather than letting the control-plane tests skip." >&2

@@ -255,6 +255,7 @@ class ControlPlane:
     kubeconfig, current context ``kubenenc-test``) are set, and, with kwok, a node named
     :data:`KWOK_NODE_NAME` is Ready.
 
+    ``stop_grace`` is how long :meth:`stop` waits after SIGTERM before SIGKILL.
     ``keep_workdir`` (or env ``KUBENENC_KEEP_CONTROLPLANE=1``) keeps the temp directory with
     the logs for debugging; by default it is removed on stop.
     """
@@ -264,6 +265,7 @@ class ControlPlane:
     with_scheduler: bool = False
     with_kwok: bool = False
     startup_timeout: float = 60.0
+    stop_grace: float = 10.0
     keep_workdir: bool = field(
         default_factory=lambda: os.environ.get("KUBENENC_KEEP_CONTROLPLANE", "") == "1"
     )
@@ -332,13 +334,19 @@ class ControlPlane:
         if not self._started:
             return
         self._started = False
+        errors: list[str] = []
         for proc in reversed(self._procs):
-            _terminate(proc.popen)
+            try:
+                _terminate(proc.popen, self.stop_grace)
+            except (OSError, subprocess.SubprocessError) as exc:  # keep stopping the others
+                errors.append(f"{proc.name} (pid {proc.popen.pid}): {exc!r}")
             proc.log_file.close()
         self._procs.clear()
         atexit.unregister(self.stop)
         if not self.keep_workdir and self.workdir != Path():
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if errors:
+            raise ControlPlaneError("could not stop: " + "; ".join(errors))
 
     def log_path(self, name: str) -> Path:
         """The log file of component ``name`` (e.g. ``"kube-apiserver"``)."""

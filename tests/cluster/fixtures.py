@@ -100,7 +100,7 @@ class Cluster:
 
     def api_client_for_kubeconfig(self, kubeconfig: Path) -> k8s_client.ApiClient:
         """A ``kubernetes`` ApiClient for ``kubeconfig``, closed at session end."""
-        api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+        api = _new_api_client(kubeconfig)
         self._clients.append(api)
         return api
 
@@ -153,10 +153,17 @@ class Cluster:
         )
 
     def close(self) -> None:
-        for api in self._clients:
-            api.close()
+        for api in [*self._clients, self.api_client]:
+            api.close()  # type: ignore[no-untyped-call]
         self._clients.clear()
-        self.api_client.close()
+
+
+def _new_api_client(kubeconfig: Path) -> k8s_client.ApiClient:
+    """A ``kubernetes`` ApiClient from a kubeconfig file (TLS verified against its CA)."""
+    api: k8s_client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return api
 
 
 def _run(
@@ -192,7 +199,7 @@ def control_plane() -> Iterator[Cluster]:
     tmp_dir = Path(tempfile.mkdtemp(prefix="kubenenc-cluster-"))
     try:
         with plane:
-            api = k8s_config.new_client_from_config(config_file=str(plane.kubeconfig_path))
+            api = _new_api_client(plane.kubeconfig_path)
             cluster = Cluster(plane=plane, api_client=api, bin_dir=bin_dir, tmp_dir=tmp_dir)
             try:
                 yield cluster

@@ -7,6 +7,7 @@ per-test timeout; the first one also pays for the session fixture's startup.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import Cluster
 
 pytestmark = pytest.mark.controlplane
@@ -291,3 +293,20 @@ def test_helm_template_and_install_tiny_chart(control_plane: Cluster) -> None:
     with pytest.raises(ApiException) as gone:
         core.read_namespaced_config_map("demo-settings", "smoke-helm")
     assert gone.value.status == 404
+
+
+@pytest.mark.timeout(120)
+def test_stop_ends_every_process_and_removes_the_workdir(control_plane: Cluster) -> None:
+    """A second, minimal control plane (etcd + apiserver) beside the session one."""
+    with ControlPlane(bin_dir=control_plane.bin_dir) as plane:
+        pids = plane.pids()
+        assert set(pids) == {"etcd", "kube-apiserver"}
+        assert plane.request("GET", "/readyz").status == 200
+        workdir = plane.workdir
+        assert plane.log_path("kube-apiserver").stat().st_size > 0
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # stopped and reaped: no such process any more
+    assert not workdir.exists()
+    # The session's control plane is untouched.
+    assert control_plane.request("GET", "/readyz").status == 200
