@@ -182,6 +182,11 @@ class RedisBackend:
         """
         base, ours = parse_url(url)
         prefix = ours.get("prefix", DEFAULT_PREFIX)
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ConfigurationError(
+                f"bad Redis URL {redact_url(url)!r}: prefix={prefix!r} must be non-empty, "
+                "without braces"
+            )
         retention = _float_option(ours, "retention", DEFAULT_RETENTION, url)
         retry_for = _float_option(ours, "retry_for", DEFAULT_RETRY_FOR, url)
         common: dict[str, Any] = {

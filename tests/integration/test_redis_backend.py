@@ -1,0 +1,326 @@
+"""What only the Redis backend has: URLs and credentials, prefixes, retention, pushed results,
+and calls that survive lost replies and server restarts. Against a real redis-server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubenenc.backends import open_backend
+from kubenenc.errors import BackendUnavailable, ConfigurationError
+from kubenenc.ids import WorkerId
+from kubenenc.records import Outcome, OutcomeKind, RegisterKind
+from kubenenc.status import Status
+from kubenenc_redis import RedisBackend
+from kubenenc_redis.backend import parse_url
+
+from tests.conformance._helpers import W1, W2, add, claim_ids, new, record
+from tests.servers.redis import RedisServer, require_redis_server
+from tests.support import free_port
+
+pytestmark = pytest.mark.redis
+
+
+def _prefixed(server: RedisServer, **options: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"prefix": uuid.uuid4().hex[:10], **options}.items())
+    return f"{server.url}?{query}"
+
+
+# -- URLs, credentials, start-up errors ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/0",
+        "redis:///0",
+        "redis://127.0.0.1:6379/0?retention=-5",
+        "redis://127.0.0.1:6379/0?retention=soon",
+        "redis://127.0.0.1:6379/0?prefix={x}",
+        "redis://127.0.0.1:6379/0?retry_for=0",
+    ],
+)
+def test_malformed_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisBackend.from_url(url)
+
+
+def test_own_options_are_split_from_redis_py_ones() -> None:
+    base, ours = parse_url("rediss://u:p@h:1/2?prefix=shop&ssl_cert_reqs=none&retention=60")
+    assert ours == {"prefix": "shop", "retention": "60"}
+    assert base == "rediss://u:p@h:1/2?ssl_cert_reqs=none"
+
+
+def test_nothing_listening_is_backend_unavailable() -> None:
+    began = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="cannot reach Redis"):
+        open_backend(f"redis://127.0.0.1:{free_port()}/0")
+    assert time.monotonic() - began < 10
+
+
+def test_credentials_and_database_are_checked_at_start(redis_server: RedisServer) -> None:
+    user = f"kn{uuid.uuid4().hex[:8]}"
+    admin = RedisBackend.from_url(redis_server.url)
+    try:
+        admin._r.acl_setuser(
+            user, enabled=True, passwords=["+s3cret"], keys=["*"], channels=["*"],
+            commands=["+@all"],
+        )  # fmt: skip
+        host = f"127.0.0.1:{redis_server.port}"
+        with pytest.raises(ConfigurationError, match="credentials") as bad:
+            RedisBackend.from_url(f"redis://{user}:wrong-pass@{host}/0")
+        assert "wrong-pass" not in str(bad.value)  # the password is never shown
+        with pytest.raises(ConfigurationError):
+            RedisBackend.from_url(f"redis://nobody:s3cret@{host}/0")
+        with pytest.raises(ConfigurationError):
+            RedisBackend.from_url(f"redis://{user}:s3cret@{host}/99")  # no such database
+        good = RedisBackend.from_url(f"redis://{user}:s3cret@{host}/3?prefix={user}")
+        try:
+            id = add(good, 1.0)
+            assert record(good, id).status is Status.PENDING
+            assert admin._r.execute_command("SELECT", 0) in (True, "OK")  # type: ignore[no-untyped-call]
+        finally:
+            good.close()
+    finally:
+        admin._r.acl_deluser(user)
+        admin.close()
+
+
+def test_open_backend_finds_redis_by_entry_point(redis_url: str) -> None:
+    backend = open_backend(redis_url)
+    try:
+        assert isinstance(backend, RedisBackend)
+        assert type(backend).shared_across_processes
+    finally:
+        backend.close()
+
+
+def test_prefixes_are_isolated(redis_server: RedisServer) -> None:
+    a = RedisBackend.from_url(_prefixed(redis_server))
+    b = RedisBackend.from_url(_prefixed(redis_server))
+    try:
+        id = add(a, 1.0, registration_key="k", registration="reject")
+        [res] = b.register([new(registration_key="k", registration="reject")], 2.0)
+        assert res.kind is RegisterKind.CREATED
+        assert b.get(id) is None
+        assert claim_ids(b, W1) == [res.id]
+        assert claim_ids(a, W1) == [id]
+        assert {s: n for s, n in a.counts().items()} == {Status.RUNNING: 1}
+    finally:
+        a.close()
+        b.close()
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+def test_final_invocations_expire_and_counts_stay_exact(redis_server: RedisServer) -> None:
+    backend = RedisBackend.from_url(_prefixed(redis_server, retention="100"))
+    try:
+        done = add(backend, 1000.0, "done")
+        kept = add(backend, 1000.0, "kept")
+        assert claim_ids(backend, W1, 1, 1000.0) == [done]
+        ok = backend.finish([Outcome(done, OutcomeKind.SUCCESS, "1")], W1, 1000.0)
+        assert ok == [True]
+        # The record carries a TTL as a backstop; the sweep in recover deletes it on time.
+        ttl = backend._r.ttl(backend._key("inv", done))
+        assert 0 < int(ttl) <= 100  # type: ignore[arg-type]
+        assert backend.recover(1099.0, 30.0, 3) == []
+        assert record(backend, done).status is Status.SUCCESS
+        backend.recover(1101.0, 30.0, 3)
+        assert backend.get(done) is None
+        assert [r.id for r in backend.query()] == [kept]
+        assert dict(backend.counts()) == {Status.SUCCESS: 1, Status.PENDING: 1}
+        assert record(backend, kept).status is Status.PENDING  # non-final ones never expire
+        assert backend.wait_final([done], 0.1)  # gone counts as final
+    finally:
+        backend.close()
+
+
+# -- pushed results ------------------------------------------------------------------------
+
+
+def test_wait_final_wakes_every_waiter_right_after_the_finish(redis_backend: RedisBackend) -> None:
+    backend = redis_backend
+    ids = [add(backend, 1.0, args=str(i)) for i in range(3)]
+    assert claim_ids(backend, W1, 10, 2.0) == ids
+    woke: list[float] = []
+    lock = threading.Lock()
+
+    def wait(which: list[str]) -> None:
+        assert backend.wait_final(which, 20.0)  # type: ignore[arg-type]
+        with lock:
+            woke.append(time.monotonic())
+
+    waiters = [threading.Thread(target=wait, args=(w,)) for w in ([ids[0]], ids, ids, ids[::-1])]
+    for t in waiters:
+        t.start()
+    time.sleep(0.3)
+    assert woke == []
+    backend.finish([Outcome(ids[0], OutcomeKind.SUCCESS, "1")], W1, 3.0)
+    time.sleep(0.2)
+    assert len(woke) == 1
+    outcomes = [Outcome(i, OutcomeKind.SUCCESS, "1") for i in ids[1:]]
+    backend.finish(outcomes, W1, 4.0)
+    finished = time.monotonic()
+    for t in waiters:
+        t.join(10)
+    assert len(woke) == 4
+    assert max(woke) - finished < 0.2  # pushed, not polled
+
+
+def test_wait_final_on_many_ids_reads_in_windows(redis_backend: RedisBackend) -> None:
+    backend = redis_backend
+    items = [new("f", str(i)) for i in range(1000)]
+    backend.register(items, 1.0)
+    ids = [i.id for i in items]
+
+    def run_all() -> None:
+        while recs := backend.claim("default", W2, 64, 2.0):
+            backend.finish([Outcome(r.id, OutcomeKind.SUCCESS, "1") for r in recs], W2, 3.0)
+
+    thread = threading.Thread(target=run_all)
+    thread.start()
+    try:
+        assert backend.wait_final(ids, 30.0)
+    finally:
+        thread.join(30)
+    assert dict(backend.counts()) == {Status.SUCCESS: 1000}
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+class ReplyDropper:
+    """A TCP proxy in front of Redis that, when armed, forwards one request to the server and
+    then cuts the client's connection instead of returning the reply: the command ran, the
+    caller never hears of it."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.dropped = 0
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        mute = threading.Event()
+
+        def back() -> None:
+            try:
+                while data := server.recv(65536):
+                    if mute.is_set():
+                        return
+                    client.sendall(data)
+            except OSError:
+                pass
+
+        threading.Thread(target=back, daemon=True).start()
+        try:
+            while data := client.recv(65536):
+                if self.armed.is_set() and b"EVALSHA" in data.upper():
+                    self.armed.clear()
+                    mute.set()
+                    server.sendall(data)
+                    time.sleep(0.2)  # the server has run it by now
+                    self.dropped += 1
+                    break
+                server.sendall(data)
+        except OSError:
+            pass
+        for s in (client, server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self.listener.close()
+
+
+@pytest.fixture
+def dropper(redis_server: RedisServer) -> Iterator[ReplyDropper]:
+    proxy = ReplyDropper(redis_server.port)
+    yield proxy
+    proxy.close()
+
+
+def test_a_lost_reply_is_applied_once_and_answered_again(dropper: ReplyDropper) -> None:
+    url = f"redis://127.0.0.1:{dropper.port}/0?prefix={uuid.uuid4().hex[:10]}"
+    backend = RedisBackend.from_url(url)
+    try:
+        add(backend, 1.0)  # loads the scripts, so the next call is an EVALSHA
+        dropper.armed.set()
+        [res] = backend.register([new("g")], 2.0)
+        assert dropper.dropped == 1
+        assert res.kind is RegisterKind.CREATED
+        assert dict(backend.counts()) == {Status.PENDING: 2}  # not registered twice
+        ids = [r.id for r in backend.query()]
+        # A claim whose reply is lost: the retry returns the same invocations, so nothing is
+        # left RUNNING on a worker that does not know it holds it.
+        dropper.armed.set()
+        got = claim_ids(backend, W1, 10, 3.0)
+        assert dropper.dropped == 2
+        assert sorted(got) == sorted(ids)
+        assert claim_ids(backend, W2, 10, 3.0) == []
+        outcomes = [Outcome(i, OutcomeKind.SUCCESS, "1") for i in got]
+        dropper.armed.set()
+        assert backend.finish(outcomes, W1, 4.0) == [True, True]  # the first answer, again
+        assert dropper.dropped == 3
+        assert dict(backend.counts()) == {Status.SUCCESS: 2}
+    finally:
+        backend.close()
+
+
+def test_calls_carry_on_when_the_server_comes_back(tmp_path: Path) -> None:
+    require_redis_server()
+    server = RedisServer(tmp_path / "r").start()
+    backend = RedisBackend.from_url(f"{server.url}?prefix=p&retry_for=30")
+    try:
+        id = add(backend, 1.0)
+        server.kill()
+        restarter = threading.Timer(1.0, server.start)
+        restarter.start()
+        began = time.monotonic()
+        # No persistence here: the server comes back empty, but the call goes through.
+        other = add(backend, 2.0, "after")
+        assert time.monotonic() - began >= 0.9
+        assert backend.get(id) is None
+        assert record(backend, other).status is Status.PENDING
+        restarter.join()
+    finally:
+        backend.close()
+        server.stop()
+
+
+def test_gives_up_with_backend_unavailable_after_retry_for(tmp_path: Path) -> None:
+    require_redis_server()
+    server = RedisServer(tmp_path / "r").start()
+    backend = RedisBackend.from_url(f"{server.url}?prefix=p&retry_for=1")
+    try:
+        server.kill()
+        began = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="unreachable"):
+            backend.claim("default", WorkerId("w"), 1, 1.0)
+        assert 0.5 < time.monotonic() - began < 10
+    finally:
+        backend.close()
+        server.stop()
