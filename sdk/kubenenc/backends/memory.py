@@ -16,16 +16,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
 
+from kubenenc.backends.embedded import EngineBackend
 from kubenenc.backends.engine import Engine
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
     InvocationRecord,
-    NewInvocation,
-    Outcome,
-    PauseResult,
-    RegisterResult,
-    ResumeResult,
     WorkerInfo,
 )
 from kubenenc.status import Status
@@ -116,7 +112,7 @@ class _MemoryTxn:
         return list(self.b._workers.values())
 
 
-class MemoryBackend:
+class MemoryBackend(EngineBackend):
     """Everything in this process's memory; gone when it exits. For tests and notebooks."""
 
     shared_across_processes: ClassVar[bool] = False
@@ -144,6 +140,9 @@ class MemoryBackend:
     def close(self) -> None:
         """Nothing to release."""
 
+    def _detach(self, rec: InvocationRecord) -> InvocationRecord:
+        return copy.deepcopy(rec)
+
     @contextmanager
     def _engine(self) -> Iterator[Engine]:
         with self._cond:
@@ -152,47 +151,7 @@ class MemoryBackend:
             if txn.changed:
                 self._cond.notify_all()
 
-    # Queue
-    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
-        with self._engine() as e:
-            return e.register(new, now)
-
-    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
-        with self._engine() as e:
-            return [copy.deepcopy(r) for r in e.claim(pool, worker, limit, now)]
-
-    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
-        with self._engine() as e:
-            return e.finish(outcomes, worker, now)
-
-    def finish_and_claim(
-        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
-    ) -> tuple[list[bool], list[InvocationRecord]]:
-        with self._engine() as e:
-            done, claimed = e.finish_and_claim(outcomes, pool, worker, limit, now)
-            return done, [copy.deepcopy(r) for r in claimed]
-
-    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
-        with self._engine() as e:
-            return e.cancel(id, now, reason)
-
-    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
-        with self._engine() as e:
-            return e.fail(id, error, message, now)
-
-    # Coordination
-    def pause(
-        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
-    ) -> PauseResult:
-        with self._engine() as e:
-            return e.pause(id, worker, targets, now)
-
-    def resume(
-        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
-    ) -> ResumeResult:
-        with self._engine() as e:
-            return e.resume(ids, worker, limit, now)
-
+    # Coordination (lifecycle operations come from EngineBackend)
     def heartbeat(self, info: WorkerInfo) -> None:
         with self._cond:
             self._workers[info.id] = info
@@ -204,10 +163,6 @@ class MemoryBackend:
     def workers(self) -> list[WorkerInfo]:
         with self._cond:
             return list(self._workers.values())
-
-    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
-        with self._engine() as e:
-            return e.recover(now, heartbeat_timeout, max_lost)
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

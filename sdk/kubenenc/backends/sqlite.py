@@ -29,16 +29,12 @@ from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 from kubenenc.backends.codec import dumps_record, dumps_worker, loads_record, loads_worker
+from kubenenc.backends.embedded import EngineBackend
 from kubenenc.backends.engine import Engine
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
     InvocationRecord,
-    NewInvocation,
-    Outcome,
-    PauseResult,
-    RegisterResult,
-    ResumeResult,
     WorkerInfo,
 )
 from kubenenc.status import FINAL, Status
@@ -196,7 +192,7 @@ def path_from_url(url: str) -> Path:
     return Path(raw)
 
 
-class SQLiteBackend:
+class SQLiteBackend(EngineBackend):
     """A SQLite file shared by every process on this machine. The default backend."""
 
     shared_across_processes: ClassVar[bool] = True
@@ -263,56 +259,24 @@ class SQLiteBackend:
                 db.close()
         self._local = threading.local()
 
-    # Queue
-    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
-        with self._engine() as e:
-            return e.register(new, now)
-
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         if not self._claimable(pool, now):
             return []  # an idle poll costs one indexed read, not the write lock
-        with self._engine() as e:
-            return e.claim(pool, worker, limit, now)
+        return super().claim(pool, worker, limit, now)
 
     def _claimable(self, pool: str, now: float) -> bool:
-        row = self._db().execute(
-            "SELECT 1 FROM invocations WHERE pool = ? AND status = 'PENDING' "
-            "AND not_before <= ? LIMIT 1",
-            (pool, now),
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT 1 FROM invocations WHERE pool = ? AND status = 'PENDING' "
+                "AND not_before <= ? LIMIT 1",
+                (pool, now),
+            )
+            .fetchone()
+        )
         return row is not None
 
-    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
-        with self._engine() as e:
-            return e.finish(outcomes, worker, now)
-
-    def finish_and_claim(
-        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
-    ) -> tuple[list[bool], list[InvocationRecord]]:
-        with self._engine() as e:
-            return e.finish_and_claim(outcomes, pool, worker, limit, now)
-
-    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
-        with self._engine() as e:
-            return e.cancel(id, now, reason)
-
-    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
-        with self._engine() as e:
-            return e.fail(id, error, message, now)
-
     # Coordination
-    def pause(
-        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
-    ) -> PauseResult:
-        with self._engine() as e:
-            return e.pause(id, worker, targets, now)
-
-    def resume(
-        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
-    ) -> ResumeResult:
-        with self._engine() as e:
-            return e.resume(ids, worker, limit, now)
-
     def heartbeat(self, info: WorkerInfo) -> None:
         db = self._db()
         with self._write(db):
@@ -325,10 +289,6 @@ class SQLiteBackend:
 
     def workers(self) -> list[WorkerInfo]:
         return _SQLiteTxn(self._db()).all_workers()
-
-    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
-        with self._engine() as e:
-            return e.recover(now, heartbeat_timeout, max_lost)
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

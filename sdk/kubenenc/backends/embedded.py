@@ -1,0 +1,87 @@
+"""Lifecycle operations for stores that run :class:`~kubenenc.backends.engine.Engine`.
+
+An embedded backend supplies one thing, :meth:`EngineBackend._engine` — an Engine over a
+transaction of its store — and inherits every lifecycle operation from here, each one
+transaction. That keeps the memory and SQLite backends from restating the same fourteen
+delegations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+
+from kubenenc.backends.engine import Engine
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    PauseResult,
+    RegisterResult,
+    ResumeResult,
+)
+
+
+class EngineBackend:
+    """Queue and coordination operations as single Engine transactions."""
+
+    def _engine(self) -> AbstractContextManager[Engine]:
+        """An Engine inside one open transaction, committed on exit."""
+        raise NotImplementedError
+
+    def _detach(self, rec: InvocationRecord) -> InvocationRecord:
+        """A record safe to hand to the caller (a store of live objects copies it)."""
+        return rec
+
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        """See :meth:`kubenenc.backends.contract.Queue.register`."""
+        with self._engine() as e:
+            return e.register(new, now)
+
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
+        """See :meth:`kubenenc.backends.contract.Queue.claim`."""
+        with self._engine() as e:
+            return [self._detach(r) for r in e.claim(pool, worker, limit, now)]
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        """See :meth:`kubenenc.backends.contract.Queue.finish`."""
+        with self._engine() as e:
+            return e.finish(outcomes, worker, now)
+
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """See :class:`kubenenc.backends.contract.FinishAndClaim`."""
+        with self._engine() as e:
+            done, claimed = e.finish_and_claim(outcomes, pool, worker, limit, now)
+            return done, [self._detach(r) for r in claimed]
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
+        with self._engine() as e:
+            return e.cancel(id, now, reason)
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.fail`."""
+        with self._engine() as e:
+            return e.fail(id, error, message, now)
+
+    def pause(
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.pause`."""
+        with self._engine() as e:
+            return e.pause(id, worker, targets, now)
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.resume`."""
+        with self._engine() as e:
+            return e.resume(ids, worker, limit, now)
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.recover`."""
+        with self._engine() as e:
+            return e.recover(now, heartbeat_timeout, max_lost)
