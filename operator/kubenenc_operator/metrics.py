@@ -1,0 +1,102 @@
+"""Prometheus metrics of the operator, in the text exposition format (no client library).
+
+Counters: reconciles and errors by kind, scaling decisions by pool and direction, cycles
+found, invocations handed back by the enforcer. Gauges: backlog / running / paused / desired
+replicas per pool, and whether this replica leads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    body = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in labels
+    )
+    return "{" + body + "}"
+
+
+class Metrics:
+    """Thread-safe counters and gauges; :meth:`render` writes the exposition text."""
+
+    _HELP: ClassVar[dict[str, tuple[str, str]]] = {
+        "kubenenc_operator_reconciles_total": ("counter", "Reconciliations by resource kind."),
+        "kubenenc_operator_reconcile_errors_total": ("counter", "Failed reconciliations."),
+        "kubenenc_operator_scaling_decisions_total": ("counter", "Replica changes by pool."),
+        "kubenenc_operator_cycles_found_total": ("counter", "dependsOn loops reported."),
+        "kubenenc_operator_recovered_total": ("counter", "Invocations handed back by sweeps."),
+        "kubenenc_operator_scheduled_total": ("counter", "Invocations submitted by schedules."),
+        "kubenenc_operator_pool_backlog": ("gauge", "Pending invocations of a pool."),
+        "kubenenc_operator_pool_running": ("gauge", "Running invocations of a pool."),
+        "kubenenc_operator_pool_paused": ("gauge", "Paused invocations of a pool."),
+        "kubenenc_operator_pool_desired_replicas": ("gauge", "Replicas a pool's load asks for."),
+        "kubenenc_operator_leader": ("gauge", "1 while this replica holds the lease."),
+    }
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, Labels], float] = {}
+        self._gauges: dict[tuple[str, Labels], float] = {}
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        """Add ``amount`` to counter ``name`` with ``labels``."""
+        with self._lock:
+            key = (name, tuple(sorted(labels.items())))
+            self._counters[key] = self._counters.get(key, 0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        """Set gauge ``name`` with ``labels``."""
+        with self._lock:
+            self._gauges[(name, tuple(sorted(labels.items())))] = value
+
+    def value(self, name: str, **labels: str) -> float:
+        """The current value of a series (0 when absent), for tests and logs."""
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            return self._counters.get(key, self._gauges.get(key, 0))
+
+    def render(self) -> str:
+        """The whole exposition text."""
+        with self._lock:
+            series = [*self._counters.items(), *self._gauges.items()]
+        lines: list[str] = []
+        for name, (kind, text) in self._HELP.items():
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            for (n, labels), value in sorted(series):
+                if n == name:
+                    lines.append(f"{name}{_labels(labels)} {value:g}")
+        return "\n".join(lines) + "\n"
+
+
+def serve(host: str, port: int, render: Callable[[], str]) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` in a daemon thread; ``server.shutdown()`` stops it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/metrics":
+                self.send_response(404)
+                self.end_headers()
+                return
+            data = render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes are not worth a log line."""
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="operator-metrics", daemon=True).start()
+    return server

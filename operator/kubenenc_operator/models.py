@@ -1,0 +1,311 @@
+"""The custom resources' specs and statuses, as pydantic models.
+
+These models are the single source of the CRDs: :mod:`kubenenc_operator.crdgen` turns them into
+the OpenAPI schemas in ``crds/`` (with the CEL rules attached here through ``cel(...)``), and
+the handlers parse what the API server hands them with the same models. The
+``ConcurrencyPolicy`` spec *is* :class:`kubenenc.ConcurrencyPolicy` (camelCase aliases), so
+what a user applies is exactly what the SDK reads back from the backend.
+
+Field names are camelCase on the wire (Kubernetes convention) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from kubenenc import ConcurrencyPolicy
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "kubenenc.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+DOTTED = rf"{IDENT}(\\.{IDENT})*"
+IMPORT_PATH = rf"^{DOTTED}:{DOTTED}$"
+"""``module.sub:attr`` (CEL string literal form: backslashes doubled)."""
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """``json_schema_extra`` attaching CEL rules: ``(rule, message)`` pairs.
+
+    A message written as a CEL string expression (starting with a quote) becomes a
+    ``messageExpression`` so that it can quote the offending value; use that only with
+    strings that have a ``maxLength`` (the API server bounds the cost of every rule and
+    message). Every message says what to change.
+    """
+    return {
+        "x-kubernetes-validations": [
+            {"rule": rule, "messageExpression": message}
+            if message.startswith("'")
+            else {"rule": rule, "message": message}
+            for rule, message in rules
+        ]
+    }
+
+
+def _import_path_rule(what: str, form: str, example: str) -> dict[str, Any]:
+    return cel(
+        (
+            f"self.matches('{IMPORT_PATH}')",
+            f'\'{what} must be an import path "{form}" such as "{example}", got "\' + self + \'"\'',
+        )
+    )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# -- conditions ---------------------------------------------------------------------------------
+
+
+class Condition(_Model):
+    """A standard condition (``metav1.Condition``)."""
+
+    type: str = Field(max_length=64, description="Ready, Scaling, Degraded, ...")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(max_length=128, description="CamelCase reason of the last transition.")
+    message: str = Field(default="", max_length=4096, description="Human-readable detail.")
+    last_transition_time: str = Field(description="RFC 3339 time the status last changed.")
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the condition was set for."
+    )
+
+
+CONDITIONS_EXTRA: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
+# -- WorkerPool ---------------------------------------------------------------------------------
+
+
+class BackendRef(_Model):
+    """Where the workers (and the operator) find the backend URL."""
+
+    secret_name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="A Secret in the pool's namespace holding the backend URL.",
+        json_schema_extra=cel(
+            (
+                f"self.matches('{DNS_SUBDOMAIN}')",
+                "'backend.secretName must be a Secret name (lower case, digits, - and .), "
+                "got \"' + self + '\"'",
+            )
+        ),
+    )
+    key: str = Field(default="url", min_length=1, max_length=253, description="Key in the Secret.")
+
+
+class Autoscaling(_Model):
+    """How the operator sizes the pool from the backend's pending + running + paused work."""
+
+    enabled: bool = Field(default=True, description="False: run spec.replicas pods.")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000, description="Fewest pods; 0 allows scale to zero."
+    )
+    max_replicas: int = Field(default=10, ge=1, le=1000, description="Most pods.")
+    target_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Pending + running invocations one pod should hold; default: its slots.",
+    )
+    activation_threshold: int = Field(
+        default=1, ge=1, le=1000000, description="Pending invocations that wake a pool at zero."
+    )
+    scale_in_cooldown_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86400,
+        description="Wait this long with less work before removing pods.",
+    )
+    max_step: int = Field(
+        default=4, ge=1, le=1000, description="At most this many pods added or removed at once."
+    )
+
+
+_AUTOSCALING_RULES = cel(
+    (
+        "self.minReplicas <= self.maxReplicas",
+        "autoscaling.minReplicas must not exceed autoscaling.maxReplicas: lower minReplicas "
+        "or raise maxReplicas",
+    )
+)
+
+
+class EnvVar(_Model):
+    """An extra plain environment variable for the worker container."""
+
+    name: str = Field(min_length=1, max_length=256)
+    value: str = Field(default="", max_length=32768)
+
+
+class Resources(_Model):
+    """Container resources (quantities as strings: ``"500m"``, ``"1Gi"``)."""
+
+    requests: dict[str, str] | None = Field(default=None, max_length=16)
+    limits: dict[str, str] | None = Field(default=None, max_length=16)
+
+
+class WorkerPoolSpec(_Model):
+    """A pool of worker pods claiming from the backend queue named after this resource."""
+
+    image: str = Field(min_length=1, max_length=1024, description="Worker image (has kubenenc).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    app: str = Field(
+        max_length=512,
+        description="The App to serve, as module:attr.",
+        json_schema_extra=_import_path_rule("app", "module:attr", "shop.tasks:app"),
+    )
+    mode: Literal["process", "thread", "async"] = Field(
+        default="process", description="Execution pool of each worker."
+    )
+    slots: int = Field(default=4, ge=1, le=1024, description="Running slots per pod.")
+    backend: BackendRef
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Pods to run when autoscaling is disabled (set by `kubectl scale`).",
+    )
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling, json_schema_extra=_AUTOSCALING_RULES
+    )
+    drain_grace_seconds: int = Field(
+        default=25, ge=0, le=3600, description="On SIGTERM, seconds a worker finishes work."
+    )
+    http_port: int = Field(default=8080, ge=1, le=65535, description="Health and metrics port.")
+    resources: Resources | None = None
+    env: list[EnvVar] | None = Field(default=None, max_length=64)
+    service_account_name: str | None = Field(default=None, max_length=253)
+
+
+class WorkerPoolStatus(_Model):
+    """What the operator last saw and decided for a pool."""
+
+    observed_generation: int | None = None
+    replicas: int = Field(default=0, description="Pods the Deployment is asked to run.")
+    desired_replicas: int = Field(default=0, description="Pods the load asks for.")
+    ready_replicas: int = 0
+    backlog: int = Field(default=0, description="Pending invocations of the pool.")
+    running: int = 0
+    paused: int = 0
+    selector: str = Field(default="", description="Label selector of the pods (scale).")
+    low_since: str | None = Field(
+        default=None, description="Since when fewer pods are wanted (scale-in cooldown)."
+    )
+    last_scale_time: str | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, json_schema_extra=CONDITIONS_EXTRA
+    )
+
+
+# -- TaskDefinition -----------------------------------------------------------------------------
+
+
+class TaskDefinitionSpec(_Model):
+    """A task the cluster knows: where it runs, how it retries, what it depends on."""
+
+    task: str = Field(
+        max_length=512,
+        description="The task function, as module:function.",
+        json_schema_extra=_import_path_rule("task", "module:function", "shop.tasks:charge"),
+    )
+    pool: str = Field(
+        min_length=1,
+        max_length=63,
+        description="The WorkerPool (in this namespace) whose workers run it.",
+        json_schema_extra=cel(
+            (
+                f"self.matches('{DNS_LABEL}')",
+                "'pool must name a WorkerPool (lower case letters, digits and -), got \"' "
+                "+ self + '\"'",
+            )
+        ),
+    )
+    retries: int = Field(default=0, ge=0, le=100, description="Tries after the first.")
+    backoff_seconds: float = Field(default=1.0, gt=0, le=86400, description="First retry delay.")
+    max_backoff_seconds: float = Field(default=300.0, gt=0, le=86400, description="Longest delay.")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=604800)
+    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first.")
+    concurrency_policy_ref: str | None = Field(
+        default=None, max_length=253, description="A ConcurrencyPolicy in this namespace."
+    )
+    depends_on: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="TaskDefinitions (in this namespace) that must succeed first.",
+    )
+    schedule: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Cron schedule (5 fields, UTC, or @hourly/@daily/...): submit a call "
+        "with `arguments` at each tick.",
+        json_schema_extra=cel(
+            (
+                r"self.matches('^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') || "
+                r"self.matches('^\\S+(\\s+\\S+){4}$')",
+                "'schedule must have 5 fields (minute hour day-of-month month day-of-week) or be "
+                "@hourly, @daily, @weekly, @monthly or @yearly, got \"' + self + '\"'",
+            )
+        ),
+    )
+    arguments: dict[str, Any] | None = Field(
+        default=None, description="Keyword arguments of scheduled calls (JSON values)."
+    )
+
+
+_TASKDEF_RULES = cel(
+    (
+        "self.maxBackoffSeconds >= self.backoffSeconds",
+        "maxBackoffSeconds must be at least backoffSeconds: raise maxBackoffSeconds or "
+        "lower backoffSeconds",
+    ),
+    (
+        "has(self.schedule) || !has(self.arguments)",
+        "arguments are only used by a schedule: set spec.schedule or remove spec.arguments",
+    ),
+)
+
+
+class TaskDefinitionStatus(_Model):
+    """What the backend holds for the task, and whether its references resolve."""
+
+    observed_generation: int | None = None
+    invocations: dict[str, int] = Field(
+        default_factory=dict, description="Invocations by status (capped at 10000 each)."
+    )
+    oldest_pending_seconds: float | None = None
+    last_success_time: str | None = None
+    last_failure_time: str | None = None
+    last_schedule_time: str | None = Field(
+        default=None, description="The last cron tick submitted (one submission per tick)."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, json_schema_extra=CONDITIONS_EXTRA
+    )
+
+
+# -- ConcurrencyPolicy --------------------------------------------------------------------------
+
+ConcurrencyPolicySpec = ConcurrencyPolicy
+"""The spec is the SDK's model; :mod:`kubenenc_operator.crdgen` adds the CEL rules."""
+
+
+class ConcurrencyPolicyStatus(_Model):
+    """Where the policy was written."""
+
+    observed_generation: int | None = None
+    backends: int = Field(default=0, description="Backends holding the current spec.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, json_schema_extra=CONDITIONS_EXTRA
+    )

@@ -1,0 +1,340 @@
+"""The reconcilers as plain functions: a fake API (tests/operator/fakes.py), a memory backend.
+
+The same reconcilers run against a real API server in tests/operator/test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from kubenenc.backends import open_backend
+from kubenenc.concurrency import call_key
+from kubenenc.ids import InvocationId, TaskId, WorkerId
+from kubenenc.records import NewInvocation, WorkerInfo
+from kubenenc.status import Status
+from kubenenc_operator import logic
+from kubenenc_operator.backends import BackendCache
+from kubenenc_operator.kube import custom_path, deployment_path, pods_path, secret_path
+from kubenenc_operator.models import API_VERSION
+from kubenenc_operator.resources import DELETION_COST, condition
+from kubenenc_operator.settings import OperatorSettings
+
+from tests.operator.fakes import FakeKube
+
+NS = "shop-ns"
+
+
+class World:
+    def __init__(self) -> None:
+        self.kube = FakeKube()
+        self.backend = open_backend("memory://")
+        self.now = 1_000_000.0
+        self.ctx = logic.Ctx(
+            kube=self.kube,
+            backends=BackendCache(opener=lambda url: self.backend),
+            settings=OperatorSettings(identity="test", backend=None),
+            clock=lambda: self.now,
+        )
+        url = base64.b64encode(b"memory://").decode()
+        self.kube.put_object(
+            secret_path(NS, "backend"), {"metadata": {"name": "backend"}, "data": {"url": url}}
+        )
+        self.seq = 0
+
+    def submit(self, n: int, pool: str = "shop", task: str = "shop.tasks.work") -> None:
+        new = []
+        for _ in range(n):
+            self.seq += 1
+            args = {"i": self.seq}
+            new.append(
+                NewInvocation(
+                    id=InvocationId(f"{self.seq:032x}"),
+                    app="shop",
+                    task=TaskId(task),
+                    args=json.dumps(args),
+                    call_key=call_key(task, args),
+                    display=f"work({self.seq})",
+                    pool=pool,
+                )
+            )
+        self.backend.register(new, self.now)
+
+    def pool(self, **autoscaling: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": API_VERSION, "kind": "WorkerPool",
+            "metadata": {"name": "shop", "namespace": NS, "uid": "uid-pool", "generation": 1},
+            "spec": {
+                "image": "example/shop:1", "app": "shop.tasks:app", "slots": 2,
+                "backend": {"secretName": "backend"},
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 5, "maxStep": 2,
+                                "scaleInCooldownSeconds": 30, **autoscaling},
+            },
+        }  # fmt: skip
+        self.kube.put_object(custom_path(NS, "workerpools", "shop"), body)
+        return body
+
+    def reconcile_pool(self, body: dict[str, Any]) -> dict[str, Any]:
+        status = logic.reconcile_pool(self.ctx, body)
+        body["status"] = status
+        return status
+
+    def deployment(self) -> dict[str, Any]:
+        found = self.kube.get(deployment_path(NS, "shop"))
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_pool_gets_an_owned_deployment_at_min_replicas(world: World) -> None:
+    status = world.reconcile_pool(world.pool())
+    dep = world.deployment()
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-pool"
+    assert dep["spec"]["replicas"] == 1
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:5] == ["worker", "--app", "shop.tasks:app", "--pool", "shop"]
+    assert status["replicas"] == 1 and status["selector"] == "kubenenc.io/pool=shop"
+    assert status["backlog"] == 0 and status["observedGeneration"] == 1
+    ready = condition(status["conditions"], "Ready")
+    assert ready is not None and ready["reason"] == "Progressing"
+    assert condition(status["conditions"], "Degraded")["status"] == "False"  # type: ignore[index]
+
+
+def test_reconciling_again_writes_nothing(world: World) -> None:
+    body = world.pool()
+    world.reconcile_pool(body)
+    writes = len(world.kube.calls)
+    world.reconcile_pool(body)
+    assert len(world.kube.calls) == writes
+
+
+def test_backlog_scales_out_in_bounded_steps_with_events(world: World) -> None:
+    body = world.pool()
+    world.reconcile_pool(body)
+    world.submit(50)
+    replicas = []
+    for _ in range(3):
+        world.now += 1
+        replicas.append(world.reconcile_pool(body)["replicas"])
+    assert replicas == [3, 5, 5]
+    assert body["status"]["backlog"] == 50 and body["status"]["desiredReplicas"] == 5
+    reasons = [e["reason"] for e in world.kube.events()]
+    assert reasons == ["ScaledOut", "ScaledOut"]
+    assert (
+        world.ctx.metrics.value(
+            "kubenenc_operator_scaling_decisions_total", pool=f"{NS}/shop", direction="ScaledOut"
+        )
+        == 2
+    )
+    assert world.ctx.metrics.value("kubenenc_operator_pool_backlog", pool=f"{NS}/shop") == 50
+
+
+def test_scale_in_waits_for_cooldown_and_marks_idle_pods_first(world: World) -> None:
+    body = world.pool()
+    world.reconcile_pool(body)
+    world.submit(6)
+    world.reconcile_pool(body)  # 1 -> 3
+    assert world.deployment()["spec"]["replicas"] == 3
+    for name in ("pod-a", "pod-b", "pod-c"):
+        world.kube.put_object(
+            pods_path(NS, name),
+            {"metadata": {"name": name, "labels": {"kubenenc.io/pool": "shop"}}},
+        )
+    # pod-a runs two, pod-b is idle, pod-c has no live worker.
+    claimed = world.backend.claim("shop", WorkerId("w-a"), 2, world.now)
+    assert len(claimed) == 2
+    for ident, host, running in (("w-a", "pod-a", 2), ("w-b", "pod-b", 0)):
+        world.backend.heartbeat(WorkerInfo(WorkerId(ident), "shop", 2, running, 0, world.now, host))
+    for inv in world.backend.query(status=Status.PENDING, limit=100):
+        world.backend.cancel(inv.id, world.now)
+    status = world.reconcile_pool(body)  # 2 running -> 1 replica wanted: cooling down
+    assert status["replicas"] == 3 and status["lowSince"] is not None
+    assert condition(status["conditions"], "Scaling")["reason"] == "CoolingDown"  # type: ignore[index]
+    costs = {
+        p["metadata"]["name"]: p["metadata"]["annotations"][DELETION_COST]
+        for p in world.kube.list(pods_path(NS), "kubenenc.io/pool=shop")
+    }
+    assert costs == {"pod-a": "2", "pod-b": "0", "pod-c": "-1"}
+    world.now += 29
+    assert world.reconcile_pool(body)["replicas"] == 3
+    world.now += 2
+    status = world.reconcile_pool(body)
+    assert status["replicas"] == 1 and world.deployment()["spec"]["replicas"] == 1
+    assert [e["reason"] for e in world.kube.events()][-1] == "ScaledIn"
+
+
+def test_scale_to_zero_and_wake_on_activation_threshold(world: World) -> None:
+    body = world.pool(minReplicas=0, activationThreshold=3, scaleInCooldownSeconds=0)
+    assert world.reconcile_pool(body)["replicas"] == 0
+    assert condition(body["status"]["conditions"], "Ready")["reason"] == "ScaledToZero"  # type: ignore[index]
+    world.submit(2)
+    assert world.reconcile_pool(body)["replicas"] == 0
+    world.submit(1)
+    assert world.reconcile_pool(body)["replicas"] == 2
+
+
+def test_unreadable_backend_degrades_and_keeps_replicas(world: World) -> None:
+    body = world.pool()
+    world.reconcile_pool(body)
+    body["spec"]["backend"]["secretName"] = "missing"
+    status = world.reconcile_pool(body)
+    degraded = condition(status["conditions"], "Degraded")
+    assert degraded is not None and degraded["status"] == "True"
+    assert "missing does not exist" in degraded["message"]
+    assert status["replicas"] == 1
+
+
+def test_fixed_size_pool_follows_spec_replicas(world: World) -> None:
+    body = world.pool(enabled=False)
+    body["spec"]["replicas"] = 4
+    world.submit(100)
+    assert world.reconcile_pool(body)["replicas"] == 4
+    assert world.deployment()["spec"]["replicas"] == 4
+
+
+def test_policy_is_written_to_the_pool_backends_and_removed(world: World) -> None:
+    world.pool()
+    body = {
+        "apiVersion": API_VERSION, "kind": "ConcurrencyPolicy",
+        "metadata": {"name": "one-per-user", "namespace": NS, "uid": "u-p", "generation": 2},
+        "spec": {"runningLimit": 1, "key": ["user_id"], "registration": "dedupe"},
+    }  # fmt: skip
+    status = logic.reconcile_policy(world.ctx, body)
+    assert status["backends"] == 1
+    assert condition(status["conditions"], "Ready")["reason"] == "Stored"  # type: ignore[index]
+    stored = json.loads(world.backend.get_policy("one-per-user") or "")
+    assert stored == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
+    assert logic.delete_policy(world.ctx, body) == []
+    assert world.backend.get_policy("one-per-user") is None
+
+
+def test_policy_without_any_backend_says_what_to_do(world: World) -> None:
+    body = {
+        "metadata": {"name": "p", "namespace": "empty", "uid": "u", "generation": 1},
+        "spec": {"runningLimit": 2},
+    }
+    status = logic.reconcile_policy(world.ctx, body)
+    ready = condition(status["conditions"], "Ready")
+    assert ready is not None and ready["reason"] == "NoBackend"
+    assert "create a WorkerPool" in ready["message"]
+
+
+def taskdef(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION, "kind": "TaskDefinition",
+        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1,
+                     "resourceVersion": "1", "creationTimestamp": "2020-01-01T00:00:00Z"},
+        "spec": {"task": "shop.tasks:work", "pool": "shop", **spec},
+    }  # fmt: skip
+
+
+SIBLINGS = logic.Siblings(
+    depends_on={"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]},
+    pools=frozenset({"shop"}),
+    policies=frozenset({"one-per-user"}),
+)
+
+
+def test_every_member_of_a_loop_gets_the_condition_and_one_event(world: World) -> None:
+    world.pool()
+    for name, dep in (("a", "b"), ("b", "c"), ("c", "a")):
+        body = taskdef(name, dependsOn=[dep])
+        for _ in range(2):  # a handler and a timer seeing the same change
+            status = logic.reconcile_taskdef(world.ctx, body, SIBLINGS)
+        ready = condition(status["conditions"], "Ready")
+        assert ready is not None and (ready["status"], ready["reason"]) == (
+            "False",
+            "CycleDetected",
+        )
+        assert "a -> b -> c -> a" in ready["message"]
+    events = world.kube.events()
+    assert sorted(e["involvedObject"]["name"] for e in events) == ["a", "b", "c"]
+    assert all(e["type"] == "Warning" and "a -> b -> c -> a" in e["message"] for e in events)
+    # d depends on the loop but is not in it.
+    status = logic.reconcile_taskdef(world.ctx, taskdef("d", dependsOn=["a"]), SIBLINGS)
+    assert condition(status["conditions"], "Ready")["reason"] == "Reconciled"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason", "text"),
+    [
+        ({"pool": "nope"}, "PoolNotFound", "WorkerPool 'nope' does not exist"),
+        ({"concurrencyPolicyRef": "nope"}, "PolicyNotFound", "ConcurrencyPolicy 'nope'"),
+        ({"dependsOn": ["ghost"]}, "DependencyNotFound", "ghost"),
+        ({"schedule": "61 * * * *"}, "InvalidSchedule", "minute"),
+        ({"retries": -1}, "InvalidSpec", "retries"),
+    ],
+)
+def test_broken_references_are_conditions(
+    world: World, spec: dict[str, Any], reason: str, text: str
+) -> None:
+    status = logic.reconcile_taskdef(world.ctx, taskdef("x", **spec), SIBLINGS)
+    ready = condition(status["conditions"], "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", reason)
+    assert text in ready["message"]
+
+
+def test_status_counts_come_from_the_backend(world: World) -> None:
+    world.pool()
+    world.submit(3)
+    world.submit(2, pool="other", task="shop.tasks.other")
+    world.backend.claim("shop", WorkerId("w"), 1, world.now)
+    world.now += 7
+    status = logic.reconcile_taskdef(world.ctx, taskdef("x"), SIBLINGS)
+    assert status["invocations"] == {"PENDING": 2, "RUNNING": 1}
+    assert status["oldestPendingSeconds"] == pytest.approx(7)
+    assert condition(status["conditions"], "Ready")["status"] == "True"  # type: ignore[index]
+
+
+def test_a_cron_tick_submits_once_even_when_two_runs_race(world: World) -> None:
+    world.pool()
+    world.now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC).timestamp()
+    body = taskdef("tick", schedule="* * * * *", arguments={"i": 7})
+    path = custom_path(NS, "taskdefinitions", "tick")
+    stored = world.kube.put_object(path, body)
+    spec = logic.TaskDefinitionSpec.model_validate(body["spec"])
+    # Two replicas that read the same version: one wins, the other gets 409 and skips.
+    assert logic.run_schedule(world.ctx, stored, spec, "memory://") is True
+    assert logic.run_schedule(world.ctx, stored, spec, "memory://") is False
+    fresh = world.kube.get(path)
+    assert fresh is not None and fresh["status"]["lastScheduleTime"] == "2026-01-01T12:00:00Z"
+    assert logic.run_schedule(world.ctx, fresh, spec, "memory://") is False  # same tick
+    pending = world.backend.query(status=Status.PENDING)
+    assert [(p.task, json.loads(p.args)) for p in pending] == [("shop.tasks.work", {"i": 7})]
+    world.now += 60
+    assert logic.run_schedule(world.ctx, world.kube.get(path) or {}, spec, "memory://") is True
+    assert len(world.backend.query(status=Status.PENDING)) == 2
+
+
+def test_scheduled_calls_follow_the_named_policy(world: World) -> None:
+    world.backend.set_policy("one", '{"running_limit": 1, "registration": "dedupe"}')
+    spec = logic.TaskDefinitionSpec.model_validate(
+        {
+            "task": "shop.tasks:work",
+            "pool": "shop",
+            "schedule": "@hourly",
+            "concurrencyPolicyRef": "one",
+            "arguments": {"i": 1},
+        }
+    )
+    policy = logic.ConcurrencyPolicy.model_validate_json(world.backend.get_policy("one") or "")
+    call = logic.scheduled_call(spec, policy, app="shop")
+    assert (call.running_limit, call.registration) == (1, "dedupe")
+    assert call.running_key is not None and call.registration_key is not None
+
+
+def test_enforcer_sweep_hands_back_a_dead_workers_work(world: World) -> None:
+    world.submit(2)
+    world.backend.claim("shop", WorkerId("dead"), 2, world.now)
+    world.backend.heartbeat(WorkerInfo(WorkerId("dead"), "shop", 2, 2, 0, world.now, "pod"))
+    world.now += world.ctx.settings.heartbeat_timeout + 1
+    assert logic.sweep(world.ctx, ["memory://"]) == 2
+    assert len(world.backend.query(status=Status.PENDING)) == 2
+    assert world.ctx.metrics.value("kubenenc_operator_recovered_total") == 2
