@@ -61,6 +61,8 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_RETRY_FOR = 60.0
 BLOCK_CHUNK = 5.0
 """Longest single server-side block of ``wait_final``; it loops for longer waits."""
+READ_CHUNK = 1000
+"""Records read per script call (a script blocks the server while it runs)."""
 WAIT_WINDOW = 256
 """How many ids ``wait_final`` reads per round trip."""
 MAX_LOOP_NODES = 100_000
@@ -91,26 +93,23 @@ def _static(n: NewInvocation, now: float) -> str:
     )  # fmt: skip
 
 
-def _record(h: Mapping[str, str], history: Sequence[str] | None) -> InvocationRecord:
-    """A record from its hash fields and history entries (see the key schema)."""
-    d: dict[str, Any] = json.loads(h["d"])
-    err = h.get("e")
+def _record(row: Sequence[Any]) -> InvocationRecord:
+    """A record from a row of the read script: ``[d, s, u, at, lo, w, wt, nb, r, e]`` plus
+    the history entries when read (``false``: a field not set)."""
+    d: dict[str, Any] = json.loads(row[0])
     d.update(
-        status=h["s"], updated_at=float(h["u"]), attempt=int(h["at"]), lost=int(h["lo"]),
-        worker=h.get("w") or None, waiters=int(h["wt"]), not_before=float(h["nb"]),
-        result=h.get("r"), error=json.loads(err) if err else None, history=[],
+        status=row[1], updated_at=float(row[2]), attempt=int(row[3]), lost=int(row[4]),
+        worker=row[5] or None, waiters=int(row[6]), not_before=float(row[7]),
+        result=row[8] if row[8] is not False else None,
+        error=json.loads(row[9]) if row[9] else None,
+        history=[
+            [status, float(at), worker or None, reason or None]
+            for status, at, worker, reason in (e.split(_US, 3) for e in row[10] or ())
+        ]
+        if len(row) > 10
+        else [],
     )  # fmt: skip
-    rec = record_from_dict(d)
-    if history:
-        for entry in history:
-            status, at, worker, reason = entry.split(_US, 3)
-            d["history"].append([status, float(at), worker or None, reason or None])
-        rec.history = record_from_dict(d).history
-    return rec
-
-
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+    return record_from_dict(d)
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -299,7 +298,9 @@ class RedisBackend:
         if replayed:
             found = self._read(reply, history=False)
             return [r for r in found if r is not None and r.worker == worker]
-        return [_record(_pairs(fields), None) for fields in reply]
+        if not reply:
+            return []
+        return [_record(row) for row in json.loads(reply)]
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
@@ -472,22 +473,12 @@ class RedisBackend:
     # -- Records ---------------------------------------------------------------------------
 
     def _read(self, ids: Sequence[str], history: bool) -> list[InvocationRecord | None]:
-        def read() -> list[Any]:
-            pipe = self._r.pipeline(transaction=history)
-            for id in ids:
-                pipe.hgetall(self._key("inv", id))
-                if history:
-                    pipe.lrange(self._key("h", id), 0, -1)
-            return pipe.execute()
-
-        if not ids:
-            return []
-        raw = self._retrying("get", read)
-        step = 2 if history else 1
         out: list[InvocationRecord | None] = []
-        for i in range(0, len(raw), step):
-            fields = raw[i]
-            out.append(_record(fields, raw[i + 1] if history else None) if fields else None)
+        script = self._scripts["read"]
+        for start in range(0, len(ids), READ_CHUNK):
+            argv = ["0", "0", "", "1" if history else "0", *ids[start : start + READ_CHUNK]]
+            text = self._retrying("get", lambda a=argv: script(keys=[self._p], args=a))  # type: ignore[misc]
+            out.extend(None if row is False else _record(row) for row in json.loads(text))
         return out
 
     def get(self, id: InvocationId) -> InvocationRecord | None:

@@ -121,6 +121,16 @@ local function load(id)
   return r
 end
 
+-- A record as the client reads it: {d, s, u, at, lo, w, wt, nb, r, e[, history]}, false for
+-- a missing field (see RedisBackend._record); false for a missing record.
+local ROW = {'d', 's', 'u', 'at', 'lo', 'w', 'wt', 'nb', 'r', 'e'}
+local function row(id, history)
+  local v = redis.call('HMGET', k_inv(id), unpack(ROW))
+  if not v[1] then return false end
+  if history then v[11] = redis.call('LRANGE', P .. ':h:' .. id, 0, -1) end
+  return v
+end
+
 local function member(r)
   local wt = math.min(tonumber(r.wt), 99999999)
   local pr = math.max(math.min(tonumber(r.pr), 400000000000), -400000000000)
@@ -370,8 +380,8 @@ return reply(out)
 
 
 CLAIM = r"""
--- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns the hash fields of each claimed
--- invocation (history left out); a replayed call returns their ids only.
+-- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns the rows of the claimed invocations
+-- as one JSON text (history left out), or {} when none; a replayed call, their ids only.
 local pool, worker, limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
 local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
@@ -414,11 +424,10 @@ while #out < limit do
   if #batch < page then break end
   page = math.min(page * 2, 512)
 end
-local recs = {}
-for _, id in ipairs(out) do
-  recs[#recs+1] = redis.call('HGETALL', k_inv(id))
-end
-return reply(recs, out)
+if #out == 0 then return reply(out) end
+local rows = {}
+for _, id in ipairs(out) do rows[#rows+1] = row(id, false) end
+return reply(cjson.encode(rows), out)
 """
 
 
@@ -661,6 +670,17 @@ return reply(out)
 """
 
 
+READ = r"""
+-- ARGV[4] '1' to include the history; ARGV[5..] ids. One JSON text: a row or false per id.
+-- Atomic, and one bulk reply however many records: parsing many small replies costs more
+-- in a Python client than the whole read on the server.
+local history = ARGV[4] == '1'
+local out = {}
+for j = 5, #ARGV do out[#out+1] = row(ARGV[j], history) end
+return cjson.encode(out)
+"""
+
+
 def build(body: str) -> str:
     """The full source of one script: preamble, shared functions, then ``body``."""
     return _preamble() + _COMMON + body
@@ -674,6 +694,7 @@ SCRIPTS: dict[str, str] = {
     "pause": build(PAUSE),
     "resume": build(RESUME),
     "recover": build(RECOVER),
+    "read": build(READ),
 }
 """Every script, by the contract operation it implements."""
 
