@@ -3,7 +3,8 @@
 # modules under tests/cluster/go, into a cache folder outside the repo.
 #
 # Usage: tests/cluster/build-binaries.sh [NAME...]
-#   NAME is one of: etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm
+#   NAME is one of: etcd kube-apiserver kube-controller-manager kube-scheduler kubectl
+#   kwok helm
 #   (default: all of them).
 #
 # Contract:
@@ -38,7 +39,7 @@ ci_is_set() {
 
 log() { printf '[build-binaries] %s\n' "$*"; }
 
-ALL_NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm)
+ALL_NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
 
 if ! command -v go >/dev/null 2>&1; then
     all_cached=1
@@ -71,6 +72,7 @@ TARGETS=(
     "kube-apiserver|kubernetes|k8s.io/kubernetes/cmd/kube-apiserver|$k8s_ldflags"
     "kube-controller-manager|kubernetes|k8s.io/kubernetes/cmd/kube-controller-manager|$k8s_ldflags"
     "kube-scheduler|kubernetes|k8s.io/kubernetes/cmd/kube-scheduler|$k8s_ldflags"
+    "kubectl|kubernetes|k8s.io/kubernetes/cmd/kubectl|$k8s_ldflags"
     "kwok|kwok|sigs.k8s.io/kwok/cmd/kwok|-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
     "helm|helm|helm.sh/helm/v3/cmd/helm|-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 )

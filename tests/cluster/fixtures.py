@@ -122,10 +122,15 @@ class Cluster:
     def kubectl(
         self, *args: str, kubeconfig: Path | None = None, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run the machine's ``kubectl`` against this server (admin kubeconfig by default)."""
-        kubectl = shutil.which("kubectl")
+        """Run ``kubectl`` against this server (admin kubeconfig by default).
+
+        Uses the cached kubectl built with the server's version when present (no version
+        skew), else the one on PATH.
+        """
+        cached = self.bin_dir / "kubectl"
+        kubectl = str(cached) if os.access(cached, os.X_OK) else shutil.which("kubectl")
         if kubectl is None:
-            skip_or_fail("kubectl is not on PATH")
+            skip_or_fail(f"kubectl is neither in {self.bin_dir} nor on PATH")
         return _run(
             [kubectl, f"--kubeconfig={kubeconfig or self.kubeconfig}", *args], timeout, check
         )
