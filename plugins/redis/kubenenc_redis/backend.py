@@ -22,6 +22,7 @@ finishing script pushes to), so a waiter wakes one network hop after the result 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -63,7 +64,7 @@ BLOCK_CHUNK = 5.0
 """Longest single server-side block of ``wait_final``; it loops for longer waits."""
 READ_CHUNK = 1000
 """Records read per script call (a script blocks the server while it runs)."""
-WAIT_WINDOW = 256
+WAIT_WINDOW = 1000
 """How many ids ``wait_final`` reads per round trip."""
 MAX_LOOP_NODES = 100_000
 SWEEP_BATCH = 500
@@ -171,6 +172,8 @@ class RedisBackend:
         self._name = name
         self._scripts = {op: client.register_script(src) for op, src in SCRIPTS.items()}
         self._closed = False
+        self._rid = uuid.uuid4().hex[:16]  # request ids: this prefix and a counter
+        self._calls = itertools.count()
 
     @classmethod
     def from_url(cls, url: str) -> RedisBackend:
@@ -260,7 +263,7 @@ class RedisBackend:
 
     def _run(self, op: str, now: float, *args: str | int) -> Any:
         """Run one script; a retried call carries the same request id (applied once)."""
-        request = uuid.uuid4().hex
+        request = f"{self._rid}{next(self._calls)}"
         script = self._scripts[op]
         argv = [_now(now), repr(self.retention), request, *args]
         reply = self._retrying(op, lambda: script(keys=[self._p], args=argv))
@@ -433,17 +436,10 @@ class RedisBackend:
         """Those of ``ids`` that exist and are not final."""
         if not ids:
             return []
-
-        def statuses() -> list[str | None]:
-            pipe = self._r.pipeline(transaction=False)
-            for id in ids:
-                pipe.hget(self._key("inv", id), "s")
-            return pipe.execute()
-
-        found = self._retrying("wait_final", statuses)
-        return [
-            id for id, s in zip(ids, found, strict=True) if s is not None and not Status(s).is_final
-        ]
+        script = self._scripts["open"]
+        argv = ["0", "0", "", *ids]
+        found = self._retrying("wait_final", lambda: script(keys=[self._p], args=argv))
+        return [InvocationId(x) for x in found]
 
     # -- Policies --------------------------------------------------------------------------
 

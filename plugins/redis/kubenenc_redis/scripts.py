@@ -681,6 +681,17 @@ return cjson.encode(out)
 """
 
 
+OPEN = r"""
+-- ARGV[4..] ids. Returns those that exist and are not final.
+local out = {}
+for j = 4, #ARGV do
+  local s = redis.call('HGET', k_inv(ARGV[j]), 's')
+  if s and not FINAL[s] then out[#out+1] = ARGV[j] end
+end
+return out
+"""
+
+
 def build(body: str) -> str:
     """The full source of one script: preamble, shared functions, then ``body``."""
     return _preamble() + _COMMON + body
@@ -695,6 +706,7 @@ SCRIPTS: dict[str, str] = {
     "resume": build(RESUME),
     "recover": build(RECOVER),
     "read": build(READ),
+    "open": build(OPEN),
 }
 """Every script, by the contract operation it implements."""
 
