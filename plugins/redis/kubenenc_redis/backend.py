@@ -420,17 +420,21 @@ class RedisBackend:
                 if left <= 0:
                     return False
                 block = min(block, left)
-            self._block_on(self._key("done", window[-1]), max(block, 0.001))
+            last = window[-1]
+            if self._block_on(self._key("done", last), max(block, 0.001)):
+                # Pushed only once it is final: no need to read it again.
+                pending = [i for i in pending if i != last]
         return True
 
-    def _block_on(self, done: str, seconds: float) -> None:
+    def _block_on(self, done: str, seconds: float) -> bool:
         """Wait up to ``seconds`` for ``done`` to have an element, leaving it there."""
-        self._retrying(
+        got = self._retrying(
             "wait_final",
             lambda: self._block.execute_command(  # type: ignore[no-untyped-call]
                 "BLMOVE", done, done, "RIGHT", "LEFT", seconds
             ),
         )
+        return got is not None
 
     def _open(self, ids: list[InvocationId]) -> list[InvocationId]:
         """Those of ``ids`` that exist and are not final."""

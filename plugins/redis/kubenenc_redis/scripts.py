@@ -27,7 +27,9 @@ Redis Cluster slot):
 - ``P:reg`` (hash): registration key -> id of the invocation holding it.
 - ``P:tg:<id>`` / ``P:wt:<id>`` (sets): wait edges, what ``id`` waits on / who waits on it.
 - ``P:dep:<id>`` (set): invocations that declared ``depends_on`` ``id``.
-- ``P:held`` (hash): id -> worker of every RUNNING or PAUSED invocation (recovery).
+- ``P:hw:<worker>`` (set): the RUNNING and PAUSED invocations ``worker`` holds; ``P:holders``
+  (set): the workers holding any. Recovery looks only at silent holders' sets, so its cost
+  grows with the number of workers, not of invocations in flight.
 - ``P:beats`` (zset): worker -> time of its last heartbeat; ``P:workers`` (hash): worker ->
   that heartbeat as JSON.
 - ``P:counts`` (hash): ``app US pool US status`` -> exact number of invocations.
@@ -92,7 +94,7 @@ local REPLY_TTL = {REPLY_TTL}
 _COMMON = r"""
 local K_RUN = P .. ':running'
 local K_REG = P .. ':reg'
-local K_HELD = P .. ':held'
+local K_HOLDERS = P .. ':holders'
 local K_COUNTS = P .. ':counts'
 local K_FIN = P .. ':fin'
 
@@ -167,6 +169,7 @@ local function move(r, dst, worker, reason, w)
     error('InvalidTransition: ' .. r.s .. ' -> ' .. dst .. ' is not allowed')
   end
   local src = r.s
+  local holder = r.w
   redis.call('HINCRBY', K_COUNTS, r.a .. US .. r.p .. US .. src, -1)
   redis.call('HINCRBY', K_COUNTS, r.a .. US .. r.p .. US .. dst, 1)
   r.prev = src
@@ -181,10 +184,12 @@ local function move(r, dst, worker, reason, w)
              dst .. US .. NOW .. US .. (worker or '') .. US .. (reason or ''))
   if src == 'PENDING' then dequeue(r) end
   if dst == 'PENDING' then enqueue(r) end
+  if (src == 'RUNNING' or src == 'PAUSED') and holder ~= '' then
+    redis.call('SREM', P .. ':hw:' .. holder, r.id)
+  end
   if dst == 'RUNNING' or dst == 'PAUSED' then
-    redis.call('HSET', K_HELD, r.id, r.w)
-  elseif src == 'RUNNING' or src == 'PAUSED' then
-    redis.call('HDEL', K_HELD, r.id)
+    redis.call('SADD', P .. ':hw:' .. r.w, r.id)
+    redis.call('SADD', K_HOLDERS, r.w)
   end
 end
 
@@ -246,7 +251,6 @@ local abort
 local function finalize(r, cascade, err)
   local k = k_inv(r.id)
   if r.w ~= '' then setw(r, '') end
-  if r.prev == 'RUNNING' or r.prev == 'PAUSED' then redis.call('HDEL', K_HELD, r.id) end
   if r.gk ~= '' and redis.call('HGET', K_REG, r.gk) == r.id then
     redis.call('HDEL', K_REG, r.gk)
   end
@@ -628,30 +632,34 @@ for j = 1, #beats, 2 do
   end
 end
 local out = {}
-local held = redis.call('HGETALL', K_HELD)
-for j = 1, #held, 2 do
-  local id, holder = held[j], held[j+1]
+for _, holder in ipairs(redis.call('SMEMBERS', K_HOLDERS)) do
+  local khw = P .. ':hw:' .. holder
   if not alive[holder] then
-    local r = load(id)
-    if not r then
-      redis.call('HDEL', K_HELD, id)
-    else
-      local lost = tonumber(r.lo) + 1
-      redis.call('HSET', k_inv(id), 'lo', lost)
-      if lost > max_lost then
-        local message = 'worker ' .. holder .. ' stopped heartbeating; lost ' .. lost .. ' times'
-        abort(r, 'FAILED', err_json(E_LOST, message), 'WorkerLost', false)
-      else
-        release_slot(r)
-        for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
-          local t = load(tid)
-          if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
+    for _, id in ipairs(redis.call('SMEMBERS', khw)) do
+      local r = load(id)
+      if r and r.w == holder and (r.s == 'RUNNING' or r.s == 'PAUSED') then
+        local lost = tonumber(r.lo) + 1
+        redis.call('HSET', k_inv(id), 'lo', lost)
+        if lost > max_lost then
+          local message = 'worker ' .. holder .. ' stopped heartbeating; lost ' .. lost ..
+            ' times'
+          abort(r, 'FAILED', err_json(E_LOST, message), 'WorkerLost', false)
+        else
+          release_slot(r)
+          for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+            local t = load(tid)
+            if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
+          end
+          remove_edges(id)
+          move(r, 'PENDING', nil, 'worker ' .. holder .. ' lost', '')
         end
-        remove_edges(id)
-        move(r, 'PENDING', nil, 'worker ' .. holder .. ' lost', '')
+        out[#out+1] = id
       end
-      out[#out+1] = id
     end
+    redis.call('DEL', khw)
+    redis.call('SREM', K_HOLDERS, holder)
+  elseif redis.call('SCARD', khw) == 0 then
+    redis.call('SREM', K_HOLDERS, holder)
   end
 end
 -- Retention: forget final invocations that ended more than RET seconds ago.
