@@ -309,12 +309,24 @@ class ControlPlane:
         Raises :class:`MissingBinariesError` before starting anything if a binary is
         missing, and :class:`ControlPlaneError` (after stopping what it started) when a
         component exits early or is not ready within ``startup_timeout`` seconds overall.
+        Ports are picked free just before use; if another process takes one in between
+        ("address already in use"), the whole start is retried once with new ports.
         """
         if self._started:
             raise ControlPlaneError("control plane already started")
         binaries = find_binaries(self.bin_dir, self.required_binaries())
+        for attempt in (1, 2):
+            try:
+                return self._start_once(binaries)
+            except ControlPlaneError as exc:
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, binaries: dict[str, Path]) -> Self:
         began = self._began = time.monotonic()
         deadline = began + self.startup_timeout
+        self.timings = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="kubenenc-cp-"))
         self._started = True
         atexit.register(self.stop)

@@ -88,3 +88,19 @@ def test_component_never_ready_times_out_and_is_killed(tmp_path: Path) -> None:
     assert pid_is_gone(pid)
     assert plane.pids() == {}
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.timeout(60)
+def test_port_taken_in_between_is_retried_once(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    runs = tmp_path / "runs"
+    # Each run appends a line; every run fails as if its port had been taken meanwhile.
+    fake_binary(
+        bin_dir,
+        "etcd",
+        f"echo run >> {runs}; echo 'listen tcp 127.0.0.1:1: bind: address already in use'; exit 1",
+    )
+    fake_binary(bin_dir, "kube-apiserver", "exit 0")
+    with pytest.raises(ControlPlaneError, match="address already in use"):
+        ControlPlane(bin_dir=bin_dir, startup_timeout=30).start()
+    assert runs.read_text().splitlines() == ["run", "run"]
