@@ -6,9 +6,10 @@ What it runs, all on free loopback ports, as child processes of this Python proc
   to etcd would only slow startup; ``--unsafe-no-fsync`` because the data is thrown away),
 * ``kube-apiserver`` over TLS with a generated CA and serving certificate,
   ``--authorization-mode=Node,RBAC``, a static token file (an admin token in
-  ``system:masters``, and one token each for the controller manager, scheduler and kwok
-  users that the RBAC bootstrap policy already knows), and a service-account key pair so that
-  the TokenRequest API issues real, verifiable service-account tokens,
+  ``system:masters``; a token for ``system:kube-scheduler``, whom the RBAC bootstrap policy
+  already grants what it needs; tokens in ``system:masters`` for the controller manager and
+  kwok, whose exact rights are not what these tests are about), and a service-account key
+  pair so that the TokenRequest API issues real, verifiable service-account tokens,
 * optionally ``kube-controller-manager`` (Deployments get ReplicaSets and pods, namespaces
   get their ``default`` service account), ``kube-scheduler`` (pods get a node) and ``kwok``
   with one fake node (pods on it reach Running without a kubelet or container runtime).
