@@ -105,7 +105,18 @@ if REQ ~= '' then
   if cached then return {'replay', cached} end
 end
 
+-- Counter changes and holders are collected during the call and written once at its end.
+local CD, HOLD = {}, {}
+local function count(r, status, n)
+  local f = r.a .. US .. r.p .. US .. status
+  CD[f] = (CD[f] or 0) + n
+end
+
 local function reply(value, cache)
+  for f, n in pairs(CD) do
+    if n ~= 0 then redis.call('HINCRBY', K_COUNTS, f, n) end
+  end
+  for w in pairs(HOLD) do redis.call('SADD', K_HOLDERS, w) end
   if REQ ~= '' then
     redis.call('SET', P .. ':rq:' .. REQ, cjson.encode(cache or value), 'EX', REPLY_TTL)
   end
@@ -113,13 +124,22 @@ local function reply(value, cache)
 end
 
 local F = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'pa', 'wt', 'nb', 'sq', 'm',
-           'dn', 'lo'}
+           'dn', 'lo', 'at', 'hd', 'wn'}
 
-local function load(id)
-  local v = redis.call('HMGET', k_inv(id), unpack(F))
+-- The fields the scripts work with, as a table (missing ones as ''); with ``more``, the
+-- values of those fields too, in a second table (false when missing).
+local CLAIM_EXTRA = {'d', 'r', 'e'}
+local function load(id, more)
+  local names = F
+  if more then
+    names = {unpack(F)}
+    for _, f in ipairs(more) do names[#names+1] = f end
+  end
+  local v = redis.call('HMGET', k_inv(id), unpack(names))
   if not v[1] then return nil end
   local r = {id = id}
   for i, f in ipairs(F) do r[f] = v[i] or '' end
+  if more then return r, {unpack(v, #F + 1)} end
   return r
 end
 
@@ -163,23 +183,27 @@ end
 
 -- One checked transition, recorded in the history and the counters; keeps the queue and
 -- the held index in step with the status.
--- ``w``, when given, becomes the record's worker in the same write.
-local function move(r, dst, worker, reason, w)
+-- ``w``, when given, becomes the record's worker, and the ``extra`` field/value pairs are
+-- written, in the same write.
+local function move(r, dst, worker, reason, w, extra)
   if not ALLOWED[r.s][dst] then
     error('InvalidTransition: ' .. r.s .. ' -> ' .. dst .. ' is not allowed')
   end
   local src = r.s
   local holder = r.w
-  redis.call('HINCRBY', K_COUNTS, r.a .. US .. r.p .. US .. src, -1)
-  redis.call('HINCRBY', K_COUNTS, r.a .. US .. r.p .. US .. dst, 1)
+  count(r, src, -1)
+  count(r, dst, 1)
   r.prev = src
   r.s = dst
+  local fields = {'s', dst, 'u', NOW}
   if w then
     r.w = w
-    redis.call('HSET', k_inv(r.id), 's', dst, 'u', NOW, 'w', w)
-  else
-    redis.call('HSET', k_inv(r.id), 's', dst, 'u', NOW)
+    fields[5], fields[6] = 'w', w
   end
+  if extra then
+    for _, x in ipairs(extra) do fields[#fields+1] = x end
+  end
+  redis.call('HSET', k_inv(r.id), unpack(fields))
   redis.call('RPUSH', P .. ':h:' .. r.id,
              dst .. US .. NOW .. US .. (worker or '') .. US .. (reason or ''))
   if src == 'PENDING' then dequeue(r) end
@@ -189,7 +213,7 @@ local function move(r, dst, worker, reason, w)
   end
   if dst == 'RUNNING' or dst == 'PAUSED' then
     redis.call('SADD', P .. ':hw:' .. r.w, r.id)
-    redis.call('SADD', K_HOLDERS, r.w)
+    HOLD[r.w] = true
   end
 end
 
@@ -268,7 +292,8 @@ local function finalize(r, cascade, err)
     remove_edges(r.id)
   end
   local kdep = P .. ':dep:' .. r.id
-  local dependents = redis.call('SMEMBERS', kdep)
+  local dependents = {}
+  if r.hd ~= '' then dependents = redis.call('SMEMBERS', kdep) end
   for _, did in ipairs(dependents) do
     local d = load(did)
     if d and d.s == 'WAITING_DEPENDENCIES' then
@@ -291,9 +316,11 @@ local function finalize(r, cascade, err)
   redis.call('ZADD', K_FIN, NOW, r.id .. US .. r.a)
   redis.call('EXPIRE', k, math.ceil(RET))
   redis.call('EXPIRE', P .. ':h:' .. r.id, math.ceil(RET))
-  local done = P .. ':done:' .. r.id
-  redis.call('RPUSH', done, '1')
-  redis.call('EXPIRE', done, DONE_TTL)
+  if r.wn ~= '' then  -- someone blocks on it (see the open script)
+    local done = P .. ':done:' .. r.id
+    redis.call('RPUSH', done, '1')
+    redis.call('EXPIRE', done, DONE_TTL)
+  end
 end
 
 abort = function(r, dst, err, reason, cascade)
@@ -310,6 +337,7 @@ REGISTER = r"""
 local out = {}
 local n = tonumber(ARGV[4])
 local i = 5
+local seq = redis.call('INCRBY', P .. ':seq', n) - n
 for _ = 1, n do
   local id, gk, policy = ARGV[i], ARGV[i+1], ARGV[i+2]
   local pool, pr, app = ARGV[i+3], ARGV[i+4], ARGV[i+5]
@@ -330,10 +358,11 @@ for _ = 1, n do
     end
   end
   if not done then
-    local sq = string.format('%015d', redis.call('INCR', P .. ':seq'))
+    seq = seq + 1
+    local sq = string.format('%015d', seq)
     local r = {id = id, s = 'REGISTERED', w = '', a = app, p = pool, pr = pr, rk = rk, rl = rl,
                gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq, m = '',
-               dn = table.concat(deps, ','), lo = '0'}
+               dn = table.concat(deps, ','), lo = '0', at = '0', hd = '', wn = ''}
     local waiting = {}
     local broken, broken_id = nil, nil
     for _, dep_id in ipairs(deps) do
@@ -353,7 +382,7 @@ for _ = 1, n do
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
                  'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn)
       redis.call('RPUSH', kh, 'REGISTERED' .. US .. NOW .. US .. US)
-      redis.call('HINCRBY', K_COUNTS, app .. US .. pool .. US .. 'REGISTERED', 1)
+      count(r, 'REGISTERED', 1)
       if broken_id then
         fail_dependency(r, broken, broken_id)
         finalize(r, false, nil)
@@ -361,6 +390,7 @@ for _ = 1, n do
         move(r, 'WAITING_DEPENDENCIES')
         for _, dep_id in ipairs(waiting) do
           redis.call('SADD', P .. ':dep:' .. dep_id, id)
+          redis.call('HSET', k_inv(dep_id), 'hd', '1')
         end
       end
     else
@@ -371,7 +401,7 @@ for _ = 1, n do
                  'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', r.m, 'dn', '')
       redis.call('RPUSH', kh, 'REGISTERED' .. US .. NOW .. US .. US,
                  'PENDING' .. US .. NOW .. US .. US)
-      redis.call('HINCRBY', K_COUNTS, app .. US .. pool .. US .. 'PENDING', 1)
+      count(r, 'PENDING', 1)
       redis.call('ZADD', P .. ':q:' .. pool, 0, r.m)
       r.s = 'PENDING'
     end
@@ -393,7 +423,7 @@ for _, m in ipairs(due) do
   redis.call('ZREM', kdl, m)
   redis.call('ZADD', kq, 0, m)
 end
-local out = {}
+local out, rows = {}, {}
 local full = {}
 local skip = 0
 local page = math.max(limit, 1)
@@ -401,7 +431,7 @@ while #out < limit do
   local batch = redis.call('ZRANGE', kq, '-', '+', 'BYLEX', 'LIMIT', skip, page)
   for _, m in ipairs(batch) do
     if #out >= limit then break end
-    local r = load(string.sub(m, 36))
+    local r, extra = load(string.sub(m, 36), CLAIM_EXTRA)
     local take = true
     if not r or r.s ~= 'PENDING' then
       redis.call('ZREM', kq, m)  -- a stale member (should not happen): drop it
@@ -423,14 +453,13 @@ while #out < limit do
       r.m = ''
       move(r, 'RUNNING', worker, nil, worker)
       out[#out+1] = r.id
+      rows[#rows+1] = {extra[1], r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, extra[2], extra[3]}
     end
   end
   if #batch < page then break end
   page = math.min(page * 2, 512)
 end
 if #out == 0 then return reply(out) end
-local rows = {}
-for _, id in ipairs(out) do rows[#rows+1] = row(id, false) end
 return reply(cjson.encode(rows), out)
 """
 
@@ -440,6 +469,17 @@ FINISH = r"""
 local worker = ARGV[4]
 local out = {}
 local i = 6
+
+-- ``fields`` plus the error, or the error deleted when there is none.
+local function with_error(k, fields, err)
+  if err == '' then
+    redis.call('HDEL', k, 'e')
+  else
+    fields[#fields+1] = 'e'
+    fields[#fields+1] = err
+  end
+  return fields
+end
 for _ = 1, tonumber(ARGV[5]) do
   local id, kind, hasres, result = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local err, retry_at, reason = ARGV[i+4], ARGV[i+5], ARGV[i+6]
@@ -451,21 +491,17 @@ for _ = 1, tonumber(ARGV[5]) do
   else
     local k = k_inv(id)
     release_slot(r)
+    local attempt = tostring(tonumber(r.at) + 1)
     if kind == 'success' then
-      if hasres == '1' then redis.call('HSET', k, 'r', result) else redis.call('HDEL', k, 'r') end
-      move(r, 'SUCCESS', worker)
+      -- (a RUNNING record has no result yet, so a None result needs no delete)
+      move(r, 'SUCCESS', worker, nil, '', hasres == '1' and {'r', result} or nil)
       finalize(r, false, nil)
     elseif kind == 'failed' then
-      set_error(r, err)
-      redis.call('HINCRBY', k, 'at', 1)
-      move(r, 'FAILED', worker, reason)
+      move(r, 'FAILED', worker, reason, '', with_error(k, {'at', attempt}, err))
       finalize(r, false, nil)
     elseif kind == 'retry' then
-      set_error(r, err)
-      redis.call('HINCRBY', k, 'at', 1)
       r.nb = retry_at
-      redis.call('HSET', k, 'nb', retry_at)
-      move(r, 'RETRY', worker, reason, '')
+      move(r, 'RETRY', worker, reason, '', with_error(k, {'at', attempt, 'nb', retry_at}, err))
       move(r, 'PENDING', worker)
     else
       move(r, 'PENDING', worker, reason or 'handed back', '')
@@ -690,12 +726,15 @@ return cjson.encode(out)
 
 
 OPEN = r"""
--- ARGV[4..] ids. Returns those that exist and are not final.
+-- ARGV[4..] ids. Returns those that exist and are not final, and marks the last of them as
+-- waited on, so that becoming final pushes to its ``done`` list (in the same atomic step:
+-- no push can be missed between this read and the caller's block).
 local out = {}
 for j = 4, #ARGV do
   local s = redis.call('HGET', k_inv(ARGV[j]), 's')
   if s and not FINAL[s] then out[#out+1] = ARGV[j] end
 end
+if #out > 0 then redis.call('HSET', k_inv(out[#out]), 'wn', '1') end
 return out
 """
 
