@@ -14,12 +14,14 @@ import pytest
 from kubenenc.backends import open_backend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import WorkerId
-from kubenenc.records import Outcome, OutcomeKind, RegisterKind
-from kubenenc.status import Status
+from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
+from kubenenc.status import TRANSITIONS, Status
+from kubenenc.waitgraph import format_loop
 from kubenenc_redis import RedisBackend
 from kubenenc_redis.backend import parse_url
+from kubenenc_redis.scripts import SCRIPTS
 
-from tests.conformance._helpers import W1, W2, add, claim_ids, new, record
+from tests.conformance._helpers import W1, W2, add, claim_ids, new, pause, record, running, start
 from tests.servers.redis import RedisServer, require_redis_server
 from tests.support import free_port
 
@@ -324,3 +326,26 @@ def test_gives_up_with_backend_unavailable_after_retry_for(tmp_path: Path) -> No
     finally:
         backend.close()
         server.stop()
+
+
+# -- the scripts re-express the SDK's rules ------------------------------------------------
+
+
+def test_cycle_error_message_is_the_sdks(redis_backend: RedisBackend) -> None:
+    backend = redis_backend
+    a = running(backend, 1.0, "a", "1")
+    b = add(backend, 2.0, "b", "1", pool="b")
+    pause(backend, a, [b], now=3.0)
+    start(backend, b, W2, 4.0)
+    again = add(backend, 5.0, "a", "1", pool="again")
+    res = backend.pause(b, W2, [again], 6.0)
+    assert res.kind is PauseKind.CYCLE
+    error = record(backend, again).error
+    assert error is not None
+    assert error.message == format_loop(res.loop)
+
+
+def test_lua_transition_table_is_generated_from_the_sdks() -> None:
+    for src, allowed in TRANSITIONS.items():
+        names = ", ".join(f"{d.value}=true" for d in sorted(allowed))
+        assert f"{src.value}={{{names}}}" in SCRIPTS["finish"]
