@@ -328,6 +328,7 @@ class ControlPlane:
         began = self._began = time.monotonic()
         deadline = began + self.startup_timeout
         self.timings = {}
+        self._ssl = None  # a retry makes a new CA
         self.workdir = Path(tempfile.mkdtemp(prefix="kubenenc-cp-"))
         self._started = True
         atexit.register(self.stop)
