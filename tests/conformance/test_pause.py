@@ -249,6 +249,37 @@ def test_cancelling_a_waiter_removes_its_boost(backend: Backend) -> None:
     assert claim_ids(backend, W2, 1, 17.0) == [high]
 
 
+def test_loop_through_a_declared_dependency(backend: Backend) -> None:
+    a = running(backend, 1.0, "a", "1")
+    b = add(backend, 2.0, "b", "1", pool="b")
+    pause(backend, a, [b], now=3.0)
+    start(backend, b, W2, 4.0)
+    # d may start only after a ends; a waits on b; b now waits on d: none can ever finish.
+    d = add(backend, 5.0, "d", "1", pool="d", depends_on=(a,))
+    assert status(backend, d) is Status.WAITING_DEPENDENCIES
+    res = backend.pause(b, W2, [d], 6.0)
+    assert res.kind is PauseKind.CYCLE
+    assert res.loop == ("d(1)", "a(1)", "b(1)", "d(1)")
+    assert status(backend, b) is Status.RUNNING
+    assert status(backend, d) is Status.WAITING_DEPENDENCIES  # in the chain: not failed
+    assert status(backend, a) is Status.PAUSED
+
+
+def test_a_dependent_closes_a_loop_by_id_only(backend: Backend) -> None:
+    w = running(backend, 1.0, "w", "1")
+    # t(1) waits for w to end, and w waits on another t(1): the same call, but the waiting
+    # one has run no code, so nothing loops.
+    later = add(backend, 2.0, "t", "1", pool="later", depends_on=(w,))
+    target = add(backend, 3.0, "t", "1", pool="now")
+    pause(backend, w, [target], now=4.0)
+    assert status(backend, target) is Status.PENDING
+    start(backend, target, W2, 5.0)
+    succeed(backend, target, W2, 6.0)
+    assert backend.resume([w], W1, 10, 7.0).resumed == (w,)
+    succeed(backend, w, W1, 8.0)
+    assert status(backend, later) is Status.PENDING
+
+
 def test_fire_and_forget_calls_are_no_cycle(backend: Backend) -> None:
     a = running(backend, 1.0, "a", "1")
     b = add(backend, 2.0, "b", "1", pool="b")

@@ -99,6 +99,10 @@ class Coordination(Protocol):
         Otherwise write the edges, count one more waiter on each non-final target, move
         RUNNING -> PAUSED and release the running slot -> PAUSED. Unknown targets count as
         final (the caller will find no result).
+
+        The chain walked for loops includes declared dependencies: an invocation that is
+        WAITING_DEPENDENCIES on ``x`` waits on ``x`` too, but as it runs no code yet it closes
+        a loop only by id, never by call key.
         """
         ...
 

@@ -355,7 +355,13 @@ class Engine:
 
         def waiters_of(x: InvocationId) -> list[Node]:
             found = (t.get(w) for w in t.waiters_of(x))
-            return [_node(r) for r in found if r is not None and r.status is Status.PAUSED]
+            nodes = [_node(r) for r in found if r is not None and r.status is Status.PAUSED]
+            # A dependent that has not started waits on ``x`` too: a loop may pass through
+            # declared dependencies. It runs no code yet, so it matches by id only.
+            for dep in (t.get(d) for d in t.dependents_of(x)):
+                if dep is not None and dep.status is Status.WAITING_DEPENDENCIES:
+                    nodes.append(Node(dep.id, f"\0dependent:{dep.id}", dep.display))
+            return nodes
 
         loop = find_loop(_node(rec), [_node(r) for r in open_targets], waiters_of)
         if loop is not None:
