@@ -70,6 +70,7 @@ MAX_LOOP_NODES = 100_000
 SWEEP_BATCH = 500
 """Final invocations past retention deleted per ``recover`` call."""
 _US = "\x1f"
+_RS = "\x1e"
 _FAULTS = (redis.ConnectionError, redis.TimeoutError)
 _OWN_OPTIONS = ("prefix", "retention", "retry_for")
 MIN_SERVER = (6, 2)
@@ -96,7 +97,7 @@ def _static(n: NewInvocation, now: float) -> str:
 
 def _record(row: Sequence[Any]) -> InvocationRecord:
     """A record from a row of the read script: ``[d, s, u, at, lo, w, wt, nb, r, e]`` plus
-    the history entries when read (``false``: a field not set)."""
+    the history text when read (``false``: a field not set)."""
     d: dict[str, Any] = json.loads(row[0])
     d.update(
         status=row[1], updated_at=float(row[2]), attempt=int(row[3]), lost=int(row[4]),
@@ -105,7 +106,9 @@ def _record(row: Sequence[Any]) -> InvocationRecord:
         error=json.loads(row[9]) if row[9] else None,
         history=[
             [status, float(at), worker or None, reason or None]
-            for status, at, worker, reason in (e.split(_US, 3) for e in row[10] or ())
+            for status, at, worker, reason in (
+                e.split(_US, 3) for e in (row[10] or "").split(_RS) if e
+            )
         ]
         if len(row) > 10
         else [],

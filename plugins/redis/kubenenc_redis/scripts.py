@@ -16,8 +16,9 @@ Redis Cluster slot):
   not_before, ``r`` result, ``e`` error (JSON ``[type, message, traceback]``), ``sq``
   sequence, ``m`` its queue member, and copies of ``a`` app, ``p`` pool, ``pr`` priority,
   ``rk``/``rl`` running key/limit, ``gk`` registration key, ``ck`` call key, ``dp`` display,
-  ``pa`` parent, ``dn`` depends_on (comma separated).
-- ``P:h:<id>`` (list): history, one ``status US at US worker US reason`` entry per change.
+  ``pa`` parent, ``dn`` depends_on (comma separated), and ``h`` the history: one
+  ``status US at US worker US reason RS`` entry per change (in the record, not a key of its
+  own: one write less per transition, one key less per invocation).
 - ``P:q:<pool>`` (zset): PENDING invocations that are due, all at score 0 so they sort by
   member, ``(99999999-waiters)%08d (5e11-priority)%012d seq%015d id``: more waiters, then
   higher priority, then older first -- the claim order, exact at any size.
@@ -43,7 +44,8 @@ Redis Cluster slot):
 - ``P:rq:<request>`` (string): the reply of a script call, kept two minutes, so that a call
   retried after a lost connection is answered again but applied once.
 
-``US`` is the unit separator ``\\x1f``. Times travel as Python ``repr`` strings and are stored
+``US`` and ``RS`` are the unit and record separators ``\\x1f`` and ``\\x1e``. Times travel as
+Python ``repr`` strings and are stored
 unchanged, so they read back exactly; Lua compares them as numbers.
 
 Final invocations (and their history) expire ``retention`` seconds after they end; the
@@ -79,6 +81,7 @@ local NOWN = tonumber(NOW)
 local RET = tonumber(ARGV[2])
 local REQ = ARGV[3]
 local US = '\\31'
+local RS = '\\30'
 local FINAL = {_lua_set(FINAL)}
 local ALLOWED = {{
   {allowed}
@@ -124,7 +127,7 @@ local function reply(value, cache)
 end
 
 local F = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'pa', 'wt', 'nb', 'sq', 'm',
-           'dn', 'lo', 'at', 'hd', 'wn'}
+           'dn', 'lo', 'at', 'hd', 'wn', 'h'}
 
 -- The fields the scripts work with, as a table (missing ones as ''); with ``more``, the
 -- values of those fields too, in a second table (false when missing).
@@ -146,10 +149,10 @@ end
 -- A record as the client reads it: {d, s, u, at, lo, w, wt, nb, r, e[, history]}, false for
 -- a missing field (see RedisBackend._record); false for a missing record.
 local ROW = {'d', 's', 'u', 'at', 'lo', 'w', 'wt', 'nb', 'r', 'e'}
+local ROWH = {'d', 's', 'u', 'at', 'lo', 'w', 'wt', 'nb', 'r', 'e', 'h'}
 local function row(id, history)
-  local v = redis.call('HMGET', k_inv(id), unpack(ROW))
+  local v = redis.call('HMGET', k_inv(id), unpack(history and ROWH or ROW))
   if not v[1] then return false end
-  if history then v[11] = redis.call('LRANGE', P .. ':h:' .. id, 0, -1) end
   return v
 end
 
@@ -195,17 +198,16 @@ local function move(r, dst, worker, reason, w, extra)
   count(r, dst, 1)
   r.prev = src
   r.s = dst
-  local fields = {'s', dst, 'u', NOW}
+  r.h = r.h .. dst .. US .. NOW .. US .. (worker or '') .. US .. (reason or '') .. RS
+  local fields = {'s', dst, 'u', NOW, 'h', r.h}
   if w then
     r.w = w
-    fields[5], fields[6] = 'w', w
+    fields[7], fields[8] = 'w', w
   end
   if extra then
     for _, x in ipairs(extra) do fields[#fields+1] = x end
   end
   redis.call('HSET', k_inv(r.id), unpack(fields))
-  redis.call('RPUSH', P .. ':h:' .. r.id,
-             dst .. US .. NOW .. US .. (worker or '') .. US .. (reason or ''))
   if src == 'PENDING' then dequeue(r) end
   if dst == 'PENDING' then enqueue(r) end
   if (src == 'RUNNING' or src == 'PAUSED') and holder ~= '' then
@@ -315,7 +317,6 @@ local function finalize(r, cascade, err)
   if #dependents > 0 then redis.call('DEL', kdep) end
   redis.call('ZADD', K_FIN, NOW, r.id .. US .. r.a)
   redis.call('EXPIRE', k, math.ceil(RET))
-  redis.call('EXPIRE', P .. ':h:' .. r.id, math.ceil(RET))
   if r.wn ~= '' then  -- someone blocks on it (see the open script)
     local done = P .. ':done:' .. r.id
     redis.call('RPUSH', done, '1')
@@ -362,7 +363,7 @@ for _ = 1, n do
     local sq = string.format('%015d', seq)
     local r = {id = id, s = 'REGISTERED', w = '', a = app, p = pool, pr = pr, rk = rk, rl = rl,
                gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq, m = '',
-               dn = table.concat(deps, ','), lo = '0', at = '0', hd = '', wn = ''}
+               dn = table.concat(deps, ','), lo = '0', at = '0', hd = '', wn = '', h = ''}
     local waiting = {}
     local broken, broken_id = nil, nil
     for _, dep_id in ipairs(deps) do
@@ -373,15 +374,16 @@ for _ = 1, n do
       end
       if dep.s ~= 'SUCCESS' then waiting[#waiting+1] = dep_id end
     end
-    local kh = P .. ':h:' .. id
+    local h0 = 'REGISTERED' .. US .. NOW .. US .. US .. RS
     local seqn = tonumber(sq)
     redis.call('ZADD', P .. ':ix', seqn, id)
     redis.call('ZADD', P .. ':ix:a:' .. app, seqn, id)
     if broken_id or #waiting > 0 then
       redis.call('HSET', k_inv(id), 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
-                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn)
-      redis.call('RPUSH', kh, 'REGISTERED' .. US .. NOW .. US .. US)
+                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn,
+                 'h', h0)
+      r.h = h0
       count(r, 'REGISTERED', 1)
       if broken_id then
         fail_dependency(r, broken, broken_id)
@@ -398,9 +400,8 @@ for _ = 1, n do
       r.m = member(r)
       redis.call('HSET', k_inv(id), 'd', d, 's', 'PENDING', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
-                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', r.m, 'dn', '')
-      redis.call('RPUSH', kh, 'REGISTERED' .. US .. NOW .. US .. US,
-                 'PENDING' .. US .. NOW .. US .. US)
+                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', r.m, 'dn', '',
+                 'h', h0 .. 'PENDING' .. US .. NOW .. US .. US .. RS)
       count(r, 'PENDING', 1)
       redis.call('ZADD', P .. ':q:' .. pool, 0, r.m)
       r.s = 'PENDING'
@@ -555,7 +556,7 @@ end
 local below = {[id] = false}
 local nodes = {[id] = r}
 local queue = {r}
-local head, count = 1, 1
+local head, walked = 1, 1
 local found, top = nil, nil
 while head <= #queue and not found do
   local node = queue[head]
@@ -564,14 +565,22 @@ while head <= #queue and not found do
   if t then
     found, top = t, node
   else
-    for _, up in ipairs(redis.call('SMEMBERS', P .. ':wt:' .. node.id)) do
+    -- Who waits on the node: the PAUSED invocations with an edge to it, then the
+    -- WAITING_DEPENDENCIES ones that declared it (they run no code yet, so they match by
+    -- id only: their call key is replaced by one no target has).
+    local ups = redis.call('SMEMBERS', P .. ':wt:' .. node.id)
+    local first_dependent = #ups + 1
+    for _, d in ipairs(redis.call('SMEMBERS', P .. ':dep:' .. node.id)) do ups[#ups+1] = d end
+    for j, up in ipairs(ups) do
       if below[up] == nil then
         local u = redis.call('HMGET', k_inv(up), 's', 'ck', 'dp')
-        if u[1] == 'PAUSED' then
+        local want = j < first_dependent and 'PAUSED' or 'WAITING_DEPENDENCIES'
+        if u[1] == want then
           below[up] = node.id
-          nodes[up] = {id = up, ck = u[2], dp = u[3]}
-          count = count + 1
-          if count > max_nodes then
+          local ck = want == 'PAUSED' and u[2] or ('\0dependent:' .. up)
+          nodes[up] = {id = up, ck = ck, dp = u[3]}
+          walked = walked + 1
+          if walked > max_nodes then
             queue = {}
             break
           end
@@ -704,7 +713,7 @@ local old = redis.call('ZRANGEBYSCORE', K_FIN, '-inf', string.format('%.17g', NO
 for _, m in ipairs(old) do
   local sep = string.find(m, US, 1, true)
   local id, app = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  redis.call('DEL', k_inv(id), P .. ':h:' .. id, P .. ':tg:' .. id, P .. ':wt:' .. id,
+  redis.call('DEL', k_inv(id), P .. ':tg:' .. id, P .. ':wt:' .. id,
              P .. ':dep:' .. id)
   redis.call('ZREM', P .. ':ix', id)
   redis.call('ZREM', P .. ':ix:a:' .. app, id)
