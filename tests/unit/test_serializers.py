@@ -18,6 +18,7 @@ from kubenenc.errors import SerializationError
 from kubenenc.serializers import (
     JsonSerializer,
     PickleSerializer,
+    canonical,
     from_json_tree,
     get_serializer,
     to_json_tree,
@@ -245,3 +246,15 @@ def test_pickle_round_trip_and_named_errors() -> None:
     assert p.loads(p.dumps(value)) == value
     with pytest.raises(SerializationError, match="argument 'fn'"):
         p.dumps_named(lambda: 1, "argument 'fn'")
+
+
+def test_canonical_orders_only_unordered_parts() -> None:
+    value = {"s": {"b", "a", "c"}, 2: "x", 1: ["z", "y"], "t": ("q", "p")}
+    shuffled = {1: ["z", "y"], "t": ("q", "p"), 2: "x", "s": {"c", "a", "b"}}
+    fixed = canonical(to_json_tree(value))
+    assert from_json_tree(fixed) == value  # still the same value (dict order aside)
+    assert fixed == canonical(to_json_tree(shuffled))
+    keys = [pair[0] for pair in fixed["v"]]  # int keys: tagged pairs, now in a fixed order
+    assert keys == sorted(keys, key=json.dumps)
+    assert canonical([3, 1, 2]) == [3, 1, 2]
+    assert canonical({"__kn__": "tuple", "v": [2, 1]}) == {"__kn__": "tuple", "v": [2, 1]}
