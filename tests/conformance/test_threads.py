@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from kubenenc.backends.contract import Backend
 from kubenenc.ids import InvocationId, WorkerId
-from kubenenc.records import Outcome, OutcomeKind
+from kubenenc.records import Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
 
 from tests.conformance._helpers import new, nonzero
@@ -105,3 +105,38 @@ def test_threads_claim_each_invocation_once_within_the_running_limit(
         steps = [h.status for h in full.history]
         assert steps.count(Status.RUNNING) == 1
         assert steps.count(Status.SUCCESS) == 1
+
+
+def test_two_workers_waiting_on_each_other_at_once_never_both_pause(backend: Backend) -> None:
+    """The cycle check and the edge it guards are one atomic step: of two invocations that
+    wait on each other at the same moment, exactly one pauses and the other gets CYCLE."""
+    w1, w2 = WorkerId("host:1:a"), WorkerId("host:2:b")
+    rounds = 25
+    pairs = []
+    for i in range(rounds):
+        a, b = new("a", str(i), pool=f"a{i}"), new("b", str(i), pool=f"b{i}")
+        backend.register([a, b], 1.0)
+        assert [r.id for r in backend.claim(f"a{i}", w1, 1, 2.0)] == [a.id]
+        assert [r.id for r in backend.claim(f"b{i}", w2, 1, 2.0)] == [b.id]
+        pairs.append((a.id, b.id))
+    barrier = threading.Barrier(2, timeout=10)
+    kinds: dict[tuple[int, int], PauseKind] = {}
+
+    def side(n: int, worker: WorkerId) -> None:
+        for i, (a, b) in enumerate(pairs):
+            me, other = (a, b) if n == 0 else (b, a)
+            barrier.wait()
+            kinds[(i, n)] = backend.pause(me, worker, [other], 3.0).kind
+
+    threads = [threading.Thread(target=side, args=(n, w)) for n, w in ((0, w1), (1, w2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    for i, (a, b) in enumerate(pairs):
+        assert sorted([kinds[(i, 0)], kinds[(i, 1)]]) == sorted(
+            [PauseKind.PAUSED, PauseKind.CYCLE]
+        ), (i, kinds[(i, 0)], kinds[(i, 1)])
+        statuses = sorted(r.status for r in backend.get_many([a, b]) if r is not None)
+        assert statuses == sorted([Status.PAUSED, Status.RUNNING])
