@@ -59,7 +59,8 @@ from kubenenc_operator.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 COUNT_CAP = 10_000
-"""Invocations counted per status for a TaskDefinition (the backend counts by pool only)."""
+"""Invocations read per status when gathering task numbers (the backend counts by pool only,
+so per-task numbers come from one capped query per status, shared by all TaskDefinitions)."""
 
 
 class ReconcileError(RuntimeError):
@@ -78,6 +79,8 @@ class Ctx:
     component: str = "kubenenc-operator"
     _urls: dict[tuple[str, str, str], tuple[float, str]] = field(default_factory=dict)
     _posted: dict[tuple[str, str], str] = field(default_factory=dict)
+    _stats: dict[str, tuple[float, dict[str, TaskStats]]] = field(default_factory=dict)
+    _stats_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- events -------------------------------------------------------------------------------
@@ -127,6 +130,23 @@ class Ctx:
         """The condition behind ``reason`` is gone: post it again if it comes back."""
         with self._lock:
             self._posted.pop((str(body["metadata"].get("uid", "")), reason), None)
+
+    # -- task numbers ------------------------------------------------------------------------
+
+    def task_stats(self, url: str) -> dict[str, TaskStats]:
+        """Every task's numbers in backend ``url``, gathered at most once per
+        ``status_interval / 2`` however many TaskDefinitions ask (a lock per URL, so
+        concurrent handlers wait for one sweep rather than each running their own)."""
+        with self._lock:
+            lock = self._stats_locks.setdefault(url, threading.Lock())
+        with lock:
+            hit = self._stats.get(url)
+            now = self.clock()
+            if hit is not None and now - hit[0] < self.settings.status_interval / 2:
+                return hit[1]
+            stats = self.backends.use(url, gather_task_stats)
+            self._stats[url] = (now, stats)
+            return stats
 
     # -- backend URLs -------------------------------------------------------------------------
 
@@ -261,7 +281,7 @@ def _observe_pool(
 
 def _pool_replicas(spec: WorkerPoolSpec, view: _PoolView, current: int | None) -> int:
     if not spec.autoscaling.enabled:
-        return spec.replicas if spec.replicas is not None else 1
+        return spec.replicas
     if view.decision is not None:
         return view.decision.replicas
     return current if current is not None else spec.autoscaling.min_replicas
@@ -470,24 +490,46 @@ def task_id(spec: TaskDefinitionSpec) -> TaskId:
     return TaskId(f"{module}.{attr}")
 
 
-def task_counts(backend: Backend, task: TaskId, now: float) -> dict[str, Any]:
-    """Status fields from the backend: counts by status, oldest pending age, last times."""
-    counts: dict[str, int] = {}
-    oldest: float | None = None
-    last: dict[Status, float] = {}
+@dataclass
+class TaskStats:
+    """One task's numbers in one backend, gathered from a single sweep of the backend."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    oldest_pending: float | None = None
+    last: dict[Status, float] = field(default_factory=dict)
+
+    def status_fields(self, now: float) -> dict[str, Any]:
+        """The TaskDefinition status fields."""
+        out: dict[str, Any] = {
+            "invocations": dict(self.counts),
+            "oldestPendingSeconds": None
+            if self.oldest_pending is None
+            else round(now - self.oldest_pending, 3),
+        }
+        for status, key in (
+            (Status.SUCCESS, "lastSuccessTime"),
+            (Status.FAILED, "lastFailureTime"),
+        ):
+            if status in self.last:
+                out[key] = now_rfc3339(dt.datetime.fromtimestamp(self.last[status], dt.UTC))
+        return out
+
+
+def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
+    """Numbers of every task in ``backend``: one query per status (at most ``COUNT_CAP``
+    invocations each), however many TaskDefinitions read them."""
+    stats: dict[str, TaskStats] = {}
     for status in Status:
-        records = backend.query(task=task, status=status, limit=COUNT_CAP)
-        if records:
-            counts[status.value] = len(records)
-            if status is Status.PENDING:
-                oldest = now - min(r.created_at for r in records)
+        for r in backend.query(status=status, limit=COUNT_CAP):
+            t = stats.setdefault(r.task, TaskStats())
+            t.counts[status.value] = t.counts.get(status.value, 0) + 1
+            if status is Status.PENDING and (
+                t.oldest_pending is None or r.created_at < t.oldest_pending
+            ):
+                t.oldest_pending = r.created_at
             if status in (Status.SUCCESS, Status.FAILED):
-                last[status] = max(r.updated_at for r in records)
-    out: dict[str, Any] = {"invocations": counts, "oldestPendingSeconds": oldest}
-    for status, key in ((Status.SUCCESS, "lastSuccessTime"), (Status.FAILED, "lastFailureTime")):
-        if status in last:
-            out[key] = now_rfc3339(dt.datetime.fromtimestamp(last[status], dt.UTC))
-    return out
+                t.last[status] = max(t.last.get(status, 0.0), r.updated_at)
+    return stats
 
 
 def scheduled_call(
@@ -585,9 +627,8 @@ def reconcile_taskdef(
     if backend_status:
         try:
             url = ctx.pool_url(namespace, spec.pool)
-            status.update(
-                ctx.backends.use(url, lambda b: task_counts(b, task_id(spec), ctx.clock()))
-            )
+            stats = ctx.task_stats(url).get(task_id(spec), TaskStats())
+            status.update(stats.status_fields(ctx.clock()))
             if spec.schedule:
                 run_schedule(ctx, body, spec, url)
         except Exception as exc:

@@ -171,11 +171,12 @@ class WorkerPoolSpec(_Model):
     )
     slots: int = Field(default=4, ge=1, le=1024, description="Running slots per pod.")
     backend: BackendRef
-    replicas: int | None = Field(
-        default=None,
+    replicas: int = Field(
+        default=1,
         ge=0,
         le=1000,
-        description="Pods to run when autoscaling is disabled (set by `kubectl scale`).",
+        description="Pods to run when autoscaling.enabled is false (what `kubectl scale` sets); "
+        "ignored while the operator autoscales.",
     )
     autoscaling: Autoscaling = Field(
         default_factory=Autoscaling, json_schema_extra=_AUTOSCALING_RULES

@@ -1,0 +1,615 @@
+"""The operator against a real API server (tests/cluster fixture), run as a subprocess.
+
+The main operator runs as the ServiceAccount bound only to operator/rbac/rbac.yaml, so every
+test here also proves those rules are enough (the last test reads its log for any 403); one
+test runs a second operator as admin. The backend the operator reads is a real Redis when the
+Redis plugin is installed (the fixture of tests/servers/redis.py), else a SQLite file shared
+by the operator and the test. Intervals are short (scaling every 0.5 s, cooldown 3 s) so the
+whole module runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from kubenenc.backends import Backend, available_backends, open_backend
+from kubenenc.concurrency import call_key
+from kubenenc.ids import InvocationId, TaskId
+from kubenenc.records import NewInvocation
+from kubenenc.status import Status
+from kubenenc_operator import logic
+from kubenenc_operator.backends import BackendCache
+from kubenenc_operator.kube import Kube, KubeError, custom_path, deployment_path, pods_path
+from kubenenc_operator.models import API_VERSION, TaskDefinitionSpec
+from kubenenc_operator.resources import condition
+from kubenenc_operator.settings import OperatorSettings
+
+from tests.cluster.fixtures import Cluster
+from tests.support import free_port
+
+pytestmark = pytest.mark.controlplane
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "op-e2e"
+ADMIN_NS = "op-admin"
+OPERATOR_NS = "kubenenc-system"
+TASK = "tests.operator.optasks.work"
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+def apply(kube: Kube, collection: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """Create ``obj`` in ``collection``, or replace it when it exists."""
+    status, body = kube.request("POST", collection, obj)
+    if status == 409:
+        path = f"{collection}/{obj['metadata']['name']}"
+        current = kube.get(path) or {}
+        replacement = copy.deepcopy(obj)
+        replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return kube.put(path, replacement)
+    if status >= 300:
+        raise KubeError(status, "POST", collection, body)
+    return body  # type: ignore[no-any-return]
+
+
+def collection_of(obj: dict[str, Any]) -> str:
+    kind, api = obj["kind"], obj["apiVersion"]
+    prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+    plural = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
+              "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
+              "RoleBinding": "rolebindings", "Secret": "secrets",
+              "CustomResourceDefinition": "customresourcedefinitions"}[kind]  # fmt: skip
+    namespace = obj["metadata"].get("namespace")
+    return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+
+
+def create_namespace(cluster: Cluster, kube: Kube, name: str) -> None:
+    status, _ = kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    assert status in (201, 409)
+    wait_until(
+        f"the default ServiceAccount of {name}",
+        lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        timeout=30,
+    )
+
+
+def submit(backend: Backend, pool: str, n: int) -> None:
+    """``n`` pending invocations of ``optasks.work`` on ``pool``, as the SDK would write them."""
+    batch = []
+    for i in range(n):
+        args = {"i": i}
+        batch.append(
+            NewInvocation(
+                id=InvocationId(uuid.uuid4().hex),
+                app="optest",
+                task=TaskId(TASK),
+                args=json.dumps(args),
+                call_key=call_key(TASK, args),
+                display=f"work({i})",
+                pool=pool,
+            )
+        )
+    for start in range(0, n, 100):
+        backend.register(batch[start : start + 100], time.time())
+
+
+@dataclass
+class OperatorProcess:
+    """A running ``python -m kubenenc_operator``."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def start_operator(
+    kubeconfig: Path, log: Path, namespaces: list[str], lease: str
+) -> OperatorProcess:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "KUBENENC_OPERATOR_NAMESPACES": json.dumps(namespaces),
+        "KUBENENC_OPERATOR_LEASE_NAMESPACE": OPERATOR_NS,
+        "KUBENENC_OPERATOR_LEASE_NAME": lease,
+        "KUBENENC_OPERATOR_METRICS_HOST": "127.0.0.1",
+        "KUBENENC_OPERATOR_METRICS_PORT": str(port),
+        "KUBENENC_OPERATOR_HEALTH_PORT": str(free_port()),
+        "KUBENENC_OPERATOR_SCALE_INTERVAL": "0.5",
+        "KUBENENC_OPERATOR_STATUS_INTERVAL": "1",
+        "KUBENENC_OPERATOR_POLICY_RESYNC": "5",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubenenc_operator"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return OperatorProcess(proc, log, port)
+
+
+@dataclass
+class Env:
+    cluster: Cluster
+    kube: Kube
+    url: str
+    backend: Backend
+    operator: OperatorProcess
+    tmp: Path
+
+    def pool(self, name: str, namespace: str = NS, **autoscaling: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": API_VERSION, "kind": "WorkerPool",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"image": "example.com/shop:1", "app": "tests.operator.optasks:app",
+                     "slots": 4, "mode": "thread", "backend": {"secretName": "backend"},
+                     "autoscaling": autoscaling},
+        }  # fmt: skip
+        return apply(self.kube, custom_path(namespace, "workerpools"), body)
+
+    def get(self, plural: str, name: str, namespace: str = NS) -> dict[str, Any]:
+        return self.kube.get(custom_path(namespace, plural, name)) or {}
+
+    def events(self, name: str, reason: str, namespace: str = NS) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.kube.list(f"/api/v1/namespaces/{namespace}/events")
+            if e["involvedObject"]["name"] == name and e["reason"] == reason
+        ]
+
+
+@pytest.fixture(scope="module")
+def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if "redis" in available_backends():
+        server = request.getfixturevalue("redis_server")
+        return f"{server.url}?prefix=op{uuid.uuid4().hex[:10]}"
+    return f"sqlite:///{tmp_path_factory.mktemp('opdb') / 'kubenenc.db'}"
+
+
+def crd_established(kube: Kube, name: str) -> bool:
+    crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") or {}
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+def install(cluster: Cluster, kube: Kube) -> None:
+    """CRDs, the operator's namespace and RBAC, as the chart would install them."""
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        apply(kube, collection_of(crd), crd)
+        name = crd["metadata"]["name"]
+        wait_until(f"CRD {name} Established", lambda name=name: crd_established(kube, name), 30)
+    create_namespace(cluster, kube, OPERATOR_NS)
+    for obj in yaml.safe_load_all((ROOT / "operator" / "rbac" / "rbac.yaml").read_text()):
+        apply(kube, collection_of(obj), obj)
+    wait_until(
+        "the custom resources to be served",
+        lambda: kube.request("GET", custom_path(NS, "workerpools"))[0] == 200,
+        timeout=30,
+    )
+
+
+@pytest.fixture(scope="module")
+def env(
+    control_plane: Cluster, backend_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    kube = Kube(control_plane.api_client)
+    install(control_plane, kube)
+    for namespace in (NS, ADMIN_NS):
+        create_namespace(control_plane, kube, namespace)
+        apply(kube, f"/api/v1/namespaces/{namespace}/secrets", {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "backend", "namespace": namespace},
+            "stringData": {"url": backend_url},
+        })  # fmt: skip
+    tmp = tmp_path_factory.mktemp("operator")
+    kubeconfig = control_plane.service_account_kubeconfig(OPERATOR_NS, "kubenenc-operator")
+    operator = start_operator(kubeconfig, tmp / "operator.log", [NS], "kubenenc-operator")
+    backend = open_backend(backend_url)
+    try:
+        wait_until(
+            "the operator to take the lease",
+            lambda: "kubenenc_operator_leader 1" in _safe_metrics(operator),
+            timeout=30,
+        )
+        yield Env(control_plane, kube, backend_url, backend, operator, tmp)
+    finally:
+        code = operator.stop()
+        backend.close()
+        if code not in (0, -signal.SIGTERM):
+            print(operator.text()[-5000:])
+
+
+def _safe_metrics(operator: OperatorProcess) -> str:
+    if operator.proc.poll() is not None:
+        pytest.fail(f"the operator exited:\n{operator.text()[-3000:]}")
+    try:
+        return operator.metrics()
+    except OSError:
+        return ""
+
+
+# -- what the API server refuses, with the CEL messages -----------------------------------------
+
+
+INVALID = [
+    ("workerpools", {"image": "i", "app": "shop.tasks", "backend": {"secretName": "b"}},
+     'app must be an import path "module:attr"'),
+    ("workerpools", {"image": "i", "app": "a:b", "backend": {"secretName": "b"},
+                     "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+     "minReplicas must not exceed autoscaling.maxReplicas"),
+    ("workerpools", {"image": "i", "app": "a:b", "backend": {"secretName": "Not_A_Name"}},
+     "backend.secretName must be a Secret name"),
+    ("taskdefinitions", {"task": "shop-tasks:charge", "pool": "p"},
+     'task must be an import path "module:function"'),
+    ("taskdefinitions", {"task": "a:b", "pool": "p", "dependsOn": ["bad"]},
+     "cannot depend on itself"),
+    ("taskdefinitions", {"task": "a:b", "pool": "p", "backoffSeconds": 10,
+                         "maxBackoffSeconds": 5}, "raise maxBackoffSeconds"),
+    ("taskdefinitions", {"task": "a:b", "pool": "p", "schedule": "every minute"},
+     "schedule must have 5 fields"),
+    ("concurrencypolicies", {"runningLimit": 0}, "greater than or equal to 1"),
+    ("concurrencypolicies", {"registration": "sometimes"}, 'supported values: "allow"'),
+    ("concurrencypolicies", {"key": ["user-id"]}, "key must list argument names"),
+    ("concurrencypolicies", {"key": ["a", "a"]}, "key names an argument twice"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("plural", "spec", "message"), INVALID)
+def test_invalid_specs_are_refused_with_a_message_saying_what_to_change(
+    env: Env, plural: str, spec: dict[str, Any], message: str
+) -> None:
+    kind = {"workerpools": "WorkerPool", "taskdefinitions": "TaskDefinition",
+            "concurrencypolicies": "ConcurrencyPolicy"}[plural]  # fmt: skip
+    status, body = env.kube.request("POST", custom_path(NS, plural), {
+        "apiVersion": API_VERSION, "kind": kind, "metadata": {"name": "bad"}, "spec": spec,
+    })  # fmt: skip
+    assert status == 422, body
+    assert message in body["message"], body["message"]
+
+
+# -- WorkerPool -> Deployment, and scaling from the backlog -------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_gets_its_deployment(env: Env) -> None:
+    env.pool("shape", minReplicas=1, maxReplicas=2)
+    dep = wait_until("the Deployment", lambda: env.kube.get(deployment_path(NS, "shape")), 20)
+    pool = env.get("workerpools", "shape")
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == pool["metadata"]["uid"]
+    assert dep["spec"]["replicas"] == 1
+    template = dep["spec"]["template"]
+    assert template["metadata"]["labels"]["kubenenc.io/pool"] == "shape"
+    (c,) = template["spec"]["containers"]
+    assert c["args"][:5] == ["worker", "--app", "tests.operator.optasks:app", "--pool", "shape"]
+    backend_env = next(e for e in c["env"] if e["name"] == "KUBENENC_BACKEND")
+    assert backend_env["valueFrom"]["secretKeyRef"] == {"name": "backend", "key": "url"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert template["spec"]["terminationGracePeriodSeconds"] > 25
+    assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+    status = wait_until(
+        "the pool's status", lambda: env.get("workerpools", "shape").get("status"), 10
+    )
+    assert status["selector"] == "kubenenc.io/pool=shape"
+    assert status["observedGeneration"] == pool["metadata"]["generation"]
+    # The scale subresource reads the same numbers.
+    scale = env.kube.get(custom_path(NS, "workerpools", "shape", "scale")) or {}
+    assert scale["status"]["selector"] == "kubenenc.io/pool=shape"
+    # Restarting the operator changes nothing already right: no new ReplicaSet, same spec.
+    generation = dep["metadata"]["generation"]
+    time.sleep(1.5)
+    assert (env.kube.get(deployment_path(NS, "shape")) or {})["metadata"][
+        "generation"
+    ] == generation
+
+
+def running_pods(env: Env, pool: str) -> list[dict[str, Any]]:
+    pods = env.kube.list(pods_path(NS), label_selector=f"kubenenc.io/pool={pool}")
+    return [
+        p for p in pods
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_backlog_scales_to_max_and_drained_work_scales_to_zero(env: Env) -> None:
+    env.pool("burst", minReplicas=0, maxReplicas=3, activationThreshold=1,
+             scaleInCooldownSeconds=3, maxStep=3)  # fmt: skip
+    wait_until(
+        "the pool at zero",
+        lambda: (
+            (
+                condition(
+                    (env.get("workerpools", "burst").get("status") or {}).get("conditions", []),
+                    "Ready",
+                )
+                or {}
+            ).get("reason")
+            == "ScaledToZero"
+        ),
+        timeout=20,
+    )
+    began = time.monotonic()
+    submit(env.backend, "burst", 500)
+    wait_until(
+        "3 replicas",
+        lambda: (env.kube.get(deployment_path(NS, "burst")) or {})["spec"]["replicas"] == 3,
+        timeout=20,
+    )
+    latency = time.monotonic() - began
+    pods = wait_until(
+        "3 pods Running on the kwok node",
+        lambda: len(running_pods(env, "burst")) == 3 and running_pods(env, "burst"),
+        60,
+    )
+    assert {p["spec"]["nodeName"] for p in pods} == {env.cluster.node_name}
+    status = env.get("workerpools", "burst")["status"]
+    assert status["backlog"] == 500 and status["desiredReplicas"] == 3
+    assert env.events("burst", "ScaledOut")
+    assert 'kubenenc_operator_pool_backlog{pool="op-e2e/burst"} 500' in env.operator.metrics()
+    print(f"backlog -> 3 replicas in {latency:.2f} s")
+
+    # Drain with two local worker processes, then stop them.
+    workers = []
+    for i in range(2):
+        with (env.tmp / f"worker{i}.log").open("wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "kubenenc_worker.cli",
+                        "worker",
+                        "--app",
+                        "tests.operator.optasks:app",
+                        "--pool",
+                        "burst",
+                        "--concurrency",
+                        "8",
+                        "--mode",
+                        "thread",
+                        "--backend",
+                        env.url,
+                    ],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )
+    try:
+        wait_until(
+            "500 invocations SUCCESS",
+            lambda: env.backend.counts(pool="burst").get(Status.SUCCESS, 0) == 500,
+            timeout=90,
+            interval=0.5,
+        )
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(40)
+    wait_until(
+        "scale-in to zero",
+        lambda: (env.kube.get(deployment_path(NS, "burst")) or {})["spec"]["replicas"] == 0,
+        timeout=30,
+    )
+    (scaled_in,) = env.events("burst", "ScaledIn")
+    low_for = re.search(r"low for (\d+) s", scaled_in["message"])
+    assert low_for is not None and int(low_for.group(1)) >= 3, scaled_in["message"]  # cooldown
+    wait_until("no pods left", lambda: not running_pods(env, "burst"), timeout=60)
+    status = env.get("workerpools", "burst")["status"]
+    assert status["replicas"] == 0 and status["backlog"] == 0
+
+
+# -- TaskDefinitions: loops, references, schedules ----------------------------------------------
+
+
+def taskdef(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION, "kind": "TaskDefinition",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"task": "tests.operator.optasks:work", "pool": "shape", **spec},
+    }  # fmt: skip
+
+
+def ready_of(env: Env, name: str) -> dict[str, Any]:
+    status = env.get("taskdefinitions", name).get("status") or {}
+    return dict(condition(status.get("conditions", []), "Ready") or {})
+
+
+@pytest.mark.timeout(60)
+def test_a_dependson_loop_marks_every_member_with_an_event(env: Env) -> None:
+    env.pool("shape", minReplicas=1, maxReplicas=2)
+    for name, dep in (("loop-a", "loop-b"), ("loop-b", "loop-c"), ("loop-c", "loop-a")):
+        apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef(name, dependsOn=[dep]))
+    for name in ("loop-a", "loop-b", "loop-c"):
+        ready = wait_until(
+            f"{name} CycleDetected",
+            lambda name=name: (
+                ready_of(env, name).get("reason") == "CycleDetected" and ready_of(env, name)
+            ),
+            timeout=20,
+        )
+        assert ready["status"] == "False"
+        assert "loop-a -> loop-b -> loop-c -> loop-a" in ready["message"]
+        (event,) = wait_until(
+            f"{name}'s event", lambda name=name: env.events(name, "CycleDetected"), 10
+        )
+        assert event["type"] == "Warning" and "loop-a -> loop-b" in event["message"]
+    # Breaking the loop clears it for every member.
+    apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef("loop-c"))
+    for name in ("loop-a", "loop-b", "loop-c"):
+        wait_until(
+            f"{name} Ready", lambda name=name: ready_of(env, name).get("status") == "True", 20
+        )
+
+
+@pytest.mark.timeout(60)
+def test_references_and_counts_in_the_status(env: Env) -> None:
+    apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef("orphan", pool="no-such-pool"))
+    ready = wait_until(
+        "PoolNotFound",
+        lambda: ready_of(env, "orphan").get("reason") == "PoolNotFound" and ready_of(env, "orphan"),
+        20,
+    )
+    assert "create it or fix spec.pool" in ready["message"]
+    env.pool("shape", minReplicas=1, maxReplicas=2)
+    submit(env.backend, "shape", 3)
+    apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef("counted"))
+    status = wait_until(
+        "counts in the status",
+        lambda: (env.get("taskdefinitions", "counted").get("status") or {}).get("invocations"),
+        timeout=20,
+    )
+    assert status.get("PENDING", 0) >= 3
+
+
+@pytest.mark.timeout(60)
+def test_a_schedule_tick_is_claimed_once_through_the_api_server(env: Env) -> None:
+    """Two replicas that read the same TaskDefinition race to claim the tick: the API server's
+    resourceVersion check lets exactly one submit. (In a namespace no operator watches, so
+    nothing else moves the resourceVersion meanwhile.)"""
+    ticker = taskdef("ticker", schedule="* * * * *", arguments={"i": 424242})
+    ticker["metadata"]["namespace"] = ADMIN_NS
+    apply(env.kube, custom_path(ADMIN_NS, "taskdefinitions"), ticker)
+    body = env.get("taskdefinitions", "ticker", ADMIN_NS)
+    created = logic.parse_rfc3339(body["metadata"]["creationTimestamp"]).timestamp()
+    spec = TaskDefinitionSpec.model_validate(body["spec"])
+    won = []
+    for replica in ("one", "two"):
+        ctx = logic.Ctx(
+            kube=env.kube,
+            backends=BackendCache(),
+            settings=OperatorSettings(identity=replica),
+            clock=lambda: created + 61,  # the next minute's tick is due
+        )
+        won.append(logic.run_schedule(ctx, body, spec, env.url))
+        ctx.backends.close()
+    assert sorted(won) == [False, True]
+    stored = env.get("taskdefinitions", "ticker", ADMIN_NS)["status"]["lastScheduleTime"]
+    assert stored.endswith(":00Z")
+    assert len(env.events("ticker", "Scheduled", ADMIN_NS)) == 1
+    submitted = env.backend.query(task=TaskId(TASK), status=Status.PENDING, limit=10000)
+    assert sum(1 for r in submitted if json.loads(r.args) == {"i": 424242}) == 1
+
+
+# -- ConcurrencyPolicy -> backend, with cleanup on delete ---------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
+    env.pool("shape", minReplicas=1, maxReplicas=2)
+    apply(env.kube, custom_path(NS, "concurrencypolicies"), {
+        "apiVersion": API_VERSION, "kind": "ConcurrencyPolicy",
+        "metadata": {"name": "one-per-user", "namespace": NS},
+        "spec": {"runningLimit": 1, "key": ["user_id"], "registration": "dedupe"},
+    })  # fmt: skip
+    stored = wait_until("the policy in the backend",
+                        lambda: env.backend.get_policy("one-per-user"), 20)  # fmt: skip
+    assert json.loads(stored) == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
+    wait_until(
+        "Ready=True Stored",
+        lambda: (
+            (
+                condition(
+                    (env.get("concurrencypolicies", "one-per-user").get("status") or {}).get(
+                        "conditions", []
+                    ),
+                    "Ready",
+                )
+                or {}
+            ).get("reason")
+            == "Stored"
+        ),
+        timeout=20,
+    )
+    # A change reaches the backend without restarting anything.
+    body = env.get("concurrencypolicies", "one-per-user")
+    env.kube.patch(custom_path(NS, "concurrencypolicies", "one-per-user"),
+                   {"spec": {"runningLimit": 3}})  # fmt: skip
+    wait_until(
+        "the new limit",
+        lambda: '"running_limit":3' in (env.backend.get_policy("one-per-user") or ""),
+        20,
+    )
+    assert body["metadata"]["finalizers"] == ["kubenenc.io/policy-cleanup"]
+    status, _ = env.kube.request("DELETE", custom_path(NS, "concurrencypolicies", "one-per-user"))
+    assert status in (200, 202)
+    wait_until("the policy gone from the backend",
+               lambda: env.backend.get_policy("one-per-user") is None, 20)  # fmt: skip
+    wait_until("the resource gone",
+               lambda: env.kube.get(custom_path(NS, "concurrencypolicies", "one-per-user")) is None,
+               20)  # fmt: skip
+
+
+# -- as admin, and the service account's log ----------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_the_operator_also_runs_as_admin(env: Env) -> None:
+    op = start_operator(env.cluster.kubeconfig, env.tmp / "admin.log", [ADMIN_NS], "admin-lease")
+    try:
+        wait_until("the admin operator to lead",
+                   lambda: "kubenenc_operator_leader 1" in _safe_metrics(op), 30)  # fmt: skip
+        env.pool("solo", namespace=ADMIN_NS, minReplicas=2, maxReplicas=2)
+        dep = wait_until("the Deployment",
+                         lambda: env.kube.get(deployment_path(ADMIN_NS, "solo")), 20)  # fmt: skip
+        assert dep["spec"]["replicas"] == 2
+    finally:
+        assert op.stop() == 0, op.text()[-3000:]
+
+
+@pytest.mark.timeout(30)
+def test_the_service_account_was_never_refused(env: Env) -> None:
+    """Runs last in this module: the RBAC of operator/rbac/rbac.yaml sufficed for all of it."""
+    log = env.operator.text()
+    assert "Forbidden" not in log and " 403" not in log, log[-5000:]
+    assert "kubenenc_operator_scaling_decisions_total" in env.operator.metrics()
