@@ -118,6 +118,15 @@ def test_finish_batch_reports_each_outcome(backend: Backend) -> None:
     assert backend.finish([], W1, 6.0) == []
 
 
+def test_the_same_invocation_twice_in_one_finish_is_stored_once(backend: Backend) -> None:
+    id = add(backend, 1.0)
+    start(backend, id, W1, 2.0)
+    outcomes = [Outcome(id, OutcomeKind.SUCCESS, "first"), Outcome(id, OutcomeKind.FAILED)]
+    assert backend.finish(outcomes, W1, 3.0) == [True, False]
+    rec = record(backend, id)
+    assert (rec.status, rec.result, rec.error) == (Status.SUCCESS, "first", None)
+
+
 @pytest.mark.parametrize("case", ["other-worker", "pending", "final", "unknown", "paused"])
 def test_finish_of_an_invocation_not_running_here_changes_nothing(
     backend: Backend, case: str
