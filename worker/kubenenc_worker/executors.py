@@ -163,19 +163,32 @@ class ThreadExecutor:
     def _serve(self, inbox: queue.SimpleQueue[RunPayload | None]) -> None:
         while True:
             try:
-                payload = inbox.get(timeout=self.idle_timeout)
-            except queue.Empty:
-                with self._lock:
-                    if inbox in self._idle:
-                        self._idle.remove(inbox)
-                        self._all.remove(inbox)
-                        return
-                continue  # handed a payload at the last moment: it is already queued
-            if payload is None:
-                return
+                if not self._serve_one(inbox):
+                    return
+            except TaskTimeout:
+                # An abort aimed at a run that ended just before it landed: the run's outcome
+                # was already dropped by the worker; this thread carries on.
+                continue
+
+    def _serve_one(self, inbox: queue.SimpleQueue[RunPayload | None]) -> bool:
+        """Run the next payload; False when this thread should exit."""
+        try:
+            payload = inbox.get(timeout=self.idle_timeout)
+        except queue.Empty:
+            with self._lock:
+                if inbox in self._idle:
+                    self._idle.remove(inbox)
+                    self._all.remove(inbox)
+                    return False
+            return True  # handed a payload at the last moment: it is already queued
+        if payload is None:
+            return False
+        try:
             self._run(payload)
+        finally:
             with self._lock:
                 self._idle.append(inbox)
+        return True
 
     def _run(self, payload: RunPayload) -> None:
         with self._lock:
