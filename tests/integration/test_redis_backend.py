@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from kubenenc.backends import open_backend
+from kubenenc.backends.contract import FinishAndClaim
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import WorkerId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
@@ -349,3 +350,38 @@ def test_lua_transition_table_is_generated_from_the_sdks() -> None:
     for src, allowed in TRANSITIONS.items():
         names = ", ".join(f"{d.value}=true" for d in sorted(allowed))
         assert f"{src.value}={{{names}}}" in SCRIPTS["finish"]
+
+
+def test_finish_and_claim_is_one_atomic_step(redis_backend: RedisBackend) -> None:
+    backend = redis_backend
+    assert isinstance(backend, FinishAndClaim)
+    ids = [add(backend, float(i), args=str(i), running_key="k", running_limit=1) for i in range(3)]
+    assert claim_ids(backend, W1, 10, 5.0) == ids[:1]
+    done, claimed = backend.finish_and_claim(
+        [Outcome(ids[0], OutcomeKind.SUCCESS, "1"), Outcome(ids[2], OutcomeKind.SUCCESS, "1")],
+        "default", W1, 10, 6.0,
+    )  # fmt: skip
+    assert done == [True, False]
+    # The slot freed by the finish is taken by the claim in the same step.
+    assert [r.id for r in claimed] == [ids[1]]
+    assert (claimed[0].status, claimed[0].worker) == (Status.RUNNING, W1)
+    assert backend.finish_and_claim([], "default", W1, 10, 7.0) == ([], [])
+
+
+def test_finish_and_claim_with_a_lost_reply(dropper: ReplyDropper) -> None:
+    url = f"redis://127.0.0.1:{dropper.port}/0?prefix={uuid.uuid4().hex[:10]}"
+    backend = RedisBackend.from_url(url)
+    try:
+        first, second = add(backend, 1.0, args="1"), add(backend, 2.0, args="2")
+        assert claim_ids(backend, W1, 1, 3.0) == [first]
+        backend.finish_and_claim([], "none", W1, 1, 3.0)  # loads the script
+        dropper.armed.set()
+        done, claimed = backend.finish_and_claim(
+            [Outcome(first, OutcomeKind.SUCCESS, "1")], "default", W1, 5, 4.0
+        )
+        assert dropper.dropped == 1
+        assert done == [True]
+        assert [r.id for r in claimed] == [second]
+        assert dict(backend.counts()) == {Status.SUCCESS: 1, Status.RUNNING: 1}
+    finally:
+        backend.close()

@@ -116,6 +116,22 @@ def _record(row: Sequence[Any]) -> InvocationRecord:
     return record_from_dict(d)
 
 
+def _outcome_args(outcomes: Sequence[Outcome]) -> list[str | int]:
+    """The outcomes as the finish scripts read them from ARGV, seven values each."""
+    args: list[str | int] = []
+    for o in outcomes:
+        error = (
+            ""
+            if o.error is None
+            else json.dumps([o.error.type, o.error.message, o.error.traceback])
+        )
+        args += [
+            o.id, o.kind.value, "0" if o.result is None else "1", o.result or "", error,
+            _now(o.retry_at), o.reason or "",
+        ]  # fmt: skip
+    return args
+
+
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
     """Split ``url`` into the URL for redis-py and kubenenc's own options."""
     parts = urlsplit(url)
@@ -312,19 +328,24 @@ class RedisBackend:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
         if not outcomes:
             return []
-        args: list[str | int] = [worker, len(outcomes)]
-        for o in outcomes:
-            error = (
-                ""
-                if o.error is None
-                else json.dumps([o.error.type, o.error.message, o.error.traceback])
-            )
-            args += [
-                o.id, o.kind.value, "0" if o.result is None else "1", o.result or "", error,
-                _now(o.retry_at), o.reason or "",
-            ]  # fmt: skip
-        reply, _ = self._run("finish", now, *args)
+        reply, _ = self._run("finish", now, worker, len(outcomes), *_outcome_args(outcomes))
         return [bool(x) for x in reply]
+
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """See :class:`kubenenc.backends.contract.FinishAndClaim`: one script, one round
+        trip."""
+        reply, replayed = self._run(
+            "finish_and_claim", now, pool, worker, max(limit, 0), len(outcomes),
+            *_outcome_args(outcomes),
+        )  # fmt: skip
+        done, claimed = reply
+        flags = [bool(x) for x in done]
+        if replayed:
+            found = self._read(claimed, history=False)
+            return flags, [r for r in found if r is not None and r.worker == worker]
+        return flags, [_record(row) for row in json.loads(claimed)] if claimed else []
 
     def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
         """See :meth:`kubenenc.backends.contract.Queue.cancel`."""

@@ -45,8 +45,8 @@ Redis Cluster slot):
   retried after a lost connection is answered again but applied once.
 
 ``US`` and ``RS`` are the unit and record separators ``\\x1f`` and ``\\x1e``. Times travel as
-Python ``repr`` strings and are stored
-unchanged, so they read back exactly; Lua compares them as numbers.
+Python ``repr`` strings and are stored unchanged, so they read back exactly; Lua compares
+them as numbers.
 
 Final invocations (and their history) expire ``retention`` seconds after they end; the
 counters in ``P:counts`` are kept apart from the records, so counts by status stay exact.
@@ -414,63 +414,65 @@ return reply(out)
 """
 
 
+CLAIM_FN = r"""
+-- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, and their rows for the client.
+local function claim_some(pool, worker, limit)
+  local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
+  local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
+  for _, m in ipairs(due) do
+    redis.call('ZREM', kdl, m)
+    redis.call('ZADD', kq, 0, m)
+  end
+  local out, rows = {}, {}
+  local full = {}
+  local skip = 0
+  local page = math.max(limit, 1)
+  while #out < limit do
+    local batch = redis.call('ZRANGE', kq, '-', '+', 'BYLEX', 'LIMIT', skip, page)
+    for _, m in ipairs(batch) do
+      if #out >= limit then break end
+      local r, extra = load(string.sub(m, 36), CLAIM_EXTRA)
+      local take = true
+      if not r or r.s ~= 'PENDING' then
+        redis.call('ZREM', kq, m)  -- a stale member (should not happen): drop it
+        take = false
+      elseif tonumber(r.nb) > NOWN then
+        skip = skip + 1
+        take = false
+      elseif r.rk ~= '' and r.rl ~= '' then
+        if full[r.rk] or tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl) then
+          full[r.rk] = true
+          skip = skip + 1
+          take = false
+        else
+          add_running(r.rk, 1)
+        end
+      end
+      if take then
+        redis.call('ZREM', kq, m)
+        r.m = ''
+        move(r, 'RUNNING', worker, nil, worker)
+        out[#out+1] = r.id
+        rows[#rows+1] = {extra[1], r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, extra[2], extra[3]}
+      end
+    end
+    if #batch < page then break end
+    page = math.min(page * 2, 512)
+  end
+  return out, rows
+end
+"""
+
 CLAIM = r"""
 -- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns the rows of the claimed invocations
 -- as one JSON text (history left out), or {} when none; a replayed call, their ids only.
-local pool, worker, limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
-local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
-local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
-for _, m in ipairs(due) do
-  redis.call('ZREM', kdl, m)
-  redis.call('ZADD', kq, 0, m)
-end
-local out, rows = {}, {}
-local full = {}
-local skip = 0
-local page = math.max(limit, 1)
-while #out < limit do
-  local batch = redis.call('ZRANGE', kq, '-', '+', 'BYLEX', 'LIMIT', skip, page)
-  for _, m in ipairs(batch) do
-    if #out >= limit then break end
-    local r, extra = load(string.sub(m, 36), CLAIM_EXTRA)
-    local take = true
-    if not r or r.s ~= 'PENDING' then
-      redis.call('ZREM', kq, m)  -- a stale member (should not happen): drop it
-      take = false
-    elseif tonumber(r.nb) > NOWN then
-      skip = skip + 1
-      take = false
-    elseif r.rk ~= '' and r.rl ~= '' then
-      if full[r.rk] or tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl) then
-        full[r.rk] = true
-        skip = skip + 1
-        take = false
-      else
-        add_running(r.rk, 1)
-      end
-    end
-    if take then
-      redis.call('ZREM', kq, m)
-      r.m = ''
-      move(r, 'RUNNING', worker, nil, worker)
-      out[#out+1] = r.id
-      rows[#rows+1] = {extra[1], r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, extra[2], extra[3]}
-    end
-  end
-  if #batch < page then break end
-  page = math.min(page * 2, 512)
-end
-if #out == 0 then return reply(out) end
-return reply(cjson.encode(rows), out)
+local ids, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
+if #ids == 0 then return reply(ids) end
+return reply(cjson.encode(rows), ids)
 """
 
 
-FINISH = r"""
--- ARGV[4] worker, ARGV[5] count; per outcome: id kind hasres result error retry_at reason
-local worker = ARGV[4]
-local out = {}
-local i = 6
-
+FINISH_FN = r"""
 -- ``fields`` plus the error, or the error deleted when there is none.
 local function with_error(k, fields, err)
   if err == '' then
@@ -481,36 +483,55 @@ local function with_error(k, fields, err)
   end
   return fields
 end
-for _ = 1, tonumber(ARGV[5]) do
-  local id, kind, hasres, result = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local err, retry_at, reason = ARGV[i+4], ARGV[i+5], ARGV[i+6]
-  i = i + 7
-  if reason == '' then reason = nil end
-  local r = load(id)
-  if not r or r.s ~= 'RUNNING' or r.w ~= worker then
-    out[#out+1] = 0
-  else
-    local k = k_inv(id)
-    release_slot(r)
-    local attempt = tostring(tonumber(r.at) + 1)
-    if kind == 'success' then
-      -- (a RUNNING record has no result yet, so a None result needs no delete)
-      move(r, 'SUCCESS', worker, nil, '', hasres == '1' and {'r', result} or nil)
-      finalize(r, false, nil)
-    elseif kind == 'failed' then
-      move(r, 'FAILED', worker, reason, '', with_error(k, {'at', attempt}, err))
-      finalize(r, false, nil)
-    elseif kind == 'retry' then
-      r.nb = retry_at
-      move(r, 'RETRY', worker, reason, '', with_error(k, {'at', attempt, 'nb', retry_at}, err))
-      move(r, 'PENDING', worker)
+
+-- Store ``n`` outcomes of ``worker`` read from ARGV[i..]: id kind hasres result error
+-- retry_at reason each. Returns 1 (stored) or 0 (not RUNNING there: dropped) per outcome.
+local function finish_all(worker, n, i)
+  local out = {}
+  for _ = 1, n do
+    local id, kind, hasres, result = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+    local err, retry_at, reason = ARGV[i+4], ARGV[i+5], ARGV[i+6]
+    i = i + 7
+    if reason == '' then reason = nil end
+    local r = load(id)
+    if not r or r.s ~= 'RUNNING' or r.w ~= worker then
+      out[#out+1] = 0
     else
-      move(r, 'PENDING', worker, reason or 'handed back', '')
+      local k = k_inv(id)
+      release_slot(r)
+      local attempt = tostring(tonumber(r.at) + 1)
+      if kind == 'success' then
+        -- (a RUNNING record has no result yet, so a None result needs no delete)
+        move(r, 'SUCCESS', worker, nil, '', hasres == '1' and {'r', result} or nil)
+        finalize(r, false, nil)
+      elseif kind == 'failed' then
+        move(r, 'FAILED', worker, reason, '', with_error(k, {'at', attempt}, err))
+        finalize(r, false, nil)
+      elseif kind == 'retry' then
+        r.nb = retry_at
+        move(r, 'RETRY', worker, reason, '', with_error(k, {'at', attempt, 'nb', retry_at}, err))
+        move(r, 'PENDING', worker)
+      else
+        move(r, 'PENDING', worker, reason or 'handed back', '')
+      end
+      out[#out+1] = 1
     end
-    out[#out+1] = 1
   end
+  return out
 end
-return reply(out)
+"""
+
+FINISH = r"""
+-- ARGV[4] worker, ARGV[5] count, then the outcomes (see finish_all).
+return reply(finish_all(ARGV[4], tonumber(ARGV[5]), 6))
+"""
+
+FINISH_AND_CLAIM = r"""
+-- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit, ARGV[7] count, then the outcomes. Returns
+-- {finished flags, rows JSON or ''}; a replayed call, {flags, claimed ids} as JSON.
+local done = finish_all(ARGV[5], tonumber(ARGV[7]), 8)
+local ids, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
+return reply({done, #ids > 0 and cjson.encode(rows) or ''}, {done, ids})
 """
 
 
@@ -755,8 +776,9 @@ def build(body: str) -> str:
 
 SCRIPTS: dict[str, str] = {
     "register": build(REGISTER),
-    "claim": build(CLAIM),
-    "finish": build(FINISH),
+    "claim": build(CLAIM_FN + CLAIM),
+    "finish": build(FINISH_FN + FINISH),
+    "finish_and_claim": build(FINISH_FN + CLAIM_FN + FINISH_AND_CLAIM),
     "cancel": build(CANCEL),
     "pause": build(PAUSE),
     "resume": build(RESUME),
