@@ -33,19 +33,19 @@ def _hammer(backend: Backend, limit: int | None) -> tuple[Counter[InvocationId],
     state = {"held": 0, "peak": 0, "counted_peak": 0, "done": 0}
     errors: list[BaseException] = []
     stop = threading.Event()
+    finished_one = threading.Condition()
     deadline = time.monotonic() + 40
 
     def work(n: int) -> None:
         me = WorkerId(f"host:{n}:t")
-        idle = 0.001
         try:
             while not stop.is_set() and time.monotonic() < deadline:
                 recs = backend.claim("default", me, 2, NOW)
                 if not recs:
-                    time.sleep(idle)  # idle claimers back off, as a worker does
-                    idle = min(idle * 2, 0.008)
+                    # Idle: sleep until some thread finishes one, then all claim at once.
+                    with finished_one:
+                        finished_one.wait(0.05)
                     continue
-                idle = 0.001
                 with lock:
                     state["held"] += len(recs)
                     state["peak"] = max(state["peak"], state["held"])
@@ -55,6 +55,8 @@ def _hammer(backend: Backend, limit: int | None) -> tuple[Counter[InvocationId],
                     with lock:
                         state["held"] -= 1
                     ok = backend.finish([Outcome(rec.id, OutcomeKind.SUCCESS, "1")], me, NOW)
+                    with finished_one:
+                        finished_one.notify_all()
                     with lock:
                         if ok == [True]:
                             finished[rec.id] += 1
