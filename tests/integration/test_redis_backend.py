@@ -385,3 +385,25 @@ def test_finish_and_claim_with_a_lost_reply(dropper: ReplyDropper) -> None:
         assert dict(backend.counts()) == {Status.SUCCESS: 1, Status.RUNNING: 1}
     finally:
         backend.close()
+
+
+def test_wait_for_work_wakes_an_idle_worker(redis_backend: RedisBackend) -> None:
+    backend = redis_backend
+    began = time.monotonic()
+    assert not backend.wait_for_work("default", 0.2)
+    assert time.monotonic() - began >= 0.19
+    woke: list[float] = []
+
+    def idle() -> None:
+        if backend.wait_for_work("default", 10.0):
+            woke.append(time.monotonic())
+
+    thread = threading.Thread(target=idle)
+    thread.start()
+    time.sleep(0.2)
+    id = add(backend, 1.0)
+    registered = time.monotonic()
+    thread.join(10)
+    assert woke
+    assert woke[0] - registered < 0.2
+    assert claim_ids(backend, W1) == [id]

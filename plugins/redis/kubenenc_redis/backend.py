@@ -450,6 +450,20 @@ class RedisBackend:
                 pending = [i for i in pending if i != last]
         return True
 
+    def wait_for_work(self, pool: str, timeout: float) -> bool:
+        """Block until invocations may have become claimable in ``pool`` (True) or
+        ``timeout`` passes (False). Not in the contract yet: an idle worker that blocks here
+        instead of sleeping between empty claims picks new work up one hop after it is
+        registered. A True may be spurious (another worker took the work)."""
+        key = self._key("wake", pool)
+        got = self._retrying(
+            "wait_for_work",
+            lambda: self._block.execute_command(  # type: ignore[no-untyped-call]
+                "BLPOP", key, max(min(timeout, BLOCK_CHUNK), 0.001)
+            ),
+        )
+        return got is not None
+
     def _block_on(self, done: str, seconds: float) -> bool:
         """Wait up to ``seconds`` for ``done`` to have an element, leaving it there."""
         got = self._retrying(

@@ -40,6 +40,8 @@ Redis Cluster slot):
   sweep (run by ``recover``) deletes those older than the retention.
 - ``P:done:<id>`` (list): one element pushed when ``id`` becomes final. Waiters block on it
   with ``BLMOVE`` from the list onto itself, so nobody consumes it.
+- ``P:wake:<pool>`` (list): a few tokens pushed when invocations become claimable in ``pool``;
+  an idle worker blocks on it (``wait_for_work``) instead of polling.
 - ``P:policies`` (hash): concurrency policy name -> spec (JSON).
 - ``P:rq:<request>`` (string): the reply of a script call, kept two minutes, so that a call
   retried after a lost connection is answered again but applied once.
@@ -109,7 +111,7 @@ if REQ ~= '' then
 end
 
 -- Counter changes and holders are collected during the call and written once at its end.
-local CD, HOLD = {}, {}
+local CD, HOLD, WAKE = {}, {}, {}
 local function count(r, status, n)
   local f = r.a .. US .. r.p .. US .. status
   CD[f] = (CD[f] or 0) + n
@@ -120,6 +122,13 @@ local function reply(value, cache)
     if n ~= 0 then redis.call('HINCRBY', K_COUNTS, f, n) end
   end
   for w in pairs(HOLD) do redis.call('SADD', K_HOLDERS, w) end
+  for pool, n in pairs(WAKE) do
+    local kw = P .. ':wake:' .. pool
+    local tokens = {}
+    for j = 1, math.min(n, 8) do tokens[j] = '1' end  -- wakes up to 8 idle workers
+    redis.call('RPUSH', kw, unpack(tokens))
+    redis.call('LTRIM', kw, -64, -1)
+  end
   if REQ ~= '' then
     redis.call('SET', P .. ':rq:' .. REQ, cjson.encode(cache or value), 'EX', REPLY_TTL)
   end
@@ -175,6 +184,7 @@ local function enqueue(r)
     redis.call('ZADD', P .. ':dl:' .. r.p, r.nb, r.m)
   else
     redis.call('ZADD', P .. ':q:' .. r.p, 0, r.m)
+    WAKE[r.p] = (WAKE[r.p] or 0) + 1
   end
   redis.call('HSET', k_inv(r.id), 'm', r.m)
 end
@@ -404,6 +414,7 @@ for _ = 1, n do
                  'h', h0 .. 'PENDING' .. US .. NOW .. US .. US .. RS)
       count(r, 'PENDING', 1)
       redis.call('ZADD', P .. ':q:' .. pool, 0, r.m)
+      WAKE[pool] = (WAKE[pool] or 0) + 1
       r.s = 'PENDING'
     end
     if gk ~= '' and not FINAL[r.s] then redis.call('HSET', K_REG, gk, id) end
