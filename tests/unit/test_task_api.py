@@ -243,3 +243,24 @@ def test_pickled_results_are_refused_by_a_json_app(app: kubenenc.App) -> None:
     assert app.serializer_for("json") is app.serializer
     pickled = kubenenc.App("p", backend=MemoryBackend(), serializer="pickle")
     assert pickled.serializer_for("pickle").name == "pickle"
+
+
+def test_named_policy_is_read_from_the_backend_at_the_call(app: kubenenc.App) -> None:
+    task = app.task(concurrency="per-customer")(pay)  # not stored yet: fine at decoration
+    with pytest.raises(ConfigurationError, match="per-customer"):
+        task(1, 2.0)
+    assert app.counts() == {}
+    spec = ConcurrencyPolicy(running_limit=1, key=("customer",)).model_dump_json()
+    app.backend.set_policy("per-customer", spec)
+    rec = stored(app, task(1, 2.0))
+    assert rec.running_limit == 1
+    assert rec.running_key is not None
+
+
+def test_named_policy_naming_an_unknown_argument_fails_at_the_call(app: kubenenc.App) -> None:
+    spec = ConcurrencyPolicy(running_limit=1, key=("user",)).model_dump_json()
+    app.backend.set_policy("per-user", spec)
+    task = app.task(concurrency="per-user")(pay)
+    with pytest.raises(ConfigurationError, match="user"):
+        task(1, 2.0)
+    assert app.counts() == {}
