@@ -68,6 +68,8 @@ def check_invariants(w: World, recs: dict[InvocationId, InvocationRecord]) -> No
     for key, limit in KEYS.items():
         if key is not None and limit is not None:
             assert held_on(recs, key) <= limit, f"{w.step}: key {key} over its limit"
+    holders = [r for r in recs.values() if r.registration_key == "r" and not r.is_final]
+    assert len(holders) <= 1, f"{w.step}: two non-final holders of one registration key"
     for rec in recs.values():
         if rec.status in (Status.RUNNING, Status.PAUSED):
             assert rec.worker is not None, f"{w.step}: {rec.status} {rec.id} has no worker"
@@ -143,6 +145,18 @@ def op_claim(w: World, before: dict[InvocationId, InvocationRecord]) -> None:
     after = w.snapshot()
     for rec in got:
         assert (after[rec.id].status, after[rec.id].worker) == (Status.RUNNING, worker), w.step
+    # Claim order: nothing free of running limits that was left behind outranks a claimed one.
+    order = {id: n for n, id in enumerate(w.ids)}
+
+    def rank(r: InvocationRecord) -> tuple[int, int, int]:
+        return (-r.waiters, -r.priority, order[r.id])
+
+    taken = {r.id for r in got}
+    for rec in before.values():
+        if rec.id in taken or rec.running_key is not None or not claimable(rec, pool, w.now):
+            continue
+        for c in got:
+            assert rank(before[c.id]) < rank(rec), f"{w.step}: claimed {c.id} before {rec.id}"
     if len(got) < limit:
         # Nothing claimable may be left behind: a PENDING one with a free slot is a leak.
         for rec in after.values():
