@@ -25,6 +25,7 @@ from kubenenc_operator.kube import Kube, load_api_client
 from kubenenc_operator.leader import Leadership
 from kubenenc_operator.metrics import Metrics, serve
 from kubenenc_operator.settings import OperatorSettings
+from kubenenc_operator.store import Store, run_sweeps
 
 log = logging.getLogger("kubenenc_operator")
 
@@ -46,7 +47,8 @@ async def run(settings: OperatorSettings, stop: threading.Event | None = None) -
         kube, settings.lease_namespace, settings.lease_name, settings.identity,
         settings.lease_duration, metrics,
     )  # fmt: skip
-    registry = build_registry(ctx, leader)
+    store = Store()
+    registry = build_registry(ctx, leader, store)
     server = (
         serve(settings.metrics_host, settings.metrics_port, metrics.render)
         if settings.metrics_port is not None
@@ -59,7 +61,11 @@ async def run(settings: OperatorSettings, stop: threading.Event | None = None) -
             loop.add_signal_handler(sig, stop_flag.set)
     if stop is not None:
         loop.run_in_executor(None, lambda: (stop.wait(), loop.call_soon_threadsafe(stop_flag.set)))
-    helpers = [asyncio.create_task(leader.run()), asyncio.create_task(enforce(ctx, leader))]
+    helpers = [
+        asyncio.create_task(leader.run()),
+        asyncio.create_task(enforce(ctx, leader)),
+        asyncio.create_task(run_sweeps(ctx, store, leader)),
+    ]
     liveness = (
         f"http://{settings.metrics_host}:{settings.health_port}/healthz"
         if settings.health_port is not None

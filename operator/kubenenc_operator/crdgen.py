@@ -234,6 +234,7 @@ def definitions() -> dict[str, dict[str, Any]]:
             _ready_column(),
             {"name": "Pending", "type": "integer", "jsonPath": ".status.invocations.PENDING"},
             {"name": "Running", "type": "integer", "jsonPath": ".status.invocations.RUNNING"},
+            {"name": "Oldest Pending", "type": "date", "jsonPath": ".status.oldestPendingTime"},
             {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "priority": 1},
             _reason_column(),
         ],

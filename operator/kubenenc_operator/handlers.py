@@ -3,13 +3,16 @@
 Built by :func:`build_registry` on a fresh ``kopf.OperatorRegistry`` (no global registry to
 reset). Every handler is a thin shell around :mod:`kubenenc_operator.logic`:
 
-- timers are the reconcilers (level-triggered: each tick recomputes everything); the
-  create/update/resume handlers only make the first reconcile immediate;
-- timers act only on the replica holding the Lease (:class:`~kubenenc_operator.leader.
-  Leadership`), so two replicas do not both scale or both post Events; deletions and the
-  Deployment's shape are handled by every replica (idempotent);
-- statuses are written through kopf's ``patch.status`` as whole fields; kopf's own
-  bookkeeping goes to annotations (see :func:`configure`), never into the user's status;
+- WorkerPools and ConcurrencyPolicies (few): per-object timers are the reconcilers
+  (level-triggered: each tick recomputes everything); create/update/resume handlers only make
+  the first reconcile immediate;
+- TaskDefinitions (many): watch events feed a :class:`~kubenenc_operator.store.Store`, and
+  one sweep loop reconciles them (:mod:`kubenenc_operator.store`), not a timer per object;
+- timers and sweeps act only on the replica holding the Lease (:class:`~kubenenc_operator.
+  leader.Leadership`), so two replicas do not both scale or both post Events; deletions and
+  the Deployment's shape are handled by every replica (idempotent);
+- statuses are written as the fields that moved; kopf's own bookkeeping goes to annotations
+  (see ``configure``), never into the user's status;
 - the only finalizer is the ConcurrencyPolicy's: deleting one must remove it from the
   backends, which Kubernetes garbage collection cannot do.
 """
@@ -25,6 +28,7 @@ import kopf
 from kubenenc_operator import logic
 from kubenenc_operator.leader import Leadership
 from kubenenc_operator.models import GROUP, VERSION
+from kubenenc_operator.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +46,22 @@ def _plain(body: Any) -> dict[str, Any]:
     }
 
 
-def _write(patch: Any, status: Mapping[str, Any]) -> None:
+def _write(patch: Any, body: Any, status: Mapping[str, Any]) -> None:
+    """Patch only the status fields that differ from what the body holds: an unchanged
+    status costs no API call (kopf sends nothing for an empty patch)."""
+    current = body.get("status") or {}
     for key, value in status.items():
-        patch.status[key] = value
+        if current.get(key) != value:
+            patch.status[key] = value
 
 
-def build_registry(ctx: logic.Ctx, leader: Leadership) -> kopf.OperatorRegistry:
-    """A registry with every handler bound to ``ctx`` and ``leader``."""
+def build_registry(ctx: logic.Ctx, leader: Leadership, store: Store) -> kopf.OperatorRegistry:
+    """A registry with every handler bound to ``ctx``, ``leader`` and ``store``."""
     registry = kopf.OperatorRegistry()
     _register_setup(registry)
     _register_pools(registry, ctx, leader)
     _register_policies(registry, ctx, leader)
-    _register_taskdefs(registry, ctx, leader)
+    _register_taskdefs(registry, ctx, leader, store)
     return registry
 
 
@@ -78,51 +86,25 @@ def _register_setup(registry: kopf.OperatorRegistry) -> None:
         settings.networking.request_timeout = 60
 
 
-def _register_taskdefs(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Leadership) -> None:
-    """Indexes of each namespace's TaskDefinitions, pools and policies; the reconcilers."""
+def _register_taskdefs(
+    registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Leadership, store: Store
+) -> None:
+    """Feed the store from watch events (every replica); the leader's sweep reconciles."""
 
-    @kopf.index(GROUP, VERSION, TD, id="taskdefs", registry=registry)
-    def td_index(namespace: str | None, name: str, spec: Any, **_: Any) -> Any:
-        return {namespace: (name, tuple(spec.get("dependsOn") or ()))}
+    @kopf.on.event(GROUP, VERSION, TD, id="taskdef-events", registry=registry)
+    async def taskdef_event(event: Any, body: Any, **_: Any) -> None:
+        if store.taskdef_event(str(event.get("type") or "ADDED"), _plain(body)):
+            store.wake()
 
-    @kopf.index(GROUP, VERSION, WP, id="pools", registry=registry)
-    def pool_index(namespace: str | None, name: str, **_: Any) -> Any:
-        return {namespace: name}
+    @kopf.on.event(GROUP, VERSION, WP, id="pool-events", registry=registry)
+    async def pool_event(event: Any, namespace: str | None, name: str | None, **_: Any) -> None:
+        store.name_event(WP, str(event.get("type") or "ADDED"), namespace or "", name or "")
+        store.wake()
 
-    @kopf.index(GROUP, VERSION, CP, id="policies", registry=registry)
-    def policy_index(namespace: str | None, name: str, **_: Any) -> Any:
-        return {namespace: name}
-
-    def siblings(namespace: str | None, kw: Mapping[str, Any]) -> logic.Siblings:
-        return logic.Siblings(
-            depends_on=dict(kw["taskdefs"].get(namespace, ())),
-            pools=frozenset(kw["pools"].get(namespace, ())),
-            policies=frozenset(kw["policies"].get(namespace, ())),
-        )
-
-    # -- TaskDefinition -----------------------------------------------------------------------
-
-    @kopf.on.resume(GROUP, VERSION, TD, id="taskdef-resume", registry=registry)
-    @kopf.on.create(GROUP, VERSION, TD, id="taskdef-create", registry=registry)
-    @kopf.on.update(GROUP, VERSION, TD, field="spec", id="taskdef-update", registry=registry)
-    def taskdef_changed(body: Any, patch: Any, namespace: str | None, **kw: Any) -> None:
-        if leader.is_leader:
-            status = logic.reconcile_taskdef(
-                ctx, _plain(body), siblings(namespace, kw), backend_status=False
-            )
-            _write(patch, status)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        TD,
-        interval=ctx.settings.status_interval,
-        id="taskdef-status",
-        registry=registry,
-    )
-    def taskdef_timer(body: Any, patch: Any, namespace: str | None, **kw: Any) -> None:
-        if leader.is_leader:
-            _write(patch, logic.reconcile_taskdef(ctx, _plain(body), siblings(namespace, kw)))
+    @kopf.on.event(GROUP, VERSION, CP, id="policy-events", registry=registry)
+    async def policy_event(event: Any, namespace: str | None, name: str | None, **_: Any) -> None:
+        store.name_event(CP, str(event.get("type") or "ADDED"), namespace or "", name or "")
+        store.wake()
 
 
 def _register_pools(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Leadership) -> None:
@@ -132,14 +114,14 @@ def _register_pools(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Lea
     @kopf.on.create(GROUP, VERSION, WP, id="pool-create", registry=registry)
     @kopf.on.update(GROUP, VERSION, WP, field="spec", id="pool-update", registry=registry)
     def pool_changed(body: Any, patch: Any, **_: Any) -> None:
-        _write(patch, logic.reconcile_pool(ctx, _plain(body), scale=leader.is_leader))
+        _write(patch, body, logic.reconcile_pool(ctx, _plain(body), scale=leader.is_leader))
 
     @kopf.timer(
         GROUP, VERSION, WP, interval=ctx.settings.scale_interval, id="pool-scale", registry=registry
     )
     def pool_timer(body: Any, patch: Any, **_: Any) -> None:
         if leader.is_leader:
-            _write(patch, logic.reconcile_pool(ctx, _plain(body)))
+            _write(patch, body, logic.reconcile_pool(ctx, _plain(body)))
 
 
 def _register_policies(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Leadership) -> None:
@@ -149,7 +131,7 @@ def _register_policies(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: 
     @kopf.on.create(GROUP, VERSION, CP, id="policy-create", registry=registry)
     @kopf.on.update(GROUP, VERSION, CP, field="spec", id="policy-update", registry=registry)
     def policy_changed(body: Any, patch: Any, **_: Any) -> None:
-        _write(patch, logic.reconcile_policy(ctx, _plain(body)))
+        _write(patch, body, logic.reconcile_policy(ctx, _plain(body)))
 
     @kopf.timer(
         GROUP,
@@ -161,7 +143,7 @@ def _register_policies(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: 
     )
     def policy_timer(body: Any, patch: Any, **_: Any) -> None:
         if leader.is_leader:
-            _write(patch, logic.reconcile_policy(ctx, _plain(body)))
+            _write(patch, body, logic.reconcile_policy(ctx, _plain(body)))
 
     @kopf.on.delete(GROUP, VERSION, CP, id="policy-cleanup", registry=registry)
     def policy_deleted(body: Any, **_: Any) -> None:

@@ -168,13 +168,23 @@ class Ctx:
             self._urls[cache_key] = (now, url)
         return url
 
-    def pool_url(self, namespace: str, pool: str) -> str:
-        """The backend URL of WorkerPool ``namespace/pool``."""
+    def pool_url(self, namespace: str, pool: str, ttl: float = 10.0) -> str:
+        """The backend URL of WorkerPool ``namespace/pool`` (cached ``ttl`` s: every
+        TaskDefinition of the pool asks on every tick)."""
+        cache_key = (namespace, "workerpool", pool)
+        now = self.clock()
+        with self._lock:
+            hit = self._urls.get(cache_key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
         body = self.kube.get(custom_path(namespace, "workerpools", pool))
         if body is None:
             raise ReconcileError(f"WorkerPool {namespace}/{pool} does not exist")
         ref = (body.get("spec") or {}).get("backend") or {}
-        return self.secret_url(namespace, ref.get("secretName", ""), ref.get("key", "url"))
+        url = self.secret_url(namespace, ref.get("secretName", ""), ref.get("key", "url"), ttl)
+        with self._lock:
+            self._urls[cache_key] = (now, url)
+        return url
 
 
 def _stamp(ctx: Ctx) -> str:
@@ -502,9 +512,9 @@ class TaskStats:
         """The TaskDefinition status fields."""
         out: dict[str, Any] = {
             "invocations": dict(self.counts),
-            "oldestPendingSeconds": None
+            "oldestPendingTime": None
             if self.oldest_pending is None
-            else round(now - self.oldest_pending, 3),
+            else now_rfc3339(dt.datetime.fromtimestamp(self.oldest_pending, dt.UTC)),
         }
         for status, key in (
             (Status.SUCCESS, "lastSuccessTime"),

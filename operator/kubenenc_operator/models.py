@@ -285,7 +285,10 @@ class TaskDefinitionStatus(_Model):
     invocations: dict[str, int] = Field(
         default_factory=dict, description="Invocations by status (capped at 10000 each)."
     )
-    oldest_pending_seconds: float | None = None
+    oldest_pending_time: str | None = Field(
+        default=None,
+        description="When the oldest pending invocation was submitted (kubectl shows its age).",
+    )
     last_success_time: str | None = None
     last_failure_time: str | None = None
     last_schedule_time: str | None = Field(

@@ -13,3 +13,11 @@ app = App("optest")
 @app.task
 def work(i: int) -> int:
     return i * 2
+
+
+@app.task
+def slow(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds

@@ -590,21 +590,83 @@ def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
                20)  # fmt: skip
 
 
-# -- as admin, and the service account's log ----------------------------------------------------
+# -- the enforcer -------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(90)
-def test_the_operator_also_runs_as_admin(env: Env) -> None:
-    op = start_operator(env.cluster.kubeconfig, env.tmp / "admin.log", [ADMIN_NS], "admin-lease")
+def test_the_enforcer_hands_back_the_work_of_a_killed_worker(env: Env) -> None:
+    """No other worker runs on this pool, so only the operator's sweep can recover it."""
+    task = "tests.operator.optasks.slow"
+    args = {"seconds": 600}
+    inv = NewInvocation(
+        id=InvocationId(uuid.uuid4().hex), app="optest", task=TaskId(task),
+        args=json.dumps(args), call_key=call_key(task, args), display="slow(600)",
+        pool="lonely",
+    )  # fmt: skip
+    env.backend.register([inv], time.time())
+    with (env.tmp / "lonely.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kubenenc_worker.cli", "worker", "--app",
+             "tests.operator.optasks:app", "--pool", "lonely", "--concurrency", "1",
+             "--mode", "thread", "--backend", env.url],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
     try:
+        wait_until("the worker to run it",
+                   lambda: (env.backend.get(inv.id) or inv).status is Status.RUNNING,  # type: ignore[union-attr]
+                   timeout=30)  # fmt: skip
+    finally:
+        worker.kill()  # SIGKILL: no hand-back, no unregister
+        worker.wait(10)
+    record = wait_until(
+        "the operator to hand it back",
+        lambda: (r := env.backend.get(inv.id)) is not None and r.status is Status.PENDING and r,
+        timeout=30,
+    )
+    assert record.lost == 1
+    assert "kubenenc_operator_recovered_total" in env.operator.metrics()
+
+
+# -- as admin, and the service account's log ----------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_the_operator_also_runs_as_admin_and_a_restart_changes_nothing(env: Env) -> None:
+    def run_admin_operator(log: str) -> OperatorProcess:
+        op = start_operator(env.cluster.kubeconfig, env.tmp / log, [ADMIN_NS], "admin-lease")
         wait_until("the admin operator to lead",
                    lambda: "kubenenc_operator_leader 1" in _safe_metrics(op), 30)  # fmt: skip
+        return op
+
+    op = run_admin_operator("admin.log")
+    try:
         env.pool("solo", namespace=ADMIN_NS, minReplicas=2, maxReplicas=2)
         dep = wait_until("the Deployment",
                          lambda: env.kube.get(deployment_path(ADMIN_NS, "solo")), 20)  # fmt: skip
         assert dep["spec"]["replicas"] == 2
+        wait_until(
+            "the pool's status",
+            lambda: (env.get("workerpools", "solo", ADMIN_NS).get("status") or {}).get("replicas"),
+            20,
+        )
     finally:
         assert op.stop() == 0, op.text()[-3000:]
+    before = env.kube.get(deployment_path(ADMIN_NS, "solo")) or {}
+    pool_before = env.get("workerpools", "solo", ADMIN_NS)
+    op = run_admin_operator("admin-again.log")
+    try:
+        time.sleep(3)  # several scaling ticks and the resume handlers
+    finally:
+        assert op.stop() == 0, op.text()[-3000:]
+    after = env.kube.get(deployment_path(ADMIN_NS, "solo")) or {}
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    pool_after = env.get("workerpools", "solo", ADMIN_NS)
+    assert pool_after["status"]["conditions"] == pool_before["status"]["conditions"]
+    # kopf keeps its bookkeeping in annotations, never in the user's status.
+    assert set(pool_after["status"]) <= {
+        "observedGeneration", "replicas", "desiredReplicas", "readyReplicas", "backlog",
+        "running", "paused", "selector", "lowSince", "lastScaleTime", "conditions",
+    }  # fmt: skip
 
 
 @pytest.mark.timeout(30)

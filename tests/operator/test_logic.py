@@ -289,7 +289,8 @@ def test_status_counts_come_from_the_backend(world: World) -> None:
     world.now += 7
     status = logic.reconcile_taskdef(world.ctx, taskdef("x"), SIBLINGS)
     assert status["invocations"] == {"PENDING": 2, "RUNNING": 1}
-    assert status["oldestPendingSeconds"] == pytest.approx(7)
+    submitted = dt.datetime.fromtimestamp(world.now - 7, dt.UTC)
+    assert status["oldestPendingTime"] == submitted.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert condition(status["conditions"], "Ready")["status"] == "True"  # type: ignore[index]
 
 
@@ -338,3 +339,34 @@ def test_enforcer_sweep_hands_back_a_dead_workers_work(world: World) -> None:
     assert logic.sweep(world.ctx, ["memory://"]) == 2
     assert len(world.backend.query(status=Status.PENDING)) == 2
     assert world.ctx.metrics.value("kubenenc_operator_recovered_total") == 2
+
+
+def test_the_taskdef_sweep_writes_only_what_moved_and_rechecks_siblings(world: World) -> None:
+    from kubenenc_operator.store import Store, sweep_taskdefs
+
+    world.pool()
+    store = Store()
+    store.name_event("workerpools", "ADDED", NS, "shop")
+    for name, deps in (("a", ["b"]), ("b", [])):
+        body = taskdef(name, dependsOn=deps)
+        world.kube.put_object(custom_path(NS, "taskdefinitions", name), body)
+        assert store.taskdef_event(
+            "ADDED", world.kube.get(custom_path(NS, "taskdefinitions", name)) or {}
+        )
+    assert store.take_dirty() == [(NS, "a"), (NS, "b")]
+    assert sweep_taskdefs(world.ctx, store, store.keys()) == 2
+    assert sweep_taskdefs(world.ctx, store, store.keys()) == 0  # nothing moved
+    # b now depends on a: both are on the loop, both are rechecked.
+    b = world.kube.get(custom_path(NS, "taskdefinitions", "b")) or {}
+    b["spec"]["dependsOn"] = ["a"]
+    assert store.taskdef_event("MODIFIED", b)
+    dirty = store.take_dirty()
+    assert dirty == [(NS, "a"), (NS, "b")]
+    assert sweep_taskdefs(world.ctx, store, dirty) == 2
+    for name in ("a", "b"):
+        status = (world.kube.get(custom_path(NS, "taskdefinitions", name)) or {})["status"]
+        assert condition(status["conditions"], "Ready")["reason"] == "CycleDetected"  # type: ignore[index]
+    # A status-only change (our own write coming back) is not work.
+    assert not store.taskdef_event(
+        "MODIFIED", world.kube.get(custom_path(NS, "taskdefinitions", "a")) or {}
+    )
