@@ -407,3 +407,25 @@ def test_wait_for_work_wakes_an_idle_worker(redis_backend: RedisBackend) -> None
     assert woke
     assert woke[0] - registered < 0.2
     assert claim_ids(backend, W1) == [id]
+
+
+def test_a_server_that_may_evict_keys_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_redis_server()
+    server = RedisServer(tmp_path / "r", "--maxmemory-policy", "allkeys-lru").start()
+    try:
+        with caplog.at_level("WARNING", logger="kubenenc_redis.backend"):
+            RedisBackend.from_url(server.url).close()
+        assert "maxmemory-policy allkeys-lru" in caplog.text
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="kubenenc_redis.backend"):
+            RedisBackend.from_url(f"{server.url}?prefix=p").close()
+            server_ok = RedisServer(tmp_path / "ok").start()
+            try:
+                RedisBackend.from_url(server_ok.url).close()
+            finally:
+                server_ok.stop()
+        assert caplog.text.count("may evict") == 1  # the second server does not warn
+    finally:
+        server.stop()

@@ -165,6 +165,21 @@ def _float_option(ours: Mapping[str, str], name: str, default: float, url: str) 
     return value
 
 
+def _warn_on_eviction(client: redis.Redis, shown: str) -> None:
+    """Log a warning when the server may evict keys: an evicted record or queue entry is an
+    invocation lost. (A user without CONFIG rights is not warned.)"""
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+    except redis.RedisError:
+        return
+    if policy and policy != "noeviction":
+        log.warning(
+            "Redis at %s has maxmemory-policy %s: under memory pressure it may evict "
+            "invocations; set maxmemory-policy noeviction",
+            shown, policy,
+        )  # fmt: skip
+
+
 class RedisBackend:
     """Invocations in one Redis database (>= 6.2), shared by every process that reaches it."""
 
@@ -245,6 +260,7 @@ class RedisBackend:
                 f"Redis at {shown} is version {info.get('redis_version')}; kubenenc needs 6.2 "
                 "or newer (BLMOVE, ZRANGE BYLEX)"
             )
+        _warn_on_eviction(client, shown)
         return cls(
             client, blocking, prefix=prefix, retention=retention, retry_for=retry_for,
             name=shown,
