@@ -13,6 +13,7 @@ from tests.conformance._helpers import (
     W2,
     add,
     claim_ids,
+    new,
     pause,
     record,
     running,
@@ -185,3 +186,18 @@ def test_slot_is_freed(backend: Backend, how: str) -> None:
     else:
         assert got == [second]
     assert claim_ids(backend, W2, 100, 12.0) == []
+
+
+def test_many_busy_keys_and_a_long_queue_behind_them(backend: Backend) -> None:
+    items = [
+        new("k", f"{key}-{n}", running_key=f"key{key}", running_limit=1)
+        for n in range(3)
+        for key in range(40)
+    ]
+    backend.register(items, 1.0)
+    free = add(backend, 2.0, args="free")
+    got = claim_ids(backend, W1, 1000, 3.0)
+    assert got == [i.id for i in items[:40]] + [free]  # the first of each key, then free
+    assert claim_ids(backend, W2, 1000, 4.0) == []
+    assert backend.finish([Outcome(items[5].id, OutcomeKind.SUCCESS, "1")], W1, 5.0) == [True]
+    assert claim_ids(backend, W2, 1000, 6.0) == [items[45].id]  # the next one of key 5

@@ -52,9 +52,17 @@ class Txn(Protocol):
         """Insert (``new``) or overwrite a record, history included."""
         ...
 
-    def candidates(self, pool: str, now: float, skip: int, count: int) -> list[InvocationRecord]:
+    def candidates(
+        self,
+        pool: str,
+        now: float,
+        skip: int,
+        count: int,
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[InvocationRecord]:
         """PENDING records of ``pool`` with ``not_before <= now``, in claim order (more
-        waiters, higher priority, older first), skipping the first ``skip``."""
+        waiters, higher priority, older first), skipping the first ``skip``; records whose
+        running key is in ``exclude`` are left out (they would only be skipped)."""
         ...
 
     def running_count(self, key: str) -> int:
@@ -200,11 +208,12 @@ class Engine:
         """See :meth:`kubenenc.backends.contract.Queue.claim`."""
         t = self.txn
         out: list[InvocationRecord] = []
-        skip = 0
         page = max(limit, 1)  # grows only when limits make us skip (each row costs a decode)
         full: set[str] = set()
         while len(out) < limit:
-            batch = t.candidates(pool, now, skip, page)
+            # Keys found full are left out of the next page, so a long queue behind one
+            # busy key is not read again and again (each page ends with claims or new keys).
+            batch = t.candidates(pool, now, 0, page, frozenset(full))
             for rec in batch:
                 if len(out) >= limit:
                     break
@@ -212,7 +221,6 @@ class Engine:
                 if key is not None and rec.running_limit is not None:
                     if key in full or t.running_count(key) >= rec.running_limit:
                         full.add(key)
-                        skip += 1
                         continue
                     t.add_running(key, 1)
                 rec.worker = worker

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import heapq
 import threading
 import time
 from collections import defaultdict
@@ -49,14 +50,27 @@ class _MemoryTxn:
             self.b._order[rec.id] = self.b._seq
         self.b._records[rec.id] = rec
 
-    def candidates(self, pool: str, now: float, skip: int, count: int) -> list[InvocationRecord]:
-        recs = [
+    def candidates(
+        self,
+        pool: str,
+        now: float,
+        skip: int,
+        count: int,
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[InvocationRecord]:
+        recs = (
             r
             for r in self.b._records.values()
-            if r.status is Status.PENDING and r.pool == pool and r.not_before <= now
-        ]
-        recs.sort(key=lambda r: (-r.waiters, -r.priority, self.b._order[r.id]))
-        return recs[skip : skip + count]
+            if r.status is Status.PENDING
+            and r.pool == pool
+            and r.not_before <= now
+            and (r.running_key is None or r.running_key not in exclude)
+        )
+        order = self.b._order
+        best = heapq.nsmallest(
+            skip + count, recs, key=lambda r: (-r.waiters, -r.priority, order[r.id])
+        )
+        return best[skip:]
 
     def running_count(self, key: str) -> int:
         return self.b._running[key]

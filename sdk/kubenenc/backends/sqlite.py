@@ -18,6 +18,7 @@ until there is something to claim.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -100,12 +101,28 @@ class _SQLiteTxn:
                 values,
             )
 
-    def candidates(self, pool: str, now: float, skip: int, count: int) -> list[InvocationRecord]:
-        rows = self.db.execute(
-            "SELECT data FROM invocations WHERE pool = ? AND status = 'PENDING' "
-            "AND not_before <= ? ORDER BY waiters DESC, priority DESC, seq LIMIT ? OFFSET ?",
-            (pool, now, count, skip),
-        ).fetchall()
+    def candidates(
+        self,
+        pool: str,
+        now: float,
+        skip: int,
+        count: int,
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[InvocationRecord]:
+        if exclude:  # filtered inside SQLite, so excluded rows are never decoded here
+            rows = self.db.execute(
+                "SELECT data FROM invocations WHERE pool = ? AND status = 'PENDING' "
+                "AND not_before <= ? AND coalesce(json_extract(data, '$.running_key') "
+                "NOT IN (SELECT value FROM json_each(?)), 1) "
+                "ORDER BY waiters DESC, priority DESC, seq LIMIT ? OFFSET ?",
+                (pool, now, json.dumps(sorted(exclude)), count, skip),
+            ).fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT data FROM invocations WHERE pool = ? AND status = 'PENDING' "
+                "AND not_before <= ? ORDER BY waiters DESC, priority DESC, seq LIMIT ? OFFSET ?",
+                (pool, now, count, skip),
+            ).fetchall()
         return [loads_record(r[0]) for r in rows]
 
     def running_count(self, key: str) -> int:
