@@ -429,3 +429,23 @@ def test_a_server_that_may_evict_keys_is_warned_about(
         assert caplog.text.count("may evict") == 1  # the second server does not warn
     finally:
         server.stop()
+
+
+def test_a_long_queue_behind_a_busy_key_is_read_once(redis_backend: RedisBackend) -> None:
+    backend = redis_backend
+    items = [new("k", str(i), running_key="k", running_limit=1) for i in range(2000)]
+    backend.register(items, 1.0)
+    free = add(backend, 2.0, "free")
+    assert claim_ids(backend, W1, 5, 3.0) == [items[0].id, free]
+    # The claim parked the other 1,999 with their places in the order; the queue is empty.
+    r = backend._r
+    assert r.zcard(backend._key("q", "default")) == 0
+    assert r.zcard(backend._key("park", "default\x1fk")) == 1999
+    began = time.monotonic()
+    for _ in range(200):
+        assert claim_ids(backend, W2, 5, 4.0) == []
+    assert time.monotonic() - began < 5  # 200 claims that read nothing, not 2,000 each
+    # Each freed slot lets exactly the next one in order through.
+    for i in range(1, 4):
+        assert backend.finish([Outcome(items[i - 1].id, OutcomeKind.SUCCESS, "1")], W1, 5.0)
+        assert claim_ids(backend, W1, 5, 6.0) == [items[i].id]

@@ -25,6 +25,9 @@ Redis Cluster slot):
 - ``P:dl:<pool>`` (zset): PENDING invocations not due yet (retry back-off), the same members
   scored by not_before; a claim moves the due ones to ``P:q:<pool>``.
 - ``P:running`` (hash): running key -> slots held.
+- ``P:park:<pool> US <key>`` (zset): PENDING invocations a claim found blocked by their full
+  running key, with their queue members; each freed slot of the key moves the first back to
+  ``P:q:<pool>``. ``P:parked:<key>`` (set): the pools with invocations parked on ``key``.
 - ``P:reg`` (hash): registration key -> id of the invocation holding it.
 - ``P:tg:<id>`` / ``P:wt:<id>`` (sets): wait edges, what ``id`` waits on / who waits on it.
 - ``P:dep:<id>`` (set): invocations that declared ``depends_on`` ``id``.
@@ -171,10 +174,13 @@ local function member(r)
   return string.format('%08d%012d', 99999999 - wt, 500000000000 - pr) .. r.sq .. r.id
 end
 
+local function k_park(pool, key) return P .. ':park:' .. pool .. US .. key end
+
 local function dequeue(r)
   if r.m ~= '' then
     redis.call('ZREM', P .. ':q:' .. r.p, r.m)
     redis.call('ZREM', P .. ':dl:' .. r.p, r.m)
+    if r.rk ~= '' then redis.call('ZREM', k_park(r.p, r.rk), r.m) end
   end
 end
 
@@ -237,9 +243,21 @@ local function set_error(r, err)
   end
 end
 
+-- A freed slot of ``key`` puts back, in each pool, the first invocation parked on it.
+local function unpark(key)
+  local kpools = P .. ':parked:' .. key
+  for _, pool in ipairs(redis.call('SMEMBERS', kpools)) do
+    local kp = k_park(pool, key)
+    local first = redis.call('ZPOPMIN', kp)
+    if first[1] then redis.call('ZADD', P .. ':q:' .. pool, 0, first[1]) end
+    if redis.call('EXISTS', kp) == 0 then redis.call('SREM', kpools, pool) end
+  end
+end
+
 local function add_running(key, delta)
   local n = redis.call('HINCRBY', K_RUN, key, delta)
   if n <= 0 then redis.call('HDEL', K_RUN, key) end
+  if delta < 0 then unpark(key) end
 end
 
 local function release_slot(r)
@@ -452,8 +470,13 @@ local function claim_some(pool, worker, limit)
         take = false
       elseif r.rk ~= '' and r.rl ~= '' then
         if full[r.rk] or tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl) then
+          -- Park it until a slot of its key is freed, so that later claims do not read
+          -- a long queue behind one busy key again and again. It keeps its member, and
+          -- so its place in the claim order.
           full[r.rk] = true
-          skip = skip + 1
+          redis.call('ZREM', kq, m)
+          redis.call('ZADD', k_park(pool, r.rk), 0, m)
+          redis.call('SADD', P .. ':parked:' .. r.rk, pool)
           take = false
         else
           add_running(r.rk, 1)
