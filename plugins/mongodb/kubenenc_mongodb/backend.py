@@ -1,0 +1,661 @@
+"""The MongoDB backend: contract operations as locked, logged steps (design: ``layout``).
+
+Writes go through :meth:`MongoBackend._step` (lease lock, catch up, Engine, commit, apply);
+reads go straight to the invocation collections. Connection faults are retried with back-off for
+``kubenenc_retry`` seconds, then raise :class:`~kubenenc.errors.BackendUnavailable`; a
+step interrupted by a fault is either not committed (and is run again) or committed (and
+its result is returned), never both — see :meth:`MongoBackend._step`.
+
+Connections, the replica and the step mutex are per process: a forked or spawned worker
+opens its own on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from kubenenc.backends.engine import Engine
+from kubenenc.errors import BackendUnavailable, ConfigurationError
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    PauseResult,
+    RegisterResult,
+    ResumeResult,
+    WorkerInfo,
+)
+from kubenenc.status import FINAL, Status
+from pymongo import MongoClient
+from pymongo.errors import (
+    ConfigurationError as PyMongoConfigurationError,
+)
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    InvalidURI,
+    OperationFailure,
+    PyMongoError,
+)
+
+from kubenenc_mongodb.layout import LOG_KEEP, Doc, Layout
+from kubenenc_mongodb.options import MongoOptions, parse_url
+from kubenenc_mongodb.replica import Redo, Replica, StepTxn, doc_to_record
+
+log = logging.getLogger("kubenenc.mongodb")
+
+T = TypeVar("T")
+
+_FINAL = [s.value for s in FINAL]
+_LOCK_NAME = "queue"
+_SWEEP_EVERY = 60.0
+_AUTH_FAILED = 18
+_FERRET_SHARDS = 128
+"""FerretDB 1.x finds a document by ``_id`` with a scan of its collection (its ``_id``
+index is not used by its own queries), so invocations are spread over this many small
+collections there."""
+_FRESH = 0.005
+"""How long an idle claim may trust the replica without asking the server: a claim that
+finds nothing may be this late to see new work (the worker polls again anyway)."""
+_SCAN_ABOVE = 32
+"""Above this many ids, one collection scan beats one ``_id`` lookup per id."""
+
+
+class _Retry(Exception):
+    """The step must start over (lost lock, or a fault before the commit)."""
+
+
+class _Conn:
+    """What one process holds for one backend: client, collections, replica, lock state."""
+
+    def __init__(self, opts: MongoOptions, timeout_ms: int, shards: int) -> None:
+        self.pid = os.getpid()
+        # pymongo only warns about unknown or malformed URL options: refuse them instead.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.client: MongoClient[Doc] = MongoClient(
+                opts.client_url, serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms, appname="kubenenc", tz_aware=False,
+            )  # fmt: skip
+        bad = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        if bad:
+            self.client.close()
+            raise ConfigurationError(f"bad MongoDB URL option: {'; '.join(bad)}")
+        self.layout = Layout(self.client[opts.database], opts.prefix, shards)
+        self.replica = Replica()
+        self.mutex = threading.RLock()
+        self.owner = f"{os.uname().nodename}:{self.pid}"
+        self.dangling: str | None = None
+        """Our own lock token left in place after a fault past the commit."""
+        self.uncertain: tuple[int, str, Any] | None = None
+        """(version, step id, result) of a step whose commit write failed: maybe committed."""
+        self.last_sweep = 0.0
+        self.fresh_until = 0.0
+        """Until then (monotonic), the replica counts as current for idle shortcuts."""
+
+
+class MongoBackend:
+    """Invocations in a MongoDB-protocol database, shared by every process that opens it."""
+
+    shared_across_processes: ClassVar[bool] = True
+
+    def __init__(self, options: MongoOptions, *, connect_timeout: float = 5.0) -> None:
+        self.options = options
+        self._timeout_ms = int(connect_timeout * 1000)
+        self._conn_lock = threading.Lock()
+        self._conn_obj: _Conn | None = None
+        self._closed = False
+        self._shards = 1
+        try:
+            conn = self._conn()
+            build = conn.client.admin.command("buildInfo")
+            conn.client.admin.command("ping")
+            ferret = build.get("ferretdbVersion")
+            self._shards = self._agree_shards(conn, _FERRET_SHARDS if ferret else 1)
+            conn.layout = Layout(conn.layout.db, options.prefix, self._shards)
+            self.ttl_index = conn.layout.ensure_indexes(options.retention, secondary=ferret is None)
+        except (InvalidURI, PyMongoConfigurationError) as exc:
+            raise ConfigurationError(f"bad MongoDB URL: {exc}") from exc
+        except OperationFailure as exc:
+            self.close()
+            if exc.code == _AUTH_FAILED:
+                raise BackendUnavailable(
+                    f"MongoDB at {self._where()} refused the credentials: {exc}"
+                ) from exc
+            raise BackendUnavailable(f"MongoDB at {self._where()} failed at start: {exc}") from exc
+        except PyMongoError as exc:
+            self.close()
+            raise BackendUnavailable(f"cannot reach MongoDB at {self._where()}: {exc}") from exc
+        self.server = f"FerretDB {ferret}" if ferret else f"MongoDB {build.get('version', '?')}"
+        """What answered: ``FerretDB <version>`` or ``MongoDB <version>``."""
+        if not self.ttl_index:
+            log.info("%s has no TTL indexes; finished invocations are swept by recover()",
+                     self.server)  # fmt: skip
+
+    @staticmethod
+    def _agree_shards(conn: _Conn, wanted: int) -> int:
+        """The number of invocation collections: fixed by whoever used the prefix first."""
+        meta = conn.layout.meta
+        with contextlib.suppress(DuplicateKeyError):
+            meta.insert_one({"_id": "layout", "shards": wanted})
+        doc = meta.find_one({"_id": "layout"})
+        return int(doc["shards"]) if doc is not None else wanted
+
+    @classmethod
+    def from_url(cls, url: str) -> MongoBackend:
+        """Open ``mongodb://[user:pass@]host[:port]/db?kubenenc_prefix=...`` (see options)."""
+        return cls(parse_url(url))
+
+    def _where(self) -> str:
+        from kubenenc.backends.registry import redact_url
+
+        return redact_url(self.options.client_url)
+
+    def _conn(self) -> _Conn:
+        conn = self._conn_obj
+        if conn is not None and conn.pid == os.getpid():
+            return conn
+        with self._conn_lock:
+            if self._closed:
+                raise BackendUnavailable("the MongoDB backend was closed")
+            conn = self._conn_obj
+            if conn is None or conn.pid != os.getpid():
+                try:
+                    conn = _Conn(self.options, self._timeout_ms, self._shards)
+                except (InvalidURI, PyMongoConfigurationError) as exc:
+                    raise ConfigurationError(f"bad MongoDB URL: {exc}") from exc
+                self._conn_obj = conn
+            return conn
+
+    def close(self) -> None:
+        """Close this process's connections. Idempotent."""
+        with self._conn_lock:
+            self._closed = True
+            conn, self._conn_obj = self._conn_obj, None
+        if conn is not None and conn.pid == os.getpid():
+            conn.client.close()
+
+    # -- retries ----------------------------------------------------------------------------
+
+    def _retrying(self, what: str, fn: Callable[[_Conn], T]) -> T:
+        deadline = time.monotonic() + self.options.retry_for
+        delay = 0.05
+        while True:
+            conn = self._conn()
+            try:
+                return fn(conn)
+            except ConnectionFailure as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BackendUnavailable(
+                        f"MongoDB at {self._where()} unreachable for "
+                        f"{self.options.retry_for:g} s during {what}: {exc}"
+                    ) from exc
+                log.warning("MongoDB fault during %s (%s); retrying in %.2f s", what, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except _Retry:
+                time.sleep(0.001)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _step(self, what: str, op: Callable[[StepTxn], T]) -> T:
+        def run(conn: _Conn) -> T:
+            with conn.mutex:
+                return self._step_once(conn, op)
+
+        return self._retrying(what, run)
+
+    def _acquire(self, conn: _Conn) -> tuple[str, float, bool]:
+        locks = conn.layout.locks
+        stolen = False
+        if conn.dangling is not None:
+            locks.delete_one({"_id": conn.dangling})
+            conn.dangling = None
+            stolen = True
+        token = uuid.uuid4().hex
+        lease = self.options.lease
+        delay = 0.0005
+        give_up = time.monotonic() + max(3 * lease, 30.0)
+        while True:
+            now = time.time()
+            try:
+                locks.insert_one(
+                    {"_id": token, "name": _LOCK_NAME, "expires": now + lease, "owner": conn.owner}
+                )
+                return token, now + lease, stolen
+            except DuplicateKeyError:
+                pass
+            holder = locks.find_one({"name": _LOCK_NAME})
+            if holder is not None and holder["expires"] < now:
+                log.warning("the lock held by %s expired; taking it over", holder.get("owner"))
+                locks.delete_one({"_id": holder["_id"]})
+                stolen = True
+                continue
+            if time.monotonic() > give_up:
+                who = holder.get("owner") if holder else "?"
+                raise BackendUnavailable(f"the coordination lock stayed held by {who}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.005)
+
+    def _step_once(self, conn: _Conn, op: Callable[[StepTxn], T]) -> T:
+        layout = conn.layout
+        token, expires, stolen = self._acquire(conn)
+        release = True
+        try:
+            if stolen:
+                self._finish_last_step(conn)
+            if conn.uncertain is not None:
+                version, step_id, result = conn.uncertain
+                conn.uncertain = None
+                entry = layout.marker(version)
+                if entry is not None and entry.get("step") == step_id:
+                    self._catch_up(conn)
+                    return result  # type: ignore[no-any-return]
+            self._catch_up(conn)
+            version = conn.replica.version + 1
+            txn = StepTxn(
+                conn.replica, lambda id: self._fetch(conn, id), lambda: self._read_workers(conn),
+                version,
+            )  # fmt: skip
+            result = op(txn)
+            redo = txn.redo()
+            if not redo:
+                return result
+            if time.time() > expires - self.options.lease / 2:
+                self._renew(conn, token)
+            step_id = uuid.uuid4().hex
+            try:
+                committed = layout.commit(version, step_id, redo)
+            except ConnectionFailure:
+                # Maybe written: keep the lock, and on retry look at the log to know.
+                conn.uncertain = (version, step_id, result)
+                conn.dangling = token
+                conn.replica.version = -1
+                release = False
+                raise
+            if not committed:
+                # Another holder committed this version (our lease ran out): start over.
+                conn.replica.version = -1
+                raise _Retry
+            conn.replica.apply(redo)
+            conn.replica.version = version
+            conn.fresh_until = time.monotonic() + _FRESH
+            try:
+                layout.apply(redo)
+                layout.prune_log(version)
+            except PyMongoError:
+                # Committed: the result stands. Whoever takes the lock next re-applies.
+                log.exception("step %d committed but not fully written; it will be replayed",
+                              version)  # fmt: skip
+                conn.dangling = token
+                release = False
+            return result
+        finally:
+            if release:
+                try:
+                    layout.locks.delete_one({"_id": token})
+                except PyMongoError:
+                    conn.dangling = token
+
+    def _renew(self, conn: _Conn, token: str) -> None:
+        res = conn.layout.locks.update_one(
+            {"_id": token}, {"$set": {"expires": time.time() + self.options.lease}}
+        )
+        if res.matched_count != 1:
+            conn.replica.version = -1
+            raise _Retry
+
+    def _finish_last_step(self, conn: _Conn) -> None:
+        """After taking over an expired lock: the last committed step may be half-written
+        (its holder died after the commit); write it again (idempotent)."""
+        layout = conn.layout
+        latest = layout.latest()
+        entry = layout.log_entry(latest) if latest else None
+        if entry is not None:
+            log.info("re-applying step %d after a lock take-over", latest)
+            layout.apply(entry["redo"], replay=True)
+
+    def _is_current(self, conn: _Conn) -> bool:
+        """Whether the replica had every committed step a moment ago (within
+        :data:`_FRESH` seconds; else two ``_id`` reads). Only for the shortcuts of idle
+        claims and recoveries: a step always catches up under the lock."""
+        v = conn.replica.version
+        if v >= 0 and time.monotonic() < conn.fresh_until:
+            return True
+        if v < 0 or conn.layout.marker(v + 1) is not None:
+            return False
+        # Our own last step must still be logged: if it was pruned we are far behind.
+        if v == 0 or conn.layout.marker(v) is not None:
+            conn.fresh_until = time.monotonic() + _FRESH
+            return True
+        return False
+
+    def _observe(self, conn: _Conn) -> bool:
+        """Bring the replica up to the last committed step from the log alone (no lock);
+        False when it cannot (never loaded, or too far behind: reload under the lock)."""
+        rep = conn.replica
+        if rep.version < 0:
+            return False
+        redos: list[Redo] = []
+        while len(redos) <= LOG_KEEP:
+            doc = conn.layout.log_entry(rep.version + len(redos) + 1)
+            if doc is None:
+                break
+            redos.append(doc["redo"])
+        if len(redos) > LOG_KEEP:
+            return False
+        if not redos and rep.version and conn.layout.marker(rep.version) is None:
+            return False
+        for redo in redos:
+            rep.apply(redo)
+        rep.version += len(redos)
+        return True
+
+    def _catch_up(self, conn: _Conn) -> None:
+        rep = conn.replica
+        if rep.version >= 0:
+            redos: list[Redo] = []
+            while len(redos) <= LOG_KEEP:
+                doc = conn.layout.log_entry(rep.version + len(redos) + 1)
+                if doc is None:
+                    break
+                redos.append(doc["redo"])
+            if redos and len(redos) <= LOG_KEEP:
+                for redo in redos:
+                    rep.apply(redo)
+                rep.version += len(redos)
+                return
+            if not redos and (rep.version == 0 or conn.layout.marker(rep.version)):
+                return
+        self._reload(conn, conn.layout.latest())
+
+    def _reload(self, conn: _Conn, version: int) -> None:
+        rep = conn.replica
+        rep.reset()
+        layout = conn.layout
+        group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
+        for inv in layout.shards:
+            for doc in inv.find({"status": {"$nin": _FINAL}}):
+                rep.load_record(doc)
+            for row in inv.aggregate([{"$match": {"status": {"$in": _FINAL}}}, {"$group": group}]):
+                key = row["_id"]
+                rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
+        for doc in layout.running.find():
+            rep.set_running(doc["_id"], doc["n"])
+        for doc in layout.registrations.find():
+            rep.set_registration(doc["_id"], doc["holder"])
+        for doc in layout.edges.find():
+            rep.add_edge(doc["w"], doc["t"])
+        for doc in layout.deps.find():
+            rep.add_dependency(doc["d"], doc["e"])
+        rep.version = version
+
+    def _fetch(self, conn: _Conn, id: InvocationId) -> InvocationRecord | None:
+        doc = conn.layout.shard(id).find_one({"_id": id})
+        return doc_to_record(doc) if doc is not None else None
+
+    def _read_workers(self, conn: _Conn) -> list[WorkerInfo]:
+        return [_worker_from_doc(d) for d in conn.layout.workers.find()]
+
+    # -- Queue ------------------------------------------------------------------------------
+
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        if not new:
+            return []
+        return self._step("register", lambda t: Engine(t).register(new, now))
+
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
+        if limit <= 0:
+            return []
+
+        def nothing_to_claim(conn: _Conn) -> bool:
+            with conn.mutex:
+                rep = conn.replica
+                if rep.version < 0 or rep.claimable(pool, now):
+                    return False
+                return self._is_current(conn)
+
+        if self._retrying("claim", nothing_to_claim):
+            return []
+        return self._step("claim", lambda t: Engine(t).claim(pool, worker, limit, now))
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        if not outcomes:
+            return []
+        return self._step("finish", lambda t: Engine(t).finish(outcomes, worker, now))
+
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """Both in one step (one lock, one commit): the worker's hot path."""
+        if not outcomes:
+            return [], self.claim(pool, worker, limit, now)
+        return self._step(
+            "finish_and_claim",
+            lambda t: Engine(t).finish_and_claim(outcomes, pool, worker, limit, now),
+        )
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        return self._step("cancel", lambda t: Engine(t).cancel(id, now, reason))
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        return self._step("fail", lambda t: Engine(t).fail(id, error, message, now))
+
+    # -- Coordination -----------------------------------------------------------------------
+
+    def pause(
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        return self._step("pause", lambda t: Engine(t).pause(id, worker, targets, now))
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        if not ids:
+            return ResumeResult()
+        return self._step("resume", lambda t: Engine(t).resume(ids, worker, limit, now))
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        doc = _worker_doc(info)
+        self._retrying(
+            "heartbeat",
+            lambda c: c.layout.workers.replace_one({"_id": info.id}, doc, upsert=True),
+        )
+
+    def unregister_worker(self, worker: WorkerId) -> None:
+        self._retrying("unregister_worker", lambda c: c.layout.workers.delete_one({"_id": worker}))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._retrying("workers", self._read_workers)
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        if not self.ttl_index:
+            self._sweep(now)
+
+        def nothing_to_recover(conn: _Conn) -> bool:
+            with conn.mutex:
+                rep = conn.replica
+                if not self._is_current(conn):
+                    return False
+                workers = self._read_workers(conn)
+                alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
+                if len(alive) != len(workers):
+                    return False
+                return all(rep.records[i].worker in alive for i in rep.held)
+
+        if self._retrying("recover", nothing_to_recover):
+            return []
+        return self._step("recover", lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost))
+
+    def _sweep(self, now: float) -> None:
+        """Delete invocations finished longer than the retention ago, as a step (so the
+        replica's counts of final invocations stay exact). Where TTL indexes exist, the
+        server does this instead."""
+        conn = self._conn()
+        if now - conn.last_sweep < _SWEEP_EVERY:
+            return
+        conn.last_sweep = now
+        cutoff = dt.datetime.fromtimestamp(now - self.options.retention, dt.UTC)
+        fields = {"app": 1, "pool": 1, "status": 1}
+
+        def forget(txn: StepTxn) -> int:
+            for inv in conn.layout.shards:
+                txn.forgotten.extend(inv.find({"final_at": {"$lt": cutoff}}, fields))
+            return len(txn.forgotten)
+
+        deleted = self._step("sweep", forget)
+        if deleted:
+            log.info("deleted %d invocations finished before %s", deleted, cutoff)
+
+    def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = list(dict.fromkeys(ids))
+        delay = 0.001
+        while True:
+            pending = self._retrying("wait_final", functools.partial(self._not_final, ids=pending))
+            if not pending:
+                return True
+            cap = 0.05 if len(pending) <= _SCAN_ABOVE else 0.25
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                time.sleep(min(delay, left))
+            else:
+                time.sleep(delay)
+            delay = min(delay * 1.5, cap)
+
+    def _not_final(self, conn: _Conn, ids: list[InvocationId]) -> list[InvocationId]:
+        """The ids not final yet: all of them for a long list; for a short one, from the first
+        that is not final on (the rest are checked on a later call)."""
+        layout = conn.layout
+        if len(ids) > _SCAN_ABOVE:
+            where = {"status": {"$nin": _FINAL}}
+            open_ids = {d["_id"] for d in self._find_ids(conn, ids, where, {"_id": 1})}
+            return [i for i in ids if i in open_ids]
+        for n, id in enumerate(ids):
+            doc = layout.shard(id).find_one({"_id": id}, {"status": 1})
+            if doc is not None and doc["status"] not in _FINAL:
+                return ids[n:]
+        return []
+
+    @staticmethod
+    def _find_ids(conn: _Conn, ids: Sequence[str], where: Doc, projection: Doc) -> list[Doc]:
+        """Documents of ``ids`` matching ``where``: one query per collection holding some."""
+        by_shard: dict[str, list[str]] = {}
+        for id in ids:
+            by_shard.setdefault(conn.layout.shard(id).name, []).append(id)
+        docs: list[Doc] = []
+        for name, chunk in by_shard.items():
+            docs.extend(conn.layout.db[name].find({"_id": {"$in": chunk}, **where}, projection))
+        return docs
+
+    # -- Records ----------------------------------------------------------------------------
+
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        return self._retrying("get", lambda c: self._fetch(c, id))
+
+    def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
+        if not ids:
+            return []
+        unique = list(dict.fromkeys(ids))
+
+        def read(conn: _Conn) -> dict[str, InvocationRecord]:
+            layout = conn.layout
+            if len(unique) > _SCAN_ABOVE:
+                docs = self._find_ids(conn, unique, {}, {"history": 0})
+            else:
+                found = (layout.shard(i).find_one({"_id": i}, {"history": 0}) for i in unique)
+                docs = [d for d in found if d is not None]
+            return {d["_id"]: doc_to_record(d) for d in docs}
+
+        found = self._retrying("get_many", read)
+        return [found.get(i) for i in ids]
+
+    def query(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        where: dict[str, Any] = {}
+        for field, value in (("app", app), ("task", task), ("status", status)):
+            if value is not None:
+                where[field] = str(value)
+
+        def read(conn: _Conn) -> list[InvocationRecord]:
+            docs: list[Doc] = []
+            for inv in conn.layout.shards:
+                docs.extend(inv.find(where, {"history": 0}).sort("seq", -1).limit(limit))
+            docs.sort(key=lambda d: d["seq"], reverse=True)
+            return [doc_to_record(d) for d in docs[:limit]]
+
+        return self._retrying("query", read)
+
+    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+        where: dict[str, Any] = {}
+        if app is not None:
+            where["app"] = app
+        if pool is not None:
+            where["pool"] = pool
+
+        def read(conn: _Conn) -> dict[Status, int] | None:
+            if len(conn.layout.shards) > 1:
+                # Several collections cannot be scanned at one instant: count the replica,
+                # brought up to the last committed step (from the log, no lock needed).
+                with conn.mutex:
+                    if not self._observe(conn):
+                        return None
+                    return conn.replica.counts(app, pool)
+            rows = conn.layout.shards[0].aggregate(
+                [{"$match": where}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+            )
+            return {Status(r["_id"]): int(r["n"]) for r in rows}
+
+        found = self._retrying("counts", read)
+        if found is None:  # the replica needs a reload, which needs the lock
+            return self._step("counts", lambda t: t.r.counts(app, pool))
+        return found
+
+    # -- Policies ---------------------------------------------------------------------------
+
+    def set_policy(self, name: str, spec: str | None) -> None:
+        def write(conn: _Conn) -> None:
+            if spec is None:
+                conn.layout.policies.delete_one({"_id": name})
+            else:
+                conn.layout.policies.replace_one({"_id": name}, {"spec": spec}, upsert=True)
+
+        self._retrying("set_policy", write)
+
+    def get_policy(self, name: str) -> str | None:
+        doc = self._retrying("get_policy", lambda c: c.layout.policies.find_one({"_id": name}))
+        return None if doc is None else str(doc["spec"])
+
+    def policies(self) -> dict[str, str]:
+        docs = self._retrying("policies", lambda c: list(c.layout.policies.find()))
+        return {d["_id"]: d["spec"] for d in docs}
+
+
+def _worker_doc(info: WorkerInfo) -> Doc:
+    return {"pool": info.pool, "slots": info.slots, "running": info.running,
+            "paused": info.paused, "at": info.at, "host": info.host}  # fmt: skip
+
+
+def _worker_from_doc(d: Doc) -> WorkerInfo:
+    return WorkerInfo(
+        WorkerId(d["_id"]), d["pool"], d["slots"], d["running"], d["paused"], d["at"], d["host"]
+    )

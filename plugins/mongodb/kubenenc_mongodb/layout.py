@@ -1,0 +1,320 @@
+"""Collections, indexes and the commit protocol of the MongoDB backend — the design, in one place.
+
+Why not one ``find_one_and_update`` per transition
+--------------------------------------------------
+On MongoDB a single-document update with the expected status in its filter is atomic, and a
+backend could be built from those plus counter documents. The servers that speak the MongoDB
+protocol do not all give that guarantee: FerretDB 1.24 (the server the tests run against)
+executes ``findAndModify``/``update`` as a read followed by a separate write of the whole
+document (``internal/handler/msg_findandmodify.go``), so two processes can both "win" a
+conditional update and ``$inc`` can lose increments. It also has no multi-document
+transactions, no change streams and no TTL indexes. The only primitives that stay atomic on
+every such server are: inserting a document whose ``_id`` or unique key exists fails, and
+deleting by ``_id`` deletes at most once. The design uses only those for coordination.
+
+The protocol
+------------
+Every contract operation that writes (register, claim, finish, cancel, fail, pause, resume,
+recover) is one *step*:
+
+1. **Lease lock.** Insert ``{_id: <random token>, name: "queue", expires}`` into
+   ``<p>_locks``, which has a unique index on ``name``: the insert succeeds for one process
+   at a time. A lock whose ``expires`` has passed is deleted by ``_id`` (its token, so a
+   late release can never delete a newer holder's lock) and the insert is retried. Release
+   is ``delete_one({_id: token})``.
+2. **Catch up.** ``<p>_log_NN`` holds one document per committed step, ``{_id: v, redo}``
+   (``v`` counts steps): the complete list of the document writes of that step, pruned
+   oldest first after :data:`LOG_KEEP` steps. Each process keeps a
+   replica of the non-final invocations and of the index data
+   (:mod:`kubenenc_mongodb.replica`) at some version; it applies the steps it missed from the
+   log, or reloads the replica from the collections if it fell further behind.
+3. **Compute** the operation with :class:`kubenenc.backends.engine.Engine` — the same
+   policy code as the SQLite and memory backends — over the replica. Reads of final
+   invocations go to ``<p>_invocations``. Nothing is written yet.
+4. **Commit**: insert ``{_id: v+1, redo}`` into ``<p>_log_NN``, then the marker
+   ``{_id: v+1}`` into ``<p>_steps``. The marker insert is the commit point (and, as
+   ``_id`` is unique, a second writer of the same version fails). Markers are tiny, so
+   asking "is there a step after mine?" stays cheap while the redo documents are large.
+5. **Apply**: write the redo to the collections (idempotent upserts and deletes by
+   ``_id``), then release the lock.
+
+A crash before 4 leaves nothing written. A crash after 4 leaves the lock in place until its
+lease expires; whoever takes it over finds the lock expired, re-applies the last logged step
+(idempotent: nothing was written after it) and goes on. So a step is
+all-or-nothing, and a claim can never be lost or given twice. Readers (``get``, ``query``,
+``counts``, ``wait_final``) read the collections without the lock and see each step's
+documents as they are applied.
+
+The lease (``kubenenc_lease``, default 10 s) must be far longer than a step (milliseconds):
+a holder re-checks its lease before committing, but a process frozen between that check and
+its writes for longer than the lease could still write after a successor — the usual limit
+of lease locks, accepted here because the server offers no conditional write to fence with.
+Clocks of the processes sharing a backend must agree to well within the lease.
+
+Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``kubenenc``)
+----------------------------------------------------------------------------------------
+- ``<p>_invocations`` (on FerretDB spread over ``<p>_invocations_NNN`` by a hash of the
+  id, see ``backend._FERRET_SHARDS``): one document per invocation, ``_id`` = id, the fields of
+  :func:`kubenenc.backends.codec.record_to_dict` plus ``seq`` (claim order among equals)
+  and ``final_at`` (a date, set when final). Indexes: ``(pool, status, waiters, priority,
+  seq)`` for claims, ``(app, status)``, ``(task, status)`` for queries and counts,
+  ``(status)``, ``(worker)`` for recovery, and a TTL index on ``final_at`` for retention.
+  Where TTL indexes are not implemented (FerretDB) the backend deletes expired finished
+  invocations itself, from ``recover`` at most once a minute per process.
+- ``<p>_running``: ``{_id: running key, n}`` slots held.
+- ``<p>_registrations``: ``{_id: registration key, holder}``.
+- ``<p>_edges``: ``{_id: "waiter target", w, t}`` wait edges; indexes on ``w`` and ``t``.
+- ``<p>_deps``: ``{_id: "dependency dependent", d, e}`` declared dependencies of
+  invocations that are not final yet; index on ``d``.
+- ``<p>_workers``: ``{_id: worker id, ...}`` the last heartbeat (written directly, no lock).
+- ``<p>_policies``: ``{_id: name, spec}`` named concurrency policies (written directly).
+- ``<p>_locks``, ``<p>_steps``, ``<p>_log_NN``: the protocol above (step ``v`` in
+  ``<p>_log_{v % 16}``).
+- ``<p>_meta``: ``{_id: "layout", shards}``: how many invocation collections the prefix uses.
+
+All indexes are created with ``create_index`` at start, which is idempotent. On FerretDB only
+the lock's unique index is created: it answers every query from ``_id`` alone (or a scan),
+and each secondary index makes every write of an invocation several times slower there. The
+replica is what keeps the hot paths (claim order, running limits, cycle checks) off
+collection scans on either server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+
+from kubenenc_mongodb.replica import Redo
+
+LOG_KEEP = 64
+"""Steps kept in ``<p>_log``; a process further behind reloads its replica."""
+
+LOG_SHARDS = 16
+"""The log is spread over this many collections, so that each stays a few documents long
+(FerretDB reads a document by ``_id`` with a scan of its collection)."""
+
+NOT_IMPLEMENTED = 238
+
+Doc = dict[str, Any]
+
+
+_Write = ReplaceOne[Doc] | DeleteOne
+
+
+class _Batch:
+    """One step's writes, grouped by collection."""
+
+    def __init__(self) -> None:
+        self.inserts: dict[str, list[Doc]] = {}
+        self.replaces: dict[str, list[_Write]] = {}
+        self.others: dict[str, list[_Write]] = {}
+
+
+class Layout:
+    """The collections of one prefix in one database (``shards`` invocation collections)."""
+
+    def __init__(self, db: Database[Doc], prefix: str, shards: int = 1) -> None:
+        self.db = db
+        self.prefix = prefix
+        self.shards: list[Collection[Doc]] = (
+            [db[f"{prefix}_invocations"]]
+            if shards == 1
+            else [db[f"{prefix}_invocations_{n:03d}"] for n in range(shards)]
+        )
+        self.meta: Collection[Doc] = db[f"{prefix}_meta"]
+        self.running: Collection[Doc] = db[f"{prefix}_running"]
+        self.registrations: Collection[Doc] = db[f"{prefix}_registrations"]
+        self.edges: Collection[Doc] = db[f"{prefix}_edges"]
+        self.deps: Collection[Doc] = db[f"{prefix}_deps"]
+        self.workers: Collection[Doc] = db[f"{prefix}_workers"]
+        self.policies: Collection[Doc] = db[f"{prefix}_policies"]
+        self.locks: Collection[Doc] = db[f"{prefix}_locks"]
+        self.steps: Collection[Doc] = db[f"{prefix}_steps"]
+        self.logs: list[Collection[Doc]] = [db[f"{prefix}_log_{n:02d}"] for n in range(LOG_SHARDS)]
+
+    def ensure_indexes(self, retention: float, *, secondary: bool = True) -> bool:
+        """Create every index (idempotent). Returns whether the server has TTL indexes.
+
+        ``secondary=False`` (FerretDB) creates only the unique index the lock needs: that
+        server answers queries from ``_id`` alone, and each extra index makes every write of
+        an invocation several times slower there.
+        """
+        self.locks.create_index([("name", ASCENDING)], name="one_holder", unique=True)
+        if not secondary:
+            return self._ensure_ttl(retention)
+        for inv in self.shards:
+            inv.create_index(
+                [("pool", ASCENDING), ("status", ASCENDING), ("waiters", DESCENDING),
+                 ("priority", DESCENDING), ("seq", ASCENDING)],
+                name="claim_order",
+            )  # fmt: skip
+            inv.create_index([("app", ASCENDING), ("status", ASCENDING)], name="app_status")
+            inv.create_index([("task", ASCENDING), ("status", ASCENDING)], name="task_status")
+            inv.create_index([("status", ASCENDING)], name="status")
+            inv.create_index([("worker", ASCENDING)], name="held_by")
+        self.edges.create_index([("w", ASCENDING)], name="by_waiter")
+        self.edges.create_index([("t", ASCENDING)], name="by_target")
+        self.deps.create_index([("d", ASCENDING)], name="by_dependency")
+        return self._ensure_ttl(retention)
+
+    def _ensure_ttl(self, retention: float) -> bool:
+        seconds = max(1, int(retention))
+        for inv in self.shards:
+            try:
+                inv.create_index(
+                    [("final_at", ASCENDING)], name="retention", expireAfterSeconds=seconds
+                )
+            except OperationFailure as exc:
+                if exc.code == NOT_IMPLEMENTED:
+                    return False
+                # The index exists with another retention: change it in place.
+                self.db.command(
+                    "collMod", inv.name,
+                    index={"name": "retention", "expireAfterSeconds": seconds},
+                )  # fmt: skip
+        return True
+
+    def shard(self, id: str) -> Collection[Doc]:
+        """The collection that holds invocation ``id``."""
+        if len(self.shards) == 1:
+            return self.shards[0]
+        return self.shards[zlib.crc32(id.encode()) % len(self.shards)]
+
+    # -- writing a redo ---------------------------------------------------------------------
+
+    def apply(self, redo: Redo, *, replay: bool = False) -> None:
+        """Write one step's documents. Idempotent; ``replay`` after a crash of the writer."""
+        batch = _Batch()
+        for op in redo:
+            if op["c"] == "inv":
+                self._write_record(batch, op, replay)
+            else:
+                for coll, write in self._index_writes(op):
+                    batch.others.setdefault(coll.name, []).append(write)
+        for name, docs in batch.inserts.items():
+            self._insert(self.db[name], docs)
+        for name, ops in [*batch.replaces.items(), *batch.others.items()]:
+            self.db[name].bulk_write(ops, ordered=False)
+
+    def _write_record(self, batch: _Batch, op: Doc, replay: bool) -> None:
+        doc = op["doc"]
+        if doc["status"] in ("SUCCESS", "FAILED", "CANCELLED"):
+            doc = {**doc, "final_at": dt.datetime.fromtimestamp(doc["updated_at"], dt.UTC)}
+        name = self.shard(doc["_id"]).name
+        if op.get("new") and not replay:
+            batch.inserts.setdefault(name, []).append(doc)
+        else:
+            write = ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
+            batch.replaces.setdefault(name, []).append(write)
+
+    def _index_writes(self, op: Doc) -> Iterator[tuple[Collection[Doc], _Write]]:
+        """The writes of one redo operation other than an invocation's document."""
+        kind = op["c"]
+        if kind == "run":
+            n = op["n"]
+            yield (
+                self.running,
+                (
+                    ReplaceOne({"_id": op["id"]}, {"n": n}, upsert=True)
+                    if n > 0
+                    else DeleteOne({"_id": op["id"]})
+                ),
+            )
+        elif kind == "reg":
+            holder = op["holder"]
+            yield (
+                self.registrations,
+                (
+                    DeleteOne({"_id": op["id"]})
+                    if holder is None
+                    else ReplaceOne({"_id": op["id"]}, {"holder": holder}, upsert=True)
+                ),
+            )
+        elif kind == "edge":
+            w = op["w"]
+            for t in op["add"]:
+                yield self.edges, ReplaceOne({"_id": f"{w} {t}"}, {"w": w, "t": t}, upsert=True)
+            for t in op["rm"]:
+                yield self.edges, DeleteOne({"_id": f"{w} {t}"})
+        elif kind == "dep":
+            d = op["d"]
+            for e in op["add"]:
+                yield self.deps, ReplaceOne({"_id": f"{d} {e}"}, {"d": d, "e": e}, upsert=True)
+            for e in op["rm"]:
+                yield self.deps, DeleteOne({"_id": f"{d} {e}"})
+        elif kind == "forget":
+            for id in op["ids"]:
+                yield self.shard(id), DeleteOne({"_id": id})
+        elif kind == "wrk":
+            yield self.workers, DeleteOne({"_id": op["id"], "at": op["at"]})
+
+    def _insert(self, inv: Collection[Doc], inserts: list[Doc]) -> None:
+        try:
+            inv.insert_many(inserts, ordered=False)
+        except BulkWriteError as exc:
+            # Written by an earlier, interrupted try of this same step: overwrite.
+            errors = exc.details.get("writeErrors", [])
+            dup = {e["index"] for e in errors if e["code"] == 11000}
+            if len(dup) != len(errors):
+                raise
+            again = [inserts[i] for i in sorted(dup)]
+            inv.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in again], ordered=False
+            )
+
+    def commit(self, version: int, step_id: str, redo: Redo) -> bool:
+        """Log step ``version``: its redo, then its marker (the commit point). False when
+        another holder committed that version first."""
+        redo_doc = {"_id": log_id(version), "step": step_id, "redo": redo}
+        try:
+            self.log(version).insert_one(redo_doc)
+        except DuplicateKeyError:
+            if self.marker(version) is not None:
+                return False
+            # Left by a holder that died before its marker: never committed, replace it.
+            self.log(version).delete_one({"_id": log_id(version)})
+            self.log(version).insert_one(redo_doc)
+        try:
+            self.steps.insert_one({"_id": log_id(version), "step": step_id})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def marker(self, version: int) -> Doc | None:
+        """The commit marker of step ``version`` (``{_id, step}``), or None."""
+        return self.steps.find_one({"_id": log_id(version)})
+
+    def log_entry(self, version: int) -> Doc | None:
+        """Step ``version`` with its redo, if committed and still logged."""
+        if self.marker(version) is None:
+            return None
+        return self.log(version).find_one({"_id": log_id(version)})
+
+    def latest(self) -> int:
+        """The last committed version (a scan of the small marker collection)."""
+        found = list(self.steps.find({}, {"_id": 1}).sort("_id", -1).limit(1))
+        return int(found[0]["_id"]) if found else 0
+
+    def prune_log(self, version: int) -> None:
+        """Every 16 steps, forget the 16 steps older than :data:`LOG_KEEP`, oldest first:
+        a reader that finds its own last step still marked knows nothing after it went."""
+        if version % 16 == 0 and version > LOG_KEEP:
+            for v in range(max(1, version - LOG_KEEP - 16), version - LOG_KEEP):
+                self.steps.delete_one({"_id": log_id(v)})
+                self.log(v).delete_one({"_id": log_id(v)})
+
+    def log(self, version: int) -> Collection[Doc]:
+        """The collection that holds the redo of step ``version``."""
+        return self.logs[version % LOG_SHARDS]
+
+
+def log_id(version: int) -> str:
+    """The ``_id`` of a step in ``<p>_log`` (zero-padded, so it sorts)."""
+    return f"{version:016d}"
