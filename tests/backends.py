@@ -13,9 +13,11 @@ BACKENDS: dict[str, str] = {
     "memory": "memory_backend",
     "sqlite": "sqlite_backend",
     "redis": "redis_backend",
+    "mongodb": "mongodb_backend",
 }
 
 SHARED_URLS: dict[str, str] = {
     "sqlite": "sqlite_url",
     "redis": "redis_url",
+    "mongodb": "mongodb_url",
 }

@@ -8,7 +8,12 @@ import pytest
 
 from tests.backends import BACKENDS, SHARED_URLS
 
-pytest_plugins = ["tests.servers.embedded", "tests.cluster.fixtures", "tests.servers.redis"]
+pytest_plugins = [
+    "tests.servers.embedded",
+    "tests.cluster.fixtures",
+    "tests.servers.redis",
+    "tests.servers.mongodb",
+]
 
 
 @pytest.fixture(params=sorted(BACKENDS))

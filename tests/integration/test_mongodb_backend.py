@@ -1,0 +1,214 @@
+"""What only the MongoDB backend has: URLs and start-up errors, prefixes, what FerretDB lacks
+(TTL indexes: swept instead), taking over a lock whose holder died after its commit, and
+calls that survive a server restart. Against a real FerretDB (MongoDB protocol)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kubenenc.backends import open_backend
+from kubenenc.errors import BackendUnavailable, ConfigurationError
+from kubenenc.records import Outcome, OutcomeKind
+from kubenenc.status import Status
+from kubenenc_mongodb import MongoBackend, parse_url
+from pymongo.errors import AutoReconnect
+
+from tests.conformance._helpers import W1, W2, add, claim_ids, record, running, succeed
+from tests.servers.mongodb import FerretServer, ferretdb_binary, start_ferretdb
+from tests.support import free_port, require
+
+pytestmark = pytest.mark.mongodb
+
+
+# -- URLs and start-up errors (no server needed) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgres://h/db", "not a MongoDB URL"),
+        ("mongodb:///db", "has no host"),
+        ("mongodb://h/bad.name", "bad database name"),
+        ("mongodb://h/db?kubenenc_prefix=no%20spaces", "bad kubenenc_prefix"),
+        ("mongodb://h/db?kubenenc_lease=soon", "not a number of seconds"),
+        ("mongodb://h/db?kubenenc_retention=0", "more than 0 seconds"),
+        ("mongodb://h/db?kubenenc_prefx=x", "unknown option(s) kubenenc_prefx"),
+    ],
+)
+def test_bad_urls_say_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        MongoBackend.from_url(url)
+
+
+def test_url_options_are_split_from_the_drivers() -> None:
+    opts = parse_url(
+        "mongodb://u:p%40ss@h:1/shop?tls=false&kubenenc_prefix=app1&kubenenc_retention=60"
+        "&kubenenc_lease=3&kubenenc_retry=2&appname=x"
+    )
+    assert opts.client_url == "mongodb://u:p%40ss@h:1/shop?tls=false&appname=x"
+    assert (opts.database, opts.prefix) == ("shop", "app1")
+    assert (opts.retention, opts.lease, opts.retry_for) == (60.0, 3.0, 2.0)
+    assert parse_url("mongodb://h").database == "kubenenc"
+
+
+def test_unreachable_server_is_backend_unavailable() -> None:
+    url = f"mongodb://127.0.0.1:{free_port()}/db"
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="cannot reach MongoDB"):
+        MongoBackend(parse_url(url), connect_timeout=0.5)
+    assert time.monotonic() - started < 10
+
+
+def test_bad_driver_option_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="bad MongoDB URL option: Unknown option"):
+        MongoBackend.from_url("mongodb://127.0.0.1:1/db?notAnOption=1")
+    with pytest.raises(ConfigurationError, match="tls must be"):
+        MongoBackend.from_url("mongodb://127.0.0.1:1/db?tls=maybe")
+
+
+# -- on FerretDB ---------------------------------------------------------------------------
+
+
+def test_opened_by_url_through_the_entry_point(mongodb_url: str) -> None:
+    backend = open_backend(mongodb_url)
+    try:
+        assert isinstance(backend, MongoBackend)
+        assert backend.shared_across_processes
+        assert backend.server.startswith("FerretDB")
+        assert backend.ttl_index is False  # FerretDB 1.x: swept by recover() instead
+    finally:
+        backend.close()
+        backend.close()  # idempotent
+
+
+def test_prefixes_keep_apps_apart(mongodb_url: str) -> None:
+    a = MongoBackend.from_url(f"{mongodb_url}?kubenenc_prefix=a")
+    b = MongoBackend.from_url(f"{mongodb_url}?kubenenc_prefix=b")
+    try:
+        id = add(a, 1.0, "f", "1")
+        assert b.get(id) is None
+        assert claim_ids(b) == []
+        assert claim_ids(a) == [id]
+        assert a.counts() == {Status.RUNNING: 1}
+        assert b.counts() == {}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_two_backends_on_one_database_see_each_others_steps(mongodb_url: str) -> None:
+    """Two objects stand for two processes: each keeps its own replica and catches up."""
+    a = MongoBackend.from_url(mongodb_url)
+    b = MongoBackend.from_url(mongodb_url)
+    try:
+        ids = [add(a, 1.0, "f", str(i), running_key="k", running_limit=1) for i in range(3)]
+        assert claim_ids(b, W2, 10) == [ids[0]]
+        assert claim_ids(a, W1, 10) == []  # a learns the slot is taken
+        succeed(b, ids[0], W2)
+        assert claim_ids(a, W1, 10) == [ids[1]]
+        assert a.counts() == b.counts() == {Status.SUCCESS: 1, Status.RUNNING: 1, Status.PENDING: 1}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_finished_invocations_are_swept_after_the_retention(mongodb_url: str) -> None:
+    backend = MongoBackend.from_url(f"{mongodb_url}?kubenenc_retention=100")
+    try:
+        old = running(backend, 1.0, "old")
+        succeed(backend, old, now=time.time() - 200)
+        young = running(backend, 1.0, "young")
+        succeed(backend, young, now=time.time())
+        waiting = add(backend, 1.0, "waiting")
+        backend.recover(time.time(), 30.0, 3)
+        assert backend.get(old) is None
+        assert record(backend, young).status is Status.SUCCESS
+        assert record(backend, waiting).status is Status.PENDING
+        assert backend.counts() == {Status.SUCCESS: 1, Status.PENDING: 1}
+        other = MongoBackend.from_url(f"{mongodb_url}?kubenenc_retention=100")
+        assert other.counts() == {Status.SUCCESS: 1, Status.PENDING: 1}  # from a reload
+        other.close()
+    finally:
+        backend.close()
+
+
+def test_a_step_half_written_by_a_dead_holder_is_finished_by_the_next(
+    mongodb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder commits a claim, then dies before writing the documents (here: its writes
+    fail and it keeps the lock, as a killed process would). The next process waits for the
+    lease, takes the lock over, writes the step again, and never claims the same work."""
+    url = f"{mongodb_url}?kubenenc_lease=1"
+    dying = MongoBackend.from_url(url)
+    heir = MongoBackend.from_url(url)
+    try:
+        first = add(dying, 1.0, "f", "1")
+        second = add(dying, 1.0, "f", "2")
+        layout = dying._conn().layout
+
+        def crash(*args: object, **kwargs: object) -> None:
+            raise AutoReconnect("connection lost while applying")
+
+        monkeypatch.setattr(layout, "apply", crash)
+        assert claim_ids(dying, W1, 1) == [first]  # committed: the claim stands
+        assert record(heir, first).status is Status.PENDING  # not written yet
+        started = time.monotonic()
+        assert claim_ids(heir, W2, 10) == [second]
+        assert time.monotonic() - started >= 0.5  # waited for the lease
+        rec = record(heir, first)
+        assert (rec.status, rec.worker) == (Status.RUNNING, W1)
+        assert heir.finish([Outcome(first, OutcomeKind.SUCCESS, "1")], W1, 30.0) == [True]
+    finally:
+        dying.close()
+        heir.close()
+
+
+def test_calls_wait_out_a_server_restart(tmp_path: Path) -> None:
+    binary = ferretdb_binary()
+    require(binary is not None, "no FerretDB binary: run plugins/mongodb/ferretdb/build.sh")
+    assert binary is not None
+    server = start_ferretdb(binary, tmp_path / "data", tmp_path / "ferretdb.log")
+    backend = MongoBackend.from_url(server.url("restart", kubenenc_retry="30"))
+    try:
+        before = add(backend, 1.0, "f", "before")
+        server.stop()
+        restarted: list[FerretServer] = []
+
+        def restart() -> None:
+            time.sleep(1.0)
+            restarted.append(
+                start_ferretdb(binary, tmp_path / "data", tmp_path / "ferretdb.log", server.port)
+            )
+
+        thread = threading.Thread(target=restart)
+        thread.start()
+        during = add(backend, 1.0, "f", "during")  # retried until the server is back
+        thread.join()
+        assert sorted(claim_ids(backend, W1, 10)) == sorted([before, during])
+        assert record(backend, during).status is Status.RUNNING
+    finally:
+        backend.close()
+        server.stop()
+        for s in restarted:
+            s.stop()
+
+
+def test_a_server_gone_for_longer_than_the_retry_budget_is_unavailable(tmp_path: Path) -> None:
+    binary = ferretdb_binary()
+    require(binary is not None, "no FerretDB binary: run plugins/mongodb/ferretdb/build.sh")
+    assert binary is not None
+    server = start_ferretdb(binary, tmp_path / "data", tmp_path / "ferretdb.log")
+    name = f"gone{uuid.uuid4().hex[:6]}"
+    backend = MongoBackend.from_url(server.url(name, kubenenc_retry="1"))
+    try:
+        id = add(backend, 1.0, "f")
+        server.stop()
+        with pytest.raises(BackendUnavailable, match="unreachable for 1 s during get"):
+            backend.get(id)
+    finally:
+        backend.close()
+        server.stop()
