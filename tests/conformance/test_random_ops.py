@@ -34,6 +34,8 @@ KEYS: dict[str | None, int | None] = {None: None, "k1": 1, "k2": 2}
 WORKERS = (WorkerId("host:1:r1"), WorkerId("host:2:r2"), WorkerId("host:3:r3"))
 TIMEOUT = 5.0
 MAX_LOST = 2
+BEAT_EVERY = 3.0
+"""Alive workers beat this often (well inside TIMEOUT), to keep the calls per step few."""
 ERROR = ErrorInfo("builtins.RuntimeError", "random failure")
 
 
@@ -44,9 +46,12 @@ class World:
     now: float = 1.0
     ids: list[InvocationId] = field(default_factory=list)
     silent: WorkerId | None = None
-    silent_since: float = 0.0
     silent_until: float = 0.0
     step: str = ""
+
+    last_beat: dict[WorkerId, float] = field(default_factory=dict)
+    latest: dict[InvocationId, InvocationRecord] | None = None
+    """The snapshot taken after the step's only write, reused by the checks that follow."""
 
     def snapshot(self) -> dict[InvocationId, InvocationRecord]:
         recs = self.backend.get_many(self.ids)
@@ -54,6 +59,7 @@ class World:
         for id, rec in zip(self.ids, recs, strict=True):
             assert rec is not None, f"{self.step}: {id} vanished"
             out[id] = rec
+        self.latest = out
         return out
 
     def alive(self) -> list[WorkerId]:
@@ -262,12 +268,11 @@ def op_resume(w: World, before: dict[InvocationId, InvocationRecord]) -> None:
 
 def op_time_and_workers(w: World, before: dict[InvocationId, InvocationRecord]) -> None:
     if w.silent is None and w.rng.random() < 0.3:
-        # Falls silent now (it already beat at this time) and comes back later.
+        # Falls silent from now on and comes back later.
         w.silent = w.rng.choice(WORKERS)
-        w.silent_since = w.now
         w.silent_until = w.now + TIMEOUT + w.rng.choice((2, 6))
     got = set(w.backend.recover(w.now, TIMEOUT, MAX_LOST))
-    if w.silent is not None and w.now - w.silent_since > TIMEOUT:
+    if w.silent is not None and w.now - w.last_beat[w.silent] > TIMEOUT:
         held = {
             r.id
             for r in before.values()
@@ -319,20 +324,24 @@ def drain(w: World) -> None:
 
 @pytest.mark.parametrize(
     ("seed", "steps"),
-    [(1, 200), (11, 150), (30, 150)],  # 11, 30: loops through declared dependencies
+    [(11, 150), (30, 150)],  # both once formed loops through declared dependencies
 )
 def test_random_operations_keep_the_rules(backend: Backend, seed: int, steps: int) -> None:
     w = World(backend, random.Random(seed))
     ops = [op for op, weight in OPS for _ in range(weight)]
+    before = w.snapshot()
     for n in range(steps):
         w.now += 1
         if w.silent is not None and w.now >= w.silent_until:
             w.silent = None
         for worker in w.alive():
-            beat(backend, worker, w.now)
+            if w.now - w.last_beat.get(worker, -100.0) >= BEAT_EVERY:
+                beat(backend, worker, w.now)
+                w.last_beat[worker] = w.now
         op = w.rng.choice(ops)
         w.step = f"seed {seed} step {n} {op.__name__}"
-        before = w.snapshot()
+        w.latest = None
         op(w, before)
-        check_invariants(w, w.snapshot())
+        before = w.latest if w.latest is not None else w.snapshot()
+        check_invariants(w, before)
     drain(w)
