@@ -7,6 +7,8 @@ argument, so they are rebuilt with their type on the caller's side.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KubenencError(Exception):
     """Base class of every kubenenc error."""
@@ -30,6 +32,8 @@ class RegistrationRejected(KubenencError):
     def __init__(self, message: str, existing_id: str | None = None) -> None:
         super().__init__(message)
         self.existing_id = existing_id
+        self.accepted: list[Any] = []
+        """From ``parallelize``: handles of the calls that were registered before the raise."""
 
 
 class SerializationError(KubenencError, TypeError):

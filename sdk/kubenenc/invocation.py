@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kubenenc import context
-from kubenenc.errors import InvocationCancelled, ResultTimeout
+from kubenenc.errors import CycleDetectedError, InvocationCancelled, ResultTimeout
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import rebuild_error
 from kubenenc.records import InvocationRecord
@@ -24,9 +24,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _own_result(ctx: context.ExecutionContext | None, ids: Sequence[InvocationId]) -> None:
+    if ctx is not None and ctx.invocation_id in ids:
+        raise CycleDetectedError(
+            f"invocation {ctx.invocation_id} waits on its own result, which can never exist "
+            "while it waits"
+        )
+
+
 def _wait(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
     ctx = context.current.get()
-    if ctx is not None and ctx.invocation_id not in ids:
+    _own_result(ctx, ids)
+    if ctx is not None:
         ctx.wait(ids)
         return
     if not app.backend.wait_final(ids, timeout):
@@ -35,7 +44,8 @@ def _wait(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
 
 async def _wait_async(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
     ctx = context.current.get()
-    if ctx is not None and ctx.invocation_id not in ids:
+    _own_result(ctx, ids)
+    if ctx is not None:
         await ctx.wait_async(ids)
         return
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -82,7 +82,7 @@ class InvocationRecord:
     parent: InvocationId | None = None
     serializer: str = "json"
     attempt: int = 0
-    """Completed tries so far; 0 while the first try has not finished."""
+    """Tries that ended in a failure (RETRY or FAILED); a success does not count one."""
     lost: int = 0
     """How many times a dead worker's hold on it was handed back."""
     worker: WorkerId | None = None

@@ -89,6 +89,14 @@ class CallOptions:
     retries: int | None = None
     depends_on: tuple[InvocationId, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        if self.retries is not None and self.retries < 0:
+            raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, not {self.timeout}")
+        if self.pool is not None and not self.pool:
+            raise ConfigurationError("pool must be a non-empty name")
+
 
 CALL_OPTION_NAMES = frozenset(CallOptions.__dataclass_fields__)
 
@@ -196,10 +204,7 @@ class Task(Generic[P, R]):
     ) -> BoundCall[P, R]:
         """A caller of this task with per-call options; the task's arguments stay apart."""
         deps = tuple(InvocationId(d.id if isinstance(d, Invocation) else d) for d in depends_on)
-        options = CallOptions(priority, pool, timeout, retries, deps)
-        if options.timeout is not None and options.timeout <= 0:
-            raise ConfigurationError(f"timeout must be > 0 seconds, not {options.timeout}")
-        return BoundCall(self, options)
+        return BoundCall(self, CallOptions(priority, pool, timeout, retries, deps))
 
     def parallelize(
         self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any]
@@ -282,11 +287,16 @@ class Task(Generic[P, R]):
                 out.append(Invocation(self.app, res.id))
         if rejected:
             item, existing = rejected[0]
-            raise RegistrationRejected(
+            error = RegistrationRejected(
                 f"{item.display} refused: invocation {existing} with the same concurrency key "
                 f"is not final yet (registration='reject'); {len(rejected)} call(s) refused",
                 existing,
             )
+            refused = {id(i) for i, _ in rejected}
+            error.accepted = [
+                inv for inv, item in zip(out, new, strict=True) if id(item) not in refused
+            ]
+            raise error
         return out
 
 

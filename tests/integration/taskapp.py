@@ -138,3 +138,19 @@ async def async_parent(n: int) -> int:
 @app.task
 async def async_leaf(x: int) -> int:
     return x + 1
+
+
+@app.task
+def own_result() -> int:
+    """Waits on its own invocation: refused at once, never a hang."""
+    from kubenenc import context
+
+    ctx = context.current.get()
+    assert ctx is not None
+    value: int = app.invocation(ctx.invocation_id).result()
+    return value
+
+
+@app.task(concurrency=ConcurrencyPolicy(key=("k",), registration="reject"))
+def rejecting(k: str) -> str:
+    return k

@@ -68,3 +68,9 @@ def test_fire_and_forget_is_no_cycle(worker: None) -> None:
     assert taskapp.fire_and_forget(5).result(timeout=30) == "sent"
     counts = _all_final_soon()
     assert counts == {Status.SUCCESS: 6}
+
+
+@pytest.mark.timeout(60)
+def test_waiting_on_its_own_result_is_refused(worker: None) -> None:
+    with pytest.raises(CycleDetectedError, match="its own result"):
+        taskapp.own_result().result(timeout=30)

@@ -43,3 +43,26 @@ def test_named_policy_key_must_name_arguments() -> None:
 def test_app_accepts_a_backend_object() -> None:
     app = App("x", backend=MemoryBackend())
     assert app.counts() == {}
+
+
+def test_call_options_are_validated() -> None:
+    m.app.configure(MemoryBackend())
+    with pytest.raises(ConfigurationError, match="retries"):
+        m.charge.with_options(retries=-3)
+    with pytest.raises(ConfigurationError, match="timeout"):
+        m.charge.with_options(timeout=-5)
+    with pytest.raises(ConfigurationError, match="pool"):
+        m.charge.with_options(pool="")
+    with pytest.raises(ConfigurationError, match="timeout"):
+        m.charge.with_options(priority=1).with_options(timeout=0)
+
+
+def test_parallelize_reject_keeps_the_accepted_handles() -> None:
+    from tests.integration import taskapp
+
+    taskapp.app.configure(MemoryBackend())
+    with pytest.raises(RegistrationRejected) as info:
+        taskapp.rejecting.parallelize(["a", "b", "a", "c"])
+    accepted = info.value.accepted
+    assert [inv.record().args for inv in accepted] == ['{"k":"a"}', '{"k":"b"}', '{"k":"c"}']
+    taskapp.app.close()
