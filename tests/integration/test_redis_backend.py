@@ -3,6 +3,7 @@ and calls that survive lost replies and server restarts. Against a real redis-se
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -450,3 +451,18 @@ def test_a_long_queue_behind_a_busy_key_is_read_once(redis_backend: RedisBackend
     for i in range(1, 4):
         assert backend.finish([Outcome(items[i - 1].id, OutcomeKind.SUCCESS, "1")], W1, 5.0)
         assert claim_ids(backend, W1, 5, 6.0) == [items[i].id]
+
+
+def test_a_forked_child_does_not_reuse_its_parents_request_ids(redis_url: str) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    try:
+        add(backend, 1.0, "parent")  # the parent's call number 0, its reply kept
+        # What a forked child inherits: the same object, counting from where the parent
+        # was (here, from 0 again), in a process with another pid.
+        backend._calls = itertools.count()
+        backend._pid = -1
+        [res] = backend.register([new("child")], 2.0)
+        assert res.kind is RegisterKind.CREATED
+        assert record(backend, res.id).display == "child()"
+    finally:
+        backend.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -207,6 +208,7 @@ class RedisBackend:
         self._scripts = {op: client.register_script(src) for op, src in SCRIPTS.items()}
         self._closed = False
         self._rid = uuid.uuid4().hex[:16]  # request ids: this prefix and a counter
+        self._pid = os.getpid()
         self._calls = itertools.count()
 
     @classmethod
@@ -298,6 +300,8 @@ class RedisBackend:
 
     def _run(self, op: str, now: float, *args: str | int) -> Any:
         """Run one script; a retried call carries the same request id (applied once)."""
+        if os.getpid() != self._pid:  # a forked child must not reuse its parent's ids
+            self._pid, self._rid = os.getpid(), uuid.uuid4().hex[:16]
         request = f"{self._rid}{next(self._calls)}"
         script = self._scripts[op]
         argv = [_now(now), repr(self.retention), request, *args]
