@@ -383,14 +383,8 @@ class RedisBackend:
         self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
     ) -> PauseResult:
         """See :meth:`kubenenc.backends.contract.Coordination.pause`."""
-        reply, replayed = self._run("pause", now, id, worker, MAX_LOOP_NODES, *targets)
+        reply, _ = self._run("pause", now, id, worker, MAX_LOOP_NODES, *targets)
         kind = PauseKind(reply[0])
-        if replayed and kind is PauseKind.GONE:
-            # Applied before the connection dropped; "gone" cannot have been the first answer
-            # if it is paused here now.
-            rec = self.get(id)
-            if rec is not None and rec.status is Status.PAUSED and rec.worker == worker:
-                return PauseResult(PauseKind.PAUSED)
         return PauseResult(kind, tuple(reply[1:]))
 
     def resume(
