@@ -132,6 +132,30 @@ def test_production_values_two_replicas_pdb_digest_namespaces_no_redis() -> None
     assert container["securityContext"] == RESTRICTED_CONTAINER
 
 
+def test_watched_namespaces_get_roles_with_the_operators_rules_instead_of_a_cluster_role() -> None:
+    source = yaml.safe_load_all((ROOT / "operator" / "rbac" / "rbac.yaml").read_text())
+    (cluster_rules,) = [doc["rules"] for doc in source if doc and doc["kind"] == "ClusterRole"]
+    objects = render(CI_VALUES / "production-values.yaml")
+    assert not [o for o in objects if o["kind"].startswith("Cluster")]
+    roles = {
+        o["metadata"]["namespace"]: o
+        for o in objects
+        if o["kind"] == "Role" and o["metadata"]["name"] == "kubenenc-operator"
+    }
+    bindings = {
+        o["metadata"]["namespace"]: o
+        for o in objects
+        if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "kubenenc-operator"
+    }
+    assert sorted(roles) == sorted(bindings) == ["billing", "shop"]
+    for namespace, role in roles.items():
+        assert rule_set(role["rules"]) == rule_set(cluster_rules)
+        assert bindings[namespace]["roleRef"]["name"] == "kubenenc-operator"
+        assert bindings[namespace]["subjects"] == [
+            {"kind": "ServiceAccount", "name": "kubenenc-operator", "namespace": "kubenenc-system"}
+        ]
+
+
 def test_tryout_values_add_a_restricted_redis_with_its_url_secret() -> None:
     objects = render(CI_VALUES / "tryout-values.yaml", release="demo", namespace="kn")
     index = by_kind(objects)

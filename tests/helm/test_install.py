@@ -282,13 +282,11 @@ def submit_charges(url: str, n: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.timeout(240)
-def test_operator_with_the_chart_token_reconciles_the_example(
-    release: Release, tmp_path: Path
-) -> None:
+def reconcile_example(cluster: Cluster, tmp_path: Path) -> None:
+    """Run the operator as the chart's ServiceAccount, apply examples/shop/k8s, see it
+    reconciled and scaled, delete it, and find no 403 in the operator's log."""
     from kubenenc.backends import open_backend
 
-    cluster = release.cluster
     create_namespace(cluster, SHOP)
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     secret = {
@@ -300,18 +298,14 @@ def test_operator_with_the_chart_token_reconciles_the_example(
     operator = start_operator(kubeconfig, tmp_path / "operator.log")
     backend = open_backend(url)
     try:
-        lease = wait_until(
-            "the operator to take the Lease in the release namespace",
-            lambda: (
-                operator.proc.poll() is None
-                and (
-                    get(cluster, f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{OPERATOR}")
-                )
-            ),
-            timeout=60,
-        )
-        assert operator.proc.poll() is None, operator.text()[-3000:]
-        assert lease["spec"]["holderIdentity"] == "local-test-operator"
+        lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{OPERATOR}"
+
+        def leading() -> bool:
+            assert operator.proc.poll() is None, operator.text()[-3000:]
+            lease = get(cluster, lease_path) or {}
+            return bool((lease.get("spec") or {}).get("holderIdentity") == "local-test-operator")
+
+        wait_until("the operator to take the Lease in the release namespace", leading, 60)
 
         applied = cluster.kubectl("apply", "-n", SHOP, "-f", str(EXAMPLE / "k8s"), timeout=60)
         assert applied.stdout.count("created") == 7, applied.stdout
@@ -356,8 +350,16 @@ def test_operator_with_the_chart_token_reconciles_the_example(
             lambda: ((get(cluster, path) or {}).get("spec") or {}).get("replicas", 0) > 1,
             timeout=60,
         )
-        pool = get(cluster, f"{kubenenc}/workerpools/shop-workers") or {}
-        assert pool["status"]["backlog"] >= 1
+        wait_until(  # the status is written after the Deployment is patched
+            "the pool's status to show the backlog",
+            lambda: (
+                (
+                    (get(cluster, f"{kubenenc}/workerpools/shop-workers") or {}).get("status") or {}
+                ).get("backlog", 0)
+                >= 1
+            ),
+            timeout=30,
+        )
 
         # Deleting the resources: the policies' finalizer is removed by the operator.
         cluster.kubectl("delete", "-n", SHOP, "-f", str(EXAMPLE / "k8s"), "--wait=false")
@@ -372,12 +374,25 @@ def test_operator_with_the_chart_token_reconciles_the_example(
             timeout=60,
         )
         assert backend.get_policy("one-charge-per-customer") is None
+        wait_until(
+            "the pool's Deployment to be garbage-collected",
+            lambda: get(cluster, path) is None,
+            timeout=60,
+        )
     finally:
         code = operator.stop()
         backend.close()
+        cluster.request("DELETE", f"/api/v1/namespaces/{SHOP}/secrets/kubenenc-backend")
     log = operator.text()
     assert code == 0, log[-3000:]
     assert " 403" not in log and "Forbidden" not in log and "forbidden" not in log, log[-5000:]
+
+
+@pytest.mark.timeout(240)
+def test_operator_with_the_chart_token_reconciles_the_example(
+    release: Release, tmp_path: Path
+) -> None:
+    reconcile_example(release.cluster, tmp_path)
 
 
 # -- upgrade and uninstall ----------------------------------------------------------------------
@@ -394,6 +409,7 @@ def redis_password(cluster: Cluster) -> str:
 @pytest.mark.timeout(240)
 def test_upgrade_with_changed_values(release: Release) -> None:
     cluster = release.cluster
+    create_namespace(cluster, SHOP)  # watched namespaces must exist: the chart puts a Role there
     result = cluster.helm(
         "upgrade", RELEASE, str(CHART), "--namespace", NS, "--reuse-values",
         "--set", "replicaCount=2", "--set", "redis.enabled=true",
@@ -431,6 +447,21 @@ def test_upgrade_with_changed_values(release: Release) -> None:
     assert get(cluster, f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{OPERATOR}") is None
     history = json.loads(cluster.helm("history", RELEASE, "-n", NS, "-o", "json").stdout)
     assert [h["revision"] for h in history] == [1, 2, 3]
+
+
+@pytest.mark.timeout(240)
+def test_with_watched_namespaces_a_role_there_is_enough(release: Release, tmp_path: Path) -> None:
+    """After the upgrade above (operator.watchNamespaces=[helm-shop]) the operator has no
+    cluster-wide rights, only a Role in helm-shop, and still reconciles the example."""
+    cluster = release.cluster
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    assert get(cluster, f"{rbac}/clusterroles/{OPERATOR}") is None
+    assert get(cluster, f"{rbac}/clusterrolebindings/{OPERATOR}") is None
+    assert get(cluster, f"{rbac}/namespaces/{SHOP}/roles/{OPERATOR}") is not None
+    assert can_i(cluster, "watch", "workerpools.kubenenc.io", namespace=SHOP)
+    assert not can_i(cluster, "watch", "workerpools.kubenenc.io", namespace="default")
+    assert not can_i(cluster, "watch", "workerpools.kubenenc.io")  # all namespaces
+    reconcile_example(cluster, tmp_path)
 
 
 @pytest.mark.timeout(180)
