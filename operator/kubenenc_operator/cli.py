@@ -20,12 +20,12 @@ from pydantic import ValidationError
 
 from kubenenc_operator import logic
 from kubenenc_operator.backends import BackendCache
-from kubenenc_operator.handlers import build_registry
+from kubenenc_operator.handlers import Stores, build_registry
 from kubenenc_operator.kube import Kube, load_api_client
 from kubenenc_operator.leader import Leadership
 from kubenenc_operator.metrics import Metrics, serve
 from kubenenc_operator.settings import OperatorSettings
-from kubenenc_operator.store import Store, run_sweeps
+from kubenenc_operator.store import run_objects, run_sweeps
 
 log = logging.getLogger("kubenenc_operator")
 
@@ -47,8 +47,8 @@ async def run(settings: OperatorSettings, stop: threading.Event | None = None) -
         kube, settings.lease_namespace, settings.lease_name, settings.identity,
         settings.lease_duration, metrics,
     )  # fmt: skip
-    store = Store()
-    registry = build_registry(ctx, leader, store)
+    stores = Stores()
+    registry = build_registry(ctx, stores)
     server = (
         serve(settings.metrics_host, settings.metrics_port, metrics.render)
         if settings.metrics_port is not None
@@ -64,7 +64,15 @@ async def run(settings: OperatorSettings, stop: threading.Event | None = None) -
     helpers = [
         asyncio.create_task(leader.run()),
         asyncio.create_task(enforce(ctx, leader)),
-        asyncio.create_task(run_sweeps(ctx, store, leader)),
+        asyncio.create_task(run_sweeps(ctx, stores.taskdefs, leader)),
+        asyncio.create_task(
+            run_objects(ctx, stores.pools, leader, settings.scale_interval, logic.reconcile_pool)
+        ),
+        asyncio.create_task(
+            run_objects(
+                ctx, stores.policies, leader, settings.policy_resync, logic.reconcile_policy
+            )
+        ),
     ]
     liveness = (
         f"http://{settings.metrics_host}:{settings.health_port}/healthz"

@@ -1,34 +1,28 @@
-"""The kopf registry: which resource events and timers call which reconciler.
+"""The kopf registry: watch events feed the stores; one deletion handler.
 
 Built by :func:`build_registry` on a fresh ``kopf.OperatorRegistry`` (no global registry to
-reset). Every handler is a thin shell around :mod:`kubenenc_operator.logic`:
+reset). kopf here only watches: every event of the three kinds updates an in-memory store
+(:mod:`kubenenc_operator.store`), and the leader's loops reconcile from those stores
+(level-triggered: what changed at once, everything every interval). So:
 
-- WorkerPools and ConcurrencyPolicies (few): per-object timers are the reconcilers
-  (level-triggered: each tick recomputes everything); create/update/resume handlers only make
-  the first reconcile immediate;
-- TaskDefinitions (many): watch events feed a :class:`~kubenenc_operator.store.Store`, and
-  one sweep loop reconciles them (:mod:`kubenenc_operator.store`), not a timer per object;
-- timers and sweeps act only on the replica holding the Lease (:class:`~kubenenc_operator.
-  leader.Leadership`), so two replicas do not both scale or both post Events; deletions and
-  the Deployment's shape are handled by every replica (idempotent);
-- statuses are written as the fields that moved; kopf's own bookkeeping goes to annotations
-  (see ``configure``), never into the user's status;
+- no kopf timers (they would keep a task per object and a finalizer on every pool);
 - the only finalizer is the ConcurrencyPolicy's: deleting one must remove it from the
-  backends, which Kubernetes garbage collection cannot do.
+  backends, which Kubernetes garbage collection cannot do (run by every replica);
+- kopf's own bookkeeping goes to annotations (see ``configure``), never into the user's
+  status, which the loops write as the fields that moved.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from kubenenc_operator import logic
-from kubenenc_operator.leader import Leadership
 from kubenenc_operator.models import GROUP, VERSION
-from kubenenc_operator.store import Store
+from kubenenc_operator.store import Objects, Store
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +40,21 @@ def _plain(body: Any) -> dict[str, Any]:
     }
 
 
-def _write(patch: Any, body: Any, status: Mapping[str, Any]) -> None:
-    """Patch only the status fields that differ from what the body holds: an unchanged
-    status costs no API call (kopf sends nothing for an empty patch)."""
-    current = body.get("status") or {}
-    for key, value in status.items():
-        if current.get(key) != value:
-            patch.status[key] = value
+@dataclass
+class Stores:
+    """What the watch events feed, one store per kind."""
+
+    taskdefs: Store = field(default_factory=Store)
+    pools: Objects = field(default_factory=lambda: Objects(WP))
+    policies: Objects = field(default_factory=lambda: Objects(CP))
 
 
-def build_registry(ctx: logic.Ctx, leader: Leadership, store: Store) -> kopf.OperatorRegistry:
-    """A registry with every handler bound to ``ctx``, ``leader`` and ``store``."""
+def build_registry(ctx: logic.Ctx, stores: Stores) -> kopf.OperatorRegistry:
+    """A registry whose handlers feed ``stores`` (and clean up deleted policies)."""
     registry = kopf.OperatorRegistry()
     _register_setup(registry)
-    _register_pools(registry, ctx, leader)
-    _register_policies(registry, ctx, leader)
-    _register_taskdefs(registry, ctx, leader, store)
+    _register_pools_and_policies(registry, ctx, stores)
+    _register_taskdefs(registry, stores)
     return registry
 
 
@@ -86,65 +79,50 @@ def _register_setup(registry: kopf.OperatorRegistry) -> None:
         settings.networking.request_timeout = 60
 
 
-def _register_taskdefs(
-    registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Leadership, store: Store
-) -> None:
+def _register_taskdefs(registry: kopf.OperatorRegistry, stores: Stores) -> None:
     """Feed the store from watch events (every replica); the leader's sweep reconciles."""
 
     @kopf.on.event(GROUP, VERSION, TD, id="taskdef-events", registry=registry)
     async def taskdef_event(event: Any, body: Any, **_: Any) -> None:
-        if store.taskdef_event(str(event.get("type") or "ADDED"), _plain(body)):
-            store.wake()
+        if stores.taskdefs.taskdef_event(str(event.get("type") or "ADDED"), _plain(body)):
+            stores.taskdefs.wake()
 
+
+def _register_pools_and_policies(
+    registry: kopf.OperatorRegistry, ctx: logic.Ctx, stores: Stores
+) -> None:
     @kopf.on.event(GROUP, VERSION, WP, id="pool-events", registry=registry)
-    async def pool_event(event: Any, namespace: str | None, name: str | None, **_: Any) -> None:
-        store.name_event(WP, str(event.get("type") or "ADDED"), namespace or "", name or "")
-        store.wake()
+    async def pool_event(event: Any, body: Any, **_: Any) -> None:
+        kind = str(event.get("type") or "ADDED")
+        plain = _plain(body)
+        if stores.pools.event(kind, plain):
+            stores.pools.wake()
+        if kind in ("ADDED", "DELETED"):
+            meta = plain["metadata"]
+            stores.taskdefs.name_event(WP, kind, meta["namespace"], meta["name"])
+            stores.taskdefs.wake()
+            stores.policies.touch_namespace(meta["namespace"])  # a new backend to write to
+            stores.policies.wake()
 
     @kopf.on.event(GROUP, VERSION, CP, id="policy-events", registry=registry)
-    async def policy_event(event: Any, namespace: str | None, name: str | None, **_: Any) -> None:
-        store.name_event(CP, str(event.get("type") or "ADDED"), namespace or "", name or "")
-        store.wake()
+    async def policy_event(event: Any, body: Any, **_: Any) -> None:
+        kind = str(event.get("type") or "ADDED")
+        plain = _plain(body)
+        if plain["metadata"].get("deletionTimestamp"):
+            # Being deleted: stop resyncing it; the cleanup handler below removes it from
+            # the backends.
+            stores.policies.event("DELETED", plain)
+            return
+        if stores.policies.event(kind, plain):
+            stores.policies.wake()
+        if kind in ("ADDED", "DELETED"):
+            meta = plain["metadata"]
+            stores.taskdefs.name_event(CP, kind, meta["namespace"], meta["name"])
+            stores.taskdefs.wake()
 
-
-def _register_pools(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Leadership) -> None:
-    # -- WorkerPool ---------------------------------------------------------------------------
-
-    @kopf.on.resume(GROUP, VERSION, WP, id="pool-resume", registry=registry)
-    @kopf.on.create(GROUP, VERSION, WP, id="pool-create", registry=registry)
-    @kopf.on.update(GROUP, VERSION, WP, field="spec", id="pool-update", registry=registry)
-    def pool_changed(body: Any, patch: Any, **_: Any) -> None:
-        _write(patch, body, logic.reconcile_pool(ctx, _plain(body), scale=leader.is_leader))
-
-    @kopf.timer(
-        GROUP, VERSION, WP, interval=ctx.settings.scale_interval, id="pool-scale", registry=registry
-    )
-    def pool_timer(body: Any, patch: Any, **_: Any) -> None:
-        if leader.is_leader:
-            _write(patch, body, logic.reconcile_pool(ctx, _plain(body)))
-
-
-def _register_policies(registry: kopf.OperatorRegistry, ctx: logic.Ctx, leader: Leadership) -> None:
-    # -- ConcurrencyPolicy --------------------------------------------------------------------
-
-    @kopf.on.resume(GROUP, VERSION, CP, id="policy-resume", registry=registry)
-    @kopf.on.create(GROUP, VERSION, CP, id="policy-create", registry=registry)
-    @kopf.on.update(GROUP, VERSION, CP, field="spec", id="policy-update", registry=registry)
-    def policy_changed(body: Any, patch: Any, **_: Any) -> None:
-        _write(patch, body, logic.reconcile_policy(ctx, _plain(body)))
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        CP,
-        interval=ctx.settings.policy_resync,
-        id="policy-resync",
-        registry=registry,
-    )
-    def policy_timer(body: Any, patch: Any, **_: Any) -> None:
-        if leader.is_leader:
-            _write(patch, body, logic.reconcile_policy(ctx, _plain(body)))
-
+    # The one finalizer: a deleted policy must leave the backends, which Kubernetes cannot do.
+    # Every replica runs it (idempotent), leader or not.
     @kopf.on.delete(GROUP, VERSION, CP, id="policy-cleanup", registry=registry)
     def policy_deleted(body: Any, **_: Any) -> None:
+        stores.policies.event("DELETED", _plain(body))
         logic.delete_policy(ctx, _plain(body))

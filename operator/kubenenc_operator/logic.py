@@ -575,13 +575,19 @@ class Siblings:
     """Every TaskDefinition of the namespace -> its dependsOn."""
     pools: frozenset[str]
     policies: frozenset[str]
+    cycles: Mapping[str, tuple[str, ...]] | None = None
+    """:func:`find_cycles` of ``depends_on``, when the caller computed it once for many."""
 
 
 def check_references(
     name: str, spec: TaskDefinitionSpec, siblings: Siblings
 ) -> tuple[str, str] | None:
     """``(reason, message)`` of the first thing wrong with the references, or None."""
-    cycles = find_cycles({**siblings.depends_on, name: spec.depends_on})
+    known = siblings.depends_on.get(name)
+    if siblings.cycles is not None and known is not None and list(known) == spec.depends_on:
+        cycles = siblings.cycles
+    else:
+        cycles = find_cycles({**siblings.depends_on, name: spec.depends_on})
     if name in cycles:
         return "CycleDetected", describe_cycle(cycles[name])
     if spec.pool not in siblings.pools:

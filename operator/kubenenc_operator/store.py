@@ -1,11 +1,12 @@
-"""What the operator has seen of its namespaces, and the TaskDefinition sweep that uses it.
+"""What the operator has seen of its namespaces, and the loops that reconcile from it.
 
-TaskDefinitions are many (hundreds per namespace) and each needs the whole namespace to be
-checked (loops in ``dependsOn``, which pools and policies exist). A kopf timer per object
-would keep a task and a worker alive per object and re-read the namespace per object; instead
-kopf's watch events feed one :class:`Store` (plain dicts), and one loop
-(:func:`sweep_taskdefs`, run by the leader) reconciles the TaskDefinitions that changed at
-once and all of them every ``status_interval``, writing only the status fields that moved.
+kopf's watch events feed plain in-memory stores (:class:`Store` for TaskDefinitions,
+:class:`Objects` for WorkerPools and ConcurrencyPolicies); one loop per kind, run by the
+leader, reconciles what changed at once and everything every interval, writing only the
+status fields that moved. Why not a kopf timer per object: kopf keeps a task alive per timed
+object and puts a finalizer on it (so a pool could not be deleted while no operator runs);
+TaskDefinitions are many and each needs its whole namespace (loops in ``dependsOn``), which
+a shared store gives once per sweep instead of once per object.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubenenc_operator import logic
+from kubenenc_operator.graph import find_cycles
 from kubenenc_operator.kube import KubeError, custom_path
 
 log = logging.getLogger(__name__)
@@ -61,18 +63,37 @@ class Store:
         with self._lock:
             old = self.taskdefs.get(key)
             if kind == "DELETED":
+                self._touch_dependents(key)
                 self.taskdefs.pop(key, None)
-                self._touch_namespace(key[0])
+                self.dirty.discard(key)
                 return True
             self.taskdefs[key] = dict(body)
             changed = old is None or old.get("spec") != body.get("spec")
             if changed:
-                self._touch_namespace(key[0])
+                self._touch_dependents(key)
             return changed
 
     def _touch_namespace(self, namespace: str) -> None:
-        # Loops and missing references depend on every definition of the namespace.
         self.dirty.update(k for k in self.taskdefs if k[0] == namespace)
+
+    def _touch_dependents(self, key: Key) -> None:
+        """Mark ``key`` and every definition that reaches it through ``dependsOn``: exactly
+        those whose loop membership or missing dependencies a change of ``key`` can alter
+        (every member of a loop through ``key`` reaches ``key``)."""
+        namespace, name = key
+        waiting_on: dict[str, list[str]] = {}
+        for (ns, other), b in self.taskdefs.items():
+            if ns == namespace:
+                for dep in (b.get("spec") or {}).get("dependsOn") or ():
+                    waiting_on.setdefault(dep, []).append(other)
+        seen = {name}
+        frontier = [name]
+        while frontier:
+            for up in waiting_on.get(frontier.pop(), ()):
+                if up not in seen:
+                    seen.add(up)
+                    frontier.append(up)
+        self.dirty.update((namespace, n) for n in seen if (namespace, n) in self.taskdefs)
 
     def name_event(self, plural: str, kind: str, namespace: str, name: str) -> None:
         """A pool or policy appeared or went: its namespace's definitions are rechecked."""
@@ -95,22 +116,15 @@ class Store:
         with self._lock:
             return sorted(self.taskdefs)
 
-    def snapshot(self, key: Key) -> tuple[dict[str, Any] | None, logic.Siblings]:
-        """A definition's body and its namespace's siblings, consistent with each other."""
-        namespace = key[0]
+    def namespace_view(self, namespace: str) -> tuple[dict[str, dict[str, Any]], logic.Siblings]:
+        """The namespace's definitions by name and their siblings (loops computed once)."""
         with self._lock:
-            body = self.taskdefs.get(key)
-            depends = {
-                name: tuple((b.get("spec") or {}).get("dependsOn") or ())
-                for (ns, name), b in self.taskdefs.items()
-                if ns == namespace
-            }
-            siblings = logic.Siblings(
-                depends_on=depends,
-                pools=frozenset(self.pools.get(namespace, ())),
-                policies=frozenset(self.policies.get(namespace, ())),
-            )
-            return (dict(body) if body is not None else None), siblings
+            bodies = {name: dict(b) for (ns, name), b in self.taskdefs.items() if ns == namespace}
+            pools = frozenset(self.pools.get(namespace, ()))
+            policies = frozenset(self.policies.get(namespace, ()))
+        depends = {n: list((b.get("spec") or {}).get("dependsOn") or ()) for n, b in bodies.items()}
+        siblings = logic.Siblings(depends, pools, policies, cycles=find_cycles(depends))
+        return bodies, siblings
 
     def stored(self, key: Key, body: Mapping[str, Any]) -> None:
         """Remember what a status write returned (its resourceVersion and status)."""
@@ -127,27 +141,39 @@ def status_diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[s
 def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key]) -> int:
     """Reconcile each definition in ``keys``; returns how many statuses were written."""
     written = 0
-    for key in keys:
-        body, siblings = store.snapshot(key)
-        if body is None:
-            continue
-        try:
-            status = logic.reconcile_taskdef(ctx, body, siblings)
-            patch = status_diff(body.get("status") or {}, status)
-            if not patch:
-                continue
-            result = ctx.kube.patch(
-                custom_path(key[0], "taskdefinitions", key[1], "status"), {"status": patch}
-            )
-            store.stored(key, result)
-            written += 1
-        except KubeError as exc:
-            if exc.status != 404:  # deleted meanwhile: its DELETED event follows
-                log.warning("TaskDefinition %s/%s: %s", *key, exc)
-        except Exception:
-            ctx.metrics.inc("kubenenc_operator_reconcile_errors_total", kind="TaskDefinition")
-            log.exception("TaskDefinition %s/%s failed to reconcile", *key)
+    by_namespace: dict[str, list[str]] = {}
+    for namespace, name in keys:
+        by_namespace.setdefault(namespace, []).append(name)
+    for namespace, names in by_namespace.items():
+        bodies, siblings = store.namespace_view(namespace)
+        for name in names:
+            if name in bodies:
+                written += _sweep_one(ctx, store, (namespace, name), bodies[name], siblings)
     return written
+
+
+def _sweep_one(
+    ctx: logic.Ctx, store: Store, key: Key, body: dict[str, Any], siblings: logic.Siblings
+) -> int:
+    """Reconcile one definition; 1 when its status was written."""
+    try:
+        status = logic.reconcile_taskdef(ctx, body, siblings)
+        patch = status_diff(body.get("status") or {}, status)
+        if not patch:
+            return 0
+        result = ctx.kube.patch(
+            custom_path(key[0], "taskdefinitions", key[1], "status"), {"status": patch}
+        )
+    except KubeError as exc:
+        if exc.status != 404:  # deleted meanwhile: its DELETED event follows
+            log.warning("TaskDefinition %s/%s: %s", *key, exc)
+        return 0
+    except Exception:
+        ctx.metrics.inc("kubenenc_operator_reconcile_errors_total", kind="TaskDefinition")
+        log.exception("TaskDefinition %s/%s failed to reconcile", *key)
+        return 0
+    store.stored(key, result)
+    return 1
 
 
 async def run_sweeps(ctx: logic.Ctx, store: Store, leader: Any) -> None:
@@ -166,3 +192,112 @@ async def run_sweeps(ctx: logic.Ctx, store: Store, leader: Any) -> None:
             last_full = time.monotonic()
         if keys:
             await asyncio.to_thread(sweep_taskdefs, ctx, store, keys)
+
+
+class _Waker:
+    """An asyncio wake-up flag for one loop."""
+
+    _wake: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """Wake the loop (call from the event loop)."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Until :meth:`wake` or ``timeout`` seconds."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+
+class Objects(_Waker):
+    """Bodies of one kind (WorkerPools or ConcurrencyPolicies), and the keys that changed."""
+
+    def __init__(self, plural: str) -> None:
+        self.plural = plural
+        self.bodies: dict[Key, dict[str, Any]] = {}
+        self.dirty: set[Key] = set()
+        self._lock = threading.Lock()
+
+    def event(self, kind: str, body: Mapping[str, Any]) -> bool:
+        """Record a watch event; True when the object needs a reconcile soon."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            if kind == "DELETED":
+                self.bodies.pop(key, None)
+                self.dirty.discard(key)
+                return False
+            old = self.bodies.get(key)
+            self.bodies[key] = dict(body)
+            if old is None or old.get("spec") != body.get("spec"):
+                self.dirty.add(key)
+                return True
+            return False
+
+    def touch_namespace(self, namespace: str) -> None:
+        with self._lock:
+            self.dirty.update(k for k in self.bodies if k[0] == namespace)
+
+    def take(self, everything: bool) -> list[tuple[Key, dict[str, Any]]]:
+        """The changed objects (or all of them), as copies."""
+        with self._lock:
+            keys = sorted(self.bodies) if everything else sorted(self.dirty)
+            self.dirty.clear()
+            return [(k, dict(self.bodies[k])) for k in keys if k in self.bodies]
+
+    def stored(self, key: Key, body: Mapping[str, Any]) -> None:
+        with self._lock:
+            if key in self.bodies:
+                self.bodies[key] = dict(body)
+
+
+Reconcile = Callable[[logic.Ctx, Mapping[str, Any]], dict[str, Any]]
+
+
+def reconcile_objects(
+    ctx: logic.Ctx, objects: Objects, items: Iterable[tuple[Key, dict[str, Any]]],
+    reconcile: Reconcile,
+) -> int:  # fmt: skip
+    """Reconcile each object and write the status fields that moved; returns the writes."""
+    written = 0
+    for key, body in items:
+        try:
+            patch = status_diff(body.get("status") or {}, reconcile(ctx, body))
+            if not patch:
+                continue
+            result = ctx.kube.patch(
+                custom_path(key[0], objects.plural, key[1], "status"), {"status": patch}
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                log.warning("%s %s/%s: %s", objects.plural, *key, exc)
+            continue
+        except Exception:
+            log.exception("%s %s/%s failed to reconcile", objects.plural, *key)
+            continue
+        objects.stored(key, result)
+        written += 1
+    return written
+
+
+async def run_objects(
+    ctx: logic.Ctx, objects: Objects, leader: Any, interval: float, reconcile: Reconcile
+) -> None:
+    """The leader's loop for one kind: changed objects at once, all every ``interval``."""
+    last_full = 0.0
+    while True:
+        await objects.wait(interval)
+        if not leader.is_leader:
+            last_full = 0.0
+            continue
+        everything = time.monotonic() - last_full >= interval
+        if everything:
+            last_full = time.monotonic()
+        items = objects.take(everything)
+        if items:
+            await asyncio.to_thread(reconcile_objects, ctx, objects, items, reconcile)

@@ -351,6 +351,29 @@ def test_a_pool_gets_its_deployment(env: Env) -> None:
     ] == generation
 
 
+@pytest.mark.timeout(60)
+def test_the_scale_subresource_sizes_a_fixed_pool(env: Env) -> None:
+    env.pool("fixed", enabled=False)
+    wait_until("the Deployment", lambda: env.kube.get(deployment_path(NS, "fixed")), 20)
+    # What `kubectl scale kwp fixed --replicas 3` sends.
+    env.kube.patch(custom_path(NS, "workerpools", "fixed", "scale"), {"spec": {"replicas": 3}})
+    wait_until(
+        "3 replicas",
+        lambda: (env.kube.get(deployment_path(NS, "fixed")) or {})["spec"]["replicas"] == 3,
+        timeout=20,
+    )
+    scale = wait_until(
+        "the scale status",
+        lambda: (
+            (s := env.kube.get(custom_path(NS, "workerpools", "fixed", "scale")) or {})
+            and s.get("status", {}).get("replicas") == 3
+            and s
+        ),
+        timeout=20,
+    )
+    assert scale["spec"]["replicas"] == 3
+
+
 def running_pods(env: Env, pool: str) -> list[dict[str, Any]]:
     pods = env.kube.list(pods_path(NS), label_selector=f"kubenenc.io/pool={pool}")
     return [
@@ -391,8 +414,12 @@ def test_backlog_scales_to_max_and_drained_work_scales_to_zero(env: Env) -> None
         60,
     )
     assert {p["spec"]["nodeName"] for p in pods} == {env.cluster.node_name}
-    status = env.get("workerpools", "burst")["status"]
-    assert status["backlog"] == 500 and status["desiredReplicas"] == 3
+    status = wait_until(
+        "the backlog in the status",
+        lambda: (s := env.get("workerpools", "burst")["status"])["backlog"] == 500 and s,
+        timeout=10,
+    )
+    assert status["desiredReplicas"] == 3
     assert env.events("burst", "ScaledOut")
     assert 'kubenenc_operator_pool_backlog{pool="op-e2e/burst"} 500' in env.operator.metrics()
     print(f"backlog -> 3 replicas in {latency:.2f} s")
@@ -662,6 +689,11 @@ def test_the_operator_also_runs_as_admin_and_a_restart_changes_nothing(env: Env)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     pool_after = env.get("workerpools", "solo", ADMIN_NS)
     assert pool_after["status"]["conditions"] == pool_before["status"]["conditions"]
+    # Deleting the pool deletes its Deployment (owner reference, garbage collector).
+    status, _ = env.kube.request("DELETE", custom_path(ADMIN_NS, "workerpools", "solo"))
+    assert status in (200, 202)
+    wait_until("the Deployment collected",
+               lambda: env.kube.get(deployment_path(ADMIN_NS, "solo")) is None, 30)  # fmt: skip
     # kopf keeps its bookkeeping in annotations, never in the user's status.
     assert set(pool_after["status"]) <= {
         "observedGeneration", "replicas", "desiredReplicas", "readyReplicas", "backlog",
