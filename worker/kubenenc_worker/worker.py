@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 from kubenenc.app import App
-from kubenenc.backends.contract import FinishAndClaim
+from kubenenc.backends.contract import FinishAndClaim, WorkNotifier
 from kubenenc.errors import ConfigurationError, TaskTimeout
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.outcomes import error_info
@@ -51,6 +51,10 @@ log = logging.getLogger("kubenenc.worker")
 def new_worker_id() -> WorkerId:
     """``host:pid:random``, unique per start."""
     return WorkerId(f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
+
+
+_WAKE = Done(RunResult(InvocationId("")))
+"""An event that only wakes the loop (its empty id matches no execution)."""
 
 
 @dataclass(slots=True)
@@ -139,7 +143,7 @@ class Worker:
         if self._drain_deadline is None:
             self._drain_deadline = time.monotonic() + grace
         self._stop.set()
-        self.events.put(Done(RunResult(InvocationId(""))))  # wake the loop
+        self.events.put(_WAKE)
         if wait:
             self._done.wait()
             if self._thread is not None:
@@ -168,6 +172,11 @@ class Worker:
                 target=self._heartbeat_loop, name="kubenenc-heart", daemon=True
             )
             self._heart.start()
+            if isinstance(self.backend, WorkNotifier):
+                threading.Thread(
+                    target=self._wake_on_work, args=(self.backend,), name="kubenenc-waker",
+                    daemon=True,
+                ).start()  # fmt: skip
             if self.settings.http_port is not None:
                 server = serve(
                     self.settings.http_host, self.settings.http_port, self._alive, self._ready,
@@ -452,6 +461,16 @@ class Worker:
             except Exception:
                 log.exception("heartbeat failed; retrying")
                 delay = min(delay * 2, self.settings.heartbeat_timeout / 2)
+
+    def _wake_on_work(self, notifier: WorkNotifier) -> None:
+        """Wake the loop when the backend says work may have arrived (see WorkNotifier)."""
+        while not self._stop.is_set():
+            try:
+                if notifier.wait_for_work(self.pool, 1.0):
+                    self.events.put(_WAKE)
+            except Exception:
+                log.warning("waiting for work failed; the loop keeps polling", exc_info=True)
+                self._stop.wait(1.0)
 
     def _alive(self) -> bool:
         return time.monotonic() - self._tick < max(30.0, 10 * self.settings.poll_interval)

@@ -208,6 +208,20 @@ class FinishAndClaim(Protocol):
 
 
 @runtime_checkable
+class WorkNotifier(Protocol):
+    """Optional: lets an idle worker block until there may be work, instead of polling.
+
+    A worker with such a backend runs one thread that waits here and wakes its loop, so new
+    work is claimed one hop after it is registered. A True may be spurious.
+    """
+
+    def wait_for_work(self, pool: str, timeout: float) -> bool:
+        """Block until invocations may have become claimable in ``pool`` (True), or
+        ``timeout`` seconds pass (False)."""
+        ...
+
+
+@runtime_checkable
 class Backend(Queue, Coordination, Records, Policies, Protocol):
     """A complete backend: the three roles plus lifecycle.
 
