@@ -370,3 +370,33 @@ def test_the_taskdef_sweep_writes_only_what_moved_and_rechecks_siblings(world: W
     assert not store.taskdef_event(
         "MODIFIED", world.kube.get(custom_path(NS, "taskdefinitions", "a")) or {}
     )
+
+
+def test_pool_objects_are_reconciled_when_changed_and_written_only_when_moved(
+    world: World,
+) -> None:
+    from kubenenc_operator.store import Objects, reconcile_objects
+
+    pools = Objects("workerpools")
+    body = world.pool()
+    assert pools.event("ADDED", world.kube.get(custom_path(NS, "workerpools", "shop")) or {})
+    items = pools.take(everything=False)
+    assert [k for k, _ in items] == [(NS, "shop")]
+    assert reconcile_objects(world.ctx, pools, items, logic.reconcile_pool) == 1
+    assert pools.take(everything=False) == []  # nothing changed since
+    # Settles (the first pass created the Deployment, the second sees it), then writes nothing.
+    reconcile_objects(world.ctx, pools, pools.take(everything=True), logic.reconcile_pool)
+    assert (
+        reconcile_objects(world.ctx, pools, pools.take(everything=True), logic.reconcile_pool) == 0
+    )
+    world.submit(10)
+    world.now += 1
+    assert (
+        reconcile_objects(world.ctx, pools, pools.take(everything=True), logic.reconcile_pool) == 1
+    )
+    stored = world.kube.get(custom_path(NS, "workerpools", "shop")) or {}
+    assert stored["status"]["backlog"] == 10 and stored["spec"] == body["spec"]
+    # A status-only event (our own write) is not work; a deletion forgets the pool.
+    assert not pools.event("MODIFIED", stored)
+    assert not pools.event("DELETED", stored)
+    assert pools.take(everything=True) == []
