@@ -318,10 +318,10 @@ def test_invalid_specs_are_refused_with_a_message_saying_what_to_change(
 # -- WorkerPool -> Deployment, and scaling from the backlog -------------------------------------
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_a_pool_gets_its_deployment(env: Env) -> None:
     env.pool("shape", minReplicas=1, maxReplicas=2)
-    dep = wait_until("the Deployment", lambda: env.kube.get(deployment_path(NS, "shape")), 20)
+    dep = wait_until("the Deployment", lambda: env.kube.get(deployment_path(NS, "shape")), 40)
     pool = env.get("workerpools", "shape")
     assert dep["metadata"]["ownerReferences"][0]["uid"] == pool["metadata"]["uid"]
     assert dep["spec"]["replicas"] == 1
@@ -351,16 +351,16 @@ def test_a_pool_gets_its_deployment(env: Env) -> None:
     ] == generation
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_the_scale_subresource_sizes_a_fixed_pool(env: Env) -> None:
     env.pool("fixed", enabled=False)
-    wait_until("the Deployment", lambda: env.kube.get(deployment_path(NS, "fixed")), 20)
+    wait_until("the Deployment", lambda: env.kube.get(deployment_path(NS, "fixed")), 40)
     # What `kubectl scale kwp fixed --replicas 3` sends.
     env.kube.patch(custom_path(NS, "workerpools", "fixed", "scale"), {"spec": {"replicas": 3}})
     wait_until(
         "3 replicas",
         lambda: (env.kube.get(deployment_path(NS, "fixed")) or {})["spec"]["replicas"] == 3,
-        timeout=20,
+        timeout=40,
     )
     scale = wait_until(
         "the scale status",
@@ -369,7 +369,7 @@ def test_the_scale_subresource_sizes_a_fixed_pool(env: Env) -> None:
             and s.get("status", {}).get("replicas") == 3
             and s
         ),
-        timeout=20,
+        timeout=40,
     )
     assert scale["spec"]["replicas"] == 3
 
@@ -398,14 +398,14 @@ def test_backlog_scales_to_max_and_drained_work_scales_to_zero(env: Env) -> None
             ).get("reason")
             == "ScaledToZero"
         ),
-        timeout=20,
+        timeout=40,
     )
     began = time.monotonic()
     submit(env.backend, "burst", 500)
     wait_until(
         "3 replicas",
         lambda: (env.kube.get(deployment_path(NS, "burst")) or {})["spec"]["replicas"] == 3,
-        timeout=20,
+        timeout=40,
     )
     latency = time.monotonic() - began
     pods = wait_until(
@@ -492,7 +492,7 @@ def ready_of(env: Env, name: str) -> dict[str, Any]:
     return dict(condition(status.get("conditions", []), "Ready") or {})
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_a_dependson_loop_marks_every_member_with_an_event(env: Env) -> None:
     env.pool("shape", minReplicas=1, maxReplicas=2)
     for name, dep in (("loop-a", "loop-b"), ("loop-b", "loop-c"), ("loop-c", "loop-a")):
@@ -503,23 +503,27 @@ def test_a_dependson_loop_marks_every_member_with_an_event(env: Env) -> None:
             lambda name=name: (
                 ready_of(env, name).get("reason") == "CycleDetected" and ready_of(env, name)
             ),
-            timeout=20,
+            timeout=40,
         )
         assert ready["status"] == "False"
         assert "loop-a -> loop-b -> loop-c -> loop-a" in ready["message"]
-        (event,) = wait_until(
-            f"{name}'s event", lambda name=name: env.events(name, "CycleDetected"), 10
+        events = wait_until(
+            f"{name}'s event", lambda name=name: env.events(name, "CycleDetected"), 20
         )
-        assert event["type"] == "Warning" and "loop-a -> loop-b" in event["message"]
+        # One per replica and loop (a second only if a replica restarted in between).
+        assert all(
+            e["type"] == "Warning" and "loop-a -> loop-b -> loop-c -> loop-a" in e["message"]
+            for e in events
+        ), events
     # Breaking the loop clears it for every member.
     apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef("loop-c"))
     for name in ("loop-a", "loop-b", "loop-c"):
         wait_until(
-            f"{name} Ready", lambda name=name: ready_of(env, name).get("status") == "True", 20
+            f"{name} Ready", lambda name=name: ready_of(env, name).get("status") == "True", 40
         )
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_references_and_counts_in_the_status(env: Env) -> None:
     apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef("orphan", pool="no-such-pool"))
     ready = wait_until(
@@ -534,12 +538,12 @@ def test_references_and_counts_in_the_status(env: Env) -> None:
     status = wait_until(
         "counts in the status",
         lambda: (env.get("taskdefinitions", "counted").get("status") or {}).get("invocations"),
-        timeout=20,
+        timeout=40,
     )
     assert status.get("PENDING", 0) >= 3
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_a_schedule_tick_is_claimed_once_through_the_api_server(env: Env) -> None:
     """Two replicas that read the same TaskDefinition race to claim the tick: the API server's
     resourceVersion check lets exactly one submit. (In a namespace no operator watches, so
@@ -571,7 +575,7 @@ def test_a_schedule_tick_is_claimed_once_through_the_api_server(env: Env) -> Non
 # -- ConcurrencyPolicy -> backend, with cleanup on delete ---------------------------------------
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
     env.pool("shape", minReplicas=1, maxReplicas=2)
     apply(env.kube, custom_path(NS, "concurrencypolicies"), {
@@ -580,7 +584,7 @@ def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
         "spec": {"runningLimit": 1, "key": ["user_id"], "registration": "dedupe"},
     })  # fmt: skip
     stored = wait_until("the policy in the backend",
-                        lambda: env.backend.get_policy("one-per-user"), 20)  # fmt: skip
+                        lambda: env.backend.get_policy("one-per-user"), 40)  # fmt: skip
     assert json.loads(stored) == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
     wait_until(
         "Ready=True Stored",
@@ -596,7 +600,7 @@ def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
             ).get("reason")
             == "Stored"
         ),
-        timeout=20,
+        timeout=40,
     )
     # A change reaches the backend without restarting anything.
     body = env.get("concurrencypolicies", "one-per-user")
@@ -611,7 +615,7 @@ def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
     status, _ = env.kube.request("DELETE", custom_path(NS, "concurrencypolicies", "one-per-user"))
     assert status in (200, 202)
     wait_until("the policy gone from the backend",
-               lambda: env.backend.get_policy("one-per-user") is None, 20)  # fmt: skip
+               lambda: env.backend.get_policy("one-per-user") is None, 40)  # fmt: skip
     wait_until("the resource gone",
                lambda: env.kube.get(custom_path(NS, "concurrencypolicies", "one-per-user")) is None,
                20)  # fmt: skip
@@ -657,7 +661,7 @@ def test_the_enforcer_hands_back_the_work_of_a_killed_worker(env: Env) -> None:
 # -- as admin, and the service account's log ----------------------------------------------------
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(200)
 def test_the_operator_also_runs_as_admin_and_a_restart_changes_nothing(env: Env) -> None:
     def run_admin_operator(log: str) -> OperatorProcess:
         op = start_operator(env.cluster.kubeconfig, env.tmp / log, [ADMIN_NS], "admin-lease")
@@ -669,7 +673,7 @@ def test_the_operator_also_runs_as_admin_and_a_restart_changes_nothing(env: Env)
     try:
         env.pool("solo", namespace=ADMIN_NS, minReplicas=2, maxReplicas=2)
         dep = wait_until("the Deployment",
-                         lambda: env.kube.get(deployment_path(ADMIN_NS, "solo")), 20)  # fmt: skip
+                         lambda: env.kube.get(deployment_path(ADMIN_NS, "solo")), 40)  # fmt: skip
         assert dep["spec"]["replicas"] == 2
         wait_until(
             "the pool's status",
@@ -693,7 +697,7 @@ def test_the_operator_also_runs_as_admin_and_a_restart_changes_nothing(env: Env)
     status, _ = env.kube.request("DELETE", custom_path(ADMIN_NS, "workerpools", "solo"))
     assert status in (200, 202)
     wait_until("the Deployment collected",
-               lambda: env.kube.get(deployment_path(ADMIN_NS, "solo")) is None, 30)  # fmt: skip
+               lambda: env.kube.get(deployment_path(ADMIN_NS, "solo")) is None, 90)  # fmt: skip
     # kopf keeps its bookkeeping in annotations, never in the user's status.
     assert set(pool_after["status"]) <= {
         "observedGeneration", "replicas", "desiredReplicas", "readyReplicas", "backlog",
