@@ -394,6 +394,7 @@ def reconcile_pool(ctx: Ctx, body: Mapping[str, Any], *, scale: bool = True) -> 
             direction=decision.direction.value,
         )
         ctx.event(body, "Normal", decision.direction.value, decision.message)
+        log.info("WorkerPool %s/%s: %s", namespace, name, decision.message)
         status["lastScaleTime"] = stamp
     if scale and view.degraded is None:
         load = view.load
@@ -636,6 +637,7 @@ def reconcile_taskdef(
         reason, message = problem
         if reason == "CycleDetected" and ctx.event_once(body, "Warning", reason, message):
             ctx.metrics.inc("kubenenc_operator_cycles_found_total")
+            log.warning("TaskDefinition %s/%s: %s", namespace, name, message)
         conditions = set_condition(conditions, "Ready", "False", reason, message, generation, stamp)
         status["conditions"] = conditions
         return status
