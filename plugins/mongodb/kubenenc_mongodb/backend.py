@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 from kubenenc.backends.engine import Engine
@@ -391,6 +391,9 @@ class MongoBackend:
             for row in inv.aggregate([{"$match": {"status": {"$in": _FINAL}}}, {"$group": group}]):
                 key = row["_id"]
                 rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
+        if layout.held is not None:
+            for doc in layout.held.find():
+                rep.load_record(doc)
         for doc in layout.running.find():
             rep.set_running(doc["_id"], doc["n"])
         for doc in layout.registrations.find():
@@ -402,8 +405,18 @@ class MongoBackend:
         rep.version = version
 
     def _fetch(self, conn: _Conn, id: InvocationId) -> InvocationRecord | None:
+        """The stored invocation, for steps (the replica holds every held one)."""
         doc = conn.layout.shard(id).find_one({"_id": id})
         return doc_to_record(doc) if doc is not None else None
+
+    def _read(self, conn: _Conn, id: InvocationId, projection: Doc | None = None) -> Doc | None:
+        """The current document of ``id`` for readers: a final one, else the held one (a
+        RUNNING or PAUSED invocation's), else the invocation's own."""
+        doc = conn.layout.shard(id).find_one({"_id": id}, projection)
+        held = conn.layout.held
+        if held is None or (doc is not None and doc["status"] in _FINAL):
+            return doc
+        return held.find_one({"_id": id}, projection) or doc
 
     def _read_workers(self, conn: _Conn) -> list[WorkerInfo]:
         return [_worker_from_doc(d) for d in conn.layout.workers.find()]
@@ -499,34 +512,54 @@ class MongoBackend:
         return self._step("recover", lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost))
 
     def _sweep(self, now: float) -> None:
-        """Delete invocations finished longer than the retention ago, as a step (so the
-        replica's counts of final invocations stay exact). Where TTL indexes exist, the
-        server does this instead."""
+        """Delete invocations finished longer than the retention ago (where the server has
+        no TTL indexes), at most once a minute per process and a minute after start. The
+        scan runs without the lock (final documents never change); the deletion is a step,
+        so the replica's counts of final invocations stay exact, and it is skipped when
+        another process swept meanwhile."""
         conn = self._conn()
+        if conn.last_sweep == 0.0:
+            conn.last_sweep = now
         if now - conn.last_sweep < _SWEEP_EVERY:
             return
         conn.last_sweep = now
         cutoff = dt.datetime.fromtimestamp(now - self.options.retention, dt.UTC)
         fields = {"app": 1, "pool": 1, "status": 1}
 
-        def forget(txn: StepTxn) -> int:
+        def scan(conn: _Conn) -> list[Doc]:
+            found: list[Doc] = []
             for inv in conn.layout.shards:
-                txn.forgotten.extend(inv.find({"final_at": {"$lt": cutoff}}, fields))
-            return len(txn.forgotten)
+                found.extend(inv.find({"final_at": {"$lt": cutoff}}, fields))
+            return found
+
+        expired = self._retrying("sweep", scan)
+        if not expired:
+            return
+        meta = conn.layout.meta
+
+        def forget(txn: StepTxn) -> int:
+            last = meta.find_one({"_id": "sweep"})
+            if last is not None and last["at"] > now - _SWEEP_EVERY / 2:
+                return 0  # another process swept these already
+            meta.replace_one({"_id": "sweep"}, {"at": now}, upsert=True)
+            txn.forgotten.extend(expired)
+            return len(expired)
 
         deleted = self._step("sweep", forget)
         if deleted:
             log.info("deleted %d invocations finished before %s", deleted, cutoff)
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
+        """Polls with back-off (1 ms to 50 ms): FerretDB has no change streams. Each poll
+        follows the step log into this process's replica, where every invocation that is
+        not final is held, so a poll costs a read or two however many ids are waited on."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
         delay = 0.001
         while True:
-            pending = self._retrying("wait_final", functools.partial(self._not_final, ids=pending))
+            pending = self._still_open(pending)
             if not pending:
                 return True
-            cap = 0.05 if len(pending) <= _SCAN_ABOVE else 0.25
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -534,21 +567,20 @@ class MongoBackend:
                 time.sleep(min(delay, left))
             else:
                 time.sleep(delay)
-            delay = min(delay * 1.5, cap)
+            delay = min(delay * 1.5, 0.05)
 
-    def _not_final(self, conn: _Conn, ids: list[InvocationId]) -> list[InvocationId]:
-        """The ids not final yet: all of them for a long list; for a short one, from the first
-        that is not final on (the rest are checked on a later call)."""
-        layout = conn.layout
-        if len(ids) > _SCAN_ABOVE:
-            where = {"status": {"$nin": _FINAL}}
-            open_ids = {d["_id"] for d in self._find_ids(conn, ids, where, {"_id": 1})}
-            return [i for i in ids if i in open_ids]
-        for n, id in enumerate(ids):
-            doc = layout.shard(id).find_one({"_id": id}, {"status": 1})
-            if doc is not None and doc["status"] not in _FINAL:
-                return ids[n:]
-        return []
+    def _still_open(self, ids: list[InvocationId]) -> list[InvocationId]:
+        def check(conn: _Conn) -> list[InvocationId] | None:
+            with conn.mutex:
+                if not self._observe(conn):
+                    return None
+                held = conn.replica.records
+                return [i for i in ids if i in held]
+
+        found = self._retrying("wait_final", check)
+        if found is None:  # never loaded, or too far behind: load under the lock
+            found = self._step("wait_final", lambda t: [i for i in ids if i in t.r.records])
+        return found
 
     @staticmethod
     def _find_ids(conn: _Conn, ids: Sequence[str], where: Doc, projection: Doc) -> list[Doc]:
@@ -564,7 +596,8 @@ class MongoBackend:
     # -- Records ----------------------------------------------------------------------------
 
     def get(self, id: InvocationId) -> InvocationRecord | None:
-        return self._retrying("get", lambda c: self._fetch(c, id))
+        doc = self._retrying("get", lambda c: self._read(c, id))
+        return doc_to_record(doc) if doc is not None else None
 
     def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
         if not ids:
@@ -573,12 +606,30 @@ class MongoBackend:
 
         def read(conn: _Conn) -> dict[str, InvocationRecord]:
             layout = conn.layout
-            if len(unique) > _SCAN_ABOVE:
-                docs = self._find_ids(conn, unique, {}, {"history": 0})
+            out: dict[str, InvocationRecord] = {}
+            with conn.mutex:
+                # Invocations that are not final are in the replica, as of the last step.
+                if self._observe(conn):
+                    held = conn.replica.records
+                    out = {i: replace(held[i], history=[]) for i in unique if i in held}
+            rest = [i for i in unique if i not in out]
+            if not rest:
+                return out
+            if len(rest) > _SCAN_ABOVE:
+                docs = self._find_ids(conn, rest, {}, {"history": 0})
+                if layout.held is not None:
+                    held_docs: dict[str, Doc] = {
+                        d["_id"]: d
+                        for d in layout.held.find({"_id": {"$in": rest}}, {"history": 0})
+                    }
+                    docs = [
+                        d if d["status"] in _FINAL else held_docs.get(d["_id"], d) for d in docs
+                    ]
             else:
-                found = (layout.shard(i).find_one({"_id": i}, {"history": 0}) for i in unique)
+                found = (self._read(conn, i, {"history": 0}) for i in rest)
                 docs = [d for d in found if d is not None]
-            return {d["_id"]: doc_to_record(d) for d in docs}
+            out.update((d["_id"], doc_to_record(d)) for d in docs)
+            return out
 
         found = self._retrying("get_many", read)
         return [found.get(i) for i in ids]
@@ -597,10 +648,20 @@ class MongoBackend:
                 where[field] = str(value)
 
         def read(conn: _Conn) -> list[InvocationRecord]:
-            docs: list[Doc] = []
-            for inv in conn.layout.shards:
-                docs.extend(inv.find(where, {"history": 0}).sort("seq", -1).limit(limit))
-            docs.sort(key=lambda d: d["seq"], reverse=True)
+            layout = conn.layout
+            held: dict[str, Doc] = {}
+            if layout.held is not None:
+                match = {k: v for k, v in where.items() if k != "status"}
+                held = {d["_id"]: d for d in layout.held.find(match, {"history": 0})}
+            found: dict[str, Doc] = {}
+            for inv in layout.shards:
+                for d in inv.find(where, {"history": 0}).sort("seq", -1).limit(limit + len(held)):
+                    if d["_id"] not in held or d["status"] in _FINAL:
+                        found[d["_id"]] = d
+            for id, d in held.items():
+                if id not in found and (status is None or d["status"] == status):
+                    found.setdefault(id, d)
+            docs = sorted(found.values(), key=lambda d: d["seq"], reverse=True)
             return [doc_to_record(d) for d in docs[:limit]]
 
         return self._retrying("query", read)

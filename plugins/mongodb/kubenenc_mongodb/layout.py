@@ -41,11 +41,13 @@ recover) is one *step*:
 A crash before 4 leaves nothing written. A crash after 4 leaves the lock in place until its
 lease expires; whoever takes it over finds the lock expired, re-applies the last logged step
 (idempotent: nothing was written after it) and goes on. So a step is
-all-or-nothing, and a claim can never be lost or given twice. Readers (``get``, ``query``,
-``counts``, ``wait_final``) read the collections without the lock and see each step's
-documents as they are applied.
+all-or-nothing, and a claim can never be lost or given twice. ``get`` and ``query`` read
+the collections without the lock and see each step's documents as they are applied.
+``wait_final``, ``get_many`` and (on FerretDB) ``counts`` follow the log into the replica
+without the lock instead: every invocation that is not final is there, as of the last
+committed step, so a poll costs a read or two however many ids it asks about.
 
-The lease (``kubenenc_lease``, default 10 s) must be far longer than a step (milliseconds):
+The lease (``kubenenc_lease``, default 5 s) must be far longer than a step (milliseconds):
 a holder re-checks its lease before committing, but a process frozen between that check and
 its writes for longer than the lease could still write after a successor — the usual limit
 of lease locks, accepted here because the server offers no conditional write to fence with.
@@ -61,6 +63,11 @@ Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``ku
   ``(status)``, ``(worker)`` for recovery, and a TTL index on ``final_at`` for retention.
   Where TTL indexes are not implemented (FerretDB) the backend deletes expired finished
   invocations itself, from ``recover`` at most once a minute per process.
+- ``<p>_held`` (FerretDB only): the current document of every RUNNING or PAUSED invocation.
+  A claim inserts the batch there in one write and leaves the invocation's own document as
+  it was; finishing writes the invocation's document, then deletes the held one. Readers
+  take a final invocation document first, else the held one, else the invocation's own.
+  This halves the per-invocation updates, which are what FerretDB is slowest at.
 - ``<p>_running``: ``{_id: running key, n}`` slots held.
 - ``<p>_registrations``: ``{_id: registration key, holder}``.
 - ``<p>_edges``: ``{_id: "waiter target", w, t}`` wait edges; indexes on ``w`` and ``t``.
@@ -73,10 +80,11 @@ Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``ku
 - ``<p>_meta``: ``{_id: "layout", shards}``: how many invocation collections the prefix uses.
 
 All indexes are created with ``create_index`` at start, which is idempotent. On FerretDB only
-the lock's unique index is created: it answers every query from ``_id`` alone (or a scan),
-and each secondary index makes every write of an invocation several times slower there. The
-replica is what keeps the hot paths (claim order, running limits, cycle checks) off
-collection scans on either server.
+the lock's unique index is created: it answers every query with a scan of the collection
+(even by ``_id``: its SQLite ``_id`` index is on another expression than its queries use),
+and each secondary index makes every write several times slower there. Hence, on FerretDB,
+the sharded invocation collections and the small log collections; and on either server the
+replica keeps the hot paths (claim order, running limits, cycle checks) off collection scans.
 """
 
 from __future__ import annotations
@@ -114,6 +122,9 @@ class _Batch:
     def __init__(self) -> None:
         self.inserts: dict[str, list[Doc]] = {}
         self.replaces: dict[str, list[_Write]] = {}
+        self.held_inserts: list[Doc] = []
+        self.held_replaces: list[_Write] = []
+        self.unheld: list[str] = []
         self.others: dict[str, list[_Write]] = {}
 
 
@@ -129,6 +140,10 @@ class Layout:
             else [db[f"{prefix}_invocations_{n:03d}"] for n in range(shards)]
         )
         self.meta: Collection[Doc] = db[f"{prefix}_meta"]
+        self.held: Collection[Doc] | None = db[f"{prefix}_held"] if shards > 1 else None
+        """Where the documents of RUNNING and PAUSED invocations live (sharded layout only):
+        a claim is then one insert for the whole batch instead of one update per
+        invocation; the invocation's own document is left as it was until it is let go."""
         self.running: Collection[Doc] = db[f"{prefix}_running"]
         self.registrations: Collection[Doc] = db[f"{prefix}_registrations"]
         self.edges: Collection[Doc] = db[f"{prefix}_edges"]
@@ -200,11 +215,31 @@ class Layout:
                     batch.others.setdefault(coll.name, []).append(write)
         for name, docs in batch.inserts.items():
             self._insert(self.db[name], docs)
-        for name, ops in [*batch.replaces.items(), *batch.others.items()]:
+        for name, ops in batch.replaces.items():
+            self.db[name].bulk_write(ops, ordered=False)
+        if self.held is not None:
+            # After the invocation documents: a reader must never find neither.
+            if batch.held_inserts:
+                self._insert(self.held, batch.held_inserts)
+            if batch.held_replaces:
+                self.held.bulk_write(batch.held_replaces, ordered=False)
+            if batch.unheld:
+                self.held.delete_many({"_id": {"$in": batch.unheld}})
+        for name, ops in batch.others.items():
             self.db[name].bulk_write(ops, ordered=False)
 
     def _write_record(self, batch: _Batch, op: Doc, replay: bool) -> None:
         doc = op["doc"]
+        if self.held is not None:
+            held_now = doc["status"] in ("RUNNING", "PAUSED")
+            if held_now and op.get("was_held"):
+                batch.held_replaces.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+                return
+            if held_now:
+                batch.held_inserts.append(doc)
+                return
+            if op.get("was_held"):
+                batch.unheld.append(doc["_id"])
         if doc["status"] in ("SUCCESS", "FAILED", "CANCELLED"):
             doc = {**doc, "final_at": dt.datetime.fromtimestamp(doc["updated_at"], dt.UTC)}
         name = self.shard(doc["_id"]).name

@@ -8,7 +8,7 @@ The database defaults to ``kubenenc``. Options:
   apps or environments can share one database.
 - ``kubenenc_retention`` (seconds, default 604800 = 7 days): how long finished invocations
   are kept.
-- ``kubenenc_lease`` (seconds, default 10): lease of the coordination lock (see
+- ``kubenenc_lease`` (seconds, default 5): lease of the coordination lock (see
   :mod:`kubenenc_mongodb.layout`).
 - ``kubenenc_retry`` (seconds, default 30): how long a connection fault is retried, with
   back-off, before an operation raises :class:`kubenenc.errors.BackendUnavailable`.
@@ -39,7 +39,7 @@ class MongoOptions:
     database: str = "kubenenc"
     prefix: str = "kubenenc"
     retention: float = 7 * 24 * 3600.0
-    lease: float = 10.0
+    lease: float = 5.0
     retry_for: float = 30.0
 
 

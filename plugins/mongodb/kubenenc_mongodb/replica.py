@@ -367,7 +367,9 @@ class StepTxn:
         for id in self.dirty:
             rec = self.recs[id]
             assert rec is not None
+            before = self.r.records.get(id)
             out.append({"c": "inv", "new": id in self.new_seq,
+                        "was_held": before is not None and before.status in _HELD,
                         "doc": record_doc(rec, self._seq(id))})  # fmt: skip
             if rec.is_final:
                 finished.add(id)
