@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import threading
@@ -412,11 +413,14 @@ class MongoBackend:
     def _read(self, conn: _Conn, id: InvocationId, projection: Doc | None = None) -> Doc | None:
         """The current document of ``id`` for readers: a final one, else the held one (a
         RUNNING or PAUSED invocation's), else the invocation's own."""
-        doc = conn.layout.shard(id).find_one({"_id": id}, projection)
         held = conn.layout.held
-        if held is None or (doc is not None and doc["status"] in _FINAL):
+        # The held document first: a step writes the invocation's own document before it
+        # deletes the held one, so this order never misses both.
+        held_doc = held.find_one({"_id": id}, projection) if held is not None else None
+        doc = conn.layout.shard(id).find_one({"_id": id}, projection)
+        if held_doc is None or (doc is not None and doc["status"] in _FINAL):
             return doc
-        return held.find_one({"_id": id}, projection) or doc
+        return held_doc
 
     def _read_workers(self, conn: _Conn) -> list[WorkerInfo]:
         return [_worker_from_doc(d) for d in conn.layout.workers.find()]
@@ -556,8 +560,18 @@ class MongoBackend:
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
         delay = 0.001
+        committed = False
         while True:
-            pending = self._still_open(pending)
+            if not committed:
+                pending = self._still_open(pending)
+                if not pending:
+                    # Final in the log; now wait until the documents say so too (the
+                    # committing step may still be writing them), so reads that follow agree.
+                    committed = True
+                    pending = list(dict.fromkeys(ids))
+            if committed:
+                check = functools.partial(self._not_final, ids=pending)
+                pending = self._retrying("wait_final", check)
             if not pending:
                 return True
             if deadline is not None:
@@ -581,6 +595,15 @@ class MongoBackend:
         if found is None:  # never loaded, or too far behind: load under the lock
             found = self._step("wait_final", lambda t: [i for i in ids if i in t.r.records])
         return found
+
+    def _not_final(self, conn: _Conn, ids: list[InvocationId]) -> list[InvocationId]:
+        """Those of ``ids`` whose stored document is not final (unknown ones count as final)."""
+        if len(ids) > _SCAN_ABOVE:
+            where = {"status": {"$nin": _FINAL}}
+            open_ids = {d["_id"] for d in self._find_ids(conn, ids, where, {"_id": 1})}
+            return [i for i in ids if i in open_ids]
+        found = ((i, conn.layout.shard(i).find_one({"_id": i}, {"status": 1})) for i in ids)
+        return [i for i, d in found if d is not None and d["status"] not in _FINAL]
 
     @staticmethod
     def _find_ids(conn: _Conn, ids: Sequence[str], where: Doc, projection: Doc) -> list[Doc]:
