@@ -1,11 +1,12 @@
 """Generate the CustomResourceDefinitions in ``crds/`` from the pydantic models.
 
-``python -m kubenenc_operator.crdgen`` rewrites ``crds/*.yaml``; ``--check`` exits 1 when a
-checked-in file differs (a unit test runs the same check). The pydantic JSON schema is turned
-into a *structural* OpenAPI v3 schema: references inlined, ``Optional`` made ``nullable``,
-titles dropped, ``exclusiveMinimum`` in the OpenAPI 3.0 form, free-form JSON marked
-``x-kubernetes-preserve-unknown-fields``; CEL rules come from the models (``cel(...)``) plus
-the few below that the SDK's ``ConcurrencyPolicy`` cannot carry itself.
+``python -m kubenenc_operator.crdgen`` rewrites ``crds/*.yaml`` and the Helm chart's copies;
+``--check`` exits 1 when a checked-in file differs (a unit test runs the same check). The
+pydantic JSON schema is turned into a *structural* OpenAPI v3 schema: references inlined,
+``Optional`` made ``nullable``, titles dropped, ``exclusiveMinimum`` in the OpenAPI 3.0 form,
+free-form JSON marked ``x-kubernetes-preserve-unknown-fields``; CEL rules come from the
+models (``cel(...)``) plus the few below that the SDK's ``ConcurrencyPolicy`` cannot carry
+itself.
 """
 
 from __future__ import annotations
@@ -282,6 +283,11 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "crds"
 
 
+def chart_dir() -> Path:
+    """The Helm chart's ``crds/`` folder, which must hold the same files."""
+    return Path(__file__).resolve().parents[2] / "charts" / "kubenenc" / "crds"
+
+
 def out_of_sync(directory: Path) -> list[str]:
     """Names of CRD files in ``directory`` that differ from what the models generate."""
     stale = []
@@ -295,21 +301,28 @@ def out_of_sync(directory: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write (or with ``--check`` compare) the CRD files."""
     parser = argparse.ArgumentParser(prog="python -m kubenenc_operator.crdgen")
-    parser.add_argument("--out", type=Path, default=default_dir(), help="directory (crds/)")
+    parser.add_argument(
+        "--out", type=Path, action="append",
+        help="directory to write (repeatable; default: crds/ and the chart's crds/)",
+    )  # fmt: skip
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
+    outs: list[Path] = args.out or [default_dir(), *[d for d in [chart_dir()] if d.parent.is_dir()]]
     if args.check:
-        stale = out_of_sync(args.out)
-        if stale:
-            sys.stderr.write(
-                f"stale CRDs in {args.out}: {', '.join(stale)}; "
-                "run python -m kubenenc_operator.crdgen\n"
-            )
-            return 1
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, crd in definitions().items():
-        (args.out / name).write_text(render(crd))
+        failed = 0
+        for out in outs:
+            stale = out_of_sync(out)
+            if stale:
+                failed = 1
+                sys.stderr.write(
+                    f"stale CRDs in {out}: {', '.join(stale)}; "
+                    "run python -m kubenenc_operator.crdgen\n"
+                )
+        return failed
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, crd in definitions().items():
+            (out / name).write_text(render(crd))
     return 0
 
 
