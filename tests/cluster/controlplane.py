@@ -695,6 +695,10 @@ class ControlPlane:
                 f"--root-ca-file={certs / 'ca.crt'}",
                 "--use-service-account-credentials=false",
                 "--leader-elect=false",
+                # kwok renews its fake node's status about once a minute and keeps no node
+                # Lease; under load the default 50 s grace marks it NotReady and its pods
+                # unready for good. Tests do not exercise node failure, so wait long.
+                "--node-monitor-grace-period=10m",
                 "--v=1",
             ],
         )
