@@ -46,7 +46,9 @@ def test_kill_9_mid_task_runs_it_again_elsewhere(
     killed_at = time.time()
     spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=FAST)
     assert inv.result(timeout=30) == "slept"
-    assert time.time() - killed_at < 10
+    # Within 10 s (2 s heartbeat timeout + a claim); FerretDB, whose every write is a slow
+    # full-collection update, gets 20 s.
+    assert time.time() - killed_at < (20 if shared_url.startswith("mongodb") else 10)
     rec = inv.record()
     assert rec.lost == 1
     assert len(marker.read_text().split()) == 2  # ran twice: at-least-once
