@@ -14,9 +14,7 @@ asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ import pymongo  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.common import measure  # noqa: E402
 from tests.servers.mongodb import FerretServer, ferretdb_binary, start_ferretdb  # noqa: E402
 
 
@@ -51,42 +50,10 @@ def raw_benchmark(server: FerretServer, n: int) -> dict[str, float]:
     return out
 
 
-def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
-         "--mode", mode, "--concurrency", str(concurrency)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
 def one_run(server: FerretServer, tasks: int, latency_calls: int, mode: str,
             concurrency: int) -> dict[str, float]:  # fmt: skip
-    from bench import benchtasks
-
     url = server.url(f"bench{uuid.uuid4().hex[:8]}")
-    benchtasks.app.configure(url)
-    out: dict[str, float] = {}
-    start = time.perf_counter()
-    group = benchtasks.noop.parallelize(range(tasks))
-    out["enqueue"] = tasks / (time.perf_counter() - start)
-    worker = start_worker(url, mode, concurrency)
-    try:
-        start = time.perf_counter()
-        group.results(timeout=1800)
-        out["throughput"] = tasks / (time.perf_counter() - start)
-        samples = []
-        for i in range(latency_calls):
-            t0 = time.perf_counter()
-            benchtasks.noop(i).result(timeout=60)
-            samples.append((time.perf_counter() - t0) * 1000)
-        samples.sort()
-        out["p50"] = statistics.median(samples)
-        out["p99"] = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    finally:
-        worker.terminate()
-        worker.wait(60)
-        benchtasks.app.close()
+    out = measure(url, tasks, latency_calls, mode, concurrency, timeout=1800)
     out.update(raw_benchmark(server, 1000))
     return out
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.common import measure  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
 
 
@@ -85,42 +86,10 @@ def bare_latency(server: RedisServer, calls: int) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
-def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
-         "--mode", mode, "--concurrency", str(concurrency)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
 def one_run(server: RedisServer, tasks: int, latency_calls: int, mode: str,
             concurrency: int) -> dict[str, float]:  # fmt: skip
-    from bench import benchtasks
-
     url = f"{server.url}?prefix=bench{uuid.uuid4().hex[:8]}"
-    benchtasks.app.configure(url)
-    out: dict[str, float] = {}
-    start = time.perf_counter()
-    group = benchtasks.noop.parallelize(range(tasks))
-    out["enqueue"] = tasks / (time.perf_counter() - start)
-    worker = start_worker(url, mode, concurrency)
-    try:
-        start = time.perf_counter()
-        group.results(timeout=600)
-        out["throughput"] = tasks / (time.perf_counter() - start)
-        samples = []
-        for i in range(latency_calls):
-            t0 = time.perf_counter()
-            benchtasks.noop(i).result(timeout=30)
-            samples.append((time.perf_counter() - t0) * 1000)
-        samples.sort()
-        out["p50"] = statistics.median(samples)
-        out["p99"] = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    finally:
-        worker.terminate()
-        worker.wait(60)
-        benchtasks.app.close()
+    out = measure(url, tasks, latency_calls, mode, concurrency)
     out["bare_p50"], out["bare_p99"] = bare_latency(server, latency_calls)
     raw = raw_benchmark(server.port, 100_000)
     out["lpush"] = raw.get("lpush", 0.0)

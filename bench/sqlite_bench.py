@@ -11,10 +11,8 @@ Medians of --repeat runs. Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from bench.common import measure  # noqa: E402
 
 
 def raw_inserts(path: Path, n: int, batch: int) -> float:
@@ -44,46 +44,10 @@ def raw_inserts(path: Path, n: int, batch: int) -> float:
     return n / elapsed
 
 
-def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
-         "--mode", mode, "--concurrency", str(concurrency)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
 def one_run(
     tmp: Path, tasks: int, latency_calls: int, mode: str, concurrency: int
 ) -> dict[str, float]:
-    from bench import benchtasks
-
-    url = f"sqlite:///{tmp / 'bench.db'}"
-    benchtasks.app.configure(url)
-    out: dict[str, float] = {}
-    # enqueue, no worker running
-    start = time.perf_counter()
-    group = benchtasks.noop.parallelize(range(tasks))
-    out["enqueue"] = tasks / (time.perf_counter() - start)
-    # drain them with one worker process
-    worker = start_worker(url, mode, concurrency)
-    try:
-        start = time.perf_counter()
-        group.results(timeout=600)
-        out["throughput"] = tasks / (time.perf_counter() - start)
-        # latency: one call at a time against the (now idle, warm) worker
-        samples = []
-        for i in range(latency_calls):
-            t0 = time.perf_counter()
-            benchtasks.noop(i).result(timeout=30)
-            samples.append((time.perf_counter() - t0) * 1000)
-        samples.sort()
-        out["p50"] = statistics.median(samples)
-        out["p99"] = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    finally:
-        worker.terminate()
-        worker.wait(60)
-        benchtasks.app.close()
+    out = measure(f"sqlite:///{tmp / 'bench.db'}", tasks, latency_calls, mode, concurrency)
     out["raw1"] = raw_inserts(tmp / "raw1.db", 3000, 1)
     out["raw_batch"] = raw_inserts(tmp / "rawb.db", tasks, 1000)
     return out
