@@ -55,7 +55,8 @@ class Queue(Protocol):
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """Take up to ``limit`` claimable invocations of ``pool``: PENDING -> RUNNING.
 
-        Each taken invocation holds one slot of its running key until it pauses or ends.
+        Each taken invocation holds one slot of its running key until it pauses or ends. The
+        returned records may leave ``history`` empty (the worker does not need it).
         """
         ...
 
@@ -134,13 +135,19 @@ class Coordination(Protocol):
 
         Their RUNNING and PAUSED invocations go back to PENDING (edges removed, slots
         released, ``lost`` counted), or to FAILED with WorkerLost once ``lost`` exceeds
-        ``max_lost``; the silent workers are forgotten. Safe to call from every worker at
-        once. Returns the ids handed back or failed.
+        ``max_lost``; the silent workers are forgotten. A holder with no heartbeat at all
+        counts as silent. Safe to call from every worker at once, and called on every
+        heartbeat of every worker, so it must be cheap when there is nothing to recover.
+        Returns the ids handed back or failed.
         """
         ...
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
-        """Block until every one of ``ids`` is final (True) or ``timeout`` passes (False)."""
+        """Block until every one of ``ids`` is final (True) or ``timeout`` passes (False).
+
+        Unknown ids count as final. Once it returns True, ``get``/``get_many`` from the same
+        process show the final records (with their result or error).
+        """
         ...
 
 
@@ -163,7 +170,7 @@ class Records(Protocol):
         status: Status | None = None,
         limit: int = 100,
     ) -> list[InvocationRecord]:
-        """Invocations matching every given filter, newest first, history left empty."""
+        """Invocations matching every given filter, newest first (history may be left empty)."""
         ...
 
     def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
