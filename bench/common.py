@@ -3,11 +3,13 @@ end-to-end throughput and call-to-result latency of no-op tasks (``bench.benchta
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +55,24 @@ def measure(
         worker.wait(60)
         benchtasks.app.close()
     return out
+
+
+def parse_args(doc: str | None, latency: int, concurrency: int) -> argparse.Namespace:
+    """The options every benchmark takes, with its own defaults."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--latency", type=int, default=latency)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mode", default="thread", choices=["thread", "process", "async"])
+    parser.add_argument("--concurrency", type=int, default=concurrency)
+    return parser.parse_args()
+
+
+def medians(run: Callable[[], dict[str, float]], repeat: int) -> dict[str, float]:
+    """Call ``run`` ``repeat`` times, printing each run's figures; the median of each figure."""
+    runs = []
+    for r in range(repeat):
+        runs.append(run())
+        shown = ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items())
+        print(f"run {r + 1}/{repeat}: {shown}")
+    return {k: statistics.median(one[k] for one in runs) for k in runs[0]}

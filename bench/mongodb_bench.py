@@ -13,8 +13,6 @@ asserted.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ import pymongo  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.common import measure  # noqa: E402
+from bench.common import measure, medians, parse_args  # noqa: E402
 from tests.servers.mongodb import FerretServer, ferretdb_binary, start_ferretdb  # noqa: E402
 
 
@@ -59,27 +57,19 @@ def one_run(server: FerretServer, tasks: int, latency_calls: int, mode: str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--latency", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--mode", default="thread", choices=["thread", "process", "async"])
-    parser.add_argument("--concurrency", type=int, default=64)
-    args = parser.parse_args()
+    args = parse_args(__doc__, latency=200, concurrency=64)
     binary = ferretdb_binary()
     if binary is None:
         sys.exit("needs FerretDB: run plugins/mongodb/ferretdb/build.sh (needs Go)")
-    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         server = start_ferretdb(binary, Path(tmp) / "data", Path(tmp) / "ferretdb.log")
         try:
-            for r in range(args.repeat):
-                runs.append(one_run(server, args.tasks, args.latency, args.mode, args.concurrency))
-                print(f"run {r + 1}/{args.repeat}: "
-                      + ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items()))  # fmt: skip
+            med = medians(
+                lambda: one_run(server, args.tasks, args.latency, args.mode, args.concurrency),
+                args.repeat,
+            )
         finally:
             server.stop()
-    med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
     title = (
         f"kubenenc on FerretDB 1.24 (SQLite) — medians of {args.repeat} runs, "
         f"{args.tasks:,} no-op tasks, one worker process ({args.mode}, {args.concurrency} slots)"

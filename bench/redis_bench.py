@@ -11,7 +11,6 @@ nothing is asserted.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.common import measure  # noqa: E402
+from bench.common import measure, medians, parse_args  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
 
 
@@ -98,26 +97,18 @@ def one_run(server: RedisServer, tasks: int, latency_calls: int, mode: str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--latency", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--mode", default="thread", choices=["thread", "process", "async"])
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+    args = parse_args(__doc__, latency=300, concurrency=16)
     if shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None:
         sys.exit("needs redis-server and redis-benchmark: apt-get install -y redis-server")
-    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp)).start()
         try:
-            for r in range(args.repeat):
-                runs.append(one_run(server, args.tasks, args.latency, args.mode, args.concurrency))
-                print(f"run {r + 1}/{args.repeat}: "
-                      + ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items()))  # fmt: skip
+            med = medians(
+                lambda: one_run(server, args.tasks, args.latency, args.mode, args.concurrency),
+                args.repeat,
+            )
         finally:
             server.stop()
-    med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
     title = (
         f"kubenenc on Redis — medians of {args.repeat} runs, {args.tasks:,} no-op tasks, "
         f"one worker process ({args.mode}, {args.concurrency} slots)"

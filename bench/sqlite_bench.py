@@ -10,9 +10,7 @@ Medians of --repeat runs. Not a test: nothing is asserted.
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.common import measure  # noqa: E402
+from bench.common import measure, medians, parse_args  # noqa: E402
 
 
 def raw_inserts(path: Path, n: int, batch: int) -> float:
@@ -54,21 +52,13 @@ def one_run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--latency", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--mode", default="thread", choices=["thread", "process", "async"])
-    parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args()
-    runs = []
-    for r in range(args.repeat):
+    args = parse_args(__doc__, latency=300, concurrency=8)
+
+    def run() -> dict[str, float]:
         with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp:
-            runs.append(one_run(Path(tmp), args.tasks, args.latency, args.mode, args.concurrency))
-        print(
-            f"run {r + 1}/{args.repeat}: " + ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items())
-        )
-    med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+            return one_run(Path(tmp), args.tasks, args.latency, args.mode, args.concurrency)
+
+    med = medians(run, args.repeat)
     title = (
         f"kubenenc on SQLite — medians of {args.repeat} runs, {args.tasks:,} no-op tasks, "
         f"one worker process ({args.mode}, {args.concurrency} slots)"
