@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from kubernetes import client as k8s_client
@@ -20,25 +17,11 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import Cluster
+from tests.support import wait_until
 
 pytestmark = pytest.mark.controlplane
 
 TESTDATA = Path(__file__).parent / "testdata"
-T = TypeVar("T")
-
-
-def wait_until(
-    what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.25
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}")
 
 
 def create_namespace(cluster: Cluster, name: str) -> None:

@@ -17,18 +17,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.cluster.fixtures import Cluster
 from tests.helm.chart import CHART, ROOT, rule_set
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.controlplane
 
@@ -39,19 +38,6 @@ NAME = "knc-kubenenc"  # <release>-<chart>: the release name does not contain th
 OPERATOR = f"{NAME}-operator"
 CRDS = ["concurrencypolicies.kubenenc.io", "taskdefinitions.kubenenc.io", "workerpools.kubenenc.io"]
 EXAMPLE = ROOT / "examples" / "shop"
-T = TypeVar("T")
-
-
-def wait_until(what: str, probe: Callable[[], T], timeout: float, interval: float = 0.25) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
 def get(cluster: Cluster, path: str) -> dict[str, Any] | None:

@@ -17,18 +17,9 @@ from kubenenc import Status
 
 from tests.integration import taskapp
 from tests.integration.conftest import ROOT
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 FAST = {"KUBENENC_WORKER__HEARTBEAT_INTERVAL": "0.3", "KUBENENC_WORKER__HEARTBEAT_TIMEOUT": "2"}
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -40,7 +31,7 @@ def test_kill_9_mid_task_runs_it_again_elsewhere(
     marker = tmp_path / "starts"
     inv = taskapp.sleepy(1.0, str(marker))
     victim = spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=FAST)
-    _wait_for(lambda: inv.status is Status.RUNNING and marker.exists(), 30, "the first run")
+    wait_until("the first run", lambda: inv.status is Status.RUNNING and marker.exists(), 30)
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     killed_at = time.time()
@@ -63,7 +54,7 @@ def test_sigterm_finishes_running_work_and_exits_0(
     app_on(shared_url)
     inv = taskapp.sleepy(1.0)
     proc = spawn_worker(shared_url, "--mode", "thread", "--concurrency", "1")
-    _wait_for(lambda: inv.status is Status.RUNNING, 30, "the run to start")
+    wait_until("the run to start", lambda: inv.status is Status.RUNNING, 30)
     later = taskapp.add(1, 1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
@@ -80,7 +71,7 @@ def test_sigterm_hands_back_what_outlives_the_grace(
     inv = taskapp.sleepy(60.0)
     env = {"KUBENENC_WORKER__DRAIN_GRACE": "0.5"}
     proc = spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=env)
-    _wait_for(lambda: inv.status is Status.RUNNING, 30, "the run to start")
+    wait_until("the run to start", lambda: inv.status is Status.RUNNING, 30)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     rec = inv.record()
@@ -104,7 +95,7 @@ def test_health_ready_and_metrics(
         except OSError:
             return False
 
-    _wait_for(ready, 30, "readiness")
+    wait_until("readiness", ready, 30)
     assert taskapp.add(2, 2).result(timeout=20) == 4
     with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
         assert r.status == 200

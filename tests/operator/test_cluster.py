@@ -20,10 +20,10 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -40,7 +40,7 @@ from kubenenc_operator.resources import condition
 from kubenenc_operator.settings import OperatorSettings
 
 from tests.cluster.fixtures import Cluster
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.controlplane
 
@@ -49,19 +49,6 @@ NS = "op-e2e"
 ADMIN_NS = "op-admin"
 OPERATOR_NS = "kubenenc-system"
 TASK = "tests.operator.optasks.work"
-T = TypeVar("T")
-
-
-def wait_until(what: str, probe: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
 def apply(kube: Kube, collection: str, obj: dict[str, Any]) -> dict[str, Any]:
