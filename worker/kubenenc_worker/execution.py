@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,6 @@ class RunResult:
 def decode_args(app: App, payload: RunPayload) -> dict[str, Any]:
     """The keyword arguments of the call."""
     if payload.serializer == "json":
-        import json
-
         tree = json.loads(payload.args)
         return {k: from_json_tree(v) for k, v in tree.items()}
     value: dict[str, Any] = app.serializer_for(payload.serializer).loads(payload.args)

@@ -28,7 +28,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from kubenenc import context
 from kubenenc.app import App, load_app
 from kubenenc.errors import ConfigurationError, TaskTimeout, WorkerLost
 from kubenenc.ids import InvocationId
@@ -522,8 +521,3 @@ class AsyncExecutor:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout + 1)
         self.loop.close()
-
-
-def current_context() -> context.ExecutionContext | None:
-    """The execution context of the calling task, if any (for diagnostics)."""
-    return context.current.get()

@@ -27,7 +27,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
 
 from kubenenc.app import App
 from kubenenc.backends.contract import FinishAndClaim, WorkNotifier
@@ -99,6 +98,8 @@ class Worker:
         if backend_url is not None and backend_url != self.app.backend_url:
             self.app.configure(backend_url)
         self.backend = app.backend
+        # Optional fast path, checked once: a runtime Protocol check is too slow per step.
+        self._fast = self.backend if isinstance(self.backend, FinishAndClaim) else None
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.metrics = Metrics()
         self.running: dict[InvocationId, _Active] = {}
@@ -232,19 +233,16 @@ class Worker:
                 break
             self._handle(event)
             progressed = True
-        if (
-            self._outcomes
-            and not self.paused
-            and not self._stop.is_set()
-            and self._free() > 0
-            and isinstance(self.backend, FinishAndClaim)
-        ):
-            progressed |= self._flush_and_claim(self.backend)
+        claiming = not self._stop.is_set()
+        fast = self._fast
+        if fast is not None and self._outcomes and claiming and not self.paused and self._free():
+            progressed |= self._flush_and_claim(fast)
+            claiming = False  # it claimed all it could; a second claim would find nothing
         progressed |= self._flush()
         self._expire()
         if self.paused and self._free() > 0:
             progressed |= self._resume()
-        if not self._stop.is_set() and self._free() > 0:
+        if claiming and self._free() > 0:
             progressed |= self._claim()
         self.metrics.set_load(len(self.running), len(self.paused), self.slots)
         return progressed
@@ -477,7 +475,3 @@ class Worker:
 
     def _ready(self) -> bool:
         return self._backend_ok and not self._stop.is_set()
-
-    def stats(self) -> dict[str, Any]:
-        """Running and paused counts (for tests and the demo)."""
-        return {"running": len(self.running), "paused": len(self.paused), "slots": self.slots}
