@@ -112,15 +112,13 @@ def test_cancel_pending_and_running(
 
 def test_depends_on(app_on: Callable[[Any], Any], run_worker: Callable[..., Any]) -> None:
     app_on(MemoryBackend())
-    run_worker(concurrency=2)
     first = taskapp.add(1, 2)
     second = taskapp.add.with_options(depends_on=[first])(3, 4)
+    assert second.status is Status.WAITING_DEPENDENCIES  # no worker yet: first cannot be done
+    run_worker(concurrency=2)
     assert second.result(timeout=10) == 7
-    rec = second.record()
-    assert (
-        Status.WAITING_DEPENDENCIES in [h.status for h in rec.history]
-        or first.status is Status.SUCCESS
-    )
+    statuses = [h.status for h in second.record().history]
+    assert statuses[:3] == [Status.REGISTERED, Status.WAITING_DEPENDENCIES, Status.PENDING]
     bad = taskapp.wrong_error()
     dependent = taskapp.add.with_options(depends_on=[bad])(1, 1)
     with pytest.raises(DependencyFailed, match="wrong_error"):
