@@ -178,6 +178,40 @@ def test_wait_final_wakes_every_waiter_right_after_the_finish(redis_backend: Red
     assert max(woke) - finished < 0.2  # pushed, not polled
 
 
+def test_a_wait_on_an_id_before_it_exists_does_not_end_a_later_wait(
+    redis_backend: RedisBackend,
+) -> None:
+    backend = redis_backend
+    item = new("f", "early")
+    assert backend.wait_final([item.id], 0.1)  # missing counts as final
+    backend.register([item], 1.0)
+    began = time.monotonic()
+    assert not backend.wait_final([item.id], 0.3)  # open now: the earlier wake is gone
+    assert time.monotonic() - began >= 0.25
+    assert claim_ids(backend, W1, 1, 2.0) == [item.id]
+    backend.finish([Outcome(item.id, OutcomeKind.SUCCESS, "7")], W1, 3.0)
+    assert backend.wait_final([item.id], 5.0)
+
+
+def test_get_after_a_single_wait_is_the_final_record_read_in_the_same_trip(
+    redis_backend: RedisBackend,
+) -> None:
+    backend = redis_backend
+    id = running(backend, 1.0, "one")
+    threading.Timer(
+        0.2, lambda: backend.finish([Outcome(id, OutcomeKind.SUCCESS, "5")], W1, 3.0)
+    ).start()
+    assert backend.wait_final([id], 10.0)
+    reads = backend._r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    rec = backend.get(id)
+    assert rec is not None and rec.status is Status.SUCCESS and rec.result == "5"
+    assert rec.history[-1].status is Status.SUCCESS
+    assert backend._r.info("commandstats")["cmdstat_evalsha"]["calls"] == reads  # no read
+    again = backend.get(id)  # kept for one get only: read again
+    assert again == rec
+    assert backend._r.info("commandstats")["cmdstat_evalsha"]["calls"] == reads + 1
+
+
 def test_wait_final_on_many_ids_reads_in_windows(redis_backend: RedisBackend) -> None:
     backend = redis_backend
     items = [new("f", str(i)) for i in range(1000)]

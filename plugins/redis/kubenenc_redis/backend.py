@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +68,8 @@ READ_CHUNK = 1000
 """Records read per script call (a script blocks the server while it runs)."""
 WAIT_WINDOW = 1000
 """How many ids ``wait_final`` reads per round trip."""
+KEEP_FINAL = 1.0
+"""Seconds a final record read by a single-id ``wait_final`` answers the next ``get``."""
 MAX_LOOP_NODES = 100_000
 SWEEP_BATCH = 500
 """Final invocations past retention deleted per ``recover`` call."""
@@ -261,6 +264,8 @@ class RedisBackend:
         self.retry_for = retry_for
         self._name = name
         self._scripts = {op: client.register_script(src) for op, src in SCRIPTS.items()}
+        self._local = threading.local()  # .final: see wait_final
+        self._loaded = False  # the scripts wait_final pipelines are on the server
         self._link = _Link(client)
         self._block_link = _Link(self._block)
         self._closed = False
@@ -506,29 +511,77 @@ class RedisBackend:
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
         """See :meth:`kubenenc.backends.contract.Coordination.wait_final`.
 
-        Reads the statuses, then blocks on the server (``BLMOVE`` of an open one's ``done``
-        list onto itself, so every waiter sees it) until it is pushed, and repeats.
+        One round trip per window of ids: the ``open`` script reads which are still open
+        (and arranges a push to the last one's ``done`` list when it becomes final, or at
+        once when it already is), and ``BLMOVE`` of that list onto itself, pipelined behind
+        it, blocks on the server until the push. For a single id the record is read in the
+        same round trip once it is final and handed to the next :meth:`get` of it in this
+        thread (a final record does not change), so ``wait_final`` + ``get`` is one trip.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
+        self._local.final = None
         while pending:
-            # Read a window at a time: all must end, so blocking on the last open one of the
+            # A window at a time: all must end, so blocking on the last open one of the
             # window wastes no time, and in FIFO order the window then ends together.
-            window = self._open(pending[:WAIT_WINDOW])
-            pending = window + pending[WAIT_WINDOW:]
-            if not window:
-                continue
+            chunk, rest = pending[:WAIT_WINDOW], pending[WAIT_WINDOW:]
             block = BLOCK_CHUNK
             if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                block = min(block, deadline - time.monotonic())
+            if block <= 0:  # no time left to block: only look
+                if self._open(chunk):
                     return False
-                block = min(block, left)
-            last = window[-1]
-            if self._block_on(self._key("done", last), max(block, 0.001)):
-                # Pushed only once it is final: no need to read it again.
-                pending = [i for i in pending if i != last]
+                pending = rest
+                continue
+            window, pushed = self._open_and_block(chunk, block, single=len(ids) == 1)
+            if pushed and window and window[-1] == chunk[-1]:
+                window.pop()  # pushed only once it is final: no need to read it again
+            pending = window + rest
         return True
+
+    def _open_and_block(
+        self, chunk: list[InvocationId], seconds: float, single: bool
+    ) -> tuple[list[InvocationId], bool]:
+        """The open ones of ``chunk``, and whether the last of ``chunk`` was pushed within
+        ``seconds`` (see :meth:`wait_final`)."""
+        last = chunk[-1]
+        done = self._key("done", last)
+        script = self._scripts["open"]
+        commands: list[tuple[Any, ...]] = [
+            ("EVALSHA", script.sha, 1, self._p, "0", "0", "", *chunk),
+            ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
+        ]
+        if single:
+            commands.append(("EVALSHA", self._scripts["read"].sha, 1, self._p, "0", "0", "",
+                             "1", last))  # fmt: skip
+
+        def send() -> list[Any]:
+            # A script missing on the server would let the pipelined block wait in vain:
+            # make sure both are loaded first (again after a lost connection, which may
+            # be a restarted server; a SCRIPT FLUSH costs one wait, then they are loaded).
+            if not self._loaded:
+                self._script("read", ["0", "0", "", "0"])
+                self._script("open", ["0", "0", ""])
+                self._loaded = True
+            try:
+                return self._block_link.calls(commands)
+            except redis.exceptions.NoScriptError:
+                self._loaded = False
+                return send()
+            except _FAULTS:
+                self._loaded = False
+                raise
+
+        replies = self._retrying("wait_final", send)
+        window = [InvocationId(x) for x in replies[0]]
+        pushed = replies[1] is not None
+        if single and pushed:
+            row = json.loads(replies[2])[0]
+            if row is not False:
+                rec = _record(row)
+                if rec.is_final:
+                    self._local.final = (rec, time.monotonic())
+        return window, pushed
 
     def wait_for_work(self, pool: str, timeout: float) -> bool:
         """Block until invocations may have become claimable in ``pool`` (True) or
@@ -539,14 +592,6 @@ class RedisBackend:
         got = self._retrying(
             "wait_for_work",
             lambda: self._block_link.call("BLPOP", key, max(min(timeout, BLOCK_CHUNK), 0.001)),
-        )
-        return got is not None
-
-    def _block_on(self, done: str, seconds: float) -> bool:
-        """Wait up to ``seconds`` for ``done`` to have an element, leaving it there."""
-        got = self._retrying(
-            "wait_final",
-            lambda: self._block_link.call("BLMOVE", done, done, "RIGHT", "LEFT", seconds),
         )
         return got is not None
 
@@ -595,6 +640,12 @@ class RedisBackend:
 
     def get(self, id: InvocationId) -> InvocationRecord | None:
         """See :meth:`kubenenc.backends.contract.Records.get`."""
+        kept = getattr(self._local, "final", None)
+        if kept is not None:
+            self._local.final = None
+            rec: InvocationRecord = kept[0]
+            if rec.id == id and time.monotonic() - kept[1] < KEEP_FINAL:
+                return rec  # read by wait_final just now, final, so unchanged since
         return self._read([id], history=True)[0]
 
     def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:

@@ -796,13 +796,26 @@ return cjson.encode(out)
 OPEN = r"""
 -- ARGV[4..] ids. Returns those that exist and are not final, and marks the last of them as
 -- waited on, so that becoming final pushes to its ``done`` list (in the same atomic step:
--- no push can be missed between this read and the caller's block).
+-- no push can be missed between this read and the caller's block). When the last id given
+-- is final or missing already, it is pushed now, so that a block on its list pipelined
+-- behind this call returns at once.
 local out = {}
 for j = 4, #ARGV do
   local s = redis.call('HGET', k_inv(ARGV[j]), 's')
   if s and not FINAL[s] then out[#out+1] = ARGV[j] end
 end
-if #out > 0 then redis.call('HSET', k_inv(out[#out]), 'wn', '1') end
+if #out > 0 then
+  redis.call('HSET', k_inv(out[#out]), 'wn', '1')
+  -- Only a push for an id that did not exist yet can be in the list of an open one.
+  redis.call('DEL', P .. ':done:' .. out[#out])
+end
+if #ARGV >= 4 and out[#out] ~= ARGV[#ARGV] then
+  local done = P .. ':done:' .. ARGV[#ARGV]
+  if redis.call('LLEN', done) == 0 then
+    redis.call('RPUSH', done, '1')
+    redis.call('EXPIRE', done, DONE_TTL)
+  end
+end
 return out
 """
 
