@@ -29,17 +29,24 @@ def measure(
     url: str, tasks: int, latency_calls: int, mode: str, concurrency: int, timeout: float = 600
 ) -> dict[str, float]:
     """``enqueue`` (calls/s, no worker running), ``throughput`` (tasks/s draining them with one
-    worker process), ``p50``/``p99`` (ms, one call at a time against the warm worker)."""
+    worker process, timed from its first heartbeat, which it sends just before its first
+    claim), ``startup`` (s, from spawning the process to that heartbeat: interpreter, imports,
+    connecting), ``p50``/``p99`` (ms, one call at a time against the warm worker)."""
     from bench import benchtasks
 
     benchtasks.app.configure(url)
+    backend = benchtasks.app.backend
     out: dict[str, float] = {}
     start = time.perf_counter()
     group = benchtasks.noop.parallelize(range(tasks))
     out["enqueue"] = tasks / (time.perf_counter() - start)
+    spawned = time.perf_counter()
     worker = start_worker(url, mode, concurrency)
     try:
+        while not backend.workers() and worker.poll() is None:
+            time.sleep(0.001)
         start = time.perf_counter()
+        out["startup"] = start - spawned
         group.results(timeout=timeout)
         out["throughput"] = tasks / (time.perf_counter() - start)
         samples = []

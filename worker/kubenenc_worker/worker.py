@@ -120,6 +120,9 @@ class Worker:
             )
         self._app_path = app_path if app_path else (_app_path(app) if mode == "process" else "")
         self.executor: Executor = self._make_executor()
+        # Optional executor roles (see ThreadExecutor.start_many), looked up once.
+        self._start_many = getattr(self.executor, "start_many", None)
+        self._poll = getattr(self.executor, "poll", None)
 
     def _make_executor(self) -> Executor:
         mode = self.settings.mode
@@ -218,7 +221,8 @@ class Worker:
                 idle = 0.0005
                 continue
             try:
-                event = self.events.get(timeout=idle)
+                batched = self._poll is not None and getattr(self.executor, "batches", 0)
+                event = self.events.get(timeout=min(idle, 0.001) if batched else idle)
                 self._handle(event)
                 idle = 0.0005
             except queue.Empty:
@@ -226,6 +230,8 @@ class Worker:
 
     def _step(self) -> bool:
         progressed = False
+        if self._poll is not None:
+            self._poll()
         while True:
             try:
                 event = self.events.get_nowait()
@@ -269,10 +275,16 @@ class Worker:
             return False
         self.metrics.add_claimed(len(claimed))
         now = time.monotonic()
+        payloads = []
         for rec in claimed:
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
-            self.executor.start(RunPayload(rec.id, rec.task, rec.args, rec.serializer))
+            payloads.append(RunPayload(rec.id, rec.task, rec.args, rec.serializer))
+        if self._start_many is not None:
+            self._start_many(payloads)
+        else:
+            for payload in payloads:
+                self.executor.start(payload)
         return True
 
     def _handle(self, event: Event) -> None:
