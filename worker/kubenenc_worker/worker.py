@@ -221,7 +221,7 @@ class Worker:
                 idle = 0.0005
                 continue
             try:
-                batched = self._poll is not None and getattr(self.executor, "batches", 0)
+                batched = self._poll is not None and getattr(self.executor, "batches", 0) > 0
                 event = self.events.get(timeout=min(idle, 0.001) if batched else idle)
                 self._handle(event)
                 idle = 0.0005
