@@ -84,9 +84,12 @@ def _now(now: float) -> str:
     return repr(float(now))
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _static(n: NewInvocation, now: float) -> str:
     """The fields of ``n`` fixed at registration, as stored in the record's ``d`` field."""
-    return json.dumps(
+    return _compact(
         {
             "id": n.id, "app": n.app, "task": n.task, "args": n.args, "call_key": n.call_key,
             "display": n.display, "pool": n.pool, "priority": n.priority,
@@ -94,8 +97,7 @@ def _static(n: NewInvocation, now: float) -> str:
             "running_limit": n.running_limit, "registration_key": n.registration_key,
             "depends_on": list(n.depends_on), "parent": n.parent, "serializer": n.serializer,
             "created_at": float(now),
-        },
-        separators=(",", ":"),
+        }
     )  # fmt: skip
 
 
@@ -120,20 +122,19 @@ def _record(row: Sequence[Any]) -> InvocationRecord:
     return record_from_dict(d)
 
 
-def _outcome_args(outcomes: Sequence[Outcome]) -> list[str | int]:
-    """The outcomes as the finish scripts read them from ARGV, seven values each."""
-    args: list[str | int] = []
-    for o in outcomes:
-        error = (
-            ""
-            if o.error is None
-            else json.dumps([o.error.type, o.error.message, o.error.traceback])
-        )
-        args += [
-            o.id, o.kind.value, "0" if o.result is None else "1", o.result or "", error,
-            _now(o.retry_at), o.reason or "",
-        ]  # fmt: skip
-    return args
+def _outcome_arg(outcomes: Sequence[Outcome]) -> str:
+    """The outcomes as the finish scripts read them: one JSON array, seven strings each."""
+    return _compact(
+        [
+            [
+                o.id, o.kind.value, "0" if o.result is None else "1", o.result or "",
+                "" if o.error is None else
+                _compact([o.error.type, o.error.message, o.error.traceback]),
+                _now(o.retry_at), o.reason or "",
+            ]
+            for o in outcomes
+        ]
+    )  # fmt: skip
 
 
 class _Link:
@@ -391,15 +392,18 @@ class RedisBackend:
         """See :meth:`kubenenc.backends.contract.Queue.register`."""
         if not new:
             return []
-        args: list[str | int] = [len(new)]
-        for n in new:
-            args += [
-                n.id, n.registration_key or "", n.registration, n.pool, n.priority, n.app,
-                n.running_key or "", "" if n.running_limit is None else n.running_limit,
-                n.call_key, n.display, n.parent or "", _static(n, now), len(n.depends_on),
-                *n.depends_on,
-            ]  # fmt: skip
-        reply, _ = self._run("register", now, *args)
+        items = _compact(
+            [
+                [
+                    n.id, n.registration_key or "", n.registration, n.pool, str(n.priority),
+                    n.app, n.running_key or "",
+                    "" if n.running_limit is None else str(n.running_limit), n.call_key,
+                    n.display, n.parent or "", _static(n, now), n.depends_on,
+                ]
+                for n in new
+            ]
+        )  # fmt: skip
+        reply, _ = self._run("register", now, items)
         return [RegisterResult(RegisterKind(kind), InvocationId(id)) for kind, id in reply]
 
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
@@ -419,7 +423,7 @@ class RedisBackend:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
         if not outcomes:
             return []
-        reply, _ = self._run("finish", now, worker, len(outcomes), *_outcome_args(outcomes))
+        reply, _ = self._run("finish", now, worker, _outcome_arg(outcomes))
         return [bool(x) for x in reply]
 
     def finish_and_claim(
@@ -428,8 +432,7 @@ class RedisBackend:
         """See :class:`kubenenc.backends.contract.FinishAndClaim`: one script, one round
         trip."""
         reply, replayed = self._run(
-            "finish_and_claim", now, pool, worker, max(limit, 0), len(outcomes),
-            *_outcome_args(outcomes),
+            "finish_and_claim", now, pool, worker, max(limit, 0), _outcome_arg(outcomes),
         )  # fmt: skip
         done, claimed = reply
         flags = [bool(x) for x in done]

@@ -366,19 +366,18 @@ end
 
 
 REGISTER = r"""
--- ARGV[4]: count; then per item: id gk policy pool priority app rk rl ck dp pa d ndeps deps...
+-- ARGV[4]: the items as one JSON array (one argument parses faster on both sides than
+-- thirteen per item), each [id gk policy pool priority app rk rl ck dp pa d [deps...]],
+-- every value a string.
 local out = {}
-local n = tonumber(ARGV[4])
-local i = 5
+local items = cjson.decode(ARGV[4])
+local n = #items
 local seq = redis.call('INCRBY', P .. ':seq', n) - n
-for _ = 1, n do
-  local id, gk, policy = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local pool, pr, app = ARGV[i+3], ARGV[i+4], ARGV[i+5]
-  local rk, rl, ck, dp, pa, d = ARGV[i+6], ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10], ARGV[i+11]
-  local ndeps = tonumber(ARGV[i+12])
-  local deps = {}
-  for j = 1, ndeps do deps[j] = ARGV[i+12+j] end
-  i = i + 13 + ndeps
+for k = 1, n do
+  local it = items[k]
+  local id, gk, policy, pool, pr, app = it[1], it[2], it[3], it[4], it[5], it[6]
+  local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], it[12]
+  local deps = it[13]
   local done = false
   if gk ~= '' then
     local holder = redis.call('HGET', K_REG, gk)
@@ -522,14 +521,14 @@ local function with_error(k, fields, err)
   return fields
 end
 
--- Store ``n`` outcomes of ``worker`` read from ARGV[i..]: id kind hasres result error
--- retry_at reason each. Returns 1 (stored) or 0 (not RUNNING there: dropped) per outcome.
-local function finish_all(worker, n, i)
+-- Store the outcomes of ``worker`` given as a JSON array of [id kind hasres result error
+-- retry_at reason] (strings). Returns 1 (stored) or 0 (not RUNNING there: dropped) per
+-- outcome.
+local function finish_all(worker, text)
   local out = {}
-  for _ = 1, n do
-    local id, kind, hasres, result = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-    local err, retry_at, reason = ARGV[i+4], ARGV[i+5], ARGV[i+6]
-    i = i + 7
+  for _, o in ipairs(cjson.decode(text)) do
+    local id, kind, hasres, result = o[1], o[2], o[3], o[4]
+    local err, retry_at, reason = o[5], o[6], o[7]
     if reason == '' then reason = nil end
     local r = load(id)
     if not r or r.s ~= 'RUNNING' or r.w ~= worker then
@@ -560,14 +559,14 @@ end
 """
 
 FINISH = r"""
--- ARGV[4] worker, ARGV[5] count, then the outcomes (see finish_all).
-return reply(finish_all(ARGV[4], tonumber(ARGV[5]), 6))
+-- ARGV[4] worker, ARGV[5] the outcomes (see finish_all).
+return reply(finish_all(ARGV[4], ARGV[5]))
 """
 
 FINISH_AND_CLAIM = r"""
--- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit, ARGV[7] count, then the outcomes. Returns
+-- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit, ARGV[7] the outcomes. Returns
 -- {finished flags, rows JSON or ''}; a replayed call, {flags, claimed ids} as JSON.
-local done = finish_all(ARGV[5], tonumber(ARGV[7]), 8)
+local done = finish_all(ARGV[5], ARGV[7])
 local ids, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
 return reply({done, #ids > 0 and cjson.encode(rows) or ''}, {done, ids})
 """
