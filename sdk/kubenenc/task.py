@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -24,7 +26,7 @@ from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, 
 from kubenenc.errors import ConfigurationError, RegistrationRejected, SerializationError
 from kubenenc.ids import InvocationId, TaskId, new_invocation_id
 from kubenenc.invocation import Invocation, InvocationGroup
-from kubenenc.records import NewInvocation, RegisterKind
+from kubenenc.records import NewInvocation, RegisterKind, RegisterResult
 from kubenenc.serializers import to_json_tree
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ R = TypeVar("R")
 
 _DISPLAY_LIMIT = 160
 _BATCH = 1000
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,28 +233,46 @@ class Task(Generic[P, R]):
         return dict(bound.arguments)
 
     def _new(
-        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call: CallOptions
+        self,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        call: CallOptions,
+        fixed: _Fixed | None = None,
     ) -> NewInvocation:
+        fixed = fixed or self._fixed(call)
+        tree, text = self._encode(args, kwargs, fixed)
+        return self._build(tree, text, call, fixed)
+
+    def _encode(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], fixed: _Fixed
+    ) -> tuple[dict[str, Any], str]:
+        """The call's arguments as a JSON tree and as stored text; where a wrong argument
+        fails."""
         arguments = self._bind(args, kwargs)
         tree: dict[str, Any] = {}
         for name, value in arguments.items():
+            kind = type(value)
+            if kind is str or kind is int or kind is bool or value is None:
+                tree[name] = value  # what to_json_tree returns for them, without the call
+                continue
             try:
                 tree[name] = to_json_tree(value, f"{self.name}() argument {name!r}")
             except SerializationError:
-                if self.app.serializer.name == "json":
+                if not fixed.pickle:
                     raise
                 tree[name] = repr(value)
-        if self.app.serializer.name == "json":
-            text = json.dumps(tree, separators=(",", ":"))
-        else:
-            text = self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
+        if fixed.pickle:
+            return tree, self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
+        return tree, _compact(tree)
+
+    def _build(
+        self, tree: dict[str, Any], text: str, call: CallOptions, fixed: _Fixed
+    ) -> NewInvocation:
         shown = ", ".join(_short(v) for v in tree.values())
         display = f"{self.name}({shown})"
         if len(display) > _DISPLAY_LIMIT:
             display = display[: _DISPLAY_LIMIT - 4] + "...)"
-        opts = self.options
-        policy = self.policy()
-        ctx = context.current.get()
+        policy = fixed.policy
         return NewInvocation(
             id=new_invocation_id(),
             app=self.app.name,
@@ -259,32 +280,86 @@ class Task(Generic[P, R]):
             args=text,
             call_key=call_key(self.id, tree),
             display=display,
+            pool=fixed.pool,
+            priority=fixed.priority,
+            max_retries=fixed.max_retries,
+            timeout=fixed.timeout,
+            running_key=None if policy is None else running_key(policy, self.id, tree),
+            running_limit=policy.running_limit if policy else None,
+            registration_key=None if policy is None else registration_key(policy, self.id, tree),
+            registration=policy.registration if policy else "allow",
+            depends_on=call.depends_on,
+            parent=fixed.parent,
+            serializer=self.app.serializer.name,
+        )
+
+    def _register_overlapped(
+        self, encoded: list[tuple[dict[str, Any], str]], call: CallOptions, fixed: _Fixed
+    ) -> tuple[list[NewInvocation], list[RegisterResult]]:
+        """Register batch after batch on a second thread while this one builds the next:
+        the backend call mostly waits on the network or the server, so both proceed. Batches
+        go in order; after a failed one no more are sent, and the first failure raises."""
+        backend = self.app.backend
+        failed = threading.Event()
+
+        def send(chunk: list[NewInvocation]) -> list[RegisterResult]:
+            if failed.is_set():
+                return []
+            try:
+                return backend.register(chunk, time.time())
+            except BaseException:
+                failed.set()
+                raise
+
+        new: list[NewInvocation] = []
+        sent: list[Future[list[RegisterResult]]] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="kubenenc-register") as sender:
+            for start in range(0, len(encoded), _BATCH):
+                if failed.is_set():
+                    break
+                chunk = [self._build(t, x, call, fixed) for t, x in encoded[start : start + _BATCH]]
+                new += chunk
+                sent.append(sender.submit(send, chunk))
+        results: list[RegisterResult] = []
+        for future in sent:
+            results += future.result()
+        return new, results
+
+    def _fixed(self, call: CallOptions) -> _Fixed:
+        """What every call of one submit shares: options, policy (read once), parent."""
+        opts = self.options
+        ctx = context.current.get()
+        return _Fixed(
             pool=call.pool or opts.pool,
             priority=opts.priority if call.priority is None else call.priority,
             max_retries=opts.retries if call.retries is None else call.retries,
             timeout=call.timeout or opts.timeout,
-            running_key=running_key(policy, self.id, tree),
-            running_limit=policy.running_limit if policy else None,
-            registration_key=registration_key(policy, self.id, tree),
-            registration=policy.registration if policy else "allow",
-            depends_on=call.depends_on,
+            policy=self.policy(),
             parent=ctx.invocation_id if ctx is not None else None,
-            serializer=self.app.serializer.name,
+            pickle=self.app.serializer.name != "json",
         )
 
     def _submit(
         self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
     ) -> list[Invocation[R]]:
-        new = [self._new(a, k, call) for a, k in calls]
+        fixed = self._fixed(call)
+        backend = self.app.backend
+        # Every call is checked and encoded before anything is registered, so a wrong
+        # argument anywhere registers nothing.
+        encoded = [self._encode(a, k, fixed) for a, k in calls]
+        new: list[NewInvocation] = []
+        results: list[RegisterResult] = []
+        if len(encoded) <= _BATCH:
+            new = [self._build(tree, text, call, fixed) for tree, text in encoded]
+            results = backend.register(new, time.time())
+        else:
+            new, results = self._register_overlapped(encoded, call, fixed)
         out: list[Invocation[R]] = []
         rejected: list[tuple[NewInvocation, InvocationId]] = []
-        backend = self.app.backend
-        for start in range(0, len(new), _BATCH):
-            chunk = new[start : start + _BATCH]
-            for item, res in zip(chunk, backend.register(chunk, time.time()), strict=True):
-                if res.kind is RegisterKind.REJECTED:
-                    rejected.append((item, res.id))
-                out.append(Invocation(self.app, res.id))
+        for item, res in zip(new, results, strict=True):
+            if res.kind is RegisterKind.REJECTED:
+                rejected.append((item, res.id))
+            out.append(Invocation(self.app, res.id))
         if rejected:
             item, existing = rejected[0]
             error = RegistrationRejected(
@@ -298,6 +373,17 @@ class Task(Generic[P, R]):
             ]
             raise error
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    pool: str
+    priority: int
+    max_retries: int
+    timeout: float | None
+    policy: ConcurrencyPolicy | None
+    parent: InvocationId | None
+    pickle: bool
 
 
 class BoundCall(Generic[P, R]):

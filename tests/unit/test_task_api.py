@@ -264,3 +264,38 @@ def test_named_policy_naming_an_unknown_argument_fails_at_the_call(app: kubenenc
     with pytest.raises(ConfigurationError, match="user"):
         task(1, 2.0)
     assert app.counts() == {}
+
+
+def test_a_large_parallelize_registers_every_batch_in_call_order(app: kubenenc.App) -> None:
+    group = app.task(add).parallelize([(i, 1) for i in range(2500)])
+    assert [json.loads(r.args)["a"] for r in app.backend.get_many(group.ids)] == list(range(2500))
+    assert len(set(group.ids)) == 2500
+
+
+def test_a_wrong_argument_late_in_a_large_parallelize_registers_nothing(
+    app: kubenenc.App,
+) -> None:
+    calls: list[Any] = [(i, 1) for i in range(2500)]
+    calls[2400] = (1, 2, 3)
+    with pytest.raises(TypeError):
+        app.task(add).parallelize(calls)
+    assert sum(app.backend.counts().values()) == 0
+
+
+def test_a_large_parallelize_stops_at_the_first_failed_batch(app: kubenenc.App) -> None:
+    backend = app.backend
+    real = backend.register
+    calls = 0
+
+    def flaky(new: Any, now: float) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise kubenenc.errors.BackendUnavailable("down")
+        return real(new, now)
+
+    backend.register = flaky  # type: ignore[method-assign]
+    with pytest.raises(kubenenc.errors.BackendUnavailable):
+        app.task(add).parallelize([(i, 1) for i in range(5000)])
+    assert calls == 2  # batches go one after another: none is sent after the failed one
+    assert sum(backend.counts().values()) == 1000
