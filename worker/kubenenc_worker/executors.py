@@ -139,13 +139,16 @@ their own (see :meth:`ThreadExecutor.start_many`)."""
 class _Batch:
     """Executions handed to one thread to run one after another (see ``start_many``)."""
 
-    __slots__ = ("done", "finished", "started", "work")
+    __slots__ = ("done", "every", "finished", "started", "work")
 
     def __init__(self, payloads: Sequence[RunPayload]) -> None:
         self.work: collections.deque[RunPayload] = collections.deque(payloads)
         self.done: list[RunResult] = []
         self.started = time.monotonic()
         self.finished = False
+        # A large batch reports its first half as soon as it is done, so that the worker
+        # writes it (and claims as many again) while the second half runs.
+        self.every = len(payloads) // 2 if len(payloads) >= 16 else len(payloads)
 
 
 class ThreadExecutor:
@@ -283,6 +286,12 @@ class ThreadExecutor:
                     if result is not None:
                         with self._lock:
                             batch.done.append(result)
+                            ready = len(batch.done) >= batch.every and batch.work
+                            if ready:
+                                results, batch.done = batch.done, []
+                        if ready:
+                            for result in results:
+                                self.events.put(Done(result))
                 except TaskTimeout:  # an abort that landed just after its run: dropped
                     continue
         finally:
