@@ -85,6 +85,7 @@ def _now(now: float) -> str:
 
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
+_KINDS = {kind.value: kind for kind in RegisterKind}
 
 
 def _static(n: NewInvocation, now: float) -> str:
@@ -398,13 +399,16 @@ class RedisBackend:
                     n.id, n.registration_key or "", n.registration, n.pool, str(n.priority),
                     n.app, n.running_key or "",
                     "" if n.running_limit is None else str(n.running_limit), n.call_key,
-                    n.display, n.parent or "", _static(n, now), n.depends_on,
+                    n.display, n.parent or "", n.depends_on,
                 ]
                 for n in new
             ]
         )  # fmt: skip
-        reply, _ = self._run("register", now, items)
-        return [RegisterResult(RegisterKind(kind), InvocationId(id)) for kind, id in reply]
+        reply, _ = self._run("register", now, items, *[_static(n, now) for n in new])
+        # One JSON text (a replayed reply too: it was stored as that text).
+        return [
+            RegisterResult(_KINDS[kind], InvocationId(id)) for kind, id in json.loads(reply)
+        ]
 
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim` (history left empty: a worker

@@ -367,17 +367,30 @@ end
 
 REGISTER = r"""
 -- ARGV[4]: the items as one JSON array (one argument parses faster on both sides than
--- thirteen per item), each [id gk policy pool priority app rk rl ck dp pa d [deps...]],
--- every value a string.
+-- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...]], every
+-- value a string; ARGV[5..]: each item's ``d`` text (apart: JSON in JSON parses slowly).
+-- Returns one JSON text, [[kind, id], ...].
 local out = {}
 local items = cjson.decode(ARGV[4])
 local n = #items
 local seq = redis.call('INCRBY', P .. ':seq', n) - n
+-- Index and queue entries are written in one command per key after the loop (nothing in
+-- the loop reads them back).
+local IX, IXA, Q = {}, {}, {}
+local function later(t, key, score, member)
+  local list = t[key]
+  if not list then
+    list = {}
+    t[key] = list
+  end
+  list[#list+1] = score
+  list[#list+1] = member
+end
 for k = 1, n do
   local it = items[k]
   local id, gk, policy, pool, pr, app = it[1], it[2], it[3], it[4], it[5], it[6]
-  local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], it[12]
-  local deps = it[13]
+  local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], ARGV[4 + k]
+  local deps = it[12]
   local done = false
   if gk ~= '' then
     local holder = redis.call('HGET', K_REG, gk)
@@ -406,9 +419,8 @@ for k = 1, n do
       if dep.s ~= 'SUCCESS' then waiting[#waiting+1] = dep_id end
     end
     local h0 = 'REGISTERED' .. US .. NOW .. US .. US .. RS
-    local seqn = tonumber(sq)
-    redis.call('ZADD', P .. ':ix', seqn, id)
-    redis.call('ZADD', P .. ':ix:a:' .. app, seqn, id)
+    later(IX, P .. ':ix', sq, id)
+    later(IXA, P .. ':ix:a:' .. app, sq, id)
     if broken_id or #waiting > 0 then
       redis.call('HSET', k_inv(id), 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
@@ -434,7 +446,7 @@ for k = 1, n do
                  'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', r.m, 'dn', '',
                  'h', h0 .. 'PENDING' .. US .. NOW .. US .. US .. RS)
       count(r, 'PENDING', 1)
-      redis.call('ZADD', P .. ':q:' .. pool, 0, r.m)
+      later(Q, P .. ':q:' .. pool, 0, r.m)
       WAKE[pool] = (WAKE[pool] or 0) + 1
       r.s = 'PENDING'
     end
@@ -442,7 +454,14 @@ for k = 1, n do
     out[#out+1] = {'created', id}
   end
 end
-return reply(out)
+for _, t in ipairs({IX, IXA, Q}) do
+  for key, list in pairs(t) do
+    for j = 1, #list, 1000 do
+      redis.call('ZADD', key, unpack(list, j, math.min(j + 999, #list)))
+    end
+  end
+end
+return reply(cjson.encode(out))
 """
 
 
