@@ -18,7 +18,9 @@ Redis Cluster slot):
   ``rk``/``rl`` running key/limit, ``gk`` registration key, ``ck`` call key, ``dp`` display,
   ``pa`` parent, ``dn`` depends_on (comma separated), and ``h`` the history: one
   ``status US at US worker US reason RS`` entry per change (in the record, not a key of its
-  own: one write less per transition, one key less per invocation).
+  own: one write less per transition, one key less per invocation). A new record leaves out
+  the empty fields and ``wt``/``at``/``lo``/``nb`` while they are 0: a missing field reads
+  as ``''`` (those four as ``0``).
 - ``P:q:<pool>`` (zset): PENDING invocations that are due, all at score 0 so they sort by
   member, ``(99999999-waiters)%08d (5e11-priority)%012d seq%015d id``: more waiters, then
   higher priority, then older first -- the claim order, exact at any size.
@@ -142,6 +144,9 @@ local function reply(value, cache)
   return value
 end
 
+-- Fields a new record leaves out while they hold their first value (a smaller write).
+local ZERO = {wt = '0', nb = '0', lo = '0', at = '0'}
+
 local F = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'pa', 'wt', 'nb', 'sq', 'm',
            'dn', 'lo', 'at', 'hd', 'wn', 'h'}
 
@@ -157,7 +162,7 @@ local function load(id, more)
   local v = redis.call('HMGET', k_inv(id), unpack(names))
   if not v[1] then return nil end
   local r = {id = id}
-  for i, f in ipairs(F) do r[f] = v[i] or '' end
+  for i, f in ipairs(F) do r[f] = v[i] or ZERO[f] or '' end
   if more then return r, {unpack(v, #F + 1)} end
   return r
 end
@@ -441,10 +446,15 @@ for k = 1, n do
     else
       -- The common path, REGISTERED -> PENDING, written in one go.
       r.m = member(r)
-      redis.call('HSET', k_inv(id), 'd', d, 's', 'PENDING', 'u', NOW, 'w', '', 'a', app,
-                 'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
-                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', r.m, 'dn', '',
-                 'h', h0 .. 'PENDING' .. US .. NOW .. US .. US .. RS)
+      -- Empty fields and those in ZERO are left out: reads take them as '' or ZERO.
+      local fields = {'d', d, 's', 'PENDING', 'u', NOW, 'a', app, 'p', pool, 'pr', pr,
+                      'ck', ck, 'dp', dp, 'sq', sq, 'm', r.m,
+                      'h', h0 .. 'PENDING' .. US .. NOW .. US .. US .. RS}
+      if rk ~= '' then fields[#fields+1] = 'rk'; fields[#fields+1] = rk end
+      if rl ~= '' then fields[#fields+1] = 'rl'; fields[#fields+1] = rl end
+      if gk ~= '' then fields[#fields+1] = 'gk'; fields[#fields+1] = gk end
+      if pa ~= '' then fields[#fields+1] = 'pa'; fields[#fields+1] = pa end
+      redis.call('HSET', k_inv(id), unpack(fields))
       count(r, 'PENDING', 1)
       later(Q, P .. ':q:' .. pool, 0, r.m)
       WAKE[pool] = (WAKE[pool] or 0) + 1
