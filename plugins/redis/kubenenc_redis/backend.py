@@ -406,9 +406,7 @@ class RedisBackend:
         )  # fmt: skip
         reply, _ = self._run("register", now, items, *[_static(n, now) for n in new])
         # One JSON text (a replayed reply too: it was stored as that text).
-        return [
-            RegisterResult(_KINDS[kind], InvocationId(id)) for kind, id in json.loads(reply)
-        ]
+        return [RegisterResult(_KINDS[kind], InvocationId(id)) for kind, id in json.loads(reply)]
 
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim` (history left empty: a worker
