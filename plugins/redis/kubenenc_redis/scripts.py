@@ -120,7 +120,23 @@ if REQ ~= '' then
 end
 
 -- Counter changes and holders are collected during the call and written once at its end.
-local CD, HOLD, WAKE = {}, {}, {}
+-- So are the held sets (HW[worker][id]: true added, false removed; the last change wins)
+-- and the final index entries (FIN): one command per key instead of one per invocation.
+local CD, HOLD, WAKE, HW, FIN = {}, {}, {}, {}, {}
+local function held(worker, id, yes)
+  local t = HW[worker]
+  if not t then
+    t = {}
+    HW[worker] = t
+  end
+  t[id] = yes
+end
+
+local function write_in_bulk(command, key, args)
+  for j = 1, #args, 1000 do
+    redis.call(command, key, unpack(args, j, math.min(j + 999, #args)))
+  end
+end
 local function count(r, status, n)
   local f = r.a .. US .. r.p .. US .. status
   CD[f] = (CD[f] or 0) + n
@@ -131,6 +147,15 @@ local function reply(value, cache)
     if n ~= 0 then redis.call('HINCRBY', K_COUNTS, f, n) end
   end
   for w in pairs(HOLD) do redis.call('SADD', K_HOLDERS, w) end
+  for w, ids in pairs(HW) do
+    local add, rem = {}, {}
+    for id, yes in pairs(ids) do
+      if yes then add[#add+1] = id else rem[#rem+1] = id end
+    end
+    write_in_bulk('SREM', P .. ':hw:' .. w, rem)
+    write_in_bulk('SADD', P .. ':hw:' .. w, add)
+  end
+  write_in_bulk('ZADD', K_FIN, FIN)
   for pool, n in pairs(WAKE) do
     local kw = P .. ':wake:' .. pool
     local tokens = {}
@@ -236,10 +261,10 @@ local function move(r, dst, worker, reason, w, extra)
   if src == 'PENDING' then dequeue(r) end
   if dst == 'PENDING' then enqueue(r) end
   if (src == 'RUNNING' or src == 'PAUSED') and holder ~= '' then
-    redis.call('SREM', P .. ':hw:' .. holder, r.id)
+    held(holder, r.id, false)
   end
   if dst == 'RUNNING' or dst == 'PAUSED' then
-    redis.call('SADD', P .. ':hw:' .. r.w, r.id)
+    held(r.w, r.id, true)
     HOLD[r.w] = true
   end
 end
@@ -352,7 +377,8 @@ local function finalize(r, cascade, err)
     end
   end
   if #dependents > 0 then redis.call('DEL', kdep) end
-  redis.call('ZADD', K_FIN, NOW, r.id .. US .. r.a)
+  FIN[#FIN+1] = NOW
+  FIN[#FIN+1] = r.id .. US .. r.a
   redis.call('EXPIRE', k, math.ceil(RET))
   if r.wn ~= '' then  -- someone blocks on it (see the open script)
     local done = P .. ':done:' .. r.id
@@ -485,20 +511,21 @@ local function claim_some(pool, worker, limit)
     redis.call('ZADD', kq, 0, m)
   end
   local out, rows = {}, {}
-  local full = {}
-  local skip = 0
-  local page = math.max(limit, 1)
+  local full, back = {}, {}
+  -- Pop from the head of the queue (score 0: member order, the claim order) as many as are
+  -- still wanted; what cannot be taken is parked, put back (not due yet) or dropped (stale).
   while #out < limit do
-    local batch = redis.call('ZRANGE', kq, '-', '+', 'BYLEX', 'LIMIT', skip, page)
-    for _, m in ipairs(batch) do
-      if #out >= limit then break end
+    local want = limit - #out
+    local popped = redis.call('ZPOPMIN', kq, want)
+    for j = 1, #popped, 2 do
+      local m = popped[j]
       local r, extra = load(string.sub(m, 36), CLAIM_EXTRA)
       local take = true
       if not r or r.s ~= 'PENDING' then
-        redis.call('ZREM', kq, m)  -- a stale member (should not happen): drop it
-        take = false
+        take = false  -- a stale member (should not happen): dropped
       elseif tonumber(r.nb) > NOWN then
-        skip = skip + 1
+        back[#back+1] = 0
+        back[#back+1] = m
         take = false
       elseif r.rk ~= '' and r.rl ~= '' then
         if full[r.rk] or tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl) then
@@ -506,7 +533,6 @@ local function claim_some(pool, worker, limit)
           -- a long queue behind one busy key again and again. It keeps its member, and
           -- so its place in the claim order.
           full[r.rk] = true
-          redis.call('ZREM', kq, m)
           redis.call('ZADD', k_park(pool, r.rk), 0, m)
           redis.call('SADD', P .. ':parked:' .. r.rk, pool)
           take = false
@@ -515,16 +541,15 @@ local function claim_some(pool, worker, limit)
         end
       end
       if take then
-        redis.call('ZREM', kq, m)
         r.m = ''
         move(r, 'RUNNING', worker, nil, worker)
         out[#out+1] = r.id
         rows[#rows+1] = {extra[1], r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, extra[2], extra[3]}
       end
     end
-    if #batch < page then break end
-    page = math.min(page * 2, 512)
+    if #popped < 2 * want then break end
   end
+  write_in_bulk('ZADD', kq, back)
   return out, rows
 end
 """
