@@ -216,6 +216,9 @@ class ThreadExecutor:
                         stolen.append(payload)
                     finished += batch.done
                     batch.done = []
+                    # Only its current execution is left, which reports when it ends:
+                    # nothing more to poll for.
+                    self._batches.remove(batch)
         for result in finished:
             self.events.put(Done(result))
         for payload in reversed(stolen):

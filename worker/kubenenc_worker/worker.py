@@ -52,6 +52,12 @@ def new_worker_id() -> WorkerId:
     return WorkerId(f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
 
 
+_STATUS_OF = {
+    OutcomeKind.SUCCESS: Status.SUCCESS.value, OutcomeKind.FAILED: Status.FAILED.value,
+    OutcomeKind.RETRY: Status.RETRY.value, OutcomeKind.HANDED_BACK: Status.PENDING.value,
+}  # fmt: skip
+"""The status each outcome kind ends in, as the metrics label it."""
+
 _WAKE = Done(RunResult(InvocationId("")))
 """An event that only wakes the loop (its empty id matches no execution)."""
 
@@ -345,13 +351,13 @@ class Worker:
             return
         rec = active.rec
         elapsed = time.monotonic() - active.started
-        now = time.time()
         if result.error is None:
             outcome = Outcome(rec.id, OutcomeKind.SUCCESS, result=result.result)
         elif result.retryable and rec.attempt < rec.max_retries:
             outcome = Outcome(
                 rec.id, OutcomeKind.RETRY, error=result.error,
-                retry_at=now + self._backoff(rec), reason=result.error.type.rsplit(".", 1)[-1],
+                retry_at=time.time() + self._backoff(rec),
+                reason=result.error.type.rsplit(".", 1)[-1],
             )  # fmt: skip
         else:
             outcome = Outcome(
@@ -378,11 +384,7 @@ class Worker:
 
     def _observe(self, batch: list[tuple[Outcome, float]]) -> None:
         for outcome, elapsed in batch:
-            status = {
-                OutcomeKind.SUCCESS: Status.SUCCESS, OutcomeKind.FAILED: Status.FAILED,
-                OutcomeKind.RETRY: Status.RETRY, OutcomeKind.HANDED_BACK: Status.PENDING,
-            }[outcome.kind]  # fmt: skip
-            self.metrics.observe(status.value, elapsed)
+            self.metrics.observe(_STATUS_OF[outcome.kind], elapsed)
 
     def _expire(self) -> None:
         now = time.monotonic()

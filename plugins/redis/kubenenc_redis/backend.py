@@ -34,11 +34,12 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from kubenenc.backends.codec import dumps_worker, loads_worker, record_from_dict
+from kubenenc.backends.codec import dumps_worker, loads_worker
 from kubenenc.backends.registry import redact_url
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
+    ErrorInfo,
     InvocationRecord,
     NewInvocation,
     Outcome,
@@ -47,6 +48,7 @@ from kubenenc.records import (
     RegisterKind,
     RegisterResult,
     ResumeResult,
+    Transition,
     WorkerInfo,
 )
 from kubenenc.status import Status
@@ -102,17 +104,32 @@ def _static(n: NewInvocation, now: float) -> str:
     )  # fmt: skip
 
 
+_STATUS = {status.value: status for status in Status}
+
+
 def _record(row: Sequence[Any]) -> InvocationRecord:
-    """A record from a row of the read script: ``[d, s, u, at, lo, w, wt, nb, r, e]`` plus
-    the history text when read (``false``: a field not set)."""
-    d: dict[str, Any] = json.loads(row[0])
-    d.update(
-        status=row[1], updated_at=float(row[2]), attempt=int(row[3]), lost=int(row[4]),
+    """A record from a row of the read or claim scripts: ``[d, s, u, at, lo, w, wt, nb, r,
+    e]`` plus the history text when read (``false``: a field not set; ``d`` as JSON text,
+    or already parsed when the claim inlined it). Built directly: on the claim path this
+    runs once per invocation."""
+    d: dict[str, Any] = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    err = json.loads(row[9]) if row[9] else None
+    get = d.get
+    return InvocationRecord(
+        id=d["id"], app=d["app"], task=d["task"], args=d["args"], call_key=d["call_key"],
+        display=d["display"], pool=d["pool"], priority=d["priority"],
+        status=_STATUS[row[1]], created_at=d["created_at"], updated_at=float(row[2]),
+        max_retries=get("max_retries", 0), timeout=get("timeout"),
+        running_key=get("running_key"), running_limit=get("running_limit"),
+        registration_key=get("registration_key"),
+        depends_on=tuple(get("depends_on", ())), parent=get("parent") or None,
+        serializer=get("serializer", "json"), attempt=int(row[3]), lost=int(row[4]),
         worker=row[5] or None, waiters=int(row[6]), not_before=float(row[7]),
         result=row[8] if row[8] is not False else None,
-        error=json.loads(row[9]) if row[9] else None,
+        error=ErrorInfo(err[0], err[1], err[2]) if err else None,
         history=[
-            [status, float(at), worker or None, reason or None]
+            Transition(_STATUS[status], float(at), WorkerId(worker) if worker else None,
+                       reason or None)
             for status, at, worker, reason in (
                 e.split(_US, 3) for e in (row[10] or "").split(_RS) if e
             )
@@ -120,7 +137,6 @@ def _record(row: Sequence[Any]) -> InvocationRecord:
         if len(row) > 10
         else [],
     )  # fmt: skip
-    return record_from_dict(d)
 
 
 def _outcome_arg(outcomes: Sequence[Outcome]) -> str:

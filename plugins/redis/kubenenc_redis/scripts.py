@@ -502,7 +502,8 @@ return reply(cjson.encode(out))
 
 
 CLAIM_FN = r"""
--- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, and their rows for the client.
+-- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, and their rows for the client
+-- (see ``rows_json``).
 local function claim_some(pool, worker, limit)
   local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
   local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
@@ -544,13 +545,20 @@ local function claim_some(pool, worker, limit)
         r.m = ''
         move(r, 'RUNNING', worker, nil, worker)
         out[#out+1] = r.id
-        rows[#rows+1] = {extra[1], r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, extra[2], extra[3]}
+        -- The row as JSON text with the record's own JSON inlined (not quoted in it).
+        local rest = cjson.encode({r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, extra[2], extra[3]})
+        rows[#rows+1] = '[' .. extra[1] .. ',' .. string.sub(rest, 2)
       end
     end
     if #popped < 2 * want then break end
   end
   write_in_bulk('ZADD', kq, back)
   return out, rows
+end
+
+-- The claimed rows as one JSON array.
+local function rows_json(rows)
+  return '[' .. table.concat(rows, ',') .. ']'
 end
 """
 
@@ -559,7 +567,7 @@ CLAIM = r"""
 -- as one JSON text (history left out), or {} when none; a replayed call, their ids only.
 local ids, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
 if #ids == 0 then return reply(ids) end
-return reply(cjson.encode(rows), ids)
+return reply(rows_json(rows), ids)
 """
 
 
@@ -622,7 +630,7 @@ FINISH_AND_CLAIM = r"""
 -- {finished flags, rows JSON or ''}; a replayed call, {flags, claimed ids} as JSON.
 local done = finish_all(ARGV[5], ARGV[7])
 local ids, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
-return reply({done, #ids > 0 and cjson.encode(rows) or ''}, {done, ids})
+return reply({done, #ids > 0 and rows_json(rows) or ''}, {done, ids})
 """
 
 
