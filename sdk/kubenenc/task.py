@@ -349,7 +349,9 @@ class Task(Generic[P, R]):
         encoded = [self._encode(a, k, fixed) for a, k in calls]
         new: list[NewInvocation] = []
         results: list[RegisterResult] = []
-        if len(encoded) <= _BATCH:
+        # A backend may take larger batches (optional ``register_batch``: one that pipelines
+        # its own calls); an SDK thread then adds nothing.
+        if len(encoded) <= max(_BATCH, getattr(backend, "register_batch", 0)):
             new = [self._build(tree, text, call, fixed) for tree, text in encoded]
             results = backend.register(new, time.time())
         else:

@@ -301,6 +301,34 @@ def dropper(redis_server: RedisServer) -> Iterator[ReplyDropper]:
     proxy.close()
 
 
+def test_a_large_register_is_pipelined_in_order(redis_backend: RedisBackend) -> None:
+    backend = redis_backend
+    items = [new("f", str(i)) for i in range(1300)]  # three script calls
+    results = backend.register(items, 1.0)
+    assert [r.id for r in results] == [i.id for i in items]
+    assert {r.kind for r in results} == {RegisterKind.CREATED}
+    assert [r.id for r in backend.query(limit=2000)] == [i.id for i in reversed(items)]
+    assert claim_ids(backend, W1, 3, 2.0) == [i.id for i in items[:3]]
+
+
+def test_a_pipelined_register_cut_off_is_sent_again_and_applied_once(
+    dropper: ReplyDropper,
+) -> None:
+    url = f"redis://127.0.0.1:{dropper.port}/0?prefix={uuid.uuid4().hex[:10]}"
+    backend = RedisBackend.from_url(url)
+    try:
+        add(backend, 1.0)  # loads the scripts, so the next call is an EVALSHA
+        items = [new("f", str(i)) for i in range(1300)]
+        dropper.armed.set()
+        results = backend.register(items, 2.0)
+        assert dropper.dropped == 1
+        assert [r.id for r in results] == [i.id for i in items]
+        assert {r.kind for r in results} == {RegisterKind.CREATED}
+        assert dict(backend.counts()) == {Status.PENDING: 1301}
+    finally:
+        backend.close()
+
+
 def test_a_lost_reply_is_applied_once_and_answered_again(dropper: ReplyDropper) -> None:
     url = f"redis://127.0.0.1:{dropper.port}/0?prefix={uuid.uuid4().hex[:10]}"
     backend = RedisBackend.from_url(url)

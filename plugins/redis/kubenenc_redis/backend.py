@@ -22,6 +22,7 @@ finishing script pushes to), so a waiter wakes one network hop after the result 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import logging
@@ -66,6 +67,8 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_RETRY_FOR = 60.0
 BLOCK_CHUNK = 5.0
 """Longest single server-side block of ``wait_final``; it loops for longer waits."""
+REGISTER_CHUNK = 500
+"""Invocations per register script call (see :meth:`RedisBackend.register`)."""
 READ_CHUNK = 1000
 """Records read per script call (a script blocks the server while it runs)."""
 WAIT_WINDOW = 1000
@@ -168,13 +171,18 @@ class _Link:
         self._idle: list[Any] = []
         self._pid = os.getpid()
 
-    def _take(self) -> Any:
+    def take(self) -> Any:
+        """An idle connection (a new one when none is); hand it back with :meth:`give`."""
         if os.getpid() != self._pid:  # a forked child must not share its parent's sockets
             self._pid, self._idle = os.getpid(), []
         try:
             return self._idle.pop()
         except IndexError:
             return self._pool.make_connection()
+
+    def give(self, conn: Any) -> None:
+        """Hand back a connection from :meth:`take` (a failed one disconnected first)."""
+        self._idle.append(conn)
 
     def call(self, *args: Any) -> Any:
         """Send one command, return its reply (a Redis error raises ResponseError)."""
@@ -183,7 +191,7 @@ class _Link:
     def calls(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send ``commands`` in one write (pipelined, not a transaction) and return their
         replies in order; the first error reply raises after every reply was read."""
-        conn = self._take()
+        conn = self.take()
         try:
             conn.send_packed_command(conn.pack_commands(commands))
             replies: list[Any] = []
@@ -261,6 +269,9 @@ class RedisBackend:
     """Invocations in one Redis database (>= 6.2), shared by every process that reaches it."""
 
     shared_across_processes: ClassVar[bool] = True
+    register_batch: ClassVar[int] = 100_000
+    """How many calls the SDK hands to one :meth:`register`: this backend pipelines them
+    itself (see :meth:`register`), better than the SDK can from outside."""
 
     def __init__(
         self,
@@ -380,13 +391,23 @@ class RedisBackend:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _run(self, op: str, now: float, *args: str | int) -> Any:
-        """Run one script; a retried call carries the same request id (applied once)."""
+    def _argv(self, now: float, *args: str | int) -> list[str | int]:
+        """A script's arguments: the time, the retention, a new request id, then ``args``."""
         if os.getpid() != self._pid:  # a forked child must not reuse its parent's ids
             self._pid, self._rid = os.getpid(), uuid.uuid4().hex[:16]
-        request = f"{self._rid}{next(self._calls)}"
-        argv = [_now(now), repr(self.retention), request, *args]
+        return [_now(now), repr(self.retention), f"{self._rid}{next(self._calls)}", *args]
+
+    def _run(self, op: str, now: float, *args: str | int) -> Any:
+        """Run one script; a retried call carries the same request id (applied once)."""
+        return self._run_argv(op, self._argv(now, *args))
+
+    def _run_argv(self, op: str, argv: Sequence[str | int]) -> Any:
         reply = self._retrying(op, lambda: self._script(op, argv))
+        return self._unwrap(op, reply)
+
+    @staticmethod
+    def _unwrap(op: str, reply: Any) -> tuple[Any, bool]:
+        """A script's reply, and whether it is the stored reply of an earlier try."""
         if isinstance(reply, list) and len(reply) == 2 and reply[0] == "replay":
             log.info("Redis %s was applied before the connection dropped; using its reply", op)
             return json.loads(reply[1]), True
@@ -406,9 +427,46 @@ class RedisBackend:
     # -- Queue -----------------------------------------------------------------------------
 
     def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
-        """See :meth:`kubenenc.backends.contract.Queue.register`."""
+        """See :meth:`kubenenc.backends.contract.Queue.register`.
+
+        ``REGISTER_CHUNK`` invocations per script call; more are pipelined on one
+        connection, each call encoded while the server runs the one before, so the server
+        is not left waiting for the client. A call whose reply is lost (or that found the
+        script missing) is sent again with its request id, so it is applied once, in order.
+        """
         if not new:
             return []
+        calls = (
+            self._register_argv(new[start : start + REGISTER_CHUNK], now)
+            for start in range(0, len(new), REGISTER_CHUNK)
+        )
+        out: list[RegisterResult] = []
+        sent: collections.deque[list[str | int]] = collections.deque()
+        if len(new) > REGISTER_CHUNK:
+            sha = self._scripts["register"].sha
+            conn = self._link.take()
+            try:
+                for argv in calls:
+                    sent.append(argv)
+                    conn.send_packed_command(conn.pack_command("EVALSHA", sha, 1, self._p, *argv))
+                    if len(sent) > 1:
+                        out += self._registered(conn.read_response())
+                        sent.popleft()
+                while sent:
+                    out += self._registered(conn.read_response())
+                    sent.popleft()
+            except BaseException as exc:
+                conn.disconnect()  # replies may be left unread on it
+                if not isinstance(exc, (*_FAULTS, redis.exceptions.NoScriptError)):
+                    raise
+                # Lost connection or script not loaded: the rest again, one by one (below).
+            finally:
+                self._link.give(conn)
+        for argv in itertools.chain(sent, calls):
+            out += self._registered(self._run_argv("register", argv)[0])
+        return out
+
+    def _register_argv(self, new: Sequence[NewInvocation], now: float) -> list[str | int]:
         items = _compact(
             [
                 [
@@ -420,7 +478,11 @@ class RedisBackend:
                 for n in new
             ]
         )  # fmt: skip
-        reply, _ = self._run("register", now, items, *[_static(n, now) for n in new])
+        return self._argv(now, items, *[_static(n, now) for n in new])
+
+    def _registered(self, reply: Any) -> list[RegisterResult]:
+        if isinstance(reply, list):  # stored by an earlier try of the same request
+            reply = self._unwrap("register", reply)[0]
         # One JSON text (a replayed reply too: it was stored as that text).
         return [RegisterResult(_KINDS[kind], InvocationId(id)) for kind, id in json.loads(reply)]
 
