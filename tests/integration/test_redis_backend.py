@@ -329,6 +329,31 @@ def test_a_pipelined_register_cut_off_is_sent_again_and_applied_once(
         backend.close()
 
 
+def test_closing_ends_a_blocked_call_and_leaves_no_connection_open(redis_url: str) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    name = backend._key("wake", "p")
+    failed: list[BaseException] = []
+
+    def block() -> None:
+        try:
+            backend.wait_for_work("p", 4.0)
+        except BackendUnavailable as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=block)
+    thread.start()
+    time.sleep(0.3)
+    began = time.monotonic()
+    backend.close()
+    thread.join(10)
+    assert time.monotonic() - began < 2.0  # not after the whole block, nor reconnected
+    assert len(failed) == 1
+    assert all(conn._sock is None for conn in backend._block_link._made)
+    assert backend.wait_for_work("p", 0.01) is False  # a later call reconnects
+    assert backend._r.llen(name) == 0
+    backend.close()
+
+
 def test_a_lost_reply_is_applied_once_and_answered_again(dropper: ReplyDropper) -> None:
     url = f"redis://127.0.0.1:{dropper.port}/0?prefix={uuid.uuid4().hex[:10]}"
     backend = RedisBackend.from_url(url)

@@ -23,10 +23,12 @@ finishing script pushes to), so a waiter wakes one network hop after the result 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -169,16 +171,19 @@ class _Link:
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
         self._idle: list[Any] = []
+        self._made: list[Any] = []
         self._pid = os.getpid()
 
     def take(self) -> Any:
         """An idle connection (a new one when none is); hand it back with :meth:`give`."""
         if os.getpid() != self._pid:  # a forked child must not share its parent's sockets
-            self._pid, self._idle = os.getpid(), []
+            self._pid, self._idle, self._made = os.getpid(), [], []
         try:
             return self._idle.pop()
         except IndexError:
-            return self._pool.make_connection()
+            conn = self._pool.make_connection()
+            self._made.append(conn)
+            return conn
 
     def give(self, conn: Any) -> None:
         """Hand back a connection from :meth:`take` (a failed one disconnected first)."""
@@ -212,9 +217,18 @@ class _Link:
         return replies
 
     def close(self) -> None:
-        idle, self._idle = self._idle, []
+        """Disconnect the idle connections and shut down the sockets of those in use, so a
+        blocked command ends at once with a ConnectionError (its thread disconnects it
+        then: closing a socket under another thread's read is not safe). Each reconnects
+        on its next use."""
+        idle = list(self._idle)
         for conn in idle:
             conn.disconnect()
+        for conn in self._made:
+            sock = getattr(conn, "_sock", None)
+            if conn not in idle and sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -297,7 +311,7 @@ class RedisBackend:
         self._loaded = False  # the scripts wait_final pipelines are on the server
         self._link = _Link(client)
         self._block_link = _Link(self._block)
-        self._closed = False
+        self._closes = 0  # see close and _retrying
         self._rid = uuid.uuid4().hex[:16]  # request ids: this prefix and a counter
         self._pid = os.getpid()
         self._calls = itertools.count()
@@ -363,10 +377,9 @@ class RedisBackend:
         return f"RedisBackend({self._name!r}, prefix={self.prefix!r})"
 
     def close(self) -> None:
-        """Drop every pooled connection. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Drop every connection (a later call reconnects). A call in flight fails with
+        BackendUnavailable instead of reconnecting. Idempotent."""
+        self._closes += 1
         self._link.close()
         self._block_link.close()
         self._r.close()
@@ -378,10 +391,13 @@ class RedisBackend:
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.retry_for
         delay = 0.05
+        closes = self._closes
         while True:
             try:
                 return call()
             except _FAULTS as exc:
+                if self._closes != closes:
+                    raise BackendUnavailable(f"Redis {what}: the backend was closed") from exc
                 if time.monotonic() + delay > deadline:
                     raise BackendUnavailable(
                         f"Redis at {self._name} unreachable for {self.retry_for:.0f} s ({what}): "

@@ -847,10 +847,20 @@ READ = r"""
 -- ARGV[4] '1' to include the history; ARGV[5..] ids. One JSON text: a row or false per id.
 -- Atomic, and one bulk reply however many records: parsing many small replies costs more
 -- in a Python client than the whole read on the server.
+-- Each row is written with the record's own JSON inlined (not quoted in it): the client
+-- parses it once.
 local history = ARGV[4] == '1'
 local out = {}
-for j = 5, #ARGV do out[#out+1] = row(ARGV[j], history) end
-return cjson.encode(out)
+for j = 5, #ARGV do
+  local v = row(ARGV[j], history)
+  if v then
+    local rest = cjson.encode({unpack(v, 2, #v)})
+    out[#out+1] = '[' .. v[1] .. ',' .. string.sub(rest, 2)
+  else
+    out[#out+1] = 'false'
+  end
+end
+return '[' .. table.concat(out, ',') .. ']'
 """
 
 
