@@ -25,21 +25,46 @@ def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[byte
     )  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    url: str, tasks: int, latency_calls: int, mode: str, concurrency: int, timeout: float = 600
+    url: str,
+    tasks: int,
+    latency_calls: int,
+    mode: str,
+    concurrency: int,
+    timeout: float = 600,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     """``enqueue`` (calls/s, no worker running), ``throughput`` (tasks/s draining them with one
     worker process, timed from its first heartbeat, which it sends just before its first
     claim), ``startup`` (s, from spawning the process to that heartbeat: interpreter, imports,
-    connecting), ``p50``/``p99`` (ms, one call at a time against the warm worker)."""
+    connecting), ``p50``/``p99`` (ms, one call at a time against the warm worker).
+
+    CPU time per task, in µs, read from the processes' counters, which a loaded machine
+    stretches less than wall time: ``client_us_enqueue`` / ``server_us_enqueue`` while
+    enqueuing, ``worker_us`` / ``server_us`` / ``client_us`` while draining (the server's with
+    ``server_pid``)."""
     from bench import benchtasks
 
     benchtasks.app.configure(url)
     backend = benchtasks.app.backend
     out: dict[str, float] = {}
+    srv = (lambda: cpu_seconds(server_pid)) if server_pid else (lambda: 0.0)
+    per_task = 1e6 / tasks
+    s0, c0 = srv(), time.process_time()
     start = time.perf_counter()
     group = benchtasks.noop.parallelize(range(tasks))
     out["enqueue"] = tasks / (time.perf_counter() - start)
+    out["client_us_enqueue"] = (time.process_time() - c0) * per_task
+    out["server_us_enqueue"] = (srv() - s0) * per_task
     spawned = time.perf_counter()
     worker = start_worker(url, mode, concurrency)
     try:
@@ -47,8 +72,12 @@ def measure(
             time.sleep(0.001)
         start = time.perf_counter()
         out["startup"] = start - spawned
+        s0, c0, w0 = srv(), time.process_time(), cpu_seconds(worker.pid)
         group.results(timeout=timeout)
         out["throughput"] = tasks / (time.perf_counter() - start)
+        out["worker_us"] = (cpu_seconds(worker.pid) - w0) * per_task
+        out["server_us"] = (srv() - s0) * per_task
+        out["client_us"] = (time.process_time() - c0) * per_task
         samples = []
         for i in range(latency_calls):
             t0 = time.perf_counter()

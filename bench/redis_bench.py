@@ -88,7 +88,8 @@ def bare_latency(server: RedisServer, calls: int) -> tuple[float, float]:
 def one_run(server: RedisServer, tasks: int, latency_calls: int, mode: str,
             concurrency: int) -> dict[str, float]:  # fmt: skip
     url = f"{server.url}?prefix=bench{uuid.uuid4().hex[:8]}"
-    out = measure(url, tasks, latency_calls, mode, concurrency)
+    pid = server.proc.pid if server.proc is not None else None
+    out = measure(url, tasks, latency_calls, mode, concurrency, server_pid=pid)
     out["bare_p50"], out["bare_p99"] = bare_latency(server, latency_calls)
     raw = raw_benchmark(server.port, 100_000)
     out["lpush"] = raw.get("lpush", 0.0)
@@ -124,6 +125,13 @@ def main() -> None:
                   f"LPOP {med['lpop']:,.0f}/s")  # fmt: skip
     table.add_row("call-to-result latency p50 (ms)", f"{med['p50']:.2f}", "<= 2", "")
     table.add_row("call-to-result latency p99 (ms)", f"{med['p99']:.2f}", "<= 10", "")
+    table.add_row("  worker start-up, not in the throughput (s)", f"{med['startup']:.2f}", "", "")
+    table.add_row("  CPU per task while draining: worker / redis-server / caller (µs)",
+                  f"{med['worker_us']:.0f} / {med['server_us']:.0f} / {med['client_us']:.0f}",
+                  "", "")  # fmt: skip
+    table.add_row("  CPU per call while enqueuing: caller / redis-server (µs)",
+                  f"{med['client_us_enqueue']:.0f} / {med['server_us_enqueue']:.0f}", "",
+                  "")  # fmt: skip
     table.add_row("  same, bare claim loop blocking on wait_for_work, p50 (ms)",
                   f"{med['bare_p50']:.2f}", "<= 2", "")  # fmt: skip
     table.add_row("  same, bare claim loop blocking on wait_for_work, p99 (ms)",
