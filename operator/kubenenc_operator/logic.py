@@ -58,9 +58,13 @@ from kubenenc_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-COUNT_CAP = 10_000
-"""Invocations read per status when gathering task numbers (the backend counts by pool only,
-so per-task numbers come from one capped query per status, shared by all TaskDefinitions)."""
+RECENT = 10_000
+"""Newest PENDING / SUCCESS / FAILED invocations read per sweep of a backend, shared by all
+its TaskDefinitions, for the oldest pending and last success/failure times (the counts are
+exact, from :meth:`~kubenenc.backends.contract.Records.counts_by_task`)."""
+OLDEST_CAP = 100_000
+"""A task with more pending invocations than the shared read saw is read alone, up to this
+many: beyond it, its oldest pending time is that of the newest ``OLDEST_CAP``."""
 
 
 class ReconcileError(RuntimeError):
@@ -527,19 +531,29 @@ class TaskStats:
 
 
 def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
-    """Numbers of every task in ``backend``: one query per status (at most ``COUNT_CAP``
-    invocations each), however many TaskDefinitions read them."""
+    """Numbers of every task in ``backend``: exact counts in one read, plus the newest
+    ``RECENT`` pending, succeeded and failed invocations for the times (a task with more
+    pending ones than that read saw is read alone), however many TaskDefinitions use them."""
     stats: dict[str, TaskStats] = {}
-    for status in Status:
-        for r in backend.query(status=status, limit=COUNT_CAP):
+    for task, by_status in backend.counts_by_task().items():
+        counts = {s.value: n for s, n in by_status.items() if n}
+        if counts:
+            stats[task] = TaskStats(counts=counts)
+    seen: dict[str, int] = {}
+    for status in (Status.PENDING, Status.SUCCESS, Status.FAILED):
+        for r in backend.query(status=status, limit=RECENT):
             t = stats.setdefault(r.task, TaskStats())
-            t.counts[status.value] = t.counts.get(status.value, 0) + 1
-            if status is Status.PENDING and (
-                t.oldest_pending is None or r.created_at < t.oldest_pending
-            ):
-                t.oldest_pending = r.created_at
-            if status in (Status.SUCCESS, Status.FAILED):
+            if status is Status.PENDING:
+                seen[r.task] = seen.get(r.task, 0) + 1
+                if t.oldest_pending is None or r.created_at < t.oldest_pending:
+                    t.oldest_pending = r.created_at
+            else:
                 t.last[status] = max(t.last.get(status, 0.0), r.updated_at)
+    for task, t in stats.items():
+        pending = t.counts.get(Status.PENDING.value, 0)
+        if pending > seen.get(task, 0):
+            found = backend.query(task=task, status=Status.PENDING, limit=min(pending, OLDEST_CAP))
+            t.oldest_pending = min((r.created_at for r in found), default=t.oldest_pending)
     return stats
 
 

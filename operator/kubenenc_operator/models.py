@@ -283,7 +283,7 @@ class TaskDefinitionStatus(_Model):
 
     observed_generation: int | None = None
     invocations: dict[str, int] = Field(
-        default_factory=dict, description="Invocations by status (capped at 10000 each)."
+        default_factory=dict, description="Invocations of the task by status (exact)."
     )
     oldest_pending_time: str | None = Field(
         default=None,

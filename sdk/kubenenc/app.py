@@ -191,9 +191,10 @@ class App:
         )
         return [Invocation(self, rec.id) for rec in found]
 
-    def counts(self) -> dict[Status, int]:
-        """Exact counts of this app's invocations by status."""
-        return dict(self.backend.counts(app=self.name))
+    def counts(self, *, task: Task[Any, Any] | str | None = None) -> dict[Status, int]:
+        """Exact counts of this app's invocations (of one task, if given) by status."""
+        task_id = task.id if isinstance(task, Task) else task
+        return dict(self.backend.counts(app=self.name, task=task_id))
 
 
 def load_app(path: str) -> App:

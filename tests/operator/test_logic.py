@@ -294,6 +294,24 @@ def test_status_counts_come_from_the_backend(world: World) -> None:
     assert condition(status["conditions"], "Ready")["status"] == "True"  # type: ignore[index]
 
 
+def test_task_numbers_are_exact_beyond_the_shared_read(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts come from counts_by_task; the oldest pending is found even when the shared
+    read of the newest pending invocations stops before it."""
+    monkeypatch.setattr(logic, "RECENT", 3)
+    world.submit(4)  # the oldest: shop.tasks.work
+    first = world.now
+    world.now += 10
+    world.submit(5, task="shop.tasks.other")  # the newest 5 fill the shared read
+    world.now += 10
+    stats = logic.gather_task_stats(world.backend)
+    assert stats["shop.tasks.work"].counts == {"PENDING": 4}
+    assert stats["shop.tasks.other"].counts == {"PENDING": 5}
+    assert stats["shop.tasks.work"].oldest_pending == first
+    assert stats["shop.tasks.other"].oldest_pending == first + 10
+
+
 def test_a_cron_tick_submits_once_even_when_two_runs_race(world: World) -> None:
     world.pool()
     world.now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC).timestamp()
