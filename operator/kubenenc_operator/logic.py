@@ -24,6 +24,7 @@ from kubenenc.records import NewInvocation, WorkerInfo
 from kubenenc.scaling import Decision, Direction, Load, ScalingOptions, WorkerLoad, decide
 from kubenenc.scaling import deletion_costs as compute_costs
 from kubenenc.status import Status
+from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
 from pydantic import ValidationError
 
 from kubenenc_operator import cron
@@ -85,6 +86,7 @@ class Ctx:
     _posted: dict[tuple[str, str], str] = field(default_factory=dict)
     _stats: dict[str, tuple[float, dict[str, TaskStats]]] = field(default_factory=dict)
     _stats_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _stored: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- events -------------------------------------------------------------------------------
@@ -151,6 +153,28 @@ class Ctx:
             stats = self.backends.use(url, gather_task_stats)
             self._stats[url] = (now, stats)
             return stats
+
+    # -- what is stored in the backends ------------------------------------------------------
+
+    def store_once(self, url: str, name: str, text: str) -> bool:
+        """``set_policy(name, text)`` in backend ``url`` unless this replica wrote the same
+        text there less than ``policy_resync`` seconds ago (so a backend that lost it gets it
+        back); True when written."""
+        now = self.clock()
+        with self._lock:
+            hit = self._stored.get((url, name))
+        if hit is not None and hit[1] == text and now - hit[0] < self.settings.policy_resync:
+            return False
+        self.backends.use(url, lambda b: b.set_policy(name, text))
+        with self._lock:
+            self._stored[(url, name)] = (now, text)
+        return True
+
+    def forget_stored(self, url: str, name: str) -> None:
+        """``set_policy(name, None)`` in backend ``url``."""
+        self.backends.use(url, lambda b: b.set_policy(name, None))
+        with self._lock:
+            self._stored.pop((url, name), None)
 
     # -- backend URLs -------------------------------------------------------------------------
 
@@ -439,7 +463,8 @@ def namespace_backend_urls(ctx: Ctx, namespace: str) -> tuple[list[str], list[st
 
 
 def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Write the policy into every backend of its namespace; return the status."""
+    """Write the policy into every backend of its namespace, as ``<namespace>/<name>`` (see
+    :mod:`kubenenc.task_defaults`); return the status."""
     name, namespace, generation = _meta(body)
     old = dict(body.get("status") or {})
     stamp = _stamp(ctx)
@@ -457,7 +482,7 @@ def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
     written = 0
     for url in urls:
         try:
-            ctx.backends.use(url, lambda b: b.set_policy(name, text))
+            ctx.store_once(url, scoped_name(name, namespace), text)
             written += 1
         except Exception as exc:
             problems.append(f"backend unavailable: {exc}")
@@ -488,7 +513,7 @@ def delete_policy(ctx: Ctx, body: Mapping[str, Any]) -> list[str]:
     urls, problems = namespace_backend_urls(ctx, namespace)
     for url in urls:
         try:
-            ctx.backends.use(url, lambda b: b.set_policy(name, None))
+            ctx.forget_stored(url, scoped_name(name, namespace))
         except Exception as exc:
             problems.append(f"backend unavailable: {exc}")
     if problems:
@@ -557,6 +582,50 @@ def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
     return stats
 
 
+def task_defaults(spec: TaskDefinitionSpec, namespace: str) -> TaskDefaults:
+    """What a TaskDefinition sets for every call of its task (see :mod:`kubenenc.task_defaults`):
+    its pool and policy, and each option it sets (an unset one keeps the decorator's value)."""
+    return TaskDefaults(
+        retries=spec.retries,
+        backoff=spec.backoff_seconds,
+        max_backoff=spec.max_backoff_seconds,
+        timeout=spec.timeout_seconds,
+        priority=spec.priority,
+        pool=spec.pool,
+        concurrency=scoped_name(spec.concurrency_policy_ref, namespace)
+        if spec.concurrency_policy_ref
+        else None,
+    )
+
+
+def collect_task_defaults(
+    ctx: Ctx, keep: Mapping[str, set[str]], namespaces: set[str] | None
+) -> int:
+    """Remove the stored TaskDefinition options that no Ready TaskDefinition wrote in a full
+    sweep (``keep``: url -> names written): those of deleted definitions (there is no
+    finalizer on TaskDefinitions) or of definitions no longer Ready. Only names of
+    ``namespaces`` (None: every namespace) are touched. Returns how many were removed."""
+    removed = 0
+    for url in ctx.backends.urls():
+        try:
+            names = ctx.backends.use(url, lambda b: list(b.policies()))
+        except Exception:
+            log.exception("cannot list the stored options")
+            continue
+        for name in names:
+            namespace, sep, rest = name.partition("/")
+            if not sep or not rest.startswith(TASK_PREFIX) or name in keep.get(url, ()):
+                continue
+            if namespaces is not None and namespace not in namespaces:
+                continue
+            try:
+                ctx.forget_stored(url, name)
+                removed += 1
+            except Exception:
+                log.exception("cannot remove %s", name)
+    return removed
+
+
 def scheduled_call(
     spec: TaskDefinitionSpec, policy: ConcurrencyPolicy | None, app: str
 ) -> NewInvocation:
@@ -572,8 +641,8 @@ def scheduled_call(
         call_key=call_key(task, args),
         display=f"{spec.task.partition(':')[2]}({shown})"[:200],
         pool=spec.pool,
-        priority=spec.priority,
-        max_retries=spec.retries,
+        priority=spec.priority or 0,
+        max_retries=spec.retries or 0,
         timeout=spec.timeout_seconds,
         running_key=running_key(policy, task, args),
         running_limit=policy.running_limit if policy else None,
@@ -592,12 +661,15 @@ class Siblings:
     policies: frozenset[str]
     cycles: Mapping[str, tuple[str, ...]] | None = None
     """:func:`find_cycles` of ``depends_on``, when the caller computed it once for many."""
+    owners: Mapping[str, str] | None = None
+    """``spec.task`` -> the (alphabetically first) TaskDefinition naming it: only that one
+    stores the task's options, the others are refused."""
 
 
-def check_references(
+def _namespace_problem(
     name: str, spec: TaskDefinitionSpec, siblings: Siblings
 ) -> tuple[str, str] | None:
-    """``(reason, message)`` of the first thing wrong with the references, or None."""
+    """A ``dependsOn`` loop through ``name``, or another definition of the same task."""
     known = siblings.depends_on.get(name)
     if siblings.cycles is not None and known is not None and list(known) == spec.depends_on:
         cycles = siblings.cycles
@@ -605,6 +677,22 @@ def check_references(
         cycles = find_cycles({**siblings.depends_on, name: spec.depends_on})
     if name in cycles:
         return "CycleDetected", describe_cycle(cycles[name])
+    owner = (siblings.owners or {}).get(spec.task, name)
+    if owner != name:
+        return "DuplicateTask", (
+            f"TaskDefinition {owner!r} already defines task {spec.task} in this namespace: "
+            "delete one of them"
+        )
+    return None
+
+
+def check_references(
+    name: str, spec: TaskDefinitionSpec, siblings: Siblings
+) -> tuple[str, str] | None:
+    """``(reason, message)`` of the first thing wrong with the references, or None."""
+    problem = _namespace_problem(name, spec, siblings)
+    if problem is not None:
+        return problem
     if spec.pool not in siblings.pools:
         return "PoolNotFound", (
             f"WorkerPool {spec.pool!r} does not exist in this namespace: create it or fix spec.pool"
@@ -628,9 +716,15 @@ def check_references(
 
 
 def reconcile_taskdef(
-    ctx: Ctx, body: Mapping[str, Any], siblings: Siblings, *, backend_status: bool = True
+    ctx: Ctx,
+    body: Mapping[str, Any],
+    siblings: Siblings,
+    *,
+    backend_status: bool = True,
+    stored: dict[str, set[str]] | None = None,
 ) -> dict[str, Any]:
-    """Check references and loops, read counts from the backend, run the schedule."""
+    """Check references and loops, store the options in the backend (while Ready; the name
+    is added to ``stored[url]``), read counts from the backend, run the schedule."""
     name, namespace, generation = _meta(body)
     old = dict(body.get("status") or {})
     stamp = _stamp(ctx)
@@ -659,6 +753,10 @@ def reconcile_taskdef(
     if backend_status:
         try:
             url = ctx.pool_url(namespace, spec.pool)
+            stored_as = task_defaults_name(task_id(spec), namespace)
+            ctx.store_once(url, stored_as, task_defaults(spec, namespace).model_dump_json())
+            if stored is not None:
+                stored.setdefault(url, set()).add(stored_as)
             stats = ctx.task_stats(url).get(task_id(spec), TaskStats())
             status.update(stats.status_fields(ctx.clock()))
             if spec.schedule:
@@ -707,7 +805,8 @@ def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, ur
         raise
     policy = None
     if spec.concurrency_policy_ref:
-        text = ctx.backends.use(url, lambda b: b.get_policy(spec.concurrency_policy_ref or ""))
+        ref = scoped_name(spec.concurrency_policy_ref, namespace)
+        text = ctx.backends.use(url, lambda b: b.get_policy(ref))
         policy = ConcurrencyPolicy.model_validate_json(text) if text else None
     call = scheduled_call(spec, policy, app=spec.task.partition(":")[0])
     result = ctx.backends.use(url, lambda b: b.register([call], ctx.clock()))[0]

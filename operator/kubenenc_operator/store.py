@@ -123,7 +123,12 @@ class Store:
             pools = frozenset(self.pools.get(namespace, ()))
             policies = frozenset(self.policies.get(namespace, ()))
         depends = {n: list((b.get("spec") or {}).get("dependsOn") or ()) for n, b in bodies.items()}
-        siblings = logic.Siblings(depends, pools, policies, cycles=find_cycles(depends))
+        owners: dict[str, str] = {}
+        for n in sorted(bodies):
+            owners.setdefault(str((bodies[n].get("spec") or {}).get("task")), n)
+        siblings = logic.Siblings(
+            depends, pools, policies, cycles=find_cycles(depends), owners=owners
+        )
         return bodies, siblings
 
     def stored(self, key: Key, body: Mapping[str, Any]) -> None:
@@ -138,9 +143,14 @@ def status_diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[s
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
-def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key]) -> int:
-    """Reconcile each definition in ``keys``; returns how many statuses were written."""
+def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key], *, full: bool = False) -> int:
+    """Reconcile each definition in ``keys``; returns how many statuses were written.
+
+    A ``full`` sweep (``keys`` are all of them) then removes from the backends the stored
+    options that no Ready definition wrote (deleted ones: TaskDefinitions have no finalizer).
+    """
     written = 0
+    stored: dict[str, set[str]] | None = {} if full else None
     by_namespace: dict[str, list[str]] = {}
     for namespace, name in keys:
         by_namespace.setdefault(namespace, []).append(name)
@@ -148,16 +158,24 @@ def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key]) -> int:
         bodies, siblings = store.namespace_view(namespace)
         for name in names:
             if name in bodies:
-                written += _sweep_one(ctx, store, (namespace, name), bodies[name], siblings)
+                written += _sweep_one(ctx, store, (namespace, name), bodies[name], siblings, stored)
+    if stored is not None:
+        namespaces = set(ctx.settings.namespaces) or None
+        logic.collect_task_defaults(ctx, stored, namespaces)
     return written
 
 
 def _sweep_one(
-    ctx: logic.Ctx, store: Store, key: Key, body: dict[str, Any], siblings: logic.Siblings
+    ctx: logic.Ctx,
+    store: Store,
+    key: Key,
+    body: dict[str, Any],
+    siblings: logic.Siblings,
+    stored: dict[str, set[str]] | None = None,
 ) -> int:
     """Reconcile one definition; 1 when its status was written."""
     try:
-        status = logic.reconcile_taskdef(ctx, body, siblings)
+        status = logic.reconcile_taskdef(ctx, body, siblings, stored=stored)
         patch = status_diff(body.get("status") or {}, status)
         if not patch:
             return 0
@@ -187,11 +205,12 @@ async def run_sweeps(ctx: logic.Ctx, store: Store, leader: Any) -> None:
             last_full = 0.0
             continue
         keys = store.take_dirty()
-        if time.monotonic() - last_full >= ctx.settings.status_interval:
+        full = time.monotonic() - last_full >= ctx.settings.status_interval
+        if full:
             keys = store.keys()
             last_full = time.monotonic()
-        if keys:
-            await asyncio.to_thread(sweep_taskdefs, ctx, store, keys)
+        if keys or full:
+            await asyncio.to_thread(sweep_taskdefs, ctx, store, keys, full=full)
 
 
 class _Waker:

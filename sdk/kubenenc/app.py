@@ -23,10 +23,12 @@ from kubenenc.invocation import Invocation
 from kubenenc.serializers import JsonSerializer, PickleSerializer, get_serializer
 from kubenenc.settings import Settings
 from kubenenc.status import Status
-from kubenenc.task import Task, make_options
+from kubenenc.task import Task, TaskOptions, make_options
+from kubenenc.task_defaults import TaskDefaults, scoped_name, task_defaults_name
 
 POLICY_TTL = 2.0
-"""Seconds a named policy read from the backend is reused before it is read again."""
+"""Seconds a named policy or a task's TaskDefinition options read from the backend are reused
+before they are read again."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +61,7 @@ class App:
         self.tasks: dict[TaskId, Task[Any, Any]] = {}
         self._lock = threading.Lock()
         self._policies: dict[str, tuple[float, ConcurrencyPolicy]] = {}
+        self._options: dict[TaskId, tuple[float, TaskOptions]] = {}
 
     def __repr__(self) -> str:
         shown = self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__
@@ -80,6 +83,7 @@ class App:
         """
         with self._lock:
             self._policies.clear()
+            self._options.clear()
             if self._backend_obj is not None:
                 self._backend_obj.close()
             if isinstance(backend, str):
@@ -138,20 +142,49 @@ class App:
         return decorate
 
     def named_policy(self, name: str) -> ConcurrencyPolicy:
-        """The policy stored in the backend as ``name``, cached for ``POLICY_TTL`` seconds."""
+        """The policy stored in the backend as ``name`` (scoped to ``settings.namespace``,
+        see :mod:`kubenenc.task_defaults`), cached for ``POLICY_TTL`` seconds."""
         now = time.monotonic()
         cached = self._policies.get(name)
         if cached is not None and now - cached[0] < POLICY_TTL:
             return cached[1]
-        spec = self.backend.get_policy(name)
+        stored_as = scoped_name(name, self.settings.namespace)
+        spec = self.backend.get_policy(stored_as)
         if spec is None:
+            hint = (
+                f"apply the ConcurrencyPolicy {name!r} in namespace {self.settings.namespace!r}"
+                if self.settings.namespace
+                else "outside a worker pod set KUBENENC_NAMESPACE to the namespace of the "
+                f"ConcurrencyPolicy or name it 'namespace/{name}'; without Kubernetes, store "
+                "it with backend.set_policy"
+            )
             raise ConfigurationError(
-                f"concurrency policy {name!r} is not stored in the backend; apply the "
-                "ConcurrencyPolicy resource (or backend.set_policy) first"
+                f"concurrency policy {name!r} is not stored in the backend (as "
+                f"{stored_as!r}): {hint}"
             )
         policy = ConcurrencyPolicy.model_validate_json(spec)
         self._policies[name] = (now, policy)
         return policy
+
+    def task_options(self, task: Task[Any, Any]) -> TaskOptions:
+        """The options in force for ``task`` now: what its TaskDefinition stored in the
+        backend sets, over the decorator's (see :mod:`kubenenc.task_defaults`); read at most
+        every ``POLICY_TTL`` seconds, so a change applies to later calls without restarts."""
+        now = time.monotonic()
+        cached = self._options.get(task.id)
+        if cached is not None and now - cached[0] < POLICY_TTL:
+            return cached[1]
+        text = self.backend.get_policy(task_defaults_name(task.id, self.settings.namespace))
+        options = task.options
+        if text is not None:
+            try:
+                options = TaskDefaults.model_validate_json(text).over(task.options)
+            except (ValueError, ConfigurationError) as exc:
+                raise ConfigurationError(
+                    f"task {task.id}: the options its TaskDefinition stored are invalid: {exc}"
+                ) from None
+        self._options[task.id] = (now, options)
+        return options
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id``, importing its module if needed."""

@@ -209,10 +209,12 @@ def test_policy_is_written_to_the_pool_backends_and_removed(world: World) -> Non
     status = logic.reconcile_policy(world.ctx, body)
     assert status["backends"] == 1
     assert condition(status["conditions"], "Ready")["reason"] == "Stored"  # type: ignore[index]
-    stored = json.loads(world.backend.get_policy("one-per-user") or "")
+    # Scoped by namespace: another namespace's policy of the same name is another entry.
+    assert world.backend.get_policy("one-per-user") is None
+    stored = json.loads(world.backend.get_policy(f"{NS}/one-per-user") or "")
     assert stored == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
     assert logic.delete_policy(world.ctx, body) == []
-    assert world.backend.get_policy("one-per-user") is None
+    assert world.backend.get_policy(f"{NS}/one-per-user") is None
 
 
 def test_policy_without_any_backend_says_what_to_do(world: World) -> None:
@@ -418,3 +420,73 @@ def test_pool_objects_are_reconciled_when_changed_and_written_only_when_moved(
     assert not pools.event("MODIFIED", stored)
     assert not pools.event("DELETED", stored)
     assert pools.take(everything=True) == []
+
+
+def test_taskdefinition_options_are_stored_for_every_call_and_collected(world: World) -> None:
+    from kubenenc.task_defaults import TaskDefaults
+    from kubenenc_operator.store import Store, sweep_taskdefs
+
+    world.pool()
+    store = Store()
+    store.name_event("workerpools", "ADDED", NS, "shop")
+    body = taskdef("work", retries=4, timeoutSeconds=30, concurrencyPolicyRef="one-per-user")
+    store.name_event("concurrencypolicies", "ADDED", NS, "one-per-user")
+    path = custom_path(NS, "taskdefinitions", "work")
+    world.kube.put_object(path, body)
+    store.taskdef_event("ADDED", world.kube.get(path) or {})
+    # Another namespace's options in the same backend, and a stale one of a deleted definition.
+    world.backend.set_policy("elsewhere/task:shop.tasks.work", '{"retries": 9}')
+    world.backend.set_policy(f"{NS}/task:shop.tasks.gone", '{"retries": 9}')
+    world.ctx.settings = OperatorSettings(identity="test", namespaces=[NS])
+    sweep_taskdefs(world.ctx, store, store.keys(), full=True)
+    stored = TaskDefaults.model_validate_json(
+        world.backend.get_policy(f"{NS}/task:shop.tasks.work") or ""
+    )
+    assert stored == TaskDefaults(
+        retries=4, timeout=30.0, pool="shop", concurrency=f"{NS}/one-per-user"
+    )  # unset options stay unset: the decorator's values apply
+    assert world.backend.get_policy(f"{NS}/task:shop.tasks.gone") is None
+    assert world.backend.get_policy("elsewhere/task:shop.tasks.work") == '{"retries": 9}'
+    # A change is stored at the next reconcile; a deleted definition's options go at the next
+    # full sweep.
+    changed = world.kube.get(path) or {}
+    changed["spec"]["retries"] = 1
+    store.taskdef_event("MODIFIED", changed)
+    sweep_taskdefs(world.ctx, store, store.take_dirty())
+    assert '"retries":1' in (world.backend.get_policy(f"{NS}/task:shop.tasks.work") or "")
+    store.taskdef_event("DELETED", changed)
+    sweep_taskdefs(world.ctx, store, store.keys(), full=True)
+    assert world.backend.get_policy(f"{NS}/task:shop.tasks.work") is None
+
+
+def test_two_definitions_of_one_task_refuse_the_second(world: World) -> None:
+    from kubenenc_operator.store import Store
+
+    store = Store()
+    store.name_event("workerpools", "ADDED", NS, "shop")
+    for name in ("b-second", "a-first"):
+        store.taskdef_event("ADDED", taskdef(name))
+    bodies, siblings = store.namespace_view(NS)
+    assert logic.check_references("a-first", logic.TaskDefinitionSpec(task="shop.tasks:work",
+                                  pool="shop"), siblings) is None  # fmt: skip
+    status = logic.reconcile_taskdef(world.ctx, bodies["b-second"], siblings)
+    ready = condition(status["conditions"], "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "DuplicateTask")
+    assert "'a-first' already defines task shop.tasks:work" in ready["message"]
+
+
+def test_same_policy_name_in_two_namespaces_stays_apart(world: World) -> None:
+    for ns, limit in (("ns-a", 1), ("ns-b", 3)):
+        url = base64.b64encode(b"memory://").decode()
+        world.kube.put_object(secret_path(ns, "backend"), {"data": {"url": url}})
+        world.kube.put_object(custom_path(ns, "workerpools", "shop"), {
+            "metadata": {"name": "shop", "namespace": ns},
+            "spec": {"backend": {"secretName": "backend"}},
+        })  # fmt: skip
+        body = {
+            "metadata": {"name": "limit", "namespace": ns, "uid": f"u-{ns}", "generation": 1},
+            "spec": {"runningLimit": limit},
+        }
+        assert logic.reconcile_policy(world.ctx, body)["backends"] == 1
+    assert json.loads(world.backend.get_policy("ns-a/limit") or "")["running_limit"] == 1
+    assert json.loads(world.backend.get_policy("ns-b/limit") or "")["running_limit"] == 3

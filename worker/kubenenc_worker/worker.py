@@ -350,7 +350,7 @@ class Worker:
 
     def _backoff(self, rec: InvocationRecord) -> float:
         try:
-            options = self.app.get_task(rec.task).options
+            options = self.app.task_options(self.app.get_task(rec.task))
         except LookupError:
             return backoff_delay(rec.attempt + 1, 1.0, 300.0)
         return backoff_delay(rec.attempt + 1, options.backoff, options.max_backoff)
