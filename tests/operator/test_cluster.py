@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -31,8 +32,8 @@ from kubenenc import App
 from kubenenc.app import POLICY_TTL
 from kubenenc.backends import Backend, available_backends, open_backend
 from kubenenc.concurrency import call_key
-from kubenenc.ids import InvocationId, TaskId
-from kubenenc.records import NewInvocation
+from kubenenc.ids import InvocationId, TaskId, WorkerId
+from kubenenc.records import NewInvocation, WorkerInfo
 from kubenenc.settings import Settings
 from kubenenc.status import Status
 from kubenenc_operator import logic
@@ -154,6 +155,8 @@ def start_operator(
         "KUBENENC_OPERATOR_SCALE_INTERVAL": "0.5",
         "KUBENENC_OPERATOR_STATUS_INTERVAL": "1",
         "KUBENENC_OPERATOR_POLICY_RESYNC": "5",
+        "KUBENENC_OPERATOR_TIMEOUT_GRACE": "1",
+        "KUBENENC_OPERATOR_OVERDUE_INTERVAL": "1",
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -749,6 +752,48 @@ def test_the_enforcer_hands_back_the_work_of_a_killed_worker(env: Env) -> None:
     )
     assert record.lost == 1
     assert "kubenenc_operator_recovered_total" in env.operator.metrics()
+
+
+@pytest.mark.timeout(90)
+def test_the_enforcer_fails_a_run_a_live_worker_left_past_its_timeout(env: Env) -> None:
+    """A worker that still beats but is hung: recover leaves it alone, the overdue check
+    fails its run (and frees the slot)."""
+    task = "tests.operator.optasks.slow"
+    args = {"seconds": 600}
+    inv = NewInvocation(
+        id=InvocationId(uuid.uuid4().hex), app="optest", task=TaskId(task),
+        args=json.dumps(args), call_key=call_key(task, args), display="slow(600)",
+        pool="hung", timeout=1.0, running_key="slow#*", running_limit=1,
+    )  # fmt: skip
+    env.backend.register([inv], time.time())
+    worker = WorkerId(f"hung-{uuid.uuid4().hex[:8]}")
+    assert [r.id for r in env.backend.claim("hung", worker, 1, time.time())] == [inv.id]
+    stop = threading.Event()
+
+    def beat() -> None:
+        beater = open_backend(env.url)
+        try:
+            while not stop.is_set():
+                beater.heartbeat(WorkerInfo(worker, "hung", 1, 1, 0, time.time(), "pod"))
+                stop.wait(0.3)
+        finally:
+            beater.close()
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        record = wait_until(
+            "the operator to fail the overdue run",
+            lambda: (r := env.backend.get(inv.id)) is not None and r.status is Status.FAILED and r,
+            timeout=30,
+        )
+    finally:
+        stop.set()
+        thread.join(5)
+    assert record.error is not None and record.error.type == "kubenenc.errors.TaskTimeout"
+    assert f"its worker {worker} did not stop it" in record.error.message
+    assert record.lost == 0  # failed as overdue, not recovered as a dead worker's
+    assert "kubenenc_operator_overdue_failed_total" in env.operator.metrics()
 
 
 # -- as admin, and the service account's log ----------------------------------------------------

@@ -490,3 +490,49 @@ def test_same_policy_name_in_two_namespaces_stays_apart(world: World) -> None:
         assert logic.reconcile_policy(world.ctx, body)["backends"] == 1
     assert json.loads(world.backend.get_policy("ns-a/limit") or "")["running_limit"] == 1
     assert json.loads(world.backend.get_policy("ns-b/limit") or "")["running_limit"] == 3
+
+
+def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world: World) -> None:
+    """The worker still beats (so recover leaves it alone) but never stopped the run."""
+    from kubenenc.records import Outcome, OutcomeKind, PauseKind
+
+    grace = world.ctx.settings.timeout_grace
+    task = "shop.tasks.work"
+    new = [
+        NewInvocation(
+            id=InvocationId(f"{i:032x}"), app="shop", task=TaskId(task), args=f'{{"i":{i}}}',
+            call_key=call_key(task, {"i": i}), display=f"work({i})", pool="shop",
+            timeout=timeout, running_key="k", running_limit=4,
+        )
+        for i, timeout in ((1, 5.0), (2, None), (3, 5.0), (4, None))
+    ]  # fmt: skip
+    world.backend.register(new, world.now)
+    hung = WorkerId("hung")
+    assert len(world.backend.claim("shop", hung, 4, world.now)) == 4
+    started = world.now
+    # The third waits 3 s for the fourth: its paused time does not count against it.
+    paused = world.backend.pause(new[2].id, hung, [new[3].id], started + 1)
+    assert paused.kind is PauseKind.PAUSED
+    done = Outcome(new[3].id, OutcomeKind.SUCCESS, result="1")
+    assert world.backend.finish([done], hung, started + 4) == [True]
+    assert world.backend.resume([new[2].id], hung, 1, started + 4).resumed == (new[2].id,)
+    world.now = started + 5 + grace - 1
+    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
+    assert logic.sweep(world.ctx, ["memory://"]) == 0  # within the grace
+    world.now = started + 5 + grace + 1
+    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
+    assert logic.sweep(world.ctx, ["memory://"]) == 1
+    first = world.backend.get(new[0].id)
+    assert first is not None and first.status is Status.FAILED
+    assert first.error is not None and first.error.type == "kubenenc.errors.TaskTimeout"
+    assert "did not stop it" in first.error.message
+    for kept in (new[1], new[2]):  # no timeout; resumed 3 s later
+        rec = world.backend.get(kept.id)
+        assert rec is not None and rec.status is Status.RUNNING
+    assert world.ctx.metrics.value("kubenenc_operator_overdue_failed_total") == 1
+    assert world.backend.counts().get(Status.FAILED) == 1
+    # Without the overdue check (between its intervals) only recover runs.
+    world.now += 10
+    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 2, 0, world.now, "pod"))
+    assert logic.sweep(world.ctx, ["memory://"], overdue=False) == 0
+    assert logic.sweep(world.ctx, ["memory://"]) == 1  # now the third is overdue too
