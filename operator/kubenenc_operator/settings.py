@@ -31,6 +31,9 @@ class OperatorSettings(BaseSettings):
     status_interval: float = Field(
         default=10.0, gt=0, description="Seconds between TaskDefinition status/cron checks."
     )
+    status_writers: int = Field(
+        default=8, ge=1, le=64, description="TaskDefinitions reconciled (statuses written) at once."
+    )
     policy_resync: float = Field(
         default=30.0, gt=0, description="Seconds between rewrites of policies to backends."
     )

@@ -536,3 +536,28 @@ def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world:
     world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 2, 0, world.now, "pod"))
     assert logic.sweep(world.ctx, ["memory://"], overdue=False) == 0
     assert logic.sweep(world.ctx, ["memory://"]) == 1  # now the third is overdue too
+
+
+def test_the_store_marks_exactly_what_a_change_can_affect() -> None:
+    """Reverse indexes, kept per event: what reaches the changed definition through
+    dependsOn, and the definitions of the same task."""
+    from kubenenc_operator.store import Store
+
+    store = Store()
+    for name, deps, task in (
+        ("a", ["b"], "m:a"), ("b", ["c"], "m:b"), ("c", [], "m:c"), ("x", [], "m:x"),
+        ("twin", [], "m:c"),
+    ):  # fmt: skip
+        store.taskdef_event("ADDED", taskdef(name, dependsOn=deps, task=task))
+    store.take_dirty()
+    changed = taskdef("c", dependsOn=[], task="m:c", retries=2)
+    assert store.taskdef_event("MODIFIED", changed)
+    assert store.take_dirty() == [(NS, n) for n in ("a", "b", "c", "twin")]
+    # b stops depending on c: a change of c no longer concerns a or b.
+    assert store.taskdef_event("MODIFIED", taskdef("b", dependsOn=[], task="m:b"))
+    assert store.take_dirty() == [(NS, "a"), (NS, "b")]
+    assert store.taskdef_event("MODIFIED", taskdef("c", task="m:c", retries=3))
+    assert store.take_dirty() == [(NS, "c"), (NS, "twin")]
+    # Deleting c: its twin may now own the task.
+    assert store.taskdef_event("DELETED", changed)
+    assert store.take_dirty() == [(NS, "twin")]
