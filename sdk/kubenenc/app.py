@@ -62,6 +62,7 @@ class App:
         self._lock = threading.Lock()
         self._policies: dict[str, tuple[float, ConcurrencyPolicy]] = {}
         self._options: dict[TaskId, tuple[float, TaskOptions]] = {}
+        self._everything: tuple[float, dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         shown = self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__
@@ -84,6 +85,7 @@ class App:
         with self._lock:
             self._policies.clear()
             self._options.clear()
+            self._everything = None
             if self._backend_obj is not None:
                 self._backend_obj.close()
             if isinstance(backend, str):
@@ -148,8 +150,7 @@ class App:
         cached = self._policies.get(name)
         if cached is not None and now - cached[0] < POLICY_TTL:
             return cached[1]
-        stored_as = scoped_name(name, self.settings.namespace)
-        spec = self.backend.get_policy(stored_as)
+        stored_as, spec = self._stored(name)
         if spec is None:
             hint = (
                 f"apply the ConcurrencyPolicy {name!r} in namespace {self.settings.namespace!r}"
@@ -174,7 +175,7 @@ class App:
         cached = self._options.get(task.id)
         if cached is not None and now - cached[0] < POLICY_TTL:
             return cached[1]
-        text = self.backend.get_policy(task_defaults_name(task.id, self.settings.namespace))
+        _, text = self._stored(task_defaults_name(task.id, None))
         options = task.options
         if text is not None:
             try:
@@ -185,6 +186,27 @@ class App:
                 ) from None
         self._options[task.id] = (now, options)
         return options
+
+    def _stored(self, name: str) -> tuple[str, str | None]:
+        """``(stored name, text)`` of ``name`` as seen from this app: scoped to its
+        namespace; without one, a name not stored as is resolves to the one namespace that
+        has it (``*/name``), and to several it is an error (see :mod:`kubenenc.task_defaults`)."""
+        namespace = self.settings.namespace
+        stored_as = scoped_name(name, namespace)
+        text = self.backend.get_policy(stored_as)
+        if text is not None or namespace or "/" in name:
+            return stored_as, text
+        now = time.monotonic()
+        everything = self._everything
+        if everything is None or now - everything[0] >= POLICY_TTL:
+            everything = self._everything = (now, self.backend.policies())
+        found = sorted(k for k in everything[1] if k.partition("/")[2] == name)
+        if len(found) > 1:
+            raise ConfigurationError(
+                f"{name!r} is stored for several namespaces ({', '.join(found)}): set "
+                "KUBENENC_NAMESPACE to the namespace this program belongs to"
+            )
+        return (found[0], everything[1][found[0]]) if found else (stored_as, None)
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id``, importing its module if needed."""

@@ -16,9 +16,11 @@ timeouts there without a new image, while the decorator is the code's default.
 Names are scoped by Kubernetes namespace, so namespaces sharing one backend do not collide:
 the operator stores the ConcurrencyPolicy ``p`` of namespace ``ns`` as ``ns/p`` and the
 TaskDefinition of task ``t`` as ``ns/task:t``. A process with ``KUBENENC_NAMESPACE=ns``
-(worker pods get it from the downward API) resolves a bare name ``p`` to ``ns/p``; without a
-namespace (outside Kubernetes) names are used as given. A name that holds ``/`` is already
-scoped and used as is. Kubernetes names hold neither ``/`` nor ``:``, so the reserved
+(worker pods get it from the downward API) resolves a bare name ``p`` to ``ns/p``. Without a
+namespace (a program outside the cluster, or no Kubernetes at all) a name stored as given is
+used as is; else the one namespace that has it (``*/p``) is used, and when several have it
+the call fails, asking for ``KUBENENC_NAMESPACE``. A name that holds ``/`` is already scoped
+and used as is. Kubernetes names hold neither ``/`` nor ``:``, so the reserved
 ``task:`` names never collide with a policy.
 """
 

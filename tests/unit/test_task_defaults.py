@@ -80,13 +80,31 @@ def test_a_namespaced_app_reads_its_own_namespace_only() -> None:
             f"{ns}/per-user", ConcurrencyPolicy(running_limit=limit).model_dump_json()
         )
         backend.set_policy(f"{ns}/task:{TASK}", TaskDefaults(retries=retries).model_dump_json())
-    backend.set_policy("per-user", ConcurrencyPolicy(running_limit=9).model_dump_json())
     found = {}
-    for ns in ("a", "b", None):
+    for ns in ("a", "b"):
         app = make_app(backend, ns, concurrency="per-user")
         rec = submitted(app, app.tasks[TASK](1, 2).id)  # type: ignore[index]
         found[ns] = (rec.running_limit, rec.max_retries)
-    assert found == {"a": (1, 3), "b": (5, 6), None: (9, 0)}
+    assert found == {"a": (1, 3), "b": (5, 6)}
+    # Without a namespace: two namespaces have these names, so the program must say which.
+    outside = make_app(backend, None, concurrency="per-user")
+    with pytest.raises(ConfigurationError, match=r"several namespaces.*KUBENENC_NAMESPACE"):
+        outside.tasks[TASK](1, 2)  # type: ignore[index]
+    # A name stored as given is used as is.
+    backend.set_policy("per-user", ConcurrencyPolicy(running_limit=9).model_dump_json())
+    backend.set_policy(f"task:{TASK}", TaskDefaults(retries=0).model_dump_json())
+    rec = submitted(outside, outside.tasks[TASK](1, 2).id)  # type: ignore[index]
+    assert (rec.running_limit, rec.max_retries) == (9, 0)
+
+
+def test_without_a_namespace_the_one_namespace_that_has_a_name_is_used() -> None:
+    """A program outside the cluster, pointed at the backend of one namespace's pools."""
+    backend = MemoryBackend()
+    backend.set_policy("shop/per-user", ConcurrencyPolicy(running_limit=2).model_dump_json())
+    backend.set_policy(f"shop/task:{TASK}", TaskDefaults(retries=4).model_dump_json())
+    app = make_app(backend, None, concurrency="per-user")
+    rec = submitted(app, app.tasks[TASK](1, 2).id)  # type: ignore[index]
+    assert (rec.running_limit, rec.max_retries) == (2, 4)
 
 
 def test_the_taskdefinition_may_name_the_policy() -> None:
