@@ -744,13 +744,17 @@ class MongoBackend:
         def read(conn: _Conn) -> dict[str, dict[Status, int]] | None:
             match: dict[str, Any] = dict(where)
             out: dict[str, dict[Status, int]] = {}
-            if len(conn.layout.shards) > 1:
+            collections = conn.layout.shards
+            if len(collections) > 1:
                 with conn.mutex:
                     if not self._observe(conn):
                         return None
                     out = live(conn.replica.records.values())
                 match["status"] = {"$in": _FINAL}
-            for inv in conn.layout.shards:
+                # Final documents live in their own collection in a layout that has one.
+                final = getattr(conn.layout, "final", None)
+                collections = [final] if final is not None else collections
+            for inv in collections:
                 for row in inv.aggregate([{"$match": match}, {"$group": group}]):
                     add(out, row["_id"]["t"], Status(row["_id"]["s"]), int(row["n"]))
             return out
