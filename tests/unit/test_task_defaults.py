@@ -142,3 +142,27 @@ def test_the_stored_options_are_cached_for_the_ttl(monkeypatch: pytest.MonkeyPat
     assert submitted(app, task(1, 3).id).max_retries == 0  # cached
     monkeypatch.setattr("kubenenc.app.POLICY_TTL", 0.0)
     assert submitted(app, task(1, 4).id).max_retries == 5
+
+
+def test_a_worker_schedules_retries_with_the_taskdefinition_backoff() -> None:
+    """And with the decorator's when what is stored is invalid (the worker goes on)."""
+    from kubenenc.ids import InvocationId, TaskId
+    from kubenenc.settings import WorkerSettings
+    from kubenenc.status import Status
+    from kubenenc_worker.worker import Worker
+
+    backend = MemoryBackend()
+    app = make_app(backend, "a", backoff=100.0, max_backoff=100.0)
+    worker = Worker(app, WorkerSettings(mode="thread", concurrency=1))
+    rec = InvocationRecord(
+        id=InvocationId("1" * 32), app="shop", task=TaskId(TASK), args="{}", call_key=TASK,
+        display="charge()", pool="default", priority=0, status=Status.RUNNING, created_at=1.0,
+        updated_at=1.0, attempt=1,
+    )  # fmt: skip
+    assert 50.0 <= worker._backoff(rec) <= 100.0  # the decorator's, capped at 100 s, jittered
+    backend.set_policy(
+        f"a/task:{TASK}", TaskDefaults(backoff=0.5, max_backoff=1.0).model_dump_json()
+    )
+    assert 0.5 <= worker._backoff(rec) <= 1.0
+    backend.set_policy(f"a/task:{TASK}", '{"backoff": -1}')
+    assert 50.0 <= worker._backoff(rec) <= 100.0
