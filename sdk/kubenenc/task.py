@@ -179,7 +179,7 @@ class Task(Generic[P, R]):
 
     def policy(self) -> ConcurrencyPolicy | None:
         """The concurrency policy in force now (a named one is read from the backend)."""
-        policy = self.options.concurrency
+        policy = self.app.task_options(self).concurrency
         if isinstance(policy, str):
             found = self.app.named_policy(policy)
             self._check_key_names(found)
@@ -326,8 +326,9 @@ class Task(Generic[P, R]):
         return new, results
 
     def _fixed(self, call: CallOptions) -> _Fixed:
-        """What every call of one submit shares: options, policy (read once), parent."""
-        opts = self.options
+        """What every call of one submit shares: options and policy (each read once), the
+        parent."""
+        opts = self.app.task_options(self)
         ctx = context.current.get()
         return _Fixed(
             pool=call.pool or opts.pool,
