@@ -4,6 +4,7 @@ and calls that survive lost replies and server restarts. Against a real redis-se
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 import threading
 import time
@@ -553,3 +554,24 @@ def test_a_forked_child_does_not_reuse_its_parents_request_ids(redis_url: str) -
         assert record(backend, res.id).display == "child()"
     finally:
         backend.close()
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def test_a_large_parallelize_is_registered_in_call_order(redis_url: str) -> None:
+    import kubenenc
+
+    app = kubenenc.App("big", backend=redis_url)
+    try:
+        task = app.task(double)
+        group = task.parallelize(range(1300))  # handed whole to the backend (register_batch)
+        assert len(set(group.ids)) == 1300
+        records = app.backend.get_many(group.ids)
+        assert [json.loads(r.args)["x"] for r in records if r is not None] == list(range(1300))
+        with pytest.raises(TypeError):
+            task.parallelize([*range(1299), (1, 2)])  # a wrong call: nothing registered
+        assert sum(app.backend.counts().values()) == 1300
+    finally:
+        app.close()
