@@ -50,7 +50,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from kubenenc_mongodb.layout import LOG_KEEP, Doc, Layout
+from kubenenc_mongodb.layout import LOG_KEEP, Doc, Layout, redo_of
 from kubenenc_mongodb.options import MongoOptions, parse_url
 from kubenenc_mongodb.replica import Redo, Replica, StepTxn, doc_to_record
 
@@ -325,7 +325,7 @@ class MongoBackend:
         entry = layout.log_entry(latest) if latest else None
         if entry is not None:
             log.info("re-applying step %d after a lock take-over", latest)
-            layout.apply(entry["redo"], replay=True)
+            layout.apply(redo_of(entry), replay=True)
 
     def _is_current(self, conn: _Conn) -> bool:
         """Whether the replica had every committed step a moment ago (within
@@ -353,7 +353,7 @@ class MongoBackend:
             doc = conn.layout.log_entry(rep.version + len(redos) + 1)
             if doc is None:
                 break
-            redos.append(doc["redo"])
+            redos.append(redo_of(doc))
         if len(redos) > LOG_KEEP:
             return False
         if not redos and rep.version and conn.layout.marker(rep.version) is None:
@@ -371,7 +371,7 @@ class MongoBackend:
                 doc = conn.layout.log_entry(rep.version + len(redos) + 1)
                 if doc is None:
                     break
-                redos.append(doc["redo"])
+                redos.append(redo_of(doc))
             if redos and len(redos) <= LOG_KEEP:
                 for redo in redos:
                     rep.apply(redo)
@@ -386,9 +386,11 @@ class MongoBackend:
         rep.reset()
         layout = conn.layout
         group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
+        done = self._load_finals(conn)
         for inv in layout.shards:
             for doc in inv.find({"status": {"$nin": _FINAL}}):
-                rep.load_record(doc)
+                if doc["_id"] not in done:
+                    rep.load_record(doc)
             for row in inv.aggregate([{"$match": {"status": {"$in": _FINAL}}}, {"$group": group}]):
                 key = row["_id"]
                 rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
@@ -405,19 +407,43 @@ class MongoBackend:
             rep.add_dependency(doc["d"], doc["e"])
         rep.version = version
 
+    @staticmethod
+    def _load_finals(conn: _Conn) -> set[str]:
+        """Count the documents of the final collection into the replica; their ids (whose
+        own documents were left as they were when they finished)."""
+        done: set[str] = set()
+        if conn.layout.final is not None:
+            for doc in conn.layout.final.find({}, {"app": 1, "pool": 1, "status": 1}):
+                done.add(doc["_id"])
+                conn.replica.count_final(doc["app"], doc["pool"], doc["status"], 1)
+        return done
+
     def _fetch(self, conn: _Conn, id: InvocationId) -> InvocationRecord | None:
-        """The stored invocation, for steps (the replica holds every held one)."""
-        doc = conn.layout.shard(id).find_one({"_id": id})
+        """The stored invocation, for steps: the replica holds every one that is not final,
+        so this one is final (or unknown)."""
+        doc = conn.replica.recent.get(id)
+        final = conn.layout.final
+        if doc is None and final is not None:
+            doc = final.find_one({"_id": id})
+        if doc is None:
+            doc = conn.layout.shard(id).find_one({"_id": id})
         return doc_to_record(doc) if doc is not None else None
 
     def _read(self, conn: _Conn, id: InvocationId, projection: Doc | None = None) -> Doc | None:
         """The current document of ``id`` for readers: a final one, else the held one (a
         RUNNING or PAUSED invocation's), else the invocation's own."""
-        held = conn.layout.held
-        # The held document first: a step writes the invocation's own document before it
-        # deletes the held one, so this order never misses both.
+        layout = conn.layout
+        held, final = layout.held, layout.final
+        # The held document first: a step writes the final and own documents before it
+        # deletes the held one, so this order never misses all of them.
         held_doc = held.find_one({"_id": id}, projection) if held is not None else None
-        doc = conn.layout.shard(id).find_one({"_id": id}, projection)
+        if final is not None:
+            final_doc = final.find_one({"_id": id}, projection)
+            if final_doc is not None:
+                return final_doc
+            if held_doc is not None:
+                return held_doc
+        doc = layout.shard(id).find_one({"_id": id}, projection)
         if held_doc is None or (doc is not None and doc["status"] in _FINAL):
             return doc
         return held_doc
@@ -531,9 +557,13 @@ class MongoBackend:
         fields = {"app": 1, "pool": 1, "status": 1}
 
         def scan(conn: _Conn) -> list[Doc]:
+            layout = conn.layout
+            expired = {"final_at": {"$lt": cutoff}}
+            if layout.final is not None:
+                return list(layout.final.find(expired, fields))
             found: list[Doc] = []
-            for inv in conn.layout.shards:
-                found.extend(inv.find({"final_at": {"$lt": cutoff}}, fields))
+            for inv in layout.shards:
+                found.extend(inv.find(expired, fields))
             return found
 
         expired = self._retrying("sweep", scan)
@@ -598,16 +628,42 @@ class MongoBackend:
 
     def _not_final(self, conn: _Conn, ids: list[InvocationId]) -> list[InvocationId]:
         """Those of ``ids`` whose stored document is not final (unknown ones count as final)."""
-        if len(ids) > _SCAN_ABOVE:
-            where = {"status": {"$nin": _FINAL}}
-            open_ids = {d["_id"] for d in self._find_ids(conn, ids, where, {"_id": 1})}
-            return [i for i in ids if i in open_ids]
-        found = ((i, conn.layout.shard(i).find_one({"_id": i}, {"status": 1})) for i in ids)
-        return [i for i, d in found if d is not None and d["status"] not in _FINAL]
+        recent = conn.replica.recent
+        rest = [i for i in ids if i not in recent]
+        docs = self._current_docs(conn, rest, {"status": 1})
+        return [i for i in rest if i in docs and docs[i]["status"] not in _FINAL]
+
+    def _current_docs(
+        self, conn: _Conn, ids: list[InvocationId], projection: Doc
+    ) -> dict[str, Doc]:
+        """The current document of each of ``ids`` that exists (as :meth:`_read`); above
+        :data:`_SCAN_ABOVE` ids, one query per collection instead of one per id."""
+        if len(ids) <= _SCAN_ABOVE:
+            found = ((i, self._read(conn, i, projection)) for i in ids)
+            return {i: d for i, d in found if d is not None}
+        layout = conn.layout
+        wanted = {"_id": {"$in": ids}}
+        held: dict[str, Doc] = {}
+        final: dict[str, Doc] = {}
+        if layout.held is not None:
+            held = {d["_id"]: d for d in layout.held.find(wanted, projection)}
+        if layout.final is not None:
+            final = {d["_id"]: d for d in layout.final.find(wanted, projection)}
+        out: dict[str, Doc] = {}
+        for d in self._find_ids(conn, ids, {}, projection):
+            id = d["_id"]
+            if id in final:
+                out[id] = final.pop(id)
+            elif d["status"] in _FINAL or id not in held:
+                out[id] = d
+            else:
+                out[id] = held[id]
+        out.update(final)  # registered straight to a final status: no own document
+        return out
 
     @staticmethod
     def _find_ids(conn: _Conn, ids: Sequence[str], where: Doc, projection: Doc) -> list[Doc]:
-        """Documents of ``ids`` matching ``where``: one query per collection holding some."""
+        """Own documents of ``ids`` matching ``where``: one query per collection holding some."""
         by_shard: dict[str, list[str]] = {}
         for id in ids:
             by_shard.setdefault(conn.layout.shard(id).name, []).append(id)
@@ -619,7 +675,10 @@ class MongoBackend:
     # -- Records ----------------------------------------------------------------------------
 
     def get(self, id: InvocationId) -> InvocationRecord | None:
-        doc = self._retrying("get", lambda c: self._read(c, id))
+        def read(conn: _Conn) -> Doc | None:
+            return conn.replica.recent.get(id) or self._read(conn, id)
+
+        doc = self._retrying("get", read)
         return doc_to_record(doc) if doc is not None else None
 
     def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
@@ -628,30 +687,24 @@ class MongoBackend:
         unique = list(dict.fromkeys(ids))
 
         def read(conn: _Conn) -> dict[str, InvocationRecord]:
-            layout = conn.layout
             out: dict[str, InvocationRecord] = {}
             with conn.mutex:
                 # Invocations that are not final are in the replica, as of the last step.
                 if self._observe(conn):
                     held = conn.replica.records
                     out = {i: replace(held[i], history=[]) for i in unique if i in held}
-            rest = [i for i in unique if i not in out]
-            if not rest:
-                return out
-            if len(rest) > _SCAN_ABOVE:
-                docs = self._find_ids(conn, rest, {}, {"history": 0})
-                if layout.held is not None:
-                    held_docs: dict[str, Doc] = {
-                        d["_id"]: d
-                        for d in layout.held.find({"_id": {"$in": rest}}, {"history": 0})
-                    }
-                    docs = [
-                        d if d["status"] in _FINAL else held_docs.get(d["_id"], d) for d in docs
-                    ]
-            else:
-                found = (self._read(conn, i, {"history": 0}) for i in rest)
-                docs = [d for d in found if d is not None]
-            out.update((d["_id"], doc_to_record(d)) for d in docs)
+            recent = conn.replica.recent
+            rest: list[InvocationId] = []
+            for i in unique:
+                if i in out:
+                    continue
+                doc = recent.get(i)
+                if doc is not None:
+                    out[i] = doc_to_record(doc)
+                else:
+                    rest.append(i)
+            docs = self._current_docs(conn, rest, {"history": 0})
+            out.update((i, doc_to_record(d)) for i, d in docs.items())
             return out
 
         found = self._retrying("get_many", read)
@@ -670,24 +723,44 @@ class MongoBackend:
             if value is not None:
                 where[field] = str(value)
 
-        def read(conn: _Conn) -> list[InvocationRecord]:
-            layout = conn.layout
-            held: dict[str, Doc] = {}
-            if layout.held is not None:
-                match = {k: v for k, v in where.items() if k != "status"}
-                held = {d["_id"]: d for d in layout.held.find(match, {"history": 0})}
-            found: dict[str, Doc] = {}
-            for inv in layout.shards:
-                for d in inv.find(where, {"history": 0}).sort("seq", -1).limit(limit + len(held)):
-                    if d["_id"] not in held or d["status"] in _FINAL:
-                        found[d["_id"]] = d
-            for id, d in held.items():
-                if id not in found and (status is None or d["status"] == status):
-                    found.setdefault(id, d)
-            docs = sorted(found.values(), key=lambda d: d["seq"], reverse=True)
-            return [doc_to_record(d) for d in docs[:limit]]
+        return self._retrying(
+            "query", functools.partial(self._query, where=where, status=status, limit=limit)
+        )
 
-        return self._retrying("query", read)
+    @staticmethod
+    def _query(
+        conn: _Conn, where: Doc, status: Status | None, limit: int
+    ) -> list[InvocationRecord]:
+        """:meth:`query` on one connection."""
+        layout = conn.layout
+        match = {k: v for k, v in where.items() if k != "status"}
+        held: dict[str, Doc] = {}
+        if layout.held is not None:
+            held = {d["_id"]: d for d in layout.held.find(match, {"history": 0})}
+        found: dict[str, Doc] = {}
+        finished: set[str] = set()
+        if layout.final is not None:
+            # Own documents of these are stale (left as they were when they finished).
+            for d in layout.final.find(match, {"history": 0}):
+                finished.add(d["_id"])
+                if status is None or d["status"] == status:
+                    found[d["_id"]] = d
+        for inv in layout.shards:
+            taken = 0
+            with inv.find(where, {"history": 0}).sort("seq", -1) as cursor:
+                for d in cursor:
+                    id = d["_id"]
+                    if id in finished or (id in held and d["status"] not in _FINAL):
+                        continue
+                    found[id] = d
+                    taken += 1
+                    if taken >= limit:
+                        break
+        for id, d in held.items():
+            if id not in found and id not in finished and (status is None or d["status"] == status):
+                found[id] = d
+        docs = sorted(found.values(), key=lambda d: d["seq"], reverse=True)
+        return [doc_to_record(d) for d in docs[:limit]]
 
     def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
         where: dict[str, Any] = {}

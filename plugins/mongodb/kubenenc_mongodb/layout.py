@@ -90,6 +90,7 @@ replica keeps the hot paths (claim order, running limits, cycle checks) off coll
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -122,6 +123,7 @@ class _Batch:
     def __init__(self) -> None:
         self.inserts: dict[str, list[Doc]] = {}
         self.replaces: dict[str, list[_Write]] = {}
+        self.final_inserts: list[Doc] = []
         self.held_inserts: list[Doc] = []
         self.held_replaces: list[_Write] = []
         self.unheld: list[str] = []
@@ -141,9 +143,12 @@ class Layout:
         )
         self.meta: Collection[Doc] = db[f"{prefix}_meta"]
         self.held: Collection[Doc] | None = db[f"{prefix}_held"] if shards > 1 else None
-        """Where the documents of RUNNING and PAUSED invocations live (sharded layout only):
+        """Where the documents of RUNNING and PAUSED invocations live (append layout only):
         a claim is then one insert for the whole batch instead of one update per
         invocation; the invocation's own document is left as it was until it is let go."""
+        self.final: Collection[Doc] | None = db[f"{prefix}_final"] if shards > 1 else None
+        """Where final invocations live (append layout only): finishing a batch is one
+        insert, and the invocation's own document is never written again."""
         self.running: Collection[Doc] = db[f"{prefix}_running"]
         self.registrations: Collection[Doc] = db[f"{prefix}_registrations"]
         self.edges: Collection[Doc] = db[f"{prefix}_edges"]
@@ -217,8 +222,11 @@ class Layout:
             self._insert(self.db[name], docs)
         for name, ops in batch.replaces.items():
             self.db[name].bulk_write(ops, ordered=False)
+        if self.final is not None and batch.final_inserts:
+            self._insert(self.final, batch.final_inserts)  # a replay overwrites: same docs
         if self.held is not None:
-            # After the invocation documents: a reader must never find neither.
+            # After the own and final documents: readers look at the held document first,
+            # so a reader never finds neither (see ``MongoBackend._read``).
             if batch.held_inserts:
                 self._insert(self.held, batch.held_inserts)
             if batch.held_replaces:
@@ -242,6 +250,9 @@ class Layout:
                 batch.unheld.append(doc["_id"])
         if doc["status"] in ("SUCCESS", "FAILED", "CANCELLED"):
             doc = {**doc, "final_at": dt.datetime.fromtimestamp(doc["updated_at"], dt.UTC)}
+            if self.final is not None:
+                batch.final_inserts.append(doc)
+                return
         name = self.shard(doc["_id"]).name
         if op.get("new") and not replay:
             batch.inserts.setdefault(name, []).append(doc)
@@ -285,10 +296,15 @@ class Layout:
             for e in op["rm"]:
                 yield self.deps, DeleteOne({"_id": f"{d} {e}"})
         elif kind == "forget":
-            for id in op["ids"]:
-                yield self.shard(id), DeleteOne({"_id": id})
+            yield from self._forget_writes(op["ids"])
         elif kind == "wrk":
             yield self.workers, DeleteOne({"_id": op["id"], "at": op["at"]})
+
+    def _forget_writes(self, ids: list[str]) -> Iterator[tuple[Collection[Doc], _Write]]:
+        for id in ids:
+            yield self.shard(id), DeleteOne({"_id": id})
+            if self.final is not None:
+                yield self.final, DeleteOne({"_id": id})
 
     def _insert(self, inv: Collection[Doc], inserts: list[Doc]) -> None:
         try:
@@ -307,7 +323,9 @@ class Layout:
     def commit(self, version: int, step_id: str, redo: Redo) -> bool:
         """Log step ``version``: its redo, then its marker (the commit point). False when
         another holder committed that version first."""
-        redo_doc = {"_id": log_id(version), "step": step_id, "redo": redo}
+        # The redo as JSON text: one string field is far cheaper for FerretDB to store and
+        # read than the same data as nested documents.
+        redo_doc = {"_id": log_id(version), "step": step_id, "r": json.dumps(redo)}
         try:
             self.log(version).insert_one(redo_doc)
         except DuplicateKeyError:
@@ -348,6 +366,14 @@ class Layout:
     def log(self, version: int) -> Collection[Doc]:
         """The collection that holds the redo of step ``version``."""
         return self.logs[version % LOG_SHARDS]
+
+
+def redo_of(entry: Doc) -> Redo:
+    """The redo of a log entry (see :meth:`Layout.commit`)."""
+    if "r" in entry:
+        redo: Redo = json.loads(entry["r"])
+        return redo
+    return entry["redo"]  # type: ignore[no-any-return]
 
 
 def log_id(version: int) -> str:

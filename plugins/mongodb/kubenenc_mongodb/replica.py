@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from kubenenc.backends.codec import record_from_dict, record_to_dict
+from kubenenc.backends.codec import dumps_record, loads_record, record_from_dict
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import InvocationRecord, WorkerInfo
 from kubenenc.status import Status
@@ -28,6 +29,10 @@ Redo = list[dict[str, Any]]
 """One committed step: ``{"c": kind, ...}`` operations, applied in order, idempotent."""
 
 SEQ_STRIDE = 1_000_000
+
+RECENT_FINALS = 20_000
+"""How many of the last final documents seen in the log a process keeps (see
+:attr:`Replica.recent`)."""
 """Claim order among equals is creation order: ``seq = version * SEQ_STRIDE + n``."""
 
 _HELD = (Status.RUNNING, Status.PAUSED)
@@ -40,6 +45,9 @@ def _copy(rec: InvocationRecord) -> InvocationRecord:
 
 def doc_to_record(doc: dict[str, Any]) -> InvocationRecord:
     """An ``invocations`` document back to a record (``_id`` is the id)."""
+    if "j" in doc:
+        return loads_record(doc["j"])
+    # Written before documents carried the record as JSON text.
     data = dict(doc)
     data["id"] = data.pop("_id")
     data["history"] = [[h["s"], h["at"], h["w"], h["r"]] for h in data.get("history", ())]
@@ -49,13 +57,17 @@ def doc_to_record(doc: dict[str, Any]) -> InvocationRecord:
 def record_doc(rec: InvocationRecord, seq: int) -> dict[str, Any]:
     """The ``invocations`` document of ``rec`` (``final_at`` is added by the writer).
 
-    History entries are sub-documents, not the codec's lists: FerretDB rejects nested arrays.
+    The record itself is JSON text (``j``); beside it only the fields that queries, indexes
+    and sorts use. FerretDB's cost to store or scan a document grows with its number of
+    fields (it keeps a type schema per field), so this keeps every write and scan cheap;
+    ``_id`` first, as FerretDB takes a slow path (tens of ms) for a document where it is not.
     """
-    data = record_to_dict(rec)
-    # ``_id`` first: FerretDB takes a slow path (tens of ms) for a document where it is not.
-    doc = {"_id": data.pop("id"), **data, "seq": seq}
-    doc["history"] = [{"s": s, "at": at, "w": w, "r": r} for s, at, w, r in doc["history"]]
-    return doc
+    return {
+        "_id": rec.id, "app": rec.app, "task": rec.task, "pool": rec.pool,
+        "status": rec.status.value, "priority": rec.priority, "waiters": rec.waiters,
+        "worker": rec.worker, "updated_at": rec.updated_at, "seq": seq,
+        "j": dumps_record(rec),
+    }  # fmt: skip
 
 
 class Replica:
@@ -75,6 +87,10 @@ class Replica:
         self.finals: dict[tuple[str, str, str], int] = {}
         """Final invocations still stored, by (app, pool, status): with the non-final
         records, exact counts at ``version`` without reading the collections."""
+        self.recent: OrderedDict[InvocationId, dict[str, Any]] = OrderedDict()
+        """The documents of the last :data:`RECENT_FINALS` invocations this process saw
+        become final in the log (committed, so true whether or not their writes are done):
+        waiting for results and reading them needs no read of the collections."""
 
     def reset(self) -> None:
         """Forget everything (before a full reload)."""
@@ -98,6 +114,13 @@ class Replica:
             self.pending.setdefault(rec.pool, set()).add(rec.id)
         if rec.status in _HELD and rec.worker is not None:
             self.held.add(rec.id)
+
+    def remember_final(self, doc: dict[str, Any]) -> None:
+        """Keep a final document in :attr:`recent`, dropping the oldest past the bound."""
+        recent = self.recent
+        recent[doc["_id"]] = doc
+        if len(recent) > RECENT_FINALS:
+            recent.popitem(last=False)
 
     def _unindex(self, id: InvocationId) -> None:
         old = self.records.get(id)
@@ -178,6 +201,8 @@ class Replica:
             kind = op["c"]
             if kind == "inv":
                 doc = op["doc"]
+                if doc["status"] in _FINAL_VALUES:
+                    self.remember_final(doc)
                 if op.get("new") and doc["status"] in _FINAL_VALUES:
                     # Registered straight to FAILED: never held here, only counted.
                     self.count_final(doc["app"], doc["pool"], doc["status"], 1)
@@ -205,6 +230,8 @@ class Replica:
         elif kind == "forget":
             for c in op["counts"]:  # sub-documents: FerretDB rejects nested arrays
                 self.count_final(c["app"], c["pool"], c["status"], -c["n"])
+            for id in op["ids"]:
+                self.recent.pop(id, None)
         # "wrk" (a forgotten worker) changes nothing held here
 
 
