@@ -39,6 +39,7 @@ from kubenenc.records import (
 )
 from kubenenc.status import FINAL, Status
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.errors import (
     ConfigurationError as PyMongoConfigurationError,
 )
@@ -118,12 +119,15 @@ class MongoBackend:
         self._conn_obj: _Conn | None = None
         self._closed = False
         self._shards = 1
+        self._own_final = True
         try:
             conn = self._conn()
             build = conn.client.admin.command("buildInfo")
             conn.client.admin.command("ping")
             ferret = build.get("ferretdbVersion")
-            self._shards = self._agree_shards(conn, _FERRET_SHARDS if ferret else 1)
+            self._shards, self._own_final = self._agree_layout(
+                conn, _FERRET_SHARDS if ferret else 1
+            )
             conn.layout = Layout(conn.layout.db, options.prefix, self._shards)
             self.ttl_index = conn.layout.ensure_indexes(options.retention, secondary=ferret is None)
         except (InvalidURI, PyMongoConfigurationError) as exc:
@@ -145,13 +149,15 @@ class MongoBackend:
                      self.server)  # fmt: skip
 
     @staticmethod
-    def _agree_shards(conn: _Conn, wanted: int) -> int:
-        """The number of invocation collections: fixed by whoever used the prefix first."""
+    def _agree_layout(conn: _Conn, wanted: int) -> tuple[int, bool]:
+        """The number of invocation collections, fixed by whoever used the prefix first, and
+        whether own invocation documents may be final (not on a FerretDB layout made by this
+        version, where final documents live apart)."""
         meta = conn.layout.meta
         with contextlib.suppress(DuplicateKeyError):
-            meta.insert_one({"_id": "layout", "shards": wanted})
-        doc = meta.find_one({"_id": "layout"})
-        return int(doc["shards"]) if doc is not None else wanted
+            meta.insert_one({"_id": "layout", "shards": wanted, "finals_apart": wanted > 1})
+        doc = meta.find_one({"_id": "layout"}) or {"shards": wanted, "finals_apart": wanted > 1}
+        return int(doc["shards"]), not doc.get("finals_apart", False)
 
     @classmethod
     def from_url(cls, url: str) -> MongoBackend:
@@ -385,18 +391,13 @@ class MongoBackend:
         rep = conn.replica
         rep.reset()
         layout = conn.layout
-        group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
         done = self._load_finals(conn)
         for inv in layout.shards:
-            for doc in inv.find({"status": {"$nin": _FINAL}}):
-                if doc["_id"] not in done:
-                    rep.load_record(doc)
-            for row in inv.aggregate([{"$match": {"status": {"$in": _FINAL}}}, {"$group": group}]):
-                key = row["_id"]
-                rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
+            self._load_own(conn, inv, done)
         if layout.held is not None:
             for doc in layout.held.find():
-                rep.load_record(doc)
+                if doc["_id"] not in done:
+                    rep.load_record(doc, held=True)
         for doc in layout.running.find():
             rep.set_running(doc["_id"], doc["n"])
         for doc in layout.registrations.find():
@@ -406,6 +407,18 @@ class MongoBackend:
         for doc in layout.deps.find():
             rep.add_dependency(doc["d"], doc["e"])
         rep.version = version
+
+    def _load_own(self, conn: _Conn, inv: Collection[Doc], done: set[str]) -> None:
+        """Load the own documents of one collection, but those of ``done`` (final)."""
+        rep = conn.replica
+        for doc in inv.find({"status": {"$nin": _FINAL}}):
+            if doc["_id"] not in done:
+                rep.load_record(doc)
+        if self._own_final:
+            group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
+            for row in inv.aggregate([{"$match": {"status": {"$in": _FINAL}}}, {"$group": group}]):
+                key = row["_id"]
+                rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
 
     @staticmethod
     def _load_finals(conn: _Conn) -> set[str]:
@@ -734,9 +747,7 @@ class MongoBackend:
         """:meth:`query` on one connection."""
         layout = conn.layout
         match = {k: v for k, v in where.items() if k != "status"}
-        held: dict[str, Doc] = {}
-        if layout.held is not None:
-            held = {d["_id"]: d for d in layout.held.find(match, {"history": 0})}
+        held = MongoBackend._held_matching(layout, match)
         found: dict[str, Doc] = {}
         finished: set[str] = set()
         if layout.final is not None:
@@ -761,6 +772,18 @@ class MongoBackend:
                 found[id] = d
         docs = sorted(found.values(), key=lambda d: d["seq"], reverse=True)
         return [doc_to_record(d) for d in docs[:limit]]
+
+    @staticmethod
+    def _held_matching(layout: Layout, match: Doc) -> dict[str, Doc]:
+        """Held documents whose record matches ``match`` (they carry only status and seq
+        beside the record, so the match is made here)."""
+        held: dict[str, Doc] = {}
+        if layout.held is not None:
+            for d in layout.held.find():
+                rec = doc_to_record(d)
+                if all(getattr(rec, k) == v for k, v in match.items()):
+                    held[d["_id"]] = d
+        return held
 
     def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
         where: dict[str, Any] = {}

@@ -238,27 +238,40 @@ class Layout:
 
     def _write_record(self, batch: _Batch, op: Doc, replay: bool) -> None:
         doc = op["doc"]
-        if self.held is not None:
-            held_now = doc["status"] in ("RUNNING", "PAUSED")
-            if held_now and op.get("was_held"):
-                batch.held_replaces.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-                return
-            if held_now:
-                batch.held_inserts.append(doc)
-                return
-            if op.get("was_held"):
-                batch.unheld.append(doc["_id"])
-        if doc["status"] in ("SUCCESS", "FAILED", "CANCELLED"):
+        final = doc["status"] in ("SUCCESS", "FAILED", "CANCELLED")
+        if final:
             doc = {**doc, "final_at": dt.datetime.fromtimestamp(doc["updated_at"], dt.UTC)}
-            if self.final is not None:
-                batch.final_inserts.append(doc)
-                return
+        if self.held is not None and self.final is not None:
+            self._write_apart(batch, op, doc, final, replay)
+            return
         name = self.shard(doc["_id"]).name
         if op.get("new") and not replay:
             batch.inserts.setdefault(name, []).append(doc)
         else:
             write = ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
             batch.replaces.setdefault(name, []).append(write)
+
+    def _write_apart(self, batch: _Batch, op: Doc, doc: Doc, final: bool, replay: bool) -> None:
+        """FerretDB layout: the own document is written once (at registration), a change
+        goes to ``<p>_held`` and the final state to ``<p>_final``: inserts, mostly."""
+        id = doc["_id"]
+        if final:
+            batch.final_inserts.append(doc)
+            if op.get("was_held"):
+                batch.unheld.append(id)
+        elif op.get("new"):
+            name = self.shard(id).name
+            if replay:
+                write = ReplaceOne({"_id": id}, doc, upsert=True)
+                batch.replaces.setdefault(name, []).append(write)
+            else:
+                batch.inserts.setdefault(name, []).append(doc)
+        else:
+            small = {"_id": id, "status": doc["status"], "seq": doc["seq"], "j": doc["j"]}
+            if op.get("was_held"):
+                batch.held_replaces.append(ReplaceOne({"_id": id}, small, upsert=True))
+            else:
+                batch.held_inserts.append(small)
 
     def _index_writes(self, op: Doc) -> Iterator[tuple[Collection[Doc], _Write]]:
         """The writes of one redo operation other than an invocation's document."""

@@ -87,6 +87,9 @@ class Replica:
         self.finals: dict[tuple[str, str, str], int] = {}
         """Final invocations still stored, by (app, pool, status): with the non-final
         records, exact counts at ``version`` without reading the collections."""
+        self.in_held: set[InvocationId] = set()
+        """Invocations whose current document is in ``<p>_held`` (FerretDB layout): every
+        one that is not final and changed since it was registered."""
         self.recent: OrderedDict[InvocationId, dict[str, Any]] = OrderedDict()
         """The documents of the last :data:`RECENT_FINALS` invocations this process saw
         become final in the log (committed, so true whether or not their writes are done):
@@ -98,10 +101,15 @@ class Replica:
 
     # -- loading ----------------------------------------------------------------------------
 
-    def load_record(self, doc: dict[str, Any]) -> None:
-        """Take in one ``invocations`` document (dropping it when final)."""
+    def load_record(self, doc: dict[str, Any], *, held: bool = False) -> None:
+        """Take in one ``invocations`` document (dropping it when final); ``held``: it is
+        the current document in ``<p>_held``."""
         rec = doc_to_record(doc)
         self._unindex(rec.id)
+        if held and not rec.is_final:
+            self.in_held.add(rec.id)
+        else:
+            self.in_held.discard(rec.id)
         if rec.is_final:
             if self.records.pop(rec.id, None) is not None:
                 self.count_final(rec.app, rec.pool, rec.status.value, 1)
@@ -207,7 +215,7 @@ class Replica:
                     # Registered straight to FAILED: never held here, only counted.
                     self.count_final(doc["app"], doc["pool"], doc["status"], 1)
                 else:
-                    self.load_record(doc)
+                    self.load_record(doc, held=not op.get("new"))
             elif kind == "run":
                 self.set_running(op["id"], op["n"])
             elif kind == "reg":
@@ -394,9 +402,8 @@ class StepTxn:
         for id in self.dirty:
             rec = self.recs[id]
             assert rec is not None
-            before = self.r.records.get(id)
             out.append({"c": "inv", "new": id in self.new_seq,
-                        "was_held": before is not None and before.status in _HELD,
+                        "was_held": id in self.r.in_held,
                         "doc": record_doc(rec, self._seq(id))})  # fmt: skip
             if rec.is_final:
                 finished.add(id)
