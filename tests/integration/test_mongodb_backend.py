@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from kubenenc.backends import open_backend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
-from kubenenc.records import Outcome, OutcomeKind
+from kubenenc.records import Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
 from kubenenc_mongodb import MongoBackend, parse_url
+from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY
 from pymongo.errors import AutoReconnect
 
-from tests.conformance._helpers import W1, W2, add, claim_ids, record, running, succeed
+from tests.conformance._helpers import W1, W2, add, claim_ids, record, running, start, succeed
 from tests.servers.mongodb import FerretServer, ferretdb_binary, start_ferretdb
 from tests.support import free_port, require
 
@@ -216,3 +217,41 @@ def test_a_server_gone_for_longer_than_the_retry_budget_is_unavailable(tmp_path:
     finally:
         backend.close()
         server.stop()
+
+
+def test_changes_older_than_the_log_are_spilled_and_reloaded(mongodb_url: str) -> None:
+    """On FerretDB a claim or pause writes no document: it lives in the log until the log is
+    about to forget it, then it is spilled into ``<p>_held``. A process that loads from the
+    collections later (here: a fresh backend) must see the same state, and finishing a
+    spilled invocation removes its held document."""
+    a = MongoBackend.from_url(mongodb_url)
+    b = c = None
+    try:
+        long = add(a, 1.0, "long", running_key="k", running_limit=1)
+        parent = add(a, 1.0, "parent")
+        child = add(a, 1.0, "child")
+        start(a, long, W1)
+        start(a, parent, W1)
+        assert a.pause(parent, W1, [child], 11.0).kind is PauseKind.PAUSED
+        held = a._conn().layout.held
+        assert held is not None
+        assert held.count_documents({}) == 0  # in the log only
+        for i in range(LOG_KEEP + 2 * PRUNE_EVERY):  # one step each
+            add(a, 2.0, "filler", str(i), pool="other")
+        assert {d["_id"] for d in held.find()} == {long, parent, child}
+        b = MongoBackend.from_url(mongodb_url)  # loads from the collections
+        assert (record(b, long).status, record(b, long).worker) == (Status.RUNNING, W1)
+        assert record(b, parent).status is Status.PAUSED
+        assert record(b, child).waiters == 1
+        assert claim_ids(b, W2, 10) == [child]  # "long" holds the only slot of "k"
+        assert b.counts() == a.counts()
+        assert b.finish([Outcome(long, OutcomeKind.SUCCESS, "1")], W1, 20.0) == [True]
+        assert {d["_id"] for d in held.find()} == {parent, child}
+        assert record(a, long).status is Status.SUCCESS
+        c = MongoBackend.from_url(mongodb_url)
+        assert c.counts() == a.counts() == b.counts()
+        assert c.counts()[Status.SUCCESS] == 1
+    finally:
+        for backend in (a, b, c):
+            if backend is not None:
+                backend.close()
