@@ -255,3 +255,22 @@ def test_changes_older_than_the_log_are_spilled_and_reloaded(mongodb_url: str) -
         for backend in (a, b, c):
             if backend is not None:
                 backend.close()
+
+
+def test_a_mongodb_server_gets_the_mongodb_path(mongojava_backend: MongoBackend) -> None:
+    """mongo-java-server reports itself as MongoDB: one invocation collection with the
+    secondary indexes of the hot paths and a TTL index for retention, documents written in
+    place (no held or final collections), read directly."""
+    backend = mongojava_backend
+    assert backend.server.startswith("MongoDB")
+    assert backend.ttl_index is True
+    layout = backend._conn().layout
+    assert (len(layout.shards), layout.held, layout.final) == (1, None, None)
+    id = add(backend, 1.0, "f")
+    assert claim_ids(backend, W1) == [id]
+    succeed(backend, id, W1)
+    [doc] = layout.shards[0].find({"_id": id})
+    assert doc["status"] == "SUCCESS" and "final_at" in doc
+    indexes = {ix["name"]: ix for ix in layout.shards[0].list_indexes()}
+    assert {"claim_order", "app_status", "task_status", "held_by", "retention"} <= set(indexes)
+    assert indexes["retention"]["expireAfterSeconds"] == 7 * 24 * 3600
