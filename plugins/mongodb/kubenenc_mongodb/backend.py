@@ -428,7 +428,9 @@ class MongoBackend:
     def _load_own(self, conn: _Conn, inv: Collection[Doc], done: set[str]) -> None:
         """Load the own documents of one collection, but those of ``done`` (final)."""
         rep = conn.replica
-        for doc in inv.find({"status": {"$nin": _FINAL}}):
+        # On FerretDB own documents are never final (and carry no status).
+        where = {} if conn.layout.final is not None else {"status": {"$nin": _FINAL}}
+        for doc in inv.find(where):
             if doc["_id"] not in done:
                 rep.load_record(doc)
         if conn.layout.final is None:

@@ -115,6 +115,10 @@ LOG_SHARDS = 16
 
 NOT_IMPLEMENTED = 238
 
+_FINAL_FIELDS = ("_id", "app", "task", "pool", "status", "seq", "final_at", "j")
+"""The fields of a ``<p>_final`` document: the record, and what counts, queries, sorts and
+the retention sweep use."""
+
 Doc = dict[str, Any]
 
 
@@ -254,10 +258,12 @@ class Layout:
         goes to ``<p>_held`` and the final state to ``<p>_final``: inserts, mostly."""
         id = doc["_id"]
         if final:
-            batch.final_inserts.append(doc)
+            batch.final_inserts.append({k: doc[k] for k in _FINAL_FIELDS})
             if op.get("was_held"):
                 batch.unheld.append(id)
         elif op.get("new"):
+            # Only what a reload needs: FerretDB's cost per document grows with its fields.
+            doc = {"_id": id, "seq": doc["seq"], "j": doc["j"]}
             name = self.shard(id).name
             if replay:
                 write = ReplaceOne({"_id": id}, doc, upsert=True)

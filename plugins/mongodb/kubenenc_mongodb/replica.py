@@ -112,17 +112,28 @@ class Replica:
 
     def load_record(self, doc: dict[str, Any], rec: InvocationRecord | None = None) -> None:
         """Take in one ``invocations`` document (dropping it when final); ``rec``: the
-        record it was made from, when at hand (saves decoding it)."""
-        rec = doc_to_record(doc) if rec is None else _copy(rec)
-        self._unindex(rec.id)
-        if rec.is_final:
-            self.in_held.discard(rec.id)
-            if self.records.pop(rec.id, None) is not None:
-                self.count_final(rec.app, rec.pool, rec.status.value, 1)
-            self.seq.pop(rec.id, None)
-            self.dependents.pop(rec.id, None)
+        record it was made from, when at hand (saves decoding it; it must not be changed
+        afterwards: steps change copies)."""
+        status = doc.get("status")
+        if status is None or (rec is None and status not in _FINAL_VALUES):
+            rec = doc_to_record(doc)
+            status = rec.status.value
+        if status in _FINAL_VALUES:
+            self._drop(doc["_id"], status)
             return
+        assert rec is not None
+        self._unindex(rec.id)
         self.index(rec, int(doc.get("seq", 0)))
+
+    def _drop(self, id: InvocationId, status: str) -> None:
+        """Forget an invocation that became final (counting it)."""
+        self._unindex(id)
+        self.in_held.discard(id)
+        old = self.records.pop(id, None)
+        if old is not None:
+            self.count_final(old.app, old.pool, status, 1)
+        self.seq.pop(id, None)
+        self.dependents.pop(id, None)
 
     def index(self, rec: InvocationRecord, seq: int) -> None:
         """Hold ``rec`` (not final; its old version was unindexed) in claim order."""
