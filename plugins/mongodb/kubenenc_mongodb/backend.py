@@ -341,18 +341,15 @@ class MongoBackend:
 
     def _is_current(self, conn: _Conn) -> bool:
         """Whether the replica had every committed step a moment ago (within
-        :data:`_FRESH` seconds; else two ``_id`` reads). Only for the shortcuts of idle
+        :data:`_FRESH` seconds; else one query of the markers). Only for the shortcuts of idle
         claims and recoveries: a step always catches up under the lock."""
         v = conn.replica.version
         if v >= 0 and time.monotonic() < conn.fresh_until:
             return True
-        if v < 0 or conn.layout.marker(v + 1) is not None:
+        if v < 0 or not conn.layout.current(v):
             return False
-        # Our own last step must still be logged: if it was pruned we are far behind.
-        if v == 0 or conn.layout.marker(v) is not None:
-            conn.fresh_until = time.monotonic() + _FRESH
-            return True
-        return False
+        conn.fresh_until = time.monotonic() + _FRESH
+        return True
 
     def _observe(self, conn: _Conn) -> bool:
         """Bring the replica up to the last committed step from the log alone (no lock);
@@ -377,7 +374,10 @@ class MongoBackend:
 
     def _catch_up(self, conn: _Conn) -> None:
         rep = conn.replica
-        if rep.version >= 0:
+        current = conn.layout.current(rep.version) if rep.version >= 0 else None
+        if current:
+            return
+        if current is not None:  # behind, by less than the log keeps?
             redos: list[Redo] = []
             while len(redos) <= LOG_KEEP:
                 doc = conn.layout.log_entry(rep.version + len(redos) + 1)

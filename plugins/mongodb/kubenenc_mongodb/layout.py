@@ -357,6 +357,14 @@ class Layout:
         """The commit marker of step ``version`` (``{_id, step}``), or None."""
         return self.steps.find_one({"_id": log_id(version)})
 
+    def current(self, version: int) -> bool | None:
+        """Whether ``version`` is the last committed step (True), a later one exists
+        (False), or ``version`` left the log, so the reader is too far behind (None). Two
+        reads by ``_id`` (on FerretDB cheaper than one query scanning the markers)."""
+        if self.marker(version + 1) is not None:
+            return False
+        return True if version == 0 or self.marker(version) is not None else None
+
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
         if self.marker(version) is None:
@@ -372,8 +380,10 @@ class Layout:
         """Every 16 steps, forget the 16 steps older than :data:`LOG_KEEP`, oldest first:
         a reader that finds its own last step still marked knows nothing after it went."""
         if version % PRUNE_EVERY == 0 and version > LOG_KEEP:
+            # Markers first (one delete, one transaction on the server), then the redo
+            # documents, each by its _id (cheaper on FerretDB than a scan of their collection).
+            self.steps.delete_many({"_id": {"$lt": log_id(version - LOG_KEEP)}})
             for v in range(max(1, version - LOG_KEEP - PRUNE_EVERY), version - LOG_KEEP):
-                self.steps.delete_one({"_id": log_id(v)})
                 self.log(v).delete_one({"_id": log_id(v)})
 
     def unspilled(self, version: int) -> list[tuple[int, Redo]]:
