@@ -1,7 +1,9 @@
 """The MongoDB backend: contract operations as locked, logged steps (design: ``layout``).
 
 Writes go through :meth:`MongoBackend._step` (lease lock, catch up, Engine, commit, apply);
-reads go straight to the invocation collections. Connection faults are retried with back-off for
+reads take non-final invocations from the process's replica brought up to the last step from
+the log (on FerretDB; on MongoDB the documents are read directly) and final ones from the
+collections. Connection faults are retried with back-off for
 ``kubenenc_retry`` seconds, then raise :class:`~kubenenc.errors.BackendUnavailable`; a
 step interrupted by a fault is either not committed (and is run again) or committed (and
 its result is returned), never both — see :meth:`MongoBackend._step`.

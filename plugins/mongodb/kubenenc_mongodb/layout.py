@@ -10,7 +10,9 @@ document (``internal/handler/msg_findandmodify.go``), so two processes can both 
 conditional update and ``$inc`` can lose increments. It also has no multi-document
 transactions, no change streams and no TTL indexes. The only primitives that stay atomic on
 every such server are: inserting a document whose ``_id`` or unique key exists fails, and
-deleting by ``_id`` deletes at most once. The design uses only those for coordination.
+deleting by ``_id`` deletes at most once. The design uses only those for coordination, on
+every server (so the same protocol is tested on FerretDB and on a server that reports itself
+as MongoDB, mongo-java-server); what differs by server is where documents go (below).
 
 The protocol
 ------------
@@ -22,30 +24,29 @@ recover) is one *step*:
    at a time. A lock whose ``expires`` has passed is deleted by ``_id`` (its token, so a
    late release can never delete a newer holder's lock) and the insert is retried. Release
    is ``delete_one({_id: token})``.
-2. **Catch up.** ``<p>_log_NN`` holds one document per committed step, ``{_id: v, redo}``
-   (``v`` counts steps): the complete list of the document writes of that step, pruned
-   oldest first after :data:`LOG_KEEP` steps. Each process keeps a
-   replica of the non-final invocations and of the index data
-   (:mod:`kubenenc_mongodb.replica`) at some version; it applies the steps it missed from the
-   log, or reloads the replica from the collections if it fell further behind.
+2. **Catch up.** ``<p>_log_NN`` holds one document per committed step, ``{_id: v, step, z}``
+   (``v`` counts steps; ``z`` the step's *redo*, zlib-compressed JSON: the complete list of
+   its writes), kept for :data:`LOG_KEEP` steps. Each process keeps a replica of the
+   non-final invocations and of the index data (:mod:`kubenenc_mongodb.replica`) at some
+   version; it applies the steps it missed from the log, or reloads the replica from the
+   collections if it fell further behind.
 3. **Compute** the operation with :class:`kubenenc.backends.engine.Engine` — the same
    policy code as the SQLite and memory backends — over the replica. Reads of final
-   invocations go to ``<p>_invocations``. Nothing is written yet.
-4. **Commit**: insert ``{_id: v+1, redo}`` into ``<p>_log_NN``, then the marker
-   ``{_id: v+1}`` into ``<p>_steps``. The marker insert is the commit point (and, as
+   invocations go to the collections. Nothing is written yet.
+4. **Commit**: insert ``{_id: v+1, ...}`` into ``<p>_log_NN``, then the marker
+   ``{_id: v+1, step}`` into ``<p>_steps``. The marker insert is the commit point (and, as
    ``_id`` is unique, a second writer of the same version fails). Markers are tiny, so
    asking "is there a step after mine?" stays cheap while the redo documents are large.
-5. **Apply**: write the redo to the collections (idempotent upserts and deletes by
-   ``_id``), then release the lock.
+5. **Apply**: write the redo's documents (idempotent inserts, upserts and deletes by
+   ``_id``), then release the lock. Every :data:`PRUNE_EVERY` steps the committer prunes the
+   log: markers first, then redo documents, oldest first.
 
 A crash before 4 leaves nothing written. A crash after 4 leaves the lock in place until its
 lease expires; whoever takes it over finds the lock expired, re-applies the last logged step
-(idempotent: nothing was written after it) and goes on. So a step is
-all-or-nothing, and a claim can never be lost or given twice. ``get`` and ``query`` read
-the collections without the lock and see each step's documents as they are applied.
-``wait_final``, ``get_many`` and (on FerretDB) ``counts`` follow the log into the replica
-without the lock instead: every invocation that is not final is there, as of the last
-committed step, so a poll costs a read or two however many ids it asks about.
+(idempotent: nothing was written after it) and goes on. So a step is all-or-nothing, a
+claim can never be lost or given twice, running limits and registration keys (dedupe) are
+exact across processes, and, as every step starts under the lock, every step before the last
+one is fully written by the time any process reads the collections under the lock.
 
 The lease (``kubenenc_lease``, default 5 s) must be far longer than a step (milliseconds):
 a holder re-checks its lease before committing, but a process frozen between that check and
@@ -53,21 +54,55 @@ its writes for longer than the lease could still write after a successor — the
 of lease locks, accepted here because the server offers no conditional write to fence with.
 Clocks of the processes sharing a backend must agree to well within the lease.
 
+Where documents go: MongoDB
+---------------------------
+Every change is written in place: ``<p>_invocations`` holds the current document of every
+invocation, with secondary indexes for the hot paths and a TTL index for retention, and
+``get``/``query`` read it directly. ``wait_final`` and ``get_many`` follow the log into the
+replica without the lock (a poll costs a read or two however many ids it asks about), then
+wait until the documents agree.
+
+Where documents go: FerretDB (append layout)
+--------------------------------------------
+FerretDB 1.24 has a price per write transaction (about a millisecond), per document field
+(its SQLite rows carry a type schema of every field) and per document of a collection for
+any query but one string ``_id`` (its SQLite ``_id`` index is on another expression than its
+queries use), and an update of one document by ``_id`` costs a scan of its collection —
+a few hundred per second at best, against ten thousand documents per second inserted in
+batches. So on FerretDB no hot-path write is an update:
+
+- registration inserts the invocation's *own* document (``<p>_invocations_NNN``, by a hash
+  of the id: ``{_id, seq, j}``, the record as JSON text) and it is never written again;
+- a change that leaves an invocation non-final (a claim, pause, resume, retry, a new waiter)
+  writes *no document*: the committed log entry is the record of it, and every process
+  reads non-final invocations from its replica, which it brings up to the last committed
+  step from the log before answering (``get``, ``get_many``, ``query``, ``counts``,
+  ``wait_final``);
+- reaching a final status inserts the final document into ``<p>_final`` (a batch of them in
+  one insert), and deletes the ``<p>_held`` one if there is one;
+- before the log forgets a step, the committing step *spills* every non-final change older
+  than what the log keeps into ``<p>_held`` (``{_id, status, seq, j}``; in its own redo, so
+  a replay after a crash writes them too). So the collections plus the steps the log keeps
+  always hold every change: a reload reads own, held and final documents, then replays the
+  kept steps over them (final invocations, and those deleted by the retention sweep since,
+  are taken from the documents as they are).
+
+Each process also keeps the last final documents it saw in the log (``Replica.recent``), so
+waiting for results and reading them needs no collection read. A claim reads the head of a
+per-pool queue kept in claim order in the replica.
+
 Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``kubenenc``)
 ----------------------------------------------------------------------------------------
-- ``<p>_invocations`` (on FerretDB spread over ``<p>_invocations_NNN`` by a hash of the
-  id, see ``backend._FERRET_SHARDS``): one document per invocation, ``_id`` = id, the fields of
-  :func:`kubenenc.backends.codec.record_to_dict` plus ``seq`` (claim order among equals)
-  and ``final_at`` (a date, set when final). Indexes: ``(pool, status, waiters, priority,
-  seq)`` for claims, ``(app, status)``, ``(task, status)`` for queries and counts,
-  ``(status)``, ``(worker)`` for recovery, and a TTL index on ``final_at`` for retention.
-  Where TTL indexes are not implemented (FerretDB) the backend deletes expired finished
-  invocations itself, from ``recover`` at most once a minute per process.
-- ``<p>_held`` (FerretDB only): the current document of every RUNNING or PAUSED invocation.
-  A claim inserts the batch there in one write and leaves the invocation's own document as
-  it was; finishing writes the invocation's document, then deletes the held one. Readers
-  take a final invocation document first, else the held one, else the invocation's own.
-  This halves the per-invocation updates, which are what FerretDB is slowest at.
+- ``<p>_invocations`` (on FerretDB ``<p>_invocations_NNN``, see ``backend._FERRET_SHARDS``):
+  one document per invocation, ``_id`` = id, the record as JSON text (``j``) beside the
+  fields queries, indexes and sorts use (``app, task, pool, status, priority, waiters,
+  worker, updated_at, seq``; ``seq`` orders claims among equals) and ``final_at`` (a date,
+  set when final). Indexes (MongoDB): ``(pool, status, waiters, priority, seq)`` for claims,
+  ``(app, status)``, ``(task, status)`` for queries and counts, ``(status)``, ``(worker)``
+  for recovery, and a TTL index on ``final_at`` for retention (default 7 days). Where TTL
+  indexes are not implemented (FerretDB) the backend deletes expired finished invocations
+  itself, from ``recover`` at most once a minute per process, as a step.
+- ``<p>_final``, ``<p>_held`` (FerretDB only): see above.
 - ``<p>_running``: ``{_id: running key, n}`` slots held.
 - ``<p>_registrations``: ``{_id: registration key, holder}``.
 - ``<p>_edges``: ``{_id: "waiter target", w, t}`` wait edges; indexes on ``w`` and ``t``.
@@ -76,15 +111,14 @@ Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``ku
 - ``<p>_workers``: ``{_id: worker id, ...}`` the last heartbeat (written directly, no lock).
 - ``<p>_policies``: ``{_id: name, spec}`` named concurrency policies (written directly).
 - ``<p>_locks``, ``<p>_steps``, ``<p>_log_NN``: the protocol above (step ``v`` in
-  ``<p>_log_{v % 16}``).
-- ``<p>_meta``: ``{_id: "layout", shards}``: how many invocation collections the prefix uses.
+  ``<p>_log_{v % 16}``, so each stays a few documents long).
+- ``<p>_meta``: ``{_id: "layout", shards, format}``: how many invocation collections the
+  prefix uses, and the layout format (a prefix made in another format is refused at start).
 
 All indexes are created with ``create_index`` at start, which is idempotent. On FerretDB only
-the lock's unique index is created: it answers every query with a scan of the collection
-(even by ``_id``: its SQLite ``_id`` index is on another expression than its queries use),
-and each secondary index makes every write several times slower there. Hence, on FerretDB,
-the sharded invocation collections and the small log collections; and on either server the
-replica keeps the hot paths (claim order, running limits, cycle checks) off collection scans.
+the lock's unique index is created (each secondary index makes every write several times
+slower there, and its queries would not use them); on either server the replica keeps the
+hot paths (claim order, running limits, cycle checks) off collection scans.
 """
 
 from __future__ import annotations
