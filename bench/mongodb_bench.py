@@ -8,14 +8,16 @@ on a free loopback port and prints one table: end-to-end throughput of no-op tas
 worker process, enqueue rate with parallelize, call-to-result latency (p50/p99), and, as the
 ceiling, what the server does for plain pymongo calls in the same run (insert_many of 64
 record-shaped documents, insert_one, ping, find_one and replace_one by ``_id``), and the load
-average around the run (the machine is shared). Medians of --repeat runs. Not a test:
-nothing is asserted.
+average around the run (the machine is shared), and the CPU time per task of FerretDB, the
+worker process and this client (what does not depend on the load). Medians of --repeat
+runs. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -72,10 +74,27 @@ def raw_benchmark(server: FerretServer, n: int) -> dict[str, float]:
     return out
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def one_run(server: FerretServer, tasks: int, latency_calls: int, mode: str,
             concurrency: int) -> dict[str, float]:  # fmt: skip
     url = server.url(f"bench{uuid.uuid4().hex[:8]}")
+    ferret, worker, client = _cpu_of(server.proc.pid), _children_cpu(), time.process_time()
     out = measure(url, tasks, latency_calls, mode, concurrency, timeout=1800)
+    # CPU per task over the whole run (enqueue, drain, latency calls): load-independent.
+    calls = tasks + latency_calls
+    out["cpu_ferret"] = (_cpu_of(server.proc.pid) - ferret) / calls * 1000
+    out["cpu_worker"] = (_children_cpu() - worker) / calls * 1000  # the worker was waited for
+    out["cpu_client"] = (time.process_time() - client) / calls * 1000
     out.update(raw_benchmark(server, 1000))
     return out
 
@@ -116,6 +135,9 @@ def main() -> None:
                   f"find_one by _id {1000 / med['find']:.2f} ms")  # fmt: skip
     table.add_row("call-to-result latency p99 (ms)", f"{med['p99']:.2f}", "",
                   f"replace_one by _id {med['replace']:,.0f}/s")  # fmt: skip
+    table.add_row("CPU per task, whole run (ms): FerretDB / worker / client",
+                  f"{med['cpu_ferret']:.2f} / {med['cpu_worker']:.2f} / {med['cpu_client']:.2f}",
+                  "", "")  # fmt: skip
     Console().print(table)
 
 
