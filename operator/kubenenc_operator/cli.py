@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 import kopf
 from pydantic import ValidationError
@@ -32,10 +33,14 @@ log = logging.getLogger("kubenenc_operator")
 
 async def enforce(ctx: logic.Ctx, leader: Leadership) -> None:
     """The enforcer loop: while leading, sweep every backend the pools use."""
+    last_overdue = 0.0
     while True:
         await asyncio.sleep(ctx.settings.enforce_interval)
         if leader.is_leader:
-            await asyncio.to_thread(logic.sweep, ctx, ctx.backends.urls())
+            overdue = time.monotonic() - last_overdue >= ctx.settings.overdue_interval
+            if overdue:
+                last_overdue = time.monotonic()
+            await asyncio.to_thread(logic.sweep, ctx, ctx.backends.urls(), overdue=overdue)
 
 
 async def run(settings: OperatorSettings, stop: threading.Event | None = None) -> None:

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubenenc.backends import Backend
+from kubenenc.backends.engine import error_path
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
-from kubenenc.ids import TaskId, new_invocation_id
+from kubenenc.errors import TaskTimeout
+from kubenenc.ids import InvocationId, TaskId, new_invocation_id
 from kubenenc.records import NewInvocation, WorkerInfo
 from kubenenc.scaling import Decision, Direction, Load, ScalingOptions, WorkerLoad, decide
 from kubenenc.scaling import deletion_costs as compute_costs
 from kubenenc.status import Status
+from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
 from pydantic import ValidationError
 
 from kubenenc_operator import cron
@@ -58,9 +61,13 @@ from kubenenc_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-COUNT_CAP = 10_000
-"""Invocations read per status when gathering task numbers (the backend counts by pool only,
-so per-task numbers come from one capped query per status, shared by all TaskDefinitions)."""
+RECENT = 10_000
+"""Newest PENDING / SUCCESS / FAILED invocations read per sweep of a backend, shared by all
+its TaskDefinitions, for the oldest pending and last success/failure times (the counts are
+exact, from :meth:`~kubenenc.backends.contract.Records.counts_by_task`)."""
+OLDEST_CAP = 100_000
+"""A task with more pending invocations than the shared read saw is read alone, up to this
+many: beyond it, its oldest pending time is that of the newest ``OLDEST_CAP``."""
 
 
 class ReconcileError(RuntimeError):
@@ -81,6 +88,7 @@ class Ctx:
     _posted: dict[tuple[str, str], str] = field(default_factory=dict)
     _stats: dict[str, tuple[float, dict[str, TaskStats]]] = field(default_factory=dict)
     _stats_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _stored: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- events -------------------------------------------------------------------------------
@@ -147,6 +155,28 @@ class Ctx:
             stats = self.backends.use(url, gather_task_stats)
             self._stats[url] = (now, stats)
             return stats
+
+    # -- what is stored in the backends ------------------------------------------------------
+
+    def store_once(self, url: str, name: str, text: str) -> bool:
+        """``set_policy(name, text)`` in backend ``url`` unless this replica wrote the same
+        text there less than ``policy_resync`` seconds ago (so a backend that lost it gets it
+        back); True when written."""
+        now = self.clock()
+        with self._lock:
+            hit = self._stored.get((url, name))
+        if hit is not None and hit[1] == text and now - hit[0] < self.settings.policy_resync:
+            return False
+        self.backends.use(url, lambda b: b.set_policy(name, text))
+        with self._lock:
+            self._stored[(url, name)] = (now, text)
+        return True
+
+    def forget_stored(self, url: str, name: str) -> None:
+        """``set_policy(name, None)`` in backend ``url``."""
+        self.backends.use(url, lambda b: b.set_policy(name, None))
+        with self._lock:
+            self._stored.pop((url, name), None)
 
     # -- backend URLs -------------------------------------------------------------------------
 
@@ -435,7 +465,8 @@ def namespace_backend_urls(ctx: Ctx, namespace: str) -> tuple[list[str], list[st
 
 
 def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Write the policy into every backend of its namespace; return the status."""
+    """Write the policy into every backend of its namespace, as ``<namespace>/<name>`` (see
+    :mod:`kubenenc.task_defaults`); return the status."""
     name, namespace, generation = _meta(body)
     old = dict(body.get("status") or {})
     stamp = _stamp(ctx)
@@ -453,7 +484,7 @@ def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
     written = 0
     for url in urls:
         try:
-            ctx.backends.use(url, lambda b: b.set_policy(name, text))
+            ctx.store_once(url, scoped_name(name, namespace), text)
             written += 1
         except Exception as exc:
             problems.append(f"backend unavailable: {exc}")
@@ -484,7 +515,7 @@ def delete_policy(ctx: Ctx, body: Mapping[str, Any]) -> list[str]:
     urls, problems = namespace_backend_urls(ctx, namespace)
     for url in urls:
         try:
-            ctx.backends.use(url, lambda b: b.set_policy(name, None))
+            ctx.forget_stored(url, scoped_name(name, namespace))
         except Exception as exc:
             problems.append(f"backend unavailable: {exc}")
     if problems:
@@ -527,20 +558,74 @@ class TaskStats:
 
 
 def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
-    """Numbers of every task in ``backend``: one query per status (at most ``COUNT_CAP``
-    invocations each), however many TaskDefinitions read them."""
+    """Numbers of every task in ``backend``: exact counts in one read, plus the newest
+    ``RECENT`` pending, succeeded and failed invocations for the times (a task with more
+    pending ones than that read saw is read alone), however many TaskDefinitions use them."""
     stats: dict[str, TaskStats] = {}
-    for status in Status:
-        for r in backend.query(status=status, limit=COUNT_CAP):
+    for task, by_status in backend.counts_by_task().items():
+        counts = {s.value: n for s, n in by_status.items() if n}
+        if counts:
+            stats[task] = TaskStats(counts=counts)
+    seen: dict[str, int] = {}
+    for status in (Status.PENDING, Status.SUCCESS, Status.FAILED):
+        for r in backend.query(status=status, limit=RECENT):
             t = stats.setdefault(r.task, TaskStats())
-            t.counts[status.value] = t.counts.get(status.value, 0) + 1
-            if status is Status.PENDING and (
-                t.oldest_pending is None or r.created_at < t.oldest_pending
-            ):
-                t.oldest_pending = r.created_at
-            if status in (Status.SUCCESS, Status.FAILED):
+            if status is Status.PENDING:
+                seen[r.task] = seen.get(r.task, 0) + 1
+                if t.oldest_pending is None or r.created_at < t.oldest_pending:
+                    t.oldest_pending = r.created_at
+            else:
                 t.last[status] = max(t.last.get(status, 0.0), r.updated_at)
+    for task, t in stats.items():
+        pending = t.counts.get(Status.PENDING.value, 0)
+        if pending > seen.get(task, 0):
+            found = backend.query(task=task, status=Status.PENDING, limit=min(pending, OLDEST_CAP))
+            t.oldest_pending = min((r.created_at for r in found), default=t.oldest_pending)
     return stats
+
+
+def task_defaults(spec: TaskDefinitionSpec, namespace: str) -> TaskDefaults:
+    """What a TaskDefinition sets for every call of its task (see :mod:`kubenenc.task_defaults`):
+    its pool and policy, and each option it sets (an unset one keeps the decorator's value)."""
+    return TaskDefaults(
+        retries=spec.retries,
+        backoff=spec.backoff_seconds,
+        max_backoff=spec.max_backoff_seconds,
+        timeout=spec.timeout_seconds,
+        priority=spec.priority,
+        pool=spec.pool,
+        concurrency=scoped_name(spec.concurrency_policy_ref, namespace)
+        if spec.concurrency_policy_ref
+        else None,
+    )
+
+
+def collect_task_defaults(
+    ctx: Ctx, keep: Mapping[str, set[str]], namespaces: set[str] | None
+) -> int:
+    """Remove the stored TaskDefinition options that no Ready TaskDefinition wrote in a full
+    sweep (``keep``: url -> names written): those of deleted definitions (there is no
+    finalizer on TaskDefinitions) or of definitions no longer Ready. Only names of
+    ``namespaces`` (None: every namespace) are touched. Returns how many were removed."""
+    removed = 0
+    for url in ctx.backends.urls():
+        try:
+            names = ctx.backends.use(url, lambda b: list(b.policies()))
+        except Exception:
+            log.exception("cannot list the stored options")
+            continue
+        for name in names:
+            namespace, sep, rest = name.partition("/")
+            if not sep or not rest.startswith(TASK_PREFIX) or name in keep.get(url, ()):
+                continue
+            if namespaces is not None and namespace not in namespaces:
+                continue
+            try:
+                ctx.forget_stored(url, name)
+                removed += 1
+            except Exception:
+                log.exception("cannot remove %s", name)
+    return removed
 
 
 def scheduled_call(
@@ -558,8 +643,8 @@ def scheduled_call(
         call_key=call_key(task, args),
         display=f"{spec.task.partition(':')[2]}({shown})"[:200],
         pool=spec.pool,
-        priority=spec.priority,
-        max_retries=spec.retries,
+        priority=spec.priority or 0,
+        max_retries=spec.retries or 0,
         timeout=spec.timeout_seconds,
         running_key=running_key(policy, task, args),
         running_limit=policy.running_limit if policy else None,
@@ -578,12 +663,15 @@ class Siblings:
     policies: frozenset[str]
     cycles: Mapping[str, tuple[str, ...]] | None = None
     """:func:`find_cycles` of ``depends_on``, when the caller computed it once for many."""
+    owners: Mapping[str, str] | None = None
+    """``spec.task`` -> the (alphabetically first) TaskDefinition naming it: only that one
+    stores the task's options, the others are refused."""
 
 
-def check_references(
+def _namespace_problem(
     name: str, spec: TaskDefinitionSpec, siblings: Siblings
 ) -> tuple[str, str] | None:
-    """``(reason, message)`` of the first thing wrong with the references, or None."""
+    """A ``dependsOn`` loop through ``name``, or another definition of the same task."""
     known = siblings.depends_on.get(name)
     if siblings.cycles is not None and known is not None and list(known) == spec.depends_on:
         cycles = siblings.cycles
@@ -591,6 +679,22 @@ def check_references(
         cycles = find_cycles({**siblings.depends_on, name: spec.depends_on})
     if name in cycles:
         return "CycleDetected", describe_cycle(cycles[name])
+    owner = (siblings.owners or {}).get(spec.task, name)
+    if owner != name:
+        return "DuplicateTask", (
+            f"TaskDefinition {owner!r} already defines task {spec.task} in this namespace: "
+            "delete one of them"
+        )
+    return None
+
+
+def check_references(
+    name: str, spec: TaskDefinitionSpec, siblings: Siblings
+) -> tuple[str, str] | None:
+    """``(reason, message)`` of the first thing wrong with the references, or None."""
+    problem = _namespace_problem(name, spec, siblings)
+    if problem is not None:
+        return problem
     if spec.pool not in siblings.pools:
         return "PoolNotFound", (
             f"WorkerPool {spec.pool!r} does not exist in this namespace: create it or fix spec.pool"
@@ -614,9 +718,15 @@ def check_references(
 
 
 def reconcile_taskdef(
-    ctx: Ctx, body: Mapping[str, Any], siblings: Siblings, *, backend_status: bool = True
+    ctx: Ctx,
+    body: Mapping[str, Any],
+    siblings: Siblings,
+    *,
+    backend_status: bool = True,
+    stored: dict[str, set[str]] | None = None,
 ) -> dict[str, Any]:
-    """Check references and loops, read counts from the backend, run the schedule."""
+    """Check references and loops, store the options in the backend (while Ready; the name
+    is added to ``stored[url]``), read counts from the backend, run the schedule."""
     name, namespace, generation = _meta(body)
     old = dict(body.get("status") or {})
     stamp = _stamp(ctx)
@@ -645,6 +755,10 @@ def reconcile_taskdef(
     if backend_status:
         try:
             url = ctx.pool_url(namespace, spec.pool)
+            stored_as = task_defaults_name(task_id(spec), namespace)
+            ctx.store_once(url, stored_as, task_defaults(spec, namespace).model_dump_json())
+            if stored is not None:
+                stored.setdefault(url, set()).add(stored_as)
             stats = ctx.task_stats(url).get(task_id(spec), TaskStats())
             status.update(stats.status_fields(ctx.clock()))
             if spec.schedule:
@@ -693,7 +807,8 @@ def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, ur
         raise
     policy = None
     if spec.concurrency_policy_ref:
-        text = ctx.backends.use(url, lambda b: b.get_policy(spec.concurrency_policy_ref or ""))
+        ref = scoped_name(spec.concurrency_policy_ref, namespace)
+        text = ctx.backends.use(url, lambda b: b.get_policy(ref))
         policy = ConcurrencyPolicy.model_validate_json(text) if text else None
     call = scheduled_call(spec, policy, app=spec.task.partition(":")[0])
     result = ctx.backends.use(url, lambda b: b.register([call], ctx.clock()))[0]
@@ -708,21 +823,65 @@ def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, ur
 # -- the enforcer -------------------------------------------------------------------------------
 
 
-def sweep(ctx: Ctx, urls: Iterable[str]) -> int:
-    """One enforcer pass: hand back the work of dead workers in each backend."""
+def fail_overdue(backend: Backend, now: float, grace: float) -> list[InvocationId]:
+    """Fail (TaskTimeout) the RUNNING invocations that ran past their ``timeout`` by more than
+    ``grace`` seconds, and return their ids.
+
+    Their worker should have stopped them at the timeout; one that did not is hung (its loop
+    stuck while a thread still sends heartbeats, so :meth:`recover` never fires) and holds
+    the invocation's running slot for ever. Failing it releases the slot, fails its
+    dependents and wakes its waiters; the worker, if it ever looks, sees it is no longer its
+    own and stops it. No retry: the worker that would schedule it is the one not working.
+    The start is the last change of the record (the claim, or the resume after a pause), so
+    the paused time is never counted against it.
+    """
+    running = backend.counts().get(Status.RUNNING, 0)
+    if not running:
+        return []
+    failed: list[InvocationId] = []
+    for r in backend.query(status=Status.RUNNING, limit=running):
+        if r.timeout is None or now - r.updated_at <= r.timeout + grace:
+            continue
+        message = (
+            f"{r.display} ran past its timeout of {r.timeout:g} s by more than {grace:g} s and "
+            f"its worker {r.worker} did not stop it (hung?): failed by the operator's enforcer"
+        )
+        if backend.fail(r.id, error_path(TaskTimeout), message, now):
+            failed.append(r.id)
+    return failed
+
+
+def sweep(ctx: Ctx, urls: Iterable[str], *, overdue: bool = True) -> int:
+    """One enforcer pass over each backend: hand back the work of workers whose heartbeat
+    expired (:meth:`~kubenenc.backends.contract.Coordination.recover`) and, with ``overdue``,
+    fail the invocations their live worker left running past their timeout
+    (:func:`fail_overdue`). Returns how many invocations it moved.
+
+    The other checks the design lists are done inline, atomically, by every backend, so a
+    sweep would find nothing: ``pause`` checks the whole wait chain (edges and declared
+    dependencies) and writes the edge in one atomic step, so no loop can form between two
+    workers' pauses; ``finish``/``cancel``/``fail`` of an invocation wake its waiters and
+    fail its declared dependents in the same step, so no wait is left on a failed one. A
+    paused invocation is a suspended call inside its worker's process: only that worker can
+    resume it, and when the worker dies ``recover`` hands it back. See operator/README.md.
+    """
     total = 0
     for url in urls:
+
+        def one(b: Backend) -> int:
+            now = ctx.clock()
+            moved = b.recover(now, ctx.settings.heartbeat_timeout, ctx.settings.max_lost)
+            ctx.metrics.inc("kubenenc_operator_recovered_total", len(moved))
+            if not overdue:
+                return len(moved)
+            late = fail_overdue(b, now, ctx.settings.timeout_grace)
+            ctx.metrics.inc("kubenenc_operator_overdue_failed_total", len(late))
+            for id in late:
+                log.warning("invocation %s ran past its timeout: failed", id)
+            return len(moved) + len(late)
+
         try:
-            ids = ctx.backends.use(
-                url,
-                lambda b: b.recover(
-                    ctx.clock(), ctx.settings.heartbeat_timeout, ctx.settings.max_lost
-                ),
-            )
+            total += ctx.backends.use(url, one)
         except Exception:
             log.exception("enforcer sweep failed")
-            continue
-        total += len(ids)
-    if total:
-        ctx.metrics.inc("kubenenc_operator_recovered_total", total)
     return total

@@ -1,8 +1,8 @@
 """Prometheus metrics of the operator, in the text exposition format (no client library).
 
 Counters: reconciles and errors by kind, scaling decisions by pool and direction, cycles
-found, invocations handed back by the enforcer. Gauges: backlog / running / paused / desired
-replicas per pool, and whether this replica leads.
+found, invocations handed back by the enforcer and overdue runs it failed. Gauges: backlog /
+running / paused / desired replicas per pool, and whether this replica leads.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class Metrics:
         "kubenenc_operator_scaling_decisions_total": ("counter", "Replica changes by pool."),
         "kubenenc_operator_cycles_found_total": ("counter", "dependsOn loops reported."),
         "kubenenc_operator_recovered_total": ("counter", "Invocations handed back by sweeps."),
+        "kubenenc_operator_overdue_failed_total": (
+            "counter",
+            "Runs a live worker left past their timeout, failed by sweeps.",
+        ),
         "kubenenc_operator_scheduled_total": ("counter", "Invocations submitted by schedules."),
         "kubenenc_operator_pool_backlog": ("gauge", "Pending invocations of a pool."),
         "kubenenc_operator_pool_running": ("gauge", "Running invocations of a pool."),

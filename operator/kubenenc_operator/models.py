@@ -214,7 +214,11 @@ class WorkerPoolStatus(_Model):
 
 
 class TaskDefinitionSpec(_Model):
-    """A task the cluster knows: where it runs, how it retries, what it depends on."""
+    """A task the cluster knows: where it runs, how it retries, what it depends on.
+
+    Its pool, policy and every option it sets apply to every call of the task (the operator
+    stores them in the backend; see :mod:`kubenenc.task_defaults`); an option left unset keeps
+    the value of the task's decorator."""
 
     task: str = Field(
         max_length=512,
@@ -233,11 +237,24 @@ class TaskDefinitionSpec(_Model):
             )
         ),
     )
-    retries: int = Field(default=0, ge=0, le=100, description="Tries after the first.")
-    backoff_seconds: float = Field(default=1.0, gt=0, le=86400, description="First retry delay.")
-    max_backoff_seconds: float = Field(default=300.0, gt=0, le=86400, description="Longest delay.")
-    timeout_seconds: float | None = Field(default=None, gt=0, le=604800)
-    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first.")
+    retries: int | None = Field(
+        default=None, ge=0, le=100, description="Tries after the first (unset: the task's own)."
+    )
+    backoff_seconds: float | None = Field(
+        default=None, gt=0, le=86400, description="First retry delay (unset: the task's own)."
+    )
+    max_backoff_seconds: float | None = Field(
+        default=None, gt=0, le=86400, description="Longest retry delay (unset: the task's own)."
+    )
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=604800,
+        description="Seconds one try may run (unset: the task's own).",
+    )
+    priority: int | None = Field(
+        default=None, ge=-1000, le=1000, description="Higher runs first (unset: the task's own)."
+    )
     concurrency_policy_ref: str | None = Field(
         default=None, max_length=253, description="A ConcurrencyPolicy in this namespace."
     )
@@ -267,6 +284,7 @@ class TaskDefinitionSpec(_Model):
 
 _TASKDEF_RULES = cel(
     (
+        "!has(self.maxBackoffSeconds) || !has(self.backoffSeconds) || "
         "self.maxBackoffSeconds >= self.backoffSeconds",
         "maxBackoffSeconds must be at least backoffSeconds: raise maxBackoffSeconds or "
         "lower backoffSeconds",
@@ -283,7 +301,7 @@ class TaskDefinitionStatus(_Model):
 
     observed_generation: int | None = None
     invocations: dict[str, int] = Field(
-        default_factory=dict, description="Invocations by status (capped at 10000 each)."
+        default_factory=dict, description="Invocations of the task by status (exact)."
     )
     oldest_pending_time: str | None = Field(
         default=None,

@@ -63,6 +63,11 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
                 "secretKeyRef": {"name": spec.backend.secret_name, "key": spec.backend.key}
             },
         },
+        # Bare ConcurrencyPolicy names and TaskDefinition options resolve in this namespace.
+        {
+            "name": "KUBENENC_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
         {"name": "KUBENENC_WORKER__DRAIN_GRACE", "value": str(spec.drain_grace_seconds)},
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - an emptyDir: the root fs is read-only
     ]

@@ -31,6 +31,9 @@ class OperatorSettings(BaseSettings):
     status_interval: float = Field(
         default=10.0, gt=0, description="Seconds between TaskDefinition status/cron checks."
     )
+    status_writers: int = Field(
+        default=8, ge=1, le=64, description="TaskDefinitions reconciled (statuses written) at once."
+    )
     policy_resync: float = Field(
         default=30.0, gt=0, description="Seconds between rewrites of policies to backends."
     )
@@ -41,6 +44,15 @@ class OperatorSettings(BaseSettings):
         default=5.0, gt=0, description="A worker silent this long is dead (enforcer)."
     )
     max_lost: int = Field(default=3, ge=0, description="Hand-backs before WorkerLost.")
+    timeout_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds past an invocation's timeout before the enforcer fails it (its "
+        "worker should have, at the timeout).",
+    )
+    overdue_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between the enforcer's checks for overdue runs."
+    )
     lease_name: str = Field(default="kubenenc-operator", description="Leader-election Lease.")
     lease_namespace: str = Field(default="default", description="Namespace of the Lease.")
     lease_duration: float = Field(default=15.0, gt=0, description="Seconds a lease holds.")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,10 @@ class Store:
     dirty: set[Key] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: asyncio.Event | None = None
+    _waiting_on: dict[Key, set[str]] = field(default_factory=dict)
+    """(namespace, name) -> the definitions of the namespace whose dependsOn names it."""
+    _by_task: dict[Key, set[str]] = field(default_factory=dict)
+    """(namespace, spec.task) -> the definitions naming that task."""
 
     def wake(self) -> None:
         """Wake the sweep loop (call from the event loop)."""
@@ -63,36 +69,59 @@ class Store:
         with self._lock:
             old = self.taskdefs.get(key)
             if kind == "DELETED":
-                self._touch_dependents(key)
+                self._touch_dependents(key, old)
+                self._index(key, old, None)
                 self.taskdefs.pop(key, None)
                 self.dirty.discard(key)
                 return True
             self.taskdefs[key] = dict(body)
             changed = old is None or old.get("spec") != body.get("spec")
             if changed:
-                self._touch_dependents(key)
+                self._index(key, old, body)
+                self._touch_dependents(key, old, body)
             return changed
+
+    def _index(
+        self, key: Key, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+    ) -> None:
+        """Move ``key`` in the reverse indexes from what ``old`` names to what ``new`` names
+        (so an event costs the size of its own spec, not of the namespace)."""
+        namespace, name = key
+        for body, add in ((old, False), (new, True)):
+            spec = (body or {}).get("spec") or {}
+            for index, targets in (
+                (self._waiting_on, spec.get("dependsOn") or ()),
+                (self._by_task, (spec["task"],) if "task" in spec else ()),
+            ):
+                for target in targets:
+                    names = index.setdefault((namespace, str(target)), set())
+                    if add:
+                        names.add(name)
+                    else:
+                        names.discard(name)
+                        if not names:
+                            del index[(namespace, str(target))]
 
     def _touch_namespace(self, namespace: str) -> None:
         self.dirty.update(k for k in self.taskdefs if k[0] == namespace)
 
-    def _touch_dependents(self, key: Key) -> None:
-        """Mark ``key`` and every definition that reaches it through ``dependsOn``: exactly
-        those whose loop membership or missing dependencies a change of ``key`` can alter
-        (every member of a loop through ``key`` reaches ``key``)."""
+    def _touch_dependents(self, key: Key, *bodies: Mapping[str, Any] | None) -> None:
+        """Mark ``key``, every definition that reaches it through ``dependsOn`` (exactly
+        those whose loop membership or missing dependencies a change of ``key`` can alter:
+        every member of a loop through ``key`` reaches ``key``), and those naming the task
+        ``key`` names, before or after (one of them owns the task: DuplicateTask)."""
         namespace, name = key
-        waiting_on: dict[str, list[str]] = {}
-        for (ns, other), b in self.taskdefs.items():
-            if ns == namespace:
-                for dep in (b.get("spec") or {}).get("dependsOn") or ():
-                    waiting_on.setdefault(dep, []).append(other)
         seen = {name}
         frontier = [name]
         while frontier:
-            for up in waiting_on.get(frontier.pop(), ()):
+            for up in self._waiting_on.get((namespace, frontier.pop()), ()):
                 if up not in seen:
                     seen.add(up)
                     frontier.append(up)
+        for body in bodies:
+            task = ((body or {}).get("spec") or {}).get("task")
+            if task is not None:
+                seen.update(self._by_task.get((namespace, str(task)), ()))
         self.dirty.update((namespace, n) for n in seen if (namespace, n) in self.taskdefs)
 
     def name_event(self, plural: str, kind: str, namespace: str, name: str) -> None:
@@ -123,7 +152,12 @@ class Store:
             pools = frozenset(self.pools.get(namespace, ()))
             policies = frozenset(self.policies.get(namespace, ()))
         depends = {n: list((b.get("spec") or {}).get("dependsOn") or ()) for n, b in bodies.items()}
-        siblings = logic.Siblings(depends, pools, policies, cycles=find_cycles(depends))
+        owners: dict[str, str] = {}
+        for n in sorted(bodies):
+            owners.setdefault(str((bodies[n].get("spec") or {}).get("task")), n)
+        siblings = logic.Siblings(
+            depends, pools, policies, cycles=find_cycles(depends), owners=owners
+        )
         return bodies, siblings
 
     def stored(self, key: Key, body: Mapping[str, Any]) -> None:
@@ -138,26 +172,53 @@ def status_diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[s
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
-def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key]) -> int:
-    """Reconcile each definition in ``keys``; returns how many statuses were written."""
-    written = 0
+def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key], *, full: bool = False) -> int:
+    """Reconcile each definition in ``keys``; returns how many statuses were written.
+
+    A ``full`` sweep (``keys`` are all of them) then removes from the backends the stored
+    options that no Ready definition wrote (deleted ones: TaskDefinitions have no finalizer).
+    """
+    stored: dict[str, set[str]] | None = {} if full else None
     by_namespace: dict[str, list[str]] = {}
     for namespace, name in keys:
         by_namespace.setdefault(namespace, []).append(name)
+    jobs: list[Callable[[], int]] = []
     for namespace, names in by_namespace.items():
         bodies, siblings = store.namespace_view(namespace)
-        for name in names:
-            if name in bodies:
-                written += _sweep_one(ctx, store, (namespace, name), bodies[name], siblings)
+        jobs.extend(
+            functools.partial(_sweep_one, ctx, store, (namespace, n), bodies[n], siblings, stored)
+            for n in names
+            if n in bodies
+        )
+    if len(jobs) > 1 and ctx.settings.status_writers > 1:
+        # Each status write waits on the API server: a few at once cut a sweep of hundreds
+        # of definitions from seconds to a fraction (the reconcilers share only locked state).
+        workers = min(ctx.settings.status_writers, len(jobs))
+        with ThreadPoolExecutor(workers, thread_name_prefix="taskdefs") as pool:
+            written: int = sum(pool.map(_call, jobs))
+    else:
+        written = sum(job() for job in jobs)
+    if stored is not None:
+        namespaces = set(ctx.settings.namespaces) or None
+        logic.collect_task_defaults(ctx, stored, namespaces)
     return written
 
 
+def _call(job: Callable[[], int]) -> int:
+    return job()
+
+
 def _sweep_one(
-    ctx: logic.Ctx, store: Store, key: Key, body: dict[str, Any], siblings: logic.Siblings
+    ctx: logic.Ctx,
+    store: Store,
+    key: Key,
+    body: dict[str, Any],
+    siblings: logic.Siblings,
+    stored: dict[str, set[str]] | None = None,
 ) -> int:
     """Reconcile one definition; 1 when its status was written."""
     try:
-        status = logic.reconcile_taskdef(ctx, body, siblings)
+        status = logic.reconcile_taskdef(ctx, body, siblings, stored=stored)
         patch = status_diff(body.get("status") or {}, status)
         if not patch:
             return 0
@@ -187,11 +248,12 @@ async def run_sweeps(ctx: logic.Ctx, store: Store, leader: Any) -> None:
             last_full = 0.0
             continue
         keys = store.take_dirty()
-        if time.monotonic() - last_full >= ctx.settings.status_interval:
+        full = time.monotonic() - last_full >= ctx.settings.status_interval
+        if full:
             keys = store.keys()
             last_full = time.monotonic()
-        if keys:
-            await asyncio.to_thread(sweep_taskdefs, ctx, store, keys)
+        if keys or full:
+            await asyncio.to_thread(sweep_taskdefs, ctx, store, keys, full=full)
 
 
 class _Waker:

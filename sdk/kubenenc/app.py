@@ -23,10 +23,12 @@ from kubenenc.invocation import Invocation
 from kubenenc.serializers import JsonSerializer, PickleSerializer, get_serializer
 from kubenenc.settings import Settings
 from kubenenc.status import Status
-from kubenenc.task import Task, make_options
+from kubenenc.task import Task, TaskOptions, make_options
+from kubenenc.task_defaults import TaskDefaults, scoped_name, task_defaults_name
 
 POLICY_TTL = 2.0
-"""Seconds a named policy read from the backend is reused before it is read again."""
+"""Seconds a named policy or a task's TaskDefinition options read from the backend are reused
+before they are read again."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +61,8 @@ class App:
         self.tasks: dict[TaskId, Task[Any, Any]] = {}
         self._lock = threading.Lock()
         self._policies: dict[str, tuple[float, ConcurrencyPolicy]] = {}
+        self._options: dict[TaskId, tuple[float, TaskOptions]] = {}
+        self._everything: tuple[float, dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         shown = self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__
@@ -80,6 +84,8 @@ class App:
         """
         with self._lock:
             self._policies.clear()
+            self._options.clear()
+            self._everything = None
             if self._backend_obj is not None:
                 self._backend_obj.close()
             if isinstance(backend, str):
@@ -138,20 +144,69 @@ class App:
         return decorate
 
     def named_policy(self, name: str) -> ConcurrencyPolicy:
-        """The policy stored in the backend as ``name``, cached for ``POLICY_TTL`` seconds."""
+        """The policy stored in the backend as ``name`` (scoped to ``settings.namespace``,
+        see :mod:`kubenenc.task_defaults`), cached for ``POLICY_TTL`` seconds."""
         now = time.monotonic()
         cached = self._policies.get(name)
         if cached is not None and now - cached[0] < POLICY_TTL:
             return cached[1]
-        spec = self.backend.get_policy(name)
+        stored_as, spec = self._stored(name)
         if spec is None:
+            hint = (
+                f"apply the ConcurrencyPolicy {name!r} in namespace {self.settings.namespace!r}"
+                if self.settings.namespace
+                else "outside a worker pod set KUBENENC_NAMESPACE to the namespace of the "
+                f"ConcurrencyPolicy or name it 'namespace/{name}'; without Kubernetes, store "
+                "it with backend.set_policy"
+            )
             raise ConfigurationError(
-                f"concurrency policy {name!r} is not stored in the backend; apply the "
-                "ConcurrencyPolicy resource (or backend.set_policy) first"
+                f"concurrency policy {name!r} is not stored in the backend (as "
+                f"{stored_as!r}): {hint}"
             )
         policy = ConcurrencyPolicy.model_validate_json(spec)
         self._policies[name] = (now, policy)
         return policy
+
+    def task_options(self, task: Task[Any, Any]) -> TaskOptions:
+        """The options in force for ``task`` now: what its TaskDefinition stored in the
+        backend sets, over the decorator's (see :mod:`kubenenc.task_defaults`); read at most
+        every ``POLICY_TTL`` seconds, so a change applies to later calls without restarts."""
+        now = time.monotonic()
+        cached = self._options.get(task.id)
+        if cached is not None and now - cached[0] < POLICY_TTL:
+            return cached[1]
+        _, text = self._stored(task_defaults_name(task.id, None))
+        options = task.options
+        if text is not None:
+            try:
+                options = TaskDefaults.model_validate_json(text).over(task.options)
+            except (ValueError, ConfigurationError) as exc:
+                raise ConfigurationError(
+                    f"task {task.id}: the options its TaskDefinition stored are invalid: {exc}"
+                ) from None
+        self._options[task.id] = (now, options)
+        return options
+
+    def _stored(self, name: str) -> tuple[str, str | None]:
+        """``(stored name, text)`` of ``name`` as seen from this app: scoped to its
+        namespace; without one, a name not stored as is resolves to the one namespace that
+        has it (``*/name``), and to several it is an error (see :mod:`kubenenc.task_defaults`)."""
+        namespace = self.settings.namespace
+        stored_as = scoped_name(name, namespace)
+        text = self.backend.get_policy(stored_as)
+        if text is not None or namespace or "/" in name:
+            return stored_as, text
+        now = time.monotonic()
+        everything = self._everything
+        if everything is None or now - everything[0] >= POLICY_TTL:
+            everything = self._everything = (now, self.backend.policies())
+        found = sorted(k for k in everything[1] if k.partition("/")[2] == name)
+        if len(found) > 1:
+            raise ConfigurationError(
+                f"{name!r} is stored for several namespaces ({', '.join(found)}): set "
+                "KUBENENC_NAMESPACE to the namespace this program belongs to"
+            )
+        return (found[0], everything[1][found[0]]) if found else (stored_as, None)
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id``, importing its module if needed."""
@@ -191,9 +246,10 @@ class App:
         )
         return [Invocation(self, rec.id) for rec in found]
 
-    def counts(self) -> dict[Status, int]:
-        """Exact counts of this app's invocations by status."""
-        return dict(self.backend.counts(app=self.name))
+    def counts(self, *, task: Task[Any, Any] | str | None = None) -> dict[Status, int]:
+        """Exact counts of this app's invocations (of one task, if given) by status."""
+        task_id = task.id if isinstance(task, Task) else task
+        return dict(self.backend.counts(app=self.name, task=task_id))
 
 
 def load_app(path: str) -> App:

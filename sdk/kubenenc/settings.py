@@ -55,4 +55,9 @@ class Settings(BaseSettings):
         default="json",
         description="pickle lets anyone who can write to the backend run code in workers.",
     )
+    namespace: str | None = Field(
+        default=None,
+        description="Kubernetes namespace whose ConcurrencyPolicies and TaskDefinitions apply "
+        "(worker pods get it from the downward API); unset: stored names are used as given.",
+    )
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

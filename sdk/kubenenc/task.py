@@ -176,7 +176,7 @@ class Task(Generic[P, R]):
 
     def policy(self) -> ConcurrencyPolicy | None:
         """The concurrency policy in force now (a named one is read from the backend)."""
-        policy = self.options.concurrency
+        policy = self.app.task_options(self).concurrency
         if isinstance(policy, str):
             found = self.app.named_policy(policy)
             self._check_key_names(found)
@@ -249,7 +249,7 @@ class Task(Generic[P, R]):
         display = f"{self.name}({shown})"
         if len(display) > _DISPLAY_LIMIT:
             display = display[: _DISPLAY_LIMIT - 4] + "...)"
-        opts = self.options
+        opts = self.app.task_options(self)
         policy = self.policy()
         ctx = context.current.get()
         return NewInvocation(

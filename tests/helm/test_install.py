@@ -340,7 +340,8 @@ def reconcile_example(cluster: Cluster, tmp_path: Path) -> None:
                 timeout=60,
             )
             assert policy["status"]["backends"] == 1
-            assert backend.get_policy(name) is not None  # written where the workers read it
+            # Written where the workers read it, under the namespace (see kubenenc.task_defaults).
+            assert backend.get_policy(f"{SHOP}/{name}") is not None
         for name in ("price", "charge", "checkout", "ship"):
             wait_until(
                 f"TaskDefinition {name} Ready",
@@ -383,7 +384,7 @@ def reconcile_example(cluster: Cluster, tmp_path: Path) -> None:
             ),
             timeout=60,
         )
-        assert backend.get_policy("one-charge-per-customer") is None
+        assert backend.get_policy(f"{SHOP}/one-charge-per-customer") is None
         wait_until(
             "the pool's Deployment to be garbage-collected",
             lambda: get(cluster, path) is None,

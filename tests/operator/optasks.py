@@ -21,3 +21,9 @@ def slow(seconds: float) -> float:
 
     time.sleep(seconds)
     return seconds
+
+
+@app.task
+def flaky(i: int) -> int:
+    """Always fails: how many tries it gets is what its TaskDefinition says."""
+    raise ValueError(f"flaky({i}) fails every time")

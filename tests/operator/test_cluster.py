@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -27,10 +28,13 @@ from typing import Any
 
 import pytest
 import yaml
+from kubenenc import App
+from kubenenc.app import POLICY_TTL
 from kubenenc.backends import Backend, available_backends, open_backend
 from kubenenc.concurrency import call_key
-from kubenenc.ids import InvocationId, TaskId
-from kubenenc.records import NewInvocation
+from kubenenc.ids import InvocationId, TaskId, WorkerId
+from kubenenc.records import NewInvocation, WorkerInfo
+from kubenenc.settings import Settings
 from kubenenc.status import Status
 from kubenenc_operator import logic
 from kubenenc_operator.backends import BackendCache
@@ -40,12 +44,14 @@ from kubenenc_operator.resources import condition
 from kubenenc_operator.settings import OperatorSettings
 
 from tests.cluster.fixtures import Cluster
+from tests.operator import optasks
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.controlplane
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "op-e2e"
+NS_B = "op-e2e-b"
 ADMIN_NS = "op-admin"
 OPERATOR_NS = "kubenenc-system"
 TASK = "tests.operator.optasks.work"
@@ -149,6 +155,8 @@ def start_operator(
         "KUBENENC_OPERATOR_SCALE_INTERVAL": "0.5",
         "KUBENENC_OPERATOR_STATUS_INTERVAL": "1",
         "KUBENENC_OPERATOR_POLICY_RESYNC": "5",
+        "KUBENENC_OPERATOR_TIMEOUT_GRACE": "1",
+        "KUBENENC_OPERATOR_OVERDUE_INTERVAL": "1",
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -228,7 +236,7 @@ def env(
 ) -> Iterator[Env]:
     kube = Kube(control_plane.api_client)
     install(control_plane, kube)
-    for namespace in (NS, ADMIN_NS):
+    for namespace in (NS, NS_B, ADMIN_NS):
         create_namespace(control_plane, kube, namespace)
         apply(kube, f"/api/v1/namespaces/{namespace}/secrets", {
             "apiVersion": "v1", "kind": "Secret",
@@ -237,7 +245,7 @@ def env(
         })  # fmt: skip
     tmp = tmp_path_factory.mktemp("operator")
     kubeconfig = control_plane.service_account_kubeconfig(OPERATOR_NS, "kubenenc-operator")
-    operator = start_operator(kubeconfig, tmp / "operator.log", [NS], "kubenenc-operator")
+    operator = start_operator(kubeconfig, tmp / "operator.log", [NS, NS_B], "kubenenc-operator")
     backend = open_backend(backend_url)
     try:
         wait_until(
@@ -318,6 +326,8 @@ def test_a_pool_gets_its_deployment(env: Env) -> None:
     assert c["args"][:5] == ["worker", "--app", "tests.operator.optasks:app", "--pool", "shape"]
     backend_env = next(e for e in c["env"] if e["name"] == "KUBENENC_BACKEND")
     assert backend_env["valueFrom"]["secretKeyRef"] == {"name": "backend", "key": "url"}
+    namespace_env = next(e for e in c["env"] if e["name"] == "KUBENENC_NAMESPACE")
+    assert namespace_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert template["spec"]["terminationGracePeriodSeconds"] > 25
@@ -455,7 +465,8 @@ def test_backlog_scales_to_max_and_drained_work_scales_to_zero(env: Env) -> None
         lambda: (env.kube.get(deployment_path(NS, "burst")) or {})["spec"]["replicas"] == 0,
         timeout=30,
     )
-    (scaled_in,) = env.events("burst", "ScaledIn")
+    # The Event is posted right after the Deployment is patched: wait for it too.
+    (scaled_in,) = wait_until("the ScaledIn event", lambda: env.events("burst", "ScaledIn"), 10)
     low_for = re.search(r"low for (\d+) s", scaled_in["message"])
     assert low_for is not None and int(low_for.group(1)) >= 3, scaled_in["message"]  # cooldown
     wait_until("no pods left", lambda: not running_pods(env, "burst"), timeout=60)
@@ -470,7 +481,9 @@ def taskdef(name: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION, "kind": "TaskDefinition",
         "metadata": {"name": name, "namespace": NS},
-        "spec": {"task": "tests.operator.optasks:work", "pool": "shape", **spec},
+        # One task per definition (two naming one task are refused: DuplicateTask).
+        "spec": {"task": f"tests.operator.optasks:{name.replace('-', '_')}", "pool": "shape",
+                 **spec},
     }  # fmt: skip
 
 
@@ -521,7 +534,8 @@ def test_references_and_counts_in_the_status(env: Env) -> None:
     assert "create it or fix spec.pool" in ready["message"]
     env.pool("shape", minReplicas=1, maxReplicas=2)
     submit(env.backend, "shape", 3)
-    apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef("counted"))
+    counted = taskdef("counted", task="tests.operator.optasks:work")
+    apply(env.kube, custom_path(NS, "taskdefinitions"), counted)
     status = wait_until(
         "counts in the status",
         lambda: (env.get("taskdefinitions", "counted").get("status") or {}).get("invocations"),
@@ -535,7 +549,8 @@ def test_a_schedule_tick_is_claimed_once_through_the_api_server(env: Env) -> Non
     """Two replicas that read the same TaskDefinition race to claim the tick: the API server's
     resourceVersion check lets exactly one submit. (In a namespace no operator watches, so
     nothing else moves the resourceVersion meanwhile.)"""
-    ticker = taskdef("ticker", schedule="* * * * *", arguments={"i": 424242})
+    ticker = taskdef("ticker", task="tests.operator.optasks:work", schedule="* * * * *",
+                     arguments={"i": 424242})  # fmt: skip
     ticker["metadata"]["namespace"] = ADMIN_NS
     apply(env.kube, custom_path(ADMIN_NS, "taskdefinitions"), ticker)
     body = env.get("taskdefinitions", "ticker", ADMIN_NS)
@@ -571,7 +586,7 @@ def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
         "spec": {"runningLimit": 1, "key": ["user_id"], "registration": "dedupe"},
     })  # fmt: skip
     stored = wait_until("the policy in the backend",
-                        lambda: env.backend.get_policy("one-per-user"), 40)  # fmt: skip
+                        lambda: env.backend.get_policy(f"{NS}/one-per-user"), 40)  # fmt: skip
     assert json.loads(stored) == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
     wait_until(
         "Ready=True Stored",
@@ -595,17 +610,111 @@ def test_a_policy_reaches_the_backend_and_leaves_it_on_delete(env: Env) -> None:
                    {"spec": {"runningLimit": 3}})  # fmt: skip
     wait_until(
         "the new limit",
-        lambda: '"running_limit":3' in (env.backend.get_policy("one-per-user") or ""),
+        lambda: '"running_limit":3' in (env.backend.get_policy(f"{NS}/one-per-user") or ""),
         20,
     )
     assert body["metadata"]["finalizers"] == ["kubenenc.io/policy-cleanup"]
     status, _ = env.kube.request("DELETE", custom_path(NS, "concurrencypolicies", "one-per-user"))
     assert status in (200, 202)
     wait_until("the policy gone from the backend",
-               lambda: env.backend.get_policy("one-per-user") is None, 40)  # fmt: skip
+               lambda: env.backend.get_policy(f"{NS}/one-per-user") is None, 40)  # fmt: skip
     wait_until("the resource gone",
                lambda: env.kube.get(custom_path(NS, "concurrencypolicies", "one-per-user")) is None,
                20)  # fmt: skip
+
+
+@pytest.mark.timeout(150)
+def test_one_policy_name_in_two_namespaces_sharing_a_backend(env: Env) -> None:
+    """Each namespace's policy is its own entry; an SDK in a namespace reads its own."""
+    for namespace, limit in ((NS, 1), (NS_B, 3)):
+        env.pool("shape", namespace=namespace, minReplicas=0, maxReplicas=1)
+        apply(env.kube, custom_path(namespace, "concurrencypolicies"), {
+            "apiVersion": API_VERSION, "kind": "ConcurrencyPolicy",
+            "metadata": {"name": "limit", "namespace": namespace},
+            "spec": {"runningLimit": limit},
+        })  # fmt: skip
+    for namespace, limit in ((NS, 1), (NS_B, 3)):
+        name = f"{namespace}/limit"
+        stored = wait_until(f"{name} in the backend", lambda n=name: env.backend.get_policy(n), 40)
+        assert json.loads(stored)["running_limit"] == limit
+    assert env.backend.get_policy("limit") is None
+    limits = {}
+    for namespace in (NS, NS_B):
+        app = App("optest", backend=env.url, settings=Settings(namespace=namespace))
+        task = app.task(concurrency="limit")(optasks.work.func)
+        try:
+            record = app.backend.get(task(1).id)
+            assert record is not None
+            limits[namespace] = record.running_limit
+        finally:
+            app.close()
+    assert limits == {NS: 1, NS_B: 3}
+
+
+@pytest.mark.timeout(200)
+def test_a_changed_taskdefinition_changes_later_calls_without_restarts(env: Env) -> None:
+    """The TaskDefinition's retries, back-off and timeout reach the SDK and a running worker
+    (both in namespace NS) through the backend; a change applies to the next calls."""
+    env.pool("shape", minReplicas=0, maxReplicas=1)
+    apply(env.kube, custom_path(NS, "taskdefinitions"), taskdef(
+        "flaky", task="tests.operator.optasks:flaky", retries=1, backoffSeconds=0.05,
+        timeoutSeconds=30, priority=5,
+    ))  # fmt: skip
+    stored_as = f"{NS}/task:tests.operator.optasks.flaky"
+    wait_until("the options in the backend", lambda: env.backend.get_policy(stored_as), 40)
+    app = App("optest", backend=env.url, settings=Settings(namespace=NS))
+    flaky = app.task(optasks.flaky.func)  # the decorator says: no retries, no timeout
+    with (env.tmp / "flaky-worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kubenenc_worker.cli", "worker", "--app",
+             "tests.operator.optasks:app", "--pool", "shape", "--concurrency", "2",
+             "--mode", "thread", "--backend", env.url],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+            env={**os.environ, "KUBENENC_NAMESPACE": NS},
+        )  # fmt: skip
+    try:
+
+        def run_once(i: int) -> Any:
+            inv = flaky(i)
+            return wait_until(
+                f"flaky({i}) FAILED",
+                lambda: (
+                    (r := app.backend.get(inv.id)) is not None and r.status is Status.FAILED and r
+                ),
+                timeout=60,
+                interval=0.1,
+            )
+
+        first = run_once(1)
+        assert (first.max_retries, first.timeout, first.priority, first.pool) == (
+            1,
+            30.0,
+            5,
+            "shape",
+        )
+        assert first.attempt == 2  # one try and one retry
+        env.kube.patch(custom_path(NS, "taskdefinitions", "flaky"),
+                       {"spec": {"retries": 3, "timeoutSeconds": 7}})  # fmt: skip
+        wait_until(
+            "the new options in the backend",
+            lambda: '"retries":3' in (env.backend.get_policy(stored_as) or ""),
+            timeout=40,
+        )
+        time.sleep(POLICY_TTL + 0.1)  # the SDK's cache of the options
+        second = run_once(2)
+        assert (second.max_retries, second.timeout) == (3, 7.0)
+        assert second.attempt == 4
+        # An explicit call option still wins.
+        third = app.backend.get(flaky.with_options(retries=0)(3).id)
+        assert third is not None and third.max_retries == 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(40)
+        app.close()
+    # Deleting the definition removes its options at the next full sweep.
+    status, _ = env.kube.request("DELETE", custom_path(NS, "taskdefinitions", "flaky"))
+    assert status in (200, 202)
+    wait_until("the options gone", lambda: env.backend.get_policy(stored_as) is None, 40)
 
 
 # -- the enforcer -------------------------------------------------------------------------------
@@ -643,6 +752,48 @@ def test_the_enforcer_hands_back_the_work_of_a_killed_worker(env: Env) -> None:
     )
     assert record.lost == 1
     assert "kubenenc_operator_recovered_total" in env.operator.metrics()
+
+
+@pytest.mark.timeout(90)
+def test_the_enforcer_fails_a_run_a_live_worker_left_past_its_timeout(env: Env) -> None:
+    """A worker that still beats but is hung: recover leaves it alone, the overdue check
+    fails its run (and frees the slot)."""
+    task = "tests.operator.optasks.slow"
+    args = {"seconds": 600}
+    inv = NewInvocation(
+        id=InvocationId(uuid.uuid4().hex), app="optest", task=TaskId(task),
+        args=json.dumps(args), call_key=call_key(task, args), display="slow(600)",
+        pool="hung", timeout=1.0, running_key="slow#*", running_limit=1,
+    )  # fmt: skip
+    env.backend.register([inv], time.time())
+    worker = WorkerId(f"hung-{uuid.uuid4().hex[:8]}")
+    assert [r.id for r in env.backend.claim("hung", worker, 1, time.time())] == [inv.id]
+    stop = threading.Event()
+
+    def beat() -> None:
+        beater = open_backend(env.url)
+        try:
+            while not stop.is_set():
+                beater.heartbeat(WorkerInfo(worker, "hung", 1, 1, 0, time.time(), "pod"))
+                stop.wait(0.3)
+        finally:
+            beater.close()
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        record = wait_until(
+            "the operator to fail the overdue run",
+            lambda: (r := env.backend.get(inv.id)) is not None and r.status is Status.FAILED and r,
+            timeout=30,
+        )
+    finally:
+        stop.set()
+        thread.join(5)
+    assert record.error is not None and record.error.type == "kubenenc.errors.TaskTimeout"
+    assert f"its worker {worker} did not stop it" in record.error.message
+    assert record.lost == 0  # failed as overdue, not recovered as a dead worker's
+    assert "kubenenc_operator_overdue_failed_total" in env.operator.metrics()
 
 
 # -- as admin, and the service account's log ----------------------------------------------------

@@ -209,10 +209,12 @@ def test_policy_is_written_to_the_pool_backends_and_removed(world: World) -> Non
     status = logic.reconcile_policy(world.ctx, body)
     assert status["backends"] == 1
     assert condition(status["conditions"], "Ready")["reason"] == "Stored"  # type: ignore[index]
-    stored = json.loads(world.backend.get_policy("one-per-user") or "")
+    # Scoped by namespace: another namespace's policy of the same name is another entry.
+    assert world.backend.get_policy("one-per-user") is None
+    stored = json.loads(world.backend.get_policy(f"{NS}/one-per-user") or "")
     assert stored == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
     assert logic.delete_policy(world.ctx, body) == []
-    assert world.backend.get_policy("one-per-user") is None
+    assert world.backend.get_policy(f"{NS}/one-per-user") is None
 
 
 def test_policy_without_any_backend_says_what_to_do(world: World) -> None:
@@ -292,6 +294,24 @@ def test_status_counts_come_from_the_backend(world: World) -> None:
     submitted = dt.datetime.fromtimestamp(world.now - 7, dt.UTC)
     assert status["oldestPendingTime"] == submitted.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert condition(status["conditions"], "Ready")["status"] == "True"  # type: ignore[index]
+
+
+def test_task_numbers_are_exact_beyond_the_shared_read(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts come from counts_by_task; the oldest pending is found even when the shared
+    read of the newest pending invocations stops before it."""
+    monkeypatch.setattr(logic, "RECENT", 3)
+    world.submit(4)  # the oldest: shop.tasks.work
+    first = world.now
+    world.now += 10
+    world.submit(5, task="shop.tasks.other")  # the newest 5 fill the shared read
+    world.now += 10
+    stats = logic.gather_task_stats(world.backend)
+    assert stats["shop.tasks.work"].counts == {"PENDING": 4}
+    assert stats["shop.tasks.other"].counts == {"PENDING": 5}
+    assert stats["shop.tasks.work"].oldest_pending == first
+    assert stats["shop.tasks.other"].oldest_pending == first + 10
 
 
 def test_a_cron_tick_submits_once_even_when_two_runs_race(world: World) -> None:
@@ -400,3 +420,144 @@ def test_pool_objects_are_reconciled_when_changed_and_written_only_when_moved(
     assert not pools.event("MODIFIED", stored)
     assert not pools.event("DELETED", stored)
     assert pools.take(everything=True) == []
+
+
+def test_taskdefinition_options_are_stored_for_every_call_and_collected(world: World) -> None:
+    from kubenenc.task_defaults import TaskDefaults
+    from kubenenc_operator.store import Store, sweep_taskdefs
+
+    world.pool()
+    store = Store()
+    store.name_event("workerpools", "ADDED", NS, "shop")
+    body = taskdef("work", retries=4, timeoutSeconds=30, concurrencyPolicyRef="one-per-user")
+    store.name_event("concurrencypolicies", "ADDED", NS, "one-per-user")
+    path = custom_path(NS, "taskdefinitions", "work")
+    world.kube.put_object(path, body)
+    store.taskdef_event("ADDED", world.kube.get(path) or {})
+    # Another namespace's options in the same backend, and a stale one of a deleted definition.
+    world.backend.set_policy("elsewhere/task:shop.tasks.work", '{"retries": 9}')
+    world.backend.set_policy(f"{NS}/task:shop.tasks.gone", '{"retries": 9}')
+    world.ctx.settings = OperatorSettings(identity="test", namespaces=[NS])
+    sweep_taskdefs(world.ctx, store, store.keys(), full=True)
+    stored = TaskDefaults.model_validate_json(
+        world.backend.get_policy(f"{NS}/task:shop.tasks.work") or ""
+    )
+    assert stored == TaskDefaults(
+        retries=4, timeout=30.0, pool="shop", concurrency=f"{NS}/one-per-user"
+    )  # unset options stay unset: the decorator's values apply
+    assert world.backend.get_policy(f"{NS}/task:shop.tasks.gone") is None
+    assert world.backend.get_policy("elsewhere/task:shop.tasks.work") == '{"retries": 9}'
+    # A change is stored at the next reconcile; a deleted definition's options go at the next
+    # full sweep.
+    changed = world.kube.get(path) or {}
+    changed["spec"]["retries"] = 1
+    store.taskdef_event("MODIFIED", changed)
+    sweep_taskdefs(world.ctx, store, store.take_dirty())
+    assert '"retries":1' in (world.backend.get_policy(f"{NS}/task:shop.tasks.work") or "")
+    store.taskdef_event("DELETED", changed)
+    sweep_taskdefs(world.ctx, store, store.keys(), full=True)
+    assert world.backend.get_policy(f"{NS}/task:shop.tasks.work") is None
+
+
+def test_two_definitions_of_one_task_refuse_the_second(world: World) -> None:
+    from kubenenc_operator.store import Store
+
+    store = Store()
+    store.name_event("workerpools", "ADDED", NS, "shop")
+    for name in ("b-second", "a-first"):
+        store.taskdef_event("ADDED", taskdef(name))
+    bodies, siblings = store.namespace_view(NS)
+    assert logic.check_references("a-first", logic.TaskDefinitionSpec(task="shop.tasks:work",
+                                  pool="shop"), siblings) is None  # fmt: skip
+    status = logic.reconcile_taskdef(world.ctx, bodies["b-second"], siblings)
+    ready = condition(status["conditions"], "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "DuplicateTask")
+    assert "'a-first' already defines task shop.tasks:work" in ready["message"]
+
+
+def test_same_policy_name_in_two_namespaces_stays_apart(world: World) -> None:
+    for ns, limit in (("ns-a", 1), ("ns-b", 3)):
+        url = base64.b64encode(b"memory://").decode()
+        world.kube.put_object(secret_path(ns, "backend"), {"data": {"url": url}})
+        world.kube.put_object(custom_path(ns, "workerpools", "shop"), {
+            "metadata": {"name": "shop", "namespace": ns},
+            "spec": {"backend": {"secretName": "backend"}},
+        })  # fmt: skip
+        body = {
+            "metadata": {"name": "limit", "namespace": ns, "uid": f"u-{ns}", "generation": 1},
+            "spec": {"runningLimit": limit},
+        }
+        assert logic.reconcile_policy(world.ctx, body)["backends"] == 1
+    assert json.loads(world.backend.get_policy("ns-a/limit") or "")["running_limit"] == 1
+    assert json.loads(world.backend.get_policy("ns-b/limit") or "")["running_limit"] == 3
+
+
+def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world: World) -> None:
+    """The worker still beats (so recover leaves it alone) but never stopped the run."""
+    from kubenenc.records import Outcome, OutcomeKind, PauseKind
+
+    grace = world.ctx.settings.timeout_grace
+    task = "shop.tasks.work"
+    new = [
+        NewInvocation(
+            id=InvocationId(f"{i:032x}"), app="shop", task=TaskId(task), args=f'{{"i":{i}}}',
+            call_key=call_key(task, {"i": i}), display=f"work({i})", pool="shop",
+            timeout=timeout, running_key="k", running_limit=4,
+        )
+        for i, timeout in ((1, 5.0), (2, None), (3, 5.0), (4, None))
+    ]  # fmt: skip
+    world.backend.register(new, world.now)
+    hung = WorkerId("hung")
+    assert len(world.backend.claim("shop", hung, 4, world.now)) == 4
+    started = world.now
+    # The third waits 3 s for the fourth: its paused time does not count against it.
+    paused = world.backend.pause(new[2].id, hung, [new[3].id], started + 1)
+    assert paused.kind is PauseKind.PAUSED
+    done = Outcome(new[3].id, OutcomeKind.SUCCESS, result="1")
+    assert world.backend.finish([done], hung, started + 4) == [True]
+    assert world.backend.resume([new[2].id], hung, 1, started + 4).resumed == (new[2].id,)
+    world.now = started + 5 + grace - 1
+    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
+    assert logic.sweep(world.ctx, ["memory://"]) == 0  # within the grace
+    world.now = started + 5 + grace + 1
+    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
+    assert logic.sweep(world.ctx, ["memory://"]) == 1
+    first = world.backend.get(new[0].id)
+    assert first is not None and first.status is Status.FAILED
+    assert first.error is not None and first.error.type == "kubenenc.errors.TaskTimeout"
+    assert "did not stop it" in first.error.message
+    for kept in (new[1], new[2]):  # no timeout; resumed 3 s later
+        rec = world.backend.get(kept.id)
+        assert rec is not None and rec.status is Status.RUNNING
+    assert world.ctx.metrics.value("kubenenc_operator_overdue_failed_total") == 1
+    assert world.backend.counts().get(Status.FAILED) == 1
+    # Without the overdue check (between its intervals) only recover runs.
+    world.now += 10
+    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 2, 0, world.now, "pod"))
+    assert logic.sweep(world.ctx, ["memory://"], overdue=False) == 0
+    assert logic.sweep(world.ctx, ["memory://"]) == 1  # now the third is overdue too
+
+
+def test_the_store_marks_exactly_what_a_change_can_affect() -> None:
+    """Reverse indexes, kept per event: what reaches the changed definition through
+    dependsOn, and the definitions of the same task."""
+    from kubenenc_operator.store import Store
+
+    store = Store()
+    for name, deps, task in (
+        ("a", ["b"], "m:a"), ("b", ["c"], "m:b"), ("c", [], "m:c"), ("x", [], "m:x"),
+        ("twin", [], "m:c"),
+    ):  # fmt: skip
+        store.taskdef_event("ADDED", taskdef(name, dependsOn=deps, task=task))
+    store.take_dirty()
+    changed = taskdef("c", dependsOn=[], task="m:c", retries=2)
+    assert store.taskdef_event("MODIFIED", changed)
+    assert store.take_dirty() == [(NS, n) for n in ("a", "b", "c", "twin")]
+    # b stops depending on c: a change of c no longer concerns a or b.
+    assert store.taskdef_event("MODIFIED", taskdef("b", dependsOn=[], task="m:b"))
+    assert store.take_dirty() == [(NS, "a"), (NS, "b")]
+    assert store.taskdef_event("MODIFIED", taskdef("c", task="m:c", retries=3))
+    assert store.take_dirty() == [(NS, "c"), (NS, "twin")]
+    # Deleting c: its twin may now own the task.
+    assert store.taskdef_event("DELETED", changed)
+    assert store.take_dirty() == [(NS, "twin")]

@@ -350,9 +350,13 @@ class Worker:
 
     def _backoff(self, rec: InvocationRecord) -> float:
         try:
-            options = self.app.get_task(rec.task).options
+            task = self.app.get_task(rec.task)
         except LookupError:
             return backoff_delay(rec.attempt + 1, 1.0, 300.0)
+        try:
+            options = self.app.task_options(task)  # the TaskDefinition's, if one is stored
+        except ConfigurationError:  # what is stored is invalid: the decorator's back-off
+            options = task.options
         return backoff_delay(rec.attempt + 1, options.backoff, options.max_backoff)
 
     def _flush(self) -> bool:

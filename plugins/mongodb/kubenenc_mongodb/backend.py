@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
@@ -768,7 +768,11 @@ class MongoBackend:
         found.sort(key=lambda pair: pair[0], reverse=True)
         return [rec for _, rec in found[:limit]]
 
-    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+    def counts(
+        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
+    ) -> Mapping[Status, int]:
+        if task is not None:
+            return dict(self.counts_by_task(app=app, pool=pool, task=task).get(task, {}))
         where: dict[str, Any] = {}
         if app is not None:
             where["app"] = app
@@ -792,6 +796,53 @@ class MongoBackend:
         if found is None:  # the replica needs a reload, which needs the lock
             return self._step("counts", lambda t: t.r.counts(app, pool))
         return found
+
+    def counts_by_task(
+        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
+    ) -> Mapping[str, Mapping[Status, int]]:
+        """See :meth:`kubenenc.backends.contract.Records.counts_by_task`: one aggregation.
+
+        With several collections, the non-final invocations come from the replica (brought
+        up to the last committed step) and the final ones from one aggregation per
+        collection: each part is exact, but they are not read at one instant.
+        """
+        where = {k: v for k, v in (("app", app), ("pool", pool), ("task", task)) if v is not None}
+        group = {"_id": {"t": "$task", "s": "$status"}, "n": {"$sum": 1}}
+
+        def add(out: dict[str, dict[Status, int]], task: str, status: Status, n: int) -> None:
+            by_status = out.setdefault(task, {})
+            by_status[status] = by_status.get(status, 0) + n
+
+        def live(records: Iterable[InvocationRecord]) -> dict[str, dict[Status, int]]:
+            out: dict[str, dict[Status, int]] = {}
+            for r in records:
+                if all(getattr(r, k) == v for k, v in where.items()):
+                    add(out, r.task, r.status, 1)
+            return out
+
+        def read(conn: _Conn) -> dict[str, dict[Status, int]] | None:
+            match: dict[str, Any] = dict(where)
+            out: dict[str, dict[Status, int]] = {}
+            collections = conn.layout.shards
+            if len(collections) > 1:
+                with conn.mutex:
+                    if not self._observe(conn):
+                        return None
+                    out = live(conn.replica.records.values())
+                match["status"] = {"$in": _FINAL}
+                # Final documents live in their own collection in a layout that has one.
+                final = getattr(conn.layout, "final", None)
+                collections = [final] if final is not None else collections
+            for inv in collections:
+                for row in inv.aggregate([{"$match": match}, {"$group": group}]):
+                    add(out, row["_id"]["t"], Status(row["_id"]["s"]), int(row["n"]))
+            return out
+
+        found = self._retrying("counts_by_task", read)
+        if found is None:  # the replica needs a reload, which needs the lock
+            self._step("counts_by_task", lambda t: None)
+            found = self._retrying("counts_by_task", read)
+        return found or {}
 
     # -- Policies ---------------------------------------------------------------------------
 

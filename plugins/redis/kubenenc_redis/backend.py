@@ -578,17 +578,32 @@ class RedisBackend:
             start += page
         return out
 
-    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+    def counts(
+        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
+    ) -> Mapping[Status, int]:
         """See :meth:`kubenenc.backends.contract.Records.counts`: exact, kept as counters
         apart from the records, so expired final invocations are still counted."""
+        out: dict[Status, int] = {}
+        for t, by_status in self.counts_by_task(app=app, pool=pool).items():
+            if task is None or t == task:
+                for s, n in by_status.items():
+                    out[s] = out.get(s, 0) + n
+        return out
+
+    def counts_by_task(
+        self, *, app: str | None = None, pool: str | None = None
+    ) -> Mapping[str, Mapping[Status, int]]:
+        """See :meth:`kubenenc.backends.contract.Records.counts_by_task`: one read of the
+        counters (a field written before they held the task counts under task ``""``)."""
         raw: dict[str, str] = self._retrying(
             "counts",
             lambda: self._r.hgetall(self._key("counts")),  # type: ignore[arg-type,return-value]
         )
-        out: dict[Status, int] = {}
+        out: dict[str, dict[Status, int]] = {}
         for field, value in raw.items():
-            a, p, s = field.split(_US)
+            a, p, s, *rest = field.split(_US)
             n = int(value)
             if n and (app is None or a == app) and (pool is None or p == pool):
-                out[Status(s)] = out.get(Status(s), 0) + n
+                by_status = out.setdefault(rest[0] if rest else "", {})
+                by_status[Status(s)] = by_status.get(Status(s), 0) + n
         return out

@@ -36,7 +36,8 @@ Redis Cluster slot):
   grows with the number of workers, not of invocations in flight.
 - ``P:beats`` (zset): worker -> time of its last heartbeat; ``P:workers`` (hash): worker ->
   that heartbeat as JSON.
-- ``P:counts`` (hash): ``app US pool US status`` -> exact number of invocations.
+- ``P:counts`` (hash): ``app US pool US status US task`` -> exact number of invocations
+  (``task`` is the call key up to its ``#``; fields without it come from older versions).
 - ``P:seq`` (string): the FIFO sequence counter.
 - ``P:ix`` / ``P:ix:a:<app>`` (zsets): ids by sequence, for ``query`` (newest first).
 - ``P:fin`` (zset): ``id US app`` of final invocations, by when they ended; the retention
@@ -120,7 +121,8 @@ end
 -- Counter changes and holders are collected during the call and written once at its end.
 local CD, HOLD, WAKE = {}, {}, {}
 local function count(r, status, n)
-  local f = r.a .. US .. r.p .. US .. status
+  -- The task is the call key up to its '#' (kubenenc.concurrency.call_key builds it so).
+  local f = r.a .. US .. r.p .. US .. status .. US .. string.match(r.ck, '^[^#]*')
   CD[f] = (CD[f] or 0) + n
 end
 

@@ -17,6 +17,9 @@ others wait on runs first), then higher priority, then older. An invocation is c
 when ``not_before <= now`` and its running key is below its limit (skipped ones stay queued
 in place).
 
+``NewInvocation.call_key`` always starts with the task id and ``#`` (it is built by
+:func:`kubenenc.concurrency.call_key`), so a backend may derive the task from it.
+
 The conformance suite in ``tests/conformance`` checks all of this for every backend.
 """
 
@@ -173,8 +176,19 @@ class Records(Protocol):
         """Invocations matching every given filter, newest first (history may be left empty)."""
         ...
 
-    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
-        """Exact number of invocations by status (statuses with none may be left out)."""
+    def counts(
+        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
+    ) -> Mapping[Status, int]:
+        """Exact number of invocations matching every given filter, by status (statuses with
+        none may be left out)."""
+        ...
+
+    def counts_by_task(
+        self, *, app: str | None = None, pool: str | None = None
+    ) -> Mapping[str, Mapping[Status, int]]:
+        """``{task: counts(app=app, pool=pool, task=task)}`` for every task, in one read
+        (tasks and statuses with none may be left out). The operator reads every
+        TaskDefinition's numbers with one call per backend and pool."""
         ...
 
 

@@ -236,10 +236,25 @@ class MemoryBackend(EngineBackend):
             found.sort(key=lambda r: self._order[r.id], reverse=True)
             return [r for r in map(_light, found[:limit]) if r is not None]
 
-    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
+    def counts(
+        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
+    ) -> Mapping[Status, int]:
+        if task is not None:
+            return dict(self.counts_by_task(app=app, pool=pool).get(task, {}))
         out: dict[Status, int] = {}
         with self._cond:
             for r in self._records.values():
                 if (app is None or r.app == app) and (pool is None or r.pool == pool):
                     out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def counts_by_task(
+        self, *, app: str | None = None, pool: str | None = None
+    ) -> Mapping[str, Mapping[Status, int]]:
+        out: dict[str, dict[Status, int]] = {}
+        with self._cond:
+            for r in self._records.values():
+                if (app is None or r.app == app) and (pool is None or r.pool == pool):
+                    by_status = out.setdefault(r.task, {})
+                    by_status[r.status] = by_status.get(r.status, 0) + 1
         return out

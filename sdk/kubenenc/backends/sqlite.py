@@ -391,14 +391,26 @@ class SQLiteBackend(EngineBackend):
         rows = self._db().execute(sql, (*params, limit)).fetchall()
         return [loads_record(r[0]) for r in rows]
 
-    def counts(self, *, app: str | None = None, pool: str | None = None) -> Mapping[Status, int]:
-        where, params = [], []
-        for column, value in (("app", app), ("pool", pool)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        sql = "SELECT status, COUNT(*) FROM invocations"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " GROUP BY status"
+    def counts(
+        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
+    ) -> Mapping[Status, int]:
+        where, params = _filters(app=app, pool=pool, task=task)
+        sql = f"SELECT status, COUNT(*) FROM invocations{where} GROUP BY status"  # noqa: S608
         return {Status(s): n for s, n in self._db().execute(sql, params)}
+
+    def counts_by_task(
+        self, *, app: str | None = None, pool: str | None = None
+    ) -> Mapping[str, Mapping[Status, int]]:
+        where, params = _filters(app=app, pool=pool)
+        sql = f"SELECT task, status, COUNT(*) FROM invocations{where} GROUP BY task, status"  # noqa: S608
+        out: dict[str, dict[Status, int]] = {}
+        for task, status, n in self._db().execute(sql, params):
+            out.setdefault(task, {})[Status(status)] = n
+        return out
+
+
+def _filters(**columns: str | None) -> tuple[str, list[str]]:
+    """`` WHERE a = ? AND ...`` over the given non-None columns (names are ours, not input)."""
+    where = [f"{column} = ?" for column, value in columns.items() if value is not None]
+    params = [value for value in columns.values() if value is not None]
+    return (" WHERE " + " AND ".join(where) if where else ""), params
