@@ -37,6 +37,10 @@ if [ -f plugins/mongodb/ferretdb/build.sh ]; then
     step "FerretDB (cached build)"
     bash plugins/mongodb/ferretdb/build.sh
 fi
+if [ -f plugins/mongodb/javaserver/build.sh ]; then
+    step "mongo-java-server (cached Maven fetch)"
+    bash plugins/mongodb/javaserver/build.sh
+fi
 
 step "lint: ruff, mypy --strict, import-linter"
 ruff check .

@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "sqlite": "sqlite_backend",
     "redis": "redis_backend",
     "mongodb": "mongodb_backend",
+    "mongodb-java": "mongojava_backend",
 }
 
 SHARED_URLS: dict[str, str] = {

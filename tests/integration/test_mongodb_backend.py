@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from kubenenc.backends import open_backend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
-from kubenenc.records import Outcome, OutcomeKind
+from kubenenc.records import Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
 from kubenenc_mongodb import MongoBackend, parse_url
+from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY
 from pymongo.errors import AutoReconnect
 
-from tests.conformance._helpers import W1, W2, add, claim_ids, record, running, succeed
+from tests.conformance._helpers import W1, W2, add, claim_ids, record, running, start, succeed
 from tests.servers.mongodb import FerretServer, ferretdb_binary, start_ferretdb
 from tests.support import free_port, require
 
@@ -158,8 +159,9 @@ def test_a_step_half_written_by_a_dead_holder_is_finished_by_the_next(
 
         monkeypatch.setattr(layout, "apply", crash)
         assert claim_ids(dying, W1, 1) == [first]  # committed: the claim stands
-        assert record(heir, first).status is Status.PENDING  # not written yet
         started = time.monotonic()
+        # Committed, so readers see it (they follow the log), though nothing is written yet.
+        assert record(heir, first).status is Status.RUNNING
         assert claim_ids(heir, W2, 10) == [second]
         assert time.monotonic() - started >= 0.5  # waited for the lease
         rec = record(heir, first)
@@ -215,3 +217,60 @@ def test_a_server_gone_for_longer_than_the_retry_budget_is_unavailable(tmp_path:
     finally:
         backend.close()
         server.stop()
+
+
+def test_changes_older_than_the_log_are_spilled_and_reloaded(mongodb_url: str) -> None:
+    """On FerretDB a claim or pause writes no document: it lives in the log until the log is
+    about to forget it, then it is spilled into ``<p>_held``. A process that loads from the
+    collections later (here: a fresh backend) must see the same state, and finishing a
+    spilled invocation removes its held document."""
+    a = MongoBackend.from_url(mongodb_url)
+    b = c = None
+    try:
+        long = add(a, 1.0, "long", running_key="k", running_limit=1)
+        parent = add(a, 1.0, "parent")
+        child = add(a, 1.0, "child")
+        start(a, long, W1)
+        start(a, parent, W1)
+        assert a.pause(parent, W1, [child], 11.0).kind is PauseKind.PAUSED
+        held = a._conn().layout.held
+        assert held is not None
+        assert held.count_documents({}) == 0  # in the log only
+        for i in range(LOG_KEEP + 2 * PRUNE_EVERY):  # one step each
+            add(a, 2.0, "filler", str(i), pool="other")
+        assert {d["_id"] for d in held.find()} == {long, parent, child}
+        b = MongoBackend.from_url(mongodb_url)  # loads from the collections
+        assert (record(b, long).status, record(b, long).worker) == (Status.RUNNING, W1)
+        assert record(b, parent).status is Status.PAUSED
+        assert record(b, child).waiters == 1
+        assert claim_ids(b, W2, 10) == [child]  # "long" holds the only slot of "k"
+        assert b.counts() == a.counts()
+        assert b.finish([Outcome(long, OutcomeKind.SUCCESS, "1")], W1, 20.0) == [True]
+        assert {d["_id"] for d in held.find()} == {parent, child}
+        assert record(a, long).status is Status.SUCCESS
+        c = MongoBackend.from_url(mongodb_url)
+        assert c.counts() == a.counts() == b.counts()
+        assert c.counts()[Status.SUCCESS] == 1
+    finally:
+        for backend in (a, b, c):
+            if backend is not None:
+                backend.close()
+
+
+def test_a_mongodb_server_gets_the_mongodb_path(mongojava_backend: MongoBackend) -> None:
+    """mongo-java-server reports itself as MongoDB: one invocation collection with the
+    secondary indexes of the hot paths and a TTL index for retention, documents written in
+    place (no held or final collections), read directly."""
+    backend = mongojava_backend
+    assert backend.server.startswith("MongoDB")
+    assert backend.ttl_index is True
+    layout = backend._conn().layout
+    assert (len(layout.shards), layout.held, layout.final) == (1, None, None)
+    id = add(backend, 1.0, "f")
+    assert claim_ids(backend, W1) == [id]
+    succeed(backend, id, W1)
+    [doc] = layout.shards[0].find({"_id": id})
+    assert doc["status"] == "SUCCESS" and "final_at" in doc
+    indexes = {ix["name"]: ix for ix in layout.shards[0].list_indexes()}
+    assert {"claim_order", "app_status", "task_status", "held_by", "retention"} <= set(indexes)
+    assert indexes["retention"]["expireAfterSeconds"] == 7 * 24 * 3600

@@ -1,9 +1,13 @@
-"""A private FerretDB (MongoDB protocol over SQLite) for the test session, and fixtures on it.
+"""Private MongoDB-protocol servers for the test session, and fixtures on them.
 
-The binary is built by ``plugins/mongodb/ferretdb/build.sh`` into
-``${KUBENENC_CACHE_DIR:-~/.cache/kubenenc}/bin/ferretdb`` (or named by ``KUBENENC_FERRETDB``).
-Without it the MongoDB tests skip, and fail under CI. Each test gets its own database, dropped
-afterwards; worker processes reach it through ``mongodb_url``.
+FerretDB 1.24 (MongoDB protocol over SQLite; the backend's FerretDB path): built by
+``plugins/mongodb/ferretdb/build.sh`` into ``${KUBENENC_CACHE_DIR:-~/.cache/kubenenc}/bin/ferretdb``
+(or named by ``KUBENENC_FERRETDB``). mongo-java-server (in memory; it reports itself as
+MongoDB 5.0, so the backend takes its MongoDB path: one invocation collection, secondary and
+TTL indexes): fetched by ``plugins/mongodb/javaserver/build.sh`` into
+``${KUBENENC_CACHE_DIR}/mongo-java-server``, run with ``java``. Without them their tests skip,
+and fail under CI. Each test gets its own database, dropped afterwards; worker processes reach
+FerretDB through ``mongodb_url``.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ import pytest
 from tests.support import free_port, require
 
 
+def _cache() -> Path:
+    return Path(os.environ.get("KUBENENC_CACHE_DIR", Path.home() / ".cache" / "kubenenc"))
+
+
 def ferretdb_binary() -> Path | None:
     """The FerretDB binary to run, if it is there."""
     named = os.environ.get("KUBENENC_FERRETDB")
     if named:
         return Path(named) if Path(named).is_file() else None
-    cache = Path(os.environ.get("KUBENENC_CACHE_DIR", Path.home() / ".cache" / "kubenenc"))
-    found = cache / "bin" / "ferretdb"
+    found = _cache() / "bin" / "ferretdb"
     return found if found.is_file() else (Path(p) if (p := shutil.which("ferretdb")) else None)
 
 
@@ -57,6 +64,40 @@ class FerretServer:
                 self.proc.wait(10)
 
 
+def _wait_listening(server: FerretServer, what: str) -> FerretServer:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            tail = server.log.read_text()[-2000:]
+            raise RuntimeError(f"{what} exited with {server.proc.returncode}: {tail}")
+        try:
+            with socket.create_connection((server.host, server.port), timeout=0.5):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{what} did not listen on port {server.port} within 30 s")
+
+
+def mongo_java_server() -> Path | None:
+    """The folder where plugins/mongodb/javaserver/build.sh put mongo-java-server, if there."""
+    found = _cache() / "mongo-java-server"
+    ok = (found / "classes" / "Main.class").is_file() and shutil.which("java") is not None
+    return found if ok else None
+
+
+def start_mongo_java(folder: Path, log: Path) -> FerretServer:
+    """Start mongo-java-server (in memory) on a free loopback port."""
+    port = free_port()
+    classpath = f"{folder / 'classes'}:{folder / 'lib'}/*"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["java", "-Xmx512m", "-cp", classpath, "Main", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return _wait_listening(FerretServer("127.0.0.1", port, proc, log), "mongo-java-server")
+
+
 def start_ferretdb(binary: Path, data: Path, log: Path, port: int | None = None) -> FerretServer:
     """Start FerretDB on loopback (a free port unless given) with its SQLite files in
     ``data``; return once it accepts connections."""
@@ -70,18 +111,7 @@ def start_ferretdb(binary: Path, data: Path, log: Path, port: int | None = None)
              "--log-level=warn"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    server = FerretServer("127.0.0.1", port, proc, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ferretdb exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"ferretdb did not listen on port {port} within 30 s")
+    return _wait_listening(FerretServer("127.0.0.1", port, proc, log), "ferretdb")
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +155,29 @@ def mongodb_backend(mongodb_url: str) -> Iterator[Any]:
     backend = MongoBackend.from_url(mongodb_url)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def mongojava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretServer]:
+    """One mongo-java-server for the whole session, stopped by pid at the end."""
+    folder = mongo_java_server()
+    require(
+        folder is not None,
+        "no mongo-java-server: run plugins/mongodb/javaserver/build.sh (needs Java and Maven)",
+    )
+    assert folder is not None
+    server = start_mongo_java(folder, tmp_path_factory.mktemp("mongojava") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mongojava_backend(mongojava: FerretServer) -> Iterator[Any]:
+    """A MongoBackend on a fresh database of mongo-java-server (the MongoDB path)."""
+    from kubenenc_mongodb import MongoBackend
+
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    backend = MongoBackend.from_url(mongojava.url(database))
+    yield backend
+    backend.close()
+    _drop(mongojava, database)

@@ -1,7 +1,9 @@
 """The MongoDB backend: contract operations as locked, logged steps (design: ``layout``).
 
 Writes go through :meth:`MongoBackend._step` (lease lock, catch up, Engine, commit, apply);
-reads go straight to the invocation collections. Connection faults are retried with back-off for
+reads take non-final invocations from the process's replica brought up to the last step from
+the log (on FerretDB; on MongoDB the documents are read directly) and final ones from the
+collections. Connection faults are retried with back-off for
 ``kubenenc_retry`` seconds, then raise :class:`~kubenenc.errors.BackendUnavailable`; a
 step interrupted by a fault is either not committed (and is run again) or committed (and
 its result is returned), never both — see :meth:`MongoBackend._step`.
@@ -39,6 +41,7 @@ from kubenenc.records import (
 )
 from kubenenc.status import FINAL, Status
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.errors import (
     ConfigurationError as PyMongoConfigurationError,
 )
@@ -50,7 +53,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from kubenenc_mongodb.layout import LOG_KEEP, Doc, Layout
+from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Doc, Layout, redo_of
 from kubenenc_mongodb.options import MongoOptions, parse_url
 from kubenenc_mongodb.replica import Redo, Replica, StepTxn, doc_to_record
 
@@ -69,6 +72,8 @@ collections there."""
 _FRESH = 0.005
 """How long an idle claim may trust the replica without asking the server: a claim that
 finds nothing may be this late to see new work (the worker polls again anyway)."""
+_FORMAT = 2
+"""The layout format (``<p>_meta``): 2 = records as JSON text, final documents apart."""
 _SCAN_ABOVE = 32
 """Above this many ids, one collection scan beats one ``_id`` lookup per id."""
 
@@ -123,7 +128,7 @@ class MongoBackend:
             build = conn.client.admin.command("buildInfo")
             conn.client.admin.command("ping")
             ferret = build.get("ferretdbVersion")
-            self._shards = self._agree_shards(conn, _FERRET_SHARDS if ferret else 1)
+            self._shards = self._agree_layout(conn, _FERRET_SHARDS if ferret else 1)
             conn.layout = Layout(conn.layout.db, options.prefix, self._shards)
             self.ttl_index = conn.layout.ensure_indexes(options.retention, secondary=ferret is None)
         except (InvalidURI, PyMongoConfigurationError) as exc:
@@ -145,13 +150,18 @@ class MongoBackend:
                      self.server)  # fmt: skip
 
     @staticmethod
-    def _agree_shards(conn: _Conn, wanted: int) -> int:
+    def _agree_layout(conn: _Conn, wanted: int) -> int:
         """The number of invocation collections: fixed by whoever used the prefix first."""
         meta = conn.layout.meta
         with contextlib.suppress(DuplicateKeyError):
-            meta.insert_one({"_id": "layout", "shards": wanted})
-        doc = meta.find_one({"_id": "layout"})
-        return int(doc["shards"]) if doc is not None else wanted
+            meta.insert_one({"_id": "layout", "shards": wanted, "format": _FORMAT})
+        doc = meta.find_one({"_id": "layout"}) or {"shards": wanted, "format": _FORMAT}
+        if doc.get("format") != _FORMAT:
+            raise ConfigurationError(
+                f"the collections of prefix {conn.layout.prefix!r} were made by an older "
+                "kubenenc in another format; use another kubenenc_prefix"
+            )
+        return int(doc["shards"])
 
     @classmethod
     def from_url(cls, url: str) -> MongoBackend:
@@ -273,8 +283,9 @@ class MongoBackend:
             redo = txn.redo()
             if not redo:
                 return result
-            if time.time() > expires - self.options.lease / 2:
-                self._renew(conn, token)
+            if layout.held is not None and version % PRUNE_EVERY == 0:
+                redo.extend(conn.replica.spill(version - LOG_KEEP, txn.dirty))  # see layout
+            self._renew(conn, token, expires)
             step_id = uuid.uuid4().hex
             try:
                 committed = layout.commit(version, step_id, redo)
@@ -289,7 +300,7 @@ class MongoBackend:
                 # Another holder committed this version (our lease ran out): start over.
                 conn.replica.version = -1
                 raise _Retry
-            conn.replica.apply(redo)
+            conn.replica.apply(redo, version, fresh=txn.recs)
             conn.replica.version = version
             conn.fresh_until = time.monotonic() + _FRESH
             try:
@@ -309,7 +320,10 @@ class MongoBackend:
                 except PyMongoError:
                     conn.dangling = token
 
-    def _renew(self, conn: _Conn, token: str) -> None:
+    def _renew(self, conn: _Conn, token: str, expires: float) -> None:
+        """Extend the lease when half of it is gone; _Retry if it was lost meanwhile."""
+        if time.time() <= expires - self.options.lease / 2:
+            return
         res = conn.layout.locks.update_one(
             {"_id": token}, {"$set": {"expires": time.time() + self.options.lease}}
         )
@@ -325,22 +339,19 @@ class MongoBackend:
         entry = layout.log_entry(latest) if latest else None
         if entry is not None:
             log.info("re-applying step %d after a lock take-over", latest)
-            layout.apply(entry["redo"], replay=True)
+            layout.apply(redo_of(entry), replay=True)
 
     def _is_current(self, conn: _Conn) -> bool:
         """Whether the replica had every committed step a moment ago (within
-        :data:`_FRESH` seconds; else two ``_id`` reads). Only for the shortcuts of idle
+        :data:`_FRESH` seconds; else one query of the markers). Only for the shortcuts of idle
         claims and recoveries: a step always catches up under the lock."""
         v = conn.replica.version
         if v >= 0 and time.monotonic() < conn.fresh_until:
             return True
-        if v < 0 or conn.layout.marker(v + 1) is not None:
+        if v < 0 or not conn.layout.current(v):
             return False
-        # Our own last step must still be logged: if it was pruned we are far behind.
-        if v == 0 or conn.layout.marker(v) is not None:
-            conn.fresh_until = time.monotonic() + _FRESH
-            return True
-        return False
+        conn.fresh_until = time.monotonic() + _FRESH
+        return True
 
     def _observe(self, conn: _Conn) -> bool:
         """Bring the replica up to the last committed step from the log alone (no lock);
@@ -353,48 +364,52 @@ class MongoBackend:
             doc = conn.layout.log_entry(rep.version + len(redos) + 1)
             if doc is None:
                 break
-            redos.append(doc["redo"])
+            redos.append(redo_of(doc))
         if len(redos) > LOG_KEEP:
             return False
         if not redos and rep.version and conn.layout.marker(rep.version) is None:
             return False
         for redo in redos:
-            rep.apply(redo)
-        rep.version += len(redos)
+            rep.apply(redo, rep.version + 1)
+            rep.version += 1
         return True
 
     def _catch_up(self, conn: _Conn) -> None:
         rep = conn.replica
-        if rep.version >= 0:
+        current = conn.layout.current(rep.version) if rep.version >= 0 else None
+        if current:
+            return
+        if current is not None:  # behind, by less than the log keeps?
             redos: list[Redo] = []
             while len(redos) <= LOG_KEEP:
                 doc = conn.layout.log_entry(rep.version + len(redos) + 1)
                 if doc is None:
                     break
-                redos.append(doc["redo"])
+                redos.append(redo_of(doc))
             if redos and len(redos) <= LOG_KEEP:
                 for redo in redos:
-                    rep.apply(redo)
-                rep.version += len(redos)
+                    rep.apply(redo, rep.version + 1)
+                    rep.version += 1
                 return
             if not redos and (rep.version == 0 or conn.layout.marker(rep.version)):
                 return
         self._reload(conn, conn.layout.latest())
 
     def _reload(self, conn: _Conn, version: int) -> None:
+        """Rebuild the replica from the collections as of ``version``, the last committed
+        step (under the lock, so every step up to it is written). On FerretDB the changes
+        still held in the log only are replayed over the documents (see ``layout``)."""
         rep = conn.replica
         rep.reset()
         layout = conn.layout
-        group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
+        done = self._load_finals(conn)
         for inv in layout.shards:
-            for doc in inv.find({"status": {"$nin": _FINAL}}):
-                rep.load_record(doc)
-            for row in inv.aggregate([{"$match": {"status": {"$in": _FINAL}}}, {"$group": group}]):
-                key = row["_id"]
-                rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
+            self._load_own(conn, inv, done)
         if layout.held is not None:
             for doc in layout.held.find():
-                rep.load_record(doc)
+                if doc["_id"] not in done:
+                    rep.load_record(doc)
+                    rep.in_held.add(doc["_id"])
         for doc in layout.running.find():
             rep.set_running(doc["_id"], doc["n"])
         for doc in layout.registrations.find():
@@ -403,24 +418,50 @@ class MongoBackend:
             rep.add_edge(doc["w"], doc["t"])
         for doc in layout.deps.find():
             rep.add_dependency(doc["d"], doc["e"])
+        if layout.held is not None:
+            window = layout.unspilled(version)
+            # Final or deleted since (retention): the documents say all there is to say.
+            skip = done | {i for _, redo in window for op in redo if op["c"] == "forget"
+                           for i in op["ids"]}  # fmt: skip
+            for v, redo in window:
+                rep.apply(redo, v, skip=skip)
         rep.version = version
 
-    def _fetch(self, conn: _Conn, id: InvocationId) -> InvocationRecord | None:
-        """The stored invocation, for steps (the replica holds every held one)."""
-        doc = conn.layout.shard(id).find_one({"_id": id})
-        return doc_to_record(doc) if doc is not None else None
+    def _load_own(self, conn: _Conn, inv: Collection[Doc], done: set[str]) -> None:
+        """Load the own documents of one collection, but those of ``done`` (final)."""
+        rep = conn.replica
+        # On FerretDB own documents are never final (and carry no status).
+        where = {} if conn.layout.final is not None else {"status": {"$nin": _FINAL}}
+        for doc in inv.find(where):
+            if doc["_id"] not in done:
+                rep.load_record(doc)
+        if conn.layout.final is None:
+            group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
+            for row in inv.aggregate([{"$match": {"status": {"$in": _FINAL}}}, {"$group": group}]):
+                key = row["_id"]
+                rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
 
-    def _read(self, conn: _Conn, id: InvocationId, projection: Doc | None = None) -> Doc | None:
-        """The current document of ``id`` for readers: a final one, else the held one (a
-        RUNNING or PAUSED invocation's), else the invocation's own."""
-        held = conn.layout.held
-        # The held document first: a step writes the invocation's own document before it
-        # deletes the held one, so this order never misses both.
-        held_doc = held.find_one({"_id": id}, projection) if held is not None else None
-        doc = conn.layout.shard(id).find_one({"_id": id}, projection)
-        if held_doc is None or (doc is not None and doc["status"] in _FINAL):
-            return doc
-        return held_doc
+    @staticmethod
+    def _load_finals(conn: _Conn) -> set[str]:
+        """Count the documents of the final collection into the replica; their ids (whose
+        own documents were left as they were when they finished)."""
+        done: set[str] = set()
+        if conn.layout.final is not None:
+            for doc in conn.layout.final.find({}, {"app": 1, "pool": 1, "status": 1}):
+                done.add(doc["_id"])
+                conn.replica.count_final(doc["app"], doc["pool"], doc["status"], 1)
+        return done
+
+    def _fetch(self, conn: _Conn, id: InvocationId) -> InvocationRecord | None:
+        """The stored invocation, for steps: the replica holds every one that is not final,
+        so this one is final (or unknown)."""
+        doc = conn.replica.recent.get(id)
+        final = conn.layout.final
+        if doc is None and final is not None:
+            doc = final.find_one({"_id": id})
+        elif doc is None:
+            doc = conn.layout.shard(id).find_one({"_id": id})
+        return doc_to_record(doc) if doc is not None else None
 
     def _read_workers(self, conn: _Conn) -> list[WorkerInfo]:
         return [_worker_from_doc(d) for d in conn.layout.workers.find()]
@@ -531,9 +572,13 @@ class MongoBackend:
         fields = {"app": 1, "pool": 1, "status": 1}
 
         def scan(conn: _Conn) -> list[Doc]:
+            layout = conn.layout
+            expired = {"final_at": {"$lt": cutoff}}
+            if layout.final is not None:
+                return list(layout.final.find(expired, fields))
             found: list[Doc] = []
-            for inv in conn.layout.shards:
-                found.extend(inv.find({"final_at": {"$lt": cutoff}}, fields))
+            for inv in layout.shards:
+                found.extend(inv.find(expired, fields))
             return found
 
         expired = self._retrying("sweep", scan)
@@ -563,7 +608,11 @@ class MongoBackend:
         committed = False
         while True:
             if not committed:
-                pending = self._still_open(pending)
+                pending = self._from_replica("wait_final", functools.partial(_open, pending))
+                if not pending and self._shards > 1:
+                    # Readers take non-final records from the replica and final ones from
+                    # it or from <p>_final, written before any later step could start.
+                    return True
                 if not pending:
                     # Final in the log; now wait until the documents say so too (the
                     # committing step may still be writing them), so reads that follow agree.
@@ -583,74 +632,103 @@ class MongoBackend:
                 time.sleep(delay)
             delay = min(delay * 1.5, 0.05)
 
-    def _still_open(self, ids: list[InvocationId]) -> list[InvocationId]:
-        def check(conn: _Conn) -> list[InvocationId] | None:
-            with conn.mutex:
-                if not self._observe(conn):
-                    return None
-                held = conn.replica.records
-                return [i for i in ids if i in held]
+    def _from_replica(self, what: str, read: Callable[[Replica], T]) -> T:
+        """``read`` over this process's replica brought up to the last committed step: from
+        the log without the lock, or, when it cannot be (never loaded, or too far behind),
+        reloaded in a step that writes nothing."""
 
-        found = self._retrying("wait_final", check)
-        if found is None:  # never loaded, or too far behind: load under the lock
-            found = self._step("wait_final", lambda t: [i for i in ids if i in t.r.records])
-        return found
+        def attempt(conn: _Conn) -> tuple[bool, T | None]:
+            with conn.mutex:
+                if self._observe(conn):
+                    return True, read(conn.replica)
+            return False, None
+
+        ok, found = self._retrying(what, attempt)
+        if ok:
+            return found  # type: ignore[return-value]
+        return self._step(what, lambda t: read(t.r))
 
     def _not_final(self, conn: _Conn, ids: list[InvocationId]) -> list[InvocationId]:
-        """Those of ``ids`` whose stored document is not final (unknown ones count as final)."""
+        """Those of ``ids`` whose stored document is not final (unknown ones count as final);
+        one collection holds every invocation here (MongoDB)."""
+        inv = conn.layout.shards[0]
         if len(ids) > _SCAN_ABOVE:
-            where = {"status": {"$nin": _FINAL}}
-            open_ids = {d["_id"] for d in self._find_ids(conn, ids, where, {"_id": 1})}
+            where = {"_id": {"$in": ids}, "status": {"$nin": _FINAL}}
+            open_ids = {d["_id"] for d in inv.find(where, {"_id": 1})}
             return [i for i in ids if i in open_ids]
-        found = ((i, conn.layout.shard(i).find_one({"_id": i}, {"status": 1})) for i in ids)
+        found = ((i, inv.find_one({"_id": i}, {"status": 1})) for i in ids)
         return [i for i, d in found if d is not None and d["status"] not in _FINAL]
 
-    @staticmethod
-    def _find_ids(conn: _Conn, ids: Sequence[str], where: Doc, projection: Doc) -> list[Doc]:
-        """Documents of ``ids`` matching ``where``: one query per collection holding some."""
-        by_shard: dict[str, list[str]] = {}
-        for id in ids:
-            by_shard.setdefault(conn.layout.shard(id).name, []).append(id)
-        docs: list[Doc] = []
-        for name, chunk in by_shard.items():
-            docs.extend(conn.layout.db[name].find({"_id": {"$in": chunk}, **where}, projection))
-        return docs
+    def _final_docs(
+        self, conn: _Conn, ids: list[InvocationId], projection: Doc | None
+    ) -> list[Doc]:
+        """Documents of ``ids`` in ``<p>_final`` (FerretDB layout); above :data:`_SCAN_ABOVE`
+        ids one scan instead of one ``_id`` lookup each."""
+        final = conn.layout.final
+        assert final is not None
+        if len(ids) > _SCAN_ABOVE:
+            return list(final.find({"_id": {"$in": ids}}, projection))
+        found = (final.find_one({"_id": i}, projection) for i in ids)
+        return [d for d in found if d is not None]
 
     # -- Records ----------------------------------------------------------------------------
+    #
+    # On MongoDB every document is current: read them. On FerretDB the records that are not
+    # final are read from the replica (their changes may be in the log only) and final ones
+    # from the replica's recent finals or from <p>_final.
 
     def get(self, id: InvocationId) -> InvocationRecord | None:
-        doc = self._retrying("get", lambda c: self._read(c, id))
-        return doc_to_record(doc) if doc is not None else None
+        if self._shards == 1:
+            doc = self._retrying("get", lambda c: c.layout.shards[0].find_one({"_id": id}))
+            return doc_to_record(doc) if doc is not None else None
+
+        def pick(r: Replica) -> InvocationRecord | Doc | None:
+            rec = r.records.get(id)
+            return replace(rec, history=list(rec.history)) if rec is not None else r.recent.get(id)
+
+        found = self._from_replica("get", pick)
+        if isinstance(found, InvocationRecord):
+            return found
+        if found is None:
+            docs = self._retrying("get", lambda c: self._final_docs(c, [id], None))
+            found = docs[0] if docs else None
+        return doc_to_record(found) if found is not None else None
 
     def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
         if not ids:
             return []
         unique = list(dict.fromkeys(ids))
 
+        def pick(r: Replica) -> dict[str, InvocationRecord]:
+            out: dict[str, InvocationRecord] = {}
+            for i in unique:
+                rec = r.records.get(i)
+                if rec is not None:
+                    out[i] = replace(rec, history=[])
+                elif (doc := r.recent.get(i)) is not None:
+                    out[i] = doc_to_record(doc)
+            return out
+
+        if self._shards > 1:
+            found = self._from_replica("get_many", pick)
+            rest = [i for i in unique if i not in found]
+            if rest:
+                docs = self._retrying("get_many", lambda c: self._final_docs(c, rest, None))
+                found.update((d["_id"], doc_to_record(d)) for d in docs)
+            return [found.get(i) for i in ids]
+
         def read(conn: _Conn) -> dict[str, InvocationRecord]:
-            layout = conn.layout
             out: dict[str, InvocationRecord] = {}
             with conn.mutex:
                 # Invocations that are not final are in the replica, as of the last step.
                 if self._observe(conn):
-                    held = conn.replica.records
-                    out = {i: replace(held[i], history=[]) for i in unique if i in held}
+                    out = pick(conn.replica)
             rest = [i for i in unique if i not in out]
-            if not rest:
-                return out
+            inv = conn.layout.shards[0]
             if len(rest) > _SCAN_ABOVE:
-                docs = self._find_ids(conn, rest, {}, {"history": 0})
-                if layout.held is not None:
-                    held_docs: dict[str, Doc] = {
-                        d["_id"]: d
-                        for d in layout.held.find({"_id": {"$in": rest}}, {"history": 0})
-                    }
-                    docs = [
-                        d if d["status"] in _FINAL else held_docs.get(d["_id"], d) for d in docs
-                    ]
+                docs = list(inv.find({"_id": {"$in": rest}}, {"history": 0}))
             else:
-                found = (self._read(conn, i, {"history": 0}) for i in rest)
-                docs = [d for d in found if d is not None]
+                docs = [d for i in rest if (d := inv.find_one({"_id": i}, {"history": 0}))]
             out.update((d["_id"], doc_to_record(d)) for d in docs)
             return out
 
@@ -670,24 +748,25 @@ class MongoBackend:
             if value is not None:
                 where[field] = str(value)
 
-        def read(conn: _Conn) -> list[InvocationRecord]:
-            layout = conn.layout
-            held: dict[str, Doc] = {}
-            if layout.held is not None:
-                match = {k: v for k, v in where.items() if k != "status"}
-                held = {d["_id"]: d for d in layout.held.find(match, {"history": 0})}
-            found: dict[str, Doc] = {}
-            for inv in layout.shards:
-                for d in inv.find(where, {"history": 0}).sort("seq", -1).limit(limit + len(held)):
-                    if d["_id"] not in held or d["status"] in _FINAL:
-                        found[d["_id"]] = d
-            for id, d in held.items():
-                if id not in found and (status is None or d["status"] == status):
-                    found.setdefault(id, d)
-            docs = sorted(found.values(), key=lambda d: d["seq"], reverse=True)
-            return [doc_to_record(d) for d in docs[:limit]]
+        def read(coll: Collection[Doc]) -> Callable[[_Conn], list[Doc]]:
+            return lambda c: list(coll.find(where).sort("seq", -1).limit(limit))
 
-        return self._retrying("query", read)
+        if self._shards == 1:
+            docs = self._retrying("query", lambda c: read(c.layout.shards[0])(c))
+            return [doc_to_record(d) for d in docs]
+
+        def pick(r: Replica) -> list[tuple[int, InvocationRecord]]:
+            return [
+                (r.seq.get(i, 0), replace(rec, history=[]))
+                for i, rec in r.records.items()
+                if all(str(getattr(rec, k)) == v for k, v in where.items())
+            ]
+
+        found = self._from_replica("query", pick)
+        finals = self._retrying("query", lambda c: read(_final_of(c.layout))(c))
+        found.extend((int(d["seq"]), doc_to_record(d)) for d in finals)
+        found.sort(key=lambda pair: pair[0], reverse=True)
+        return [rec for _, rec in found[:limit]]
 
     def counts(
         self, *, app: str | None = None, pool: str | None = None, task: str | None = None
@@ -783,6 +862,16 @@ class MongoBackend:
     def policies(self) -> dict[str, str]:
         docs = self._retrying("policies", lambda c: list(c.layout.policies.find()))
         return {d["_id"]: d["spec"] for d in docs}
+
+
+def _final_of(layout: Layout) -> Collection[Doc]:
+    assert layout.final is not None
+    return layout.final
+
+
+def _open(ids: list[InvocationId], replica: Replica) -> list[InvocationId]:
+    """Those of ``ids`` that are not final in ``replica``."""
+    return [i for i in ids if i in replica.records]
 
 
 def _worker_doc(info: WorkerInfo) -> Doc:

@@ -10,7 +10,9 @@ document (``internal/handler/msg_findandmodify.go``), so two processes can both 
 conditional update and ``$inc`` can lose increments. It also has no multi-document
 transactions, no change streams and no TTL indexes. The only primitives that stay atomic on
 every such server are: inserting a document whose ``_id`` or unique key exists fails, and
-deleting by ``_id`` deletes at most once. The design uses only those for coordination.
+deleting by ``_id`` deletes at most once. The design uses only those for coordination, on
+every server (so the same protocol is tested on FerretDB and on a server that reports itself
+as MongoDB, mongo-java-server); what differs by server is where documents go (below).
 
 The protocol
 ------------
@@ -22,30 +24,29 @@ recover) is one *step*:
    at a time. A lock whose ``expires`` has passed is deleted by ``_id`` (its token, so a
    late release can never delete a newer holder's lock) and the insert is retried. Release
    is ``delete_one({_id: token})``.
-2. **Catch up.** ``<p>_log_NN`` holds one document per committed step, ``{_id: v, redo}``
-   (``v`` counts steps): the complete list of the document writes of that step, pruned
-   oldest first after :data:`LOG_KEEP` steps. Each process keeps a
-   replica of the non-final invocations and of the index data
-   (:mod:`kubenenc_mongodb.replica`) at some version; it applies the steps it missed from the
-   log, or reloads the replica from the collections if it fell further behind.
+2. **Catch up.** ``<p>_log_NN`` holds one document per committed step, ``{_id: v, step, z}``
+   (``v`` counts steps; ``z`` the step's *redo*, zlib-compressed JSON: the complete list of
+   its writes), kept for :data:`LOG_KEEP` steps. Each process keeps a replica of the
+   non-final invocations and of the index data (:mod:`kubenenc_mongodb.replica`) at some
+   version; it applies the steps it missed from the log, or reloads the replica from the
+   collections if it fell further behind.
 3. **Compute** the operation with :class:`kubenenc.backends.engine.Engine` — the same
    policy code as the SQLite and memory backends — over the replica. Reads of final
-   invocations go to ``<p>_invocations``. Nothing is written yet.
-4. **Commit**: insert ``{_id: v+1, redo}`` into ``<p>_log_NN``, then the marker
-   ``{_id: v+1}`` into ``<p>_steps``. The marker insert is the commit point (and, as
+   invocations go to the collections. Nothing is written yet.
+4. **Commit**: insert ``{_id: v+1, ...}`` into ``<p>_log_NN``, then the marker
+   ``{_id: v+1, step}`` into ``<p>_steps``. The marker insert is the commit point (and, as
    ``_id`` is unique, a second writer of the same version fails). Markers are tiny, so
    asking "is there a step after mine?" stays cheap while the redo documents are large.
-5. **Apply**: write the redo to the collections (idempotent upserts and deletes by
-   ``_id``), then release the lock.
+5. **Apply**: write the redo's documents (idempotent inserts, upserts and deletes by
+   ``_id``), then release the lock. Every :data:`PRUNE_EVERY` steps the committer prunes the
+   log: markers first, then redo documents, oldest first.
 
 A crash before 4 leaves nothing written. A crash after 4 leaves the lock in place until its
 lease expires; whoever takes it over finds the lock expired, re-applies the last logged step
-(idempotent: nothing was written after it) and goes on. So a step is
-all-or-nothing, and a claim can never be lost or given twice. ``get`` and ``query`` read
-the collections without the lock and see each step's documents as they are applied.
-``wait_final``, ``get_many`` and (on FerretDB) ``counts`` follow the log into the replica
-without the lock instead: every invocation that is not final is there, as of the last
-committed step, so a poll costs a read or two however many ids it asks about.
+(idempotent: nothing was written after it) and goes on. So a step is all-or-nothing, a
+claim can never be lost or given twice, running limits and registration keys (dedupe) are
+exact across processes, and, as every step starts under the lock, every step before the last
+one is fully written by the time any process reads the collections under the lock.
 
 The lease (``kubenenc_lease``, default 5 s) must be far longer than a step (milliseconds):
 a holder re-checks its lease before committing, but a process frozen between that check and
@@ -53,21 +54,55 @@ its writes for longer than the lease could still write after a successor — the
 of lease locks, accepted here because the server offers no conditional write to fence with.
 Clocks of the processes sharing a backend must agree to well within the lease.
 
+Where documents go: MongoDB
+---------------------------
+Every change is written in place: ``<p>_invocations`` holds the current document of every
+invocation, with secondary indexes for the hot paths and a TTL index for retention, and
+``get``/``query`` read it directly. ``wait_final`` and ``get_many`` follow the log into the
+replica without the lock (a poll costs a read or two however many ids it asks about), then
+wait until the documents agree.
+
+Where documents go: FerretDB (append layout)
+--------------------------------------------
+FerretDB 1.24 has a price per write transaction (about a millisecond), per document field
+(its SQLite rows carry a type schema of every field) and per document of a collection for
+any query but one string ``_id`` (its SQLite ``_id`` index is on another expression than its
+queries use), and an update of one document by ``_id`` costs a scan of its collection —
+a few hundred per second at best, against ten thousand documents per second inserted in
+batches. So on FerretDB no hot-path write is an update:
+
+- registration inserts the invocation's *own* document (``<p>_invocations_NNN``, by a hash
+  of the id: ``{_id, seq, j}``, the record as JSON text) and it is never written again;
+- a change that leaves an invocation non-final (a claim, pause, resume, retry, a new waiter)
+  writes *no document*: the committed log entry is the record of it, and every process
+  reads non-final invocations from its replica, which it brings up to the last committed
+  step from the log before answering (``get``, ``get_many``, ``query``, ``counts``,
+  ``wait_final``);
+- reaching a final status inserts the final document into ``<p>_final`` (a batch of them in
+  one insert), and deletes the ``<p>_held`` one if there is one;
+- before the log forgets a step, the committing step *spills* every non-final change older
+  than what the log keeps into ``<p>_held`` (``{_id, status, seq, j}``; in its own redo, so
+  a replay after a crash writes them too). So the collections plus the steps the log keeps
+  always hold every change: a reload reads own, held and final documents, then replays the
+  kept steps over them (final invocations, and those deleted by the retention sweep since,
+  are taken from the documents as they are).
+
+Each process also keeps the last final documents it saw in the log (``Replica.recent``), so
+waiting for results and reading them needs no collection read. A claim reads the head of a
+per-pool queue kept in claim order in the replica.
+
 Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``kubenenc``)
 ----------------------------------------------------------------------------------------
-- ``<p>_invocations`` (on FerretDB spread over ``<p>_invocations_NNN`` by a hash of the
-  id, see ``backend._FERRET_SHARDS``): one document per invocation, ``_id`` = id, the fields of
-  :func:`kubenenc.backends.codec.record_to_dict` plus ``seq`` (claim order among equals)
-  and ``final_at`` (a date, set when final). Indexes: ``(pool, status, waiters, priority,
-  seq)`` for claims, ``(app, status)``, ``(task, status)`` for queries and counts,
-  ``(status)``, ``(worker)`` for recovery, and a TTL index on ``final_at`` for retention.
-  Where TTL indexes are not implemented (FerretDB) the backend deletes expired finished
-  invocations itself, from ``recover`` at most once a minute per process.
-- ``<p>_held`` (FerretDB only): the current document of every RUNNING or PAUSED invocation.
-  A claim inserts the batch there in one write and leaves the invocation's own document as
-  it was; finishing writes the invocation's document, then deletes the held one. Readers
-  take a final invocation document first, else the held one, else the invocation's own.
-  This halves the per-invocation updates, which are what FerretDB is slowest at.
+- ``<p>_invocations`` (on FerretDB ``<p>_invocations_NNN``, see ``backend._FERRET_SHARDS``):
+  one document per invocation, ``_id`` = id, the record as JSON text (``j``) beside the
+  fields queries, indexes and sorts use (``app, task, pool, status, priority, waiters,
+  worker, updated_at, seq``; ``seq`` orders claims among equals) and ``final_at`` (a date,
+  set when final). Indexes (MongoDB): ``(pool, status, waiters, priority, seq)`` for claims,
+  ``(app, status)``, ``(task, status)`` for queries and counts, ``(status)``, ``(worker)``
+  for recovery, and a TTL index on ``final_at`` for retention (default 7 days). Where TTL
+  indexes are not implemented (FerretDB) the backend deletes expired finished invocations
+  itself, from ``recover`` at most once a minute per process, as a step.
+- ``<p>_final``, ``<p>_held`` (FerretDB only): see above.
 - ``<p>_running``: ``{_id: running key, n}`` slots held.
 - ``<p>_registrations``: ``{_id: registration key, holder}``.
 - ``<p>_edges``: ``{_id: "waiter target", w, t}`` wait edges; indexes on ``w`` and ``t``.
@@ -76,24 +111,25 @@ Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``ku
 - ``<p>_workers``: ``{_id: worker id, ...}`` the last heartbeat (written directly, no lock).
 - ``<p>_policies``: ``{_id: name, spec}`` named concurrency policies (written directly).
 - ``<p>_locks``, ``<p>_steps``, ``<p>_log_NN``: the protocol above (step ``v`` in
-  ``<p>_log_{v % 16}``).
-- ``<p>_meta``: ``{_id: "layout", shards}``: how many invocation collections the prefix uses.
+  ``<p>_log_{v % 16}``, so each stays a few documents long).
+- ``<p>_meta``: ``{_id: "layout", shards, format}``: how many invocation collections the
+  prefix uses, and the layout format (a prefix made in another format is refused at start).
 
 All indexes are created with ``create_index`` at start, which is idempotent. On FerretDB only
-the lock's unique index is created: it answers every query with a scan of the collection
-(even by ``_id``: its SQLite ``_id`` index is on another expression than its queries use),
-and each secondary index makes every write several times slower there. Hence, on FerretDB,
-the sharded invocation collections and the small log collections; and on either server the
-replica keeps the hot paths (claim order, running limits, cycle checks) off collection scans.
+the lock's unique index is created (each secondary index makes every write several times
+slower there, and its queries would not use them); on either server the replica keeps the
+hot paths (claim order, running limits, cycle checks) off collection scans.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from bson import Binary
 from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -104,11 +140,18 @@ from kubenenc_mongodb.replica import Redo
 LOG_KEEP = 64
 """Steps kept in ``<p>_log``; a process further behind reloads its replica."""
 
+PRUNE_EVERY = 16
+"""Every this many steps, the step that commits prunes the log (and spills, see above)."""
+
 LOG_SHARDS = 16
 """The log is spread over this many collections, so that each stays a few documents long
 (FerretDB reads a document by ``_id`` with a scan of its collection)."""
 
 NOT_IMPLEMENTED = 238
+
+_FINAL_FIELDS = ("_id", "app", "task", "pool", "status", "seq", "final_at", "j")
+"""The fields of a ``<p>_final`` document: the record, and what counts, queries, sorts and
+the retention sweep use."""
 
 Doc = dict[str, Any]
 
@@ -122,8 +165,7 @@ class _Batch:
     def __init__(self) -> None:
         self.inserts: dict[str, list[Doc]] = {}
         self.replaces: dict[str, list[_Write]] = {}
-        self.held_inserts: list[Doc] = []
-        self.held_replaces: list[_Write] = []
+        self.final_inserts: list[Doc] = []
         self.unheld: list[str] = []
         self.others: dict[str, list[_Write]] = {}
 
@@ -141,9 +183,12 @@ class Layout:
         )
         self.meta: Collection[Doc] = db[f"{prefix}_meta"]
         self.held: Collection[Doc] | None = db[f"{prefix}_held"] if shards > 1 else None
-        """Where the documents of RUNNING and PAUSED invocations live (sharded layout only):
+        """Where the documents of RUNNING and PAUSED invocations live (append layout only):
         a claim is then one insert for the whole batch instead of one update per
         invocation; the invocation's own document is left as it was until it is let go."""
+        self.final: Collection[Doc] | None = db[f"{prefix}_final"] if shards > 1 else None
+        """Where final invocations live (append layout only): finishing a batch is one
+        insert, and the invocation's own document is never written again."""
         self.running: Collection[Doc] = db[f"{prefix}_running"]
         self.registrations: Collection[Doc] = db[f"{prefix}_registrations"]
         self.edges: Collection[Doc] = db[f"{prefix}_edges"]
@@ -210,6 +255,9 @@ class Layout:
         for op in redo:
             if op["c"] == "inv":
                 self._write_record(batch, op, replay)
+            elif op["c"] == "spill" and self.held is not None:
+                spilled = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in op["docs"]]
+                batch.others.setdefault(self.held.name, []).extend(spilled)
             else:
                 for coll, write in self._index_writes(op):
                     batch.others.setdefault(coll.name, []).append(write)
@@ -217,37 +265,46 @@ class Layout:
             self._insert(self.db[name], docs)
         for name, ops in batch.replaces.items():
             self.db[name].bulk_write(ops, ordered=False)
-        if self.held is not None:
-            # After the invocation documents: a reader must never find neither.
-            if batch.held_inserts:
-                self._insert(self.held, batch.held_inserts)
-            if batch.held_replaces:
-                self.held.bulk_write(batch.held_replaces, ordered=False)
-            if batch.unheld:
-                self.held.delete_many({"_id": {"$in": batch.unheld}})
+        if self.final is not None and batch.final_inserts:
+            self._insert(self.final, batch.final_inserts)  # a replay overwrites: same docs
+        if self.held is not None and batch.unheld:
+            self.held.delete_many({"_id": {"$in": batch.unheld}})
         for name, ops in batch.others.items():
             self.db[name].bulk_write(ops, ordered=False)
 
     def _write_record(self, batch: _Batch, op: Doc, replay: bool) -> None:
         doc = op["doc"]
-        if self.held is not None:
-            held_now = doc["status"] in ("RUNNING", "PAUSED")
-            if held_now and op.get("was_held"):
-                batch.held_replaces.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-                return
-            if held_now:
-                batch.held_inserts.append(doc)
-                return
-            if op.get("was_held"):
-                batch.unheld.append(doc["_id"])
-        if doc["status"] in ("SUCCESS", "FAILED", "CANCELLED"):
+        final = doc["status"] in ("SUCCESS", "FAILED", "CANCELLED")
+        if final:
             doc = {**doc, "final_at": dt.datetime.fromtimestamp(doc["updated_at"], dt.UTC)}
+        if self.held is not None and self.final is not None:
+            self._write_apart(batch, op, doc, final, replay)
+            return
         name = self.shard(doc["_id"]).name
         if op.get("new") and not replay:
             batch.inserts.setdefault(name, []).append(doc)
         else:
             write = ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
             batch.replaces.setdefault(name, []).append(write)
+
+    def _write_apart(self, batch: _Batch, op: Doc, doc: Doc, final: bool, replay: bool) -> None:
+        """FerretDB layout: the own document is written once (at registration), a change
+        goes to ``<p>_held`` and the final state to ``<p>_final``: inserts, mostly."""
+        id = doc["_id"]
+        if final:
+            batch.final_inserts.append({k: doc[k] for k in _FINAL_FIELDS})
+            if op.get("was_held"):
+                batch.unheld.append(id)
+        elif op.get("new"):
+            # Only what a reload needs: FerretDB's cost per document grows with its fields.
+            doc = {"_id": id, "seq": doc["seq"], "j": doc["j"]}
+            name = self.shard(id).name
+            if replay:
+                write = ReplaceOne({"_id": id}, doc, upsert=True)
+                batch.replaces.setdefault(name, []).append(write)
+            else:
+                batch.inserts.setdefault(name, []).append(doc)
+        # Any other change stays in the log until it is spilled (see the module docstring).
 
     def _index_writes(self, op: Doc) -> Iterator[tuple[Collection[Doc], _Write]]:
         """The writes of one redo operation other than an invocation's document."""
@@ -285,10 +342,15 @@ class Layout:
             for e in op["rm"]:
                 yield self.deps, DeleteOne({"_id": f"{d} {e}"})
         elif kind == "forget":
-            for id in op["ids"]:
-                yield self.shard(id), DeleteOne({"_id": id})
+            yield from self._forget_writes(op["ids"])
         elif kind == "wrk":
             yield self.workers, DeleteOne({"_id": op["id"], "at": op["at"]})
+
+    def _forget_writes(self, ids: list[str]) -> Iterator[tuple[Collection[Doc], _Write]]:
+        for id in ids:
+            yield self.shard(id), DeleteOne({"_id": id})
+            if self.final is not None:
+                yield self.final, DeleteOne({"_id": id})
 
     def _insert(self, inv: Collection[Doc], inserts: list[Doc]) -> None:
         try:
@@ -307,7 +369,10 @@ class Layout:
     def commit(self, version: int, step_id: str, redo: Redo) -> bool:
         """Log step ``version``: its redo, then its marker (the commit point). False when
         another holder committed that version first."""
-        redo_doc = {"_id": log_id(version), "step": step_id, "redo": redo}
+        # The redo as compressed JSON: one small binary field is far cheaper for FerretDB to
+        # store and read than the same data as nested documents (5-10x per step).
+        packed = Binary(zlib.compress(json.dumps(redo).encode(), 1))
+        redo_doc = {"_id": log_id(version), "step": step_id, "z": packed}
         try:
             self.log(version).insert_one(redo_doc)
         except DuplicateKeyError:
@@ -326,6 +391,14 @@ class Layout:
         """The commit marker of step ``version`` (``{_id, step}``), or None."""
         return self.steps.find_one({"_id": log_id(version)})
 
+    def current(self, version: int) -> bool | None:
+        """Whether ``version`` is the last committed step (True), a later one exists
+        (False), or ``version`` left the log, so the reader is too far behind (None). Two
+        reads by ``_id`` (on FerretDB cheaper than one query scanning the markers)."""
+        if self.marker(version + 1) is not None:
+            return False
+        return True if version == 0 or self.marker(version) is not None else None
+
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
         if self.marker(version) is None:
@@ -340,14 +413,43 @@ class Layout:
     def prune_log(self, version: int) -> None:
         """Every 16 steps, forget the 16 steps older than :data:`LOG_KEEP`, oldest first:
         a reader that finds its own last step still marked knows nothing after it went."""
-        if version % 16 == 0 and version > LOG_KEEP:
-            for v in range(max(1, version - LOG_KEEP - 16), version - LOG_KEEP):
-                self.steps.delete_one({"_id": log_id(v)})
+        if version % PRUNE_EVERY == 0 and version > LOG_KEEP:
+            # Markers first (one delete, one transaction on the server), then the redo
+            # documents, each by its _id (cheaper on FerretDB than a scan of their collection).
+            self.steps.delete_many({"_id": {"$lt": log_id(version - LOG_KEEP)}})
+            for v in range(max(1, version - LOG_KEEP - PRUNE_EVERY), version - LOG_KEEP):
                 self.log(v).delete_one({"_id": log_id(v)})
+
+    def unspilled(self, version: int) -> list[tuple[int, Redo]]:
+        """The logged steps that may hold changes not written to documents, up to
+        ``version`` (the last committed one), oldest first: every step from the one the
+        last prune kept. Read with one query per log collection."""
+        last_prune = version - version % PRUNE_EVERY
+        first = max(1, last_prune - LOG_KEEP)
+        markers = {d["_id"]: d.get("step") for d in self.steps.find()}
+        entries: dict[str, Doc] = {}
+        for coll in self.logs:
+            for d in coll.find():
+                entries[d["_id"]] = d
+        out: list[tuple[int, Redo]] = []
+        for v in range(first, version + 1):
+            entry = entries.get(log_id(v))
+            if entry is None or log_id(v) not in markers or markers[log_id(v)] != entry["step"]:
+                raise RuntimeError(f"step {v} is missing from the log: cannot rebuild the state")
+            out.append((v, redo_of(entry)))
+        return out
 
     def log(self, version: int) -> Collection[Doc]:
         """The collection that holds the redo of step ``version``."""
         return self.logs[version % LOG_SHARDS]
+
+
+def redo_of(entry: Doc) -> Redo:
+    """The redo of a log entry (see :meth:`Layout.commit`)."""
+    if "z" in entry:
+        redo: Redo = json.loads(zlib.decompress(entry["z"]))
+        return redo
+    return entry["redo"]  # type: ignore[no-any-return]
 
 
 def log_id(version: int) -> str:

@@ -14,12 +14,14 @@ change no more and there are many); the Txn reads them from the server through `
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from kubenenc.backends.codec import record_from_dict, record_to_dict
+from kubenenc.backends.codec import dumps_record, loads_record, record_from_dict
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import InvocationRecord, WorkerInfo
 from kubenenc.status import Status
@@ -28,6 +30,10 @@ Redo = list[dict[str, Any]]
 """One committed step: ``{"c": kind, ...}`` operations, applied in order, idempotent."""
 
 SEQ_STRIDE = 1_000_000
+
+RECENT_FINALS = 20_000
+"""How many of the last final documents seen in the log a process keeps (see
+:attr:`Replica.recent`)."""
 """Claim order among equals is creation order: ``seq = version * SEQ_STRIDE + n``."""
 
 _HELD = (Status.RUNNING, Status.PAUSED)
@@ -40,6 +46,9 @@ def _copy(rec: InvocationRecord) -> InvocationRecord:
 
 def doc_to_record(doc: dict[str, Any]) -> InvocationRecord:
     """An ``invocations`` document back to a record (``_id`` is the id)."""
+    if "j" in doc:
+        return loads_record(doc["j"])
+    # Written before documents carried the record as JSON text.
     data = dict(doc)
     data["id"] = data.pop("_id")
     data["history"] = [[h["s"], h["at"], h["w"], h["r"]] for h in data.get("history", ())]
@@ -49,13 +58,17 @@ def doc_to_record(doc: dict[str, Any]) -> InvocationRecord:
 def record_doc(rec: InvocationRecord, seq: int) -> dict[str, Any]:
     """The ``invocations`` document of ``rec`` (``final_at`` is added by the writer).
 
-    History entries are sub-documents, not the codec's lists: FerretDB rejects nested arrays.
+    The record itself is JSON text (``j``); beside it only the fields that queries, indexes
+    and sorts use. FerretDB's cost to store or scan a document grows with its number of
+    fields (it keeps a type schema per field), so this keeps every write and scan cheap;
+    ``_id`` first, as FerretDB takes a slow path (tens of ms) for a document where it is not.
     """
-    data = record_to_dict(rec)
-    # ``_id`` first: FerretDB takes a slow path (tens of ms) for a document where it is not.
-    doc = {"_id": data.pop("id"), **data, "seq": seq}
-    doc["history"] = [{"s": s, "at": at, "w": w, "r": r} for s, at, w, r in doc["history"]]
-    return doc
+    return {
+        "_id": rec.id, "app": rec.app, "task": rec.task, "pool": rec.pool,
+        "status": rec.status.value, "priority": rec.priority, "waiters": rec.waiters,
+        "worker": rec.worker, "updated_at": rec.updated_at, "seq": seq,
+        "j": dumps_record(rec),
+    }  # fmt: skip
 
 
 class Replica:
@@ -66,6 +79,10 @@ class Replica:
         self.records: dict[InvocationId, InvocationRecord] = {}
         self.seq: dict[InvocationId, int] = {}
         self.pending: dict[str, set[InvocationId]] = {}
+        self.queues: dict[str, list[tuple[int, int, int, InvocationId]]] = {}
+        """The PENDING invocations of each pool in claim order (more waiters, higher
+        priority, older first), so a claim reads only the head."""
+        self.queued: dict[InvocationId, tuple[int, int, int, InvocationId]] = {}
         self.held: set[InvocationId] = set()
         self.running: dict[str, int] = {}
         self.registrations: dict[str, InvocationId] = {}
@@ -75,6 +92,17 @@ class Replica:
         self.finals: dict[tuple[str, str, str], int] = {}
         """Final invocations still stored, by (app, pool, status): with the non-final
         records, exact counts at ``version`` without reading the collections."""
+        self.in_held: set[InvocationId] = set()
+        """Invocations that have a document in ``<p>_held`` (FerretDB layout; it may be
+        older than the record here, see :attr:`changed`)."""
+        self.changed: dict[InvocationId, int] = {}
+        """Invocations that are not final and changed since their last document was written
+        (FerretDB layout: such changes live in the log only), with the version of the
+        change; a step spills those about to leave the log (see ``layout``)."""
+        self.recent: OrderedDict[InvocationId, dict[str, Any]] = OrderedDict()
+        """The documents of the last :data:`RECENT_FINALS` invocations this process saw
+        become final in the log (committed, so true whether or not their writes are done):
+        waiting for results and reading them needs no read of the collections."""
 
     def reset(self) -> None:
         """Forget everything (before a full reload)."""
@@ -82,32 +110,98 @@ class Replica:
 
     # -- loading ----------------------------------------------------------------------------
 
-    def load_record(self, doc: dict[str, Any]) -> None:
-        """Take in one ``invocations`` document (dropping it when final)."""
-        rec = doc_to_record(doc)
-        self._unindex(rec.id)
-        if rec.is_final:
-            if self.records.pop(rec.id, None) is not None:
-                self.count_final(rec.app, rec.pool, rec.status.value, 1)
-            self.seq.pop(rec.id, None)
-            self.dependents.pop(rec.id, None)
+    def load_record(self, doc: dict[str, Any], rec: InvocationRecord | None = None) -> None:
+        """Take in one ``invocations`` document (dropping it when final); ``rec``: the
+        record it was made from, when at hand (saves decoding it; it must not be changed
+        afterwards: steps change copies)."""
+        status = doc.get("status")
+        if status is None or (rec is None and status not in _FINAL_VALUES):
+            rec = doc_to_record(doc)
+            status = rec.status.value
+        if status in _FINAL_VALUES:
+            self._drop(doc["_id"], status)
             return
+        assert rec is not None
+        self._unindex(rec.id)
+        self.index(rec, int(doc.get("seq", 0)))
+
+    def _drop(self, id: InvocationId, status: str) -> None:
+        """Forget an invocation that became final (counting it)."""
+        self._unindex(id)
+        self.in_held.discard(id)
+        old = self.records.pop(id, None)
+        if old is not None:
+            self.count_final(old.app, old.pool, status, 1)
+        self.seq.pop(id, None)
+        self.dependents.pop(id, None)
+
+    def index(self, rec: InvocationRecord, seq: int) -> None:
+        """Hold ``rec`` (not final; its old version was unindexed) in claim order."""
         self.records[rec.id] = rec
-        self.seq[rec.id] = int(doc.get("seq", 0))
+        self.seq[rec.id] = seq
         if rec.status is Status.PENDING:
             self.pending.setdefault(rec.pool, set()).add(rec.id)
+            key = (-rec.waiters, -rec.priority, seq, rec.id)
+            self.queued[rec.id] = key
+            bisect.insort(self.queues.setdefault(rec.pool, []), key)
         if rec.status in _HELD and rec.worker is not None:
             self.held.add(rec.id)
+
+    def _apply_record(
+        self,
+        op: dict[str, Any],
+        version: int,
+        skip: set[str] | None,
+        fresh: dict[InvocationId, InvocationRecord | None] | None,
+    ) -> None:
+        doc = op["doc"]
+        id = doc["_id"]
+        if skip is not None and id in skip:
+            return
+        final = doc["status"] in _FINAL_VALUES
+        if final or op.get("new"):
+            self.changed.pop(id, None)
+        else:
+            self.changed[id] = version
+        if final:
+            self.remember_final(doc)
+        if op.get("new") and final:
+            # Registered straight to FAILED: never held here, only counted.
+            self.count_final(doc["app"], doc["pool"], doc["status"], 1)
+        else:
+            self.load_record(doc, fresh.get(id) if fresh is not None else None)
+
+    def spill(self, horizon: int, exclude: dict[InvocationId, None]) -> Redo:
+        """The redo operation writing the documents of invocations whose last change is
+        before ``horizon`` (and will leave the log), but those of ``exclude`` (written by
+        this step anyway); empty when there are none."""
+        docs = []
+        for id, v in self.changed.items():
+            if v < horizon and id not in exclude:
+                rec = self.records[id]
+                doc = record_doc(rec, self.seq.get(id, 0))
+                docs.append({"_id": id, "status": doc["status"], "seq": doc["seq"], "j": doc["j"]})
+        return [{"c": "spill", "docs": docs}] if docs else []
+
+    def remember_final(self, doc: dict[str, Any]) -> None:
+        """Keep a final document in :attr:`recent`, dropping the oldest past the bound."""
+        recent = self.recent
+        recent[doc["_id"]] = doc
+        if len(recent) > RECENT_FINALS:
+            recent.popitem(last=False)
 
     def _unindex(self, id: InvocationId) -> None:
         old = self.records.get(id)
         if old is None:
             return
         ids = self.pending.get(old.pool)
-        if ids is not None:
+        if ids is not None and id in ids:
             ids.discard(id)
+            queue = self.queues[old.pool]
+            del queue[bisect.bisect_left(queue, self.queued.pop(id))]
             if not ids:
                 del self.pending[old.pool]
+                del self.queues[old.pool]
         self.held.discard(id)
 
     def count_final(self, app: str, pool: str, status: str, n: int) -> None:
@@ -172,17 +266,30 @@ class Replica:
 
     # -- redo -------------------------------------------------------------------------------
 
-    def apply(self, redo: Redo) -> None:
-        """Apply one committed step (the same redo that was written to the server)."""
+    def apply(
+        self,
+        redo: Redo,
+        version: int,
+        skip: set[str] | None = None,
+        fresh: dict[InvocationId, InvocationRecord | None] | None = None,
+    ) -> None:
+        """Apply committed step ``version`` (the same redo that was written to the server).
+
+        ``skip``: replaying the log over freshly loaded documents, where the invocations in
+        ``skip`` are final and counted already (and so are the deletions of ``forget``).
+        ``fresh``: the records the redo was made from (the committing process has them).
+        """
         for op in redo:
             kind = op["c"]
             if kind == "inv":
-                doc = op["doc"]
-                if op.get("new") and doc["status"] in _FINAL_VALUES:
-                    # Registered straight to FAILED: never held here, only counted.
-                    self.count_final(doc["app"], doc["pool"], doc["status"], 1)
-                else:
-                    self.load_record(doc)
+                self._apply_record(op, version, skip, fresh)
+            elif kind == "spill":
+                for doc in op["docs"]:
+                    self.in_held.add(doc["_id"])
+                    self.changed.pop(doc["_id"], None)
+            elif kind == "forget" and skip is not None:
+                for id in op["ids"]:
+                    self.recent.pop(id, None)
             elif kind == "run":
                 self.set_running(op["id"], op["n"])
             elif kind == "reg":
@@ -205,6 +312,8 @@ class Replica:
         elif kind == "forget":
             for c in op["counts"]:  # sub-documents: FerretDB rejects nested arrays
                 self.count_final(c["app"], c["pool"], c["status"], -c["n"])
+            for id in op["ids"]:
+                self.recent.pop(id, None)
         # "wrk" (a forgotten worker) changes nothing held here
 
 
@@ -273,20 +382,30 @@ class StepTxn:
         count: int,
         exclude: frozenset[str] = frozenset(),
     ) -> list[InvocationRecord]:
-        ids: set[InvocationId] = set(self.r.pending.get(pool, ()))
-        ids.update(i for i, r in self.recs.items() if r is not None and r.pool == pool)
+        need = skip + count
         keyed: list[tuple[int, int, int, InvocationId]] = []
-        for id in ids:
-            rec = self._current(id)
+        # The head of the replica's queue, but records this step changed...
+        records = self.r.records
+        for key in self.r.queues.get(pool, ()):
+            if len(keyed) >= need:
+                break
+            id = key[3]
+            if id in self.recs:
+                continue
+            held = records[id]
+            if held.not_before <= now and held.running_key not in exclude:
+                keyed.append(key)
+        # ...which are taken as they are now.
+        for id, cur in self.recs.items():
             if (
-                rec is not None
-                and rec.status is Status.PENDING
-                and rec.pool == pool
-                and rec.not_before <= now
-                and rec.running_key not in exclude
+                cur is not None
+                and cur.status is Status.PENDING
+                and cur.pool == pool
+                and cur.not_before <= now
+                and cur.running_key not in exclude
             ):
-                keyed.append((-rec.waiters, -rec.priority, self._seq(id), id))
-        best = heapq.nsmallest(skip + count, keyed)[skip:]
+                keyed.append((-cur.waiters, -cur.priority, self._seq(id), id))
+        best = heapq.nsmallest(need, keyed)[skip:]
         out = []
         for *_, id in best:
             rec = self.get(id)
@@ -367,9 +486,8 @@ class StepTxn:
         for id in self.dirty:
             rec = self.recs[id]
             assert rec is not None
-            before = self.r.records.get(id)
             out.append({"c": "inv", "new": id in self.new_seq,
-                        "was_held": before is not None and before.status in _HELD,
+                        "was_held": id in self.r.in_held,
                         "doc": record_doc(rec, self._seq(id))})  # fmt: skip
             if rec.is_final:
                 finished.add(id)
