@@ -39,6 +39,12 @@ if [ -f plugins/mongodb/ferretdb/build.sh ]; then
 fi
 if [ -f plugins/mongodb/javaserver/build.sh ]; then
     step "mongo-java-server (cached Maven fetch)"
+    if ! { command -v javac && command -v mvn; } >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                default-jdk-headless maven) || { echo "could not install a JDK and Maven"; ci && exit 1; }
+        fi
+    fi
     bash plugins/mongodb/javaserver/build.sh
 fi
 
