@@ -143,7 +143,9 @@ def test_finish_of_an_invocation_not_running_here_changes_nothing(
         start(backend, id, W1, 2.0)
         pause(backend, id, [add(backend, 2.0, "target", pool="other")])
     before = backend.get(id)
-    for kind in OutcomeKind:
+    # A paused invocation may be handed back by its worker (test_pause covers that).
+    kinds = [k for k in OutcomeKind if not (case == "paused" and k is OutcomeKind.HANDED_BACK)]
+    for kind in kinds:
         outcome = Outcome(id, kind, result="x", error=ERROR, retry_at=9.0)
         assert backend.finish([outcome], W1, 10.0) == [False]
     assert backend.get(id) == before

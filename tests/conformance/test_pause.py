@@ -337,3 +337,24 @@ def test_chain_of_fifty(backend: Backend) -> None:
     leaf = add(backend, 102.0, "step", "51", pool="leaf")
     pause(backend, chain[-1], [leaf], now=103.0)
     assert time.monotonic() - began < 20
+
+
+def test_handed_back_takes_a_paused_invocation_without_counting_a_loss(backend: Backend) -> None:
+    target = add(backend, 1.0, "target")
+    waiter = running(backend, 1.0, "waiter")
+    pause(backend, waiter, [target])
+    assert record(backend, target).waiters == 1
+    # Only the worker holding it may give it back.
+    assert backend.finish([Outcome(waiter, OutcomeKind.HANDED_BACK)], W2, 40.0) == [False]
+    # Other outcomes of a paused invocation are still refused.
+    assert backend.finish([Outcome(waiter, OutcomeKind.SUCCESS, "1")], W1, 40.0) == [False]
+    back = Outcome(waiter, OutcomeKind.HANDED_BACK, reason="drain")
+    assert backend.finish([back], W1, 41.0) == [True]
+    rec = record(backend, waiter)
+    assert (rec.status, rec.worker, rec.lost, rec.attempt) == (Status.PENDING, None, 0, 0)
+    assert rec.history[-1].reason == "drain"
+    assert record(backend, target).waiters == 0
+    # Its wait is gone: the target finishing wakes nothing, and the waiter runs afresh.
+    assert backend.finish([back], W1, 42.0) == [False]
+    assert claim_ids(backend, W2, 10, 43.0, pool="solo-waiter-") == [waiter]
+    assert claim_ids(backend, W2, 10, 43.0) == [target]

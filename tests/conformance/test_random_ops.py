@@ -192,7 +192,10 @@ def op_finish(w: World, before: dict[InvocationId, InvocationRecord]) -> None:
     worker = rec.worker if rec.worker and w.rng.random() < 0.9 else w.rng.choice(WORKERS)
     kind = w.rng.choice(list(OutcomeKind))
     outcome = Outcome(rec.id, kind, "1", ERROR, retry_at=w.now + w.rng.choice((0, 2)))
-    expected = rec.status is Status.RUNNING and rec.worker == worker
+    holds = rec.status is Status.RUNNING or (
+        rec.status is Status.PAUSED and kind is OutcomeKind.HANDED_BACK
+    )
+    expected = holds and rec.worker == worker
     assert w.backend.finish([outcome], worker, w.now) == [expected], w.step
     after = w.backend.get(rec.id)
     assert after is not None

@@ -102,6 +102,11 @@ def sleepy(seconds: float, marker: str = "") -> str:
     return "slept"
 
 
+@app.task
+def waits_on_sleepy(seconds: float) -> str:
+    return sleepy(seconds).result()
+
+
 @app.task(timeout=0.5)
 def too_slow() -> str:
     for _ in range(200):

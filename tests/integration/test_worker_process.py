@@ -79,6 +79,35 @@ def test_sigterm_hands_back_what_outlives_the_grace(
     assert rec.history[-1].reason == "drain"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_sigterm_hands_back_paused_work_without_counting_a_loss(
+    shared_url: str, app_on: Callable[[Any], Any], spawn_worker: Callable[..., Any]
+) -> None:
+    app_on(shared_url)
+    backend = taskapp.app.backend
+    parent = taskapp.waits_on_sleepy(60.0)
+    env = {"KUBENENC_WORKER__DRAIN_GRACE": "0.5"}
+    proc = spawn_worker(shared_url, "--mode", "thread", "--concurrency", "1", env=env)
+    wait_until("the parent to pause", lambda: parent.status is Status.PAUSED, 30)
+
+    def running_child() -> bool:
+        return bool(backend.query(task=taskapp.sleepy.id, status=Status.RUNNING))
+
+    wait_until("the child to run", running_child, 30)
+    (child,) = backend.query(task=taskapp.sleepy.id)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    for id in (parent.id, child.id):
+        rec = backend.get(id)
+        assert rec is not None
+        assert (rec.status, rec.lost, rec.worker) == (Status.PENDING, 0, None)
+        assert rec.history[-1].reason == "drain"
+    after = backend.get(child.id)
+    assert after is not None
+    assert after.waiters == 0  # the parent's wait went back with it
+
+
 @pytest.mark.timeout(60)
 def test_health_ready_and_metrics(
     shared_url: str, app_on: Callable[[Any], Any], spawn_worker: Callable[..., Any]

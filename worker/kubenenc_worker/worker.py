@@ -420,26 +420,24 @@ class Worker:
                 self.executor.reply(id, GONE)
 
     def _hand_back_all(self) -> None:
-        running = list(self.running)
-        for id in running:
+        """Give back everything still held, running or paused, without counting a loss.
+
+        Paused calls go back with the same HANDED_BACK outcome (the backend drops their
+        wait edges), so a drain never brings them nearer to failing with WorkerLost.
+        """
+        held = [*self.running, *self.paused]
+        for id in self.running:
             self.executor.abort(id)
-            self._outcomes.append((Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"), 0.0))
+        for id in self.paused:
+            self.executor.reply(id, GONE)
         self.running.clear()
+        self.paused.clear()
+        for id in held:
+            self._outcomes.append((Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"), 0.0))
         try:
             self._flush()
         except Exception:
-            log.exception("could not hand back %d invocations; recovery will", len(running))
-        if self.paused:
-            for id in list(self.paused):
-                self.executor.reply(id, GONE)
-            self.paused.clear()
-            # Paused work can only go back through recovery: forget ourselves, then recover.
-            try:
-                self.backend.unregister_worker(self.id)
-                self.backend.recover(time.time(), self.settings.heartbeat_timeout,
-                                     self.settings.max_lost)  # fmt: skip
-            except Exception:
-                log.exception("could not hand back paused work; other workers will recover it")
+            log.exception("could not hand back %d invocations; recovery will", len(held))
 
     def _shutdown(self) -> None:
         self._stop.set()

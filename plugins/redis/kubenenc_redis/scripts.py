@@ -586,8 +586,8 @@ local function with_error(k, fields, err)
 end
 
 -- Store the outcomes of ``worker`` given as a JSON array of [id kind hasres result error
--- retry_at reason] (strings). Returns 1 (stored) or 0 (not RUNNING there: dropped) per
--- outcome.
+-- retry_at reason] (strings). Returns 1 (stored) or 0 (not RUNNING there, or for
+-- handed_back not PAUSED there either: dropped) per outcome.
 local function finish_all(worker, text)
   local out = {}
   for _, o in ipairs(cjson.decode(text)) do
@@ -595,7 +595,16 @@ local function finish_all(worker, text)
     local err, retry_at, reason = o[5], o[6], o[7]
     if reason == '' then reason = nil end
     local r = load(id)
-    if not r or r.s ~= 'RUNNING' or r.w ~= worker then
+    if r and r.s == 'PAUSED' and r.w == worker and kind == 'handed_back' then
+      -- A draining worker gives back a paused call: its waits undone, no loss counted.
+      for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+        local t = load(tid)
+        if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
+      end
+      remove_edges(id)
+      move(r, 'PENDING', worker, reason or 'handed back', '')
+      out[#out+1] = 1
+    elseif not r or r.s ~= 'RUNNING' or r.w ~= worker then
       out[#out+1] = 0
     else
       local k = k_inv(id)

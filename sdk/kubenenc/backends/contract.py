@@ -70,8 +70,11 @@ class Queue(Protocol):
         DependencyFailed; SUCCESS moves dependents whose dependencies all succeeded to
         PENDING). RETRY stores the error, counts a try and requeues with
         ``not_before=retry_at`` (RUNNING -> RETRY -> PENDING). HANDED_BACK requeues at once
-        without counting a try. Returns, per outcome, False when the invocation was not
-        RUNNING on this worker any more (cancelled, recovered): that outcome is dropped.
+        without counting a try or a loss; it also takes an invocation PAUSED on ``worker``
+        (a draining worker gives back its waiting calls: their wait edges and waiter counts
+        are dropped, as recovery would, but ``lost`` is not counted). Returns, per outcome,
+        False when the invocation was not RUNNING (or, for HANDED_BACK, PAUSED) on this
+        worker any more (cancelled, recovered): that outcome is dropped.
         """
         ...
 

@@ -249,7 +249,16 @@ class Engine:
     def _finish_one(self, o: Outcome, worker: WorkerId, now: float) -> bool:
         t = self.txn
         rec = t.get(o.id)
-        if rec is None or rec.status is not Status.RUNNING or rec.worker != worker:
+        if rec is None or rec.worker != worker:
+            return False
+        if rec.status is Status.PAUSED and o.kind is OutcomeKind.HANDED_BACK:
+            # A draining worker gives back what it paused: no slot to free, its waits undone.
+            self._unwait(rec)
+            rec.worker = None
+            move(rec, Status.PENDING, now, worker, o.reason or "handed back")
+            t.put(rec)
+            return True
+        if rec.status is not Status.RUNNING:
             return False
         self._release_slot(rec)
         if o.kind is OutcomeKind.SUCCESS:
@@ -447,11 +456,15 @@ class Engine:
             )
             return
         self._release_slot(rec)
+        self._unwait(rec)
+        rec.worker = None
+        move(rec, Status.PENDING, now, reason=f"worker {holder} lost")
+
+    def _unwait(self, rec: InvocationRecord) -> None:
+        """Drop the wait edges of ``rec`` and its count on each target it waited on."""
         for target_id in self.txn.targets_of(rec.id):
             target = self.txn.get(target_id)
             if target is not None and not target.is_final:
                 target.waiters = max(0, target.waiters - 1)
                 self.txn.put(target)
         self.txn.remove_edges(rec.id)
-        rec.worker = None
-        move(rec, Status.PENDING, now, reason=f"worker {holder} lost")
