@@ -16,10 +16,10 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from kubenenc import context
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
@@ -353,12 +353,13 @@ class Task(Generic[P, R]):
         # Every call is checked and encoded before anything is registered, so a wrong
         # argument anywhere registers nothing.
         encoded = [self._encode(a, k, fixed) for a, k in calls]
-        new: list[NewInvocation] = []
+        new: Sequence[NewInvocation] = []
         results: list[RegisterResult] = []
         # A backend may take larger batches (optional ``register_batch``: one that pipelines
-        # its own calls); an SDK thread then adds nothing.
+        # its own calls, reading ``new`` a slice at a time as it sends, so the slices are
+        # built while the server works on the ones before); an SDK thread then adds nothing.
         if len(encoded) <= max(_BATCH, getattr(backend, "register_batch", 0)):
-            new = self._build_all(encoded, call, fixed)
+            new = _Built(encoded, lambda part: self._build_all(part, call, fixed))
             results = backend.register(new, time.time())
         else:
             new, results = self._register_overlapped(encoded, call, fixed)
@@ -381,6 +382,57 @@ class Task(Generic[P, R]):
             ]
             raise error
         return out
+
+
+class _Built(Sequence[NewInvocation]):
+    """The invocations of encoded calls, built when first read, a slice at a time.
+
+    The calls were all checked when encoded; what is left (ids, keys, display) cannot fail,
+    so it may wait until the backend reads it: a backend that sends one slice while the
+    server runs the one before then overlaps this work with the server's. Items once built
+    are kept, so every read (and any retry) sees the same invocations.
+    """
+
+    _STEP = 500
+
+    def __init__(
+        self,
+        encoded: Sequence[tuple[dict[str, Any], str]],
+        build: Callable[[Sequence[tuple[dict[str, Any], str]]], list[NewInvocation]],
+    ) -> None:
+        self._encoded = encoded
+        self._build = build
+        self._items: list[NewInvocation] = []
+        self._lock = threading.Lock()
+
+    def _upto(self, stop: int) -> None:
+        if stop > len(self._items):
+            with self._lock:
+                done = len(self._items)
+                if stop > done:
+                    self._items += self._build(self._encoded[done:stop])
+
+    def __len__(self) -> int:
+        return len(self._encoded)
+
+    @overload
+    def __getitem__(self, index: int) -> NewInvocation: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[NewInvocation]: ...
+
+    def __getitem__(self, index: int | slice) -> NewInvocation | Sequence[NewInvocation]:
+        if isinstance(index, slice):
+            self._upto(index.indices(len(self._encoded))[1])
+            return self._items[index]
+        position = range(len(self._encoded))[index]  # IndexError as a list raises it
+        self._upto(min(position + self._STEP, len(self._encoded)))
+        return self._items[position]
+
+    def __iter__(self) -> Iterator[NewInvocation]:
+        for start in range(0, len(self._encoded), self._STEP):
+            self._upto(start + self._STEP)
+            yield from self._items[start : start + self._STEP]
 
 
 @dataclass(frozen=True, slots=True)

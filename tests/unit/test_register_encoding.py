@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from kubenenc.ids import InvocationId, TaskId, new_invocation_id, new_invocation_ids
 from kubenenc.records import NewInvocation
 from kubenenc_redis.backend import _register_texts
@@ -68,3 +69,27 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
         )
         for n in NEW
     ]
+
+
+def test_invocations_built_on_first_read_read_as_a_list_would() -> None:
+    from kubenenc.task import _Built
+
+    built: list[int] = []
+
+    def build(part: Any) -> list[NewInvocation]:
+        built.append(len(part))
+        return [_new(args=text) for _, text in part]
+
+    encoded = [({}, str(i)) for i in range(1203)]
+    lazy = _Built(encoded, build)
+    assert len(lazy) == 1203 and built == []  # nothing built before it is read
+    assert [n.args for n in lazy[0:3]] == ["0", "1", "2"]
+    assert sum(built) == 3
+    first = lazy[1]
+    assert lazy[-1].args == "1202" and lazy[1202] is lazy[-1]
+    assert [n.args for n in lazy] == [str(i) for i in range(1203)]
+    assert [n.args for n in lazy[1000:]] == [str(i) for i in range(1000, 1203)]
+    assert lazy[1] is first and sum(built) == 1203  # each built once, the same object again
+    assert len({n.id for n in lazy}) == 1  # (_new's fixed id): items are what build made
+    with pytest.raises(IndexError):
+        lazy[1203]
