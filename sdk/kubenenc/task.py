@@ -346,7 +346,7 @@ class Task(Generic[P, R]):
         )
 
     def _submit(
-        self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
+        self, calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
     ) -> list[Invocation[R]]:
         fixed = self._fixed(call)
         backend = self.app.backend
@@ -480,13 +480,13 @@ class BoundCall(Generic[P, R]):
 
 def _as_calls(
     calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any],
-) -> list[tuple[tuple[Any, ...], Mapping[str, Any]]]:
-    out: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = []
+) -> Iterator[tuple[tuple[Any, ...], Mapping[str, Any]]]:
+    # A generator: each pair is encoded and dropped at once, not kept for the whole submit
+    # (fewer live objects, fewer garbage-collector passes over them).
     for item in calls:
         if isinstance(item, tuple):
-            out.append((item, {}))
+            yield item, {}
         elif isinstance(item, Mapping):
-            out.append(((), item))
+            yield (), item
         else:
-            out.append(((item,), {}))
-    return out
+            yield (item,), {}
