@@ -8,15 +8,14 @@ them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
+from hashlib import blake2b
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from kubenenc.serializers import canonical
+from kubenenc.serializers import canonical, flat_json, sorted_json
 
 Registration = Literal["allow", "dedupe", "reject"]
 
@@ -66,14 +65,13 @@ class ConcurrencyPolicy(BaseModel):
         return value
 
 
-_PLAIN = (str, int, float, bool, type(None))
-
-
 def _digest(task: str, payload: Mapping[str, Any]) -> str:
-    if not all(isinstance(v, _PLAIN) for v in payload.values()):
-        payload = canonical(payload)  # only nested values can hold unordered parts
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return f"{task}#{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"
+    # Plain values (the usual case) are encoded without building a JSON encoder; the text is
+    # the same as the general path's: these keys are stored and compared across versions.
+    text = flat_json(payload, sort_keys=True)
+    if text is None:
+        text = sorted_json(canonical(payload))  # only nested values can hold unordered parts
+    return f"{task}#{blake2b(text.encode(), digest_size=12).hexdigest()}"
 
 
 def call_key(task: str, encoded_args: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.status import Status
@@ -33,9 +34,12 @@ class ErrorInfo:
     traceback: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class NewInvocation:
-    """Everything a backend needs to register one invocation."""
+class NewInvocation(NamedTuple):
+    """Everything a backend needs to register one invocation.
+
+    A named tuple rather than a frozen dataclass: as immutable and as typed, but built about
+    ten times faster, and the SDK builds one per call (``parallelize`` of many calls).
+    """
 
     id: InvocationId
     app: str

@@ -43,6 +43,8 @@ import math
 import pickle
 import sys
 import uuid
+from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -220,6 +222,62 @@ def from_json_tree(tree: Any) -> Any:
     if isinstance(tree, list):
         return [from_json_tree(x) for x in tree]
     return tree
+
+
+json_string = encode_basestring_ascii
+"""``json.dumps`` of one ``str`` (ASCII-escaped, quoted), without building an encoder."""
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_compact_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def _plain(value: Any) -> str | None:
+    """``value`` as JSON if it is a plain scalar of an exact built-in type, else None."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
+
+
+def compact_json(value: Any) -> str:
+    """``json.dumps(value, separators=(",", ":"))``, the same text, faster for scalars.
+
+    ``json.dumps`` builds an encoder on every call, which costs more than encoding a number
+    or a short string; the SDK encodes several such values per call it registers.
+    """
+    text = _plain(value)
+    return _compact(value) if text is None else text
+
+
+def flat_json(mapping: Mapping[str, Any], *, sort_keys: bool = False) -> str | None:
+    """``json.dumps(dict(mapping), separators=(",", ":"), sort_keys=sort_keys)`` when every
+    key is a ``str`` and every value a plain scalar (the same text, built without an
+    encoder); None otherwise, for the caller to take the general path."""
+    items: Iterable[tuple[Any, Any]] = mapping.items()
+    if sort_keys:
+        if not all(type(key) is str for key in mapping):
+            return None
+        items = sorted(items)
+    parts = []
+    for key, value in items:
+        text = _plain(value)
+        if text is None or type(key) is not str:
+            return None
+        parts.append(f"{encode_basestring_ascii(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
+
+
+def sorted_json(tree: Any) -> str:
+    """``json.dumps(tree, separators=(",", ":"), sort_keys=True)`` with a reused encoder."""
+    return _compact_sorted(tree)
 
 
 class JsonSerializer:

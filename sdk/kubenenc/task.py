@@ -16,18 +16,18 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from kubenenc import context
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
 from kubenenc.errors import ConfigurationError, RegistrationRejected, SerializationError
-from kubenenc.ids import InvocationId, TaskId, new_invocation_id
+from kubenenc.ids import InvocationId, TaskId, new_invocation_ids
 from kubenenc.invocation import Invocation, InvocationGroup
 from kubenenc.records import NewInvocation, RegisterKind, RegisterResult
-from kubenenc.serializers import to_json_tree
+from kubenenc.serializers import compact_json, flat_json, to_json_tree
 
 if TYPE_CHECKING:
     from kubenenc.app import App
@@ -138,9 +138,7 @@ def task_id_of(func: Callable[..., Any]) -> TaskId:
 
 
 def _short(value: Any) -> str:
-    if type(value) is int:
-        return str(value)
-    text = json.dumps(value, separators=(",", ":"))
+    text = compact_json(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -232,17 +230,6 @@ class Task(Generic[P, R]):
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def _new(
-        self,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        call: CallOptions,
-        fixed: _Fixed | None = None,
-    ) -> NewInvocation:
-        fixed = fixed or self._fixed(call)
-        tree, text = self._encode(args, kwargs, fixed)
-        return self._build(tree, text, call, fixed)
-
     def _encode(
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any], fixed: _Fixed
     ) -> tuple[dict[str, Any], str]:
@@ -263,35 +250,53 @@ class Task(Generic[P, R]):
                 tree[name] = repr(value)
         if fixed.pickle:
             return tree, self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
-        return tree, _compact(tree)
+        text = flat_json(tree)  # the same text as the encoder's, built faster for scalars
+        return tree, _compact(tree) if text is None else text
 
-    def _build(
-        self, tree: dict[str, Any], text: str, call: CallOptions, fixed: _Fixed
-    ) -> NewInvocation:
-        shown = ", ".join(_short(v) for v in tree.values())
-        display = f"{self.name}({shown})"
-        if len(display) > _DISPLAY_LIMIT:
-            display = display[: _DISPLAY_LIMIT - 4] + "...)"
-        policy = fixed.policy
-        return NewInvocation(
-            id=new_invocation_id(),
-            app=self.app.name,
-            task=self.id,
-            args=text,
-            call_key=call_key(self.id, tree),
-            display=display,
-            pool=fixed.pool,
-            priority=fixed.priority,
-            max_retries=fixed.max_retries,
-            timeout=fixed.timeout,
-            running_key=None if policy is None else running_key(policy, self.id, tree),
-            running_limit=policy.running_limit if policy else None,
-            registration_key=None if policy is None else registration_key(policy, self.id, tree),
-            registration=policy.registration if policy else "allow",
-            depends_on=call.depends_on,
-            parent=fixed.parent,
-            serializer=self.app.serializer.name,
+    def _build_all(
+        self, encoded: Sequence[tuple[dict[str, Any], str]], call: CallOptions, fixed: _Fixed
+    ) -> list[NewInvocation]:
+        """The invocations of encoded calls (from :meth:`_encode`), in their order; what all
+        of them share is looked up once."""
+        task, app, serializer, depends_on = (
+            self.id,
+            self.app.name,
+            self.app.serializer.name,
+            call.depends_on,
         )
+        policy = fixed.policy
+        running_limit = None if policy is None else policy.running_limit
+        registration = "allow" if policy is None else policy.registration
+        prefix, limit = f"{self.name}(", _DISPLAY_LIMIT
+        out: list[NewInvocation] = []
+        for (tree, text), id in zip(encoded, new_invocation_ids(len(encoded)), strict=True):
+            display = f"{prefix}{', '.join([_short(v) for v in tree.values()])})"
+            if len(display) > limit:
+                display = display[: limit - 4] + "...)"
+            out.append(
+                NewInvocation(
+                    id=id,
+                    app=app,
+                    task=task,
+                    args=text,
+                    call_key=call_key(task, tree),
+                    display=display,
+                    pool=fixed.pool,
+                    priority=fixed.priority,
+                    max_retries=fixed.max_retries,
+                    timeout=fixed.timeout,
+                    running_key=None if policy is None else running_key(policy, task, tree),
+                    running_limit=running_limit,
+                    registration_key=None
+                    if policy is None
+                    else registration_key(policy, task, tree),
+                    registration=registration,
+                    depends_on=depends_on,
+                    parent=fixed.parent,
+                    serializer=serializer,
+                )
+            )
+        return out
 
     def _register_overlapped(
         self, encoded: list[tuple[dict[str, Any], str]], call: CallOptions, fixed: _Fixed
@@ -317,7 +322,7 @@ class Task(Generic[P, R]):
             for start in range(0, len(encoded), _BATCH):
                 if failed.is_set():
                     break
-                chunk = [self._build(t, x, call, fixed) for t, x in encoded[start : start + _BATCH]]
+                chunk = self._build_all(encoded[start : start + _BATCH], call, fixed)
                 new += chunk
                 sent.append(sender.submit(send, chunk))
         results: list[RegisterResult] = []
@@ -341,19 +346,20 @@ class Task(Generic[P, R]):
         )
 
     def _submit(
-        self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
+        self, calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
     ) -> list[Invocation[R]]:
         fixed = self._fixed(call)
         backend = self.app.backend
         # Every call is checked and encoded before anything is registered, so a wrong
         # argument anywhere registers nothing.
         encoded = [self._encode(a, k, fixed) for a, k in calls]
-        new: list[NewInvocation] = []
+        new: Sequence[NewInvocation] = []
         results: list[RegisterResult] = []
         # A backend may take larger batches (optional ``register_batch``: one that pipelines
-        # its own calls); an SDK thread then adds nothing.
+        # its own calls, reading ``new`` a slice at a time as it sends, so the slices are
+        # built while the server works on the ones before); an SDK thread then adds nothing.
         if len(encoded) <= max(_BATCH, getattr(backend, "register_batch", 0)):
-            new = [self._build(tree, text, call, fixed) for tree, text in encoded]
+            new = _Built(encoded, lambda part: self._build_all(part, call, fixed))
             results = backend.register(new, time.time())
         else:
             new, results = self._register_overlapped(encoded, call, fixed)
@@ -376,6 +382,57 @@ class Task(Generic[P, R]):
             ]
             raise error
         return out
+
+
+class _Built(Sequence[NewInvocation]):
+    """The invocations of encoded calls, built when first read, a slice at a time.
+
+    The calls were all checked when encoded; what is left (ids, keys, display) cannot fail,
+    so it may wait until the backend reads it: a backend that sends one slice while the
+    server runs the one before then overlaps this work with the server's. Items once built
+    are kept, so every read (and any retry) sees the same invocations.
+    """
+
+    _STEP = 500
+
+    def __init__(
+        self,
+        encoded: Sequence[tuple[dict[str, Any], str]],
+        build: Callable[[Sequence[tuple[dict[str, Any], str]]], list[NewInvocation]],
+    ) -> None:
+        self._encoded = encoded
+        self._build = build
+        self._items: list[NewInvocation] = []
+        self._lock = threading.Lock()
+
+    def _upto(self, stop: int) -> None:
+        if stop > len(self._items):
+            with self._lock:
+                done = len(self._items)
+                if stop > done:
+                    self._items += self._build(self._encoded[done:stop])
+
+    def __len__(self) -> int:
+        return len(self._encoded)
+
+    @overload
+    def __getitem__(self, index: int) -> NewInvocation: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[NewInvocation]: ...
+
+    def __getitem__(self, index: int | slice) -> NewInvocation | Sequence[NewInvocation]:
+        if isinstance(index, slice):
+            self._upto(index.indices(len(self._encoded))[1])
+            return self._items[index]
+        position = range(len(self._encoded))[index]  # IndexError as a list raises it
+        self._upto(min(position + self._STEP, len(self._encoded)))
+        return self._items[position]
+
+    def __iter__(self) -> Iterator[NewInvocation]:
+        for start in range(0, len(self._encoded), self._STEP):
+            self._upto(start + self._STEP)
+            yield from self._items[start : start + self._STEP]
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,13 +480,13 @@ class BoundCall(Generic[P, R]):
 
 def _as_calls(
     calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any],
-) -> list[tuple[tuple[Any, ...], Mapping[str, Any]]]:
-    out: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = []
+) -> Iterator[tuple[tuple[Any, ...], Mapping[str, Any]]]:
+    # A generator: each pair is encoded and dropped at once, not kept for the whole submit
+    # (fewer live objects, fewer garbage-collector passes over them).
     for item in calls:
         if isinstance(item, tuple):
-            out.append((item, {}))
+            yield item, {}
         elif isinstance(item, Mapping):
-            out.append(((), item))
+            yield (), item
         else:
-            out.append(((item,), {}))
-    return out
+            yield (item,), {}

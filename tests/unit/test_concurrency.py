@@ -162,3 +162,31 @@ def test_call_key_of_a_set_of_strings_is_the_same_in_every_process() -> None:
     }
     assert len(keys) == 1
     assert keys == {call_key("t", {"s": to_json_tree({"eps", "delta", "gamma", "beta", "alpha"})})}
+
+
+KEYS_OF_EARLIER_VERSIONS = [
+    ({"i": 5}, "m.t#f2d8043440232df1ddecb7bf"),
+    (ARGS, "m.t#3af458a6c28505b2e235af73"),
+    (
+        {"b": None, "a": True, "c": False, "d": -3, "e": 1e300, "f": 0.1},
+        "m.t#48f5ca4178cf6860394e0ae9",
+    ),
+    ({"name": 'café "quoted" \n\t\u2028 😀'}, "m.t#428ac390809eceb182e6c38b"),
+    ({"big": 2**70, "neg": -0.0}, "m.t#b9c45c474e5ebc6185e3be41"),
+    ({"nested": {"z": 1, "a": [1, "x"]}}, "m.t#adb20a748a6bdd2906595892"),
+    ({"tags": {"__kn__": "set", "v": ["b", "a"]}}, "m.t#f96dd27ae7aa8f3765cda14f"),
+    ({}, "m.t#bf78e4a953b40eee238ca2e9"),
+]
+
+
+@pytest.mark.parametrize(("args", "key"), KEYS_OF_EARLIER_VERSIONS)
+def test_call_keys_are_those_earlier_versions_stored(args: dict[str, object], key: str) -> None:
+    """Keys are stored and compared across processes and versions: these were computed by
+    the version before the fast encoding (json.dumps, sort_keys), and must never change."""
+    assert call_key("m.t", args) == key
+
+
+def test_running_and_registration_keys_are_those_earlier_versions_stored() -> None:
+    policy = ConcurrencyPolicy(running_limit=1, key=("note", "customer"), registration="dedupe")
+    assert running_key(policy, "m.t", ARGS) == "m.t#65926dea4f02fcfc612845ae"
+    assert registration_key(policy, "m.t", ARGS) == "m.t#65926dea4f02fcfc612845ae"

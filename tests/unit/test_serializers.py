@@ -19,6 +19,8 @@ from kubenenc.serializers import (
     JsonSerializer,
     PickleSerializer,
     canonical,
+    compact_json,
+    flat_json,
     from_json_tree,
     get_serializer,
     to_json_tree,
@@ -258,3 +260,54 @@ def test_canonical_orders_only_unordered_parts() -> None:
     assert keys == sorted(keys, key=json.dumps)
     assert canonical([3, 1, 2]) == [3, 1, 2]
     assert canonical({"__kn__": "tuple", "v": [2, 1]}) == {"__kn__": "tuple", "v": [2, 1]}
+
+
+class _Count(enum.IntEnum):
+    ONE = 1
+
+
+class _Text(str):
+    pass
+
+
+SCALARS: list[Any] = [
+    0, -7, 2**100, True, False, None, 0.1, -0.0, 1e300, 5e-324, float("nan"), float("inf"),
+    "", "plain", 'q"uote\\', "tab\t nl\n nul\x00", "café ☕ \u2028 😀", _Count.ONE, _Text("sub"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", SCALARS, ids=repr)
+def test_compact_json_writes_what_json_dumps_writes(value: Any) -> None:
+    assert compact_json(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_compact_json_of_containers_is_json_dumps_too() -> None:
+    for value in ([], [1, "a", None], ("x",), {"b": 1, "a": [2.5]}):
+        assert compact_json(value) == json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("sort_keys", [False, True])
+def test_flat_json_writes_what_json_dumps_writes(sort_keys: bool) -> None:
+    finite = [v for v in SCALARS if type(v) in (str, int, bool, float, type(None))]
+    finite = [v for v in finite if not (isinstance(v, float) and not math.isfinite(v))]
+    mapping = {f"k{i}\u00e9": v for i, v in reversed(list(enumerate(finite)))}
+    expected = json.dumps(mapping, separators=(",", ":"), sort_keys=sort_keys)
+    assert flat_json(mapping, sort_keys=sort_keys) == expected
+    assert flat_json({}, sort_keys=sort_keys) == "{}"
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {"a": [1]},
+        {"a": {"b": 1}},
+        {"a": float("nan")},
+        {"a": _Count.ONE},
+        {"a": _Text("x")},
+        {1: 2},
+    ],
+    ids=repr,
+)
+def test_flat_json_leaves_anything_but_plain_scalars_to_the_encoder(mapping: Any) -> None:
+    assert flat_json(mapping) is None
+    assert flat_json(mapping, sort_keys=True) is None

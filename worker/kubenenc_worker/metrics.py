@@ -4,7 +4,9 @@ client library needed for six series)."""
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import Counter
+from itertools import accumulate
 
 _BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, float("inf"))
 
@@ -20,6 +22,7 @@ class Metrics:
         self.paused = 0
         self.slots = 0
         self._buckets = [0] * len(_BUCKETS)
+        """Runs per bucket alone (not cumulative): one increment per run; summed in render."""
         self._sum = 0.0
         self._count = 0
 
@@ -29,9 +32,7 @@ class Metrics:
             self.finished[status] += 1
             self._sum += seconds
             self._count += 1
-            for i, bound in enumerate(_BUCKETS):
-                if seconds <= bound:
-                    self._buckets[i] += 1
+            self._buckets[bisect_left(_BUCKETS, seconds)] += 1  # the first bound >= seconds
 
     def add_claimed(self, n: int) -> None:
         """``n`` more invocations claimed."""
@@ -69,7 +70,7 @@ class Metrics:
                 "# HELP kubenenc_worker_run_seconds Duration of finished runs.",
                 "# TYPE kubenenc_worker_run_seconds histogram",
             ]
-            for bound, n in zip(_BUCKETS, self._buckets, strict=True):
+            for bound, n in zip(_BUCKETS, accumulate(self._buckets), strict=True):
                 le = "+Inf" if bound == float("inf") else repr(bound)
                 lines.append(f'kubenenc_worker_run_seconds_bucket{{{label},le="{le}"}} {n}')
             lines.append(f"kubenenc_worker_run_seconds_sum{{{label}}} {self._sum}")
