@@ -112,6 +112,20 @@ def submit(backend: Backend, pool: str, n: int) -> None:
         backend.register(batch[start : start + 100], time.time())
 
 
+def spawn_worker(
+    env: Env, pool: str, concurrency: int, log_name: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A local ``kubenenc worker`` process of ``optasks.app`` on ``pool`` (stderr to a log)."""
+    with (env.tmp / log_name).open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kubenenc_worker.cli", "worker", "--app",
+             "tests.operator.optasks:app", "--pool", pool, "--concurrency", str(concurrency),
+             "--mode", "thread", "--backend", env.url],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+            env={**os.environ, **(extra_env or {})},
+        )  # fmt: skip
+
+
 @dataclass
 class OperatorProcess:
     """A running ``python -m kubenenc_operator``."""
@@ -422,32 +436,7 @@ def test_backlog_scales_to_max_and_drained_work_scales_to_zero(env: Env) -> None
     print(f"backlog -> 3 replicas in {latency:.2f} s")
 
     # Drain with two local worker processes, then stop them.
-    workers = []
-    for i in range(2):
-        with (env.tmp / f"worker{i}.log").open("wb") as log:
-            workers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "kubenenc_worker.cli",
-                        "worker",
-                        "--app",
-                        "tests.operator.optasks:app",
-                        "--pool",
-                        "burst",
-                        "--concurrency",
-                        "8",
-                        "--mode",
-                        "thread",
-                        "--backend",
-                        env.url,
-                    ],
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-            )
+    workers = [spawn_worker(env, "burst", 8, f"worker{i}.log") for i in range(2)]
     try:
         wait_until(
             "500 invocations SUCCESS",
@@ -666,14 +655,7 @@ def test_a_changed_taskdefinition_changes_later_calls_without_restarts(env: Env)
     wait_until("the options in the backend", lambda: env.backend.get_policy(stored_as), 40)
     app = App("optest", backend=env.url, settings=Settings(namespace=NS))
     flaky = app.task(optasks.flaky.func)  # the decorator says: no retries, no timeout
-    with (env.tmp / "flaky-worker.log").open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "kubenenc_worker.cli", "worker", "--app",
-             "tests.operator.optasks:app", "--pool", "shape", "--concurrency", "2",
-             "--mode", "thread", "--backend", env.url],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-            env={**os.environ, "KUBENENC_NAMESPACE": NS},
-        )  # fmt: skip
+    worker = spawn_worker(env, "shape", 2, "flaky-worker.log", {"KUBENENC_NAMESPACE": NS})
     try:
 
         def run_once(i: int) -> Any:
@@ -733,13 +715,7 @@ def test_the_enforcer_hands_back_the_work_of_a_killed_worker(env: Env) -> None:
         pool="lonely",
     )  # fmt: skip
     env.backend.register([inv], time.time())
-    with (env.tmp / "lonely.log").open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "kubenenc_worker.cli", "worker", "--app",
-             "tests.operator.optasks:app", "--pool", "lonely", "--concurrency", "1",
-             "--mode", "thread", "--backend", env.url],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
+    worker = spawn_worker(env, "lonely", 1, "lonely.log")
     try:
         wait_until("the worker to run it",
                    lambda: (env.backend.get(inv.id) or inv).status is Status.RUNNING,  # type: ignore[union-attr]
