@@ -229,6 +229,9 @@ json_string = encode_basestring_ascii
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 _compact_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_compact_strict = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+"""``json.dumps(..., separators=(",", ":"), allow_nan=False)`` without building an encoder
+per call (which cost more than encoding a small value: it runs once per task result)."""
 
 
 def _plain(value: Any) -> str | None:
@@ -287,11 +290,11 @@ class JsonSerializer:
 
     def dumps(self, value: Any) -> str:
         """Encode ``value`` to compact JSON (keys kept in the caller's order)."""
-        return json.dumps(_encode(value, "value"), separators=(",", ":"), allow_nan=False)
+        return _compact_strict(_encode(value, "value"))
 
     def dumps_named(self, value: Any, where: str) -> str:
         """Like :meth:`dumps`, naming ``where`` (e.g. an argument) in any error."""
-        return json.dumps(_encode(value, where), separators=(",", ":"), allow_nan=False)
+        return _compact_strict(_encode(value, where))
 
     def loads(self, text: str) -> Any:
         """Decode JSON written by :meth:`dumps`."""

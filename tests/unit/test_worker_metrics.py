@@ -23,3 +23,13 @@ def test_run_seconds_histogram_counts_each_run_in_every_bucket_at_or_above_it() 
     }  # fmt: skip
     assert 'kubenenc_worker_run_seconds_count{pool="p"} 6' in text
     assert 'kubenenc_worker_finished_total{pool="p",status="succeeded"} 6' in text
+
+
+def test_observe_many_counts_like_one_observe_per_run() -> None:
+    runs = [("succeeded", 0.0005), ("failed", 0.7), ("succeeded", 200.0)]
+    one, many = Metrics(), Metrics()
+    for status, seconds in runs:
+        one.observe(status, seconds)
+    many.observe_many(runs)
+    assert many.render("p") == one.render("p")
+    assert 'kubenenc_worker_finished_total{pool="p",status="failed"} 1' in many.render("p")

@@ -28,11 +28,16 @@ class Metrics:
 
     def observe(self, status: str, seconds: float) -> None:
         """One finished run of ``seconds`` ending in ``status``."""
+        self.observe_many([(status, seconds)])
+
+    def observe_many(self, runs: list[tuple[str, float]]) -> None:
+        """Several finished runs, ``(status, seconds)`` each, under one lock."""
         with self._lock:
-            self.finished[status] += 1
-            self._sum += seconds
-            self._count += 1
-            self._buckets[bisect_left(_BUCKETS, seconds)] += 1  # the first bound >= seconds
+            for status, seconds in runs:
+                self.finished[status] += 1
+                self._sum += seconds
+                self._count += 1
+                self._buckets[bisect_left(_BUCKETS, seconds)] += 1  # first bound >= seconds
 
     def add_claimed(self, n: int) -> None:
         """``n`` more invocations claimed."""
@@ -41,6 +46,8 @@ class Metrics:
 
     def set_load(self, running: int, paused: int, slots: int) -> None:
         """Current running and paused executions, and slots."""
+        if (self.running, self.paused, self.slots) == (running, paused, slots):
+            return  # unchanged (the worker calls this on every step): no lock taken
         with self._lock:
             self.running, self.paused, self.slots = running, paused, slots
 

@@ -387,8 +387,7 @@ class Worker:
         return True
 
     def _observe(self, batch: list[tuple[Outcome, float]]) -> None:
-        for outcome, elapsed in batch:
-            self.metrics.observe(_STATUS_OF[outcome.kind], elapsed)
+        self.metrics.observe_many([(_STATUS_OF[o.kind], elapsed) for o, elapsed in batch])
 
     def _expire(self) -> None:
         now = time.monotonic()

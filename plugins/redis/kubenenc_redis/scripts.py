@@ -140,7 +140,12 @@ local function write_in_bulk(command, key, args)
 end
 local function count(r, status, n)
   -- The task is the call key up to its '#' (kubenenc.concurrency.call_key builds it so).
-  local f = r.a .. US .. r.p .. US .. status .. US .. string.match(r.ck, '^[^#]*')
+  local task = r.tk
+  if not task then
+    task = string.match(r.ck, '^[^#]*')
+    r.tk = task
+  end
+  local f = r.a .. US .. r.p .. US .. status .. US .. task
   CD[f] = (CD[f] or 0) + n
 end
 
@@ -177,20 +182,14 @@ local ZERO = {wt = '0', nb = '0', lo = '0', at = '0'}
 local F = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'pa', 'wt', 'nb', 'sq', 'm',
            'dn', 'lo', 'at', 'hd', 'wn', 'h'}
 
--- The fields the scripts work with, as a table (missing ones as ''); with ``more``, the
--- values of those fields too, in a second table (false when missing).
-local CLAIM_EXTRA = {'d', 'r', 'e'}
-local function load(id, more)
-  local names = F
-  if more then
-    names = {unpack(F)}
-    for _, f in ipairs(more) do names[#names+1] = f end
-  end
+-- The fields the scripts work with, as a table (missing ones as ''); with ``names``, only
+-- those (a smaller read where a script needs fewer: every value read becomes a Lua string).
+local function load(id, names)
+  names = names or F
   local v = redis.call('HMGET', k_inv(id), unpack(names))
   if not v[1] then return nil end
   local r = {id = id}
-  for i, f in ipairs(F) do r[f] = v[i] or ZERO[f] or '' end
-  if more then return r, {unpack(v, #F + 1)} end
+  for i, f in ipairs(names) do r[f] = v[i] or ZERO[f] or '' end
   return r
 end
 
@@ -504,6 +503,21 @@ return reply(cjson.encode(out))
 
 
 CLAIM_FN = r"""
+-- Only the fields a claim uses (a smaller read: every value read becomes a Lua string):
+-- the record as ``load`` gives it, limited to those, and the row's ``d``, ``r``, ``e``
+-- (false when missing).
+local CF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'ck', 'wt', 'nb', 'lo', 'at', 'h', 'd', 'r', 'e'}
+local function load_claim(id)
+  local v = redis.call('HMGET', k_inv(id), unpack(CF))
+  if not v[1] then return nil end
+  local r = {id = id, m = ''}
+  for i = 1, 12 do
+    local f = CF[i]
+    r[f] = v[i] or ZERO[f] or ''
+  end
+  return r, {v[13], v[14], v[15]}
+end
+
 -- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, and their rows for the client
 -- (see ``rows_json``).
 local function claim_some(pool, worker, limit)
@@ -522,7 +536,7 @@ local function claim_some(pool, worker, limit)
     local popped = redis.call('ZPOPMIN', kq, want)
     for j = 1, #popped, 2 do
       local m = popped[j]
-      local r, extra = load(string.sub(m, 36), CLAIM_EXTRA)
+      local r, extra = load_claim(string.sub(m, 36))
       local take = true
       if not r or r.s ~= 'PENDING' then
         take = false  -- a stale member (should not happen): dropped
@@ -588,13 +602,17 @@ end
 -- Store the outcomes of ``worker`` given as a JSON array of [id kind hasres result error
 -- retry_at reason] (strings). Returns 1 (stored) or 0 (not RUNNING there, or for
 -- handed_back not PAUSED there either: dropped) per outcome.
+-- The fields finish_all and what it calls read of the finished record: F without ``pa``,
+-- ``dn``, ``lo`` (not read) and ``m`` (read by a move from PENDING only; set by enqueue).
+local FF = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'wt', 'nb', 'sq', 'at', 'hd',
+            'wn', 'h'}
 local function finish_all(worker, text)
   local out = {}
   for _, o in ipairs(cjson.decode(text)) do
     local id, kind, hasres, result = o[1], o[2], o[3], o[4]
     local err, retry_at, reason = o[5], o[6], o[7]
     if reason == '' then reason = nil end
-    local r = load(id)
+    local r = load(id, FF)
     if r and r.s == 'PAUSED' and r.w == worker and kind == 'handed_back' then
       -- A draining worker gives back a paused call: its waits undone, no loss counted.
       for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
