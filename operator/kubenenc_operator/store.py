@@ -32,23 +32,13 @@ Key = tuple[str, str]
 """(namespace, name)"""
 
 
-@dataclass
-class Store:
-    """TaskDefinition bodies, and the names of pools and policies, by namespace."""
+class _Waker:
+    """An asyncio wake-up flag for one loop."""
 
-    taskdefs: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    pools: dict[str, set[str]] = field(default_factory=dict)
-    policies: dict[str, set[str]] = field(default_factory=dict)
-    dirty: set[Key] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: asyncio.Event | None = None
-    _waiting_on: dict[Key, set[str]] = field(default_factory=dict)
-    """(namespace, name) -> the definitions of the namespace whose dependsOn names it."""
-    _by_task: dict[Key, set[str]] = field(default_factory=dict)
-    """(namespace, spec.task) -> the definitions naming that task."""
 
     def wake(self) -> None:
-        """Wake the sweep loop (call from the event loop)."""
+        """Wake the loop (call from the event loop)."""
         if self._wake is None:
             self._wake = asyncio.Event()
         self._wake.set()
@@ -60,6 +50,21 @@ class Store:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
         self._wake.clear()
+
+
+@dataclass
+class Store(_Waker):
+    """TaskDefinition bodies, and the names of pools and policies, by namespace."""
+
+    taskdefs: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    pools: dict[str, set[str]] = field(default_factory=dict)
+    policies: dict[str, set[str]] = field(default_factory=dict)
+    dirty: set[Key] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _waiting_on: dict[Key, set[str]] = field(default_factory=dict)
+    """(namespace, name) -> the definitions of the namespace whose dependsOn names it."""
+    _by_task: dict[Key, set[str]] = field(default_factory=dict)
+    """(namespace, spec.task) -> the definitions naming that task."""
 
     def taskdef_event(self, kind: str, body: Mapping[str, Any]) -> bool:
         """Record a watch event; True when the definition needs a reconcile soon (it is new,
@@ -254,26 +259,6 @@ async def run_sweeps(ctx: logic.Ctx, store: Store, leader: Any) -> None:
             last_full = time.monotonic()
         if keys or full:
             await asyncio.to_thread(sweep_taskdefs, ctx, store, keys, full=full)
-
-
-class _Waker:
-    """An asyncio wake-up flag for one loop."""
-
-    _wake: asyncio.Event | None = None
-
-    def wake(self) -> None:
-        """Wake the loop (call from the event loop)."""
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        self._wake.set()
-
-    async def wait(self, timeout: float) -> None:
-        """Until :meth:`wake` or ``timeout`` seconds."""
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
 
 
 class Objects(_Waker):
