@@ -13,7 +13,6 @@ in the caller, not later in a worker.
 from __future__ import annotations
 
 import inspect
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,7 +36,6 @@ R = TypeVar("R")
 
 _DISPLAY_LIMIT = 160
 _BATCH = 1000
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +249,7 @@ class Task(Generic[P, R]):
         if fixed.pickle:
             return tree, self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
         text = flat_json(tree)  # the same text as the encoder's, built faster for scalars
-        return tree, _compact(tree) if text is None else text
+        return tree, compact_json(tree) if text is None else text
 
     def _build_all(
         self, encoded: Sequence[tuple[dict[str, Any], str]], call: CallOptions, fixed: _Fixed
