@@ -139,12 +139,25 @@ def _register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list
 _STATUS = {status.value: status for status in Status}
 
 
+def _records(texts: Sequence[str]) -> list[InvocationRecord | None]:
+    """The records of a reply of the read or claim scripts: two JSON texts, the records'
+    ``d`` objects and the rest of their rows with 0 in the place of ``d`` (false for a
+    missing record; see ``rows_json`` in :mod:`kubenenc_redis.scripts`)."""
+    out: list[InvocationRecord | None] = []
+    for d, row in zip(json.loads(texts[0]), json.loads(texts[1]), strict=True):
+        if row is False:
+            out.append(None)
+        else:
+            row[0] = d
+            out.append(_record(row))
+    return out
+
+
 def _record(row: Sequence[Any]) -> InvocationRecord:
     """A record from a row of the read or claim scripts: ``[d, s, u, at, lo, w, wt, nb, r,
-    e]`` plus the history text when read (``false``: a field not set; ``d`` as JSON text,
-    or already parsed when the claim inlined it). Built directly: on the claim path this
-    runs once per invocation."""
-    d: dict[str, Any] = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    e]`` plus the history text when read (``false``: a field not set; ``d`` parsed).
+    Built directly: on the claim path this runs once per invocation."""
+    d: dict[str, Any] = row[0]
     err = json.loads(row[9]) if row[9] else None
     get = d.get
     return InvocationRecord(
@@ -530,7 +543,7 @@ class RedisBackend:
             return [r for r in found if r is not None and r.worker == worker]
         if not reply:
             return []
-        return [_record(row) for row in json.loads(reply)]
+        return _records(reply)  # type: ignore[return-value]  # every claimed record exists
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
@@ -547,12 +560,13 @@ class RedisBackend:
         reply, replayed = self._run(
             "finish_and_claim", now, pool, worker, max(limit, 0), _outcome_arg(outcomes),
         )  # fmt: skip
-        done, claimed = reply
-        flags = [bool(x) for x in done]
+        flags = [bool(x) for x in reply[0]]
         if replayed:
-            found = self._read(claimed, history=False)
+            found = self._read(reply[1], history=False)
             return flags, [r for r in found if r is not None and r.worker == worker]
-        return flags, [_record(row) for row in json.loads(claimed)] if claimed else []
+        if not reply[1]:
+            return flags, []
+        return flags, _records(reply[1:])  # type: ignore[return-value]  # all exist
 
     def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
         """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
@@ -627,12 +641,14 @@ class RedisBackend:
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
         """See :meth:`kubenenc.backends.contract.Coordination.wait_final`.
 
-        One round trip per window of ids: the ``open`` script reads which are still open
-        (and arranges a push to the last one's ``done`` list when it becomes final, or at
-        once when it already is), and ``BLMOVE`` of that list onto itself, pipelined behind
-        it, blocks on the server until the push. For a single id the record is read in the
-        same round trip once it is final and handed to the next :meth:`get` of it in this
-        thread (a final record does not change), so ``wait_final`` + ``get`` is one trip.
+        One round trip per window of ids: the ``open`` script finds the last one still open,
+        reading from the end (and arranges a push to its ``done`` list when it becomes
+        final, or to the window's last one's at once when none is), and ``BLMOVE`` of that
+        list onto itself, pipelined behind it, blocks on the server until the push. The ids
+        after the last open one are final, so the next trip asks only about those before it.
+        For a single id the record is read in the same round trip once it is final and
+        handed to the next :meth:`get` of it in this thread (a final record does not
+        change), so ``wait_final`` + ``get`` is one trip.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
@@ -649,17 +665,18 @@ class RedisBackend:
                     return False
                 pending = rest
                 continue
-            window, pushed = self._open_and_block(chunk, block, single=len(ids) == 1)
-            if pushed and window and window[-1] == chunk[-1]:
-                window.pop()  # pushed only once it is final: no need to read it again
-            pending = window + rest
+            open, pushed = self._open_and_block(chunk, block, single=len(ids) == 1)
+            if pushed and open == len(chunk):
+                open -= 1  # pushed only once it is final: no need to read it again
+            pending = chunk[:open] + rest
         return True
 
     def _open_and_block(
         self, chunk: list[InvocationId], seconds: float, single: bool
-    ) -> tuple[list[InvocationId], bool]:
-        """The open ones of ``chunk``, and whether the last of ``chunk`` was pushed within
-        ``seconds`` (see :meth:`wait_final`)."""
+    ) -> tuple[int, bool]:
+        """How many of ``chunk``, from the first, may still be open (the position of the
+        last open one), and whether the last of ``chunk`` was pushed within ``seconds``
+        (see :meth:`wait_final`)."""
         last = chunk[-1]
         done = self._key("done", last)
         script = self._scripts["open"]
@@ -689,15 +706,12 @@ class RedisBackend:
                 raise
 
         replies = self._retrying("wait_final", send)
-        window = [InvocationId(x) for x in replies[0]]
         pushed = replies[1] is not None
         if single and pushed:
-            row = json.loads(replies[2])[0]
-            if row is not False:
-                rec = _record(row)
-                if rec.is_final:
-                    self._local.final = (rec, time.monotonic())
-        return window, pushed
+            rec = _records(replies[2])[0]
+            if rec is not None and rec.is_final:
+                self._local.final = (rec, time.monotonic())
+        return int(replies[0]), pushed
 
     def wait_for_work(self, pool: str, timeout: float) -> bool:
         """Block until invocations may have become claimable in ``pool`` (True) or
@@ -711,13 +725,12 @@ class RedisBackend:
         )
         return got is not None
 
-    def _open(self, ids: list[InvocationId]) -> list[InvocationId]:
-        """Those of ``ids`` that exist and are not final."""
+    def _open(self, ids: list[InvocationId]) -> int:
+        """How many of ``ids``, from the first, may still be open (0: none is)."""
         if not ids:
-            return []
+            return 0
         argv = ["0", "0", "", *ids]
-        found = self._retrying("wait_final", lambda: self._script("open", argv))
-        return [InvocationId(x) for x in found]
+        return int(self._retrying("wait_final", lambda: self._script("open", argv)))
 
     # -- Policies --------------------------------------------------------------------------
 
@@ -750,8 +763,8 @@ class RedisBackend:
         out: list[InvocationRecord | None] = []
         for start in range(0, len(ids), READ_CHUNK):
             argv = ["0", "0", "", "1" if history else "0", *ids[start : start + READ_CHUNK]]
-            text = self._retrying("get", lambda a=argv: self._script("read", a))  # type: ignore[misc]
-            out.extend(None if row is False else _record(row) for row in json.loads(text))
+            texts = self._retrying("get", lambda a=argv: self._script("read", a))  # type: ignore[misc]
+            out.extend(_records(texts))
         return out
 
     def get(self, id: InvocationId) -> InvocationRecord | None:
