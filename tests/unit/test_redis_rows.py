@@ -1,4 +1,5 @@
-"""How the Redis backend turns the read and claim scripts' rows into records (no server)."""
+"""How the Redis backend encodes outcomes for the finish scripts and turns the read and claim
+scripts' rows into records (no server)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,45 @@ import json
 import pickle
 from typing import Any
 
-from kubenenc.records import ErrorInfo, InvocationRecord, Transition
+from kubenenc.ids import InvocationId
+from kubenenc.records import ErrorInfo, InvocationRecord, Outcome, OutcomeKind, Transition
 from kubenenc.status import Status
-from kubenenc_redis.backend import _record, _records
+from kubenenc_redis.backend import _flags, _outcome_arg, _record, _records
+
+
+def test_outcomes_are_the_json_of_seven_strings_each() -> None:
+    err = ErrorInfo("m.Err", 'bad "é"\n\u2028', "tb")
+    outcomes = [
+        Outcome(InvocationId('a"1'), OutcomeKind.SUCCESS, '{"x":1}'),
+        Outcome(InvocationId("b"), OutcomeKind.SUCCESS),
+        Outcome(
+            InvocationId("c"),
+            OutcomeKind.RETRY,
+            error=err,
+            retry_at=1764415000.123456789,
+            reason="Err",
+        ),
+        Outcome(InvocationId("d"), OutcomeKind.FAILED, error=err, reason="Err"),
+        Outcome(InvocationId("e"), OutcomeKind.HANDED_BACK, reason="drain"),
+    ]
+    text = _outcome_arg(outcomes)
+    assert text.isascii()
+    assert json.loads(text) == [
+        ["a\"1", "success", "1", '{"x":1}', "", "0.0", ""],
+        ["b", "success", "0", "", "", "0.0", ""],
+        ["c", "retry", "0", "", json.dumps(["m.Err", 'bad "é"\n\u2028', "tb"],
+         separators=(",", ":")), "1764415000.1234567", "Err"],
+        ["d", "failed", "0", "", json.dumps(["m.Err", 'bad "é"\n\u2028', "tb"],
+         separators=(",", ":")), "0.0", "Err"],
+        ["e", "handed_back", "0", "", "", "0.0", "drain"],
+    ]  # fmt: skip
+    assert json.loads(_outcome_arg([])) == []
+
+
+def test_finish_flags_read_from_a_string_or_an_earlier_versions_list() -> None:
+    assert _flags("1011") == [True, False, True, True]
+    assert _flags([1, 0]) == [True, False]
+    assert _flags("") == []
 
 
 def _d(i: int) -> dict[str, Any]:

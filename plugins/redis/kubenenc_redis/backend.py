@@ -237,18 +237,28 @@ def _record(row: Sequence[Any]) -> InvocationRecord:
 
 
 def _outcome_arg(outcomes: Sequence[Outcome]) -> str:
-    """The outcomes as the finish scripts read them: one JSON array, seven strings each."""
-    return _compact(
-        [
-            [
-                o.id, o.kind.value, "0" if o.result is None else "1", o.result or "",
-                "" if o.error is None else
-                _compact([o.error.type, o.error.message, o.error.traceback]),
-                _now(o.retry_at), o.reason or "",
-            ]
-            for o in outcomes
-        ]
-    )  # fmt: skip
+    """The outcomes as the finish scripts read them: one JSON array, seven strings each
+    (written with a format string per outcome, as :func:`_register_texts` does)."""
+    items = []
+    for o in outcomes:
+        error = o.error
+        err = "" if error is None else _compact([error.type, error.message, error.traceback])
+        result = o.result
+        has = "0" if result is None else "1"
+        items.append(
+            f'[{_q(o.id)},{_q(o.kind.value)},"{has}",{_q(result or "")},{_q(err)},'
+            f'"{_now(o.retry_at)}",{_q(o.reason or "")}]'
+        )
+    return f"[{','.join(items)}]"
+
+
+_ONE = frozenset(("1", 1))
+
+
+def _flags(done: Any) -> list[bool]:
+    """The finish scripts' answer per outcome: a string of '1'/'0' (or, replayed from an
+    earlier version's stored reply, a list of 1/0)."""
+    return [x in _ONE for x in done]
 
 
 class _Link:
@@ -602,7 +612,7 @@ class RedisBackend:
         if not outcomes:
             return []
         reply, _ = self._run("finish", now, worker, _outcome_arg(outcomes))
-        return [bool(x) for x in reply]
+        return _flags(reply)
 
     def finish_and_claim(
         self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
@@ -612,7 +622,7 @@ class RedisBackend:
         reply, replayed = self._run(
             "finish_and_claim", now, pool, worker, max(limit, 0), _outcome_arg(outcomes),
         )  # fmt: skip
-        flags = [bool(x) for x in reply[0]]
+        flags = _flags(reply[0])
         if replayed:
             found = self._read(reply[1], history=False)
             return flags, [r for r in found if r is not None and r.worker == worker]

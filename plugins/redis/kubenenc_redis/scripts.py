@@ -652,8 +652,9 @@ local function with_error(k, fields, err)
 end
 
 -- Store the outcomes of ``worker`` given as a JSON array of [id kind hasres result error
--- retry_at reason] (strings). Returns 1 (stored) or 0 (not RUNNING there, or for
--- handed_back not PAUSED there either: dropped) per outcome.
+-- retry_at reason] (strings). Returns one character per outcome, '1' (stored) or '0' (not
+-- RUNNING there, or for handed_back not PAUSED there either: dropped): one bulk string
+-- for the client to read instead of an array reply of one element per outcome.
 -- The fields finish_all and what it calls read of the finished record: F without ``pa``,
 -- ``dn``, ``lo`` (not read) and ``m`` (read by a move from PENDING only; set by enqueue).
 local FF = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'wt', 'nb', 'sq', 'at', 'hd',
@@ -684,9 +685,9 @@ local function finish_all(worker, text)
       end
       remove_edges(id)
       move(r, 'PENDING', worker, reason or 'handed back', '')
-      out[#out+1] = 1
+      out[#out+1] = '1'
     elseif not r or r.s ~= 'RUNNING' or r.w ~= worker then
-      out[#out+1] = 0
+      out[#out+1] = '0'
     else
       local k = r.key
       release_slot(r)
@@ -706,10 +707,10 @@ local function finish_all(worker, text)
       else
         move(r, 'PENDING', worker, reason or 'handed back', '')
       end
-      out[#out+1] = 1
+      out[#out+1] = '1'
     end
   end
-  return out
+  return table.concat(out)
 end
 """
 
