@@ -255,7 +255,18 @@ local function dequeue(r)
   end
 end
 
+-- The fields a partial load (``load_finish``) leaves out, read on the rare paths that need
+-- them: a requeue (the queue member) and a dependent's failure (the display). A field the
+-- script set meanwhile is kept.
+local function complete(r)
+  if r.sq then return end
+  local v = redis.call('HMGET', kr(r), 'pr', 'sq', 'wt', 'nb', 'dp')
+  r.pr, r.sq, r.wt = r.pr or v[1] or '', v[2] or '', r.wt or v[3] or '0'
+  r.nb, r.dp = r.nb or v[4] or '0', r.dp or v[5] or ''
+end
+
 local function enqueue(r)
+  complete(r)
   r.m = member(r)
   if tonumber(r.nb) > NOWN then
     redis.call('ZADD', P .. ':dl:' .. r.p, r.nb, r.m)
@@ -373,6 +384,7 @@ end
 local function fail_dependency(r, dep, dep_id)
   local what
   if dep then
+    complete(dep)
     what = 'dependency ' .. dep.dp .. ' [' .. dep.id .. '] ended ' .. dep.s
   else
     what = 'dependency ' .. dep_id .. ' does not exist'
@@ -655,20 +667,19 @@ end
 -- retry_at reason] (strings). Returns one character per outcome, '1' (stored) or '0' (not
 -- RUNNING there, or for handed_back not PAUSED there either: dropped): one bulk string
 -- for the client to read instead of an array reply of one element per outcome.
--- The fields finish_all and what it calls read of the finished record: F without ``pa``,
--- ``dn``, ``lo`` (not read) and ``m`` (read by a move from PENDING only; set by enqueue).
-local FF = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'wt', 'nb', 'sq', 'at', 'hd',
-            'wn', 'h'}
--- ``load(id, FF)``, with the table built by one constructor (sized once).
+-- The fields finish_all and what it calls read of a finished record on every path: F without
+-- ``pa``, ``dn``, ``lo`` (not read), ``m`` (read by a move from PENDING only; set by
+-- enqueue), and the five that ``complete`` reads when a path needs them (``pr``, ``sq``,
+-- ``wt``, ``nb``, ``dp``: a requeue or a dependent's failure). Each field read costs.
+local FF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'gk', 'ck', 'at', 'hd', 'wn', 'h'}
+-- The record with those fields, the table built by one constructor (sized once).
 local function load_finish(id)
   local k = k_inv(id)
   local v = redis.call('HMGET', k, unpack(FF))
   if not v[1] then return nil end
   return {id = id, key = k, prev = false, s = v[1], w = v[2] or '', a = v[3] or '',
-          p = v[4] or '', pr = v[5] or '', rk = v[6] or '', rl = v[7] or '', gk = v[8] or '',
-          ck = v[9] or '', dp = v[10] or '', wt = v[11] or '0', nb = v[12] or '0',
-          sq = v[13] or '', at = v[14] or '0', hd = v[15] or '', wn = v[16] or '',
-          h = v[17] or ''}
+          p = v[4] or '', rk = v[5] or '', rl = v[6] or '', gk = v[7] or '', ck = v[8] or '',
+          at = v[9] or '0', hd = v[10] or '', wn = v[11] or '', h = v[12] or ''}
 end
 local function finish_all(worker, text)
   local out = {}
