@@ -9,10 +9,25 @@ import json
 import pickle
 from typing import Any
 
-from kubenenc.ids import InvocationId
-from kubenenc.records import ErrorInfo, InvocationRecord, Outcome, OutcomeKind, Transition
+from kubenenc.ids import InvocationId, TaskId
+from kubenenc.records import (
+    ErrorInfo,
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    OutcomeKind,
+    Transition,
+)
 from kubenenc.status import Status
-from kubenenc_redis.backend import _flags, _outcome_arg, _record, _records
+from kubenenc_redis.backend import (
+    _claimed,
+    _flags,
+    _outcome_arg,
+    _read_rows,
+    _record,
+    _register_texts,
+    _serializer,
+)
 
 
 def test_outcomes_are_the_json_of_seven_strings_each() -> None:
@@ -65,36 +80,23 @@ def _rest(i: int) -> list[Any]:
     return [0, "RETRY", "101.5", "1", "2", f"w{i}", "3", "102.75", False, err]
 
 
-def _texts(*rows: tuple[dict[str, Any] | None, list[Any] | bool]) -> tuple[str, str]:
-    return json.dumps([d for d, _ in rows]), json.dumps([r for _, r in rows])
+def _c(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
-def test_rows_become_records_equal_to_fully_built_ones_both_ways() -> None:
-    found = _records(_texts((_d(1), _rest(1)), (None, False), (_d(2), _rest(2))))
-    assert found[1] is None
-    for i, rec in ((1, found[0]), (2, found[2])):
-        assert rec is not None
-        full = _record([_d(i), *_rest(i)[1:]])
-        assert isinstance(rec, InvocationRecord)
-        assert rec == full and full == rec
-        assert rec != _record([_d(3), *_rest(3)[1:]])
-        assert rec.attempt == 1 and rec.lost == 2 and rec.waiters == 3
-        assert rec.worker == f"w{i}" and rec.not_before == 102.75 and rec.updated_at == 101.5
-        assert rec.error == ErrorInfo("builtins.ValueError", "bad", "tb")
-        assert rec.depends_on == ("a" * 32,) and rec.running_limit == 4
-        assert rec.history == []
+def _claim_texts(*ids: int) -> tuple[str, str]:
+    return _c([_d(i) for i in ids]), _c([_rest(i) for i in ids])
 
 
-def test_the_fields_a_run_reads_are_set_at_once_and_the_rest_on_first_use() -> None:
-    rec = _records(_texts((_d(7), _rest(7))))[0]
-    assert rec is not None
-    slots = InvocationRecord.__slots__
-    unset = {f for f in slots if f != "__weakref__" and not _has_slot(rec, f)}
-    assert {"id", "task", "args", "serializer", "timeout", "status", "result"}.isdisjoint(unset)
-    assert "display" in unset and "error" in unset
-    assert rec.status is Status.RETRY and rec.result is None and rec.timeout == 1.5
-    assert rec.display == "t(i=7)"  # fills every field
-    assert all(_has_slot(rec, f) for f in unset)
+def _read(*ids: int | None) -> list[InvocationRecord | None]:
+    """Records as the read script answers for ``ids`` (None: a missing record)."""
+    ds = "\x1e".join("" if i is None else _c(_d(i)) for i in ids)
+    rows = _c([False if i is None else _rest(i) for i in ids])
+    return _read_rows((ds, rows), [f"{i or 0:032x}" for i in ids])
+
+
+def _full(i: int) -> InvocationRecord:
+    return _record([_d(i), *_rest(i)[1:]])
 
 
 def _has_slot(rec: InvocationRecord, name: str) -> bool:
@@ -105,10 +107,72 @@ def _has_slot(rec: InvocationRecord, name: str) -> bool:
     return True
 
 
-def test_a_lazy_record_copies_pickles_and_replaces_like_a_record() -> None:
-    rec = _records(_texts((_d(9), _rest(9))))[0]
+def _unset(rec: InvocationRecord | None) -> set[str]:
     assert rec is not None
-    full = _record([_d(9), *_rest(9)[1:]])
+    return {f for f in InvocationRecord.__slots__ if f != "__weakref__" and not _has_slot(rec, f)}
+
+
+def test_rows_become_records_equal_to_fully_built_ones_both_ways() -> None:
+    claimed = _claimed(_claim_texts(1, 2))
+    read = _read(1, None, 2)
+    assert read[1] is None
+    for i, rec in ((1, claimed[0]), (2, claimed[1]), (1, read[0]), (2, read[2])):
+        assert rec is not None
+        assert isinstance(rec, InvocationRecord)
+        assert rec == _full(i) and _full(i) == rec
+        assert rec != _full(3)
+        assert rec.attempt == 1 and rec.lost == 2 and rec.waiters == 3
+        assert rec.worker == f"w{i}" and rec.not_before == 102.75 and rec.updated_at == 101.5
+        assert rec.error == ErrorInfo("builtins.ValueError", "bad", "tb")
+        assert rec.depends_on == ("a" * 32,) and rec.running_limit == 4
+        assert rec.history == []
+
+
+def test_a_claimed_record_has_what_a_run_reads_and_the_rest_on_first_use() -> None:
+    rec = _claimed(_claim_texts(7))[0]
+    unset = _unset(rec)
+    assert {"id", "task", "args", "serializer", "timeout", "status", "result"}.isdisjoint(unset)
+    assert "display" in unset and "error" in unset
+    assert rec.status is Status.RETRY and rec.result is None and rec.timeout == 1.5
+    assert rec.display == "t(i=7)"  # fills every field
+    assert not _unset(rec)
+
+
+def test_a_read_record_keeps_its_registration_json_unparsed_until_needed() -> None:
+    rec = _read(8)[0]
+    unset = _unset(rec)
+    assert {"id", "serializer", "status", "result"}.isdisjoint(unset)
+    assert {"task", "args", "timeout", "display"} <= unset
+    assert rec is not None
+    assert rec.id == f"{8:032x}" and rec.serializer == "json" and rec.status is Status.RETRY
+    assert rec.task == "m.t"  # parses and fills every field
+    assert not _unset(rec) and rec == _full(8)
+
+
+def test_the_serializer_is_read_from_the_registration_text_or_else_parsed() -> None:
+    new = NewInvocation(
+        id=InvocationId("b" * 32), app="app", task=TaskId("m.t"),
+        args=_c({"text": '"serializer":"json"'}), call_key="m.t#1", display="t()",
+        pool="p", serializer="pickle",
+    )  # fmt: skip
+    d = _register_texts([new], 5.0)[1][0]
+    assert d.count('"serializer":"') == 1  # the quotes in the argument are escaped
+    assert _serializer(d) == "pickle"
+    odd = d.replace('"serializer":"pickle"', '"serializer":"a\\"b"')
+    assert json.loads(odd)["serializer"] == 'a"b'
+    assert _serializer(odd) is None
+    rest = _c([0, "SUCCESS", "6.0", "0", "0", False, "0", "0", "1", False])
+    for text, serializer in ((d, "pickle"), (odd, 'a"b')):
+        rec = _read_rows((text, f"[{rest}]"), ["b" * 32])[0]
+        assert rec is not None
+        assert rec.serializer == serializer and rec.result == "1"
+        assert rec.args == new.args
+
+
+def test_a_lazy_record_copies_pickles_and_replaces_like_a_record() -> None:
+    rec = _read(9)[0]
+    assert rec is not None
+    full = _full(9)
     assert pickle.loads(pickle.dumps(rec)) == full
     assert copy.deepcopy(rec) == full
     assert dataclasses.asdict(rec) == dataclasses.asdict(full)
@@ -117,7 +181,7 @@ def test_a_lazy_record_copies_pickles_and_replaces_like_a_record() -> None:
 
 
 def test_a_field_set_before_the_others_are_filled_is_kept() -> None:
-    rec = _records(_texts((_d(5), _rest(5))))[0]
+    rec = _read(5)[0]
     assert rec is not None
     rec.history = [Transition(Status.PENDING, 1.0, None, None)]  # still a mutable record
     rec.timeout = 9.0

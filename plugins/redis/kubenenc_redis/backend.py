@@ -145,22 +145,29 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(InvocationRecord))
 
 class _LazyRecord(InvocationRecord):
     """An :class:`InvocationRecord` read from a script's row, with the fields that running
-    or collecting a call reads (id, task, args, serializer, timeout, status, result) set at
-    once and the others filled in from the row on first use of any of them.
+    or collecting a call reads set at once and the others filled in from the row on first
+    use of any of them.
 
     Building a whole record costs more than a worker spends on a no-op task's run (about
-    7 µs: two dozen fields, conversions, the history), and the worker and ``results()``
-    read a handful of fields of most records. A field not set yet is an empty slot, whose
-    read falls through to :meth:`__getattr__`, which fills every field not set yet; after
-    that it is an ordinary record. Equal to an :class:`InvocationRecord` with the same fields."""
+    7 µs: two dozen fields, conversions, the history), and so does parsing the JSON of the
+    fields fixed at registration (``d``); the worker and ``results()`` read a handful of
+    fields of most records. A claimed record has id, task, args, serializer, timeout,
+    status and result set (``d`` parsed: a run needs most of it); a record read by
+    ``get``/``get_many`` has id, serializer, status and result set, and its ``d`` is parsed
+    only when another field is read. A field not set yet is an empty slot, whose read falls
+    through to :meth:`__getattr__`, which fills every field not set yet; after that it is
+    an ordinary record. Equal to an :class:`InvocationRecord` with the same fields."""
 
     __slots__ = ("_row",)
-    _row: Sequence[Any]
+    _row: list[Any]
 
     def __getattr__(self, name: str) -> Any:
         if name not in _FIELDS:
             raise AttributeError(name)
-        full = _record(self._row)
+        row = self._row
+        if isinstance(row[0], str):
+            row[0] = json.loads(row[0])
+        full = _record(row)
         for field in _FIELDS:
             try:
                 object.__getattribute__(self, field)  # set already (maybe changed): kept
@@ -191,17 +198,59 @@ def _lazy(row: list[Any]) -> InvocationRecord:
     return rec
 
 
-def _records(texts: Sequence[str]) -> list[InvocationRecord | None]:
-    """The records of a reply of the read or claim scripts: two JSON texts, the records'
-    ``d`` objects and the rest of their rows with 0 in the place of ``d`` (false for a
-    missing record; see ``rows_json`` in :mod:`kubenenc_redis.scripts`)."""
-    out: list[InvocationRecord | None] = []
+def _claimed(texts: Sequence[str]) -> list[InvocationRecord]:
+    """The records of a claim: two JSON texts, the records' ``d`` objects and the rest of
+    their rows with 0 in the place of ``d`` (see ``rows_json`` in
+    :mod:`kubenenc_redis.scripts`)."""
+    out: list[InvocationRecord] = []
     for d, row in zip(json.loads(texts[0]), json.loads(texts[1]), strict=True):
+        row[0] = d
+        out.append(_lazy(row))
+    return out
+
+
+_SERIALIZER = '"serializer":"'
+
+
+def _serializer(d: str) -> str | None:
+    """The ``serializer`` of a record's ``d`` JSON text, found without parsing it, or None
+    when it cannot be read so (then parse). The text is compact JSON of one flat object
+    (see :func:`_register_texts`), whose string values escape every quote, so the key with
+    its quotes occurs once, as the key."""
+    at = d.rfind(_SERIALIZER)
+    if at < 0:
+        return None
+    start = at + len(_SERIALIZER)
+    end = d.find('"', start)
+    value = d[start:end]
+    return None if end < 0 or "\\" in value else value
+
+
+def _read_rows(texts: Sequence[str], ids: Sequence[str]) -> list[InvocationRecord | None]:
+    """The records of a reply of the read script for ``ids``: the records' ``d`` texts
+    joined by RS (which JSON text cannot hold unescaped; empty for a missing record), and
+    the JSON of the rest of their rows with 0 in the place of ``d`` (false for a missing
+    record). Each ``d`` stays text until a field other than id, serializer, status and
+    result is read (see :class:`_LazyRecord`)."""
+    out: list[InvocationRecord | None] = []
+    rows = json.loads(texts[1])
+    for id, d, row in zip(ids, texts[0].split(_RS), rows, strict=True):
         if row is False:
             out.append(None)
-        else:
-            row[0] = d
+            continue
+        row[0] = d
+        serializer = _serializer(d)
+        if serializer is None:
+            row[0] = json.loads(d)
             out.append(_lazy(row))
+            continue
+        rec = object.__new__(_LazyRecord)
+        rec._row = row
+        rec.id = InvocationId(id)
+        rec.serializer = serializer
+        rec.status = _STATUS[row[1]]
+        rec.result = row[8] if row[8] is not False else None
+        out.append(rec)
     return out
 
 
@@ -605,7 +654,7 @@ class RedisBackend:
             return [r for r in found if r is not None and r.worker == worker]
         if not reply:
             return []
-        return _records(reply)  # type: ignore[return-value]  # every claimed record exists
+        return _claimed(reply)
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
@@ -628,7 +677,7 @@ class RedisBackend:
             return flags, [r for r in found if r is not None and r.worker == worker]
         if not reply[1]:
             return flags, []
-        return flags, _records(reply[1:])  # type: ignore[return-value]  # all exist
+        return flags, _claimed(reply[1:])
 
     def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
         """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
@@ -770,7 +819,7 @@ class RedisBackend:
         replies = self._retrying("wait_final", send)
         pushed = replies[1] is not None
         if single and pushed:
-            rec = _records(replies[2])[0]
+            rec = _read_rows(replies[2], [last])[0]
             if rec is not None and rec.is_final:
                 self._local.final = (rec, time.monotonic())
         return int(replies[0]), pushed
@@ -826,7 +875,7 @@ class RedisBackend:
         for start in range(0, len(ids), READ_CHUNK):
             argv = ["0", "0", "", "1" if history else "0", *ids[start : start + READ_CHUNK]]
             texts = self._retrying("get", lambda a=argv: self._script("read", a))  # type: ignore[misc]
-            out.extend(_records(texts))
+            out.extend(_read_rows(texts, argv[4:]))
         return out
 
     def get(self, id: InvocationId) -> InvocationRecord | None:
