@@ -1,5 +1,5 @@
-"""How the Redis backend encodes outcomes for the finish scripts and turns the read and claim
-scripts' rows into records (no server)."""
+"""How the Redis backend encodes outcomes and commands and turns the read and claim scripts'
+rows into records (no server)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import pickle
 from typing import Any
 
+import redis
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.records import (
     ErrorInfo,
@@ -20,7 +21,9 @@ from kubenenc.records import (
 )
 from kubenenc.status import Status
 from kubenenc_redis.backend import (
+    _bulk,
     _claimed,
+    _command,
     _flags,
     _outcome_arg,
     _read_rows,
@@ -188,3 +191,11 @@ def test_a_field_set_before_the_others_are_filled_is_kept() -> None:
     assert rec.display == "t(i=5)"  # fills the others
     assert rec.history == [Transition(Status.PENDING, 1.0, None, None)]
     assert rec.timeout == 9.0
+
+
+def test_a_command_encoded_ahead_is_what_redis_py_would_send() -> None:
+    conn: Any = redis.Redis().connection_pool.make_connection()  # not connected: packs only
+    ids = ["a" * 32, "é1", ""]
+    expected = b"".join(conn.pack_command("EVALSHA", "abc", 1, "{p}", "0", "0", "", *ids))
+    head = b"".join(_bulk(x) for x in ("EVALSHA", "abc", "1", "{p}", "0", "0", ""))
+    assert _command(head, 7, [_bulk(i) for i in ids]) == expected

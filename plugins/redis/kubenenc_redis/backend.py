@@ -344,15 +344,18 @@ class _Link:
         """Send one command, return its reply (a Redis error raises ResponseError)."""
         return self.calls([args])[-1]
 
-    def calls(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def calls(self, commands: Sequence[Sequence[Any]], first: bytes = b"") -> list[Any]:
         """Send ``commands`` in one write (pipelined, not a transaction) and return their
-        replies in order; the first error reply raises after every reply was read."""
+        replies in order; the first error reply raises after every reply was read.
+        ``first``, when given, is one more command, already in the protocol (see
+        :func:`_command`), sent ahead of them."""
         conn = self.take()
         try:
-            conn.send_packed_command(conn.pack_commands(commands))
+            packed = conn.pack_commands(commands)
+            conn.send_packed_command([first, *packed] if first else packed)
             replies: list[Any] = []
             error: BaseException | None = None
-            for _ in commands:
+            for _ in range(len(commands) + (1 if first else 0)):
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
@@ -380,6 +383,20 @@ class _Link:
             if conn not in idle and sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def _bulk(text: str) -> bytes:
+    """``text`` as one bulk string of the Redis protocol."""
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _command(head: bytes, count: int, tail: Sequence[bytes]) -> bytes:
+    """One command in the Redis protocol: ``count`` arguments, ``head`` (some, as
+    :func:`_bulk` writes them) and then ``tail``. ``wait_final`` sends the same ids again
+    and again: encoded once, they are not encoded again on each trip (redis-py's encoder
+    costs about a microsecond per argument)."""
+    return b"*%d\r\n%s%s" % (count + len(tail), head, b"".join(tail))
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -763,36 +780,40 @@ class RedisBackend:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
+        encoded = [_bulk(id) for id in pending]  # the same order as pending
         self._local.final = None
         while pending:
             # A window at a time: all must end, so blocking on the last open one of the
             # window wastes no time, and in FIFO order the window then ends together.
             chunk, rest = pending[:WAIT_WINDOW], pending[WAIT_WINDOW:]
+            echunk, erest = encoded[:WAIT_WINDOW], encoded[WAIT_WINDOW:]
             block = BLOCK_CHUNK
             if deadline is not None:
                 block = min(block, deadline - time.monotonic())
             if block <= 0:  # no time left to block: only look
                 if self._open(chunk):
                     return False
-                pending = rest
+                pending, encoded = rest, erest
                 continue
-            open, pushed = self._open_and_block(chunk, block, single=len(ids) == 1)
+            open, pushed = self._open_and_block(chunk, echunk, block, single=len(ids) == 1)
             if pushed and open == len(chunk):
                 open -= 1  # pushed only once it is final: no need to read it again
-            pending = chunk[:open] + rest
+            pending, encoded = chunk[:open] + rest, echunk[:open] + erest
         return True
 
     def _open_and_block(
-        self, chunk: list[InvocationId], seconds: float, single: bool
+        self, chunk: list[InvocationId], encoded: list[bytes], seconds: float, single: bool
     ) -> tuple[int, bool]:
         """How many of ``chunk``, from the first, may still be open (the position of the
         last open one), and whether the last of ``chunk`` was pushed within ``seconds``
-        (see :meth:`wait_final`)."""
+        (see :meth:`wait_final`); ``encoded``: the ids of ``chunk`` as :func:`_bulk` writes
+        them."""
         last = chunk[-1]
         done = self._key("done", last)
         script = self._scripts["open"]
+        head = b"".join(_bulk(x) for x in ("EVALSHA", script.sha, "1", self._p, "0", "0", ""))
+        first = _command(head, 7, encoded)
         commands: list[tuple[Any, ...]] = [
-            ("EVALSHA", script.sha, 1, self._p, "0", "0", "", *chunk),
             ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
         ]
         if single:
@@ -808,7 +829,7 @@ class RedisBackend:
                 self._script("open", ["0", "0", ""])
                 self._loaded = True
             try:
-                return self._block_link.calls(commands)
+                return self._block_link.calls(commands, first)
             except redis.exceptions.NoScriptError:
                 self._loaded = False
                 return send()
