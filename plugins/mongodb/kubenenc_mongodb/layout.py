@@ -391,14 +391,6 @@ class Layout:
         """The commit marker of step ``version`` (``{_id, step}``), or None."""
         return self.steps.find_one({"_id": log_id(version)})
 
-    def current(self, version: int) -> bool | None:
-        """Whether ``version`` is the last committed step (True), a later one exists
-        (False), or ``version`` left the log, so the reader is too far behind (None). Two
-        reads by ``_id`` (on FerretDB cheaper than one query scanning the markers)."""
-        if self.marker(version + 1) is not None:
-            return False
-        return True if version == 0 or self.marker(version) is not None else None
-
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
         if self.marker(version) is None:
