@@ -57,7 +57,7 @@ from pymongo.errors import (
 
 from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Doc, Layout, log_id, redo_of
 from kubenenc_mongodb.options import MongoOptions, parse_url
-from kubenenc_mongodb.replica import Redo, Replica, StepTxn, doc_to_record
+from kubenenc_mongodb.replica import Replica, StepTxn, doc_to_record
 
 log = logging.getLogger("kubenenc.mongodb")
 
@@ -123,6 +123,8 @@ class _Conn:
         self.last_sweep = 0.0
         self.confirmed = (-1, 0.0)
         """(version, monotonic time) when the marker of that version was last seen."""
+        self.marked = -1
+        """The last version whose marker a poll saw (it need not be read again)."""
         self.kept: tuple[str, float, float] | None = None
         """(token, expires, monotonic time taken) of the lock kept between steps: the
         next step of this process uses it as it is; a thread lets it go at ``release_at``."""
@@ -298,7 +300,7 @@ class MongoBackend:
         self, what: str, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None = None
     ) -> T:
         """Run ``op`` as one step; ``linger(result)``: keep the lock :data:`_LINGER` seconds
-        for a next step of this process (else it is let go at once, off the caller's path)."""
+        for a next step of this process (else it is let go at the end of the step)."""
 
         def run(conn: _Conn) -> T:
             with conn.mutex:
@@ -367,9 +369,13 @@ class MongoBackend:
         finally:
             if conn.dangling == token:
                 pass  # left in place on purpose (see _locked_step)
-            elif done is not None and time.monotonic() - since < _HOLD_MAX:
-                keep_for = _LINGER if linger is not None and linger(done[0]) else 0.0
-                conn.keep(token, expires, since, keep_for)
+            elif (
+                done is not None
+                and linger is not None
+                and linger(done[0])
+                and time.monotonic() - since < _HOLD_MAX
+            ):
+                conn.keep(token, expires, since, _LINGER)
             else:
                 try:
                     conn.layout.locks.delete_one({"_id": token})
@@ -461,31 +467,26 @@ class MongoBackend:
 
     def _is_current(self, conn: _Conn) -> bool:
         """Whether the replica has every committed step: one read of the next marker (and,
-        past :data:`_CONFIRMED`, of its own). Only for the shortcuts of idle claims and
-        recoveries: a step always catches up under the lock."""
+        past :data:`_CONFIRMED`, of its own); none while this process keeps the lock. Only
+        for the shortcuts of idle claims and recoveries: a step catches up under the lock."""
         v = conn.replica.version
-        if v < 0 or conn.layout.marker(v + 1) is not None:
+        kept = conn.kept
+        if v >= 0 and kept is not None and time.time() < kept[1] - self.options.lease / 2:
+            return True  # nobody else can have committed since our last step
+        if v < 0 or self._has_marker(conn, v + 1):
             return False
         return self._still_marked(conn, relaxed=True)
 
-    def _newer_steps(self, conn: _Conn, *, relaxed: bool = False) -> list[Redo] | None:
-        """The redo of every committed step after the replica's version, oldest first; None
-        when the log no longer holds them all (the replica must be reloaded). Reads each
-        next marker, then its redo: on FerretDB one ``_id`` lookup is cheaper than any range
-        query. ``relaxed``: see :data:`_CONFIRMED`."""
-        layout = conn.layout
-        v = conn.replica.version
-        redos: list[Redo] = []
-        while layout.marker(v + len(redos) + 1) is not None:
-            n = v + len(redos) + 1
-            doc = layout.log(n).find_one({"_id": log_id(n)}) if len(redos) < LOG_KEEP else None
-            if doc is None:  # more than the log keeps, or pruned meanwhile: far behind
-                return None
-            redos.append(redo_of(doc))
-        if redos:
-            conn.confirmed = (v + len(redos), time.monotonic())
-            return redos
-        return redos if self._still_marked(conn, relaxed=relaxed) else None
+    @staticmethod
+    def _has_marker(conn: _Conn, version: int) -> bool:
+        """Whether step ``version`` is committed (a marker seen once is not read again: it
+        stays committed, and if it was pruned since, its redo is gone too)."""
+        if conn.marked == version:
+            return True
+        if conn.layout.marker(version) is None:
+            return False
+        conn.marked = version
+        return True
 
     @staticmethod
     def _still_marked(conn: _Conn, *, relaxed: bool) -> bool:
@@ -501,19 +502,34 @@ class MongoBackend:
         conn.confirmed = (v, time.monotonic())
         return True
 
-    def _observe(self, conn: _Conn, *, relaxed: bool = False) -> bool:
-        """Bring the replica up to the last committed step from the log alone (no lock);
-        False when it cannot (never loaded, or too far behind: reload under the lock)."""
-        rep = conn.replica
+    def _observe(
+        self,
+        conn: _Conn,
+        *,
+        relaxed: bool = False,
+        enough: Callable[[Replica], bool] | None = None,
+    ) -> bool:
+        """Bring the replica up to the last committed step from the log alone (no lock),
+        reading each next marker, then its redo (on FerretDB one ``_id`` lookup is cheaper
+        than any range query); False when it cannot (never loaded, or so far behind that
+        the log lost steps: reload under the lock). ``relaxed``: see :data:`_CONFIRMED`.
+        ``enough``: stop at the first step after which it holds (the replica is then as of
+        that step, not necessarily the last)."""
+        rep, layout = conn.replica, conn.layout
         if rep.version < 0:
             return False
-        redos = self._newer_steps(conn, relaxed=relaxed)
-        if redos is None:
-            return False
-        for redo in redos:
-            rep.apply(redo, rep.version + 1)
-            rep.version += 1
-        return True
+        start = rep.version
+        while self._has_marker(conn, rep.version + 1):
+            n = rep.version + 1
+            doc = layout.log(n).find_one({"_id": log_id(n)})
+            if doc is None:  # pruned meanwhile: far behind
+                return False
+            rep.apply(redo_of(doc), n)
+            rep.version = n
+            conn.confirmed = (n, time.monotonic())
+            if enough is not None and enough(rep):
+                return True
+        return rep.version > start or self._still_marked(conn, relaxed=relaxed)
 
     def _catch_up(self, conn: _Conn) -> None:
         if not self._observe(conn):
@@ -756,8 +772,9 @@ class MongoBackend:
         while True:
             if not committed:
                 pending = self._from_replica(
-                    "wait_final", functools.partial(_open, pending), relaxed=True
-                )
+                    "wait_final", functools.partial(_open, pending), relaxed=True,
+                    enough=functools.partial(_all_final, pending),
+                )  # fmt: skip
                 if not pending and self._shards > 1:
                     # Readers take non-final records from the replica and final ones from
                     # it or from <p>_final, written before any later step could start.
@@ -781,14 +798,22 @@ class MongoBackend:
                 time.sleep(delay)
             delay = min(delay * 1.5, _WAIT_MAX)
 
-    def _from_replica(self, what: str, read: Callable[[Replica], T], *, relaxed: bool = False) -> T:
+    def _from_replica(
+        self,
+        what: str,
+        read: Callable[[Replica], T],
+        *,
+        relaxed: bool = False,
+        enough: Callable[[Replica], bool] | None = None,
+    ) -> T:
         """``read`` over this process's replica brought up to the last committed step: from
         the log without the lock, or, when it cannot be (never loaded, or too far behind),
-        reloaded in a step that writes nothing. ``relaxed``: see :data:`_CONFIRMED` (polls)."""
+        reloaded in a step that writes nothing. ``relaxed``, ``enough``: for polls, see
+        :meth:`_observe`."""
 
         def attempt(conn: _Conn) -> tuple[bool, T | None]:
             with conn.mutex:
-                if self._observe(conn, relaxed=relaxed):
+                if self._observe(conn, relaxed=relaxed, enough=enough):
                     return True, read(conn.replica)
             return False, None
 
@@ -1029,6 +1054,12 @@ def _final_of(layout: Layout) -> Collection[Doc]:
 def _open(ids: list[InvocationId], replica: Replica) -> list[InvocationId]:
     """Those of ``ids`` that are not final in ``replica``."""
     return [i for i in ids if i in replica.records]
+
+
+def _all_final(ids: list[InvocationId], replica: Replica) -> bool:
+    """Whether none of ``ids`` is held in ``replica`` as not final."""
+    records = replica.records
+    return not any(i in records for i in ids)
 
 
 def _worker_doc(info: WorkerInfo) -> Doc:
