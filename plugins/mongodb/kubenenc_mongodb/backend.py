@@ -76,6 +76,10 @@ _CONFIRMED = 0.1
 claims and of ``wait_final`` take "no later marker" to mean "current" without reading that
 marker again (one read per poll instead of two). They could only be wrong when the log moved
 on by more than it keeps meanwhile; the poll then sees it at most this much later."""
+_POLL_SHARE = 0.002
+"""Polls of one process (threads waiting for results, the idle claims of its worker) within
+this long of a read that found no new step take that answer: however many threads wait,
+a process asks the server at most this often."""
 _LINGER = 0.01
 """How long a process keeps the lock after a step that claimed work, for the step that will
 finish it (no lock round trips, no catch-up: nobody else can have committed meanwhile)."""
@@ -125,6 +129,8 @@ class _Conn:
         """(version, monotonic time) when the marker of that version was last seen."""
         self.marked = -1
         """The last version whose marker a poll saw (it need not be read again)."""
+        self.polled = (-1, 0.0)
+        """(version, monotonic time) when a read last found no step after that version."""
         self.kept: tuple[str, float, float] | None = None
         """(token, expires, monotonic time taken) of the lock kept between steps: the
         next step of this process uses it as it is; a thread lets it go at ``release_at``."""
@@ -473,9 +479,21 @@ class MongoBackend:
         kept = conn.kept
         if v >= 0 and kept is not None and time.time() < kept[1] - self.options.lease / 2:
             return True  # nobody else can have committed since our last step
-        if v < 0 or self._has_marker(conn, v + 1):
+        if v < 0:
             return False
+        if self._polled_recently(conn):
+            return True
+        if self._has_marker(conn, v + 1):
+            return False
+        conn.polled = (v, time.monotonic())
         return self._still_marked(conn, relaxed=True)
+
+    @staticmethod
+    def _polled_recently(conn: _Conn) -> bool:
+        """Whether a read found no step after the replica's version just now (see
+        :data:`_POLL_SHARE`)."""
+        version, at = conn.polled
+        return version == conn.replica.version and time.monotonic() - at < _POLL_SHARE
 
     @staticmethod
     def _has_marker(conn: _Conn, version: int) -> bool:
@@ -518,6 +536,8 @@ class MongoBackend:
         rep, layout = conn.replica, conn.layout
         if rep.version < 0:
             return False
+        if relaxed and self._polled_recently(conn):
+            return True
         start = rep.version
         while self._has_marker(conn, rep.version + 1):
             n = rep.version + 1
@@ -529,6 +549,7 @@ class MongoBackend:
             conn.confirmed = (n, time.monotonic())
             if enough is not None and enough(rep):
                 return True
+        conn.polled = (rep.version, time.monotonic())
         return rep.version > start or self._still_marked(conn, relaxed=relaxed)
 
     def _catch_up(self, conn: _Conn) -> None:
