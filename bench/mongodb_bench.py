@@ -9,7 +9,8 @@ worker process, enqueue rate with parallelize, call-to-result latency (p50/p99),
 ceiling, what the server does for plain pymongo calls in the same run (insert_many of 64
 record-shaped documents, insert_one, ping, find_one and replace_one by ``_id``), and the load
 average around the run (the machine is shared), and the CPU time per task of FerretDB, the
-worker process and this client (what does not depend on the load). Medians of --repeat
+worker process and this client (what does not depend on the load), over the whole run and
+while the worker drains the queue (what bounds the throughput). Medians of --repeat
 runs. Not a test: nothing is asserted.
 """
 
@@ -89,7 +90,8 @@ def one_run(server: FerretServer, tasks: int, latency_calls: int, mode: str,
             concurrency: int) -> dict[str, float]:  # fmt: skip
     url = server.url(f"bench{uuid.uuid4().hex[:8]}")
     ferret, worker, client = _cpu_of(server.proc.pid), _children_cpu(), time.process_time()
-    out = measure(url, tasks, latency_calls, mode, concurrency, timeout=1800)
+    out = measure(url, tasks, latency_calls, mode, concurrency, timeout=1800,
+                  server_pid=server.proc.pid)  # fmt: skip
     # CPU per task over the whole run (enqueue, drain, latency calls): load-independent.
     calls = tasks + latency_calls
     out["cpu_ferret"] = (_cpu_of(server.proc.pid) - ferret) / calls * 1000
@@ -138,6 +140,9 @@ def main() -> None:
     table.add_row("CPU per task, whole run (ms): FerretDB / worker / client",
                   f"{med['cpu_ferret']:.2f} / {med['cpu_worker']:.2f} / {med['cpu_client']:.2f}",
                   "", "")  # fmt: skip
+    table.add_row("CPU per task while draining (ms): FerretDB / worker / client",
+                  f"{med['server_us'] / 1000:.2f} / {med['worker_us'] / 1000:.2f} / "
+                  f"{med['client_us'] / 1000:.2f}", "", "")  # fmt: skip
     Console().print(table)
 
 

@@ -4,6 +4,8 @@ calls that survive a server restart. Against a real FerretDB (MongoDB protocol).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -274,3 +276,102 @@ def test_a_mongodb_server_gets_the_mongodb_path(mongojava_backend: MongoBackend)
     indexes = {ix["name"]: ix for ix in layout.shards[0].list_indexes()}
     assert {"claim_order", "app_status", "task_status", "held_by", "retention"} <= set(indexes)
     assert indexes["retention"]["expireAfterSeconds"] == 7 * 24 * 3600
+
+
+def test_a_process_rebuilds_from_the_log_while_it_holds_every_step(
+    mongodb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the log still holds every step since the first, a process that loads its
+    replica replays the log (no read of every invocation's own document) and sees exactly
+    what the collections say: slots, waiters, pauses, final results."""
+    a = MongoBackend.from_url(mongodb_url)
+    b = None
+    try:
+        long = add(a, 1.0, "long", running_key="k", running_limit=1)
+        queued = add(a, 1.0, "queued", running_key="k", running_limit=1)
+        parent = add(a, 1.0, "parent", pool="p2")
+        child = add(a, 1.0, "child", pool="p3")
+        done = add(a, 1.0, "done", pool="p4")
+        start(a, long, W1)
+        start(a, parent, W1)
+        assert a.pause(parent, W1, [child], 11.0).kind is PauseKind.PAUSED
+        start(a, done, W1)
+        succeed(a, done, W1)
+
+        def no_documents(*args: object) -> None:
+            raise AssertionError("read own documents though the log holds every step")
+
+        monkeypatch.setattr(MongoBackend, "_load_own", no_documents)
+        b = MongoBackend.from_url(mongodb_url)
+        for id in (long, queued, parent, child, done):
+            assert record(b, id) == record(a, id)
+        assert b.counts() == a.counts()
+        assert claim_ids(b, W2, 10) == []  # "long" holds the only slot of "k"
+        assert claim_ids(b, W2, 10, 20.0, "p3") == [child]
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def test_a_lock_kept_after_a_claim_is_let_go_soon(mongodb_url: str) -> None:
+    """A claim keeps the lock a moment for the finish that follows; another process gets it
+    then, not after the lease (30 s here)."""
+    url = f"{mongodb_url}?kubenenc_lease=30"
+    a = MongoBackend.from_url(url)
+    b = MongoBackend.from_url(url)
+    try:
+        first = add(a, 1.0, "f", "1")
+        assert claim_ids(a, W1, 1) == [first]
+        locks = a._conn().layout.locks
+        assert locks.count_documents({}) == 1  # kept
+        started = time.monotonic()
+        second = add(b, 1.0, "f", "2")
+        assert time.monotonic() - started < 5
+        assert locks.count_documents({}) == 0  # b released its own at once
+        succeed(a, first, W1)
+        assert record(b, first).status is Status.SUCCESS
+        assert claim_ids(a, W1, 1) == [second]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_close_and_exit_let_a_kept_lock_go(mongodb_url: str, tmp_path: Path) -> None:
+    """A lock kept after a claim goes with close(), and with the process when it exits
+    without closing, so the next process does not wait out the lease."""
+    url = f"{mongodb_url}?kubenenc_lease=30"
+    a = MongoBackend.from_url(url)
+    try:
+        first = add(a, 1.0, "f", "1")
+        second = add(a, 1.0, "f", "2")
+        locks = a._conn().layout.locks
+        assert claim_ids(a, W1, 1) == [first]
+        assert locks.count_documents({}) == 1
+    finally:
+        a.close()
+    probe = MongoBackend.from_url(url)
+    try:
+        assert probe._conn().layout.locks.count_documents({}) == 0
+    finally:
+        probe.close()
+    script = tmp_path / "claim_and_exit.py"
+    script.write_text(
+        "import sys\n"
+        "from kubenenc_mongodb import MongoBackend\n"
+        "b = MongoBackend.from_url(sys.argv[1])\n"
+        "got = b.claim('default', 'w-exit', 1, 20.0)\n"
+        "assert [r.id for r in got] == [sys.argv[2]], got\n"
+        "assert b._conn().kept is not None\n"
+    )
+    done = subprocess.run([sys.executable, str(script), url, second], check=False, timeout=60)
+    assert done.returncode == 0
+    c = MongoBackend.from_url(url)
+    try:
+        assert c._conn().layout.locks.count_documents({}) == 0
+        started = time.monotonic()
+        add(c, 1.0, "f", "3")
+        assert time.monotonic() - started < 5
+        assert record(c, second).status is Status.RUNNING
+    finally:
+        c.close()

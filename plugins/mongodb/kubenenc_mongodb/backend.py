@@ -14,6 +14,7 @@ opens its own on first use.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import functools
@@ -23,6 +24,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
@@ -53,9 +55,9 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Doc, Layout, redo_of
+from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Doc, Layout, log_id, redo_of
 from kubenenc_mongodb.options import MongoOptions, parse_url
-from kubenenc_mongodb.replica import Redo, Replica, StepTxn, doc_to_record
+from kubenenc_mongodb.replica import Replica, StepTxn, doc_to_record
 
 log = logging.getLogger("kubenenc.mongodb")
 
@@ -69,9 +71,25 @@ _FERRET_SHARDS = 128
 """FerretDB 1.x finds a document by ``_id`` with a scan of its collection (its ``_id``
 index is not used by its own queries), so invocations are spread over this many small
 collections there."""
-_FRESH = 0.005
-"""How long an idle claim may trust the replica without asking the server: a claim that
-finds nothing may be this late to see new work (the worker polls again anyway)."""
+_CONFIRMED = 0.1
+"""For how long, after the marker of the replica's version was last seen, the polls of idle
+claims and of ``wait_final`` take "no later marker" to mean "current" without reading that
+marker again (one read per poll instead of two). They could only be wrong when the log moved
+on by more than it keeps meanwhile; the poll then sees it at most this much later."""
+_POLL_SHARE = 0.002
+"""Polls of one process (threads waiting for results, the idle claims of its worker) within
+this long of a read that found no new step take that answer: however many threads wait,
+a process asks the server at most this often."""
+_LINGER = 0.01
+"""How long a process keeps the lock after a step that claimed work, for the step that will
+finish it (no lock round trips, no catch-up: nobody else can have committed meanwhile)."""
+_HOLD_MAX = 0.05
+"""A process that keeps the lock across steps lets it go at the end of the first step past
+this long since it took it, so others get their turn."""
+_WAIT_FIRST = 0.002
+_WAIT_MAX = 0.01
+"""``wait_final`` polls with back-off from :data:`_WAIT_FIRST` to this (seconds): a poll
+costs one read of a tiny document, and a result is seen at most this late."""
 _FORMAT = 2
 """The layout format (``<p>_meta``): 2 = records as JSON text, final documents apart."""
 _SCAN_ABOVE = 32
@@ -107,8 +125,72 @@ class _Conn:
         self.uncertain: tuple[int, str, Any] | None = None
         """(version, step id, result) of a step whose commit write failed: maybe committed."""
         self.last_sweep = 0.0
-        self.fresh_until = 0.0
-        """Until then (monotonic), the replica counts as current for idle shortcuts."""
+        self.confirmed = (-1, 0.0)
+        """(version, monotonic time) when the marker of that version was last seen."""
+        self.marked = -1
+        """The last version whose marker a poll saw (it need not be read again)."""
+        self.polled = (-1, 0.0)
+        """(version, monotonic time) when a read last found no step after that version."""
+        self.kept: tuple[str, float, float] | None = None
+        """(token, expires, monotonic time taken) of the lock kept between steps: the
+        next step of this process uses it as it is; a thread lets it go at ``release_at``."""
+        self.release_at = 0.0
+        self.wake = threading.Condition(self.mutex)
+        self.releaser: threading.Thread | None = None
+        self.closed = False
+        _CONNS.add(self)
+
+    def keep(self, token: str, expires: float, since: float, linger: float) -> None:
+        """Hold the lock past a step; it is let go after ``linger`` seconds unless a step of
+        this process takes it first (call with ``mutex`` held)."""
+        self.kept = (token, expires, since)
+        self.release_at = time.monotonic() + linger
+        if self.releaser is None:
+            self.releaser = threading.Thread(
+                target=self._release_loop, name="kubenenc-mongodb-lock", daemon=True
+            )
+            self.releaser.start()
+        self.wake.notify()
+
+    def let_go(self) -> None:
+        """Release the kept lock now, if any (call with ``mutex`` held)."""
+        if self.kept is None:
+            return
+        token, self.kept = self.kept[0], None
+        try:
+            self.layout.locks.delete_one({"_id": token})
+        except PyMongoError:
+            self.dangling = token
+
+    def _release_loop(self) -> None:
+        with self.wake:
+            while not self.closed:
+                left = self.release_at - time.monotonic()
+                if self.kept is None or left > 0:
+                    self.wake.wait(left if self.kept is not None else None)
+                    continue
+                self.let_go()
+
+    def close(self) -> None:
+        with self.mutex:
+            if self.pid == os.getpid():
+                self.let_go()
+            self.closed = True
+            self.wake.notify()
+        if self.pid == os.getpid():
+            self.client.close()
+
+
+_CONNS: weakref.WeakSet[_Conn] = weakref.WeakSet()
+
+
+@atexit.register
+def _let_go_at_exit() -> None:
+    """Release locks kept between steps, so other processes need not wait out the lease."""
+    for conn in list(_CONNS):
+        if conn.pid == os.getpid() and not conn.closed:
+            with contextlib.suppress(Exception), conn.mutex:
+                conn.let_go()
 
 
 class MongoBackend:
@@ -194,8 +276,8 @@ class MongoBackend:
         with self._conn_lock:
             self._closed = True
             conn, self._conn_obj = self._conn_obj, None
-        if conn is not None and conn.pid == os.getpid():
-            conn.client.close()
+        if conn is not None:
+            conn.close()
 
     # -- retries ----------------------------------------------------------------------------
 
@@ -220,10 +302,15 @@ class MongoBackend:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _step(self, what: str, op: Callable[[StepTxn], T]) -> T:
+    def _step(
+        self, what: str, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None = None
+    ) -> T:
+        """Run ``op`` as one step; ``linger(result)``: keep the lock :data:`_LINGER` seconds
+        for a next step of this process (else it is let go at the end of the step)."""
+
         def run(conn: _Conn) -> T:
             with conn.mutex:
-                return self._step_once(conn, op)
+                return self._step_once(conn, op, linger)
 
         return self._retrying(what, run)
 
@@ -259,77 +346,120 @@ class MongoBackend:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.005)
 
-    def _step_once(self, conn: _Conn, op: Callable[[StepTxn], T]) -> T:
-        layout = conn.layout
-        token, expires, stolen = self._acquire(conn)
-        release = True
+    def _take_kept(self, conn: _Conn) -> tuple[str, float, float] | None:
+        """The lock this process kept since its last step, while its lease has well over half
+        to run (nobody can have taken it over); else None (and it is let go)."""
+        kept, conn.kept = conn.kept, None
+        if kept is not None and time.time() < kept[1] - self.options.lease / 2:
+            return kept
+        if kept is not None:
+            conn.kept = kept
+            conn.let_go()
+        return None
+
+    def _step_once(
+        self, conn: _Conn, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None
+    ) -> T:
+        kept = self._take_kept(conn)
+        if kept is not None:
+            token, expires, since = kept
+            stolen = False
+        else:
+            token, expires, stolen = self._acquire(conn)
+            since = time.monotonic()
+        done: tuple[T] | None = None
         try:
-            if stolen:
-                self._finish_last_step(conn)
-            if conn.uncertain is not None:
-                version, step_id, result = conn.uncertain
-                conn.uncertain = None
-                entry = layout.marker(version)
-                if entry is not None and entry.get("step") == step_id:
-                    self._catch_up(conn)
-                    return result  # type: ignore[no-any-return]
-            self._catch_up(conn)
-            version = conn.replica.version + 1
-            txn = StepTxn(
-                conn.replica, lambda id: self._fetch(conn, id), lambda: self._read_workers(conn),
-                version,
-            )  # fmt: skip
-            result = op(txn)
-            redo = txn.redo()
-            if not redo:
-                return result
-            if layout.held is not None and version % PRUNE_EVERY == 0:
-                redo.extend(conn.replica.spill(version - LOG_KEEP, txn.dirty))  # see layout
-            self._renew(conn, token, expires)
-            step_id = uuid.uuid4().hex
-            try:
-                committed = layout.commit(version, step_id, redo)
-            except ConnectionFailure:
-                # Maybe written: keep the lock, and on retry look at the log to know.
-                conn.uncertain = (version, step_id, result)
-                conn.dangling = token
-                conn.replica.version = -1
-                release = False
-                raise
-            if not committed:
-                # Another holder committed this version (our lease ran out): start over.
-                conn.replica.version = -1
-                raise _Retry
-            conn.replica.apply(redo, version, fresh=txn.recs)
-            conn.replica.version = version
-            conn.fresh_until = time.monotonic() + _FRESH
-            try:
-                layout.apply(redo)
-                layout.prune_log(version)
-            except PyMongoError:
-                # Committed: the result stands. Whoever takes the lock next re-applies.
-                log.exception("step %d committed but not fully written; it will be replayed",
-                              version)  # fmt: skip
-                conn.dangling = token
-                release = False
+            result, expires = self._locked_step(conn, op, token, expires, stolen, kept is not None)
+            done = (result,)
             return result
         finally:
-            if release:
+            if conn.dangling == token:
+                pass  # left in place on purpose (see _locked_step)
+            elif (
+                done is not None
+                and linger is not None
+                and linger(done[0])
+                and time.monotonic() - since < _HOLD_MAX
+            ):
+                conn.keep(token, expires, since, _LINGER)
+            else:
                 try:
-                    layout.locks.delete_one({"_id": token})
+                    conn.layout.locks.delete_one({"_id": token})
                 except PyMongoError:
                     conn.dangling = token
 
-    def _renew(self, conn: _Conn, token: str, expires: float) -> None:
-        """Extend the lease when half of it is gone; _Retry if it was lost meanwhile."""
+    def _locked_step(
+        self,
+        conn: _Conn,
+        op: Callable[[StepTxn], T],
+        token: str,
+        expires: float,
+        stolen: bool,
+        continued: bool,
+    ) -> tuple[T, float]:
+        """The step under the lock: its result and the lease's end. ``continued``: the lock
+        was kept since this process's last step, so its replica is current. A fault after
+        the commit leaves the lock in place (``conn.dangling``) for the replay."""
+        layout = conn.layout
+        if stolen:
+            self._finish_last_step(conn)
+        if conn.uncertain is not None:
+            version, step_id, result = conn.uncertain
+            conn.uncertain = None
+            entry = layout.marker(version)
+            if entry is not None and entry.get("step") == step_id:
+                self._catch_up(conn)
+                return result, expires
+        if not continued or conn.replica.version < 0:
+            self._catch_up(conn)
+        version = conn.replica.version + 1
+        txn = StepTxn(
+            conn.replica, lambda id: self._fetch(conn, id), lambda: self._read_workers(conn),
+            version,
+        )  # fmt: skip
+        result = op(txn)
+        redo = txn.redo()
+        if not redo:
+            return result, expires
+        if layout.held is not None and version % PRUNE_EVERY == 0:
+            redo.extend(conn.replica.spill(version - LOG_KEEP, txn.dirty))  # see layout
+        expires = self._renew(conn, token, expires)
+        step_id = uuid.uuid4().hex
+        try:
+            committed = layout.commit(version, step_id, redo)
+        except ConnectionFailure:
+            # Maybe written: keep the lock, and on retry look at the log to know.
+            conn.uncertain = (version, step_id, result)
+            conn.dangling = token
+            conn.replica.version = -1
+            raise
+        if not committed:
+            # Another holder committed this version (our lease ran out): start over.
+            conn.replica.version = -1
+            raise _Retry
+        conn.replica.apply(redo, version, fresh=txn.recs)
+        conn.replica.version = version
+        conn.confirmed = (version, time.monotonic())
+        try:
+            layout.apply(redo)
+            layout.prune_log(version)
+        except PyMongoError:
+            # Committed: the result stands. Whoever takes the lock next re-applies.
+            log.exception("step %d committed but not fully written; it will be replayed",
+                          version)  # fmt: skip
+            conn.dangling = token
+        return result, expires
+
+    def _renew(self, conn: _Conn, token: str, expires: float) -> float:
+        """Extend the lease when half of it is gone (its new end); _Retry if it was lost."""
         if time.time() <= expires - self.options.lease / 2:
-            return
-        res = conn.layout.locks.update_one(
-            {"_id": token}, {"$set": {"expires": time.time() + self.options.lease}}
-        )
+            return expires
+        renewed = time.time() + self.options.lease
+        res = conn.layout.locks.update_one({"_id": token}, {"$set": {"expires": renewed}})
         if res.matched_count != 1:
             conn.replica.version = -1
             raise _Retry
+        return renewed
 
     def _finish_last_step(self, conn: _Conn) -> None:
         """After taking over an expired lock: the last committed step may be half-written
@@ -342,58 +472,90 @@ class MongoBackend:
             layout.apply(redo_of(entry), replay=True)
 
     def _is_current(self, conn: _Conn) -> bool:
-        """Whether the replica had every committed step a moment ago (within
-        :data:`_FRESH` seconds; else one query of the markers). Only for the shortcuts of idle
-        claims and recoveries: a step always catches up under the lock."""
+        """Whether the replica has every committed step: one read of the next marker (and,
+        past :data:`_CONFIRMED`, of its own); none while this process keeps the lock. Only
+        for the shortcuts of idle claims and recoveries: a step catches up under the lock."""
         v = conn.replica.version
-        if v >= 0 and time.monotonic() < conn.fresh_until:
-            return True
-        if v < 0 or not conn.layout.current(v):
+        kept = conn.kept
+        if v >= 0 and kept is not None and time.time() < kept[1] - self.options.lease / 2:
+            return True  # nobody else can have committed since our last step
+        if v < 0:
             return False
-        conn.fresh_until = time.monotonic() + _FRESH
+        if self._polled_recently(conn):
+            return True
+        if self._has_marker(conn, v + 1):
+            return False
+        conn.polled = (v, time.monotonic())
+        return self._still_marked(conn, relaxed=True)
+
+    @staticmethod
+    def _polled_recently(conn: _Conn) -> bool:
+        """Whether a read found no step after the replica's version just now (see
+        :data:`_POLL_SHARE`)."""
+        version, at = conn.polled
+        return version == conn.replica.version and time.monotonic() - at < _POLL_SHARE
+
+    @staticmethod
+    def _has_marker(conn: _Conn, version: int) -> bool:
+        """Whether step ``version`` is committed (a marker seen once is not read again: it
+        stays committed, and if it was pruned since, its redo is gone too)."""
+        if conn.marked == version:
+            return True
+        if conn.layout.marker(version) is None:
+            return False
+        conn.marked = version
         return True
 
-    def _observe(self, conn: _Conn) -> bool:
-        """Bring the replica up to the last committed step from the log alone (no lock);
-        False when it cannot (never loaded, or too far behind: reload under the lock)."""
-        rep = conn.replica
+    @staticmethod
+    def _still_marked(conn: _Conn, *, relaxed: bool) -> bool:
+        """With no marker after the replica's version: whether it is current (its own marker
+        is still there) rather than so far behind that the next one was pruned already (then,
+        as markers go oldest first, its own is gone too)."""
+        v = conn.replica.version
+        seen_at = conn.confirmed[1] if conn.confirmed[0] == v else -_CONFIRMED
+        if v == 0 or (relaxed and time.monotonic() - seen_at < _CONFIRMED):
+            return True
+        if conn.layout.marker(v) is None:
+            return False
+        conn.confirmed = (v, time.monotonic())
+        return True
+
+    def _observe(
+        self,
+        conn: _Conn,
+        *,
+        relaxed: bool = False,
+        enough: Callable[[Replica], bool] | None = None,
+    ) -> bool:
+        """Bring the replica up to the last committed step from the log alone (no lock),
+        reading each next marker, then its redo (on FerretDB one ``_id`` lookup is cheaper
+        than any range query); False when it cannot (never loaded, or so far behind that
+        the log lost steps: reload under the lock). ``relaxed``: see :data:`_CONFIRMED`.
+        ``enough``: stop at the first step after which it holds (the replica is then as of
+        that step, not necessarily the last)."""
+        rep, layout = conn.replica, conn.layout
         if rep.version < 0:
             return False
-        redos: list[Redo] = []
-        while len(redos) <= LOG_KEEP:
-            doc = conn.layout.log_entry(rep.version + len(redos) + 1)
-            if doc is None:
-                break
-            redos.append(redo_of(doc))
-        if len(redos) > LOG_KEEP:
-            return False
-        if not redos and rep.version and conn.layout.marker(rep.version) is None:
-            return False
-        for redo in redos:
-            rep.apply(redo, rep.version + 1)
-            rep.version += 1
-        return True
+        if relaxed and self._polled_recently(conn):
+            return True
+        start = rep.version
+        while self._has_marker(conn, rep.version + 1):
+            n = rep.version + 1
+            doc = layout.log(n).find_one({"_id": log_id(n)})
+            if doc is None:  # pruned meanwhile: far behind
+                return False
+            rep.apply(redo_of(doc), n)
+            rep.version = n
+            conn.confirmed = (n, time.monotonic())
+            if enough is not None and enough(rep):
+                return True
+        conn.polled = (rep.version, time.monotonic())
+        return rep.version > start or self._still_marked(conn, relaxed=relaxed)
 
     def _catch_up(self, conn: _Conn) -> None:
-        rep = conn.replica
-        current = conn.layout.current(rep.version) if rep.version >= 0 else None
-        if current:
-            return
-        if current is not None:  # behind, by less than the log keeps?
-            redos: list[Redo] = []
-            while len(redos) <= LOG_KEEP:
-                doc = conn.layout.log_entry(rep.version + len(redos) + 1)
-                if doc is None:
-                    break
-                redos.append(redo_of(doc))
-            if redos and len(redos) <= LOG_KEEP:
-                for redo in redos:
-                    rep.apply(redo, rep.version + 1)
-                    rep.version += 1
-                return
-            if not redos and (rep.version == 0 or conn.layout.marker(rep.version)):
-                return
-        self._reload(conn, conn.layout.latest())
+        if not self._observe(conn):
+            self._reload(conn, conn.layout.latest())
+            conn.confirmed = (conn.replica.version, time.monotonic())
 
     def _reload(self, conn: _Conn, version: int) -> None:
         """Rebuild the replica from the collections as of ``version``, the last committed
@@ -402,14 +564,40 @@ class MongoBackend:
         rep = conn.replica
         rep.reset()
         layout = conn.layout
+        window = layout.unspilled(version) if layout.held is not None else []
+        if layout.held is not None and (version == 0 or window[0][0] == 1):
+            # The log still holds every step since the first: replaying it over an empty
+            # replica is what following the log live does, and reads a few compressed
+            # documents instead of every invocation's own one.
+            for v, redo in window:
+                rep.apply(redo, v)
+            rep.version = version
+            return
+        # Invocations that the kept steps touch get their state from the replay below:
+        # their own and held documents are not decoded.
+        later = {op["doc"]["_id"] for _, redo in window for op in redo if op["c"] == "inv"}
         done = self._load_finals(conn)
         for inv in layout.shards:
-            self._load_own(conn, inv, done)
+            self._load_own(conn, inv, done, later)
         if layout.held is not None:
             for doc in layout.held.find():
                 if doc["_id"] not in done:
-                    rep.load_record(doc)
+                    if doc["_id"] not in later:
+                        rep.load_record(doc)
                     rep.in_held.add(doc["_id"])
+        self._load_index_data(conn)
+        if layout.held is not None:
+            # Final or deleted since (retention): the documents say all there is to say.
+            skip = done | {i for _, redo in window for op in redo if op["c"] == "forget"
+                           for i in op["ids"]}  # fmt: skip
+            for v, redo in window:
+                rep.apply(redo, v, skip=skip)
+        rep.version = version
+
+    @staticmethod
+    def _load_index_data(conn: _Conn) -> None:
+        """Running slots, registration keys, wait edges and dependencies, into the replica."""
+        layout, rep = conn.layout, conn.replica
         for doc in layout.running.find():
             rep.set_running(doc["_id"], doc["n"])
         for doc in layout.registrations.find():
@@ -418,22 +606,15 @@ class MongoBackend:
             rep.add_edge(doc["w"], doc["t"])
         for doc in layout.deps.find():
             rep.add_dependency(doc["d"], doc["e"])
-        if layout.held is not None:
-            window = layout.unspilled(version)
-            # Final or deleted since (retention): the documents say all there is to say.
-            skip = done | {i for _, redo in window for op in redo if op["c"] == "forget"
-                           for i in op["ids"]}  # fmt: skip
-            for v, redo in window:
-                rep.apply(redo, v, skip=skip)
-        rep.version = version
 
-    def _load_own(self, conn: _Conn, inv: Collection[Doc], done: set[str]) -> None:
-        """Load the own documents of one collection, but those of ``done`` (final)."""
+    def _load_own(self, conn: _Conn, inv: Collection[Doc], done: set[str], later: set[str]) -> None:
+        """Load the own documents of one collection, but those of ``done`` (final) and of
+        ``later`` (set by the replay of the log that follows)."""
         rep = conn.replica
         # On FerretDB own documents are never final (and carry no status).
         where = {} if conn.layout.final is not None else {"status": {"$nin": _FINAL}}
         for doc in inv.find(where):
-            if doc["_id"] not in done:
+            if doc["_id"] not in done and doc["_id"] not in later:
                 rep.load_record(doc)
         if conn.layout.final is None:
             group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
@@ -486,7 +667,8 @@ class MongoBackend:
 
         if self._retrying("claim", nothing_to_claim):
             return []
-        return self._step("claim", lambda t: Engine(t).claim(pool, worker, limit, now))
+        # Work was claimed: its finish is this process's next step, soon.
+        return self._step("claim", lambda t: Engine(t).claim(pool, worker, limit, now), linger=bool)
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         if not outcomes:
@@ -502,6 +684,7 @@ class MongoBackend:
         return self._step(
             "finish_and_claim",
             lambda t: Engine(t).finish_and_claim(outcomes, pool, worker, limit, now),
+            linger=lambda done: bool(done[1]),
         )
 
     def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
@@ -599,16 +782,20 @@ class MongoBackend:
             log.info("deleted %d invocations finished before %s", deleted, cutoff)
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
-        """Polls with back-off (1 ms to 50 ms): FerretDB has no change streams. Each poll
-        follows the step log into this process's replica, where every invocation that is
-        not final is held, so a poll costs a read or two however many ids are waited on."""
+        """Polls with back-off (2 ms to 10 ms, see :data:`_WAIT_MAX`): FerretDB has no
+        change streams. Each poll follows the step log into this process's replica, where
+        every invocation that is not final is held, so a poll costs one read of a tiny marker
+        (plus one per new step) however many ids are waited on."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
-        delay = 0.001
+        delay = _WAIT_FIRST
         committed = False
         while True:
             if not committed:
-                pending = self._from_replica("wait_final", functools.partial(_open, pending))
+                pending = self._from_replica(
+                    "wait_final", functools.partial(_open, pending), relaxed=True,
+                    enough=functools.partial(_all_final, pending),
+                )  # fmt: skip
                 if not pending and self._shards > 1:
                     # Readers take non-final records from the replica and final ones from
                     # it or from <p>_final, written before any later step could start.
@@ -630,16 +817,24 @@ class MongoBackend:
                 time.sleep(min(delay, left))
             else:
                 time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.5, _WAIT_MAX)
 
-    def _from_replica(self, what: str, read: Callable[[Replica], T]) -> T:
+    def _from_replica(
+        self,
+        what: str,
+        read: Callable[[Replica], T],
+        *,
+        relaxed: bool = False,
+        enough: Callable[[Replica], bool] | None = None,
+    ) -> T:
         """``read`` over this process's replica brought up to the last committed step: from
         the log without the lock, or, when it cannot be (never loaded, or too far behind),
-        reloaded in a step that writes nothing."""
+        reloaded in a step that writes nothing. ``relaxed``, ``enough``: for polls, see
+        :meth:`_observe`."""
 
         def attempt(conn: _Conn) -> tuple[bool, T | None]:
             with conn.mutex:
-                if self._observe(conn):
+                if self._observe(conn, relaxed=relaxed, enough=enough):
                     return True, read(conn.replica)
             return False, None
 
@@ -682,6 +877,11 @@ class MongoBackend:
             doc = self._retrying("get", lambda c: c.layout.shards[0].find_one({"_id": id}))
             return doc_to_record(doc) if doc is not None else None
 
+        # A final record never changes: one this process saw in the log needs no read.
+        recent = self._conn().replica.recent.get(id)
+        if recent is not None:
+            return doc_to_record(recent)
+
         def pick(r: Replica) -> InvocationRecord | Doc | None:
             rec = r.records.get(id)
             return replace(rec, history=list(rec.history)) if rec is not None else r.recent.get(id)
@@ -710,6 +910,9 @@ class MongoBackend:
             return out
 
         if self._shards > 1:
+            recent = self._conn().replica.recent
+            if all(i in recent for i in unique):  # final: they change no more
+                return [doc_to_record(recent[i]) for i in ids]
             found = self._from_replica("get_many", pick)
             rest = [i for i in unique if i not in found]
             if rest:
@@ -872,6 +1075,12 @@ def _final_of(layout: Layout) -> Collection[Doc]:
 def _open(ids: list[InvocationId], replica: Replica) -> list[InvocationId]:
     """Those of ``ids`` that are not final in ``replica``."""
     return [i for i in ids if i in replica.records]
+
+
+def _all_final(ids: list[InvocationId], replica: Replica) -> bool:
+    """Whether none of ``ids`` is held in ``replica`` as not final."""
+    records = replica.records
+    return not any(i in records for i in ids)
 
 
 def _worker_doc(info: WorkerInfo) -> Doc:

@@ -39,7 +39,10 @@ recover) is one *step*:
    asking "is there a step after mine?" stays cheap while the redo documents are large.
 5. **Apply**: write the redo's documents (idempotent inserts, upserts and deletes by
    ``_id``), then release the lock. Every :data:`PRUNE_EVERY` steps the committer prunes the
-   log: markers first, then redo documents, oldest first.
+   log: markers first, then redo documents, oldest first. After a step that claimed work,
+   the process keeps the lock a few milliseconds for its next step (the finish), which then
+   needs neither the lock's round trips nor a catch-up: nobody else can have committed
+   meanwhile (the same lease rules apply; see ``backend._LINGER``).
 
 A crash before 4 leaves nothing written. A crash after 4 leaves the lock in place until its
 lease expires; whoever takes it over finds the lock expired, re-applies the last logged step
@@ -390,14 +393,6 @@ class Layout:
     def marker(self, version: int) -> Doc | None:
         """The commit marker of step ``version`` (``{_id, step}``), or None."""
         return self.steps.find_one({"_id": log_id(version)})
-
-    def current(self, version: int) -> bool | None:
-        """Whether ``version`` is the last committed step (True), a later one exists
-        (False), or ``version`` left the log, so the reader is too far behind (None). Two
-        reads by ``_id`` (on FerretDB cheaper than one query scanning the markers)."""
-        if self.marker(version + 1) is not None:
-            return False
-        return True if version == 0 or self.marker(version) is not None else None
 
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
