@@ -116,6 +116,11 @@ class Worker:
         self._done = threading.Event()
         self._tick = time.monotonic()
         self._backend_ok = False
+        self._drained = False
+        """The last claim got fewer than it asked for: the queue was empty then, so the loop
+        does not claim again until woken (work may have come) or an idle wait ends (the
+        poll). Without it, each claim that starts a lone call is followed at once by an
+        empty one, a round trip that the call's finish then waits behind."""
         self._thread: threading.Thread | None = None
         self._heart: threading.Thread | None = None
         mode = self.settings.mode
@@ -232,6 +237,7 @@ class Worker:
                 self._handle(event)
                 idle = 0.0005
             except queue.Empty:
+                self._drained = False  # an idle wait ended: poll
                 idle = min(idle * 2, self.settings.poll_interval)
 
     def _step(self) -> bool:
@@ -250,11 +256,13 @@ class Worker:
         if fast is not None and self._outcomes and claiming and not self.paused and self._free():
             progressed |= self._flush_and_claim(fast)
             claiming = False  # it claimed all it could; a second claim would find nothing
-        progressed |= self._flush()
+        if self._flush():
+            progressed = True
+            self._drained = False  # a finish may free a slot of a running key: parked work back
         self._expire()
         if self.paused and self._free() > 0:
             progressed |= self._resume()
-        if claiming and self._free() > 0:
+        if claiming and self._free() > 0 and not self._drained:
             progressed |= self._claim()
         self.metrics.set_load(len(self.running), len(self.paused), self.slots)
         return progressed
@@ -263,14 +271,18 @@ class Worker:
         return self.slots - len(self.running)
 
     def _claim(self) -> bool:
-        claimed = self.backend.claim(self.pool, self.id, self._free(), time.time())
+        free = self._free()
+        claimed = self.backend.claim(self.pool, self.id, free, time.time())
+        self._drained = len(claimed) < free
         return self._start(claimed)
 
     def _flush_and_claim(self, backend: FinishAndClaim) -> bool:
         batch = self._outcomes
+        free = self._free()
         _, claimed = backend.finish_and_claim(
-            [o for o, _ in batch], self.pool, self.id, self._free(), time.time()
+            [o for o, _ in batch], self.pool, self.id, free, time.time()
         )
+        self._drained = len(claimed) < free
         self._outcomes = []
         self._observe(batch)
         self._start(claimed)
@@ -298,6 +310,8 @@ class Worker:
             self._on_wait(event)
         elif event.result.id:
             self._on_done(event.result)
+        else:  # a wake: work may have come
+            self._drained = False
 
     def _on_wait(self, request: WaitRequest) -> None:
         active = self.running.get(request.id)

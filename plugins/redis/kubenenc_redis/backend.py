@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -139,12 +140,125 @@ def _register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list
 _STATUS = {status.value: status for status in Status}
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(InvocationRecord))
+
+
+class _LazyRecord(InvocationRecord):
+    """An :class:`InvocationRecord` read from a script's row, with the fields that running
+    or collecting a call reads set at once and the others filled in from the row on first
+    use of any of them.
+
+    Building a whole record costs more than a worker spends on a no-op task's run (about
+    7 µs: two dozen fields, conversions, the history), and so does parsing the JSON of the
+    fields fixed at registration (``d``); the worker and ``results()`` read a handful of
+    fields of most records. A claimed record has id, task, args, serializer, timeout,
+    status and result set (``d`` parsed: a run needs most of it); a record read by
+    ``get``/``get_many`` has id, serializer, status and result set, and its ``d`` is parsed
+    only when another field is read. A field not set yet is an empty slot, whose read falls
+    through to :meth:`__getattr__`, which fills every field not set yet; after that it is
+    an ordinary record. Equal to an :class:`InvocationRecord` with the same fields."""
+
+    __slots__ = ("_row",)
+    _row: list[Any]
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _FIELDS:
+            raise AttributeError(name)
+        row = self._row
+        if isinstance(row[0], str):
+            row[0] = json.loads(row[0])
+        full = _record(row)
+        for field in _FIELDS:
+            try:
+                object.__getattribute__(self, field)  # set already (maybe changed): kept
+            except AttributeError:
+                object.__setattr__(self, field, getattr(full, field))
+        return object.__getattribute__(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InvocationRecord):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as InvocationRecord
+
+
+def _lazy(row: list[Any]) -> InvocationRecord:
+    """A :class:`_LazyRecord` of a row as :func:`_record` takes it."""
+    d: dict[str, Any] = row[0]
+    rec = object.__new__(_LazyRecord)
+    rec._row = row
+    rec.id = d["id"]
+    rec.task = d["task"]
+    rec.args = d["args"]
+    rec.serializer = d.get("serializer", "json")
+    rec.timeout = d.get("timeout")
+    rec.status = _STATUS[row[1]]
+    rec.result = row[8] if row[8] is not False else None
+    return rec
+
+
+def _claimed(texts: Sequence[str]) -> list[InvocationRecord]:
+    """The records of a claim: two JSON texts, the records' ``d`` objects and the rest of
+    their rows with 0 in the place of ``d`` (see ``rows_json`` in
+    :mod:`kubenenc_redis.scripts`)."""
+    out: list[InvocationRecord] = []
+    for d, row in zip(json.loads(texts[0]), json.loads(texts[1]), strict=True):
+        row[0] = d
+        out.append(_lazy(row))
+    return out
+
+
+_SERIALIZER = '"serializer":"'
+
+
+def _serializer(d: str) -> str | None:
+    """The ``serializer`` of a record's ``d`` JSON text, found without parsing it, or None
+    when it cannot be read so (then parse). The text is compact JSON of one flat object
+    (see :func:`_register_texts`), whose string values escape every quote, so the key with
+    its quotes occurs once, as the key."""
+    at = d.rfind(_SERIALIZER)
+    if at < 0:
+        return None
+    start = at + len(_SERIALIZER)
+    end = d.find('"', start)
+    value = d[start:end]
+    return None if end < 0 or "\\" in value else value
+
+
+def _read_rows(texts: Sequence[str], ids: Sequence[str]) -> list[InvocationRecord | None]:
+    """The records of a reply of the read script for ``ids``: the records' ``d`` texts
+    joined by RS (which JSON text cannot hold unescaped; empty for a missing record), and
+    the JSON of the rest of their rows with 0 in the place of ``d`` (false for a missing
+    record). Each ``d`` stays text until a field other than id, serializer, status and
+    result is read (see :class:`_LazyRecord`)."""
+    out: list[InvocationRecord | None] = []
+    rows = json.loads(texts[1])
+    for id, d, row in zip(ids, texts[0].split(_RS), rows, strict=True):
+        if row is False:
+            out.append(None)
+            continue
+        row[0] = d
+        serializer = _serializer(d)
+        if serializer is None:
+            row[0] = json.loads(d)
+            out.append(_lazy(row))
+            continue
+        rec = object.__new__(_LazyRecord)
+        rec._row = row
+        rec.id = InvocationId(id)
+        rec.serializer = serializer
+        rec.status = _STATUS[row[1]]
+        rec.result = row[8] if row[8] is not False else None
+        out.append(rec)
+    return out
+
+
 def _record(row: Sequence[Any]) -> InvocationRecord:
     """A record from a row of the read or claim scripts: ``[d, s, u, at, lo, w, wt, nb, r,
-    e]`` plus the history text when read (``false``: a field not set; ``d`` as JSON text,
-    or already parsed when the claim inlined it). Built directly: on the claim path this
-    runs once per invocation."""
-    d: dict[str, Any] = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    e]`` plus the history text when read (``false``: a field not set; ``d`` parsed).
+    Built directly: on the claim path this runs once per invocation."""
+    d: dict[str, Any] = row[0]
     err = json.loads(row[9]) if row[9] else None
     get = d.get
     return InvocationRecord(
@@ -172,18 +286,28 @@ def _record(row: Sequence[Any]) -> InvocationRecord:
 
 
 def _outcome_arg(outcomes: Sequence[Outcome]) -> str:
-    """The outcomes as the finish scripts read them: one JSON array, seven strings each."""
-    return _compact(
-        [
-            [
-                o.id, o.kind.value, "0" if o.result is None else "1", o.result or "",
-                "" if o.error is None else
-                _compact([o.error.type, o.error.message, o.error.traceback]),
-                _now(o.retry_at), o.reason or "",
-            ]
-            for o in outcomes
-        ]
-    )  # fmt: skip
+    """The outcomes as the finish scripts read them: one JSON array, seven strings each
+    (written with a format string per outcome, as :func:`_register_texts` does)."""
+    items = []
+    for o in outcomes:
+        error = o.error
+        err = "" if error is None else _compact([error.type, error.message, error.traceback])
+        result = o.result
+        has = "0" if result is None else "1"
+        items.append(
+            f'[{_q(o.id)},{_q(o.kind.value)},"{has}",{_q(result or "")},{_q(err)},'
+            f'"{_now(o.retry_at)}",{_q(o.reason or "")}]'
+        )
+    return f"[{','.join(items)}]"
+
+
+_ONE = frozenset(("1", 1))
+
+
+def _flags(done: Any) -> list[bool]:
+    """The finish scripts' answer per outcome: a string of '1'/'0' (or, replayed from an
+    earlier version's stored reply, a list of 1/0)."""
+    return [x in _ONE for x in done]
 
 
 class _Link:
@@ -220,15 +344,18 @@ class _Link:
         """Send one command, return its reply (a Redis error raises ResponseError)."""
         return self.calls([args])[-1]
 
-    def calls(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def calls(self, commands: Sequence[Sequence[Any]], first: bytes = b"") -> list[Any]:
         """Send ``commands`` in one write (pipelined, not a transaction) and return their
-        replies in order; the first error reply raises after every reply was read."""
+        replies in order; the first error reply raises after every reply was read.
+        ``first``, when given, is one more command, already in the protocol (see
+        :func:`_command`), sent ahead of them."""
         conn = self.take()
         try:
-            conn.send_packed_command(conn.pack_commands(commands))
+            packed = conn.pack_commands(commands)
+            conn.send_packed_command([first, *packed] if first else packed)
             replies: list[Any] = []
             error: BaseException | None = None
-            for _ in commands:
+            for _ in range(len(commands) + (1 if first else 0)):
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
@@ -256,6 +383,20 @@ class _Link:
             if conn not in idle and sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def _bulk(text: str) -> bytes:
+    """``text`` as one bulk string of the Redis protocol."""
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _command(head: bytes, count: int, tail: Sequence[bytes]) -> bytes:
+    """One command in the Redis protocol: ``count`` arguments, ``head`` (some, as
+    :func:`_bulk` writes them) and then ``tail``. ``wait_final`` sends the same ids again
+    and again: encoded once, they are not encoded again on each trip (redis-py's encoder
+    costs about a microsecond per argument)."""
+    return b"*%d\r\n%s%s" % (count + len(tail), head, b"".join(tail))
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -530,14 +671,14 @@ class RedisBackend:
             return [r for r in found if r is not None and r.worker == worker]
         if not reply:
             return []
-        return [_record(row) for row in json.loads(reply)]
+        return _claimed(reply)
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
         if not outcomes:
             return []
         reply, _ = self._run("finish", now, worker, _outcome_arg(outcomes))
-        return [bool(x) for x in reply]
+        return _flags(reply)
 
     def finish_and_claim(
         self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
@@ -547,12 +688,13 @@ class RedisBackend:
         reply, replayed = self._run(
             "finish_and_claim", now, pool, worker, max(limit, 0), _outcome_arg(outcomes),
         )  # fmt: skip
-        done, claimed = reply
-        flags = [bool(x) for x in done]
+        flags = _flags(reply[0])
         if replayed:
-            found = self._read(claimed, history=False)
+            found = self._read(reply[1], history=False)
             return flags, [r for r in found if r is not None and r.worker == worker]
-        return flags, [_record(row) for row in json.loads(claimed)] if claimed else []
+        if not reply[1]:
+            return flags, []
+        return flags, _claimed(reply[1:])
 
     def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
         """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
@@ -627,44 +769,51 @@ class RedisBackend:
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
         """See :meth:`kubenenc.backends.contract.Coordination.wait_final`.
 
-        One round trip per window of ids: the ``open`` script reads which are still open
-        (and arranges a push to the last one's ``done`` list when it becomes final, or at
-        once when it already is), and ``BLMOVE`` of that list onto itself, pipelined behind
-        it, blocks on the server until the push. For a single id the record is read in the
-        same round trip once it is final and handed to the next :meth:`get` of it in this
-        thread (a final record does not change), so ``wait_final`` + ``get`` is one trip.
+        One round trip per window of ids: the ``open`` script finds the last one still open,
+        reading from the end (and arranges a push to its ``done`` list when it becomes
+        final, or to the window's last one's at once when none is), and ``BLMOVE`` of that
+        list onto itself, pipelined behind it, blocks on the server until the push. The ids
+        after the last open one are final, so the next trip asks only about those before it.
+        For a single id the record is read in the same round trip once it is final and
+        handed to the next :meth:`get` of it in this thread (a final record does not
+        change), so ``wait_final`` + ``get`` is one trip.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
+        encoded = [_bulk(id) for id in pending]  # the same order as pending
         self._local.final = None
         while pending:
             # A window at a time: all must end, so blocking on the last open one of the
             # window wastes no time, and in FIFO order the window then ends together.
             chunk, rest = pending[:WAIT_WINDOW], pending[WAIT_WINDOW:]
+            echunk, erest = encoded[:WAIT_WINDOW], encoded[WAIT_WINDOW:]
             block = BLOCK_CHUNK
             if deadline is not None:
                 block = min(block, deadline - time.monotonic())
             if block <= 0:  # no time left to block: only look
                 if self._open(chunk):
                     return False
-                pending = rest
+                pending, encoded = rest, erest
                 continue
-            window, pushed = self._open_and_block(chunk, block, single=len(ids) == 1)
-            if pushed and window and window[-1] == chunk[-1]:
-                window.pop()  # pushed only once it is final: no need to read it again
-            pending = window + rest
+            open, pushed = self._open_and_block(chunk, echunk, block, single=len(ids) == 1)
+            if pushed and open == len(chunk):
+                open -= 1  # pushed only once it is final: no need to read it again
+            pending, encoded = chunk[:open] + rest, echunk[:open] + erest
         return True
 
     def _open_and_block(
-        self, chunk: list[InvocationId], seconds: float, single: bool
-    ) -> tuple[list[InvocationId], bool]:
-        """The open ones of ``chunk``, and whether the last of ``chunk`` was pushed within
-        ``seconds`` (see :meth:`wait_final`)."""
+        self, chunk: list[InvocationId], encoded: list[bytes], seconds: float, single: bool
+    ) -> tuple[int, bool]:
+        """How many of ``chunk``, from the first, may still be open (the position of the
+        last open one), and whether the last of ``chunk`` was pushed within ``seconds``
+        (see :meth:`wait_final`); ``encoded``: the ids of ``chunk`` as :func:`_bulk` writes
+        them."""
         last = chunk[-1]
         done = self._key("done", last)
         script = self._scripts["open"]
+        head = b"".join(_bulk(x) for x in ("EVALSHA", script.sha, "1", self._p, "0", "0", ""))
+        first = _command(head, 7, encoded)
         commands: list[tuple[Any, ...]] = [
-            ("EVALSHA", script.sha, 1, self._p, "0", "0", "", *chunk),
             ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
         ]
         if single:
@@ -680,7 +829,7 @@ class RedisBackend:
                 self._script("open", ["0", "0", ""])
                 self._loaded = True
             try:
-                return self._block_link.calls(commands)
+                return self._block_link.calls(commands, first)
             except redis.exceptions.NoScriptError:
                 self._loaded = False
                 return send()
@@ -689,15 +838,12 @@ class RedisBackend:
                 raise
 
         replies = self._retrying("wait_final", send)
-        window = [InvocationId(x) for x in replies[0]]
         pushed = replies[1] is not None
         if single and pushed:
-            row = json.loads(replies[2])[0]
-            if row is not False:
-                rec = _record(row)
-                if rec.is_final:
-                    self._local.final = (rec, time.monotonic())
-        return window, pushed
+            rec = _read_rows(replies[2], [last])[0]
+            if rec is not None and rec.is_final:
+                self._local.final = (rec, time.monotonic())
+        return int(replies[0]), pushed
 
     def wait_for_work(self, pool: str, timeout: float) -> bool:
         """Block until invocations may have become claimable in ``pool`` (True) or
@@ -711,13 +857,12 @@ class RedisBackend:
         )
         return got is not None
 
-    def _open(self, ids: list[InvocationId]) -> list[InvocationId]:
-        """Those of ``ids`` that exist and are not final."""
+    def _open(self, ids: list[InvocationId]) -> int:
+        """How many of ``ids``, from the first, may still be open (0: none is)."""
         if not ids:
-            return []
+            return 0
         argv = ["0", "0", "", *ids]
-        found = self._retrying("wait_final", lambda: self._script("open", argv))
-        return [InvocationId(x) for x in found]
+        return int(self._retrying("wait_final", lambda: self._script("open", argv)))
 
     # -- Policies --------------------------------------------------------------------------
 
@@ -750,8 +895,8 @@ class RedisBackend:
         out: list[InvocationRecord | None] = []
         for start in range(0, len(ids), READ_CHUNK):
             argv = ["0", "0", "", "1" if history else "0", *ids[start : start + READ_CHUNK]]
-            text = self._retrying("get", lambda a=argv: self._script("read", a))  # type: ignore[misc]
-            out.extend(None if row is False else _record(row) for row in json.loads(text))
+            texts = self._retrying("get", lambda a=argv: self._script("read", a))  # type: ignore[misc]
+            out.extend(_read_rows(texts, argv[4:]))
         return out
 
     def get(self, id: InvocationId) -> InvocationRecord | None:

@@ -114,6 +114,16 @@ local K_COUNTS = P .. ':counts'
 local K_FIN = P .. ':fin'
 
 local function k_inv(id) return P .. ':inv:' .. id end
+-- The record's key, built once per record table (``key``): every string built in a script
+-- is hashed and interned, so building the same key again costs about as much as a command.
+local function kr(r)
+  local k = r.key
+  if not k then
+    k = k_inv(r.id)
+    r.key = k
+  end
+  return k
+end
 
 if REQ ~= '' then
   local cached = redis.call('GET', P .. ':rq:' .. REQ)
@@ -123,7 +133,9 @@ end
 -- Counter changes and holders are collected during the call and written once at its end.
 -- So are the held sets (HW[worker][id]: true added, false removed; the last change wins)
 -- and the final index entries (FIN): one command per key instead of one per invocation.
-local CD, HOLD, WAKE, HW, FIN = {}, {}, {}, {}, {}
+-- Counter changes are nested tables, CD[app][pool][task][status], so a change builds no
+-- string; the field names are built once per call, when written.
+local CD, HOLD, WAKE, HW, FIN, TASK = {}, {}, {}, {}, {}, {}
 local function held(worker, id, yes)
   local t = HW[worker]
   if not t then
@@ -140,18 +152,41 @@ local function write_in_bulk(command, key, args)
 end
 local function count(r, status, n)
   -- The task is the call key up to its '#' (kubenenc.concurrency.call_key builds it so).
-  local task = r.tk
+  local ck = r.ck
+  local task = TASK[ck]
   if not task then
-    task = string.match(r.ck, '^[^#]*')
-    r.tk = task
+    task = string.match(ck, '^[^#]*')
+    TASK[ck] = task
   end
-  local f = r.a .. US .. r.p .. US .. status .. US .. task
-  CD[f] = (CD[f] or 0) + n
+  local t = CD[r.a]
+  if not t then
+    t = {}
+    CD[r.a] = t
+  end
+  local u = t[r.p]
+  if not u then
+    u = {}
+    t[r.p] = u
+  end
+  t = u[task]
+  if not t then
+    t = {}
+    u[task] = t
+  end
+  t[status] = (t[status] or 0) + n
 end
 
 local function reply(value, cache)
-  for f, n in pairs(CD) do
-    if n ~= 0 then redis.call('HINCRBY', K_COUNTS, f, n) end
+  for a, pools in pairs(CD) do
+    for p, tasks in pairs(pools) do
+      for task, by_status in pairs(tasks) do
+        for status, n in pairs(by_status) do
+          if n ~= 0 then
+            redis.call('HINCRBY', K_COUNTS, a .. US .. p .. US .. status .. US .. task, n)
+          end
+        end
+      end
+    end
   end
   for w in pairs(HOLD) do redis.call('SADD', K_HOLDERS, w) end
   for w, ids in pairs(HW) do
@@ -186,9 +221,10 @@ local F = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'pa', 'wt', '
 -- those (a smaller read where a script needs fewer: every value read becomes a Lua string).
 local function load(id, names)
   names = names or F
-  local v = redis.call('HMGET', k_inv(id), unpack(names))
+  local k = k_inv(id)
+  local v = redis.call('HMGET', k, unpack(names))
   if not v[1] then return nil end
-  local r = {id = id}
+  local r = {id = id, key = k}
   for i, f in ipairs(names) do r[f] = v[i] or ZERO[f] or '' end
   return r
 end
@@ -219,7 +255,18 @@ local function dequeue(r)
   end
 end
 
+-- The fields a partial load (``load_finish``) leaves out, read on the rare paths that need
+-- them: a requeue (the queue member) and a dependent's failure (the display). A field the
+-- script set meanwhile is kept.
+local function complete(r)
+  if r.sq then return end
+  local v = redis.call('HMGET', kr(r), 'pr', 'sq', 'wt', 'nb', 'dp')
+  r.pr, r.sq, r.wt = r.pr or v[1] or '', v[2] or '', r.wt or v[3] or '0'
+  r.nb, r.dp = r.nb or v[4] or '0', r.dp or v[5] or ''
+end
+
 local function enqueue(r)
+  complete(r)
   r.m = member(r)
   if tonumber(r.nb) > NOWN then
     redis.call('ZADD', P .. ':dl:' .. r.p, r.nb, r.m)
@@ -227,23 +274,34 @@ local function enqueue(r)
     redis.call('ZADD', P .. ':q:' .. r.p, 0, r.m)
     WAKE[r.p] = (WAKE[r.p] or 0) + 1
   end
-  redis.call('HSET', k_inv(r.id), 'm', r.m)
+  redis.call('HSET', kr(r), 'm', r.m)
 end
 
 local function setw(r, w)
   r.w = w
-  redis.call('HSET', k_inv(r.id), 'w', w)
+  redis.call('HSET', kr(r), 'w', w)
 end
 
 -- One checked transition, recorded in the history and the counters; keeps the queue and
 -- the held index in step with the status.
 -- ``w``, when given, becomes the record's worker, and the ``extra`` field/value pairs are
 -- written, in the same write.
+local OK = {}  -- OK[src][dst]: whether ALLOWED has the move, looked up once per call
 local function move(r, dst, worker, reason, w, extra)
-  if not string.find(ALLOWED, ' ' .. r.s .. '>' .. dst .. ' ', 1, true) then
-    error('InvalidTransition: ' .. r.s .. ' -> ' .. dst .. ' is not allowed')
-  end
   local src = r.s
+  local by_dst = OK[src]
+  if not by_dst then
+    by_dst = {}
+    OK[src] = by_dst
+  end
+  local ok = by_dst[dst]
+  if ok == nil then
+    ok = string.find(ALLOWED, ' ' .. src .. '>' .. dst .. ' ', 1, true) ~= nil
+    by_dst[dst] = ok
+  end
+  if not ok then
+    error('InvalidTransition: ' .. src .. ' -> ' .. dst .. ' is not allowed')
+  end
   local holder = r.w
   count(r, src, -1)
   count(r, dst, 1)
@@ -258,7 +316,7 @@ local function move(r, dst, worker, reason, w, extra)
   if extra then
     for _, x in ipairs(extra) do fields[#fields+1] = x end
   end
-  redis.call('HSET', k_inv(r.id), unpack(fields))
+  redis.call('HSET', kr(r), unpack(fields))
   if src == 'PENDING' then dequeue(r) end
   if dst == 'PENDING' then enqueue(r) end
   if (src == 'RUNNING' or src == 'PAUSED') and holder ~= '' then
@@ -272,9 +330,9 @@ end
 
 local function set_error(r, err)
   if err and err ~= '' then
-    redis.call('HSET', k_inv(r.id), 'e', err)
+    redis.call('HSET', kr(r), 'e', err)
   else
-    redis.call('HDEL', k_inv(r.id), 'e')
+    redis.call('HDEL', kr(r), 'e')
   end
 end
 
@@ -303,11 +361,11 @@ local function set_waiters(r, n)
   if r.s == 'PENDING' then
     dequeue(r)
     r.wt = tostring(n)
-    redis.call('HSET', k_inv(r.id), 'wt', n)
+    redis.call('HSET', kr(r), 'wt', n)
     enqueue(r)
   else
     r.wt = tostring(n)
-    redis.call('HSET', k_inv(r.id), 'wt', n)
+    redis.call('HSET', kr(r), 'wt', n)
   end
 end
 
@@ -326,6 +384,7 @@ end
 local function fail_dependency(r, dep, dep_id)
   local what
   if dep then
+    complete(dep)
     what = 'dependency ' .. dep.dp .. ' [' .. dep.id .. '] ended ' .. dep.s
   else
     what = 'dependency ' .. dep_id .. ' does not exist'
@@ -338,7 +397,7 @@ local abort
 
 -- Side effects of reaching a final status (the engine's _finalize).
 local function finalize(r, cascade, err)
-  local k = k_inv(r.id)
+  local k = kr(r)
   if r.w ~= '' then setw(r, '') end
   if r.gk ~= '' and redis.call('HGET', K_REG, r.gk) == r.id then
     redis.call('HDEL', K_REG, r.gk)
@@ -356,9 +415,11 @@ local function finalize(r, cascade, err)
     end
     remove_edges(r.id)
   end
-  local kdep = P .. ':dep:' .. r.id
-  local dependents = {}
-  if r.hd ~= '' then dependents = redis.call('SMEMBERS', kdep) end
+  local kdep, dependents = nil, {}
+  if r.hd ~= '' then
+    kdep = P .. ':dep:' .. r.id
+    dependents = redis.call('SMEMBERS', kdep)
+  end
   for _, did in ipairs(dependents) do
     local d = load(did)
     if d and d.s == 'WAITING_DEPENDENCIES' then
@@ -437,8 +498,9 @@ for k = 1, n do
   if not done then
     seq = seq + 1
     local sq = string.format('%015d', seq)
-    local r = {id = id, s = 'REGISTERED', w = '', a = app, p = pool, pr = pr, rk = rk, rl = rl,
-               gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq, m = '',
+    local r = {id = id, key = k_inv(id), s = 'REGISTERED', w = '', a = app, p = pool, pr = pr,
+               rk = rk, rl = rl, gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq,
+               m = '',
                dn = table.concat(deps, ','), lo = '0', at = '0', hd = '', wn = '', h = ''}
     local waiting = {}
     local broken, broken_id = nil, nil
@@ -454,7 +516,7 @@ for k = 1, n do
     later(IX, P .. ':ix', sq, id)
     later(IXA, P .. ':ix:a:' .. app, sq, id)
     if broken_id or #waiting > 0 then
-      redis.call('HSET', k_inv(id), 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
+      redis.call('HSET', r.key, 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
                  'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn,
                  'h', h0)
@@ -481,7 +543,7 @@ for k = 1, n do
       if rl ~= '' then fields[#fields+1] = 'rl'; fields[#fields+1] = rl end
       if gk ~= '' then fields[#fields+1] = 'gk'; fields[#fields+1] = gk end
       if pa ~= '' then fields[#fields+1] = 'pa'; fields[#fields+1] = pa end
-      redis.call('HSET', k_inv(id), unpack(fields))
+      redis.call('HSET', r.key, unpack(fields))
       count(r, 'PENDING', 1)
       later(Q, P .. ':q:' .. pool, 0, r.m)
       WAKE[pool] = (WAKE[pool] or 0) + 1
@@ -504,22 +566,21 @@ return reply(cjson.encode(out))
 
 CLAIM_FN = r"""
 -- Only the fields a claim uses (a smaller read: every value read becomes a Lua string):
--- the record as ``load`` gives it, limited to those, and the row's ``d``, ``r``, ``e``
--- (false when missing).
+-- the record as ``load`` gives it, limited to those, and the values read (``d``, ``r``,
+-- ``e`` at 13 to 15, false when missing). The table is built by one constructor, sized
+-- once, instead of growing field by field.
 local CF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'ck', 'wt', 'nb', 'lo', 'at', 'h', 'd', 'r', 'e'}
 local function load_claim(id)
-  local v = redis.call('HMGET', k_inv(id), unpack(CF))
+  local k = k_inv(id)
+  local v = redis.call('HMGET', k, unpack(CF))
   if not v[1] then return nil end
-  local r = {id = id, m = ''}
-  for i = 1, 12 do
-    local f = CF[i]
-    r[f] = v[i] or ZERO[f] or ''
-  end
-  return r, {v[13], v[14], v[15]}
+  return {id = id, key = k, m = '', prev = false, s = v[1], w = v[2] or '', a = v[3] or '',
+          p = v[4] or '', rk = v[5] or '', rl = v[6] or '', ck = v[7] or '', wt = v[8] or '0',
+          nb = v[9] or '0', lo = v[10] or '0', at = v[11] or '0', h = v[12] or ''}, v
 end
 
--- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, and their rows for the client
--- (see ``rows_json``).
+-- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, the records' ``d`` texts and
+-- the rest of their rows for the client (see ``rows_json``).
 local function claim_some(pool, worker, limit)
   local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
   local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
@@ -527,7 +588,7 @@ local function claim_some(pool, worker, limit)
     redis.call('ZREM', kdl, m)
     redis.call('ZADD', kq, 0, m)
   end
-  local out, rows = {}, {}
+  local out, ds, rows = {}, {}, {}
   local full, back = {}, {}
   -- Pop from the head of the queue (score 0: member order, the claim order) as many as are
   -- still wanted; what cannot be taken is parked, put back (not due yet) or dropped (stale).
@@ -536,11 +597,11 @@ local function claim_some(pool, worker, limit)
     local popped = redis.call('ZPOPMIN', kq, want)
     for j = 1, #popped, 2 do
       local m = popped[j]
-      local r, extra = load_claim(string.sub(m, 36))
+      local r, v = load_claim(string.sub(m, 36))
       local take = true
       if not r or r.s ~= 'PENDING' then
         take = false  -- a stale member (should not happen): dropped
-      elseif tonumber(r.nb) > NOWN then
+      elseif r.nb ~= '0' and tonumber(r.nb) > NOWN then
         back[#back+1] = 0
         back[#back+1] = m
         take = false
@@ -561,29 +622,32 @@ local function claim_some(pool, worker, limit)
         r.m = ''
         move(r, 'RUNNING', worker, nil, worker)
         out[#out+1] = r.id
-        -- The row as JSON text with the record's own JSON inlined (not quoted in it).
-        local rest = cjson.encode({r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, extra[2], extra[3]})
-        rows[#rows+1] = '[' .. extra[1] .. ',' .. string.sub(rest, 2)
+        ds[#ds+1] = v[13]
+        rows[#rows+1] = {0, r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, v[14], v[15]}
       end
     end
     if #popped < 2 * want then break end
   end
   write_in_bulk('ZADD', kq, back)
-  return out, rows
+  return out, ds, rows
 end
 
--- The claimed rows as one JSON array.
-local function rows_json(rows)
-  return '[' .. table.concat(rows, ',') .. ']'
+-- Rows for the client as two JSON texts (see RedisBackend._rows): the records' own ``d``
+-- JSON inlined (not quoted), and the rest of each row with 0 in the place of ``d``. Two
+-- encodings per call instead of one per row, and no row text built around ``d``.
+local function rows_json(ds, rows)
+  return '[' .. table.concat(ds, ',') .. ']', cjson.encode(rows)
 end
 """
 
 CLAIM = r"""
 -- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns the rows of the claimed invocations
--- as one JSON text (history left out), or {} when none; a replayed call, their ids only.
-local ids, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
+-- as two JSON texts (see rows_json; history left out), or {} when none; a replayed call,
+-- their ids only.
+local ids, ds, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
 if #ids == 0 then return reply(ids) end
-return reply(rows_json(rows), ids)
+local dtext, rtext = rows_json(ds, rows)
+return reply({dtext, rtext}, ids)
 """
 
 
@@ -600,19 +664,30 @@ local function with_error(k, fields, err)
 end
 
 -- Store the outcomes of ``worker`` given as a JSON array of [id kind hasres result error
--- retry_at reason] (strings). Returns 1 (stored) or 0 (not RUNNING there, or for
--- handed_back not PAUSED there either: dropped) per outcome.
--- The fields finish_all and what it calls read of the finished record: F without ``pa``,
--- ``dn``, ``lo`` (not read) and ``m`` (read by a move from PENDING only; set by enqueue).
-local FF = {'s', 'w', 'a', 'p', 'pr', 'rk', 'rl', 'gk', 'ck', 'dp', 'wt', 'nb', 'sq', 'at', 'hd',
-            'wn', 'h'}
+-- retry_at reason] (strings). Returns one character per outcome, '1' (stored) or '0' (not
+-- RUNNING there, or for handed_back not PAUSED there either: dropped): one bulk string
+-- for the client to read instead of an array reply of one element per outcome.
+-- The fields finish_all and what it calls read of a finished record on every path: F without
+-- ``pa``, ``dn``, ``lo`` (not read), ``m`` (read by a move from PENDING only; set by
+-- enqueue), and the five that ``complete`` reads when a path needs them (``pr``, ``sq``,
+-- ``wt``, ``nb``, ``dp``: a requeue or a dependent's failure). Each field read costs.
+local FF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'gk', 'ck', 'at', 'hd', 'wn', 'h'}
+-- The record with those fields, the table built by one constructor (sized once).
+local function load_finish(id)
+  local k = k_inv(id)
+  local v = redis.call('HMGET', k, unpack(FF))
+  if not v[1] then return nil end
+  return {id = id, key = k, prev = false, s = v[1], w = v[2] or '', a = v[3] or '',
+          p = v[4] or '', rk = v[5] or '', rl = v[6] or '', gk = v[7] or '', ck = v[8] or '',
+          at = v[9] or '0', hd = v[10] or '', wn = v[11] or '', h = v[12] or ''}
+end
 local function finish_all(worker, text)
   local out = {}
   for _, o in ipairs(cjson.decode(text)) do
     local id, kind, hasres, result = o[1], o[2], o[3], o[4]
     local err, retry_at, reason = o[5], o[6], o[7]
     if reason == '' then reason = nil end
-    local r = load(id, FF)
+    local r = load_finish(id)
     if r and r.s == 'PAUSED' and r.w == worker and kind == 'handed_back' then
       -- A draining worker gives back a paused call: its waits undone, no loss counted.
       for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
@@ -621,31 +696,32 @@ local function finish_all(worker, text)
       end
       remove_edges(id)
       move(r, 'PENDING', worker, reason or 'handed back', '')
-      out[#out+1] = 1
+      out[#out+1] = '1'
     elseif not r or r.s ~= 'RUNNING' or r.w ~= worker then
-      out[#out+1] = 0
+      out[#out+1] = '0'
     else
-      local k = k_inv(id)
+      local k = r.key
       release_slot(r)
-      local attempt = tostring(tonumber(r.at) + 1)
       if kind == 'success' then
         -- (a RUNNING record has no result yet, so a None result needs no delete)
         move(r, 'SUCCESS', worker, nil, '', hasres == '1' and {'r', result} or nil)
         finalize(r, false, nil)
       elseif kind == 'failed' then
+        local attempt = tostring(tonumber(r.at) + 1)
         move(r, 'FAILED', worker, reason, '', with_error(k, {'at', attempt}, err))
         finalize(r, false, nil)
       elseif kind == 'retry' then
+        local attempt = tostring(tonumber(r.at) + 1)
         r.nb = retry_at
         move(r, 'RETRY', worker, reason, '', with_error(k, {'at', attempt, 'nb', retry_at}, err))
         move(r, 'PENDING', worker)
       else
         move(r, 'PENDING', worker, reason or 'handed back', '')
       end
-      out[#out+1] = 1
+      out[#out+1] = '1'
     end
   end
-  return out
+  return table.concat(out)
 end
 """
 
@@ -656,10 +732,13 @@ return reply(finish_all(ARGV[4], ARGV[5]))
 
 FINISH_AND_CLAIM = r"""
 -- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit, ARGV[7] the outcomes. Returns
--- {finished flags, rows JSON or ''}; a replayed call, {flags, claimed ids} as JSON.
+-- {finished flags, d texts, rows} (the two JSON texts of rows_json, '' when none were
+-- claimed); a replayed call, {flags, claimed ids} as JSON.
 local done = finish_all(ARGV[5], ARGV[7])
-local ids, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
-return reply({done, #ids > 0 and rows_json(rows) or ''}, {done, ids})
+local ids, ds, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]))
+if #ids == 0 then return reply({done, '', ''}, {done, ids}) end
+local dtext, rtext = rows_json(ds, rows)
+return reply({done, dtext, rtext}, {done, ids})
 """
 
 
@@ -873,50 +952,63 @@ return reply(out)
 
 
 READ = r"""
--- ARGV[4] '1' to include the history; ARGV[5..] ids. One JSON text: a row or false per id.
--- Atomic, and one bulk reply however many records: parsing many small replies costs more
+-- ARGV[4] '1' to include the history; ARGV[5..] ids. Two texts, one entry per id: the
+-- records' own ``d`` JSON joined by RS (which JSON text cannot hold unescaped; '' for a
+-- missing record), so that the client can keep each unparsed until it needs it, and the
+-- JSON of the rest of each row with 0 in the place of ``d`` (false for a missing record).
+-- Atomic, and two bulk replies however many records: parsing many small replies costs more
 -- in a Python client than the whole read on the server.
--- Each row is written with the record's own JSON inlined (not quoted in it): the client
--- parses it once.
 local history = ARGV[4] == '1'
-local out = {}
+local ds, rows = {}, {}
 for j = 5, #ARGV do
   local v = row(ARGV[j], history)
   if v then
-    local rest = cjson.encode({unpack(v, 2, #v)})
-    out[#out+1] = '[' .. v[1] .. ',' .. string.sub(rest, 2)
+    ds[#ds+1] = v[1]
+    v[1] = 0
+    rows[#rows+1] = v
   else
-    out[#out+1] = 'false'
+    ds[#ds+1] = ''
+    rows[#rows+1] = false
   end
 end
-return '[' .. table.concat(out, ',') .. ']'
+if #rows == 0 then return {'', '[]'} end
+return {table.concat(ds, RS), cjson.encode(rows)}
 """
 
 
 OPEN = r"""
--- ARGV[4..] ids. Returns those that exist and are not final, and marks the last of them as
--- waited on, so that becoming final pushes to its ``done`` list (in the same atomic step:
--- no push can be missed between this read and the caller's block). When the last id given
--- is final or missing already, it is pushed now, so that a block on its list pipelined
--- behind this call returns at once.
-local out = {}
-for j = 4, #ARGV do
+-- ARGV[4..] ids. Returns how many of them, counted from the first, may still be open: the
+-- position of the last one that exists and is not final (0 when none). The ids are read
+-- from the last one backwards and only down to that one: every id after it is final (or
+-- gone), and those before it are left for the caller's next call. So while a window ends
+-- in order each id is read about once, not once per call.
+-- Marks that last open one as waited on, so that becoming final pushes to its ``done``
+-- list (in the same atomic step: no push can be missed between this read and the
+-- caller's block). When the last id given is final or missing already, it is pushed now,
+-- so that a block on its list pipelined behind this call returns at once.
+local n = #ARGV - 3
+local open = 0
+for j = #ARGV, 4, -1 do
   local s = redis.call('HGET', k_inv(ARGV[j]), 's')
-  if s and not FINAL[s] then out[#out+1] = ARGV[j] end
+  if s and not FINAL[s] then
+    open = j - 3
+    break
+  end
 end
-if #out > 0 then
-  redis.call('HSET', k_inv(out[#out]), 'wn', '1')
+if open > 0 then
+  local id = ARGV[open + 3]
+  redis.call('HSET', k_inv(id), 'wn', '1')
   -- Only a push for an id that did not exist yet can be in the list of an open one.
-  redis.call('DEL', P .. ':done:' .. out[#out])
+  redis.call('DEL', P .. ':done:' .. id)
 end
-if #ARGV >= 4 and out[#out] ~= ARGV[#ARGV] then
+if n > 0 and open ~= n then
   local done = P .. ':done:' .. ARGV[#ARGV]
   if redis.call('LLEN', done) == 0 then
     redis.call('RPUSH', done, '1')
     redis.call('EXPIRE', done, DONE_TTL)
   end
 end
-return out
+return open
 """
 
 
