@@ -153,3 +153,55 @@ def test_worker_lost_too_often_fails(backend: Backend, max_lost: int) -> None:
     # Its slot was released exactly once: one slot is free, not two.
     assert claim_ids(backend, W3, 10, now) == others[:1]
     assert claim_ids(backend, W3, 10, now) == []
+
+
+def test_release_unheld_hands_back_what_a_live_worker_no_longer_holds(backend: Backend) -> None:
+    # W1 is alive (it beats), but the backend has more on it than it holds: a finish or a
+    # claim's reply lost in a server crash.
+    beat(backend, W1, 10.0)
+    kept = add(backend, 1.0, "kept", running_key="k", running_limit=1)
+    forgotten = add(backend, 2.0, "forgotten", running_key="j", running_limit=1)
+    target = add(backend, 3.0, "target", pool="p")
+    waiting = add(backend, 4.0, "waiting", pool="q")
+    blocked = add(backend, 5.0, "blocked", running_key="j", running_limit=1)
+    other = add(backend, 6.0, "other", pool="o")
+    assert claim_ids(backend, W1, 2, 10.0) == [kept, forgotten]
+    start(backend, waiting, W1, 10.5)
+    pause(backend, waiting, [target], W1, 11.0)
+    assert record(backend, target).waiters == 1
+    start(backend, other, W2, 11.5)
+
+    got = backend.release_unheld(W1, {kept}, 20.0, 3)
+    assert sorted(got) == sorted([forgotten, waiting])
+    for id in (forgotten, waiting):
+        rec = record(backend, id)
+        assert (rec.status, rec.worker, rec.lost, rec.attempt) == (Status.PENDING, None, 1, 0)
+        assert rec.history[-1].at == 20.0
+    # What it holds and what another worker holds are left alone; the wait is undone.
+    assert (record(backend, kept).status, record(backend, kept).worker) == (Status.RUNNING, W1)
+    assert (record(backend, other).status, record(backend, other).worker) == (Status.RUNNING, W2)
+    assert record(backend, target).waiters == 0
+    # A late outcome of the released call is refused; its slot of key j is free again, and
+    # it is older than 'blocked', so it goes first.
+    assert backend.finish([Outcome(forgotten, OutcomeKind.SUCCESS, "1")], W1, 21.0) == [False]
+    assert claim_ids(backend, W2, 10, 22.0) == [forgotten]
+    assert status(backend, blocked) is Status.PENDING
+    # Idempotent: nothing more to release.
+    assert backend.release_unheld(W1, {kept}, 23.0, 3) == []
+    assert status(backend, kept) is Status.RUNNING
+
+
+@pytest.mark.parametrize("max_lost", [0, 1])
+def test_release_unheld_fails_a_call_lost_too_often(backend: Backend, max_lost: int) -> None:
+    id = add(backend, 1.0)
+    now = 10.0
+    for n in range(1, max_lost + 2):
+        assert claim_ids(backend, W1, 1, now) == [id]
+        assert backend.release_unheld(W1, set(), now + 1, max_lost) == [id]
+        assert record(backend, id).lost == n
+        now += 10
+    rec = record(backend, id)
+    assert rec.status is Status.FAILED
+    assert rec.error is not None
+    assert rec.error.type == WORKER_LOST
+    assert "no longer holds it" in rec.error.message

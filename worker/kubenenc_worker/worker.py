@@ -216,6 +216,7 @@ class Worker:
                 if self._tick - last_check >= self.settings.heartbeat_interval:
                     last_check = self._tick
                     self._check_held()
+                    self._release_unheld()
                 self._backend_ok = True
             except Exception:
                 self._backend_ok = False
@@ -431,6 +432,20 @@ class Worker:
             ):
                 del self.paused[id]
                 self.executor.reply(id, GONE)
+
+    def _release_unheld(self) -> None:
+        """Give back what the backend says this worker holds but it does not (a finish or a
+        claim's reply lost in a server crash). Called from the loop thread between steps,
+        so none of its backend calls is in flight and ``held`` is complete: running,
+        paused, and finished but not yet written."""
+        held = {*self.running, *self.paused, *(o.id for o, _ in self._outcomes)}
+        released = self.backend.release_unheld(self.id, held, time.time(), self.settings.max_lost)
+        if released:
+            log.warning(
+                "the backend still had %d invocation(s) on this worker that it no longer "
+                "holds (lost in a server crash?); handed back: %s",
+                len(released), ", ".join(released[:10]),
+            )  # fmt: skip
 
     def _hand_back_all(self) -> None:
         """Give back everything still held, running or paused, without counting a loss.

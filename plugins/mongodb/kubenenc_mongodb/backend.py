@@ -25,6 +25,7 @@ import time
 import uuid
 import warnings
 import weakref
+from collections import abc
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
@@ -738,6 +739,22 @@ class MongoBackend:
         if self._retrying("recover", nothing_to_recover):
             return []
         return self._step("recover", lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost))
+
+    def release_unheld(
+        self, worker: WorkerId, held: abc.Collection[InvocationId], now: float, max_lost: int
+    ) -> list[InvocationId]:
+        def nothing_to_release(conn: _Conn) -> bool:
+            with conn.mutex:
+                rep = conn.replica
+                if not self._is_current(conn):
+                    return False
+                return all(i in held or rep.records[i].worker != worker for i in rep.held)
+
+        if self._retrying("release_unheld", nothing_to_release):
+            return []
+        return self._step(
+            "release_unheld", lambda t: Engine(t).release_unheld(worker, held, now, max_lost)
+        )
 
     def _sweep(self, now: float) -> None:
         """Delete invocations finished longer than the retention ago (where the server has

@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -764,6 +764,13 @@ class RedisBackend:
         Also deletes up to ``SWEEP_BATCH`` final invocations older than the retention.
         """
         reply, _ = self._run("recover", now, repr(float(heartbeat_timeout)), max_lost, SWEEP_BATCH)
+        return [InvocationId(x) for x in reply]
+
+    def release_unheld(
+        self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int
+    ) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.release_unheld`."""
+        reply, _ = self._run("release_unheld", now, worker, max_lost, *held)
         return [InvocationId(x) for x in reply]
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:

@@ -890,6 +890,49 @@ return reply({resumed, gone})
 """
 
 
+HAND_BACK_FN = r"""
+-- Give back ``id`` if it is RUNNING or PAUSED on ``holder``: ``lost`` counted, slot and wait
+-- edges released, PENDING again, or FAILED with WorkerLost past ``max_lost``. Whether it was.
+local function hand_back(id, holder, max_lost, why)
+  local r = load(id)
+  if not (r and r.w == holder and (r.s == 'RUNNING' or r.s == 'PAUSED')) then return false end
+  local lost = tonumber(r.lo) + 1
+  redis.call('HSET', k_inv(id), 'lo', lost)
+  if lost > max_lost then
+    local message = 'worker ' .. holder .. ' ' .. why .. '; lost ' .. lost .. ' times'
+    abort(r, 'FAILED', err_json(E_LOST, message), 'WorkerLost', false)
+  else
+    release_slot(r)
+    for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+      local t = load(tid)
+      if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
+    end
+    remove_edges(id)
+    move(r, 'PENDING', nil, 'worker ' .. holder .. ' lost', '')
+  end
+  return true
+end
+"""
+
+RELEASE_UNHELD = r"""
+-- ARGV[4] worker, ARGV[5] max lost, ARGV[6..] the ids it holds. Hands back the rest of its
+-- held set (see Coordination.release_unheld). Returns the ids handed back or failed.
+local worker, max_lost = ARGV[4], tonumber(ARGV[5])
+local mine = {}
+for j = 6, #ARGV do mine[ARGV[j]] = true end
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', P .. ':hw:' .. worker)) do
+  if not mine[id] then
+    if hand_back(id, worker, max_lost, 'no longer holds it') then
+      out[#out+1] = id
+    else
+      held(worker, id, false)  -- a stale entry: not RUNNING or PAUSED here any more
+    end
+  end
+end
+return reply(out)
+"""
+
 RECOVER = r"""
 -- ARGV[4] heartbeat timeout, ARGV[5] max lost, ARGV[6] sweep batch. Returns ids handed back.
 local timeout, max_lost = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -909,25 +952,7 @@ for _, holder in ipairs(redis.call('SMEMBERS', K_HOLDERS)) do
   local khw = P .. ':hw:' .. holder
   if not alive[holder] then
     for _, id in ipairs(redis.call('SMEMBERS', khw)) do
-      local r = load(id)
-      if r and r.w == holder and (r.s == 'RUNNING' or r.s == 'PAUSED') then
-        local lost = tonumber(r.lo) + 1
-        redis.call('HSET', k_inv(id), 'lo', lost)
-        if lost > max_lost then
-          local message = 'worker ' .. holder .. ' stopped heartbeating; lost ' .. lost ..
-            ' times'
-          abort(r, 'FAILED', err_json(E_LOST, message), 'WorkerLost', false)
-        else
-          release_slot(r)
-          for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
-            local t = load(tid)
-            if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
-          end
-          remove_edges(id)
-          move(r, 'PENDING', nil, 'worker ' .. holder .. ' lost', '')
-        end
-        out[#out+1] = id
-      end
+      if hand_back(id, holder, max_lost, 'stopped heartbeating') then out[#out+1] = id end
     end
     redis.call('DEL', khw)
     redis.call('SREM', K_HOLDERS, holder)
@@ -1025,7 +1050,8 @@ SCRIPTS: dict[str, str] = {
     "cancel": build(CANCEL),
     "pause": build(PAUSE),
     "resume": build(RESUME),
-    "recover": build(RECOVER),
+    "recover": build(HAND_BACK_FN + RECOVER),
+    "release_unheld": build(HAND_BACK_FN + RELEASE_UNHELD),
     "read": build(READ),
     "open": build(OPEN),
 }

@@ -25,7 +25,7 @@ The conformance suite in ``tests/conformance`` checks all of this for every back
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import ClassVar, Protocol, runtime_checkable
 
 from kubenenc.ids import InvocationId, WorkerId
@@ -145,6 +145,21 @@ class Coordination(Protocol):
         counts as silent. Safe to call from every worker at once, and called on every
         heartbeat of every worker, so it must be cheap when there is nothing to recover.
         Returns the ids handed back or failed.
+        """
+        ...
+
+    def release_unheld(
+        self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int
+    ) -> list[InvocationId]:
+        """Hand back what the backend says ``worker`` holds but ``worker`` itself does not.
+
+        Every RUNNING or PAUSED invocation of ``worker`` whose id is not in ``held`` goes
+        back as :meth:`recover` would give it back (``lost`` counted, FAILED with WorkerLost
+        past ``max_lost``). A live worker calls it with everything it holds -- running,
+        paused, and finished but not yet written -- at a moment when none of its own calls
+        is in flight. It closes the gap that heartbeats cannot: a server that lost a
+        finish (or a claim's reply) in a crash keeps the call on a worker that is alive and
+        no longer has it. Returns the ids handed back or failed.
         """
         ...
 

@@ -8,7 +8,7 @@ delegations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 
 from kubenenc.backends.engine import Engine
@@ -85,3 +85,10 @@ class EngineBackend:
         """See :meth:`kubenenc.backends.contract.Coordination.recover`."""
         with self._engine() as e:
             return e.recover(now, heartbeat_timeout, max_lost)
+
+    def release_unheld(
+        self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int
+    ) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.release_unheld`."""
+        with self._engine() as e:
+            return e.release_unheld(worker, held, now, max_lost)

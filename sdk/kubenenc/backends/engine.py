@@ -13,7 +13,7 @@ it is atomic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from kubenenc.errors import CycleDetectedError, DependencyFailed, WorkerLost
@@ -445,12 +445,34 @@ class Engine:
             out.append(inv_id)
         return out
 
+    def release_unheld(
+        self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int
+    ) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.release_unheld`."""
+        t = self.txn
+        out: list[InvocationId] = []
+        for inv_id, holder in t.held():
+            if holder != worker or inv_id in held:
+                continue
+            rec = t.get(inv_id)
+            if rec is None:
+                continue
+            self._hand_back(rec, now, max_lost, holder, "no longer holds it")
+            t.put(rec)
+            out.append(inv_id)
+        return out
+
     def _hand_back(
-        self, rec: InvocationRecord, now: float, max_lost: int, holder: WorkerId
+        self,
+        rec: InvocationRecord,
+        now: float,
+        max_lost: int,
+        holder: WorkerId,
+        why: str = "stopped heartbeating",
     ) -> None:
         rec.lost += 1
         if rec.lost > max_lost:
-            message = f"worker {holder} stopped heartbeating; lost {rec.lost} times"
+            message = f"worker {holder} {why}; lost {rec.lost} times"
             self._abort(  # releases the slot itself
                 rec, Status.FAILED, now, ErrorInfo(error_path(WorkerLost), message), "WorkerLost"
             )
