@@ -121,6 +121,11 @@ class Worker:
         does not claim again until woken (work may have come) or an idle wait ends (the
         poll). Without it, each claim that starts a lone call is followed at once by an
         empty one, a round trip that the call's finish then waits behind."""
+        self._resume_at = 0.0
+        """When paused executions' targets are next read (monotonic): at most once a poll
+        interval, at once after this worker wrote the end of one of them (often the case: a
+        parent waits on children it runs itself). Without it a busy loop read them on every
+        turn."""
         self._thread: threading.Thread | None = None
         self._heart: threading.Thread | None = None
         mode = self.settings.mode
@@ -257,16 +262,25 @@ class Worker:
         if fast is not None and self._outcomes and claiming and not self.paused and self._free():
             progressed |= self._flush_and_claim(fast)
             claiming = False  # it claimed all it could; a second claim would find nothing
+        written = self._outcomes
         if self._flush():
             progressed = True
             self._drained = False  # a finish may free a slot of a running key: parked work back
+            if self.paused and self._awaited(written):
+                self._resume_at = 0.0
         self._expire()
-        if self.paused and self._free() > 0:
+        if self.paused and self._free() > 0 and self._tick >= self._resume_at:
+            self._resume_at = self._tick + self.settings.poll_interval
             progressed |= self._resume()
         if claiming and self._free() > 0 and not self._drained:
             progressed |= self._claim()
         self.metrics.set_load(len(self.running), len(self.paused), self.slots)
         return progressed
+
+    def _awaited(self, written: list[tuple[Outcome, float]]) -> bool:
+        """Whether a paused execution waits on one of the outcomes just written."""
+        ids = {o.id for o, _ in written}
+        return any(not ids.isdisjoint(a.targets) for a in self.paused.values())
 
     def _free(self) -> int:
         return self.slots - len(self.running)

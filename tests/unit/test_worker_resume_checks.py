@@ -1,0 +1,88 @@
+"""How often the worker loop reads the targets of its paused executions: at most once a poll
+interval while it is busy with other work, and at once after it wrote the end of one of
+them itself."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubenenc import App, Status
+from kubenenc.backends.memory import MemoryBackend
+from kubenenc.ids import WorkerId
+from kubenenc.records import Outcome, OutcomeKind
+from kubenenc.settings import WorkerSettings
+from kubenenc_worker.worker import Worker
+
+POLL = 0.3
+
+app = App("resume-checks", backend=MemoryBackend())
+
+
+@app.task
+def leaf(i: int) -> int:
+    return i
+
+
+@app.task
+def parent_elsewhere() -> int:
+    return leaf.with_options(pool="elsewhere")(41).result() + 1
+
+
+@app.task
+def parent_here() -> int:
+    return leaf(41).result() + 1
+
+
+def steps_until(worker: Worker, done: Any, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while not done():
+        assert time.monotonic() < deadline, "not reached in time"
+        # What the loop does around each step: note the time; after an idle wait, poll.
+        worker._tick = time.monotonic()
+        if not worker._step():
+            time.sleep(0.0005)
+            worker._drained = False
+
+
+def test_paused_targets_are_read_once_a_poll_interval_not_every_busy_turn() -> None:
+    backend = MemoryBackend()
+    app.configure(backend)
+    worker = Worker(app, WorkerSettings(mode="thread", concurrency=2, poll_interval=POLL))
+    reads: list[float] = []
+    real = backend.get_many
+
+    def get_many(ids: Any) -> Any:
+        if any(r is not None and r.pool == "elsewhere" for r in real(ids)):
+            reads.append(time.monotonic())
+        return real(ids)
+
+    backend.get_many = get_many  # type: ignore[method-assign]
+    try:
+        inv = parent_elsewhere()
+        steps_until(worker, lambda: bool(worker.paused))
+        # Busy with other work: many turns, each finishing calls none of which is awaited.
+        started, before = time.monotonic(), len(reads)
+        group = leaf.parallelize(range(300))
+        steps_until(worker, lambda: all(i.status is Status.SUCCESS for i in group))
+        busy = time.monotonic() - started
+        assert len(reads) - before <= 1 + busy / POLL, (len(reads) - before, busy)
+        # Another worker ends the target: seen within a poll interval, and resumed.
+        [rec] = backend.claim("elsewhere", WorkerId("other:1:x"), 1, time.time())
+        backend.finish([Outcome(rec.id, OutcomeKind.SUCCESS, "41")], rec.worker or "", time.time())
+        steps_until(worker, lambda: inv.status is Status.SUCCESS, limit=3 * POLL + 5)
+        assert inv.result(timeout=1) == 42
+    finally:
+        worker.executor.close(1.0)
+
+
+def test_a_target_this_worker_finishes_resumes_its_waiter_at_once() -> None:
+    app.configure(MemoryBackend())
+    # A poll interval far longer than the test: only the own finish can resume it in time.
+    worker = Worker(app, WorkerSettings(mode="thread", concurrency=1, poll_interval=30))
+    try:
+        inv = parent_here()
+        steps_until(worker, lambda: inv.status is Status.SUCCESS, limit=10)
+        assert inv.result(timeout=1) == 42
+    finally:
+        worker.executor.close(1.0)
