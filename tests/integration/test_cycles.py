@@ -26,6 +26,18 @@ def worker(
     run_worker(mode=mode, concurrency=2)
 
 
+@pytest.fixture(params=MODES, ids=[f"{m}-{b}" for m, b in MODES])
+def one_slot_worker(
+    request: pytest.FixtureRequest, app_on: Callable[[Any], Any],
+    run_worker: Callable[..., Any], shared_url: str,
+) -> None:  # fmt: skip
+    """A worker with a single slot: a call registered by a running one cannot start before
+    its parent's wait is decided (with two slots it may, and run on meanwhile)."""
+    mode, kind = request.param
+    app_on(MemoryBackend() if kind == "memory" else shared_url)
+    run_worker(mode=mode, concurrency=1)
+
+
 def _all_final_soon() -> dict[Status, int]:
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -37,7 +49,7 @@ def _all_final_soon() -> dict[Status, int]:
 
 
 @pytest.mark.timeout(60)
-def test_loop_through_new_invocations_is_refused(worker: None) -> None:
+def test_loop_through_new_invocations_is_refused(one_slot_worker: None) -> None:
     with pytest.raises(CycleDetectedError) as info:
         taskapp.ping(1).result(timeout=30)
     message = str(info.value)
@@ -46,6 +58,17 @@ def test_loop_through_new_invocations_is_refused(worker: None) -> None:
     # ping(1), pong(1) and the duplicate ping(1) that closed the loop: nothing more spawned.
     assert sum(counts.values()) == 3
     assert counts == {Status.FAILED: 3}
+
+
+@pytest.mark.timeout(60)
+def test_loop_through_new_invocations_ends_with_free_slots(worker: None) -> None:
+    # With a second slot the duplicate may start before pong(1)'s wait on it is refused and
+    # call pong(1) again; that copy's own loop is refused the same way. All of it ends.
+    with pytest.raises(CycleDetectedError, match=r"ping\(1\)"):
+        taskapp.ping(1).result(timeout=30)
+    counts = _all_final_soon()
+    assert set(counts) == {Status.FAILED}
+    assert sum(counts.values()) >= 3
 
 
 @pytest.mark.timeout(60)
