@@ -46,15 +46,6 @@ class Cron:
     any_day: bool
     any_weekday: bool
 
-    def matches(self, t: dt.datetime) -> bool:
-        """Whether minute ``t`` (UTC) is a tick."""
-        return (
-            t.minute in self.minutes
-            and t.hour in self.hours
-            and t.month in self.months
-            and self._day_ok(t)
-        )
-
     def last_tick(self, now: dt.datetime, horizon_days: int = 366) -> dt.datetime | None:
         """The latest tick at or before ``now`` (UTC, minute precision), or None within the
         horizon."""

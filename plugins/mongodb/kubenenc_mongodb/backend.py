@@ -726,35 +726,46 @@ class MongoBackend:
             self._sweep(now)
 
         def nothing_to_recover(conn: _Conn) -> bool:
-            with conn.mutex:
-                rep = conn.replica
-                if not self._is_current(conn):
-                    return False
-                workers = self._read_workers(conn)
-                alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
-                if len(alive) != len(workers):
-                    return False
-                return all(rep.records[i].worker in alive for i in rep.held)
+            workers = self._read_workers(conn)
+            alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
+            records = conn.replica.records
+            return len(alive) == len(workers) and all(
+                records[i].worker in alive for i in conn.replica.held
+            )
 
-        if self._retrying("recover", nothing_to_recover):
-            return []
-        return self._step("recover", lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost))
+        return self._hand_back_step(
+            "recover", nothing_to_recover,
+            lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost),
+        )  # fmt: skip
 
     def release_unheld(
         self, worker: WorkerId, held: abc.Collection[InvocationId], now: float, max_lost: int
     ) -> list[InvocationId]:
         def nothing_to_release(conn: _Conn) -> bool:
-            with conn.mutex:
-                rep = conn.replica
-                if not self._is_current(conn):
-                    return False
-                return all(i in held or rep.records[i].worker != worker for i in rep.held)
+            records = conn.replica.records
+            return all(i in held or records[i].worker != worker for i in conn.replica.held)
 
-        if self._retrying("release_unheld", nothing_to_release):
+        return self._hand_back_step(
+            "release_unheld", nothing_to_release,
+            lambda t: Engine(t).release_unheld(worker, held, now, max_lost),
+        )  # fmt: skip
+
+    def _hand_back_step(
+        self,
+        what: str,
+        nothing: Callable[[_Conn], bool],
+        op: Callable[[StepTxn], list[InvocationId]],
+    ) -> list[InvocationId]:
+        """Run ``op`` as a step unless the replica, current, shows ``nothing`` to hand back:
+        recovery runs on every heartbeat of every worker, and a step takes the lock."""
+
+        def idle(conn: _Conn) -> bool:
+            with conn.mutex:
+                return self._is_current(conn) and nothing(conn)
+
+        if self._retrying(what, idle):
             return []
-        return self._step(
-            "release_unheld", lambda t: Engine(t).release_unheld(worker, held, now, max_lost)
-        )
+        return self._step(what, op)
 
     def _sweep(self, now: float) -> None:
         """Delete invocations finished longer than the retention ago (where the server has
