@@ -183,18 +183,25 @@ class _LazyRecord(InvocationRecord):
     __hash__ = None  # type: ignore[assignment]  # mutable, as InvocationRecord
 
 
-def _lazy(row: list[Any]) -> InvocationRecord:
-    """A :class:`_LazyRecord` of a row as :func:`_record` takes it."""
-    d: dict[str, Any] = row[0]
+def _shell(row: list[Any], id: str, serializer: str) -> _LazyRecord:
+    """A :class:`_LazyRecord` of ``row`` with id, serializer, status and result set."""
     rec = object.__new__(_LazyRecord)
     rec._row = row
-    rec.id = d["id"]
-    rec.task = d["task"]
-    rec.args = d["args"]
-    rec.serializer = d.get("serializer", "json")
-    rec.timeout = d.get("timeout")
+    rec.id = InvocationId(id)
+    rec.serializer = serializer
     rec.status = _STATUS[row[1]]
     rec.result = row[8] if row[8] is not False else None
+    return rec
+
+
+def _lazy(row: list[Any]) -> InvocationRecord:
+    """A :class:`_LazyRecord` of a row as :func:`_record` takes it (``d`` parsed), with
+    what a run needs set too."""
+    d: dict[str, Any] = row[0]
+    rec = _shell(row, d["id"], d.get("serializer", "json"))
+    rec.task = d["task"]
+    rec.args = d["args"]
+    rec.timeout = d.get("timeout")
     return rec
 
 
@@ -244,13 +251,7 @@ def _read_rows(texts: Sequence[str], ids: Sequence[str]) -> list[InvocationRecor
             row[0] = json.loads(d)
             out.append(_lazy(row))
             continue
-        rec = object.__new__(_LazyRecord)
-        rec._row = row
-        rec.id = InvocationId(id)
-        rec.serializer = serializer
-        rec.status = _STATUS[row[1]]
-        rec.result = row[8] if row[8] is not False else None
-        out.append(rec)
+        out.append(_shell(row, id, serializer))
     return out
 
 
