@@ -7,16 +7,16 @@ it before forking.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.registry import open_backend, redact_url
 from kubenenc.concurrency import ConcurrencyPolicy
+from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.invocation import Invocation
@@ -37,7 +37,11 @@ R = TypeVar("R")
 class App:
     """An application: ``App("shop")`` uses ./kubenenc.db; pass ``backend=`` a URL or a
     backend object to choose another. ``serializer="pickle"`` opts in to pickle (see
-    :mod:`kubenenc.serializers` for why that is a risk)."""
+    :mod:`kubenenc.serializers` for why that is a risk).
+
+    Stored enums, dataclasses and pydantic models decode only to the classes the app
+    declares: those its tasks' annotations name, plus ``allowed_types`` (see
+    :mod:`kubenenc.decodable`)."""
 
     def __init__(
         self,
@@ -46,6 +50,7 @@ class App:
         *,
         serializer: str | None = None,
         settings: Settings | None = None,
+        allowed_types: Iterable[type] = (),
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigurationError(
@@ -55,8 +60,14 @@ class App:
         self.settings = settings if settings is not None else Settings()
         self._backend_obj: Backend | None = backend if not isinstance(backend, str | None) else None
         self.backend_url = backend if isinstance(backend, str) else self.settings.backend
+        self.types = DecodableTypes(allowed_types)
         self.serializer: JsonSerializer | PickleSerializer = get_serializer(
-            serializer or self.settings.serializer
+            serializer or self.settings.serializer, self.types
+        )
+        self._json = (
+            self.serializer
+            if isinstance(self.serializer, JsonSerializer)
+            else JsonSerializer(self.types)
         )
         self.tasks: dict[TaskId, Task[Any, Any]] = {}
         self._lock = threading.Lock()
@@ -104,6 +115,8 @@ class App:
         """The serializer that wrote a stored value; pickle only if this app opted in."""
         if name == self.serializer.name:
             return self.serializer
+        if name == "json":
+            return self._json
         if name == "pickle":
             raise ConfigurationError(
                 "stored value is pickled but this app does not accept pickle; "
@@ -134,6 +147,7 @@ class App:
             if existing is not None and existing.func is not f:
                 raise ConfigurationError(f"task {task.id} is already registered on {self.name}")
             self.tasks[task.id] = task
+            self.types.add_annotations_of(f)
             return task
 
         if func is not None:
@@ -209,18 +223,15 @@ class App:
         return (found[0], everything[1][found[0]]) if found else (stored_as, None)
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
-        """The task registered under ``task_id``, importing its module if needed."""
+        """The task registered under ``task_id``.
+
+        ``task_id`` comes from stored data, so it is looked up among this app's registered
+        tasks only: never imported, never resolved as an attribute of a module.
+        """
         task = self.tasks.get(TaskId(task_id))
         if task is None:
-            module = task_id.rpartition(".")[0]
-            while module and task is None:
-                with contextlib.suppress(ImportError):
-                    importlib.import_module(module)
-                task = self.tasks.get(TaskId(task_id))
-                module = module.rpartition(".")[0]
-        if task is None:
             raise LookupError(
-                f"task {task_id} is not registered on app {self.name!r}; is its module "
+                f"task {task_id[:200]} is not registered on app {self.name!r}; is its module "
                 "imported by the app module the worker loads?"
             )
         return task

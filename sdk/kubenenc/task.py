@@ -241,7 +241,7 @@ class Task(Generic[P, R]):
                 tree[name] = value  # what to_json_tree returns for them, without the call
                 continue
             try:
-                tree[name] = to_json_tree(value, f"{self.name}() argument {name!r}")
+                tree[name] = to_json_tree(value, f"{self.name}() argument {name!r}", self.app.types)
             except SerializationError:
                 if not fixed.pickle:
                     raise

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kubenenc import context
 from kubenenc.app import App
+from kubenenc.errors import SerializationError
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
 from kubenenc.records import ErrorInfo
-from kubenenc.serializers import from_json_tree
+from kubenenc.serializers import JsonSerializer
 from kubenenc.task import Task
 
 
@@ -44,10 +44,15 @@ class RunResult:
 
 def decode_args(app: App, payload: RunPayload) -> dict[str, Any]:
     """The keyword arguments of the call."""
-    if payload.serializer == "json":
-        tree = json.loads(payload.args)
-        return {k: from_json_tree(v) for k, v in tree.items()}
-    value: dict[str, Any] = app.serializer_for(payload.serializer).loads(payload.args)
+    serializer = app.serializer_for(payload.serializer)
+    if isinstance(serializer, JsonSerializer):
+        return serializer.loads_arguments(payload.args)
+    value = serializer.loads(payload.args)
+    if not isinstance(value, dict):
+        raise SerializationError(
+            f"stored arguments of {payload.task[:200]} are a {type(value).__name__}, not a "
+            "mapping of names to values"
+        )
     return value
 
 
