@@ -148,6 +148,8 @@ class App:
                 raise ConfigurationError(f"task {task.id} is already registered on {self.name}")
             self.tasks[task.id] = task
             self.types.add_annotations_of(f)
+            for error in task.options.retry_on:
+                self.types.add_error(error)
             return task
 
         if func is not None:

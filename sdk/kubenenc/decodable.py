@@ -14,6 +14,12 @@ Instead the App *declares* what may be decoded:
 - the classes passed as ``App(..., allowed_types=[...])``;
 - subclasses of those classes (a task declared ``-> Animal`` may return a ``Dog``).
 
+A failed call's error is stored as a type path and a message; the caller rebuilds it with
+its own type only for built-in exceptions, kubenenc's own, the ``retry_on`` types of the
+app's tasks and exception classes passed in ``allowed_types`` (exactly those: a subclass
+walk from ``Exception`` would reach every class). Any other error arrives as
+:class:`~kubenenc.errors.RemoteError` carrying the type's name.
+
 Nothing else is ever constructed: a class path outside the list fails with
 :class:`~kubenenc.errors.SerializationError`, whatever module happens to be imported. The
 lookup walks only the declared classes and their subclasses, never a module's attributes.
@@ -21,6 +27,7 @@ lookup walks only the declared classes and their subclasses, never a module's at
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import enum
 import threading
@@ -31,6 +38,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from kubenenc import errors
+
 Kind = Literal["enum", "dataclass", "pydantic"]
 """The serializer tag a class is stored under."""
 
@@ -38,6 +47,23 @@ Kind = Literal["enum", "dataclass", "pydantic"]
 def class_path(cls: type) -> str:
     """``module:qualname``, the name a class is stored under."""
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def error_path(cls: type) -> str:
+    """``module.qualname``, the name an exception type is stored under."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _standard_errors() -> dict[str, type[BaseException]]:
+    found: dict[str, type[BaseException]] = {}
+    for module in (builtins, errors):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseException):
+                found[error_path(value)] = value
+    return found
+
+
+_STANDARD_ERRORS = _standard_errors()
 
 
 def kind_of(cls: object) -> Kind | None:
@@ -63,20 +89,33 @@ class DecodableTypes:
 
     def __init__(self, classes: Iterable[type] = ()) -> None:
         self._by_path: dict[str, type] = {}
+        self._errors: dict[str, type[BaseException]] = dict(_STANDARD_ERRORS)
         self._pending: list[Callable[..., Any]] = []
         self._lock = threading.Lock()
         for cls in classes:
             self.add(cls)
 
     def add(self, cls: type) -> None:
-        """Allow ``cls`` (and the storable classes its dataclass fields name)."""
+        """Allow ``cls``: a storable class (and those its dataclass fields name), or an
+        exception type a caller may rebuild."""
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            self.add_error(cls)
+            return
         if kind_of(cls) is None:
             raise TypeError(
-                f"allowed_types: {cls!r} is not an Enum, a dataclass or a pydantic model; "
-                "other types are stored as plain JSON and need no declaration"
+                f"allowed_types: {cls!r} is not an Enum, a dataclass, a pydantic model or an "
+                "exception class; other types are stored as plain JSON and need no declaration"
             )
         with self._lock:
             self._collect(cls)
+
+    def add_error(self, cls: type[BaseException]) -> None:
+        """Let a caller rebuild a stored error of exactly type ``cls``."""
+        self._errors[error_path(cls)] = cls
+
+    def error(self, path: str) -> type[BaseException] | None:
+        """The declared exception type stored as ``path``, else None."""
+        return self._errors.get(path)
 
     def add_annotations_of(self, func: Callable[..., Any]) -> None:
         """Allow the storable classes ``func``'s annotations name (resolved lazily)."""
