@@ -60,4 +60,10 @@ class Settings(BaseSettings):
         description="Kubernetes namespace whose ConcurrencyPolicies and TaskDefinitions apply "
         "(worker pods get it from the downward API); unset: stored names are used as given.",
     )
+    max_value_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Largest encoded arguments of one call, or result, in bytes (a backend with "
+        "a smaller limit lowers it); set per task with @app.task(max_value_bytes=...).",
+    )
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
