@@ -37,7 +37,11 @@ class WorkerSettings(BaseModel):
     http_port: int | None = Field(
         default=None, ge=0, le=65535, description="Serve /healthz, /readyz, /metrics here."
     )
-    http_host: str = Field(default="0.0.0.0", description="Address of the HTTP endpoint.")  # noqa: S104
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the HTTP endpoint; worker pods get their pod IP (probes and "
+        "scrapes reach it there), elsewhere only this machine can reach it unless set.",
+    )
 
 
 class Settings(BaseSettings):
