@@ -8,7 +8,8 @@ allowed transitions and the error types are generated here from :mod:`kubenenc.s
 behaviour. The keys they touch are listed in :mod:`kubenenc_redis.keys`.
 
 A script's source is, in this order: the header built by :func:`header` (the call's
-arguments and the constants taken from the SDK), ``lua/lib.lua`` (the functions every step
+arguments and the constants taken from the SDK), the key names and builders it uses (from
+:func:`kubenenc_redis.keys.lua`), ``lua/lib.lua`` (the functions every step
 shares: checked moves, counters, queue entries, finalization), the step's own library files
 (``lua/lib_*.lua``, shared by two steps each), and the step's file ``lua/<step>.lua``. Each
 script defines only what it uses: Redis compiles and runs the whole source on every call,
@@ -23,6 +24,8 @@ from importlib.resources import files
 from kubenenc.backends.engine import error_path
 from kubenenc.errors import CycleDetectedError, DependencyFailed, WorkerLost
 from kubenenc.status import FINAL, TRANSITIONS, Status
+
+from kubenenc_redis import keys
 
 DONE_TTL = 300
 """Seconds a ``P:done:<id>`` list outlives the moment ``id`` became final. A waiter that
@@ -86,9 +89,10 @@ def lua_file(name: str) -> str:
 
 
 def build(*names: str) -> str:
-    """The full source of one script: the header, ``lib.lua``, then ``lua/<name>.lua`` for
-    each of ``names``."""
-    return header() + lua_file("lib") + "".join(lua_file(n) for n in names)
+    """The full source of one script: the header, the key builders it uses, ``lib.lua``,
+    then ``lua/<name>.lua`` for each of ``names``."""
+    body = lua_file("lib") + "".join(lua_file(n) for n in names)
+    return header() + keys.lua(body) + body
 
 
 SCRIPTS: dict[str, str] = {op: build(*names) for op, names in STEPS.items()}

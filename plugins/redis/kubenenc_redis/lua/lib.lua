@@ -1,11 +1,4 @@
 
-local K_RUN = P .. ':running'
-local K_REG = P .. ':reg'
-local K_HOLDERS = P .. ':holders'
-local K_COUNTS = P .. ':counts'
-local K_FIN = P .. ':fin'
-
-local function k_inv(id) return P .. ':inv:' .. id end
 -- The record's key, built once per record table (``key``): every string built in a script
 -- is hashed and interned, so building the same key again costs about as much as a command.
 local function kr(r)
@@ -18,7 +11,7 @@ local function kr(r)
 end
 
 if REQ ~= '' then
-  local cached = redis.call('GET', P .. ':rq:' .. REQ)
+  local cached = redis.call('GET', k_rq(REQ))
   if cached then return {'replay', cached} end
 end
 
@@ -86,19 +79,19 @@ local function reply(value, cache)
     for id, yes in pairs(ids) do
       if yes then add[#add+1] = id else rem[#rem+1] = id end
     end
-    write_in_bulk('SREM', P .. ':hw:' .. w, rem)
-    write_in_bulk('SADD', P .. ':hw:' .. w, add)
+    write_in_bulk('SREM', k_hw(w), rem)
+    write_in_bulk('SADD', k_hw(w), add)
   end
   write_in_bulk('ZADD', K_FIN, FIN)
   for pool, n in pairs(WAKE) do
-    local kw = P .. ':wake:' .. pool
+    local kw = k_wake(pool)
     local tokens = {}
     for j = 1, math.min(n, 8) do tokens[j] = '1' end  -- wakes up to 8 idle workers
     redis.call('RPUSH', kw, unpack(tokens))
     redis.call('LTRIM', kw, -64, -1)
   end
   if REQ ~= '' then
-    redis.call('SET', P .. ':rq:' .. REQ, cjson.encode(cache or value), 'EX', REPLY_TTL)
+    redis.call('SET', k_rq(REQ), cjson.encode(cache or value), 'EX', REPLY_TTL)
   end
   return value
 end
@@ -137,12 +130,10 @@ local function member(r)
   return string.format('%08d%012d', 99999999 - wt, 500000000000 - pr) .. r.sq .. r.id
 end
 
-local function k_park(pool, key) return P .. ':park:' .. pool .. US .. key end
-
 local function dequeue(r)
   if r.m ~= '' then
-    redis.call('ZREM', P .. ':q:' .. r.p, r.m)
-    redis.call('ZREM', P .. ':dl:' .. r.p, r.m)
+    redis.call('ZREM', k_q(r.p), r.m)
+    redis.call('ZREM', k_dl(r.p), r.m)
     if r.rk ~= '' then redis.call('ZREM', k_park(r.p, r.rk), r.m) end
   end
 end
@@ -161,9 +152,9 @@ local function enqueue(r)
   complete(r)
   r.m = member(r)
   if tonumber(r.nb) > NOWN then
-    redis.call('ZADD', P .. ':dl:' .. r.p, r.nb, r.m)
+    redis.call('ZADD', k_dl(r.p), r.nb, r.m)
   else
-    redis.call('ZADD', P .. ':q:' .. r.p, 0, r.m)
+    redis.call('ZADD', k_q(r.p), 0, r.m)
     WAKE[r.p] = (WAKE[r.p] or 0) + 1
   end
   redis.call('HSET', kr(r), 'm', r.m)
@@ -230,11 +221,11 @@ end
 
 -- A freed slot of ``key`` puts back, in each pool, the first invocation parked on it.
 local function unpark(key)
-  local kpools = P .. ':parked:' .. key
+  local kpools = k_parked(key)
   for _, pool in ipairs(redis.call('SMEMBERS', kpools)) do
     local kp = k_park(pool, key)
     local first = redis.call('ZPOPMIN', kp)
-    if first[1] then redis.call('ZADD', P .. ':q:' .. pool, 0, first[1]) end
+    if first[1] then redis.call('ZADD', k_q(pool), 0, first[1]) end
     if redis.call('EXISTS', kp) == 0 then redis.call('SREM', kpools, pool) end
   end
 end
@@ -262,9 +253,9 @@ local function set_waiters(r, n)
 end
 
 local function remove_edges(id)
-  local tg = P .. ':tg:' .. id
+  local tg = k_tg(id)
   for _, t in ipairs(redis.call('SMEMBERS', tg)) do
-    redis.call('SREM', P .. ':wt:' .. t, id)
+    redis.call('SREM', k_wt(t), id)
   end
   redis.call('DEL', tg)
 end
@@ -295,7 +286,7 @@ local function finalize(r, cascade, err)
     redis.call('HDEL', K_REG, r.gk)
   end
   if r.prev == 'PAUSED' then
-    for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. r.id)) do
+    for _, tid in ipairs(redis.call('SMEMBERS', k_tg(r.id))) do
       local t = load(tid)
       if t and not FINAL[t.s] then
         local n = math.max(0, tonumber(t.wt) - 1)
@@ -309,7 +300,7 @@ local function finalize(r, cascade, err)
   end
   local kdep, dependents = nil, {}
   if r.hd ~= '' then
-    kdep = P .. ':dep:' .. r.id
+    kdep = k_dep(r.id)
     dependents = redis.call('SMEMBERS', kdep)
   end
   for _, did in ipairs(dependents) do
@@ -335,7 +326,7 @@ local function finalize(r, cascade, err)
   FIN[#FIN+1] = r.id .. US .. r.a
   redis.call('EXPIRE', k, math.ceil(RET))
   if r.wn ~= '' then  -- someone blocks on it (see the open script)
-    local done = P .. ':done:' .. r.id
+    local done = k_done(r.id)
     redis.call('RPUSH', done, '1')
     redis.call('EXPIRE', done, DONE_TTL)
   end

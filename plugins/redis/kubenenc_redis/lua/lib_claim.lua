@@ -16,7 +16,7 @@ end
 -- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, the records' ``d`` texts and
 -- the rest of their rows for the client (see ``rows_json``).
 local function claim_some(pool, worker, limit)
-  local kq, kdl = P .. ':q:' .. pool, P .. ':dl:' .. pool
+  local kq, kdl = k_q(pool), k_dl(pool)
   local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
   for _, m in ipairs(due) do
     redis.call('ZREM', kdl, m)
@@ -46,7 +46,7 @@ local function claim_some(pool, worker, limit)
           -- so its place in the claim order.
           full[r.rk] = true
           redis.call('ZADD', k_park(pool, r.rk), 0, m)
-          redis.call('SADD', P .. ':parked:' .. r.rk, pool)
+          redis.call('SADD', k_parked(r.rk), pool)
           take = false
         else
           add_running(r.rk, 1)

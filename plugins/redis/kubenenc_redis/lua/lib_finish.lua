@@ -37,7 +37,7 @@ local function finish_all(worker, text)
     local r = load_finish(id)
     if r and r.s == 'PAUSED' and r.w == worker and kind == 'handed_back' then
       -- A draining worker gives back a paused call: its waits undone, no loss counted.
-      for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+      for _, tid in ipairs(redis.call('SMEMBERS', k_tg(id))) do
         local t = load(tid)
         if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
       end

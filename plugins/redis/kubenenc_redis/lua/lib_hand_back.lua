@@ -11,7 +11,7 @@ local function hand_back(id, holder, max_lost, why)
     abort(r, 'FAILED', err_json(E_LOST, message), 'WorkerLost', false)
   else
     release_slot(r)
-    for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+    for _, tid in ipairs(redis.call('SMEMBERS', k_tg(id))) do
       local t = load(tid)
       if t and not FINAL[t.s] then set_waiters(t, math.max(0, tonumber(t.wt) - 1)) end
     end

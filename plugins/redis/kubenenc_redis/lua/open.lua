@@ -21,10 +21,10 @@ if open > 0 then
   local id = ARGV[open + 3]
   redis.call('HSET', k_inv(id), 'wn', '1')
   -- Only a push for an id that did not exist yet can be in the list of an open one.
-  redis.call('DEL', P .. ':done:' .. id)
+  redis.call('DEL', k_done(id))
 end
 if n > 0 and open ~= n then
-  local done = P .. ':done:' .. ARGV[#ARGV]
+  local done = k_done(ARGV[#ARGV])
   if redis.call('LLEN', done) == 0 then
     redis.call('RPUSH', done, '1')
     redis.call('EXPIRE', done, DONE_TTL)

@@ -38,9 +38,9 @@ while head <= #queue and not found do
     -- Who waits on the node: the PAUSED invocations with an edge to it, then the
     -- WAITING_DEPENDENCIES ones that declared it (they run no code yet, so they match by
     -- id only: their call key is replaced by one no target has).
-    local ups = redis.call('SMEMBERS', P .. ':wt:' .. node.id)
+    local ups = redis.call('SMEMBERS', k_wt(node.id))
     local first_dependent = #ups + 1
-    for _, d in ipairs(redis.call('SMEMBERS', P .. ':dep:' .. node.id)) do ups[#ups+1] = d end
+    for _, d in ipairs(redis.call('SMEMBERS', k_dep(node.id))) do ups[#ups+1] = d end
     for j, up in ipairs(ups) do
       if below[up] == nil then
         local u = redis.call('HMGET', k_inv(up), 's', 'ck', 'dp')
@@ -86,8 +86,8 @@ if found then
   return reply(res)
 end
 for _, t in ipairs(open) do
-  redis.call('SADD', P .. ':tg:' .. id, t.id)
-  redis.call('SADD', P .. ':wt:' .. t.id, id)
+  redis.call('SADD', k_tg(id), t.id)
+  redis.call('SADD', k_wt(t.id), id)
   set_waiters(t, tonumber(t.wt) + 1)
 end
 release_slot(r)

@@ -2,19 +2,19 @@
 -- ARGV[4] heartbeat timeout, ARGV[5] max lost, ARGV[6] sweep batch. Returns ids handed back.
 local timeout, max_lost = tonumber(ARGV[4]), tonumber(ARGV[5])
 local alive = {}
-local beats = redis.call('ZRANGE', P .. ':beats', 0, -1, 'WITHSCORES')
+local beats = redis.call('ZRANGE', K_BEATS, 0, -1, 'WITHSCORES')
 for j = 1, #beats, 2 do
   local w, at = beats[j], tonumber(beats[j+1])
   if at >= NOWN - timeout then
     alive[w] = true
   else
-    redis.call('ZREM', P .. ':beats', w)
-    redis.call('HDEL', P .. ':workers', w)
+    redis.call('ZREM', K_BEATS, w)
+    redis.call('HDEL', K_WORKERS, w)
   end
 end
 local out = {}
 for _, holder in ipairs(redis.call('SMEMBERS', K_HOLDERS)) do
-  local khw = P .. ':hw:' .. holder
+  local khw = k_hw(holder)
   if not alive[holder] then
     for _, id in ipairs(redis.call('SMEMBERS', khw)) do
       if hand_back(id, holder, max_lost, 'stopped heartbeating') then out[#out+1] = id end
@@ -31,10 +31,9 @@ local old = redis.call('ZRANGEBYSCORE', K_FIN, '-inf', string.format('%.17g', NO
 for _, m in ipairs(old) do
   local sep = string.find(m, US, 1, true)
   local id, app = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  redis.call('DEL', k_inv(id), P .. ':tg:' .. id, P .. ':wt:' .. id,
-             P .. ':dep:' .. id)
-  redis.call('ZREM', P .. ':ix', id)
-  redis.call('ZREM', P .. ':ix:a:' .. app, id)
+  redis.call('DEL', k_inv(id), k_tg(id), k_wt(id), k_dep(id))
+  redis.call('ZREM', K_IX, id)
+  redis.call('ZREM', k_ixa(app), id)
   redis.call('ZREM', K_FIN, m)
 end
 return reply(out)

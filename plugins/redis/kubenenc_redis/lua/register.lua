@@ -6,7 +6,7 @@
 local out = {}
 local items = cjson.decode(ARGV[4])
 local n = #items
-local seq = redis.call('INCRBY', P .. ':seq', n) - n
+local seq = redis.call('INCRBY', K_SEQ, n) - n
 -- Index and queue entries are written in one command per key after the loop (nothing in
 -- the loop reads them back).
 local IX, IXA, Q = {}, {}, {}
@@ -53,8 +53,8 @@ for k = 1, n do
       if dep.s ~= 'SUCCESS' then waiting[#waiting+1] = dep_id end
     end
     local h0 = 'REGISTERED' .. US .. NOW .. US .. US .. RS
-    later(IX, P .. ':ix', sq, id)
-    later(IXA, P .. ':ix:a:' .. app, sq, id)
+    later(IX, K_IX, sq, id)
+    later(IXA, k_ixa(app), sq, id)
     if broken_id or #waiting > 0 then
       redis.call('HSET', r.key, 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
@@ -68,7 +68,7 @@ for k = 1, n do
       else
         move(r, 'WAITING_DEPENDENCIES')
         for _, dep_id in ipairs(waiting) do
-          redis.call('SADD', P .. ':dep:' .. dep_id, id)
+          redis.call('SADD', k_dep(dep_id), id)
           redis.call('HSET', k_inv(dep_id), 'hd', '1')
         end
       end
@@ -85,7 +85,7 @@ for k = 1, n do
       if pa ~= '' then fields[#fields+1] = 'pa'; fields[#fields+1] = pa end
       redis.call('HSET', r.key, unpack(fields))
       count(r, 'PENDING', 1)
-      later(Q, P .. ':q:' .. pool, 0, r.m)
+      later(Q, k_q(pool), 0, r.m)
       WAKE[pool] = (WAKE[pool] or 0) + 1
       r.s = 'PENDING'
     end

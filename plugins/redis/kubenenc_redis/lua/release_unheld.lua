@@ -5,7 +5,7 @@ local worker, max_lost = ARGV[4], tonumber(ARGV[5])
 local mine = {}
 for j = 6, #ARGV do mine[ARGV[j]] = true end
 local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', P .. ':hw:' .. worker)) do
+for _, id in ipairs(redis.call('SMEMBERS', k_hw(worker))) do
   if not mine[id] then
     if hand_back(id, worker, max_lost, 'no longer holds it') then
       out[#out+1] = id

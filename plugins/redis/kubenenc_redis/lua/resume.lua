@@ -9,7 +9,7 @@ for j = 6, #ARGV do
     gone[#gone+1] = id
   elseif #resumed < limit then
     local ready = true
-    for _, tid in ipairs(redis.call('SMEMBERS', P .. ':tg:' .. id)) do
+    for _, tid in ipairs(redis.call('SMEMBERS', k_tg(id))) do
       local ts = redis.call('HGET', k_inv(tid), 's')
       if ts and not FINAL[ts] then
         ready = false
