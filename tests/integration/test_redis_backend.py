@@ -21,7 +21,7 @@ from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import TRANSITIONS, Status
 from kubenenc.waitgraph import format_loop
 from kubenenc_redis import RedisBackend
-from kubenenc_redis.backend import parse_url
+from kubenenc_redis.options import parse_url
 from kubenenc_redis.scripts import SCRIPTS
 
 from tests.conformance._helpers import W1, W2, add, claim_ids, new, pause, record, running, start
@@ -133,7 +133,7 @@ def test_final_invocations_expire_and_counts_stay_exact(redis_server: RedisServe
         ok = backend.finish([Outcome(done, OutcomeKind.SUCCESS, "1")], W1, 1000.0)
         assert ok == [True]
         # The record carries a TTL as a backstop; the sweep in recover deletes it on time.
-        ttl = backend._r.ttl(backend._key("inv", done))
+        ttl = backend._r.ttl(backend._keys.per("k_inv", done))
         assert 0 < int(ttl) <= 100  # type: ignore[arg-type]
         assert backend.recover(1099.0, 30.0, 3) == []
         assert record(backend, done).status is Status.SUCCESS
@@ -332,7 +332,7 @@ def test_a_pipelined_register_cut_off_is_sent_again_and_applied_once(
 
 def test_closing_ends_a_blocked_call_and_leaves_no_connection_open(redis_url: str) -> None:
     backend = RedisBackend.from_url(redis_url)
-    name = backend._key("wake", "p")
+    name = backend._keys.per("k_wake", "p")
     failed: list[BaseException] = []
 
     def block() -> None:
@@ -505,11 +505,11 @@ def test_a_server_that_may_evict_keys_is_warned_about(
     require_redis_server()
     server = RedisServer(tmp_path / "r", "--maxmemory-policy", "allkeys-lru").start()
     try:
-        with caplog.at_level("WARNING", logger="kubenenc_redis.backend"):
+        with caplog.at_level("WARNING", logger="kubenenc_redis.options"):
             RedisBackend.from_url(server.url).close()
         assert "maxmemory-policy allkeys-lru" in caplog.text
         caplog.clear()
-        with caplog.at_level("WARNING", logger="kubenenc_redis.backend"):
+        with caplog.at_level("WARNING", logger="kubenenc_redis.options"):
             RedisBackend.from_url(f"{server.url}?prefix=p").close()
             server_ok = RedisServer(tmp_path / "ok").start()
             try:
@@ -529,8 +529,8 @@ def test_a_long_queue_behind_a_busy_key_is_read_once(redis_backend: RedisBackend
     assert claim_ids(backend, W1, 5, 3.0) == [items[0].id, free]
     # The claim parked the other 1,999 with their places in the order; the queue is empty.
     r = backend._r
-    assert r.zcard(backend._key("q", "default")) == 0
-    assert r.zcard(backend._key("park", "default\x1fk")) == 1999
+    assert r.zcard(backend._keys.per("k_q", "default")) == 0
+    assert r.zcard(backend._keys.park("default", "k")) == 1999
     began = time.monotonic()
     for _ in range(200):
         assert claim_ids(backend, W2, 5, 4.0) == []
@@ -547,8 +547,8 @@ def test_a_forked_child_does_not_reuse_its_parents_request_ids(redis_url: str) -
         add(backend, 1.0, "parent")  # the parent's call number 0, its reply kept
         # What a forked child inherits: the same object, counting from where the parent
         # was (here, from 0 again), in a process with another pid.
-        backend._calls = itertools.count()
-        backend._pid = -1
+        backend._caller._calls = itertools.count()
+        backend._caller._pid = -1
         [res] = backend.register([new("child")], 2.0)
         assert res.kind is RegisterKind.CREATED
         assert record(backend, res.id).display == "child()"

@@ -1,3 +1,4 @@
+-- cancel.lua: Queue.cancel and Queue.fail, with the dependents cascade.
 
 -- ARGV[4] id, ARGV[5] 'cancel' or 'fail', ARGV[6] reason or error type, ARGV[7] message
 local r = load(ARGV[4])

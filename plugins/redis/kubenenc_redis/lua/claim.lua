@@ -1,3 +1,4 @@
+-- claim.lua: Queue.claim (after lib_claim.lua).
 
 -- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit. Returns the rows of the claimed invocations
 -- as two JSON texts (see rows_json; history left out), or {} when none; a replayed call,

@@ -1,3 +1,5 @@
+-- finish_and_claim.lua: FinishAndClaim, one atomic step (after lib_finish.lua and
+-- lib_claim.lua).
 
 -- ARGV[4] pool, ARGV[5] worker, ARGV[6] limit, ARGV[7] the outcomes. Returns
 -- {finished flags, d texts, rows} (the two JSON texts of rows_json, '' when none were

@@ -1,3 +1,6 @@
+-- lib.lua: the functions every step shares (checked moves, counters, queue entries,
+-- finalization, the reply cache). Prepended to every script, after the header and the key
+-- builders that kubenenc_redis.scripts generates.
 
 -- The record's key, built once per record table (``key``): every string built in a script
 -- is hashed and interned, so building the same key again costs about as much as a command.
@@ -115,7 +118,7 @@ local function load(id, names)
 end
 
 -- A record as the client reads it: {d, s, u, at, lo, w, wt, nb, r, e[, history]}, false for
--- a missing field (see RedisBackend._record); false for a missing record.
+-- a missing field (see kubenenc_redis.rows.full_record); false for a missing record.
 local ROW = {'d', 's', 'u', 'at', 'lo', 'w', 'wt', 'nb', 'r', 'e'}
 local ROWH = {'d', 's', 'u', 'at', 'lo', 'w', 'wt', 'nb', 'r', 'e', 'h'}
 local function row(id, history)

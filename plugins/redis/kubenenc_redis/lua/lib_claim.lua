@@ -1,3 +1,4 @@
+-- lib_claim.lua: claim_some and rows_json, for claim.lua and finish_and_claim.lua.
 
 -- Only the fields a claim uses (a smaller read: every value read becomes a Lua string):
 -- the record as ``load`` gives it, limited to those, and the values read (``d``, ``r``,
@@ -66,7 +67,7 @@ local function claim_some(pool, worker, limit)
   return out, ds, rows
 end
 
--- Rows for the client as two JSON texts (see RedisBackend._rows): the records' own ``d``
+-- Rows for the client as two JSON texts (see kubenenc_redis.rows.claimed): the records' own ``d``
 -- JSON inlined (not quoted), and the rest of each row with 0 in the place of ``d``. Two
 -- encodings per call instead of one per row, and no row text built around ``d``.
 local function rows_json(ds, rows)

@@ -1,3 +1,4 @@
+-- lib_finish.lua: finish_all, for finish.lua and finish_and_claim.lua.
 
 -- ``fields`` plus the error, or the error deleted when there is none.
 local function with_error(k, fields, err)

@@ -1,3 +1,4 @@
+-- lib_hand_back.lua: hand_back, for recover.lua and release_unheld.lua.
 
 -- Give back ``id`` if it is RUNNING or PAUSED on ``holder``: ``lost`` counted, slot and wait
 -- edges released, PENDING again, or FAILED with WorkerLost past ``max_lost``. Whether it was.

@@ -1,3 +1,4 @@
+-- open.lua: which of a window of ids may still be open, for wait_final.
 
 -- ARGV[4..] ids. Returns how many of them, counted from the first, may still be open: the
 -- position of the last one that exists and is not final (0 when none). The ids are read

@@ -1,3 +1,4 @@
+-- pause.lua: Coordination.pause, with the cycle check.
 
 -- ARGV[4] id, ARGV[5] worker, ARGV[6] max nodes, ARGV[7..] targets.
 -- Returns {'gone'} | {'ready'} | {'paused'} | {'cycle', line...}

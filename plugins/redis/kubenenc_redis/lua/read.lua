@@ -1,3 +1,4 @@
+-- read.lua: records for get, get_many and query (read only).
 
 -- ARGV[4] '1' to include the history; ARGV[5..] ids. Two texts, one entry per id: the
 -- records' own ``d`` JSON joined by RS (which JSON text cannot hold unescaped; '' for a

@@ -1,3 +1,4 @@
+-- recover.lua: Coordination.recover and the retention sweep (after lib_hand_back.lua).
 
 -- ARGV[4] heartbeat timeout, ARGV[5] max lost, ARGV[6] sweep batch. Returns ids handed back.
 local timeout, max_lost = tonumber(ARGV[4]), tonumber(ARGV[5])

@@ -1,3 +1,4 @@
+-- register.lua: Queue.register, with dedupe/reject and declared dependencies.
 
 -- ARGV[4]: the items as one JSON array (one argument parses faster on both sides than
 -- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...]], every

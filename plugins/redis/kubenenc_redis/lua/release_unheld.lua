@@ -1,3 +1,4 @@
+-- release_unheld.lua: Coordination.release_unheld (after lib_hand_back.lua).
 
 -- ARGV[4] worker, ARGV[5] max lost, ARGV[6..] the ids it holds. Hands back the rest of its
 -- held set (see Coordination.release_unheld). Returns the ids handed back or failed.

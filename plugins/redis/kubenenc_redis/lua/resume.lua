@@ -1,3 +1,4 @@
+-- resume.lua: Coordination.resume.
 
 -- ARGV[4] worker, ARGV[5] limit, ARGV[6..] ids. Returns {resumed ids, gone ids}.
 local worker, limit = ARGV[4], tonumber(ARGV[5])
