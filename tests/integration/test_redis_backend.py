@@ -9,12 +9,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from kubenenc.backends import open_backend
-from kubenenc.backends.contract import FinishAndClaim
+from kubenenc.backends.contract import Backend, FinishAndClaim
+from kubenenc.backends.memory import MemoryBackend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import WorkerId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
@@ -433,6 +434,42 @@ def test_cycle_error_message_is_the_sdks(redis_backend: RedisBackend) -> None:
     error = record(backend, again).error
     assert error is not None
     assert error.message == format_loop(res.loop)
+
+
+def _refused_loop_message(backend: Backend, displays: Sequence[str]) -> str:
+    """Build a chain of waits, each call paused on the next, then make the last one wait
+    on a new call of the first (same call key): the error that new call fails with."""
+    names = [f"n{i}" for i in range(len(displays))]
+    ids = []
+    for i, (name, display) in enumerate(zip(names, displays, strict=True)):
+        item = new(name, "1", pool=f"p{i}")._replace(display=display)
+        [res] = backend.register([item], float(i))
+        assert res.kind is RegisterKind.CREATED
+        ids.append(res.id)
+    start(backend, ids[0], W1, 10.0)
+    for i in range(1, len(ids)):
+        pause(backend, ids[i - 1], [ids[i]], now=10.0 + i)
+        start(backend, ids[i], W1, 10.5 + i)
+    again = new(names[0], "1", pool="again")._replace(display="again " + displays[0])
+    [res] = backend.register([again], 50.0)
+    refused = backend.pause(ids[-1], W1, [res.id], 51.0)
+    assert refused.kind is PauseKind.CYCLE
+    assert refused.loop == (*displays, again.display)
+    error = record(backend, res.id).error
+    assert error is not None
+    assert error.type == "kubenenc.errors.CycleDetectedError"
+    return error.message
+
+
+def test_the_luas_loop_message_is_format_loops_for_the_same_loop(
+    redis_backend: RedisBackend, memory_backend: MemoryBackend
+) -> None:
+    # Displays with what a hand-built message could get wrong: Lua pattern and format
+    # characters, quotes, separators, non-ASCII text, a line break.
+    displays = ["a%d(1)", "b('x', \"y\")", "c(é → ☃)", "d(%s .. \\n)", "e(k=\n  1)", "f()"]
+    message = _refused_loop_message(redis_backend, displays)
+    assert message == format_loop([*displays, "again " + displays[0]])
+    assert message == _refused_loop_message(memory_backend, displays)  # the engine's
 
 
 def test_lua_transition_table_is_generated_from_the_sdks() -> None:
