@@ -5,8 +5,10 @@ way that gives the same result, in the same process, same run.
 
 Prints one table of client CPU per operation (µs, the best of --repeat rounds, so a busy
 machine stretches it least) and the ratio plain / trick. Each plain way is checked to give
-the same text or the same records as the trick before it is timed. The last two rows need
-``redis-server`` (a private one on a free loopback port); without it they are left out.
+the same text or the same records as the trick before it is timed. The rows from the raw
+connection on need ``redis-server`` (a private one on a free loopback port; without it they
+are left out); the last ones are the server's time in a script, keys written out as
+shipped against key builders defined as Lua functions.
 Not a test: nothing is asserted about the times.
 
 A trick that bought too little was dropped, and its row with it: the finish outcomes were
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from kubenenc.ids import TaskId, new_invocation_ids  # noqa: E402
 from kubenenc.records import NewInvocation  # noqa: E402
+from kubenenc_redis import keys  # noqa: E402
 from kubenenc_redis.link import Link, bulk, command  # noqa: E402
 from kubenenc_redis.rows import (  # noqa: E402
     claimed,
@@ -39,6 +42,7 @@ from kubenenc_redis.rows import (  # noqa: E402
     read_rows,
     register_texts,
 )
+from kubenenc_redis.scripts import SCRIPTS, STEPS, header, lua_file  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -197,11 +201,48 @@ def server_rows(repeat: int) -> list[tuple[str, float, float]]:
             pipelined = ("raw connection, 16 pipelined EVALSHA, client CPU per command",
                          best_us(lambda: link.calls(cmds), 16, repeat),
                          best_us(plain_pipe, 16, repeat))  # fmt: skip
+            scripts = script_rows(client, repeat)
             client.close()
             link.close()
         finally:
             server.stop()
-    return [evalsha, pipelined]
+    return [evalsha, pipelined, *scripts]
+
+
+def with_key_functions(*names: str) -> str:
+    """A script as :func:`kubenenc_redis.scripts.build` assembles it, but with the key
+    builders defined as Lua functions instead of written out."""
+    body = lua_file("lib") + "".join(lua_file(n) for n in names)
+    defs = [f"local {k} = P .. ':{v}'\n" for k, v in keys.FIXED.items() if k in body]
+    defs += [f"local function {k}(x) return P .. ':{v}:' .. x end\n"
+             for k, v in keys.PER.items() if k in body]  # fmt: skip
+    defs.append(f"local function k_park(p, k) return P .. ':{keys.PARK}:' .. p .. US .. k end\n")
+    return header() + "".join(defs) + body
+
+
+def script_rows(client: redis.Redis, repeat: int) -> list[tuple[str, float, float]]:
+    """Server time per call (in the script, best of ``repeat`` rounds) of short scripts,
+    keys written out (as shipped) and as Lua functions."""
+    cases = {
+        "open": ["0", "0", "", "x"],
+        "read": ["0", "0", "", "0", "x"],
+        "claim": ["1.0", "60.0", "", "nopool", "w", "16"],
+    }
+    out = []
+    for op, argv in cases.items():
+        shas = (client.script_load(SCRIPTS[op]), client.script_load(with_key_functions(*STEPS[op])))
+        best = [float("inf"), float("inf")]
+        for _ in range(repeat):
+            for j, sha in enumerate(shas):
+                client.config_resetstat()
+                pipe = client.pipeline(transaction=False)
+                for _ in range(2000):
+                    pipe.evalsha(sha, 1, "{p}", *argv)
+                pipe.execute()
+                stats = client.info("commandstats")["cmdstat_evalsha"]
+                best[j] = min(best[j], float(stats["usec_per_call"]))
+        out.append((f"{op} script, keys written out, server µs per call (empty store)", *best))
+    return out
 
 
 def main() -> None:
@@ -211,8 +252,8 @@ def main() -> None:
     rows = local_rows(args.repeat)
     if shutil.which("redis-server"):
         rows += server_rows(args.repeat)
-    table = Table(title="Redis backend: each client-side speed trick beside the plain way "
-                  f"(client CPU µs, best of {args.repeat})")  # fmt: skip
+    table = Table(title="Redis backend: each speed trick beside the plain way "
+                  f"(client CPU µs, or server µs where said; best of {args.repeat})")  # fmt: skip
     table.add_column("trick")
     table.add_column("trick µs", justify="right")
     table.add_column("plain µs", justify="right")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 
+import pytest
 from kubenenc_redis import keys
 from kubenenc_redis.scripts import SCRIPTS, STEPS, build, header, lua_file
 
@@ -19,35 +20,39 @@ def test_every_lua_file_is_part_of_a_script_and_every_part_is_a_file() -> None:
     assert set(SCRIPTS) == set(STEPS)
 
 
-def test_a_script_is_the_header_its_key_builders_lib_and_its_files_in_order() -> None:
+def test_a_script_is_the_header_then_lib_and_its_files_in_order_keys_written_out() -> None:
     body = lua_file("lib") + lua_file("lib_finish") + lua_file("lib_claim")
     body += lua_file("finish_and_claim")
-    assert build("lib_finish", "lib_claim", "finish_and_claim") == (
-        header() + keys.lua(body) + body
-    )
+    assert build("lib_finish", "lib_claim", "finish_and_claim") == header() + keys.lua(body)
     assert SCRIPTS["finish_and_claim"] == build(*STEPS["finish_and_claim"])
 
 
 def test_only_keys_py_spells_a_key() -> None:
     for name in _lua_names():
-        assert "P .." not in lua_file(name), name  # every key through a builder of keys.py
+        assert "P .." not in lua_file(name), name  # every key through a name of keys.py
 
 
-def test_every_key_name_a_script_uses_is_defined_once_before_use() -> None:
+def test_every_key_builder_is_written_out_and_every_fixed_key_defined_before_use() -> None:
     for op, source in SCRIPTS.items():
-        used = set(re.findall(r"\b([Kk]_[A-Za-z]+)\b", source))
-        for name in used:
-            defined = list(re.finditer(rf"local (?:function )?({name})\b", source))
+        assert not re.search(r"\bk_[a-z]+\b", source), op
+        for name in set(re.findall(r"\bK_[A-Z]+\b", source)):
+            defined = list(re.finditer(rf"local ({name}) = P \.\. ':[a-z]+'\n", source))
             assert len(defined) == 1, (op, name)
             first_use = re.search(rf"\b{name}\b", source)
             assert first_use is not None and first_use.start() == defined[0].start(1), (op, name)
-        assert used <= {*keys.FIXED, *keys.PER, "k_park"}, op
 
 
-def test_key_names_unused_by_a_script_are_left_out() -> None:
+def test_keys_are_written_out_as_the_concatenations_they_stand_for() -> None:
+    assert keys.lua("x = k_inv(r.id)") == "x = (P .. ':inv:' .. r.id)"
+    assert keys.lua("k_done(ARGV[#ARGV])") == "(P .. ':done:' .. ARGV[#ARGV])"
+    assert keys.lua("f(k_park(r.p, r.rk), m)") == "f((P .. ':park:' .. r.p .. US .. r.rk), m)"
+    assert keys.lua("k_tg(k_ixa(a))") == "(P .. ':tg:' .. (P .. ':ix:a:' .. a))"
+    assert keys.lua("return K_SEQ") == "local K_SEQ = P .. ':seq'\nreturn K_SEQ"
     assert "K_BEATS" not in SCRIPTS["claim"]  # only recover reads the heartbeats
     assert "local K_BEATS" in SCRIPTS["recover"]
-    assert keys.lua("k_inv(x)") == "local function k_inv(x) return P .. ':inv:' .. x end\n"
+    for bad in ("k_nope(x)", "k_inv(a, b)", "K_NOPE", "k_inv(x"):
+        with pytest.raises(ValueError):
+            keys.lua(bad)
 
 
 def test_python_and_lua_build_the_same_keys() -> None:
@@ -56,4 +61,3 @@ def test_python_and_lua_build_the_same_keys() -> None:
     assert k.fixed("K_COUNTS") == "{shop}:counts"
     assert k.per("k_ixa", "app") == "{shop}:ix:a:app"
     assert k.park("pool", "key") == "{shop}:park:pool\x1fkey"
-    assert "P .. ':park:' .. pool .. US .. key" in keys.lua("k_park(a, b)")

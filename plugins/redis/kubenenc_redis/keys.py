@@ -2,9 +2,9 @@
 
 ``P`` is the braced prefix ``{prefix}``: the braces make every key of one app hash to the
 same Redis Cluster slot, so one script may touch them all. The Lua scripts name these keys
-through the builders :func:`lua` generates (``K_RUN``, ``k_inv(id)``, ...) and the Python
-side through :class:`Keys`; both are made from the tables below, and nothing else spells a
-key.
+as ``K_RUN``, ``k_inv(id)``, ... and :func:`lua` writes them out when a script is assembled;
+the Python side names them through :class:`Keys`. Both are made from the tables below, and
+nothing else spells a key.
 
 ==========================  ======  ==========================================================
 key                         type    what it holds
@@ -127,30 +127,70 @@ PER: dict[str, str] = {
     "k_wake": "wake",
     "k_rq": "rq",
 }
-"""The keys ``P:<kind>:<part>``: the Lua builder of each, and its ``<kind>``."""
+"""The keys ``P:<kind>:<part>``: the Lua builder of each (``k_inv(id)``), and its
+``<kind>``."""
 
 PARK = "park"
 """``P:park:<pool> US <key>`` (two parts): built by ``k_park(pool, key)`` in Lua."""
 
-_USED = re.compile(r"\b([Kk]_[A-Za-z]+)\b")
+_FIXED_USED = re.compile(r"\b(K_[A-Z]+)\b")
+_BUILDER = re.compile(r"\b(k_[a-z]+)\(")
 
 
 def lua(source: str) -> str:
-    """The Lua definitions of the key names and builders that ``source`` uses (and only
-    those: a script runs its definitions on every call). Expects ``P`` and ``US`` defined
-    before it (see :func:`kubenenc_redis.scripts.header`)."""
-    used = set(_USED.findall(source))
-    lines = [f"local {name} = P .. ':{kind}'" for name, kind in FIXED.items() if name in used]
-    lines += [
-        f"local function {name}(x) return P .. ':{kind}:' .. x end"
-        for name, kind in PER.items()
-        if name in used
-    ]
-    if "k_park" in used:
-        lines.append(
-            f"local function k_park(pool, key) return P .. ':{PARK}:' .. pool .. US .. key end"
-        )
-    return "\n".join(lines) + "\n"
+    """``source`` with its keys written out: the fixed keys it uses defined at its top
+    (``local K_RUN = P .. ':running'``), and each builder call replaced by the
+    concatenation it stands for (``k_tg(r.id)`` becomes ``(P .. ':tg:' .. r.id)``).
+    Expects ``P`` and ``US`` defined before it (see :func:`kubenenc_redis.scripts.header`).
+
+    Speed: written out, the builders cost nothing per call; defined as Lua functions, a
+    dozen closures would be made on every call of every script (bench/redis_tricks.py).
+    """
+    used = set(_FIXED_USED.findall(source))
+    unknown = used - set(FIXED)
+    if unknown:
+        raise ValueError(f"unknown fixed keys in Lua: {sorted(unknown)}")
+    lines = [f"local {name} = P .. ':{kind}'\n" for name, kind in FIXED.items() if name in used]
+    return "".join(lines) + _expand(source)
+
+
+def _expand(source: str) -> str:
+    out: list[str] = []
+    at = 0
+    while (m := _BUILDER.search(source, at)) is not None:
+        name = m.group(1)
+        args, end = _arguments(source, m.end())
+        parts = [_expand(a.strip()) for a in args]
+        if name == "k_park" and len(parts) == 2:
+            key = f"(P .. ':{PARK}:' .. {parts[0]} .. US .. {parts[1]})"
+        elif name in PER and len(parts) == 1:
+            key = f"(P .. ':{PER[name]}:' .. {parts[0]})"
+        else:
+            raise ValueError(f"unknown key builder in Lua: {source[m.start() : end]!r}")
+        out += [source[at : m.start()], key]
+        at = end
+    out.append(source[at:])
+    return "".join(out)
+
+
+def _arguments(source: str, start: int) -> tuple[list[str], int]:
+    """The comma-separated arguments of a call whose ``(`` ends just before ``start``, and
+    where the call ends (after its ``)``). Arguments are Lua expressions without strings
+    holding brackets or commas (keys are built from names and indexes)."""
+    depth, args, begin = 0, [], start
+    for i in range(start, len(source)):
+        c = source[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                args.append(source[begin:i])
+                return args, i + 1
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append(source[begin:i])
+            begin = i + 1
+    raise ValueError(f"unclosed key builder call in Lua at {start}")
 
 
 class Keys:

@@ -8,10 +8,11 @@ allowed transitions and the error types are generated here from :mod:`kubenenc.s
 behaviour. The keys they touch are listed in :mod:`kubenenc_redis.keys`.
 
 A script's source is, in this order: the header built by :func:`header` (the call's
-arguments and the constants taken from the SDK), the key names and builders it uses (from
-:func:`kubenenc_redis.keys.lua`), ``lua/lib.lua`` (the functions every step
-shares: checked moves, counters, queue entries, finalization), the step's own library files
-(``lua/lib_*.lua``, shared by two steps each), and the step's file ``lua/<step>.lua``. Each
+arguments and the constants taken from the SDK), the fixed keys it uses, ``lua/lib.lua``
+(the functions every step shares: checked moves, counters, queue entries, finalization),
+the step's own library files (``lua/lib_*.lua``, shared by two steps each), and the step's
+file ``lua/<step>.lua``; the key builder calls in them (``k_inv(id)``) are written out as
+the concatenations they stand for (see :func:`kubenenc_redis.keys.lua`). Each
 script defines only what it uses: Redis compiles and runs the whole source on every call,
 so a function defined for nothing costs every call.
 """
@@ -89,10 +90,10 @@ def lua_file(name: str) -> str:
 
 
 def build(*names: str) -> str:
-    """The full source of one script: the header, the key builders it uses, ``lib.lua``,
-    then ``lua/<name>.lua`` for each of ``names``."""
+    """The full source of one script: the header, then ``lib.lua`` and ``lua/<name>.lua``
+    for each of ``names``, with their keys written out by :func:`kubenenc_redis.keys.lua`."""
     body = lua_file("lib") + "".join(lua_file(n) for n in names)
-    return header() + keys.lua(body) + body
+    return header() + keys.lua(body)
 
 
 SCRIPTS: dict[str, str] = {op: build(*names) for op, names in STEPS.items()}

@@ -1,6 +1,7 @@
 -- lib.lua: the functions every step shares (checked moves, counters, queue entries,
--- finalization, the reply cache). Prepended to every script, after the header and the key
--- builders that kubenenc_redis.scripts generates.
+-- finalization, the reply cache). Prepended to every step's files, after the header that
+-- kubenenc_redis.scripts generates. Keys are named as in kubenenc_redis.keys (K_RUN,
+-- k_inv(id), ...): those names are written out when the script is assembled.
 
 -- The record's key, built once per record table (``key``): every string built in a script
 -- is hashed and interned, so building the same key again costs about as much as a command.
