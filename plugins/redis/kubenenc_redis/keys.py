@@ -155,6 +155,8 @@ def lua(source: str) -> str:
 
 
 def _expand(source: str) -> str:
+    """``source`` with every builder call (nested ones too) replaced by its concatenation;
+    ValueError for a builder not in :data:`PER` (or ``k_park``) or a wrong argument count."""
     out: list[str] = []
     at = 0
     while (m := _BUILDER.search(source, at)) is not None:
