@@ -422,20 +422,6 @@ def test_gives_up_with_backend_unavailable_after_retry_for(tmp_path: Path) -> No
 # -- the scripts re-express the SDK's rules ------------------------------------------------
 
 
-def test_cycle_error_message_is_the_sdks(redis_backend: RedisBackend) -> None:
-    backend = redis_backend
-    a = running(backend, 1.0, "a", "1")
-    b = add(backend, 2.0, "b", "1", pool="b")
-    pause(backend, a, [b], now=3.0)
-    start(backend, b, W2, 4.0)
-    again = add(backend, 5.0, "a", "1", pool="again")
-    res = backend.pause(b, W2, [again], 6.0)
-    assert res.kind is PauseKind.CYCLE
-    error = record(backend, again).error
-    assert error is not None
-    assert error.message == format_loop(res.loop)
-
-
 def _refused_loop_message(backend: Backend, displays: Sequence[str]) -> str:
     """Build a chain of waits, each call paused on the next, then make the last one wait
     on a new call of the first (same call key): the error that new call fails with."""
