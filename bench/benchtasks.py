@@ -10,3 +10,11 @@ app = App("bench")
 @app.task
 def noop(i: int) -> int:
     return i
+
+
+@app.task
+def stamped(i: int) -> float:
+    """When it started (wall clock): ``bench/delayed_bench.py`` compares it with the due time."""
+    import time
+
+    return time.time()

@@ -60,6 +60,9 @@ class NewInvocation(NamedTuple):
     depends_on: tuple[InvocationId, ...] = ()
     parent: InvocationId | None = None
     serializer: str = "json"
+    not_before: float = 0.0
+    """Seconds since the epoch before which no claim takes it (a delayed call: ``countdown``
+    or ``eta``); 0: claimable at once."""
 
 
 @dataclass(slots=True)

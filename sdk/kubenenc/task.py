@@ -13,11 +13,13 @@ in the caller, not later in a worker.
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from kubenenc import context
@@ -98,14 +100,43 @@ class CallOptions:
     timeout: float | None = None
     retries: int | None = None
     depends_on: tuple[InvocationId, ...] = field(default=())
+    countdown: float | None = None
+    """Seconds from the call before the invocation may start (it is registered at once)."""
+    eta: datetime | None = None
+    """The timezone-aware moment before which the invocation may not start."""
 
     def __post_init__(self) -> None:
+        if self.countdown is not None and self.eta is not None:
+            raise ConfigurationError("give countdown or eta, not both")
+        if self.countdown is not None and not (
+            isinstance(self.countdown, int | float) and math.isfinite(self.countdown)
+        ):
+            raise ConfigurationError(
+                f"countdown must be a number of seconds, not {self.countdown!r}"
+            )
+        if self.eta is not None:
+            if not isinstance(self.eta, datetime):
+                raise ConfigurationError(f"eta must be a datetime, not {self.eta!r}")
+            if self.eta.tzinfo is None or self.eta.utcoffset() is None:
+                raise ConfigurationError(
+                    f"eta {self.eta.isoformat()} has no timezone, so the moment it names "
+                    "depends on the clock of whoever reads it; give an aware datetime, e.g. "
+                    "datetime.now(timezone.utc) + timedelta(minutes=5)"
+                )
         if self.retries is not None and self.retries < 0:
             raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, not {self.timeout}")
         if self.pool is not None and not self.pool:
             raise ConfigurationError("pool must be a non-empty name")
+
+    def due(self, now: float) -> float:
+        """The call's ``not_before`` for a submit at ``now``: 0 when it may start at once."""
+        if self.eta is not None:
+            return self.eta.timestamp()
+        if self.countdown is not None and self.countdown > 0:
+            return now + self.countdown
+        return 0.0
 
 
 CALL_OPTION_NAMES = frozenset(CallOptions.__dataclass_fields__)
@@ -209,10 +240,16 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         retries: int | None = None,
         depends_on: Iterable[Invocation[Any] | str] = (),
+        countdown: float | None = None,
+        eta: datetime | None = None,
     ) -> BoundCall[P, R]:
-        """A caller of this task with per-call options; the task's arguments stay apart."""
+        """A caller of this task with per-call options; the task's arguments stay apart.
+
+        ``countdown`` (seconds) or ``eta`` (an aware datetime) delay the start: the call is
+        registered at once (visible, cancellable, deduplicated by its policy) but no worker
+        claims it before then; among calls that are due, claim order is unchanged."""
         deps = tuple(InvocationId(d.id if isinstance(d, Invocation) else d) for d in depends_on)
-        return BoundCall(self, CallOptions(priority, pool, timeout, retries, deps))
+        return BoundCall(self, CallOptions(priority, pool, timeout, retries, deps, countdown, eta))
 
     def parallelize(
         self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any]
@@ -279,7 +316,7 @@ class Task(Generic[P, R]):
             self.app.serializer.name,
             call.depends_on,
         )
-        policy = fixed.policy
+        policy, not_before = fixed.policy, fixed.not_before
         running_limit = None if policy is None else policy.running_limit
         registration = "allow" if policy is None else policy.registration
         prefix, limit = f"{self.name}(", _DISPLAY_LIMIT
@@ -309,6 +346,7 @@ class Task(Generic[P, R]):
                     depends_on=depends_on,
                     parent=fixed.parent,
                     serializer=serializer,
+                    not_before=not_before,
                 )
             )
         return out
@@ -359,6 +397,7 @@ class Task(Generic[P, R]):
             parent=ctx.invocation_id if ctx is not None else None,
             pickle=self.app.serializer.name != "json",
             max_bytes=self.app.value_limit(opts.max_value_bytes),
+            not_before=call.due(time.time()),
         )
 
     def _submit(
@@ -461,6 +500,7 @@ class _Fixed:
     parent: InvocationId | None
     pickle: bool
     max_bytes: int
+    not_before: float = 0.0
 
 
 class BoundCall(Generic[P, R]):
@@ -487,6 +527,10 @@ class BoundCall(Generic[P, R]):
                 f"unknown call option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(CALL_OPTION_NAMES))}"
             )
+        if "countdown" in changes and "eta" not in changes:
+            changes["eta"] = None  # the later delay replaces the earlier one
+        elif "eta" in changes and "countdown" not in changes:
+            changes["countdown"] = None
         if "depends_on" in changes:
             changes["depends_on"] = tuple(
                 InvocationId(d.id if isinstance(d, Invocation) else d)

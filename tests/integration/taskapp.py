@@ -159,3 +159,9 @@ def own_result() -> int:
 @app.task(concurrency=ConcurrencyPolicy(key=("k",), registration="reject"))
 def rejecting(k: str) -> str:
     return k
+
+
+@app.task
+def stamped(i: int) -> float:
+    """Returns when it started (wall clock), so a test can compare it with a due time."""
+    return time.time()

@@ -40,6 +40,7 @@ NEW = [
         parent=InvocationId("par"), serializer="pickle",
     ),
     _new(priority=-1, timeout=float("inf"), depends_on=(InvocationId("a"), InvocationId("b"))),
+    _new(not_before=1765000000.123456),
 ]  # fmt: skip
 
 
@@ -53,6 +54,7 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
                 n.id, n.registration_key or "", n.registration, n.pool, str(n.priority), n.app,
                 n.running_key or "", "" if n.running_limit is None else str(n.running_limit),
                 n.call_key, n.display, n.parent or "", list(n.depends_on),
+                "0" if n.not_before <= 0 else repr(n.not_before),
             ]
             for n in NEW
         ],
@@ -61,7 +63,7 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
     assert static == [
         json.dumps(
             {
-                **{k: v for k, v in n._asdict().items() if k != "registration"},
+                **{k: v for k, v in n._asdict().items() if k not in ("registration", "not_before")},
                 "depends_on": list(n.depends_on),
                 "created_at": 12.25,
             },

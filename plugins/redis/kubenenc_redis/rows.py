@@ -43,6 +43,12 @@ def _opt(text: str | None) -> str:
     return "null" if text is None else _q(text)
 
 
+def _due(not_before: float) -> str:
+    """``not_before`` as the script reads it: ``0`` for at once (most calls), else the
+    shortest text that reads back as the same float."""
+    return "0" if not_before <= 0 else repr(float(not_before))
+
+
 def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[str]]:
     """The register script's arguments for ``new``: the JSON list of the fields the script
     reads, and per invocation the JSON of the fields fixed at registration (stored as the
@@ -64,7 +70,7 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
         items.append(
             f"[{id},{_q(n.registration_key or '')},{_q(n.registration)},{pool},"
             f"{_q(str(n.priority))},{app},{_q(n.running_key or '')},{_q(limit)},{call},"
-            f"{display},{_q(n.parent or '')},{deps}]"
+            f"{display},{_q(n.parent or '')},{deps},{_q(_due(n.not_before))}]"
         )
         static.append(
             f'{{"id":{id},"app":{app},"task":{_q(n.task)},"args":{_q(n.args)},'

@@ -1,8 +1,8 @@
 -- register.lua: Queue.register, with dedupe/reject and declared dependencies.
 
 -- ARGV[4]: the items as one JSON array (one argument parses faster on both sides than
--- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...]], every
--- value a string; ARGV[5..]: each item's ``d`` text (apart: JSON in JSON parses slowly).
+-- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...] nb], every
+-- value a string (``nb``: not_before, '0' for at once); ARGV[5..]: each item's ``d`` text (apart: JSON in JSON parses slowly).
 -- Returns one JSON text, [[kind, id], ...].
 local out = {}
 local items = cjson.decode(ARGV[4])
@@ -10,7 +10,7 @@ local n = #items
 local seq = redis.call('INCRBY', K_SEQ, n) - n
 -- Index and queue entries are written in one command per key after the loop (nothing in
 -- the loop reads them back).
-local IX, IXA, Q = {}, {}, {}
+local IX, IXA, Q, DL = {}, {}, {}, {}
 local function later(t, key, score, member)
   local list = t[key]
   if not list then
@@ -24,7 +24,7 @@ for k = 1, n do
   local it = items[k]
   local id, gk, policy, pool, pr, app = it[1], it[2], it[3], it[4], it[5], it[6]
   local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], ARGV[4 + k]
-  local deps = it[12]
+  local deps, nb = it[12], it[13]
   local done = false
   if gk ~= '' then
     local holder = redis.call('HGET', K_REG, gk)
@@ -40,7 +40,7 @@ for k = 1, n do
     seq = seq + 1
     local sq = string.format('%015d', seq)
     local r = {id = id, key = k_inv(id), s = 'REGISTERED', w = '', a = app, p = pool, pr = pr,
-               rk = rk, rl = rl, gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq,
+               rk = rk, rl = rl, gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = nb, sq = sq,
                m = '',
                dn = table.concat(deps, ','), lo = '0', at = '0', hd = '', wn = '', h = ''}
     local waiting = {}
@@ -59,7 +59,7 @@ for k = 1, n do
     if broken_id or #waiting > 0 then
       redis.call('HSET', r.key, 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
-                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn,
+                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', nb, 'sq', sq, 'm', '', 'dn', r.dn,
                  'h', h0)
       r.h = h0
       count(r, 'REGISTERED', 1)
@@ -84,17 +84,24 @@ for k = 1, n do
       if rl ~= '' then fields[#fields+1] = 'rl'; fields[#fields+1] = rl end
       if gk ~= '' then fields[#fields+1] = 'gk'; fields[#fields+1] = gk end
       if pa ~= '' then fields[#fields+1] = 'pa'; fields[#fields+1] = pa end
+      local delayed = nb ~= '0' and tonumber(nb) > NOWN
+      if nb ~= '0' then fields[#fields+1] = 'nb'; fields[#fields+1] = nb end
       redis.call('HSET', r.key, unpack(fields))
       count(r, 'PENDING', 1)
-      later(Q, k_q(pool), 0, r.m)
-      WAKE[pool] = (WAKE[pool] or 0) + 1
+      if delayed then
+        -- A delayed call waits with the retries not due yet; a claim moves it once due.
+        later(DL, k_dl(pool), nb, r.m)
+      else
+        later(Q, k_q(pool), 0, r.m)
+        WAKE[pool] = (WAKE[pool] or 0) + 1
+      end
       r.s = 'PENDING'
     end
     if gk ~= '' and not FINAL[r.s] then redis.call('HSET', K_REG, gk, id) end
     out[#out+1] = {'created', id}
   end
 end
-for _, t in ipairs({IX, IXA, Q}) do
+for _, t in ipairs({IX, IXA, Q, DL}) do
   for key, list in pairs(t) do
     for j = 1, #list, 1000 do
       redis.call('ZADD', key, unpack(list, j, math.min(j + 999, #list)))
