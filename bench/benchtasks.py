@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubenenc import App
+from kubenenc import App, ConcurrencyPolicy
 
 app = App("bench")
 
@@ -15,6 +15,14 @@ def noop(i: int) -> int:
 @app.task
 def stamped(i: int) -> float:
     """When it started (wall clock): ``bench/delayed_bench.py`` compares it with the due time."""
+    import time
+
+    return time.time()
+
+
+@app.task(concurrency=ConcurrencyPolicy(rate="20/s", key=("key",)))
+def rated(key: str, i: int) -> float:
+    """At most 20 starts a second per key (``bench/rate_bench.py``)."""
     import time
 
     return time.time()

@@ -19,7 +19,13 @@ from typing import Any
 
 from kubenenc.backends import Backend
 from kubenenc.backends.engine import error_path
-from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from kubenenc.concurrency import (
+    ConcurrencyPolicy,
+    call_key,
+    rate_key,
+    registration_key,
+    running_key,
+)
 from kubenenc.errors import TaskTimeout
 from kubenenc.ids import InvocationId, TaskId, new_invocation_id
 from kubenenc.records import NewInvocation, WorkerInfo
@@ -479,7 +485,11 @@ def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
             conditions, "Ready", "False", "InvalidSpec", str(exc), generation, stamp
         )
         return {"observedGeneration": generation, "backends": 0, "conditions": conditions}
-    text = policy.model_dump_json()
+    # Fields added later (rate, burst) are left out while unset, so workers of an older
+    # version, whose model forbids unknown fields, still read a policy that does not use them.
+    text = policy.model_dump_json(
+        exclude={f for f in ("rate", "burst") if getattr(policy, f) is None}
+    )
     urls, problems = namespace_backend_urls(ctx, namespace)
     written = 0
     for url in urls:
@@ -650,6 +660,8 @@ def scheduled_call(
         running_limit=policy.running_limit if policy else None,
         registration_key=registration_key(policy, task, args),
         registration=policy.registration if policy else "allow",
+        rate_key=rate_key(policy, task, args),
+        rate=policy.rate_spec if policy else None,
     )
 
 

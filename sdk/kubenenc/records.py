@@ -63,6 +63,11 @@ class NewInvocation(NamedTuple):
     not_before: float = 0.0
     """Seconds since the epoch before which no claim takes it (a delayed call: ``countdown``
     or ``eta``); 0: claimable at once."""
+    rate_key: str | None = None
+    rate: str | None = None
+    """``"N/window/burst"`` (see :attr:`kubenenc.ConcurrencyPolicy.rate_spec`): at most N
+    claims per sliding window of ``window`` seconds on ``rate_key``, and ``burst`` per
+    ``window * burst / N``."""
 
 
 @dataclass(slots=True)
@@ -88,6 +93,8 @@ class InvocationRecord:
     depends_on: tuple[InvocationId, ...] = ()
     parent: InvocationId | None = None
     serializer: str = "json"
+    rate_key: str | None = None
+    rate: str | None = None
     attempt: int = 0
     """Tries that ended in a failure (RETRY or FAILED); a success does not count one."""
     lost: int = 0

@@ -23,7 +23,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from kubenenc import context
-from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from kubenenc.concurrency import (
+    ConcurrencyPolicy,
+    call_key,
+    rate_key,
+    registration_key,
+    running_key,
+)
 from kubenenc.errors import (
     ConfigurationError,
     RegistrationRejected,
@@ -319,6 +325,7 @@ class Task(Generic[P, R]):
         policy, not_before = fixed.policy, fixed.not_before
         running_limit = None if policy is None else policy.running_limit
         registration = "allow" if policy is None else policy.registration
+        rate = None if policy is None else policy.rate_spec
         prefix, limit = f"{self.name}(", _DISPLAY_LIMIT
         out: list[NewInvocation] = []
         for (tree, text), id in zip(encoded, new_invocation_ids(len(encoded)), strict=True):
@@ -347,6 +354,8 @@ class Task(Generic[P, R]):
                     parent=fixed.parent,
                     serializer=serializer,
                     not_before=not_before,
+                    rate_key=None if rate is None else rate_key(policy, task, tree),
+                    rate=rate,
                 )
             )
         return out

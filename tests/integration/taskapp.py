@@ -165,3 +165,9 @@ def rejecting(k: str) -> str:
 def stamped(i: int) -> float:
     """Returns when it started (wall clock), so a test can compare it with a due time."""
     return time.time()
+
+
+@app.task(concurrency=ConcurrencyPolicy(rate="20/s", key=("key",)))
+def rated(key: str, i: int) -> float:
+    """At most 20 starts a second per ``key``; returns when it started."""
+    return time.time()
