@@ -68,6 +68,8 @@ class NewInvocation(NamedTuple):
     """``"N/window/burst"`` (see :attr:`kubenenc.ConcurrencyPolicy.rate_spec`): at most N
     claims per sliding window of ``window`` seconds on ``rate_key``, and ``burst`` per
     ``window * burst / N``."""
+    callbacks: str | None = None
+    """What a finish registers with its outcome, JSON (see :mod:`kubenenc.callbacks`)."""
 
 
 @dataclass(slots=True)
@@ -95,6 +97,7 @@ class InvocationRecord:
     serializer: str = "json"
     rate_key: str | None = None
     rate: str | None = None
+    callbacks: str | None = None
     attempt: int = 0
     """Tries that ended in a failure (RETRY or FAILED); a success does not count one."""
     lost: int = 0

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from kubenenc import context
+from kubenenc.callbacks import plan
 from kubenenc.concurrency import (
     ConcurrencyPolicy,
     call_key,
@@ -71,8 +72,22 @@ class TaskOptions:
     a ConcurrencyPolicy resource, read at each call so a change applies without restarts)."""
     max_value_bytes: int | None = None
     """Largest encoded arguments or result of one call; None: the app's (see Settings)."""
+    on_success: Task[Any, Any] | str | None = None
+    """A task called with the invocation's id and its result once it succeeds, registered
+    in the same backend step as the SUCCESS (see :mod:`kubenenc.callbacks`)."""
+    on_failure: Task[Any, Any] | str | None = None
+    """A task called with the id and the error once it FAILED (after the last retry)."""
+    on_retry: Task[Any, Any] | str | None = None
+    """A task called with the id and the error after each failed try that will be retried."""
 
     def __post_init__(self) -> None:
+        for kind in ("on_success", "on_failure", "on_retry"):
+            target = getattr(self, kind)
+            if target is not None and not isinstance(target, Task | str):
+                raise ConfigurationError(
+                    f"{kind} must be a task (decorated with @app.task) or a task's id, "
+                    f"not {target!r}"
+                )
         if self.retries < 0:
             raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
         if self.timeout is not None and self.timeout <= 0:
@@ -356,6 +371,7 @@ class Task(Generic[P, R]):
                     not_before=not_before,
                     rate_key=None if rate is None else rate_key(policy, task, tree),
                     rate=rate,
+                    callbacks=fixed.callbacks,
                 )
             )
         return out
@@ -407,6 +423,11 @@ class Task(Generic[P, R]):
             pickle=self.app.serializer.name != "json",
             max_bytes=self.app.value_limit(opts.max_value_bytes),
             not_before=call.due(time.time()),
+            callbacks=(
+                plan(self.app, self)
+                if opts.on_success or opts.on_failure or opts.on_retry
+                else None
+            ),
         )
 
     def _submit(
@@ -510,6 +531,7 @@ class _Fixed:
     pickle: bool
     max_bytes: int
     not_before: float = 0.0
+    callbacks: str | None = None
 
 
 class BoundCall(Generic[P, R]):

@@ -171,3 +171,28 @@ def stamped(i: int) -> float:
 def rated(key: str, i: int) -> float:
     """At most 20 starts a second per ``key``; returns when it started."""
     return time.time()
+
+
+@app.task(pool="callbacks")
+def third_step(invocation_id: str, value: int) -> int:
+    return value + 1
+
+
+@app.task(pool="callbacks", on_success=third_step)
+def second_step(invocation_id: str, value: int) -> int:
+    return value + 1
+
+
+@app.task(on_success=second_step)
+def first_step(value: int) -> int:
+    return value + 1
+
+
+@app.task(pool="callbacks")
+def noted(invocation_id: str, value: object) -> str:
+    return invocation_id
+
+
+@app.task(retries=1, retry_on=(IOError,), backoff=0.01, on_retry=noted, on_failure=noted)
+def always_fails() -> None:
+    raise OSError("down")

@@ -71,7 +71,7 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
             f"[{id},{_q(n.registration_key or '')},{_q(n.registration)},{pool},"
             f"{_q(str(n.priority))},{app},{_q(n.running_key or '')},{_q(limit)},{call},"
             f"{display},{_q(n.parent or '')},{deps},{_q(_due(n.not_before))},"
-            f"{_q(n.rate_key or '')},{_q(n.rate or '')}]"
+            f"{_q(n.rate_key or '')},{_q(n.rate or '')},{_q(n.callbacks or '')}]"
         )
         static.append(
             f'{{"id":{id},"app":{app},"task":{_q(n.task)},"args":{_q(n.args)},'
@@ -81,7 +81,8 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
             f'"running_limit":{compact_json(n.running_limit)},"registration_key":{reg},'
             f'"depends_on":{deps},"parent":{parent},"serializer":{_q(n.serializer)},'
             f'"created_at":{created}'
-            + ("}" if n.rate is None else f',"rate_key":{_opt(n.rate_key)},"rate":{_q(n.rate)}}}')
+            + ("" if n.rate is None else f',"rate_key":{_opt(n.rate_key)},"rate":{_q(n.rate)}')
+            + ("}" if n.callbacks is None else f',"callbacks":{_q(n.callbacks)}}}')
         )
     return f"[{','.join(items)}]", static
 
@@ -223,7 +224,7 @@ def full_record(row: Sequence[Any]) -> InvocationRecord:
         depends_on=tuple(get("depends_on", ())), parent=get("parent") or None,
         serializer=get("serializer", "json"), attempt=int(row[3]), lost=int(row[4]),
         worker=row[5] or None, waiters=int(row[6]), not_before=float(row[7]),
-        rate_key=get("rate_key"), rate=get("rate"),
+        rate_key=get("rate_key"), rate=get("rate"), callbacks=get("callbacks"),
         result=row[8] if row[8] is not False else None,
         error=ErrorInfo(err[0], err[1], err[2]) if err else None,
         history=[

@@ -27,6 +27,7 @@ def record_to_dict(rec: InvocationRecord) -> dict[str, Any]:
         "lost": rec.lost, "worker": rec.worker, "waiters": rec.waiters,
         "not_before": rec.not_before, "result": rec.result,
         **({"rate_key": rec.rate_key, "rate": rec.rate} if rec.rate is not None else {}),
+        **({"callbacks": rec.callbacks} if rec.callbacks is not None else {}),
         "error": None if rec.error is None
         else [rec.error.type, rec.error.message, rec.error.traceback],
         "history": [[h.status.value, h.at, h.worker, h.reason] for h in rec.history],
@@ -49,6 +50,7 @@ def record_from_dict(d: dict[str, Any]) -> InvocationRecord:
         lost=d.get("lost", 0), worker=WorkerId(d["worker"]) if d.get("worker") else None,
         waiters=d.get("waiters", 0), not_before=d.get("not_before", 0.0),
         result=d.get("result"), rate_key=d.get("rate_key"), rate=d.get("rate"),
+        callbacks=d.get("callbacks"),
         error=ErrorInfo(err[0], err[1], err[2]) if err else None,
         history=[
             Transition(Status(h[0]), h[1], WorkerId(h[2]) if h[2] else None, h[3])

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
+from kubenenc.callbacks import error_json, spawn
 from kubenenc.concurrency import parse_rate_spec
 from kubenenc.errors import CycleDetectedError, DependencyFailed, WorkerLost
 from kubenenc.ids import InvocationId, WorkerId
@@ -242,7 +243,7 @@ class Engine:
             running_key=n.running_key, running_limit=n.running_limit,
             registration_key=n.registration_key, depends_on=n.depends_on, parent=n.parent,
             serializer=n.serializer, history=[Transition(Status.REGISTERED, now)],
-            not_before=n.not_before, rate_key=n.rate_key, rate=n.rate,
+            not_before=n.not_before, rate_key=n.rate_key, rate=n.rate, callbacks=n.callbacks,
         )  # fmt: skip
         waiting: list[InvocationId] = []
         broken: InvocationRecord | InvocationId | None = None
@@ -353,11 +354,13 @@ class Engine:
             rec.result = o.result
             move(rec, Status.SUCCESS, now, worker)
             self._finalize(rec, now)
+            self._callback(rec, "success", o.result, now)
         elif o.kind is OutcomeKind.FAILED:
             rec.error = o.error
             rec.attempt += 1
             move(rec, Status.FAILED, now, worker, o.reason)
             self._finalize(rec, now)
+            self._callback(rec, "failure", error_json(o.error), now)
         elif o.kind is OutcomeKind.RETRY:
             rec.error = o.error
             rec.attempt += 1
@@ -365,11 +368,20 @@ class Engine:
             rec.worker = None
             move(rec, Status.RETRY, now, worker, o.reason)
             move(rec, Status.PENDING, now, worker)
+            self._callback(rec, "retry", error_json(o.error), now)
         else:
             rec.worker = None
             move(rec, Status.PENDING, now, worker, o.reason or "handed back")
         t.put(rec)
         return True
+
+    def _callback(self, rec: InvocationRecord, kind: str, value: str | None, now: float) -> None:
+        """Register ``rec``'s ``kind`` callback, if it has one, in this same step."""
+        if rec.callbacks is None:
+            return
+        new = spawn(rec.callbacks, kind, rec.id, rec.app, rec.attempt, value)
+        if new is not None and self.txn.get(new.id) is None:
+            self._register_one(new, now)
 
     def _finalize(self, rec: InvocationRecord, now: float, cascade_cycle: bool = False) -> None:
         """Side effects of reaching a final status (``rec`` is saved by the caller)."""

@@ -1,9 +1,10 @@
 -- register.lua: Queue.register, with dedupe/reject and declared dependencies.
 
 -- ARGV[4]: the items as one JSON array (one argument parses faster on both sides than
--- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...] nb tk tr],
+-- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...] nb tk tr cb],
 -- every value a string (``nb``: not_before, '0' for at once; ``tk``/``tr``: rate key and
--- rate spec, '' for none); ARGV[5..]: each item's ``d`` text (apart: JSON in JSON parses slowly).
+-- rate spec, '' for none; ``cb``: the callbacks plan, '' for none); ARGV[5..]: each
+-- item's ``d`` text (apart: JSON in JSON parses slowly).
 -- Returns one JSON text, [[kind, id], ...].
 local out = {}
 local items = cjson.decode(ARGV[4])
@@ -25,7 +26,7 @@ for k = 1, n do
   local it = items[k]
   local id, gk, policy, pool, pr, app = it[1], it[2], it[3], it[4], it[5], it[6]
   local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], ARGV[4 + k]
-  local deps, nb, tk, tr = it[12], it[13], it[14], it[15]
+  local deps, nb, tk, tr, cb = it[12], it[13], it[14], it[15], it[16]
   local done = false
   if gk ~= '' then
     local holder = redis.call('HGET', K_REG, gk)
@@ -61,7 +62,7 @@ for k = 1, n do
       redis.call('HSET', r.key, 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
                  'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', nb, 'sq', sq, 'm', '', 'dn', r.dn,
-                 'tk', tk, 'tr', tr, 'h', h0)
+                 'tk', tk, 'tr', tr, 'cb', cb, 'h', h0)
       r.h = h0
       count(r, 'REGISTERED', 1)
       if broken_id then
@@ -87,6 +88,7 @@ for k = 1, n do
       if pa ~= '' then fields[#fields+1] = 'pa'; fields[#fields+1] = pa end
       local delayed = nb ~= '0' and tonumber(nb) > NOWN
       if nb ~= '0' then fields[#fields+1] = 'nb'; fields[#fields+1] = nb end
+      if cb ~= '' then fields[#fields+1] = 'cb'; fields[#fields+1] = cb end
       if tk ~= '' then
         fields[#fields+1] = 'tk'; fields[#fields+1] = tk
         fields[#fields+1] = 'tr'; fields[#fields+1] = tr
