@@ -38,6 +38,9 @@ class WorkerSettings(BaseModel):
         default=None, ge=0, le=65535, description="Serve /healthz, /readyz, /metrics here."
     )
     http_host: str = Field(default="0.0.0.0", description="Address of the HTTP endpoint.")  # noqa: S104
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line (see kubenenc.logs)."
+    )
 
 
 class Settings(BaseSettings):

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from kubenenc import logs
 from kubenenc.app import load_app
 from kubenenc.backends.registry import open_backend, redact_url
 from kubenenc.errors import BackendUnavailable, ConfigurationError
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--mode", choices=["process", "thread", "async"], help="execution pool")
     w.add_argument("--backend", help="backend URL, overriding the app's and KUBENENC_BACKEND")
     w.add_argument("--http-port", type=int, help="serve /healthz, /readyz, /metrics here")
+    w.add_argument("--log-format", choices=["text", "json"],
+                   help="json: one JSON object per line, with the run's fields")  # fmt: skip
 
     d = sub.add_parser("demo", help="run a small realistic workflow on the embedded default")
     d.add_argument("--backend", help="backend URL (default: a fresh SQLite file in a temp dir)")
@@ -53,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("id", help="the invocation id")
     i.add_argument("--backend", help="backend URL (default: KUBENENC_BACKEND or ./kubenenc.db)")
 
-    sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
+    o = sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
+    o.add_argument("--log-format", choices=["text", "json"], help="json: one object per line")
     return parser
 
 
@@ -75,7 +79,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         k: v
         for k, v in {
             "concurrency": args.concurrency, "pool": args.pool, "mode": args.mode,
-            "http_port": args.http_port,
+            "http_port": args.http_port, "log_format": args.log_format,
         }.items()
         if v is not None
     }  # fmt: skip
@@ -178,7 +182,7 @@ def cmd_operator(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigurationError(
             f'the operator is not installed ({exc}); pip install "kubenenc[operator]"'
         ) from exc
-    code: int = module.main()
+    code: int = module.main(["--log-format", args.log_format] if args.log_format else [])
     return code
 
 
@@ -191,12 +195,13 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kubenenc`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
-        return _COMMANDS[args.command](args, _settings())
+        settings = _settings()
+        fmt = getattr(args, "log_format", None)
+        if fmt is None and args.command == "worker":
+            fmt = settings.worker.log_format
+        logs.configure(fmt or "text", logging.DEBUG if args.verbose else logging.INFO)
+        return _COMMANDS[args.command](args, settings)
     except (ConfigurationError, BackendUnavailable) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         return 2

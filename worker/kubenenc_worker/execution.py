@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kubenenc import context
+from kubenenc import context, logs
 from kubenenc.app import App
 from kubenenc.errors import SerializationError
 from kubenenc.ids import InvocationId
@@ -30,6 +30,8 @@ class RunPayload:
     task: str
     args: str
     serializer: str
+    attempt: int = 0
+    worker: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,11 @@ def _context(ctx: context.ExecutionContext) -> Iterator[None]:
         context.current.reset(token)
 
 
+def _fields(payload: RunPayload) -> logs.RunFields:
+    """What a log line inside this run carries (see :mod:`kubenenc.logs`)."""
+    return logs.RunFields(payload.id, payload.task, payload.attempt, payload.worker)
+
+
 def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseException) -> RunResult:
     retryable = task is not None and isinstance(exc, task.options.retry_on)
     return RunResult(payload.id, error=error_info(exc), retryable=retryable)
@@ -79,12 +86,14 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
         # The context set and reset inline, not with _context: a generator-based context
         # manager costs a few µs, once per task.
         token = context.current.set(ctx)
+        log_token = logs.bind(_fields(payload))
         try:
             if task.is_async:
                 value = asyncio.run(task.func(**kwargs))
             else:
                 value = task.func(**kwargs)
         finally:
+            logs.unbind(log_token)
             context.current.reset(token)
         return RunResult(payload.id, result=app.serializer.dumps(value))
     except BaseException as exc:
@@ -101,7 +110,7 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
         kwargs = decode_args(app, payload)
         if not task.is_async:
             return await asyncio.to_thread(run_sync, app, payload, ctx)
-        with _context(ctx):
+        with _context(ctx), logs.bound(_fields(payload)):
             value = await task.func(**kwargs)
         return RunResult(payload.id, result=app.serializer.dumps(value))
     except asyncio.CancelledError:
