@@ -1,5 +1,6 @@
-"""The ``kubenenc`` command: ``worker``, ``demo``, ``status``, ``inspect`` (and ``operator``
-when the operator extra is installed).
+"""The ``kubenenc`` command: ``worker``, ``demo``, ``status``, ``inspect``, the admin commands
+``cancel``, ``retry``, ``purge``, ``config`` (:mod:`kubenenc_worker.admin`) and ``operator``
+(when the operator extra is installed).
 
 Settings are read here, once, from the environment (``KUBENENC_*``) and flags, and passed
 down; nothing below this module reads the environment.
@@ -25,6 +26,8 @@ from kubenenc.status import Status
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+
+from kubenenc_worker import admin
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("id", help="the invocation id")
     i.add_argument("--backend", help="backend URL (default: KUBENENC_BACKEND or ./kubenenc.db)")
 
+    admin.add_parsers(sub)
     o = sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
     o.add_argument("--log-format", choices=["text", "json"], help="json: one object per line")
     return parser
@@ -188,7 +192,7 @@ def cmd_operator(args: argparse.Namespace, settings: Settings) -> int:
 
 _COMMANDS = {
     "worker": cmd_worker, "demo": cmd_demo, "status": cmd_status, "inspect": cmd_inspect,
-    "operator": cmd_operator,
+    "operator": cmd_operator, **admin.COMMANDS,
 }  # fmt: skip
 
 

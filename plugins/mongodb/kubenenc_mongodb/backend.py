@@ -56,6 +56,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from kubenenc_mongodb import admin
 from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Doc, Layout, log_id, redo_of
 from kubenenc_mongodb.options import MongoOptions, parse_url
 from kubenenc_mongodb.replica import Replica, StepTxn, doc_to_record
@@ -198,6 +199,8 @@ class MongoBackend:
     """Invocations in a MongoDB-protocol database, shared by every process that opens it."""
 
     shared_across_processes: ClassVar[bool] = True
+    select = admin.select  # the optional Admin role, in kubenenc_mongodb.admin
+    purge = admin.purge
 
     def __init__(self, options: MongoOptions, *, connect_timeout: float = 5.0) -> None:
         self.options = options

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from kubenenc.backends.codec import dumps_worker, loads_worker
+from kubenenc.backends.codec import decode_headers, dumps_worker, loads_worker
 from kubenenc.backends.registry import redact_url
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
@@ -60,6 +60,7 @@ from kubenenc.status import Status
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from kubenenc_redis import admin
 from kubenenc_redis.scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,9 @@ def _register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list
             f'"priority":{compact_json(n.priority)},"max_retries":{compact_json(n.max_retries)},'
             f'"timeout":{compact_json(n.timeout)},"running_key":{rkey},'
             f'"running_limit":{compact_json(n.running_limit)},"registration_key":{reg},'
-            f'"depends_on":{deps},"parent":{parent},"serializer":{_q(n.serializer)},'
-            f'"created_at":{created}}}'
+            f'"depends_on":{deps},"parent":{parent},'
+            + (f'"headers":{_compact(dict(n.headers))},' if n.headers else "")  # before serializer
+            + f'"serializer":{_q(n.serializer)},"created_at":{created}}}'
         )
     return f"[{','.join(items)}]", static
 
@@ -270,6 +272,7 @@ def _record(row: Sequence[Any]) -> InvocationRecord:
         running_key=get("running_key"), running_limit=get("running_limit"),
         registration_key=get("registration_key"),
         depends_on=tuple(get("depends_on", ())), parent=get("parent") or None,
+        headers=decode_headers(get("headers")),
         serializer=get("serializer", "json"), attempt=int(row[3]), lost=int(row[4]),
         worker=row[5] or None, waiters=int(row[6]), not_before=float(row[7]),
         result=row[8] if row[8] is not False else None,
@@ -452,6 +455,9 @@ class RedisBackend:
     """Invocations in one Redis database (>= 6.2), shared by every process that reaches it."""
 
     shared_across_processes: ClassVar[bool] = True
+    select = admin.select  # the optional Admin role, in kubenenc_redis.admin
+    purge = admin.purge
+
     register_batch: ClassVar[int] = 100_000
     """How many calls the SDK hands to one :meth:`register`: this backend pipelines them
     itself (see :meth:`register`), better than the SDK can from outside."""
