@@ -28,6 +28,7 @@ from kubenenc_operator.handlers import Stores, build_registry
 from kubenenc_operator.kube import Kube, load_api_client
 from kubenenc_operator.leader import Leadership
 from kubenenc_operator.metrics import Metrics, serve
+from kubenenc_operator.queuemetrics import run_queue_metrics
 from kubenenc_operator.settings import OperatorSettings
 from kubenenc_operator.store import run_objects, run_sweeps
 
@@ -73,6 +74,9 @@ async def run(settings: OperatorSettings, stop: threading.Event | None = None) -
         asyncio.create_task(leader.run()),
         asyncio.create_task(enforce(ctx, leader)),
         asyncio.create_task(run_sweeps(ctx, stores.taskdefs, leader)),
+        asyncio.create_task(
+            run_queue_metrics(ctx, stores.pools, leader, settings.queue_metrics_interval)
+        ),
         asyncio.create_task(
             run_objects(ctx, stores.pools, leader, settings.scale_interval, logic.reconcile_pool)
         ),

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from kubenenc.backends.contract import Admin, Backend
 from kubenenc.ids import InvocationId
+from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
 from kubenenc.status import Status
 
 from tests.conformance._helpers import (
     W1,
     add,
+    claim_ids,
     failed,
     new,
     record,
@@ -87,3 +89,28 @@ def test_headers_are_stored_and_read_back(backend: Backend) -> None:
     succeed(backend, item.id, now=3.0)
     assert record(backend, item.id).headers == {"traceparent": "00-abc-def-01", "k": "v"}
     assert record(backend, add(backend, 4.0, name="plain")).headers == {}
+
+
+def test_oldest_pending_of_a_pool_counts_due_delayed_and_parked_calls(backend: Backend) -> None:
+    b = admin(backend)
+    assert b.oldest_pending("q") is None
+    # A call parked behind a full running limit is still pending.
+    holder = add(backend, 1.0, name="lim", args="1", pool="q", running_key="k", running_limit=1)
+    parked = add(backend, 2.0, name="lim", args="2", pool="q", running_key="k", running_limit=1)
+    assert claim_ids(backend, pool="q", now=3.0) == [holder]
+    assert claim_ids(backend, pool="q", now=3.5) == []  # parks it
+    assert b.oldest_pending("q") == 2.0
+    later = add(backend, 4.0, name="x", pool="q")
+    assert b.oldest_pending("q") == 2.0
+    assert backend.cancel(parked, 5.0)
+    assert b.oldest_pending("q") == 4.0
+    # A retry waiting for its back-off (not due yet) is pending too.
+    flaky = add(backend, 0.5, name="flaky", pool="r")
+    assert claim_ids(backend, pool="r", now=6.0) == [flaky]
+    error = ErrorInfo("builtins.OSError", "again", "")
+    retry = Outcome(flaky, OutcomeKind.RETRY, error=error, retry_at=1000.0)
+    assert backend.finish([retry], W1, 7.0) == [True]
+    assert b.oldest_pending("r") == 0.5
+    assert b.oldest_pending("q") == 4.0 and b.oldest_pending("none") is None
+    assert claim_ids(backend, pool="q", now=8.0) == [later]
+    assert b.oldest_pending("q") is None

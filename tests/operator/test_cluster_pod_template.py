@@ -11,10 +11,11 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 from kubenenc_operator.kube import custom_path, deployment_path
 from kubenenc_operator.models import API_VERSION
 
-from tests.operator.test_cluster import NS, Env, backend_url, env  # noqa: F401 - fixtures
+from tests.operator.test_cluster import NS, ROOT, Env, backend_url, env  # noqa: F401 - fixtures
 from tests.operator.test_pod_template import TEMPLATE, readme_pool_spec
 from tests.support import wait_until
 
@@ -140,4 +141,12 @@ def test_the_readme_template_example_is_accepted(env: Env) -> None:  # noqa: F81
         "apiVersion": API_VERSION, "kind": "WorkerPool", "metadata": {"name": "readme"},
         "spec": readme_pool_spec(),
     })  # fmt: skip
+    assert status == 201, body
+
+
+@pytest.mark.timeout(120)
+def test_the_keda_example_pool_is_accepted(env: Env) -> None:  # noqa: F811
+    pool = next(yaml.safe_load_all((ROOT / "examples" / "keda" / "scaledobject.yaml").read_text()))
+    pool["metadata"]["namespace"] = NS
+    status, body = env.kube.request("POST", custom_path(NS, "workerpools") + "?dryRun=All", pool)
     assert status == 201, body

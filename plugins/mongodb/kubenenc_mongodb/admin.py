@@ -37,6 +37,8 @@ class _Host(Protocol):
 
     def _step(self, what: str, op: Callable[[Any], Any], linger: Any = None) -> Any: ...
 
+    def _from_replica(self, what: str, read: Callable[[Any], Any]) -> Any: ...
+
 
 def select(
     self: _Host,
@@ -54,6 +56,24 @@ def select(
         found = [r for r in found if r.updated_at < updated_before]
     found.sort(key=lambda r: (r.created_at, r.id))
     return [r.id for r in found]
+
+
+def oldest_pending(self: _Host, pool: str) -> float | None:
+    """See :class:`kubenenc.backends.contract.Admin`: from this process's replica, which
+    holds every invocation that is not final, brought up to the last committed step."""
+
+    def oldest(replica: Any) -> float | None:
+        return min(
+            (
+                r.created_at
+                for r in replica.records.values()
+                if r.status is Status.PENDING and r.pool == pool
+            ),
+            default=None,
+        )
+
+    found: float | None = self._from_replica("oldest_pending", oldest)
+    return found
 
 
 def purge(self: _Host, ids: Sequence[InvocationId]) -> int:

@@ -201,6 +201,7 @@ class MongoBackend:
     shared_across_processes: ClassVar[bool] = True
     select = admin.select  # the optional Admin role, in kubenenc_mongodb.admin
     purge = admin.purge
+    oldest_pending = admin.oldest_pending
 
     def __init__(self, options: MongoOptions, *, connect_timeout: float = 5.0) -> None:
         self.options = options

@@ -47,6 +47,31 @@ return deleted
 """.replace("__FINAL__", "{" + ", ".join(f"{s.value}=true" for s in sorted(FINAL)) + "}")
 
 
+OLDEST = r"""
+-- KEYS[1] the prefix P; ARGV[1] a pool. created_at of its oldest PENDING invocation: the
+-- least sequence among the members of its ready queue, its delayed queue and its parked
+-- queues (one per running key), whose characters 21-35 are the sequence, then the id.
+local P, pool = KEYS[1], ARGV[1]
+local US = '\31'
+local best, best_m = nil, nil
+local function scan(key)
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local sq = tonumber(string.sub(m, 21, 35))
+    if sq and (best == nil or sq < best) then best, best_m = sq, m end
+  end
+end
+scan(P .. ':q:' .. pool)
+scan(P .. ':dl:' .. pool)
+for _, k in ipairs(redis.call('HKEYS', P .. ':running')) do
+  scan(P .. ':park:' .. pool .. US .. k)
+end
+if not best_m then return false end
+local d = redis.call('HGET', P .. ':inv:' .. string.sub(best_m, 36), 'd')
+if not d then return false end
+return cjson.encode(cjson.decode(d).created_at)
+"""
+
+
 class _Host(Protocol):
     """What these functions use of :class:`kubenenc_redis.backend.RedisBackend`."""
 
@@ -92,6 +117,14 @@ def select(
                 continue
             out.append(InvocationId(id))
         start += PAGE
+
+
+def oldest_pending(self: _Host, pool: str) -> float | None:
+    """See :class:`kubenenc.backends.contract.Admin` (reads the pool's queues, not the
+    finished invocations)."""
+    script = self._r.register_script(OLDEST)
+    found = self._retrying("oldest_pending", lambda: script(keys=[self._p], args=[pool]))
+    return None if found is None else float(_text(found))
 
 
 def purge(self: _Host, ids: Sequence[InvocationId]) -> int:

@@ -457,6 +457,7 @@ class RedisBackend:
     shared_across_processes: ClassVar[bool] = True
     select = admin.select  # the optional Admin role, in kubenenc_redis.admin
     purge = admin.purge
+    oldest_pending = admin.oldest_pending
 
     register_batch: ClassVar[int] = 100_000
     """How many calls the SDK hands to one :meth:`register`: this backend pipelines them

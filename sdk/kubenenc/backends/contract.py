@@ -279,6 +279,12 @@ class Admin(Protocol):
         the caller re-checks each one as it acts (cancel, purge and re-register do)."""
         ...
 
+    def oldest_pending(self, pool: str) -> float | None:
+        """``created_at`` of the oldest PENDING invocation of ``pool`` (due or not, parked
+        behind a running limit or not), or None when it has none. For the queue-age metric:
+        read every few seconds, so it must not walk finished invocations."""
+        ...
+
     def purge(self, ids: Sequence[InvocationId]) -> int:
         """Delete the records of those ``ids`` that are final (with their history and index
         entries); non-final and unknown ids are left alone. Returns how many were deleted.

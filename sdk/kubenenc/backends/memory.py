@@ -258,6 +258,16 @@ class MemoryBackend(EngineBackend):
             found.sort(key=lambda r: self._order[r.id])
             return [r.id for r in found]
 
+    def oldest_pending(self, pool: str) -> float | None:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        with self._cond:
+            times = [
+                r.created_at
+                for r in self._records.values()
+                if r.status is Status.PENDING and r.pool == pool
+            ]
+        return min(times, default=None)
+
     def purge(self, ids: Sequence[InvocationId]) -> int:
         """See :class:`kubenenc.backends.contract.Admin`."""
         deleted = 0

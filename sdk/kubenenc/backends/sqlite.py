@@ -413,6 +413,18 @@ class SQLiteBackend(EngineBackend):
             out.append(InvocationId(id))
         return out
 
+    def oldest_pending(self, pool: str) -> float | None:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT data FROM invocations WHERE pool = ? AND status = ? ORDER BY seq LIMIT 1",
+                (pool, Status.PENDING.value),
+            )
+            .fetchone()
+        )
+        return None if row is None else loads_record(row[0]).created_at
+
     def purge(self, ids: Sequence[InvocationId]) -> int:
         """See :class:`kubenenc.backends.contract.Admin`."""
         db = self._db()
