@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from kubenenc import context
+from kubenenc import context, tracing
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
 from kubenenc.errors import ConfigurationError, RegistrationRejected, SerializationError
 from kubenenc.ids import InvocationId, TaskId, new_invocation_ids
@@ -292,6 +292,7 @@ class Task(Generic[P, R]):
                     depends_on=depends_on,
                     parent=fixed.parent,
                     serializer=serializer,
+                    headers=fixed.headers,
                 )
             )
         return out
@@ -341,6 +342,7 @@ class Task(Generic[P, R]):
             policy=self.policy(),
             parent=ctx.invocation_id if ctx is not None else None,
             pickle=self.app.serializer.name != "json",
+            headers=tracing.current_headers(),
         )
 
     def _submit(
@@ -442,6 +444,8 @@ class _Fixed:
     policy: ConcurrencyPolicy | None
     parent: InvocationId | None
     pickle: bool
+    headers: dict[str, str] | None = None
+    """Trace context of the caller's current span (see :mod:`kubenenc.tracing`)."""
 
 
 class BoundCall(Generic[P, R]):

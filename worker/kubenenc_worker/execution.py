@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ from kubenenc.records import ErrorInfo
 from kubenenc.serializers import JsonSerializer
 from kubenenc.task import Task
 
+from kubenenc_worker import tracing
+
 
 @dataclass(frozen=True, slots=True)
 class RunPayload:
@@ -32,6 +34,9 @@ class RunPayload:
     serializer: str
     attempt: int = 0
     worker: str = ""
+    pool: str = ""
+    headers: Mapping[str, str] | None = None
+    """The call's headers: trace context (see :mod:`kubenenc_worker.tracing`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,13 @@ def _fields(payload: RunPayload) -> logs.RunFields:
     return logs.RunFields(payload.id, payload.task, payload.attempt, payload.worker)
 
 
+def _span(payload: RunPayload) -> contextlib.AbstractContextManager[None]:
+    """The run span (OpenTelemetry, when installed and configured)."""
+    return tracing.run_span(
+        payload.task, payload.id, payload.attempt, payload.pool, payload.worker, payload.headers
+    )
+
+
 def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseException) -> RunResult:
     retryable = task is not None and isinstance(exc, task.options.retry_on)
     return RunResult(payload.id, error=error_info(exc), retryable=retryable)
@@ -88,10 +100,11 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
         token = context.current.set(ctx)
         log_token = logs.bind(_fields(payload))
         try:
-            if task.is_async:
-                value = asyncio.run(task.func(**kwargs))
-            else:
-                value = task.func(**kwargs)
+            with _span(payload):
+                if task.is_async:
+                    value = asyncio.run(task.func(**kwargs))
+                else:
+                    value = task.func(**kwargs)
         finally:
             logs.unbind(log_token)
             context.current.reset(token)
@@ -110,7 +123,7 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
         kwargs = decode_args(app, payload)
         if not task.is_async:
             return await asyncio.to_thread(run_sync, app, payload, ctx)
-        with _context(ctx), logs.bound(_fields(payload)):
+        with _context(ctx), logs.bound(_fields(payload)), _span(payload):
             value = await task.func(**kwargs)
         return RunResult(payload.id, result=app.serializer.dumps(value))
     except asyncio.CancelledError:

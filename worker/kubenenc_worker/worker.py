@@ -316,7 +316,16 @@ class Worker:
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
             payloads.append(
-                RunPayload(rec.id, rec.task, rec.args, rec.serializer, rec.attempt, self.id)
+                RunPayload(
+                    rec.id,
+                    rec.task,
+                    rec.args,
+                    rec.serializer,
+                    rec.attempt,
+                    self.id,
+                    self.pool,
+                    rec.headers or None,
+                )
             )
         if self._start_many is not None:
             self._start_many(payloads)

@@ -204,6 +204,8 @@ def _lazy(row: list[Any]) -> InvocationRecord:
     rec.task = d["task"]
     rec.args = d["args"]
     rec.timeout = d.get("timeout")
+    rec.attempt = int(row[3])  # a run's log fields and trace context read these two
+    rec.headers = decode_headers(d.get("headers"))
     return rec
 
 
