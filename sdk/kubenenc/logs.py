@@ -24,8 +24,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = ["LogFormat", "RunFields", "RunFieldsFilter", "JsonFormatter", "bound", "configure"]
 
@@ -34,9 +33,9 @@ LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s"
 
 
-@dataclass(frozen=True, slots=True)
-class RunFields:
-    """What identifies one run of one invocation in a log line."""
+class RunFields(NamedTuple):
+    """What identifies one run of one invocation in a log line (a named tuple: one is
+    built per run, and it builds several times faster than a frozen dataclass)."""
 
     invocation_id: str
     task: str
@@ -88,7 +87,7 @@ class RunFieldsFilter(logging.Filter):
                     setattr(record, key, None)
             record.run = ""
             return True
-        for key, value in asdict(fields).items():
+        for key, value in fields._asdict().items():
             setattr(record, key, value)
         record.run = (
             f" [{fields.task} {fields.invocation_id} attempt={fields.attempt} "

@@ -77,7 +77,7 @@ def _fields(payload: RunPayload) -> logs.RunFields:
     return logs.RunFields(payload.id, payload.task, payload.attempt, payload.worker)
 
 
-def _span(payload: RunPayload) -> contextlib.AbstractContextManager[None]:
+def _span(payload: RunPayload) -> contextlib.AbstractContextManager[Any]:
     """The run span (OpenTelemetry, when installed and configured)."""
     return tracing.run_span(
         payload.task, payload.id, payload.attempt, payload.pool, payload.worker, payload.headers

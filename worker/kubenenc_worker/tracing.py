@@ -15,19 +15,38 @@ module, or its ``sitecustomize``, configures one); otherwise a run costs one che
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from kubenenc.tracing import otel
 
-
-def _tracing_on(trace: object) -> bool:
-    provider = trace.get_tracer_provider()  # type: ignore[attr-defined]
-    proxy = getattr(trace, "ProxyTracerProvider", ())
-    noop = getattr(trace, "NoOpTracerProvider", ())
-    return not isinstance(provider, (proxy, noop))
+_OFF = contextlib.nullcontext()
+"""What a run gets when nothing traces: one shared object, no generator per run."""
 
 
-@contextlib.contextmanager
+RECHECK = 1.0
+"""Seconds between checks for a tracer provider while there is none (once one is set, it
+stays: OpenTelemetry sets the global provider once per process)."""
+_on = False
+_checked_at = -RECHECK
+
+
+def _tracing_on(trace: Any) -> bool:
+    """Whether a real tracer provider is set, checked at most once a second while not (the
+    check costs a few µs, and a run of a no-op task costs a few dozen)."""
+    global _on, _checked_at  # noqa: PLW0603 - a per-process cache of a per-process fact
+    if _on:
+        return True
+    now = time.monotonic()
+    if now - _checked_at < RECHECK:
+        return False
+    _checked_at = now
+    provider = trace.get_tracer_provider()
+    _on = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    return _on
+
+
 def run_span(
     task: str,
     invocation_id: str,
@@ -35,12 +54,24 @@ def run_span(
     pool: str,
     worker: str,
     headers: Mapping[str, str] | None,
-) -> Iterator[None]:
-    """The run span around one run (a no-op without OpenTelemetry or a provider)."""
+) -> contextlib.AbstractContextManager[Any]:
+    """The run span around one run (a shared no-op without OpenTelemetry or a provider)."""
     api = otel()
     if api is None or not _tracing_on(api[0]):
-        yield
-        return
+        return _OFF
+    return _span(api, task, invocation_id, attempt, pool, worker, headers)
+
+
+@contextlib.contextmanager
+def _span(
+    api: tuple[Any, Any],
+    task: str,
+    invocation_id: str,
+    attempt: int,
+    pool: str,
+    worker: str,
+    headers: Mapping[str, str] | None,
+) -> Iterator[None]:
     trace, propagate = api
     parent = propagate.extract(dict(headers or {}))
     tracer = trace.get_tracer("kubenenc")
