@@ -27,7 +27,12 @@ from pydantic import ConfigDict, Field
 
 from kubenenc_operator.schema import DNS_LABEL, DNS_SUBDOMAIN, PRESERVE, SpecModel, cel
 
-RESERVED_ENV = ("KUBENENC_BACKEND", "KUBENENC_NAMESPACE", "KUBENENC_WORKER__DRAIN_GRACE")
+RESERVED_ENV = (
+    "KUBENENC_BACKEND",
+    "KUBENENC_NAMESPACE",
+    "KUBENENC_WORKER__DRAIN_GRACE",
+    "KUBENENC_WORKER__HTTP_HOST",
+)
 """Variables the operator sets on the worker; a pool cannot override them."""
 RESERVED_VOLUME = "tmp"
 """The operator's ``/tmp`` emptyDir (the root file system is read-only)."""

@@ -51,6 +51,7 @@ class App:
         serializer: str | None = None,
         settings: Settings | None = None,
         allowed_types: Iterable[type] = (),
+        max_value_bytes: int | None = None,
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigurationError(
@@ -60,6 +61,9 @@ class App:
         self.settings = settings if settings is not None else Settings()
         self._backend_obj: Backend | None = backend if not isinstance(backend, str | None) else None
         self.backend_url = backend if isinstance(backend, str) else self.settings.backend
+        if max_value_bytes is not None and max_value_bytes < 1:
+            raise ConfigurationError(f"max_value_bytes must be >= 1, not {max_value_bytes}")
+        self.max_value_bytes = max_value_bytes or self.settings.max_value_bytes
         self.types = DecodableTypes(allowed_types)
         self.serializer: JsonSerializer | PickleSerializer = get_serializer(
             serializer or self.settings.serializer, self.types
@@ -110,6 +114,13 @@ class App:
         with self._lock:
             if self._backend_obj is not None:
                 self._backend_obj.close()
+
+    def value_limit(self, task_limit: int | None = None) -> int:
+        """The largest encoded arguments or result allowed: the task's limit (else the
+        app's), lowered to what the backend can store (its optional ``max_value_bytes``)."""
+        limit = task_limit or self.max_value_bytes
+        backend_limit = getattr(self.backend, "max_value_bytes", None)
+        return limit if backend_limit is None else min(limit, backend_limit)
 
     def serializer_for(self, name: str) -> JsonSerializer | PickleSerializer:
         """The serializer that wrote a stored value; pickle only if this app opted in."""

@@ -65,6 +65,7 @@ def test_every_template_field_reaches_the_deployment_and_a_change_rolls(env: Env
     assert pod["priorityClassName"] == "batch-high"
     assert pod["imagePullSecrets"] == [{"name": "registry"}]
     assert pod["serviceAccountName"] == "shop-worker"
+    assert pod["automountServiceAccountToken"] is True
     assert pod["securityContext"]["runAsUser"] == 1000
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

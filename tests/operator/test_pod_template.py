@@ -64,7 +64,7 @@ def test_every_template_field_reaches_the_pod() -> None:
     assert "KUBENENC_BACKEND" in env  # the operator's wiring stays
     assert c["envFrom"] == TEMPLATE["envFrom"]
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "models"}} in pod["volumes"]
-    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    assert pod["volumes"][0]["name"] == "tmp" and "emptyDir" in pod["volumes"][0]
     assert c["volumeMounts"][1:] == TEMPLATE["volumeMounts"]
     assert pod["nodeSelector"] == {"gpu": "a100"}
     assert pod["tolerations"] == TEMPLATE["tolerations"]
@@ -75,6 +75,7 @@ def test_every_template_field_reaches_the_pod() -> None:
     assert pod["priorityClassName"] == "batch-high"
     assert pod["imagePullSecrets"] == [{"name": "registry"}]
     assert pod["serviceAccountName"] == "shop-worker"
+    assert pod["automountServiceAccountToken"] is True  # a named account: its token too
     assert pod["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 2000,
         "supplementalGroups": [3000], "seccompProfile": {"type": "RuntimeDefault"},
@@ -115,7 +116,9 @@ def test_without_a_template_the_pod_is_unchanged() -> None:
     assert "--log-format" not in plain["spec"]["containers"][0]["args"]
     assert set(plain["spec"]) == {
         "containers", "terminationGracePeriodSeconds", "securityContext", "volumes",
+        "automountServiceAccountToken",
     }  # fmt: skip
+    assert plain["spec"]["automountServiceAccountToken"] is False
     assert plain["metadata"] == {"labels": plain["metadata"]["labels"]}
 
 

@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--mode", choices=["process", "thread", "async"], help="execution pool")
     w.add_argument("--backend", help="backend URL, overriding the app's and KUBENENC_BACKEND")
     w.add_argument("--http-port", type=int, help="serve /healthz, /readyz, /metrics here")
+    w.add_argument("--http-host", help="address to serve them on (default: 127.0.0.1)")
     w.add_argument("--log-format", choices=["text", "json"],
                    help="json: one JSON object per line, with the run's fields")  # fmt: skip
 
@@ -83,7 +84,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         k: v
         for k, v in {
             "concurrency": args.concurrency, "pool": args.pool, "mode": args.mode,
-            "http_port": args.http_port, "log_format": args.log_format,
+            "http_port": args.http_port, "http_host": args.http_host,
+            "log_format": args.log_format,
         }.items()
         if v is not None
     }  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubenenc import context, logs
 from kubenenc.app import App
-from kubenenc.errors import SerializationError
+from kubenenc.errors import SerializationError, ValueTooLarge
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
 from kubenenc.records import ErrorInfo
@@ -63,6 +63,20 @@ def decode_args(app: App, payload: RunPayload) -> dict[str, Any]:
     return value
 
 
+def encode_result(app: App, task: Task[Any, Any], value: Any) -> str:
+    """The stored text of a task's return value; ValueTooLarge over the task's limit, so an
+    oversized result fails the call here and never reaches the backend."""
+    text = app.serializer.dumps_named(value, f"{task.name}() result")
+    limit = app.value_limit(task.options.max_value_bytes)
+    if len(text) > limit:  # ASCII text: characters are bytes
+        raise ValueTooLarge(
+            f"{task.name}() returned {len(text):,} bytes encoded, over the limit of {limit:,} "
+            "(max_value_bytes); store large results elsewhere and return a reference, or raise "
+            "the limit with @app.task(max_value_bytes=...)"
+        )
+    return text
+
+
 @contextlib.contextmanager
 def _context(ctx: context.ExecutionContext) -> Iterator[None]:
     token = context.current.set(ctx)
@@ -85,7 +99,11 @@ def _span(payload: RunPayload) -> contextlib.AbstractContextManager[Any]:
 
 
 def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseException) -> RunResult:
-    retryable = task is not None and isinstance(exc, task.options.retry_on)
+    retryable = (
+        task is not None
+        and isinstance(exc, task.options.retry_on)
+        and not isinstance(exc, ValueTooLarge)  # the same value would be refused again
+    )
     return RunResult(payload.id, error=error_info(exc), retryable=retryable)
 
 
@@ -108,7 +126,7 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
         finally:
             logs.unbind(log_token)
             context.current.reset(token)
-        return RunResult(payload.id, result=app.serializer.dumps(value))
+        return RunResult(payload.id, result=encode_result(app, task, value))
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit) and task is None:
             raise
@@ -125,7 +143,7 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
             return await asyncio.to_thread(run_sync, app, payload, ctx)
         with _context(ctx), logs.bound(_fields(payload)), _span(payload):
             value = await task.func(**kwargs)
-        return RunResult(payload.id, result=app.serializer.dumps(value))
+        return RunResult(payload.id, result=encode_result(app, task, value))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
