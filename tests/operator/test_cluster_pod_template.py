@@ -151,3 +151,46 @@ def test_the_keda_example_pool_is_accepted(env: Env) -> None:  # noqa: F811
     pool["metadata"]["namespace"] = NS
     status, body = env.kube.request("POST", custom_path(NS, "workerpools") + "?dryRun=All", pool)
     assert status == 201, body
+
+
+@pytest.mark.timeout(180)
+def test_a_template_change_rolls_the_pods_keeping_one_ready(env: Env) -> None:  # noqa: F811
+    """The controller-manager replaces the pods (kwok runs them) with a new ReplicaSet, never
+    dropping below the ready pods asked for (maxUnavailable 0: each old pod goes, and drains,
+    only once its replacement is ready)."""
+    body = pool_body("roll", {"labels": {"version": "1"}}, replicas=1)
+    status, created = env.kube.request("POST", custom_path(NS, "workerpools"), body)
+    assert status == 201, created
+    selector = "kubenenc.io/pool=roll"
+    sets = f"/apis/apps/v1/namespaces/{NS}/replicasets"
+
+    def ready() -> int:
+        dep = env.kube.get(deployment_path(NS, "roll")) or {}
+        return int((dep.get("status") or {}).get("readyReplicas") or 0)
+
+    wait_until("one ready pod", lambda: ready() == 1, 60)
+    (first,) = env.kube.list(sets, label_selector=selector)
+    env.kube.patch(custom_path(NS, "workerpools", "roll"),
+                   {"spec": {"template": {"labels": {"version": "2"}}}})  # fmt: skip
+    seen_ready: list[int] = []
+
+    def rolled() -> bool:
+        seen_ready.append(ready())
+        dep = env.kube.get(deployment_path(NS, "roll")) or {}
+        st = dep.get("status") or {}
+        replica_sets = env.kube.list(sets, label_selector=selector)
+        old = [r for r in replica_sets if r["metadata"]["uid"] == first["metadata"]["uid"]]
+        return bool(
+            len(replica_sets) == 2
+            and st.get("observedGeneration") == dep["metadata"]["generation"]
+            and st.get("updatedReplicas") == 1
+            and st.get("readyReplicas") == 1
+            and old
+            and old[0]["spec"]["replicas"] == 0
+        )
+
+    wait_until("the new ReplicaSet to replace the old one", rolled, 90, interval=0.1)
+    assert min(seen_ready) >= 1, seen_ready  # never without a ready pod
+    pods = env.kube.list(f"/api/v1/namespaces/{NS}/pods", label_selector=selector)
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert live and all(p["metadata"]["labels"]["version"] == "2" for p in live)
