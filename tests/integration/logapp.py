@@ -50,3 +50,11 @@ async def async_parent(tag: str) -> str:
     value = await async_leaf(f"{tag}-child").async_result()
     log.info("async parent after %s", tag)
     return value
+
+
+@app.task
+def needs_file(path: str) -> str:
+    """Fails while ``path`` does not exist (no retries): what ``kubenenc retry`` is for."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return "found"
