@@ -172,12 +172,18 @@ def mongojava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretServer
 
 
 @pytest.fixture
-def mongojava_backend(mongojava: FerretServer) -> Iterator[Any]:
+def mongojava_url(mongojava: FerretServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's mongo-java-server."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    yield mongojava.url(database)
+    _drop(mongojava, database)
+
+
+@pytest.fixture
+def mongojava_backend(mongojava_url: str) -> Iterator[Any]:
     """A MongoBackend on a fresh database of mongo-java-server (the MongoDB path)."""
     from kubenenc_mongodb import MongoBackend
 
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    backend = MongoBackend.from_url(mongojava.url(database))
+    backend = MongoBackend.from_url(mongojava_url)
     yield backend
     backend.close()
-    _drop(mongojava, database)
