@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from kubenenc.backends import Backend
+from pydantic import ValidationError
 
 from kubenenc_operator.backends import BackendCache
 from kubenenc_operator.kube import KubeApi, custom_path, secret_path, secret_value
 from kubenenc_operator.metrics import Metrics
 from kubenenc_operator.models import API_VERSION
-from kubenenc_operator.resources import now_rfc3339
+from kubenenc_operator.resources import now_rfc3339, set_condition
 from kubenenc_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,16 @@ class Ctx:
 def now_stamp(ctx: Ctx) -> str:
     """The context's clock now, as an RFC 3339 timestamp for statuses and conditions."""
     return now_rfc3339(dt.datetime.fromtimestamp(ctx.clock(), dt.UTC))
+
+
+def invalid_spec(
+    exc: ValidationError, conditions: list[dict[str, Any]], generation: int | None, stamp: str
+) -> dict[str, Any]:
+    """The status of an object whose spec does not validate: not Ready, saying why."""
+    conditions = set_condition(
+        conditions, "Ready", "False", "InvalidSpec", str(exc), generation, stamp
+    )
+    return {"observedGeneration": generation, "conditions": conditions}
 
 
 def object_meta(body: Mapping[str, Any]) -> tuple[str, str, int | None]:

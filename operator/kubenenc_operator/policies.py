@@ -16,7 +16,13 @@ from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.task_defaults import scoped_name
 from pydantic import ValidationError
 
-from kubenenc_operator.context import Ctx, ReconcileError, now_stamp, object_meta
+from kubenenc_operator.context import (
+    Ctx,
+    ReconcileError,
+    invalid_spec,
+    now_stamp,
+    object_meta,
+)
 from kubenenc_operator.kube import custom_path
 from kubenenc_operator.resources import set_condition
 
@@ -49,10 +55,7 @@ def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
     try:
         policy = ConcurrencyPolicy.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        conditions = set_condition(
-            conditions, "Ready", "False", "InvalidSpec", str(exc), generation, stamp
-        )
-        return {"observedGeneration": generation, "backends": 0, "conditions": conditions}
+        return {**invalid_spec(exc, conditions, generation, stamp), "backends": 0}
     text = policy.model_dump_json()
     urls, problems = namespace_backend_urls(ctx, namespace)
     written = 0

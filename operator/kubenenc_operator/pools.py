@@ -24,7 +24,7 @@ from kubenenc.scaling import deletion_costs as compute_costs
 from kubenenc.status import Status
 from pydantic import ValidationError
 
-from kubenenc_operator.context import Ctx, now_stamp, object_meta
+from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
 from kubenenc_operator.kube import KubeError, deployment_path, pods_path
 from kubenenc_operator.models import WorkerPoolSpec
 from kubenenc_operator.resources import (
@@ -203,10 +203,7 @@ def reconcile_pool(ctx: Ctx, body: Mapping[str, Any], *, scale: bool = True) -> 
     try:
         spec = WorkerPoolSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        conditions = set_condition(
-            conditions, "Ready", "False", "InvalidSpec", str(exc), generation, stamp
-        )
-        return {"observedGeneration": generation, "conditions": conditions}
+        return invalid_spec(exc, conditions, generation, stamp)
     existing = ctx.kube.get(deployment_path(namespace, name))
     current: int | None = (existing or {}).get("spec", {}).get("replicas")
     if not scale:

@@ -27,7 +27,7 @@ from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_
 from pydantic import ValidationError
 
 from kubenenc_operator import cron
-from kubenenc_operator.context import Ctx, now_stamp, object_meta
+from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
 from kubenenc_operator.graph import describe_cycle, find_cycles
 from kubenenc_operator.kube import KubeError, custom_path
 from kubenenc_operator.models import TaskDefinitionSpec
@@ -253,10 +253,7 @@ def reconcile_taskdef(
     try:
         spec = TaskDefinitionSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        conditions = set_condition(
-            conditions, "Ready", "False", "InvalidSpec", str(exc), generation, stamp
-        )
-        return {"observedGeneration": generation, "conditions": conditions}
+        return invalid_spec(exc, conditions, generation, stamp)
     status: dict[str, Any] = {"observedGeneration": generation}
     problem = check_references(name, spec, siblings)
     if problem is None or problem[0] != "CycleDetected":

@@ -164,34 +164,27 @@ def _both_registered_once(
         )  # fmt: skip
 
 
-def test_a_late_marker_cannot_commit_a_redo_that_a_successor_replaced(
-    backends: Callable[[], MongoBackend],
+@pytest.mark.parametrize("first", ["late-marker-first", "successor-marker-first"])
+def test_a_lease_lost_between_log_and_marker_cannot_lose_or_repeat_the_step(
+    backends: Callable[[], MongoBackend], first: str
 ) -> None:
     """``a`` logs its redo, loses its lease, and inserts its marker while ``b`` (which took
-    the lock over) is committing the same version: ``a``'s marker lands first. Without the
-    fence ``b`` had replaced ``a``'s redo by its own, so the marker committed a redo that is
-    no longer in the log: every process following the log lost ``a``'s invocation."""
+    the lock over) commits the same version.
+
+    ``late-marker-first``: ``a``'s marker lands just before ``b``'s. Without the fence ``b``
+    had replaced ``a``'s redo by its own meanwhile, so the marker committed a redo that was no
+    longer in the log: every process following the log lost ``a``'s invocation, and a
+    FerretDB reload refused the log. ``successor-marker-first``: ``b`` commits the redo it
+    found logged without a marker (``a``'s), then its own step after it; ``a``'s late marker
+    insert fails, finds its own step committed, and returns its result without running the
+    call again."""
     a, b, c = backends(), backends(), _loaded(backends())
     x, y = new("f", "x", pool="race"), new("f", "y", pool="race")
     held = _Held(a, x)
-    _intercept(b, before=held.release)  # a's marker goes in just before b's
-    [got_y] = b.register([y], 3.0)
-    [got_x] = held.join()
-    assert (got_x.kind, got_x.id) == (RegisterKind.CREATED, x.id)
-    assert (got_y.kind, got_y.id) == (RegisterKind.CREATED, y.id)
-    _both_registered_once(backends, c, x, y)
-
-
-def test_a_late_holder_keeps_the_result_that_its_successor_committed(
-    backends: Callable[[], MongoBackend],
-) -> None:
-    """The other order: ``b`` finds ``a``'s redo logged without a marker and commits it
-    (then its own step after it); ``a``'s late marker insert fails, finds its own step
-    committed, and returns its result without running the call again."""
-    a, b, c = backends(), backends(), _loaded(backends())
-    x, y = new("f", "x", pool="race"), new("f", "y", pool="race")
-    held = _Held(a, x)
-    _intercept(b, after=held.release)  # b's marker goes in first
+    if first == "late-marker-first":
+        _intercept(b, before=held.release)
+    else:
+        _intercept(b, after=held.release)
     [got_y] = b.register([y], 3.0)
     [got_x] = held.join()
     assert (got_x.kind, got_x.id) == (RegisterKind.CREATED, x.id)

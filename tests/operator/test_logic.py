@@ -229,6 +229,30 @@ def test_policy_is_written_to_the_pool_backends_and_removed(world: World) -> Non
     assert world.backend.get_policy(f"{NS}/one-per-user") is None
 
 
+def test_specs_that_do_not_validate_are_not_ready_and_say_why(world: World) -> None:
+    """Bodies the API server should have refused (a stale CRD, an old object) are reported,
+    never acted on: no Deployment, nothing stored."""
+    pool = world.pool()
+    del pool["spec"]["image"]
+    policy = {
+        "metadata": {"name": "p", "namespace": NS, "uid": "u", "generation": 3},
+        "spec": {"runningLimit": 0},
+    }
+    pool_status = reconcile_pool(world.ctx, pool)
+    policy_status = reconcile_policy(world.ctx, policy)
+    for status, field, generation in (
+        (pool_status, "image", 1),
+        (policy_status, "runningLimit", 3),
+    ):
+        ready = condition(status["conditions"], "Ready")
+        assert ready is not None and (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+        assert field in ready["message"]
+        assert status["observedGeneration"] == generation
+    assert policy_status["backends"] == 0
+    assert world.kube.get(deployment_path(NS, "shop")) is None
+    assert world.backend.policies() == {}
+
+
 def test_policy_without_any_backend_says_what_to_do(world: World) -> None:
     body = {
         "metadata": {"name": "p", "namespace": "empty", "uid": "u", "generation": 1},

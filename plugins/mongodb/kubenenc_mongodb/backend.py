@@ -1,14 +1,15 @@
 """The MongoDB backend: the contract, as locked, logged steps (design: ``layout``).
 
-:class:`MongoBackend` is the face plugins are found by (entry point ``mongodb``): it opens
+:class:`MongoBackend` is the face plugins are found by (entry point ``mongodb``). It opens
 the backend (server detection, the collections' layout agreed with whoever used the prefix
-first, indexes), runs every contract operation that writes as one step of the protocol
-(:mod:`kubenenc_mongodb.steps`, through :mod:`kubenenc_mongodb.link`, which retries
+first, indexes); runs every contract operation that writes as one step of the protocol
+(:mod:`kubenenc_mongodb.steps`) through :mod:`kubenenc_mongodb.link`, which retries
 connection faults for ``kubenenc_retry`` seconds, then raises
-:class:`~kubenenc.errors.BackendUnavailable`), hands the reads to
-:mod:`kubenenc_mongodb.reads`, and writes heartbeats and named policies directly (no step:
-each is one document that only its writer changes). A step interrupted by a fault is either
-not committed (and is run again) or committed (and its result is returned), never both.
+:class:`~kubenenc.errors.BackendUnavailable`; and writes heartbeats and named policies
+directly (no step: each is one document that only its writer changes). The reads come from
+its base class, :class:`kubenenc_mongodb.reads.MongoRecords`. A step interrupted by a fault
+is either not committed (and is run again) or committed (and its result is returned), never
+both.
 
 Connections, the replica and the step mutex are per process: a forked or spawned worker
 opens its own on first use.
@@ -20,7 +21,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from kubenenc.backends.engine import Engine
@@ -35,7 +36,6 @@ from kubenenc.records import (
     ResumeResult,
     WorkerInfo,
 )
-from kubenenc.status import Status
 from pymongo.errors import (
     ConfigurationError as PyMongoConfigurationError,
 )
@@ -49,7 +49,7 @@ from pymongo.errors import (
 from kubenenc_mongodb.layout import Doc
 from kubenenc_mongodb.link import Conn, Link
 from kubenenc_mongodb.options import MongoOptions, parse_url
-from kubenenc_mongodb.reads import Reads
+from kubenenc_mongodb.reads import MongoRecords
 from kubenenc_mongodb.replica import worker_doc
 from kubenenc_mongodb.txn import StepTxn
 
@@ -65,15 +65,14 @@ _FORMAT = 2
 """The layout format (``<p>_meta``): 2 = records as JSON text, final documents apart."""
 
 
-class MongoBackend:
+class MongoBackend(MongoRecords):
     """Invocations in a MongoDB-protocol database, shared by every process that opens it."""
 
     shared_across_processes: ClassVar[bool] = True
 
     def __init__(self, options: MongoOptions, *, connect_timeout: float = 5.0) -> None:
         self.options = options
-        self._link = Link(options, int(connect_timeout * 1000))
-        self._reads = Reads(self._link)
+        super().__init__(Link(options, int(connect_timeout * 1000)))
         try:
             conn = self._conn()
             build = conn.client.admin.command("buildInfo")
@@ -294,37 +293,6 @@ class MongoBackend:
         deleted = self._link.step("sweep", forget)
         if deleted:
             log.info("deleted %d invocations finished before %s", deleted, cutoff)
-
-    # -- Records (see reads) ----------------------------------------------------------------
-
-    def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
-        return self._reads.wait_final(ids, timeout)
-
-    def get(self, id: InvocationId) -> InvocationRecord | None:
-        return self._reads.get(id)
-
-    def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
-        return self._reads.get_many(ids)
-
-    def query(
-        self,
-        *,
-        app: str | None = None,
-        task: str | None = None,
-        status: Status | None = None,
-        limit: int = 100,
-    ) -> list[InvocationRecord]:
-        return self._reads.query(app=app, task=task, status=status, limit=limit)
-
-    def counts(
-        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
-    ) -> Mapping[Status, int]:
-        return self._reads.counts(app=app, pool=pool, task=task)
-
-    def counts_by_task(
-        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
-    ) -> Mapping[str, Mapping[Status, int]]:
-        return self._reads.counts_by_task(app=app, pool=pool, task=task)
 
     # -- Policies ---------------------------------------------------------------------------
 

@@ -38,11 +38,13 @@ _SCAN_ABOVE = 32
 """Above this many ids, one collection scan beats one ``_id`` lookup per id."""
 
 
-class Reads:
-    """The read operations of the contract over one backend's :class:`Link`."""
+class MongoRecords:
+    """The read operations of the contract (the Records role and ``wait_final``) over one
+    backend's :class:`~kubenenc_mongodb.link.Link`; :class:`~kubenenc_mongodb.MongoBackend`
+    adds the rest of the contract."""
 
     def __init__(self, link: Link) -> None:
-        self.link = link
+        self._link = link
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
         """Polls with back-off (2 ms to 10 ms, see :data:`_WAIT_MAX`): FerretDB has no
@@ -59,7 +61,7 @@ class Reads:
                     "wait_final", functools.partial(_open, pending), relaxed=True,
                     enough=functools.partial(_all_final, pending),
                 )  # fmt: skip
-                if not pending and self.link.shards > 1:
+                if not pending and self._link.shards > 1:
                     # Readers take non-final records from the replica and final ones from
                     # it or from <p>_final, written before any later step could start.
                     return True
@@ -70,7 +72,7 @@ class Reads:
                     pending = list(dict.fromkeys(ids))
             if committed:
                 check = functools.partial(self._not_final, ids=pending)
-                pending = self.link.retrying("wait_final", check)
+                pending = self._link.retrying("wait_final", check)
             if not pending:
                 return True
             if deadline is not None:
@@ -93,7 +95,7 @@ class Reads:
         """``read`` over this process's replica brought up to the last committed step: from
         the log without the lock, or, when it cannot be (never loaded, or too far behind),
         reloaded in a step that writes nothing. ``relaxed``, ``enough``: for polls, see
-        :meth:`_observe`."""
+        :meth:`~kubenenc_mongodb.steps.Steps.observe`."""
 
         def attempt(conn: Conn) -> tuple[bool, T | None]:
             with conn.mutex:
@@ -101,10 +103,10 @@ class Reads:
                     return True, read(conn.replica)
             return False, None
 
-        ok, found = self.link.retrying(what, attempt)
+        ok, found = self._link.retrying(what, attempt)
         if ok:
             return found  # type: ignore[return-value]
-        return self.link.step(what, lambda t: read(t.r))
+        return self._link.step(what, lambda t: read(t.r))
 
     def _not_final(self, conn: Conn, ids: list[InvocationId]) -> list[InvocationId]:
         """Those of ``ids`` whose stored document is not final (unknown ones count as final);
@@ -134,12 +136,12 @@ class Reads:
     # from the replica's recent finals or from <p>_final.
 
     def get(self, id: InvocationId) -> InvocationRecord | None:
-        if self.link.shards == 1:
-            doc = self.link.retrying("get", lambda c: c.layout.shards[0].find_one({"_id": id}))
+        if self._link.shards == 1:
+            doc = self._link.retrying("get", lambda c: c.layout.shards[0].find_one({"_id": id}))
             return doc_to_record(doc) if doc is not None else None
 
         # A final record never changes: one this process saw in the log needs no read.
-        recent = self.link.conn().replica.recent.get(id)
+        recent = self._link.conn().replica.recent.get(id)
         if recent is not None:
             return doc_to_record(recent)
 
@@ -151,7 +153,7 @@ class Reads:
         if isinstance(found, InvocationRecord):
             return found
         if found is None:
-            docs = self.link.retrying("get", lambda c: self._final_docs(c, [id], None))
+            docs = self._link.retrying("get", lambda c: self._final_docs(c, [id], None))
             found = docs[0] if docs else None
         return doc_to_record(found) if found is not None else None
 
@@ -170,14 +172,14 @@ class Reads:
                     out[i] = doc_to_record(doc)
             return out
 
-        if self.link.shards > 1:
-            recent = self.link.conn().replica.recent
+        if self._link.shards > 1:
+            recent = self._link.conn().replica.recent
             if all(i in recent for i in unique):  # final: they change no more
                 return [doc_to_record(recent[i]) for i in ids]
             found = self._from_replica("get_many", pick)
             rest = [i for i in unique if i not in found]
             if rest:
-                docs = self.link.retrying("get_many", lambda c: self._final_docs(c, rest, None))
+                docs = self._link.retrying("get_many", lambda c: self._final_docs(c, rest, None))
                 found.update((d["_id"], doc_to_record(d)) for d in docs)
             return [found.get(i) for i in ids]
 
@@ -196,7 +198,7 @@ class Reads:
             out.update((d["_id"], doc_to_record(d)) for d in docs)
             return out
 
-        found = self.link.retrying("get_many", read)
+        found = self._link.retrying("get_many", read)
         return [found.get(i) for i in ids]
 
     def query(
@@ -215,8 +217,8 @@ class Reads:
         def read(coll: Collection[Doc]) -> Callable[[Conn], list[Doc]]:
             return lambda c: list(coll.find(where).sort("seq", -1).limit(limit))
 
-        if self.link.shards == 1:
-            docs = self.link.retrying("query", lambda c: read(c.layout.shards[0])(c))
+        if self._link.shards == 1:
+            docs = self._link.retrying("query", lambda c: read(c.layout.shards[0])(c))
             return [doc_to_record(d) for d in docs]
 
         def pick(r: Replica) -> list[tuple[int, InvocationRecord]]:
@@ -227,7 +229,7 @@ class Reads:
             ]
 
         found = self._from_replica("query", pick)
-        finals = self.link.retrying("query", lambda c: read(_final_of(c.layout))(c))
+        finals = self._link.retrying("query", lambda c: read(_final_of(c.layout))(c))
         found.extend((int(d["seq"]), doc_to_record(d)) for d in finals)
         found.sort(key=lambda pair: pair[0], reverse=True)
         return [rec for _, rec in found[:limit]]
@@ -256,9 +258,9 @@ class Reads:
             )
             return {Status(r["_id"]): int(r["n"]) for r in rows}
 
-        found = self.link.retrying("counts", read)
+        found = self._link.retrying("counts", read)
         if found is None:  # the replica needs a reload, which needs the lock
-            return self.link.step("counts", lambda t: t.r.counts(app, pool))
+            return self._link.step("counts", lambda t: t.r.counts(app, pool))
         return found
 
     def counts_by_task(
@@ -302,10 +304,10 @@ class Reads:
                     add(out, row["_id"]["t"], Status(row["_id"]["s"]), int(row["n"]))
             return out
 
-        found = self.link.retrying("counts_by_task", read)
+        found = self._link.retrying("counts_by_task", read)
         if found is None:  # the replica needs a reload, which needs the lock
-            self.link.step("counts_by_task", lambda t: None)
-            found = self.link.retrying("counts_by_task", read)
+            self._link.step("counts_by_task", lambda t: None)
+            found = self._link.retrying("counts_by_task", read)
         return found or {}
 
 
