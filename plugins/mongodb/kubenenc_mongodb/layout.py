@@ -62,6 +62,8 @@ then its documents — and starts over at the next version (the entry was comput
 same committed state: it is as valid as the successor's own). The late holder's marker
 insert then fails, finds its own ``step`` in the marker, and keeps its result; either way
 the version holds one redo, once, and the marker and the log agree (catch-up checks it).
+A holder that died between the two inserts is treated the same way: its step is committed
+by the next holder, as if it had died just after its commit.
 
 The lease (``kubenenc_lease``, default 5 s) must be far longer than a step (milliseconds):
 a holder re-checks its lease before committing, but a process frozen between its commit and
