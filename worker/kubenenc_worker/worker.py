@@ -221,9 +221,12 @@ class Worker:
         """Store what each task takes, for those who check calls without importing it (the
         operator checks a TaskDefinition's ``arguments``: see :mod:`kubenenc.signatures`)."""
         namespace = self.app.settings.namespace
-        for task in list(self.app.tasks.values()):
-            text = describe(task.func).model_dump_json()
-            self.backend.set_policy(signature_name(task.id, namespace), text)
+        try:
+            for task in list(self.app.tasks.values()):
+                text = describe(task.func).model_dump_json()
+                self.backend.set_policy(signature_name(task.id, namespace), text)
+        except Exception:  # only a check elsewhere depends on it: never stop the worker
+            log.warning("could not publish the tasks' signatures", exc_info=True)
 
     def _loop(self) -> None:
         idle = 0.0005
