@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from kubenenc import context
+from kubenenc import context, tracing
 from kubenenc.callbacks import plan
 from kubenenc.concurrency import (
     ConcurrencyPolicy,
@@ -372,6 +372,7 @@ class Task(Generic[P, R]):
                     rate_key=None if rate is None else rate_key(policy, task, tree),
                     rate=rate,
                     callbacks=fixed.callbacks,
+                    headers=fixed.headers,
                 )
             )
         return out
@@ -428,6 +429,7 @@ class Task(Generic[P, R]):
                 if opts.on_success or opts.on_failure or opts.on_retry
                 else None
             ),
+            headers=tracing.current_headers(),
         )
 
     def _submit(
@@ -532,6 +534,8 @@ class _Fixed:
     max_bytes: int
     not_before: float = 0.0
     callbacks: str | None = None
+    headers: dict[str, str] | None = None
+    """Trace context of the caller's current span (see :mod:`kubenenc.tracing`)."""
 
 
 class BoundCall(Generic[P, R]):

@@ -15,8 +15,9 @@ from kubenenc.status import Status
 
 
 def record_to_dict(rec: InvocationRecord) -> dict[str, Any]:
-    """A JSON-ready dict of ``rec`` (history as ``[status, at, worker, reason]`` lists)."""
-    return {
+    """A JSON-ready dict of ``rec`` (history as ``[status, at, worker, reason]`` lists;
+    ``headers`` only when there are some)."""
+    out: dict[str, Any] = {
         "id": rec.id, "app": rec.app, "task": rec.task, "args": rec.args,
         "call_key": rec.call_key, "display": rec.display, "pool": rec.pool,
         "priority": rec.priority, "status": rec.status.value, "created_at": rec.created_at,
@@ -26,12 +27,17 @@ def record_to_dict(rec: InvocationRecord) -> dict[str, Any]:
         "parent": rec.parent, "serializer": rec.serializer, "attempt": rec.attempt,
         "lost": rec.lost, "worker": rec.worker, "waiters": rec.waiters,
         "not_before": rec.not_before, "result": rec.result,
-        **({"rate_key": rec.rate_key, "rate": rec.rate} if rec.rate is not None else {}),
-        **({"callbacks": rec.callbacks} if rec.callbacks is not None else {}),
         "error": None if rec.error is None
         else [rec.error.type, rec.error.message, rec.error.traceback],
         "history": [[h.status.value, h.at, h.worker, h.reason] for h in rec.history],
     }  # fmt: skip
+    if rec.headers:
+        out["headers"] = rec.headers
+    if rec.rate is not None:
+        out["rate_key"], out["rate"] = rec.rate_key, rec.rate
+    if rec.callbacks is not None:
+        out["callbacks"] = rec.callbacks
+    return out
 
 
 def record_from_dict(d: dict[str, Any]) -> InvocationRecord:
@@ -56,7 +62,15 @@ def record_from_dict(d: dict[str, Any]) -> InvocationRecord:
             Transition(Status(h[0]), h[1], WorkerId(h[2]) if h[2] else None, h[3])
             for h in d.get("history", ())
         ],
+        headers=decode_headers(d.get("headers")),
     )  # fmt: skip
+
+
+def decode_headers(value: Any) -> dict[str, str]:
+    """Stored headers, text to text (anything else in them is dropped)."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def dumps_record(rec: InvocationRecord) -> str:

@@ -244,6 +244,7 @@ class Engine:
             registration_key=n.registration_key, depends_on=n.depends_on, parent=n.parent,
             serializer=n.serializer, history=[Transition(Status.REGISTERED, now)],
             not_before=n.not_before, rate_key=n.rate_key, rate=n.rate, callbacks=n.callbacks,
+            headers=dict(n.headers) if n.headers else {},
         )  # fmt: skip
         waiting: list[InvocationId] = []
         broken: InvocationRecord | InvocationId | None = None
