@@ -26,3 +26,18 @@ def rated(key: str, i: int) -> float:
     import time
 
     return time.time()
+
+
+@app.task(pool="callbacks")
+def noted(invocation_id: str, value: object) -> str:
+    """The callback of ``finishing`` (``bench/callback_kill_bench.py``)."""
+    return invocation_id
+
+
+@app.task(on_success=noted)
+def finishing(seconds: float) -> float:
+    """Sleeps, then succeeds: a worker killed around its end tests the callback's step."""
+    import time
+
+    time.sleep(seconds)
+    return seconds
