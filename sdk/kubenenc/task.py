@@ -79,15 +79,13 @@ class TaskOptions:
     """A task called with the id and the error once it FAILED (after the last retry)."""
     on_retry: Task[Any, Any] | str | None = None
     """A task called with the id and the error after each failed try that will be retried."""
+    on_event: str | None = None
+    """An event name: ``app.emit(name, payload)`` calls this task (see :mod:`kubenenc.events`)."""
+    event_filter: Mapping[str, Any] | None = None
+    """Entries the payload must hold (equal values) for this task to be called."""
 
     def __post_init__(self) -> None:
-        for kind in ("on_success", "on_failure", "on_retry"):
-            target = getattr(self, kind)
-            if target is not None and not isinstance(target, Task | str):
-                raise ConfigurationError(
-                    f"{kind} must be a task (decorated with @app.task) or a task's id, "
-                    f"not {target!r}"
-                )
+        self._check_triggers()
         if self.retries < 0:
             raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
         if self.timeout is not None and self.timeout <= 0:
@@ -107,6 +105,25 @@ class TaskOptions:
             raise ConfigurationError(
                 "concurrency must be a kubenenc.ConcurrencyPolicy or the name of a stored one"
             )
+
+    def _check_triggers(self) -> None:
+        """The callback and event options (``__post_init__`` checks the rest)."""
+        if self.on_event is not None and (not isinstance(self.on_event, str) or not self.on_event):
+            raise ConfigurationError(
+                f"on_event must be a non-empty event name, not {self.on_event!r}"
+            )
+        if self.event_filter is not None:
+            if self.on_event is None:
+                raise ConfigurationError("event_filter needs on_event")
+            if not isinstance(self.event_filter, Mapping):
+                raise ConfigurationError("event_filter must be a mapping of payload entries")
+        for kind in ("on_success", "on_failure", "on_retry"):
+            target = getattr(self, kind)
+            if target is not None and not isinstance(target, Task | str):
+                raise ConfigurationError(
+                    f"{kind} must be a task (decorated with @app.task) or a task's id, "
+                    f"not {target!r}"
+                )
 
 
 TASK_OPTION_NAMES = frozenset(TaskOptions.__dataclass_fields__)
@@ -431,6 +448,14 @@ class Task(Generic[P, R]):
             ),
             headers=tracing.current_headers(),
         )
+
+    def _built(
+        self, calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
+    ) -> list[NewInvocation]:
+        """The invocations of ``calls``, checked and encoded, not registered (for a caller
+        that registers several tasks' calls in one step: ``App.emit``)."""
+        fixed = self._fixed(call)
+        return self._build_all([self._encode(a, k, fixed) for a, k in calls], call, fixed)
 
     def _submit(
         self, calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions

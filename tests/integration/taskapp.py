@@ -196,3 +196,13 @@ def noted(invocation_id: str, value: object) -> str:
 @app.task(retries=1, retry_on=(IOError,), backoff=0.01, on_retry=noted, on_failure=noted)
 def always_fails() -> None:
     raise OSError("down")
+
+
+@app.task(on_event="order.paid")
+def ship_order(order: int) -> str:
+    return f"shipped {order}"
+
+
+@app.task(on_event="order.paid", event_filter={"currency": "EUR"})
+def invoice_order(order: int, amount: float) -> str:
+    return f"invoiced {order}: {amount}"
