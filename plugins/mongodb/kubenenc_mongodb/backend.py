@@ -58,6 +58,7 @@ from pymongo.errors import (
 
 from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Doc, Layout, log_id, redo_of
 from kubenenc_mongodb.options import MongoOptions, parse_url
+from kubenenc_mongodb.reads import MongoBrowse
 from kubenenc_mongodb.replica import Replica, StepTxn, doc_to_record
 
 log = logging.getLogger("kubenenc.mongodb")
@@ -194,7 +195,7 @@ def _let_go_at_exit() -> None:
                 conn.let_go()
 
 
-class MongoBackend:
+class MongoBackend(MongoBrowse):
     """Invocations in a MongoDB-protocol database, shared by every process that opens it."""
 
     shared_across_processes: ClassVar[bool] = True

@@ -60,6 +60,7 @@ from kubenenc.status import Status
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from kubenenc_redis.reads import RedisBrowse
 from kubenenc_redis.scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
@@ -448,7 +449,7 @@ def _warn_on_eviction(client: redis.Redis, shown: str) -> None:
         )  # fmt: skip
 
 
-class RedisBackend:
+class RedisBackend(RedisBrowse):
     """Invocations in one Redis database (>= 6.2), shared by every process that reaches it."""
 
     shared_across_processes: ClassVar[bool] = True

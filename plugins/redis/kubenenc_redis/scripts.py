@@ -33,6 +33,7 @@ Redis Cluster slot):
 - ``P:reg`` (hash): registration key -> id of the invocation holding it.
 - ``P:tg:<id>`` / ``P:wt:<id>`` (sets): wait edges, what ``id`` waits on / who waits on it.
 - ``P:dep:<id>`` (set): invocations that declared ``depends_on`` ``id``.
+- ``P:ch:<id>`` (zset): invocations registered from inside ``id`` (its children), by sequence.
 - ``P:hw:<worker>`` (set): the RUNNING and PAUSED invocations ``worker`` holds; ``P:holders``
   (set): the workers holding any. Recovery looks only at silent holders' sets, so its cost
   grows with the number of workers, not of invocations in flight.
@@ -515,6 +516,7 @@ for k = 1, n do
     local h0 = 'REGISTERED' .. US .. NOW .. US .. US .. RS
     later(IX, P .. ':ix', sq, id)
     later(IXA, P .. ':ix:a:' .. app, sq, id)
+    if pa ~= '' then later(IX, P .. ':ch:' .. pa, sq, id) end  -- children, for browsing
     if broken_id or #waiting > 0 then
       redis.call('HSET', r.key, 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
@@ -967,7 +969,7 @@ for _, m in ipairs(old) do
   local sep = string.find(m, US, 1, true)
   local id, app = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
   redis.call('DEL', k_inv(id), P .. ':tg:' .. id, P .. ':wt:' .. id,
-             P .. ':dep:' .. id)
+             P .. ':dep:' .. id, P .. ':ch:' .. id)
   redis.call('ZREM', P .. ':ix', id)
   redis.call('ZREM', P .. ':ix:a:' .. app, id)
   redis.call('ZREM', K_FIN, m)

@@ -29,6 +29,14 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
+from kubenenc.backends import sqlite_browse
+from kubenenc.backends.browse import (
+    DEFAULT_BUDGET,
+    ActivityBucket,
+    InvocationFilter,
+    InvocationPage,
+    Relations,
+)
 from kubenenc.backends.codec import dumps_record, dumps_worker, loads_record, loads_worker
 from kubenenc.backends.embedded import EngineBackend
 from kubenenc.backends.engine import Engine
@@ -59,6 +67,10 @@ CREATE INDEX IF NOT EXISTS inv_claim
 CREATE INDEX IF NOT EXISTS inv_app_status ON invocations (app, status);
 CREATE INDEX IF NOT EXISTS inv_task_status ON invocations (task, status);
 CREATE INDEX IF NOT EXISTS inv_held ON invocations (worker) WHERE worker IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inv_parent ON invocations (json_extract(data, '$.parent'))
+    WHERE json_extract(data, '$.parent') IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inv_ended ON invocations (json_extract(data, '$.updated_at'))
+    WHERE status IN ('SUCCESS', 'FAILED', 'CANCELLED');
 CREATE TABLE IF NOT EXISTS running (key TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS registrations (key TEXT PRIMARY KEY, id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS edges (
@@ -407,6 +419,28 @@ class SQLiteBackend(EngineBackend):
         for task, status, n in self._db().execute(sql, params):
             out.setdefault(task, {})[Status(status)] = n
         return out
+
+    # Browse (the queries are in kubenenc.backends.sqlite_browse)
+    def browse(
+        self,
+        where: InvocationFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        budget: int = DEFAULT_BUDGET,
+    ) -> InvocationPage:
+        """See :meth:`kubenenc.backends.browse.Browse.browse`."""
+        return sqlite_browse.browse(self._db(), where, cursor, limit, budget)
+
+    def activity(
+        self, *, since: float, width: float, buckets: int, app: str | None = None
+    ) -> list[ActivityBucket]:
+        """See :meth:`kubenenc.backends.browse.Browse.activity`."""
+        return sqlite_browse.activity(self._db(), since, width, buckets, app)
+
+    def relations(self, id: InvocationId, *, limit: int = 200) -> Relations | None:
+        """See :meth:`kubenenc.backends.browse.Browse.relations`."""
+        return sqlite_browse.relations(self._db(), id, limit)
 
 
 def _filters(**columns: str | None) -> tuple[str, list[str]]:
