@@ -160,4 +160,7 @@ def _report(
     console.print("[bold]the refused cycle:[/bold]")
     console.print(cycle_text, highlight=False, markup=False)
     console.print(f"inspect it: kubenenc status --backend {url}")
+    console.print(
+        f"browse it:  kubenenc dashboard --backend {url}  (then open http://127.0.0.1:8090/)"
+    )
     return 0 if overlaps == 0 and cycle_ok else 1
