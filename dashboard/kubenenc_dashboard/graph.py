@@ -164,10 +164,9 @@ def loop_svg(lines: list[str]) -> str:
                      cy + radius * math.sin(angle) - NODE_H / 2)  # fmt: skip
     parts = []
     for i in range(len(lines) - 1):
-        a, b = lines[i], lines[i + 1]
-        (x1, y1), (x2, y2) = pos[a], pos[b]
+        (x1, y1), (x2, y2) = pos[lines[i]], pos[lines[i + 1]]
         kind = "refused" if i == len(lines) - 2 else "wait"
-        parts.append(_arrow(x1 + NODE_W / 2, y1 + NODE_H / 2, x2 + NODE_W / 2, y2 + NODE_H / 2,
+        parts.append(_curve(x1 + NODE_W / 2, y1 + NODE_H / 2, x2 + NODE_W / 2, y2 + NODE_H / 2,
                             kind))  # fmt: skip
     for name, (x, y) in pos.items():
         parts.append(
@@ -177,6 +176,34 @@ def loop_svg(lines: list[str]) -> str:
             f"<title>{escape(name)}</title></g>"
         )
     return _svg(width, height, parts, "refused loop")
+
+
+def _exit(cx: float, cy: float, tx: float, ty: float) -> tuple[float, float]:
+    """Where the line from a box's centre ``(cx, cy)`` towards ``(tx, ty)`` leaves the box."""
+    dx, dy = tx - cx, ty - cy
+    if dx == 0 and dy == 0:
+        return cx, cy
+    t = min(NODE_W / 2 / abs(dx) if dx else math.inf, NODE_H / 2 / abs(dy) if dy else math.inf)
+    return cx + dx * t, cy + dy * t
+
+
+def _curve(x1: float, y1: float, x2: float, y2: float, kind: str) -> str:
+    """An arrow between two box centres, bent to its left so that two arrows between the
+    same boxes (a loop of two calls) do not cover each other; "refused" gets a label."""
+    mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+    length = math.hypot(x2 - x1, y2 - y1) or 1.0
+    bend = min(60.0, length / 3)
+    qx, qy = mx + (y2 - y1) / length * bend, my - (x2 - x1) / length * bend
+    sx, sy = _exit(x1, y1, qx, qy)
+    ex, ey = _exit(x2, y2, qx, qy)
+    cls = {"wait": "e-wait", "refused": "e-refused"}[kind]
+    out = (
+        f'<path d="M{sx:.0f},{sy:.0f} Q{qx:.0f},{qy:.0f} {ex:.0f},{ey:.0f}" class="{cls}" '
+        f'fill="none" marker-end="url(#arrow-{kind})"/>'
+    )
+    if kind == "refused":
+        out += f'<text x="{qx + 6:.0f}" y="{qy:.0f}" class="refused-label">refused</text>'
+    return out
 
 
 def _svg(width: float, height: float, parts: list[str], label: str) -> str:
