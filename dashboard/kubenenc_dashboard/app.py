@@ -24,7 +24,13 @@ from kubenenc.status import Status
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -77,6 +83,10 @@ class Dashboard:
         )  # fmt: skip
         html = self.env.get_template(name).render(**ctx)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: the process serves requests (the backend is not asked)."""
+        return PlainTextResponse("ok")
 
     async def overview(self, request: Request) -> Response:
         data = await run_in_threadpool(views.overview, self.backend, self.settings.app, time.time())
@@ -199,6 +209,7 @@ def create_app(backend: Backend, settings: DashboardSettings | None = None) -> S
     d = Dashboard(backend, settings or DashboardSettings())
     routes = [
         Route("/", d.overview),
+        Route("/healthz", d.healthz),
         Route("/invocations", d.invocation_list),
         Route("/invocations/{id:str}", d.invocation),
         Route("/workers", d.workers),
