@@ -132,7 +132,9 @@ class Dashboard:
         return self.render(request, "invocation.html", page="invocation", d=d, r=d.rec)
 
     async def workers(self, request: Request) -> Response:
-        data = await run_in_threadpool(views.overview, self.backend, self.settings.app, time.time())
+        data = await run_in_threadpool(
+            views.overview, self.backend, self.settings.app, time.time(), False
+        )
         return self.render(request, "workers.html", page="workers", o=data, now=time.time())
 
     async def events(self, request: Request) -> Response:

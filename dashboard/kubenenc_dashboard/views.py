@@ -24,6 +24,10 @@ STATUSES = list(Status)
 CYCLE_ERROR = f"{CycleDetectedError.__module__}.{CycleDetectedError.__qualname__}"
 ACTIVITY_BUCKETS, ACTIVITY_WIDTH = 60, 60.0
 """The overview's chart: the last hour, a bar per minute."""
+PAGE_READS = 4
+"""Browse calls one page of the list makes at most (see :func:`invocations`)."""
+PAGE_TIME = 0.08
+"""Seconds after which a page makes no further browse call (it shows what it found)."""
 
 
 @dataclass(slots=True)
@@ -41,8 +45,9 @@ class Overview:
     pools: list[dict[str, Any]]
 
 
-def overview(backend: Backend, app: str | None, now: float) -> Overview:
-    """Counts by status and task, the last hour's activity, workers and pools."""
+def overview(backend: Backend, app: str | None, now: float, activity: bool = True) -> Overview:
+    """Counts by status and task, the last hour's activity (unless ``activity`` is False:
+    the workers page), workers and pools."""
     by_task_raw = backend.counts_by_task(app=app)
     counts: dict[Status, int] = {}
     by_task = []
@@ -51,12 +56,16 @@ def overview(backend: Backend, app: str | None, now: float) -> Overview:
         for s, n in row.items():
             counts[s] = counts.get(s, 0) + n
         by_task.append((task, row, sum(row.values())))
-    activity = _browse(backend).activity(
-        since=now - ACTIVITY_BUCKETS * ACTIVITY_WIDTH, width=ACTIVITY_WIDTH,
-        buckets=ACTIVITY_BUCKETS, app=app,
+    buckets = (
+        _browse(backend).activity(
+            since=now - ACTIVITY_BUCKETS * ACTIVITY_WIDTH, width=ACTIVITY_WIDTH,
+            buckets=ACTIVITY_BUCKETS, app=app,
+        )
+        if activity
+        else []
     )  # fmt: skip
-    bars = [(b.finished, b.failed) for b in activity]
-    estimated = any(b.estimated for b in activity)
+    bars = [(b.finished, b.failed) for b in buckets]
+    estimated = any(b.estimated for b in buckets)
     live = sorted(backend.workers(), key=lambda w: (w.pool, w.id))
     pools: dict[str, dict[str, Any]] = {}
     for w in live:
@@ -88,8 +97,21 @@ def _browse(backend: Backend) -> Browse:
 def invocations(
     backend: Backend, where: InvocationFilter, cursor: str | None, limit: int, budget: int
 ) -> InvocationPage:
-    """One page of the filtered list."""
-    return _browse(backend).browse(where, cursor=cursor, limit=limit, budget=budget)
+    """One page of the filtered list: up to :data:`PAGE_READS` browse calls (none after
+    :data:`PAGE_TIME`), so that a filter matching little still fills a page when the
+    matches are near, and the page stays bounded when they are not."""
+    browse = _browse(backend)
+    items: list[InvocationRecord] = []
+    scanned = 0
+    deadline = time.monotonic() + PAGE_TIME
+    for _ in range(PAGE_READS):
+        page = browse.browse(where, cursor=cursor, limit=limit - len(items), budget=budget)
+        items.extend(page.items)
+        scanned += page.scanned
+        cursor = page.next
+        if len(items) >= limit or cursor is None or time.monotonic() > deadline:
+            break
+    return InvocationPage(items, cursor, scanned)
 
 
 @dataclass(slots=True)

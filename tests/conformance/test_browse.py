@@ -149,3 +149,30 @@ def test_relations_drop_wait_edges_once_resumed(backend: Backend) -> None:
     rel = b.relations(parent)
     assert rel is not None
     assert (rel.children, rel.waits_on) == ([kid], [])
+
+
+def test_browse_failed_newest_first_by_app(backend: Backend) -> None:
+    b = _browse(backend)
+    first = running(backend, 1.0, "x", "1", app="shop")
+    other = running(backend, 2.0, "x", "2", app="other")
+    ok = running(backend, 3.0, "x", "3", app="shop")
+    last = running(backend, 4.0, "x", "4", app="shop")
+    for id in (last, other, first):  # the order they fail in does not matter
+        failed(backend, id, now=30.0)
+    succeed(backend, ok, now=31.0)
+    assert backend.fail(add(backend, 5.0, "y", app="shop"), "builtins.E", "gone", 32.0)
+    got = [r.id for r in b.browse(InvocationFilter(status=Status.FAILED, task="tests.x")).items]
+    assert got == [last, other, first]
+    got = [r.id for r in b.browse(InvocationFilter(status=Status.FAILED, app="shop")).items]
+    assert got[1:] == [last, first]
+    got, _ = _all_pages(b, InvocationFilter(status=Status.FAILED), limit=1, budget=2)
+    assert len(got) == 4
+
+
+def test_browse_text_is_casefolded_beyond_ascii(backend: Backend) -> None:
+    b = _browse(backend)
+    street = add(backend, 1.0, "addr", "Hauptstraße 5")
+    plain = add(backend, 2.0, "addr", "MAIN STREET")
+    assert [r.id for r in b.browse(InvocationFilter(text="STRASSE")).items] == [street]
+    assert [r.id for r in b.browse(InvocationFilter(text="street")).items] == [plain]
+    assert [r.id for r in b.browse(InvocationFilter(text="straße")).items] == [street]

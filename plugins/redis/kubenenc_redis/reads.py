@@ -3,12 +3,13 @@
 Two read-only scripts do the work on the server, each one round trip (key schema in
 :mod:`kubenenc_redis.scripts`):
 
-- ``browse`` walks the id index (``P:ix``, or ``P:ix:a:<app>``) below the cursor's sequence,
-  at most ``budget`` entries, and checks the fields the records keep apart (status, pool,
-  worker, task from the call key) with one ``HMGET`` each; it returns the candidates' ids,
-  sequences and display texts. The client applies the text filter (Python's ``casefold``,
-  which Lua has not) and then reads whole records, a few at a time, until the page is full,
-  checking the rest of the filter (creation time) on them.
+- ``browse`` walks an id index below the cursor's sequence (``P:ix:failed`` for FAILED,
+  ``P:ix:a:<app>`` for one app, else ``P:ix``), at most ``budget`` entries, and checks the
+  fields the records keep apart (status, pool, worker, app, task from the call key, and
+  the text in the display when both are ASCII) with one ``HMGET`` each; it returns the
+  candidates' ids, sequences and display texts. The client checks the text again with
+  Python's ``casefold`` (which Lua has not) and then reads whole records, a few at a time,
+  until the page is full, checking the rest of the filter (creation time) on them.
 - ``activity`` counts ``P:fin`` (final invocations by the time they ended) per bucket with
   ``ZCOUNT``, and reads the status (and app) of up to ``SAMPLE`` members of each bucket: a
   bucket with more finished work than that has its failures (and, with an app filter, its
@@ -35,6 +36,7 @@ from kubenenc.backends.browse import (
 )
 from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord
+from kubenenc.status import Status
 
 T = TypeVar("T")
 
@@ -45,24 +47,39 @@ READ_AT_ONCE = 64
 
 _BROWSE = r"""
 -- KEYS[1] the index; ARGV: P, top sequence (exclusive, '' for none), budget, want,
--- status, pool, worker, task ('' for any). Returns {scanned, last_seq, id, seq, dp, ...}.
+-- status, pool, worker, task, app, text ('' for any; text: casefolded ASCII, matched here
+-- only against display texts that are ASCII, whose casefold is their lower case).
+-- Returns {scanned, last_seq, id, seq, dp, ...}.
 local P = ARGV[1]
 local top = ARGV[2] == '' and '+inf' or ('(' .. ARGV[2])
 local budget, want = tonumber(ARGV[3]), tonumber(ARGV[4])
 local status, pool, worker, task = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local app, text = ARGV[9], ARGV[10]
 local tl = #task
+-- Read only the fields a filter needs (status and display always).
+local F = {'s', 'dp'}
+local function need(on, field)
+  if not on then return nil end
+  F[#F+1] = field
+  return #F
+end
+local ip, iw, ia, ic = need(pool ~= '', 'p'), need(worker ~= '', 'w'), need(app ~= '', 'a'),
+                       need(tl > 0, 'ck')
 local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, '-inf', 'WITHSCORES', 'LIMIT', 0, budget)
 local out, found, scanned, last = {0, ''}, 0, 0, ''
 for j = 1, #ids, 2 do
   scanned = scanned + 1
   last = ids[j + 1]
-  local v = redis.call('HMGET', P .. ':inv:' .. ids[j], 's', 'p', 'w', 'ck', 'dp')
-  if v[1] and (status == '' or v[1] == status) and (pool == '' or v[2] == pool)
-     and (worker == '' or v[3] == worker)
-     and (tl == 0 or (v[4] and string.sub(v[4], 1, tl + 1) == task .. '#')) then
+  local v = redis.call('HMGET', P .. ':inv:' .. ids[j], unpack(F))
+  local dp = v[2] or ''
+  if v[1] and (status == '' or v[1] == status) and (not ip or v[ip] == pool)
+     and (not iw or v[iw] == worker) and (not ia or v[ia] == app)
+     and (not ic or (v[ic] and string.sub(v[ic], 1, tl + 1) == task .. '#'))
+     and (text == '' or string.find(dp, '[\128-\255]')
+          or string.find(string.lower(dp), text, 1, true)) then
     out[#out+1] = ids[j]
     out[#out+1] = ids[j + 1]
-    out[#out+1] = v[5] or ''
+    out[#out+1] = dp
     found = found + 1
     if found >= want then break end
   end
@@ -138,12 +155,20 @@ class RedisBrowse:
     ) -> InvocationPage:
         """See :meth:`kubenenc.backends.browse.Browse.browse`."""
         top = seq_of(cursor)
-        index = self._key("ix", "a", where.app) if where.app is not None else self._key("ix")
-        later = where.text is not None or where.since is not None or where.until is not None
+        if where.status is Status.FAILED:
+            index = self._key("ix", "failed")
+        elif where.app is not None:
+            index = self._key("ix", "a", where.app)
+        else:
+            index = self._key("ix")
+        text = where.text.casefold() if where.text is not None else ""
+        # Checked here again: creation times, and the text where Lua could not (non-ASCII).
+        later = not text.isascii() or where.since is not None or where.until is not None
         want = budget if later else limit
         argv = [
             self._p, "" if top is None else str(top), budget, want,
             where.status or "", where.pool or "", where.worker or "", where.task or "",
+            where.app or "", text if text.isascii() else "",
         ]  # fmt: skip
         script = self._browse_script("browse", _BROWSE)
         reply: list[Any] = self._retrying("browse", lambda: script(keys=[index], args=argv))

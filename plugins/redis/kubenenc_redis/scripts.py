@@ -42,7 +42,8 @@ Redis Cluster slot):
 - ``P:counts`` (hash): ``app US pool US status US task`` -> exact number of invocations
   (``task`` is the call key up to its ``#``; fields without it come from older versions).
 - ``P:seq`` (string): the FIFO sequence counter.
-- ``P:ix`` / ``P:ix:a:<app>`` (zsets): ids by sequence, for ``query`` (newest first).
+- ``P:ix`` / ``P:ix:a:<app>`` (zsets): ids by sequence, for ``query`` (newest first);
+  ``P:ix:failed``: the FAILED ones, for browsing failures without reading the others.
 - ``P:fin`` (zset): ``id US app`` of final invocations, by when they ended; the retention
   sweep (run by ``recover``) deletes those older than the retention.
 - ``P:done:<id>`` (list): one element pushed when ``id`` becomes final. Waiters block on it
@@ -442,6 +443,10 @@ local function finalize(r, cascade, err)
   if #dependents > 0 then redis.call('DEL', kdep) end
   FIN[#FIN+1] = NOW
   FIN[#FIN+1] = r.id .. US .. r.a
+  if r.s == 'FAILED' then  -- failures by sequence, so browsing them reads no others
+    local sq = (r.sq and r.sq ~= '') and r.sq or redis.call('HGET', k, 'sq')
+    if sq then redis.call('ZADD', P .. ':ix:failed', sq, r.id) end
+  end
   redis.call('EXPIRE', k, math.ceil(RET))
   if r.wn ~= '' then  -- someone blocks on it (see the open script)
     local done = P .. ':done:' .. r.id
@@ -972,6 +977,7 @@ for _, m in ipairs(old) do
              P .. ':dep:' .. id, P .. ':ch:' .. id)
   redis.call('ZREM', P .. ':ix', id)
   redis.call('ZREM', P .. ':ix:a:' .. app, id)
+  redis.call('ZREM', P .. ':ix:failed', id)
   redis.call('ZREM', K_FIN, m)
 end
 return reply(out)
