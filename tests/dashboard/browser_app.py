@@ -14,18 +14,19 @@ app = App("dash-shop", backend=os.environ.get("KUBENENC_BACKEND"))
 
 
 @app.task
-def price(item: str, gate: str) -> int:
-    """Hold until ``gate`` exists (the test opens it), then price the item."""
+def price(item: str) -> int:
+    """Hold until the gate file exists (the test creates it), then price the item."""
+    gate = Path(os.environ["DASHBOARD_TEST_GATE"])
     deadline = time.time() + 60
-    while not Path(gate).exists() and time.time() < deadline:
+    while not gate.exists() and time.time() < deadline:
         time.sleep(0.05)
     return len(item)
 
 
 @app.task
-def order(order_id: int, items: list[str], gate: str) -> int:
+def order(order_id: int, items: list[str]) -> int:
     """Price every item in parallel: pauses while its children run."""
-    return sum(price.parallelize([(i, gate) for i in items]).results())
+    return sum(price.parallelize([(i,) for i in items]).results())
 
 
 @app.task

@@ -54,7 +54,8 @@ def browser() -> Iterator[Any]:
 
 
 def _spawn(args: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT),
+           "DASHBOARD_TEST_GATE": str(log.parent / "gate")}  # fmt: skip
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "kubenenc_worker", *args], cwd=ROOT, env=env,
@@ -115,7 +116,7 @@ def test_the_dashboard_in_a_browser(system: tuple[str, App, Path], browser: Any,
     done = [t.quick(i) for i in range(6)]
     bad = t.broken(1)
     loop = t.recommend("lamp")
-    held = t.order(1, ["book", "pen", "mug"], str(gate))
+    held = t.order(1, ["book", "pen", "mug"])
     parked = t.parked(7)
     for inv in done:
         assert inv.result(timeout=60) in range(0, 12, 2)
@@ -124,7 +125,7 @@ def test_the_dashboard_in_a_browser(system: tuple[str, App, Path], browser: Any,
     wait_until("the broken call to fail", lambda: bad.status is Status.FAILED, timeout=60)
     wait_until("the order to pause", lambda: held.status is Status.PAUSED, timeout=60)
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
     # Overview: the counts shown are the backend's.
     page.goto(base + "/")
     counts = app.backend.counts(app=app.name)
@@ -159,6 +160,15 @@ def test_the_dashboard_in_a_browser(system: tuple[str, App, Path], browser: Any,
     page.wait_for_selector("#live.on")
     page.evaluate("window.__sameDocument = true")
     _shot(page, f"{kind}-paused")
+    page.screenshot(
+        path=str(ARTIFACTS / f"{kind}-readme.png"),
+        clip={
+            "x": 0,
+            "y": 0,
+            "width": 1000,
+            "height": 640,
+        },
+    )  # the README's picture (docs/dashboard.png is one of these)
     gate.touch()
     expect(page.locator("#status")).to_have_text("SUCCESS", timeout=60_000)
     assert page.evaluate("window.__sameDocument === true")  # updated in place
