@@ -18,5 +18,5 @@ class DashboardSettings:
     """Seconds between checks for changes that the live pages are told about."""
     page_size: int = 50
     """Invocations per page of the list."""
-    budget: int = 5000
+    budget: int = 2500
     """Stored invocations one page of the list examines at most (see Browse.browse)."""

@@ -24,7 +24,7 @@ STATUSES = list(Status)
 CYCLE_ERROR = f"{CycleDetectedError.__module__}.{CycleDetectedError.__qualname__}"
 ACTIVITY_BUCKETS, ACTIVITY_WIDTH = 60, 60.0
 """The overview's chart: the last hour, a bar per minute."""
-PAGE_READS = 4
+PAGE_READS = 8
 """Browse calls one page of the list makes at most (see :func:`invocations`)."""
 PAGE_TIME = 0.08
 """Seconds after which a page makes no further browse call (it shows what it found)."""

@@ -40,7 +40,7 @@ from kubenenc.status import Status
 
 T = TypeVar("T")
 
-SAMPLE = 200
+SAMPLE = 100
 """Finished invocations per activity bucket whose status is read; more are estimated."""
 READ_AT_ONCE = 64
 """Whole records read per round trip while a page fills."""
