@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from kubenenc.backends.browse import InvocationFilter
@@ -56,6 +56,15 @@ async def _form(request: Request) -> dict[str, str]:
     """An urlencoded form body (the only kind our pages send), without python-multipart."""
     body = await request.body()
     return dict(parse_qsl(body[:MAX_FORM].decode("utf-8", "replace")))
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from a page of another origin (a
+    second line behind the CSRF value; scripts that send no Origin are judged by it alone)."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 class Dashboard:
@@ -157,6 +166,8 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
             return self.render(request, "login.html", page="login", failed=False)
+        if not _same_origin(request):
+            return self.render(request, "error.html", 403, message="refused: another origin")
         form = await _form(request)
         if not self.guard.token_ok(str(form.get("token", ""))):
             return self.render(request, "login.html", 403, page="login", failed=True)
@@ -174,7 +185,7 @@ class Dashboard:
 
     async def act(self, request: Request) -> Response:
         form = await _form(request)
-        allowed = self.guard.may_act(
+        allowed = _same_origin(request) and self.guard.may_act(
             request.cookies.get(SESSION_COOKIE), str(form.get("csrf", "")) or None,
             request.headers.get("authorization"),
         )  # fmt: skip

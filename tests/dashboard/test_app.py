@@ -144,3 +144,14 @@ def test_fragments_hold_only_the_live_parts(backend: MemoryBackend) -> None:
     assert "<nav>" not in page.text
     assert "data-live" in page.text
     assert _client(backend).get("/static/dashboard.js").status_code == 200
+
+
+def test_requests_from_another_origin_are_refused(backend: MemoryBackend) -> None:
+    id = add(backend)
+    client = _client(backend, token="t")
+    evil = {"Authorization": "Bearer t", "Origin": "https://evil.example"}
+    assert client.post(f"/act/cancel/{id}", headers=evil).status_code == 403
+    assert client.post("/login", data={"token": "t"}, headers={"Origin": "null"}).status_code == 403
+    assert backend.get(id).status is Status.PENDING  # type: ignore[union-attr]
+    same = {"Authorization": "Bearer t", "Origin": "http://testserver"}
+    assert client.post(f"/act/cancel/{id}", headers=same).status_code == 200

@@ -101,10 +101,14 @@ class MongoBrowse:
         low = max(top - budget, 0)
         found: list[tuple[int, InvocationRecord]] = []
         query = _where(where, low, top)
+        # The server applies every filter but text and creation time: without those, the
+        # first ``limit`` documents it returns are the page.
+        later = where.text is not None or where.since is not None or where.until is not None
+        cap = budget if later else limit
         for coll in self._collections():
             docs = self._retrying(
                 "browse",
-                lambda c, coll=coll: list(coll.find(query).sort("seq", -1).limit(budget)),  # type: ignore[misc]
+                lambda c, coll=coll: list(coll.find(query).sort("seq", -1).limit(cap)),  # type: ignore[misc]
             )
             found.extend((int(d["seq"]), doc_to_record(d)) for d in docs)
         if self._shards > 1:
