@@ -35,6 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kubenenc_dashboard import actions, views
+from kubenenc_dashboard.cluster import KINDS, ClusterView
 from kubenenc_dashboard.security import SESSION_COOKIE, Guard
 from kubenenc_dashboard.settings import DashboardSettings
 
@@ -70,8 +71,11 @@ def _same_origin(request: Request) -> bool:
 class Dashboard:
     """The route handlers over one backend (each reads what its page needs, nothing more)."""
 
-    def __init__(self, backend: Backend, settings: DashboardSettings) -> None:
+    def __init__(
+        self, backend: Backend, settings: DashboardSettings, cluster: ClusterView | None = None
+    ) -> None:
         self.backend = backend
+        self.cluster = cluster
         self.settings = settings
         self.guard = Guard(settings.token)
         self.env = Environment(
@@ -144,7 +148,11 @@ class Dashboard:
         data = await run_in_threadpool(
             views.overview, self.backend, self.settings.app, time.time(), False
         )
-        return self.render(request, "workers.html", page="workers", o=data, now=time.time())
+        kube = await run_in_threadpool(self.cluster.read) if self.cluster is not None else None
+        return self.render(
+            request, "workers.html", page="workers", o=data, now=time.time(), kube=kube,
+            kinds=KINDS,
+        )  # fmt: skip
 
     async def events(self, request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
@@ -217,9 +225,12 @@ class Dashboard:
         return self.render(request, "done.html", page="done", message=message, back=back)
 
 
-def create_app(backend: Backend, settings: DashboardSettings | None = None) -> Starlette:
-    """The dashboard over ``backend`` (which the caller opens and closes)."""
-    d = Dashboard(backend, settings or DashboardSettings())
+def create_app(
+    backend: Backend, settings: DashboardSettings | None = None, cluster: ClusterView | None = None
+) -> Starlette:
+    """The dashboard over ``backend`` (which the caller opens and closes); ``cluster``: the
+    custom resources to show on the Workers page (None: not on Kubernetes)."""
+    d = Dashboard(backend, settings or DashboardSettings(), cluster)
     routes = [
         Route("/", d.overview),
         Route("/healthz", d.healthz),

@@ -184,11 +184,23 @@ def test_dashboard_is_off_by_default_and_reads_the_bundled_redis_when_on() -> No
     index = by_kind(objects)
     deployment = index[("Deployment", "demo-kubenenc-dashboard")]
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False  # it needs no Kubernetes API
+    assert pod["serviceAccountName"] == "demo-kubenenc-dashboard"
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
     assert container["securityContext"] == RESTRICTED_CONTAINER
-    assert container["command"] == ["kubenenc", "dashboard", "--host", "0.0.0.0", "--port", "8090"]
+    assert container["command"] == [
+        "kubenenc", "dashboard", "--host", "0.0.0.0", "--port", "8090", "--kubernetes",
+    ]  # fmt: skip
+    role = index[("ClusterRole", "demo-kubenenc-dashboard")]
+    assert rule_set(role["rules"]) == {
+        ("kubenenc.io", resource, verb)
+        for resource in ("workerpools", "taskdefinitions", "concurrencypolicies")
+        for verb in ("get", "list", "watch")
+    }
+    binding = index[("ClusterRoleBinding", "demo-kubenenc-dashboard")]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "demo-kubenenc-dashboard", "namespace": "kn"}
+    ]
     assert (
         container["image"]
         == _operator(objects, "demo-kubenenc-operator")["spec"]["template"]["spec"]["containers"][
@@ -217,12 +229,17 @@ def test_dashboard_with_its_own_backend_token_and_ingress() -> None:
             "dashboard.ingress.className=nginx", "dashboard.ingress.host=dash.example.com",
             "dashboard.ingress.tls[0].secretName=dash-tls",
             "dashboard.ingress.tls[0].hosts[0]=dash.example.com",
+            "dashboard.kubernetes.enabled=false",
         ]
     )  # fmt: skip
     index = by_kind(objects)
-    (container,) = index[("Deployment", "kubenenc-dashboard")]["spec"]["template"]["spec"][
-        "containers"
-    ]
+    pod = index[("Deployment", "kubenenc-dashboard")]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False  # no Kubernetes API needed
+    assert {k for k in index if "dashboard" in k[1]} == {
+        ("Deployment", "kubenenc-dashboard"), ("Service", "kubenenc-dashboard"),
+        ("Ingress", "kubenenc-dashboard"),
+    }  # fmt: skip
+    (container,) = pod["containers"]
     assert container["image"] == "reg.example/kubenenc-dashboard:1.2.3"
     assert container["command"][-2:] == ["--app", "shop"]
     env = _env(container)
@@ -238,6 +255,25 @@ def test_dashboard_with_its_own_backend_token_and_ingress() -> None:
     assert rule["http"]["paths"][0]["backend"]["service"] == {
         "name": "kubenenc-dashboard", "port": {"name": "http"},
     }  # fmt: skip
+
+
+def test_dashboard_in_watched_namespaces_gets_roles_there_only() -> None:
+    objects = render(
+        CI_VALUES / "production-values.yaml",
+        sets=["dashboard.enabled=true", "dashboard.ingress.enabled=false"],
+    )
+    index = by_kind(objects)
+    (container,) = index[("Deployment", "kubenenc-dashboard")]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["command"][-5:] == [
+        "--kubernetes", "--namespace", "shop", "--namespace", "billing",
+    ]  # fmt: skip
+    assert ("ClusterRole", "kubenenc-dashboard") not in index
+    roles = [
+        o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("dashboard")
+    ]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["billing", "shop"]
 
 
 def test_dashboard_without_a_backend_says_what_to_set() -> None:

@@ -487,9 +487,25 @@ def test_dashboard_installs_on_the_bundled_redis(release: Release) -> None:
     deployment = get(cluster, f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}-dashboard")
     assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == f"{NAME}-dashboard"
     (container,) = pod["containers"]
     assert container["command"][:2] == ["kubenenc", "dashboard"]
+    # After the upgrade above the operator watches helm-shop only, and so does the dashboard:
+    # it may read the custom resources there and nothing else.
+    who = f"--as=system:serviceaccount:{NS}:{NAME}-dashboard"
+    for verb, resource, ns in (
+        ("list", "workerpools.kubenenc.io", SHOP), ("watch", "taskdefinitions.kubenenc.io", SHOP),
+    ):  # fmt: skip
+        out = cluster.kubectl("auth", "can-i", verb, resource, who, f"--namespace={ns}",
+                              check=False)  # fmt: skip
+        assert out.stdout.strip() == "yes", out.stdout + out.stderr
+    for args in (
+        ("list", "workerpools.kubenenc.io", "--namespace=default"),
+        ("patch", "workerpools.kubenenc.io", f"--namespace={SHOP}"),
+        ("get", "secrets", f"--namespace={NS}"),
+    ):
+        out = cluster.kubectl("auth", "can-i", *args, who, check=False)
+        assert out.stdout.strip() == "no", (args, out.stdout + out.stderr)
     service = get(cluster, f"/api/v1/namespaces/{NS}/services/{NAME}-dashboard")
     assert service is not None
     assert service["spec"]["ports"][0]["targetPort"] == "http"

@@ -65,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
         help="enable actions (cancel, retry) for whoever gives this token; "
         "default: KUBENENC_DASHBOARD_TOKEN, else read-only",
     )
+    b.add_argument(
+        "--kubernetes", action="store_true",
+        help="also show WorkerPools, TaskDefinitions and ConcurrencyPolicies (in-cluster "
+        "service account, or --kubeconfig)",
+    )  # fmt: skip
+    b.add_argument("--kubeconfig", help="kubeconfig for --kubernetes (default: KUBECONFIG)")
+    b.add_argument(
+        "--namespace", action="append", default=[], dest="namespaces",
+        help="with --kubernetes: only this namespace (repeatable; default: every namespace)",
+    )  # fmt: skip
     return parser
 
 
@@ -204,7 +214,10 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         ) from exc
     token = args.token or os.environ.get("KUBENENC_DASHBOARD_TOKEN") or None
     options = dashboard.DashboardSettings(token=token, app=args.app_name)
-    code: int = cli.serve(_backend_url(args, settings), args.host, args.port, options)
+    code: int = cli.serve(
+        _backend_url(args, settings), args.host, args.port, options,
+        kubernetes=args.kubernetes, kubeconfig=args.kubeconfig, namespaces=args.namespaces,
+    )  # fmt: skip
     return code
 
 
