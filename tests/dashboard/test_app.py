@@ -155,3 +155,13 @@ def test_requests_from_another_origin_are_refused(backend: MemoryBackend) -> Non
     assert backend.get(id).status is Status.PENDING  # type: ignore[union-attr]
     same = {"Authorization": "Bearer t", "Origin": "http://testserver"}
     assert client.post(f"/act/cancel/{id}", headers=same).status_code == 200
+
+
+def test_text_from_the_backend_is_escaped_everywhere(backend: MemoryBackend) -> None:
+    evil = "<script>alert(1)</script>"
+    parent = running(backend, 1.0, "p", evil)
+    add(backend, 2.0, "k", evil, parent=parent)
+    for path in ("/invocations", f"/invocations/{parent}", f"/invocations?text={evil}"):
+        page = _client(backend).get(path)
+        assert "<script>alert" not in page.text, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text, path
