@@ -260,7 +260,7 @@ def test_dashboard_with_its_own_backend_token_and_ingress() -> None:
 def test_dashboard_in_watched_namespaces_gets_roles_there_only() -> None:
     objects = render(
         CI_VALUES / "production-values.yaml",
-        sets=["dashboard.enabled=true", "dashboard.ingress.enabled=false"],
+        sets=["dashboard.enabled=true", "dashboard.backend.secretName=kubenenc-backend"],
     )
     index = by_kind(objects)
     (container,) = index[("Deployment", "kubenenc-dashboard")]["spec"]["template"]["spec"][
