@@ -3,14 +3,15 @@
 Both layouts (see :mod:`kubenenc_mongodb.layout`) are read the way ``query`` reads them: on
 MongoDB every document is current, so one ``find`` over ``<p>_invocations``; on FerretDB
 the non-final invocations come from this process's replica (brought up to the last
-committed step) and the final ones from ``<p>_final``. Every read is bounded by the
-sequence numbers it may look at (``budget`` below the cursor, children within ``budget``
-after their parent), never by a scan of everything.
+committed step) and the final ones from ``<p>_final``. Every read returns a bounded number
+of documents (``budget`` below the cursor, children among ``budget`` after their parent).
 
 Children are found by the parent's id in the record's JSON text (``"parent":"<id>"``)
-among the invocations registered in the ``budget`` after it: the documents keep no field
-of their own for the parent (each field costs every write on FerretDB), and children are
-registered while their parent runs, right after it.
+among the ``DEFAULT_BUDGET`` invocations registered after it (and, on FerretDB, among the
+non-final ones in the replica): the documents keep no field of their own for the parent
+(each field costs every write on FerretDB), and children are registered while their parent
+runs, right after it. Sequence numbers are not dense (``version * SEQ_STRIDE + n``), so
+every budget counts documents, not a range of numbers.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ Doc = dict[str, Any]
 _FINAL = ["SUCCESS", "FAILED", "CANCELLED"]
 
 
-def _where(where: InvocationFilter, low: int, top: int | None) -> Doc:
-    """The part of ``where`` the documents' own fields answer, within ``[low, top)``."""
-    found: Doc = {"seq": {"$gte": low} if top is None else {"$gte": low, "$lt": top}}
+def _where(where: InvocationFilter, top: int | None) -> Doc:
+    """The part of ``where`` the documents' own fields answer, below sequence ``top``."""
+    found: Doc = {} if top is None else {"seq": {"$lt": top}}
     for name, value in (
         ("app", where.app), ("task", where.task), ("pool", where.pool),
         ("worker", where.worker), ("status", where.status),
@@ -53,6 +54,12 @@ def _where(where: InvocationFilter, low: int, top: int | None) -> Doc:
         if value is not None:
             found[name] = str(value)
     return found
+
+
+def _own_fields_match(rec: InvocationRecord, where: InvocationFilter) -> bool:
+    """What :func:`_where` asks of documents, asked of a record (the replica's)."""
+    return matches(rec, InvocationFilter(where.app, where.task, where.status, where.pool,
+                                         where.worker))  # fmt: skip
 
 
 class MongoBrowse:
@@ -76,16 +83,6 @@ class MongoBrowse:
 
         return self._retrying("browse", pick)
 
-    def _top_seq(self) -> int:
-        """One past the newest sequence number stored."""
-        best = 0
-        for coll in self._collections():
-            for d in coll.find({}, {"seq": 1}).sort("seq", -1).limit(1):
-                best = max(best, int(d["seq"]))
-        if self._shards > 1:
-            best = max(best, self._from_replica("browse", lambda r: max(r.seq.values(), default=0)))
-        return best + 1
-
     def browse(
         self,
         where: InvocationFilter,
@@ -94,17 +91,18 @@ class MongoBrowse:
         limit: int = 50,
         budget: int = DEFAULT_BUDGET,
     ) -> InvocationPage:
-        """See :meth:`kubenenc.backends.browse.Browse.browse`."""
+        """See :meth:`kubenenc.backends.browse.Browse.browse`.
+
+        Sequence numbers here are not dense (``version * SEQ_STRIDE + n``), so the budget
+        counts documents: the newest ``budget`` below the cursor that match the filters the
+        documents' own fields answer (every filter but text and creation time, which are
+        checked here; without those, the first ``limit`` are the page).
+        """
         top = seq_of(cursor)
-        if top is None:
-            top = self._top_seq()
-        low = max(top - budget, 0)
-        found: list[tuple[int, InvocationRecord]] = []
-        query = _where(where, low, top)
-        # The server applies every filter but text and creation time: without those, the
-        # first ``limit`` documents it returns are the page.
         later = where.text is not None or where.since is not None or where.until is not None
         cap = budget if later else limit
+        query = _where(where, top)
+        found: list[tuple[int, InvocationRecord]] = []
         for coll in self._collections():
             docs = self._retrying(
                 "browse",
@@ -114,22 +112,25 @@ class MongoBrowse:
         if self._shards > 1:
 
             def live(r: Replica) -> list[tuple[int, InvocationRecord]]:
-                return [
-                    (seq, replace(rec, history=[]))
-                    for id, rec in r.records.items()
-                    if low <= (seq := r.seq.get(id, 0)) < top and matches(rec, where)
-                ]
+                out = []
+                for id, rec in r.records.items():
+                    seq = r.seq.get(id, 0)
+                    if (top is None or seq < top) and _own_fields_match(rec, where):
+                        out.append((seq, replace(rec, history=[])))
+                return out
 
             found.extend(self._from_replica("browse", live))
         found.sort(key=lambda pair: pair[0], reverse=True)
+        examined = found[:cap]
         items: list[InvocationRecord] = []
-        for seq, rec in found:
+        for seq, rec in examined:
             if matches(rec, where):
                 rec.history = []
                 items.append(rec)
                 if len(items) >= limit:
-                    return InvocationPage(items, cursor_of(seq), top - seq)
-        return InvocationPage(items, cursor_of(low) if low > 0 else None, top - low)
+                    return InvocationPage(items, cursor_of(seq), len(examined))
+        more = len(found) >= cap and examined
+        return InvocationPage(items, cursor_of(examined[-1][0]) if more else None, len(examined))
 
     def activity(
         self, *, since: float, width: float, buckets: int, app: str | None = None
@@ -179,27 +180,26 @@ class MongoBrowse:
         if found is None:
             return None
         rec, seq = found
-        budget = DEFAULT_BUDGET
-        query = {
-            "seq": {"$gt": seq, "$lte": seq + budget},
-            "j": {"$regex": re.escape(f'"parent":"{id}"')},
-        }
+        # Children are registered after their parent: look at the DEFAULT_BUDGET documents
+        # that follow it, and let the server keep those whose JSON names it as the parent.
+        pipeline: list[Doc] = [
+            {"$match": {"seq": {"$gt": seq}}},
+            {"$sort": {"seq": 1}},
+            {"$limit": DEFAULT_BUDGET},
+            {"$match": {"j": {"$regex": re.escape(f'"parent":"{id}"')}}},
+            {"$limit": limit + 1},
+            {"$project": {"_id": 1, "seq": 1}},
+        ]
         children: list[tuple[int, InvocationId]] = []
         for coll in self._collections():
             docs = self._retrying(
                 "relations",
-                lambda c, coll=coll: list(  # type: ignore[misc]
-                    coll.find(query, {"_id": 1, "seq": 1}).sort("seq", 1).limit(limit + 1)
-                ),
+                lambda c, coll=coll: list(coll.aggregate(pipeline)),  # type: ignore[misc]
             )
             children.extend((int(d["seq"]), InvocationId(d["_id"])) for d in docs)
 
         def edges(r: Replica) -> tuple[list[tuple[int, InvocationId]], set[str], set[str]]:
-            live = [
-                (s, i)
-                for i, c in r.records.items()
-                if c.parent == id and seq < (s := r.seq.get(i, 0)) <= seq + budget
-            ]
+            live = [(r.seq.get(i, 0), i) for i, c in r.records.items() if c.parent == id]
             return live, set(r.targets.get(id, ())), set(r.waiters.get(id, ()))
 
         live, targets, waiters = self._from_replica("relations", edges)

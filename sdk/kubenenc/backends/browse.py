@@ -5,9 +5,11 @@ store with a million invocations does, and must never make the backend read all 
 So every query here is **bounded**:
 
 - :meth:`Browse.browse` pages through invocations newest first with an opaque cursor and
-  examines at most ``budget`` stored invocations per call, whatever the filters match. A page
-  may hold fewer than ``limit`` items (even none) and still have a ``next`` cursor: the
-  caller asks again from there. The cursor is the registration order, so pages never repeat
+  examines at most ``budget`` stored invocations per call, whatever the filters match (a
+  store that filters by app, task, status, pool or worker itself, with its own indexes, may
+  count only the invocations those filters let through). A page may hold fewer than
+  ``limit`` items (even none) and still have a ``next`` cursor: the caller asks again from
+  there. The cursor is the registration order, so pages never repeat
   or skip an invocation that was stored before the first page was read.
 - :meth:`Browse.activity` counts finished invocations per time bucket; a backend that cannot
   count failures exactly without reading every record of the window may estimate them from
