@@ -1,5 +1,6 @@
 """The dashboard in a real browser: headless Chromium (Debian's ``chromium``) driven by
-Playwright, against a real worker process and the dashboard process on SQLite and Redis.
+Playwright, against a real worker process and the dashboard process on SQLite, Redis and MongoDB
+(FerretDB).
 
 Screenshots of every page go to ``tests/dashboard/artifacts/`` (git-ignored), kept as CI
 artifacts.
@@ -32,9 +33,10 @@ TOKEN = "browser-test-token"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "mongodb"])
 def url(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue({"sqlite": "sqlite_url", "redis": "redis_url"}[request.param])
+    fixtures = {"sqlite": "sqlite_url", "redis": "redis_url", "mongodb": "mongodb_url"}
+    return request.getfixturevalue(fixtures[request.param])
 
 
 @pytest.fixture
