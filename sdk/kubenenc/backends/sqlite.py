@@ -60,17 +60,15 @@ CREATE TABLE IF NOT EXISTS invocations (
     waiters INTEGER NOT NULL,
     not_before REAL NOT NULL,
     worker TEXT,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    parent TEXT,
+    ended REAL
 );
 CREATE INDEX IF NOT EXISTS inv_claim
     ON invocations (pool, status, waiters DESC, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS inv_app_status ON invocations (app, status);
 CREATE INDEX IF NOT EXISTS inv_task_status ON invocations (task, status);
 CREATE INDEX IF NOT EXISTS inv_held ON invocations (worker) WHERE worker IS NOT NULL;
-CREATE INDEX IF NOT EXISTS inv_parent ON invocations (json_extract(data, '$.parent'))
-    WHERE json_extract(data, '$.parent') IS NOT NULL;
-CREATE INDEX IF NOT EXISTS inv_ended ON invocations (json_extract(data, '$.updated_at'))
-    WHERE status IN ('SUCCESS', 'FAILED', 'CANCELLED');
 CREATE TABLE IF NOT EXISTS running (key TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS registrations (key TEXT PRIMARY KEY, id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS edges (
@@ -82,6 +80,17 @@ CREATE TABLE IF NOT EXISTS deps (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS policies (name TEXT PRIMARY KEY, spec TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+_BROWSE_COLUMNS = {"parent": "TEXT", "ended": "REAL"}
+"""Columns for browsing (the dashboard), added to files made before they existed: who
+called an invocation, and when it became final. Their indexes hold only the rows that have
+them, so the hot path pays for them once per call (``parent`` when registered) and once per
+final status (``ended``)."""
+
+_BROWSE_INDEXES = """
+CREATE INDEX IF NOT EXISTS inv_parent_col ON invocations (parent) WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inv_ended_col ON invocations (ended) WHERE ended IS NOT NULL;
 """
 
 
@@ -96,20 +105,21 @@ class _SQLiteTxn:
         return loads_record(row[0]) if row else None
 
     def put(self, rec: InvocationRecord, *, new: bool = False) -> None:
+        ended = rec.updated_at if rec.status.is_final else None
         values = (
             rec.app, rec.task, rec.pool, rec.status.value, rec.priority, rec.waiters,
-            rec.not_before, rec.worker, dumps_record(rec), rec.id,
+            rec.not_before, rec.worker, dumps_record(rec), ended, rec.id,
         )  # fmt: skip
         if new:
             self.db.execute(
                 "INSERT INTO invocations (app, task, pool, status, priority, waiters, "
-                "not_before, worker, data, id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                values,
+                "not_before, worker, data, ended, id, parent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, rec.parent),
             )
         else:
             self.db.execute(
                 "UPDATE invocations SET app=?, task=?, pool=?, status=?, priority=?, waiters=?, "
-                "not_before=?, worker=?, data=? WHERE id=?",
+                "not_before=?, worker=?, data=?, ended=? WHERE id=?",
                 values,
             )
 
@@ -238,6 +248,13 @@ class SQLiteBackend(EngineBackend):
             db = self._db()
             with self._write(db):
                 for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                have = {row[1] for row in db.execute("PRAGMA table_info(invocations)")}
+                for column, kind in _BROWSE_COLUMNS.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE invocations ADD COLUMN {column} {kind}")
+                for statement in _BROWSE_INDEXES.split(";"):
                     if statement.strip():
                         db.execute(statement)
         except (OSError, sqlite3.Error) as exc:

@@ -4,8 +4,8 @@ Each is one read (WAL: it never waits for a writer). ``browse`` reads a window o
 ``budget`` sequence numbers below the cursor (``seq`` is the rowid, so the window is a range
 of the table itself, never a scan of it); the indexed columns filter inside SQLite and
 :func:`~kubenenc.backends.browse.matches` decides the rest. Children come from the
-``inv_parent`` expression index and finished work over time from the ``inv_ended`` one (on
-final rows only, so the hot path pays for it once per invocation, when it ends).
+``parent`` column and finished work over time from the ``ended`` one, each indexed on the
+rows that have it (see ``_BROWSE_COLUMNS`` in :mod:`kubenenc.backends.sqlite`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from kubenenc.backends.browse import (
 from kubenenc.backends.codec import loads_record
 from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord
-
-_ENDED = "json_extract(data, '$.updated_at')"
-_FINAL_SQL = "status IN ('SUCCESS', 'FAILED', 'CANCELLED')"  # as the inv_ended index says
 
 
 def browse(
@@ -66,10 +63,7 @@ def activity(
 ) -> list[ActivityBucket]:
     """See :meth:`kubenenc.backends.browse.Browse.activity`."""
     finished, failed = [0] * buckets, [0] * buckets
-    sql = (
-        f"SELECT {_ENDED}, status, app FROM invocations WHERE {_FINAL_SQL} "  # noqa: S608
-        f"AND {_ENDED} >= ? AND {_ENDED} < ?"
-    )
+    sql = "SELECT ended, status, app FROM invocations WHERE ended >= ? AND ended < ?"
     for ended, status, rec_app in db.execute(sql, (since, since + width * buckets)):
         i = bucket_index(float(ended), since, width, buckets)
         if i is not None and (app is None or rec_app == app):
@@ -87,8 +81,7 @@ def relations(db: sqlite3.Connection, id: InvocationId, limit: int) -> Relations
     children = [
         InvocationId(r[0])
         for r in db.execute(
-            "SELECT id FROM invocations WHERE json_extract(data, '$.parent') = ? "
-            "ORDER BY seq LIMIT ?",
+            "SELECT id FROM invocations WHERE parent = ? ORDER BY seq LIMIT ?",
             (id, limit + 1),
         )
     ]
