@@ -297,6 +297,11 @@ class Objects(_Waker):
             self.dirty.clear()
             return [(k, dict(self.bodies[k])) for k in keys if k in self.bodies]
 
+    def snapshot(self) -> list[tuple[Key, dict[str, Any]]]:
+        """Every object, as copies (nothing is marked done)."""
+        with self._lock:
+            return [(k, dict(v)) for k, v in sorted(self.bodies.items())]
+
     def stored(self, key: Key, body: Mapping[str, Any]) -> None:
         with self._lock:
             if key in self.bodies:

@@ -110,6 +110,14 @@ def test_every_key_the_operator_reads_is_a_known_operator_setting() -> None:
     assert set(_env(container)) <= known
 
 
+def test_the_operator_logs_in_the_chosen_format() -> None:
+    for sets, fmt in (((), "text"), (("operator.logFormat=json",), "json")):
+        (dep,) = [o for o in render(sets=sets) if o["kind"] == "Deployment"]
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["kubenenc", "operator"]
+        assert container["args"] == ["--log-format", fmt]
+
+
 def test_production_values_two_replicas_pdb_digest_namespaces_no_redis() -> None:
     objects = render(CI_VALUES / "production-values.yaml")
     index = by_kind(objects)
@@ -315,6 +323,7 @@ BAD_VALUES = [
     ("securityContext.runAsUser=0", "at '/securityContext/runAsUser': minimum: got 0, want 1"),
     ("operator.scaleIntervalSeconds=0", "at '/operator/scaleIntervalSeconds'"),
     ("image.digest=latest", "at '/image/digest'"),
+    ("operator.logFormat=xml", "at '/operator/logFormat': value must be one of"),
     ("resources.limits.memory=lots", "at '/resources/limits/memory'"),
     ("redis.password=p@ss/word", "at '/redis/password'"),
     ("dashboard.enabled=on", "at '/dashboard/enabled': got string, want boolean"),

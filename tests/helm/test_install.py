@@ -327,6 +327,10 @@ def reconcile_example(cluster: Cluster, tmp_path: Path) -> None:
         assert container["image"] == "kubenenc-shop:0.1.0"
         assert container["args"][:5] == ["worker", "--app", "shop.tasks:app", "--pool",
                                          "shop-workers"]  # fmt: skip
+        assert container["args"][-2:] == ["--log-format", "json"]
+        assert container["resources"]["limits"] == {"memory": "512Mi"}
+        gateway = next(e for e in container["env"] if e["name"] == "SHOP_GATEWAY_KEY")
+        assert gateway["valueFrom"]["secretKeyRef"] == {"name": "shop-gateway", "key": "api-key"}
 
         kubenenc = f"/apis/kubenenc.io/v1alpha1/namespaces/{SHOP}"
         for name in ("one-charge-per-customer", "one-checkout-per-order"):

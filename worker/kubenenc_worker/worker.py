@@ -146,7 +146,10 @@ class Worker:
             return ThreadExecutor(self.app, self.events)
         if mode == "async":
             return AsyncExecutor(self.app, self.events)
-        return ProcessExecutor(self._app_path, self.app.backend_url, self.events, self.slots)
+        return ProcessExecutor(
+            self._app_path, self.app.backend_url, self.events, self.slots,
+            self.settings.log_format,
+        )  # fmt: skip
 
     # -- public control ------------------------------------------------------------------------
 
@@ -313,7 +316,18 @@ class Worker:
         for rec in claimed:
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
-            payloads.append(RunPayload(rec.id, rec.task, rec.args, rec.serializer))
+            payloads.append(
+                RunPayload(
+                    rec.id,
+                    rec.task,
+                    rec.args,
+                    rec.serializer,
+                    rec.attempt,
+                    self.id,
+                    self.pool,
+                    rec.headers or None,
+                )
+            )
         if self._start_many is not None:
             self._start_many(payloads)
         else:

@@ -56,6 +56,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from kubenenc_mongodb import admin
 from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Doc, Layout, log_id, redo_of
 from kubenenc_mongodb.options import MongoOptions, parse_url
 from kubenenc_mongodb.reads import MongoBrowse
@@ -199,6 +200,9 @@ class MongoBackend(MongoBrowse):
     """Invocations in a MongoDB-protocol database, shared by every process that opens it."""
 
     shared_across_processes: ClassVar[bool] = True
+    select = admin.select  # the optional Admin role, in kubenenc_mongodb.admin
+    purge = admin.purge
+    oldest_pending = admin.oldest_pending
     max_value_bytes: ClassVar[int] = 7 * 1024 * 1024
     """A record (arguments and result together, as JSON text) lives in one document, and a
     document holds at most 16 MiB: each value gets under half of it."""
