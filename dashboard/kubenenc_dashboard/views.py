@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubenenc.backends.browse import Browse, InvocationFilter, InvocationPage, Relations
-from kubenenc.backends.contract import Admin, Backend
+from kubenenc.backends.contract import Backend
 from kubenenc.errors import CycleDetectedError
 from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord, WorkerInfo
@@ -77,8 +77,6 @@ def overview(backend: Backend, app: str | None, now: float, activity: bool = Tru
         p["paused"] += w.paused
     for name, p in pools.items():
         p["pending"] = int(backend.counts(app=app, pool=name).get(Status.PENDING, 0))
-        oldest = backend.oldest_pending(name) if isinstance(backend, Admin) else None
-        p["oldest_pending"] = None if oldest is None else ago(oldest, now)
     return Overview(
         counts=counts, total=sum(counts.values()), by_task=by_task,
         chart=graph.bars_svg(bars, estimated), finished_hour=sum(b[0] for b in bars),

@@ -44,8 +44,6 @@ def test_overview_counts_tasks_and_workers(backend: MemoryBackend) -> None:
     assert "http://" not in page.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     workers = _client(backend).get("/workers")
     assert W1 in workers.text
-    pools = workers.text.split('<table id="pools">', 1)[1].split("</table>", 1)[0]
-    assert " h ago</td></tr>" in pools  # the oldest pending call of the pool (at t=1.0)
 
 
 def test_list_filters_and_pages_with_cursors(backend: MemoryBackend) -> None:
