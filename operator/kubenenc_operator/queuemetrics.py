@@ -19,7 +19,7 @@ from typing import Any
 from kubenenc.backends.contract import Admin, Backend
 from kubenenc.status import Status
 
-from kubenenc_operator import logic
+from kubenenc_operator.context import Ctx
 from kubenenc_operator.models import WorkerPoolSpec
 
 log = logging.getLogger("kubenenc_operator.queuemetrics")
@@ -37,7 +37,7 @@ def read_queue(backend: Backend, pool: str, now: float) -> tuple[int, float | No
     return depth, None if oldest is None else max(0.0, now - oldest)
 
 
-def observe_pool(ctx: logic.Ctx, body: Mapping[str, Any]) -> None:
+def observe_pool(ctx: Ctx, body: Mapping[str, Any]) -> None:
     """Set both gauges of one WorkerPool (errors are logged: the reconcile reports them)."""
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -54,7 +54,7 @@ def observe_pool(ctx: logic.Ctx, body: Mapping[str, Any]) -> None:
     ctx.metrics.set(OLDEST, age or 0.0, **labels)
 
 
-async def run_queue_metrics(ctx: logic.Ctx, pools: Any, leader: Any, interval: float) -> None:
+async def run_queue_metrics(ctx: Ctx, pools: Any, leader: Any, interval: float) -> None:
     """While leading, refresh the gauges of every watched pool every ``interval`` s."""
     while True:
         await asyncio.sleep(interval)

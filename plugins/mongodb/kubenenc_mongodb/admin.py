@@ -17,6 +17,8 @@ from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord
 from kubenenc.status import Status
 
+from kubenenc_mongodb.link import Link
+
 _ALL = 1 << 62
 """``query``'s limit when every match is wanted."""
 
@@ -35,7 +37,8 @@ class _Host(Protocol):
 
     def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]: ...
 
-    def _step(self, what: str, op: Callable[[Any], Any], linger: Any = None) -> Any: ...
+    @property
+    def _link(self) -> Link: ...
 
     def _from_replica(self, what: str, read: Callable[[Any], Any]) -> Any: ...
 
@@ -94,5 +97,5 @@ def purge(self: _Host, ids: Sequence[InvocationId]) -> int:
             txn.forgotten.extend(docs)
             return len(docs)
 
-        deleted += int(self._step("purge", forget))
+        deleted += int(self._link.step("purge", forget))
     return deleted
