@@ -5,8 +5,8 @@
 #   ./scripts/test.sh                 # everything
 #   ./scripts/test.sh tests/unit -q   # a part
 #
-# Servers and binaries: redis-server comes from Debian's packages (installed when missing and
-# we are root); Kubernetes control-plane binaries and FerretDB are built from Go modules into
+# Servers and binaries: redis-server and chromium come from Debian's packages (installed when
+# missing and we are root); Kubernetes control-plane binaries and FerretDB are built from Go modules into
 # ${KUBENENC_CACHE_DIR:-~/.cache/kubenenc}/bin and reused. Without them, their tests skip on a
 # laptop and fail under CI=true.
 set -euo pipefail
@@ -28,6 +28,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 command -v redis-server >/dev/null 2>&1 && redis-server --version
+
+step "chromium (the dashboard's browser tests drive Debian's headless Chromium)"
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+            || { echo "could not install chromium"; ci && exit 1; }
+    else
+        echo "chromium missing and not root: browser tests will skip (they fail under CI)"
+    fi
+fi
+command -v chromium >/dev/null 2>&1 && chromium --version
 
 if [ -x tests/cluster/build-binaries.sh ] || [ -f tests/cluster/build-binaries.sh ]; then
     step "Kubernetes control-plane binaries (cached builds)"

@@ -39,6 +39,10 @@ key                         type    what it holds
 ``P:seq``                   string  the FIFO sequence counter
 ``P:ix``                    zset    every id by sequence, for ``query`` (newest first)
 ``P:ix:a:<app>``            zset    the app's ids by sequence
+``P:failed``                zset    the FAILED ids by sequence (browsing failures reads no
+                                    other invocation)
+``P:ch:<id>``               zset    invocations registered from inside ``id`` (its children),
+                                    by sequence
 ``P:fin``                   zset    ``id US app`` of final invocations, by when they ended;
                                     the retention sweep (run by ``recover``) deletes those
                                     older than the retention
@@ -112,6 +116,7 @@ FIXED: dict[str, str] = {
     "K_SEQ": "seq",
     "K_IX": "ix",
     "K_FIN": "fin",
+    "K_IXF": "failed",
     "K_POLICIES": "policies",
 }
 """The keys without a variable part: the Lua name of each, and the key after ``P:``."""
@@ -126,6 +131,7 @@ PER: dict[str, str] = {
     "k_dep": "dep",
     "k_hw": "hw",
     "k_ixa": "ix:a",
+    "k_ch": "ch",
     "k_done": "done",
     "k_wake": "wake",
     "k_rq": "rq",

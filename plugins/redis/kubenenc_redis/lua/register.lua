@@ -58,6 +58,7 @@ for k = 1, n do
     local h0 = 'REGISTERED' .. US .. NOW .. US .. US .. RS
     later(IX, K_IX, sq, id)
     later(IXA, k_ixa(app), sq, id)
+    if pa ~= '' then later(IX, k_ch(pa), sq, id) end  -- children, for browsing
     if broken_id or #waiting > 0 then
       redis.call('HSET', r.key, 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
