@@ -238,7 +238,7 @@ control_plane_up() {
     --authentication-kubeconfig="$STATE/kcm.kubeconfig" --authorization-kubeconfig="$STATE/kcm.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$kcm_port" --leader-elect=false \
     --service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" \
-    --use-service-account-credentials=true --controllers='*,-nodeipam' --v=1
+    --use-service-account-credentials=true --v=1
   spawn kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig="$STATE/scheduler.kubeconfig" --authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$sched_port" --leader-elect=false --v=1
@@ -274,6 +274,7 @@ serializeImagePulls: false
 evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%}
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
+podLogsDir: $DATA/pod-logs
 EOF
   spawn kubelet "$BIN/kubelet" --config="$STATE/kubelet.yaml" --kubeconfig="$STATE/kubelet.kubeconfig" \
     --hostname-override="$NODE" --node-ip="$NODE_IP" --root-dir="$DATA/kubelet" --v=1
@@ -373,7 +374,7 @@ down() {
   awk -v s="$STATE" -v d="$DATA" 'index($2, s) == 1 || index($2, d "/kubelet") == 1 || index($2, d "/containerd") == 1 {print $2}' /proc/mounts \
     | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   network_down
-  rm -rf "$STATE" "$DATA/kubelet"
+  rm -rf "$STATE" "$DATA/kubelet" "$DATA/pod-logs"
   log "down"
 }
 

@@ -1,5 +1,5 @@
 // Command coredns is CoreDNS with only the plugins a test cluster's DNS needs (the kubernetes
-// zone, health and readiness, cache, loop detection, reload, error and query logs). Building
+// zone, health and readiness, cache, reload, error and query logs). Building
 // the stock command would compile every plugin, cloud DNS providers included; this keeps the
 // e2e node's build short. There is no forward plugin: names outside the cluster are refused,
 // so no query ever leaves the machine.
@@ -15,7 +15,6 @@ import (
 	_ "github.com/coredns/coredns/plugin/kubernetes"
 	_ "github.com/coredns/coredns/plugin/loadbalance"
 	_ "github.com/coredns/coredns/plugin/log"
-	_ "github.com/coredns/coredns/plugin/loop"
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
 )
@@ -23,7 +22,7 @@ import (
 func init() {
 	// The order in which the plugins handle a query (a subset of CoreDNS's own order).
 	dnsserver.Directives = []string{
-		"reload", "health", "ready", "errors", "log", "loadbalance", "cache", "loop", "kubernetes",
+		"reload", "health", "ready", "errors", "log", "loadbalance", "cache", "kubernetes",
 	}
 }
 
