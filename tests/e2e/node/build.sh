@@ -59,7 +59,9 @@ for t in "${TARGETS[@]}"; do
   IFS='|' read -r name moddir pkg ldflags <<<"$t"
   dir="$HERE/go/$moddir"
   out="$BIN_DIR/$name"
-  stamp="$(cat "$dir"/go.mod "$dir"/go.sum "$dir"/*.go 2>/dev/null | sha256sum | cut -c1-16) $go_version $pkg $ldflags"
+  inputs=("$dir/go.mod" "$dir/go.sum")
+  [[ -f "$dir/main.go" ]] && inputs+=("$dir/main.go")
+  stamp="$(cat "${inputs[@]}" | sha256sum | cut -c1-16) $go_version $pkg $ldflags"
   if [[ -x "$out" && "$(cat "$BIN_DIR/.$name.stamp" 2>/dev/null)" == "$stamp" ]]; then
     log "$name: up to date (cached)"
     continue

@@ -44,6 +44,7 @@ DNS_IP=10.96.0.10
 API_PORT=6443
 CTR_SOCK="$STATE/containerd.sock"
 IPT_TAG="kubenenc-e2e"
+KUBELET_SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 export KUBECONFIG="$STATE/admin.kubeconfig"
 
 log() { printf '[node] %s\n' "$*"; }
@@ -276,6 +277,12 @@ imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
 podLogsDir: $DATA/pod-logs
 EOF
+  # The kubelet sets these kernel tunables (protectKernelDefaults: false); `down` puts the
+  # host's values back.
+  local key
+  for key in $KUBELET_SYSCTLS; do
+    echo "$key=$(sysctl -n "$key")" >>"$STATE/sysctl.saved"
+  done
   spawn kubelet "$BIN/kubelet" --config="$STATE/kubelet.yaml" --kubeconfig="$STATE/kubelet.kubeconfig" \
     --hostname-override="$NODE" --node-ip="$NODE_IP" --root-dir="$DATA/kubelet" --v=1
   cat >"$STATE/kube-proxy.yaml" <<EOF
@@ -368,7 +375,11 @@ down() {
     done
   fi
   stop_component containerd 20
+  if [[ -f "$STATE/sysctl.saved" ]]; then
+    sysctl -q -p "$STATE/sysctl.saved" >/dev/null || true
+  fi
   [[ -x "$BIN/kube-proxy" ]] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  kube_chains_down
   # Unmount what is left under our directories (pod volumes, sandboxes' shm, rootfs).
   local m
   awk -v s="$STATE" -v d="$DATA" 'index($2, s) == 1 || index($2, d "/kubelet") == 1 || index($2, d "/containerd") == 1 {print $2}' /proc/mounts \
@@ -376,6 +387,27 @@ down() {
   network_down
   rm -rf "$STATE" "$DATA/kubelet" "$DATA/pod-logs"
   log "down"
+}
+
+# After `kube-proxy --cleanup`, the KUBE-* chains left are the kubelet's (KUBE-FIREWALL,
+# canaries): remove them and the jumps into them.
+kube_chains_down() {
+  local cmd table rule chain
+  for cmd in iptables ip6tables; do
+    command -v "$cmd" >/dev/null || continue
+    for table in filter nat mangle; do
+      "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r rule; do
+        # shellcheck disable=SC2086 # the rule's own words
+        "$cmd" -t "$table" ${rule/-A /-D } 2>/dev/null || true
+      done || true
+      for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
+        "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+      done
+      for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
+        "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  done
 }
 
 dump() {
