@@ -6,6 +6,7 @@ the Redis plugin and examples/shop on the import path (it adds it)::
     python tests/e2e/orders.py --backend redis://:PW@127.0.0.1:PORT/0 submit --orders 200 --prefix a
     python tests/e2e/orders.py --backend ... policy      # no two charges of a customer overlapped
     python tests/e2e/orders.py --backend ... lost        # how many invocations were handed back
+    python tests/e2e/orders.py --backend ... retries shop.tasks.charge 10   # wait for a ktd change
 
 ``submit`` prints ``ORDERS ok=N of=N`` and exits 1 unless every order's checkout total, charge
 receipt and shipping note are exactly what its cart makes. ``policy`` reads every ``charge``
@@ -106,6 +107,26 @@ def policy(backend: str) -> int:
     return 0 if overlaps == 0 and runs > 0 else 1
 
 
+def retries(backend: str, task: str, want: int, timeout: float = 60) -> int:
+    """Wait until the operator has stored ``retries: want`` for ``task`` (from its
+    TaskDefinition) in the backend's policy store, where workers read it."""
+    from kubenenc.task_defaults import TASK_PREFIX
+
+    tasks = _app(backend)
+    deadline = time.monotonic() + timeout
+    stored: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        for name, spec in tasks.app.backend.policies().items():
+            if name.endswith(f"{TASK_PREFIX}{task}"):
+                stored = json.loads(spec)
+                if stored.get("retries") == want:
+                    print(f"RETRIES {name} {want}")
+                    return 0
+        time.sleep(0.5)
+    print(f"RETRIES for {task} never became {want} (last stored: {stored})")
+    return 1
+
+
 def lost(backend: str) -> int:
     """Print how many shop invocations a dead worker's hold was handed back from."""
     tasks = _app(backend)
@@ -129,11 +150,16 @@ def main() -> int:
     s.add_argument("--timeout", type=float, default=600)
     sub.add_parser("policy")
     sub.add_parser("lost")
+    r = sub.add_parser("retries")
+    r.add_argument("task", help="the task id (module.function)")
+    r.add_argument("want", type=int)
     args = parser.parse_args()
     if args.command == "submit":
         return submit(args.backend, args.orders, args.prefix, args.customers, args.timeout)
     if args.command == "policy":
         return policy(args.backend)
+    if args.command == "retries":
+        return retries(args.backend, args.task, args.want)
     return lost(args.backend)
 
 

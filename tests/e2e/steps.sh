@@ -113,7 +113,7 @@ port_forward() {
   PF_PID=$!
   PASSWORD="$(k -n "$SYSTEM_NS" get secret kubenenc-redis -o jsonpath='{.data.password}' | base64 -d)"
   BACKEND="redis://:$PASSWORD@127.0.0.1:$PORT/0"
-  wait_until 30 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" \
+  wait_until 30 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null \
     || fail "the port-forward to Redis did not open"
 }
 # Record the pool's replicas (spec, ready) with a timestamp in ms, every second.
@@ -154,6 +154,11 @@ done
 k -n "$SHOP_NS" get pods -o wide
 MIN="$(min_replicas)"
 port_forward
+# The shop's gateway fails 20% of tries and `charge` retries 3 times, so about 1 order in 600
+# fails by design. Raise the retries through the TaskDefinition (the deployment's word, over
+# the decorator's) so that every order must succeed, and check the change reaches the backend.
+k -n "$SHOP_NS" patch ktd charge --type=merge -p '{"spec":{"retries":10}}'
+orders retries shop.tasks.charge 10 || fail "the TaskDefinition change did not reach the backend"
 
 # -- 3. orders ----------------------------------------------------------------------------------
 if wants orders; then
