@@ -9,7 +9,8 @@
 #      cluster: every result exact; no two charges of a customer ran at once
 #   4. the pool scaled out on the backlog and back in after it, then to zero and back
 #      (measured: backlog to a Ready extra pod, scale-in after the backlog drained)
-#   5. a worker pod force-deleted mid-work: its calls finish elsewhere, every order right
+#   5. a worker killed mid-work (SIGKILL through $KILL_CONTAINER where the runner offers it, a
+#      forced pod deletion otherwise): its calls finish elsewhere, every order right
 #   6. the operator pod deleted: the new one takes the Lease and changes no Deployment
 #   7. helm upgrade with a changed value, then helm uninstall (CRDs and custom resources stay)
 #
@@ -17,6 +18,7 @@
 #   KUBE_CONTEXT=          kubectl/helm context (default: the current one)
 #   OPERATOR_IMAGE=kubenenc-operator:VERSION   REDIS_IMAGE= (repository:tag; empty: chart's)
 #   PULL_POLICY=IfNotPresent   ORDERS=200   JOB_ORDERS=40   TIMEOUT=600
+#   KILL_CONTAINER=            a command "NAMESPACE POD CONTAINER" that SIGKILLs a container
 #   STEPS="install shop orders scale kill operator upgrade"   (uninstall always runs last)
 # Prints `== name (N s)` per step, `MEASURED key=value` lines, and `== PASSED` at the end; on
 # failure: pod states, events, and the operator's, workers' and Redis's logs.
@@ -234,19 +236,29 @@ if wants scale && wants orders; then
   wait_until 300 ready_replicas_is "$MIN" || fail "the pool did not come back to $MIN Ready pods"
 fi
 
-# -- 5. a worker pod dies mid-work --------------------------------------------------------------
+# -- 5. a worker dies mid-work -----------------------------------------------------------------
 if wants kill; then
-  say "5. force-delete a worker pod while it runs work"
   orders submit --orders 100 --prefix killed --timeout "$TIMEOUT" >"$WORK/killed.log" 2>&1 &
   SUBMIT_PID=$!
   sleep 3
   VICTIM="$(k -n "$SHOP_NS" get pods -o name | grep "$POOL" | head -1)"
-  [[ -n "$VICTIM" ]] || fail "no worker pod to delete"
-  k -n "$SHOP_NS" delete "$VICTIM" --grace-period=0 --force
+  [[ -n "$VICTIM" ]] || fail "no worker pod to kill"
+  if [[ -n "${KILL_CONTAINER:-}" ]]; then
+    # A crash: SIGKILL the worker process (the kubelet restarts the container); its heartbeats
+    # stop and the operator hands its work back after the heartbeat timeout.
+    say "5. SIGKILL the worker in ${VICTIM#pod/} while it runs work, then force-delete another pod"
+    $KILL_CONTAINER "$SHOP_NS" "${VICTIM#pod/}" worker
+    sleep 2
+    OTHER="$(k -n "$SHOP_NS" get pods -o name | grep "$POOL" | grep -v "$VICTIM" | head -1)"
+    [[ -z "$OTHER" ]] || k -n "$SHOP_NS" delete "$OTHER" --grace-period=0 --force
+  else
+    say "5. force-delete a worker pod while it runs work"
+    k -n "$SHOP_NS" delete "$VICTIM" --grace-period=0 --force
+  fi
   wait "$SUBMIT_PID" || true
   tail -n 1 "$WORK/killed.log"
-  grep -q "^ORDERS ok=100 of=100" "$WORK/killed.log" || fail "orders were lost or wrong after a worker pod died"
-  orders lost | tee -a "$WORK/lost.log"
+  grep -q "^ORDERS ok=100 of=100" "$WORK/killed.log" || fail "orders were lost or wrong after a worker died"
+  orders lost | tee "$WORK/lost.log"
   measured "$(sed 's/^LOST //' "$WORK/lost.log")"
 fi
 
@@ -255,6 +267,10 @@ if wants operator; then
   say "6. delete the operator pod: a new one takes the Lease and changes nothing spuriously"
   holder() { k -n "$SYSTEM_NS" get lease -o jsonpath='{range .items[*]}{.spec.holderIdentity}{"\n"}{end}' | grep . | head -1; }
   OLD_HOLDER="$(holder)"
+  # Let the pool settle at its minimum first: a scale-in still under way is no spurious change.
+  wait_until 300 spec_replicas_is "$MIN" || fail "the pool did not settle at $MIN replicas"
+  wait_until 120 ready_replicas_is "$MIN" || fail "the pool's $MIN pods did not become Ready"
+  sleep 5
   GEN_BEFORE="$(k -n "$SHOP_NS" get deployment "$POOL" -o jsonpath='{.metadata.generation} {.spec.replicas}')"
   OLD_POD="$(k -n "$SYSTEM_NS" get pods -o name | grep operator | head -1)"
   start=$(now_ms)

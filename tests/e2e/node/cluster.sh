@@ -8,6 +8,7 @@
 #   tests/e2e/node/cluster.sh down    # stop every process it started (by pid), undo its
 #                                     # network and iptables changes, remove its state
 #   tests/e2e/node/cluster.sh dump    # pods, events and the components' log tails
+#   tests/e2e/node/cluster.sh kill-container NS POD CONTAINER   # SIGKILL it (a crash)
 #
 # What runs (each a child process of `up`, recorded in $STATE/pids):
 #   etcd                    127.0.0.1, free ports
@@ -421,10 +422,28 @@ dump() {
   done
 }
 
+# kill_container NAMESPACE POD CONTAINER: SIGKILL a container's process (a crash, for the
+# steps' "a worker dies mid-work"); the kubelet then restarts it.
+kill_container() {
+  local id info
+  for id in $(ctr --address "$CTR_SOCK" -n k8s.io containers ls -q); do
+    info="$(ctr --address "$CTR_SOCK" -n k8s.io containers info "$id" 2>/dev/null)" || continue
+    if grep -q "\"io.kubernetes.pod.namespace\": \"$1\"" <<<"$info" \
+      && grep -q "\"io.kubernetes.pod.name\": \"$2\"" <<<"$info" \
+      && grep -q "\"io.kubernetes.container.name\": \"$3\"" <<<"$info" \
+      && ctr --address "$CTR_SOCK" -n k8s.io tasks kill -s SIGKILL "$id" 2>/dev/null; then
+      log "SIGKILL sent to container $3 of $1/$2"
+      return 0
+    fi
+  done
+  die "no running container $3 in $1/$2"
+}
+
 case "${1:-}" in
 up) up ;;
 down) down ;;
 load) shift; for t in "$@"; do load_image "$t"; done ;;
+kill-container) shift; kill_container "$@" ;;
 dump) dump ;;
-*) echo "usage: $0 up|load TARBALL...|down|dump" >&2; exit 2 ;;
+*) echo "usage: $0 up|load TARBALL...|down|dump|kill-container NS POD CONTAINER" >&2; exit 2 ;;
 esac

@@ -79,5 +79,6 @@ done
 
 stage "steps"
 PATH="$BIN:$PATH" PYTHON="$PY" OPERATOR_IMAGE="kubenenc-operator:$VERSION" \
+  KILL_CONTAINER="bash $HERE/cluster.sh kill-container" \
   REDIS_IMAGE="kubenenc-redis:$VERSION" PULL_POLICY=Never bash "$ROOT/tests/e2e/steps.sh"
 stage "done"
