@@ -127,7 +127,9 @@ watch_replicas() {
 # -- 1. install ---------------------------------------------------------------------------------
 say "1. helm install (operator $OPERATOR_IMAGE, bundled Redis ${REDIS_IMAGE:-from the chart})"
 set_args=(--set "image.repository=${OPERATOR_IMAGE%:*}" --set "image.tag=${OPERATOR_IMAGE##*:}"
-          --set "image.pullPolicy=$PULL_POLICY" --set redis.enabled=true)
+          --set "image.pullPolicy=$PULL_POLICY" --set redis.enabled=true
+          # The in-cluster Job that submits orders may reach Redis where NetworkPolicy is enforced.
+          --set-json 'redis.networkPolicy.extraFrom=[{"namespaceSelector":{},"podSelector":{"matchLabels":{"app.kubernetes.io/name":"shop-submit"}}}]')
 if [[ -n "$REDIS_IMAGE" ]]; then
   set_args+=(--set "redis.image.repository=${REDIS_IMAGE%:*}" --set "redis.image.tag=${REDIS_IMAGE##*:}"
              --set "redis.image.pullPolicy=$PULL_POLICY")
@@ -146,6 +148,7 @@ say "2. kubectl apply examples/shop/k8s/"
 k create namespace "$SHOP_NS"
 URL="$(k -n "$SYSTEM_NS" get secret kubenenc-redis -o jsonpath='{.data.url}' | base64 -d)"
 k -n "$SHOP_NS" create secret generic kubenenc-backend --from-literal=url="$URL"
+k -n "$SHOP_NS" create secret generic shop-gateway --from-literal=api-key=sk-test-e2e1
 k -n "$SHOP_NS" apply -f "$ROOT/examples/shop/k8s/"
 wait_until 120 k -n "$SHOP_NS" get deployment "$POOL" >/dev/null 2>&1 || fail "no Deployment $POOL"
 k -n "$SHOP_NS" rollout status "deployment/$POOL" --timeout=300s
@@ -179,6 +182,8 @@ metadata:
 spec:
   backoffLimit: 0
   template:
+    metadata:
+      labels: {app.kubernetes.io/name: shop-submit}
     spec:
       restartPolicy: Never
       securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532}

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubenenc import context
+from kubenenc import context, logs
 from kubenenc.app import App
+from kubenenc.errors import SerializationError, ValueTooLarge
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
 from kubenenc.records import ErrorInfo
-from kubenenc.serializers import from_json_tree
+from kubenenc.serializers import JsonSerializer
 from kubenenc.task import Task
+
+from kubenenc_worker import tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,11 @@ class RunPayload:
     task: str
     args: str
     serializer: str
+    attempt: int = 0
+    worker: str = ""
+    pool: str = ""
+    headers: Mapping[str, str] | None = None
+    """The call's headers: trace context (see :mod:`kubenenc_worker.tracing`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +51,30 @@ class RunResult:
 
 def decode_args(app: App, payload: RunPayload) -> dict[str, Any]:
     """The keyword arguments of the call."""
-    if payload.serializer == "json":
-        tree = json.loads(payload.args)
-        return {k: from_json_tree(v) for k, v in tree.items()}
-    value: dict[str, Any] = app.serializer_for(payload.serializer).loads(payload.args)
+    serializer = app.serializer_for(payload.serializer)
+    if isinstance(serializer, JsonSerializer):
+        return serializer.loads_arguments(payload.args)
+    value = serializer.loads(payload.args)
+    if not isinstance(value, dict):
+        raise SerializationError(
+            f"stored arguments of {payload.task[:200]} are a {type(value).__name__}, not a "
+            "mapping of names to values"
+        )
     return value
+
+
+def encode_result(app: App, task: Task[Any, Any], value: Any) -> str:
+    """The stored text of a task's return value; ValueTooLarge over the task's limit, so an
+    oversized result fails the call here and never reaches the backend."""
+    text = app.serializer.dumps_named(value, f"{task.name}() result")
+    limit = app.value_limit(task.options.max_value_bytes)
+    if len(text) > limit:  # ASCII text: characters are bytes
+        raise ValueTooLarge(
+            f"{task.name}() returned {len(text):,} bytes encoded, over the limit of {limit:,} "
+            "(max_value_bytes); store large results elsewhere and return a reference, or raise "
+            "the limit with @app.task(max_value_bytes=...)"
+        )
+    return text
 
 
 @contextlib.contextmanager
@@ -60,8 +86,24 @@ def _context(ctx: context.ExecutionContext) -> Iterator[None]:
         context.current.reset(token)
 
 
+def _fields(payload: RunPayload) -> logs.RunFields:
+    """What a log line inside this run carries (see :mod:`kubenenc.logs`)."""
+    return logs.RunFields(payload.id, payload.task, payload.attempt, payload.worker)
+
+
+def _span(payload: RunPayload) -> contextlib.AbstractContextManager[Any]:
+    """The run span (OpenTelemetry, when installed and configured)."""
+    return tracing.run_span(
+        payload.task, payload.id, payload.attempt, payload.pool, payload.worker, payload.headers
+    )
+
+
 def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseException) -> RunResult:
-    retryable = task is not None and isinstance(exc, task.options.retry_on)
+    retryable = (
+        task is not None
+        and isinstance(exc, task.options.retry_on)
+        and not isinstance(exc, ValueTooLarge)  # the same value would be refused again
+    )
     return RunResult(payload.id, error=error_info(exc), retryable=retryable)
 
 
@@ -74,14 +116,17 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
         # The context set and reset inline, not with _context: a generator-based context
         # manager costs a few µs, once per task.
         token = context.current.set(ctx)
+        log_token = logs.bind(_fields(payload))
         try:
-            if task.is_async:
-                value = asyncio.run(task.func(**kwargs))
-            else:
-                value = task.func(**kwargs)
+            with _span(payload):
+                if task.is_async:
+                    value = asyncio.run(task.func(**kwargs))
+                else:
+                    value = task.func(**kwargs)
         finally:
+            logs.unbind(log_token)
             context.current.reset(token)
-        return RunResult(payload.id, result=app.serializer.dumps(value))
+        return RunResult(payload.id, result=encode_result(app, task, value))
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit) and task is None:
             raise
@@ -96,9 +141,9 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
         kwargs = decode_args(app, payload)
         if not task.is_async:
             return await asyncio.to_thread(run_sync, app, payload, ctx)
-        with _context(ctx):
+        with _context(ctx), logs.bound(_fields(payload)), _span(payload):
             value = await task.func(**kwargs)
-        return RunResult(payload.id, result=app.serializer.dumps(value))
+        return RunResult(payload.id, result=encode_result(app, task, value))
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from kubenenc import logs
 from kubenenc.app import App, load_app
 from kubenenc.errors import ConfigurationError, TaskTimeout, WorkerLost
 from kubenenc.ids import InvocationId
@@ -368,11 +369,19 @@ class _PipeContext:
 
 
 def child_main(
-    conn: multiprocessing.connection.Connection, app_path: str, backend_url: str | None
+    conn: multiprocessing.connection.Connection,
+    app_path: str,
+    backend_url: str | None,
+    log_format: logs.LogFormat | None = None,
 ) -> None:
-    """Entry point of a child process: load the app, run what the parent sends."""
+    """Entry point of a child process: load the app, run what the parent sends.
+
+    A forkserver child inherits no logging set-up: with ``log_format`` it configures its
+    own handler, so a task's lines carry the run fields as in the other modes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if log_format is not None:
+        logs.configure(log_format)
     app = load_app(app_path)
     if backend_url is not None:
         app.backend_url = backend_url
@@ -408,8 +417,10 @@ class ProcessExecutor:
         backend_url: str | None,
         events: EventSink,
         warm: int,
+        log_format: logs.LogFormat | None = None,
     ) -> None:
         self.app_path = app_path
+        self.log_format = log_format
         self.backend_url = backend_url
         self.events = events
         self._mp = multiprocessing.get_context("forkserver")
@@ -428,7 +439,7 @@ class ProcessExecutor:
         parent_conn, child_conn = self._mp.Pipe()
         process = self._mp.Process(
             target=child_main,
-            args=(child_conn, self.app_path, self.backend_url),
+            args=(child_conn, self.app_path, self.backend_url, self.log_format),
             name="kubenenc-child",
             daemon=True,
         )
