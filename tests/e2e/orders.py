@@ -93,8 +93,11 @@ def policy(backend: str) -> int:
         for i, step in enumerate(history):
             if step.status.value != "RUNNING":
                 continue
-            end = history[i + 1].at if i + 1 < len(history) else float("inf")
-            by_customer[customer].append((step.at, end, str(rec.id)))
+            after = history[i + 1] if i + 1 < len(history) else None
+            end = after.at if after is not None else float("inf")
+            then = after.status.value if after else "-"
+            how = f"{step.worker} {step.at:.3f}-{end:.3f} then {then}"
+            by_customer[customer].append((step.at, end, f"{rec.id} [{how}]"))
             runs += 1
     overlaps = 0
     for customer, spans in by_customer.items():
