@@ -11,9 +11,9 @@ the Redis plugin and examples/shop on the import path (it adds it)::
 ``submit`` prints ``ORDERS ok=N of=N`` and exits 1 unless every order's checkout total, charge
 receipt and shipping note are exactly what its cart makes. ``policy`` reads every ``charge``
 invocation's recorded history (each RUNNING interval: from its RUNNING transition to the
-next one) and exits 1 when two intervals of one customer overlap: the policy
-``one-charge-per-customer`` allows one running charge per customer. Output lines starting with
-an upper-case word are the ones steps.sh greps.
+next one) and exits 1 when two intervals of one customer overlap by more than ``SKEW``: the
+policy ``one-charge-per-customer`` allows one running charge per customer. Output lines
+starting with an upper-case word are the ones steps.sh greps.
 """
 
 from __future__ import annotations
@@ -29,6 +29,13 @@ from collections import defaultdict
 from pathlib import Path
 
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
+
+SKEW = 0.025
+"""Seconds of apparent overlap not counted. A transition's time is the one its worker read
+just before sending the call, not the moment the backend ran it: a claim read at t and run
+right after another worker's finish read at t + 2 ms looks like a 2 ms overlap (seen on the
+e2e node: 1-2 ms). A real second charge of a customer would overlap by about the task's own
+run (its 50 ms gateway sleep), far above this."""
 
 
 def _app(backend: str):  # type: ignore[no-untyped-def]  # the shop module is not typed here
@@ -99,14 +106,18 @@ def policy(backend: str) -> int:
             how = f"{step.worker} {step.at:.3f}-{end:.3f} then {then}"
             by_customer[customer].append((step.at, end, f"{rec.id} [{how}]"))
             runs += 1
-    overlaps = 0
+    overlaps = skewed = 0
     for customer, spans in by_customer.items():
         spans.sort()
         for (_, end, a), (start, _, b) in itertools.pairwise(spans):
-            if start < end:
-                overlaps += 1
-                print(f"customer {customer}: charge {b} started before charge {a} ended")
-    print(f"POLICY charges={len(records)} runs={runs} overlaps={overlaps}")
+            if start >= end:
+                continue
+            if end - start <= SKEW:
+                skewed += 1
+                continue
+            overlaps += 1
+            print(f"customer {customer}: charge {b} started before charge {a} ended")
+    print(f"POLICY charges={len(records)} runs={runs} overlaps={overlaps} within_skew={skewed}")
     return 0 if overlaps == 0 and runs > 0 else 1
 
 
