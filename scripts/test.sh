@@ -8,7 +8,8 @@
 # Servers and binaries: redis-server and chromium come from Debian's packages (installed when
 # missing and we are root); Kubernetes control-plane binaries and FerretDB are built from Go modules into
 # ${KUBENENC_CACHE_DIR:-~/.cache/kubenenc}/bin and reused. Without them, their tests skip on a
-# laptop and fail under CI=true.
+# laptop and fail under CI=true. As root on Linux, the real-node e2e tier's packages, images
+# and node binaries are installed and built too (tests/e2e/node/run.sh, cached).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -57,6 +58,19 @@ if [ -f plugins/mongodb/javaserver/build.sh ]; then
         fi
     fi
     bash plugins/mongodb/javaserver/build.sh
+fi
+
+if [ -f tests/e2e/node/run.sh ]; then
+    # The real-node end-to-end tier (tests/e2e): Debian's docker.io, containerd and CNI
+    # plugins, the images (debootstrap base, built once) and the node's binaries, all cached
+    # in ~/.cache/kubenenc. The pytest test then starts the cluster and runs the steps.
+    step "real-node e2e: packages, images, node binaries (cached builds)"
+    if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ]; then
+        PREPARE_ONLY=1 bash tests/e2e/node/run.sh \
+            || { echo "could not prepare the real-node e2e run"; ci && exit 1; }
+    else
+        echo "not root on Linux: the real-node e2e test will skip (it fails under CI)"
+    fi
 fi
 
 step "lint: ruff, mypy --strict, import-linter"

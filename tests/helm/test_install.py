@@ -403,7 +403,7 @@ def reconcile_example(cluster: Cluster, tmp_path: Path) -> None:
         assert container["args"][:5] == ["worker", "--app", "shop.tasks:app", "--pool",
                                          "shop-workers"]  # fmt: skip
         assert container["args"][-2:] == ["--log-format", "json"]
-        assert container["resources"]["limits"] == {"memory": "512Mi"}
+        assert container["resources"]["limits"] == {"memory": "1Gi"}
         gateway = next(e for e in container["env"] if e["name"] == "SHOP_GATEWAY_KEY")
         assert gateway["valueFrom"]["secretKeyRef"] == {"name": "shop-gateway", "key": "api-key"}
 
