@@ -632,3 +632,15 @@ def test_uninstall_leaves_only_the_crds(release: Release) -> None:
     for name in CRDS:  # helm never deletes CRDs: the users' resources survive an uninstall
         assert established(cluster, name)
     assert json.loads(cluster.helm("list", "-n", NS, "-o", "json").stdout) == []
+
+
+@pytest.mark.timeout(120)
+def test_the_documented_crd_upgrade_applies_under_strict_validation(release: Release) -> None:
+    """The README's upgrade step (server-side apply, which validates fields strictly): a
+    schema keyword Kubernetes does not know (``propertyNames`` once) would fail it."""
+    result = release.cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--dry-run=server",
+        "-f", str(CHART / "crds"), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("serverside-applied") == len(CRDS), result.stdout
