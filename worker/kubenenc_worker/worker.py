@@ -136,9 +136,6 @@ class Worker:
             )
         self._app_path = app_path if app_path else (_app_path(app) if mode == "process" else "")
         self.executor: Executor = self._make_executor()
-        # Optional executor roles (see ThreadExecutor.start_many), looked up once.
-        self._start_many = getattr(self.executor, "start_many", None)
-        self._poll = getattr(self.executor, "poll", None)
 
     def _make_executor(self) -> Executor:
         mode = self.settings.mode
@@ -238,7 +235,7 @@ class Worker:
                 idle = 0.0005
                 continue
             try:
-                batched = self._poll is not None and getattr(self.executor, "batches", 0) > 0
+                batched = self.executor.batches > 0
                 event = self.events.get(timeout=min(idle, 0.001) if batched else idle)
                 self._handle(event)
                 idle = 0.0005
@@ -248,8 +245,7 @@ class Worker:
 
     def _step(self) -> bool:
         progressed = False
-        if self._poll is not None:
-            self._poll()
+        self.executor.poll()
         while True:
             try:
                 event = self.events.get_nowait()
@@ -313,11 +309,7 @@ class Worker:
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
             payloads.append(RunPayload(rec.id, rec.task, rec.args, rec.serializer))
-        if self._start_many is not None:
-            self._start_many(payloads)
-        else:
-            for payload in payloads:
-                self.executor.start(payload)
+        self.executor.start_many(payloads)
         return True
 
     def _handle(self, event: Event) -> None:

@@ -1,0 +1,131 @@
+"""Async mode: one event loop thread for coroutine tasks; plain functions go to threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+from kubenenc.app import App
+from kubenenc.errors import ConfigurationError
+from kubenenc.ids import InvocationId
+
+from kubenenc_worker.execution import RunPayload, run_async
+from kubenenc_worker.executors.base import Boxes, EventSink, Executor, ForgetOnDone
+from kubenenc_worker.executors.threads import ThreadExecutor
+from kubenenc_worker.messages import Done, WaitReply, WaitRequest, raise_for
+
+
+class _AsyncContext:
+    def __init__(
+        self, id: InvocationId, executor: AsyncExecutor, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._id = id
+        self._executor = executor
+        self._loop = loop
+
+    @property
+    def invocation_id(self) -> InvocationId:
+        return self._id
+
+    def wait(self, ids: Sequence[InvocationId]) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise ConfigurationError(
+                "a coroutine task must not block its event loop: use "
+                "`await invocation.async_result()` instead of `.result()`"
+            )
+        box = self._executor.boxes.open(self._id)
+        self._executor.events.put(WaitRequest(self._id, tuple(ids)))
+        raise_for(box.get(), self._id, ids)
+
+    async def wait_async(self, ids: Sequence[InvocationId]) -> None:
+        future: asyncio.Future[WaitReply] = self._loop.create_future()
+        self._executor.futures[self._id] = future
+        self._executor.events.put(WaitRequest(self._id, tuple(ids)))
+        raise_for(await future, self._id, ids)
+
+
+class AsyncExecutor(Executor):
+    """Runs coroutine tasks on one event loop in a thread of its own; plain functions go to
+    a :class:`ThreadExecutor` (a paused one holds its thread, so a bounded thread pool
+    would deadlock on a deep chain of waits)."""
+
+    def __init__(self, app: App, events: EventSink) -> None:
+        self.app = app
+        self.events = events
+        self._sync_ids: set[InvocationId] = set()
+        self._threaded = ThreadExecutor(app, ForgetOnDone(events, self._sync_ids))
+        self.boxes = Boxes()
+        self.futures: dict[InvocationId, asyncio.Future[WaitReply]] = {}
+        self._tasks: dict[InvocationId, asyncio.Task[None]] = {}
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="kubenenc-loop", daemon=True
+        )
+        self._thread.start()
+
+    def start(self, payload: RunPayload) -> None:
+        task = self.app.tasks.get(payload.task)  # type: ignore[call-overload]
+        if task is not None and not task.is_async:
+            self._sync_ids.add(payload.id)
+            self._threaded.start(payload)
+            return
+        self.loop.call_soon_threadsafe(self._spawn, payload)
+
+    def _spawn(self, payload: RunPayload) -> None:
+        ctx = _AsyncContext(payload.id, self, self.loop)
+        self._tasks[payload.id] = self.loop.create_task(self._run(payload, ctx))
+
+    async def _run(self, payload: RunPayload, ctx: _AsyncContext) -> None:
+        try:
+            result = await run_async(self.app, payload, ctx)
+        except asyncio.CancelledError:
+            return
+        finally:
+            self._tasks.pop(payload.id, None)
+        self.events.put(Done(result))
+
+    def reply(self, id: InvocationId, reply: WaitReply) -> None:
+        if id in self._sync_ids:
+            self._threaded.reply(id, reply)
+            return
+        self.boxes.deliver(id, reply)
+
+        def deliver() -> None:
+            future = self.futures.pop(id, None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+        self.loop.call_soon_threadsafe(deliver)
+
+    def abort(self, id: InvocationId) -> None:
+        if id in self._sync_ids:
+            self._sync_ids.discard(id)
+            self._threaded.abort(id)
+            return
+        self.boxes.deliver(id, WaitReply("gone"))
+
+        def cancel() -> None:
+            task = self._tasks.pop(id, None)
+            if task is not None:
+                task.cancel()
+
+        self.loop.call_soon_threadsafe(cancel)
+
+    def close(self, timeout: float) -> None:
+        self._threaded.close(timeout)
+
+        async def drain() -> None:
+            tasks = list(self._tasks.values())
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout + 1)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout + 1)
+        self.loop.close()
