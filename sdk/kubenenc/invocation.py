@@ -36,7 +36,7 @@ def _wait(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
     ctx = context.current.get()
     _own_result(ctx, ids)
     if ctx is not None:
-        ctx.wait(ids)
+        ctx.wait(ids, timeout)
         return
     if not app.backend.wait_final(ids, timeout):
         raise ResultTimeout(f"{len(ids)} invocation(s) not final after {timeout} s")
@@ -46,7 +46,7 @@ async def _wait_async(app: App, ids: Sequence[InvocationId], timeout: float | No
     ctx = context.current.get()
     _own_result(ctx, ids)
     if ctx is not None:
-        await ctx.wait_async(ids)
+        await ctx.wait_async(ids, timeout)
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.001

@@ -159,3 +159,63 @@ def own_result() -> int:
 @app.task(concurrency=ConcurrencyPolicy(key=("k",), registration="reject"))
 def rejecting(k: str) -> str:
     return k
+
+
+@app.task
+async def gather_two(n: int) -> list[int]:
+    """Two waits at once inside one call."""
+    import asyncio
+
+    return list(await asyncio.gather(child(n).async_result(), async_leaf(n).async_result()))
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@app.task
+async def async_raises(kind: str) -> str:
+    """Ends by a BaseException that is not an Exception, or one that cannot be printed."""
+    import asyncio
+    import sys
+
+    if kind == "cancelled":
+        raise asyncio.CancelledError()
+    if kind == "exit":
+        sys.exit(3)
+    raise UnprintableError()
+
+
+@app.task
+def sync_raises(kind: str) -> str:
+    import sys
+
+    if kind == "exit":
+        sys.exit(3)
+    if kind == "interrupt":
+        raise KeyboardInterrupt()
+    raise UnprintableError()
+
+
+@app.task
+def gives_up_waiting(seconds: float, timeout: float) -> str:
+    """Waits on a long sleep with a short timeout; reports what the wait raised."""
+    from kubenenc.errors import ResultTimeout
+
+    try:
+        sleepy(seconds).result(timeout=timeout)
+    except ResultTimeout as exc:
+        return f"timed out: {exc}"
+    return "waited"
+
+
+@app.task
+async def async_gives_up_waiting(seconds: float, timeout: float) -> str:
+    from kubenenc.errors import ResultTimeout
+
+    try:
+        await sleepy(seconds).async_result(timeout=timeout)
+    except ResultTimeout:
+        return "timed out"
+    return "waited"

@@ -82,9 +82,7 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
         finally:
             context.current.reset(token)
         return RunResult(payload.id, result=app.serializer.dumps(value))
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit) and task is None:
-            raise
+    except BaseException as exc:  # SystemExit too: user code ends its call, not the worker
         return _failure(payload, task, exc)
 
 
@@ -100,6 +98,6 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
             value = await task.func(**kwargs)
         return RunResult(payload.id, result=app.serializer.dumps(value))
     except asyncio.CancelledError:
-        raise
-    except Exception as exc:
+        raise  # the executor tells an abort from a task's own CancelledError
+    except BaseException as exc:  # SystemExit too: it must not stop the event loop
         return _failure(payload, task, exc)

@@ -25,11 +25,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
 from kubenenc.app import App
-from kubenenc.backends.contract import FinishAndClaim, WorkNotifier
+from kubenenc.backends.contract import FinishAndClaim, ResumeEarly, WorkNotifier
 from kubenenc.errors import ConfigurationError, TaskTimeout
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.outcomes import error_info
@@ -41,7 +42,15 @@ from kubenenc.status import Status
 from kubenenc_worker.execution import RunPayload, RunResult
 from kubenenc_worker.executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
 from kubenenc_worker.http import serve
-from kubenenc_worker.messages import GONE, READY, Done, Event, WaitReply, WaitRequest
+from kubenenc_worker.messages import (
+    GONE,
+    READY,
+    TIMED_OUT,
+    Done,
+    Event,
+    WaitReply,
+    WaitRequest,
+)
 from kubenenc_worker.metrics import Metrics
 
 log = logging.getLogger("kubenenc.worker")
@@ -70,6 +79,8 @@ class _Active:
     paused_at: float = 0.0
     targets: set[InvocationId] = field(default_factory=set)
     final: set[InvocationId] = field(default_factory=set)
+    wait_deadline: float | None = None
+    """When a timed wait (``result(timeout=...)``) gives up (monotonic), if it is one."""
 
 
 def _app_path(app: App) -> str:
@@ -106,6 +117,8 @@ class Worker:
         self.backend = app.backend
         # Optional fast path, checked once: a runtime Protocol check is too slow per step.
         self._fast = self.backend if isinstance(self.backend, FinishAndClaim) else None
+        self._early = self.backend if isinstance(self.backend, ResumeEarly) else None
+        self._warned_early = False
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.metrics = Metrics()
         self.running: dict[InvocationId, _Active] = {}
@@ -337,6 +350,10 @@ class Worker:
             active.paused_at = time.monotonic()
             active.targets = set(request.targets)
             active.final = set()
+            active.wait_deadline = None
+            if request.timeout is not None:
+                active.wait_deadline = active.paused_at + max(0.0, request.timeout)
+                self._resume_at = min(self._resume_at, active.wait_deadline)
             self.paused[request.id] = active
 
     def _resume(self) -> bool:
@@ -347,24 +364,55 @@ class Worker:
                 if rec is None or rec.is_final:
                     final.add(target)
         ready = []
+        late = []
+        now = time.monotonic()
         for pid, active in self.paused.items():
             active.final |= final & active.targets
             if active.final >= active.targets:
                 ready.append(pid)
-        if not ready:
+            elif active.wait_deadline is not None and now >= active.wait_deadline:
+                late.append(pid)
+            elif active.wait_deadline is not None:
+                self._resume_at = min(self._resume_at, active.wait_deadline)
+        progressed = False
+        if ready:
+            result = self.backend.resume(ready, self.id, self._free(), time.time())
+            self._resumed(result.resumed, result.gone, READY)
+            progressed = bool(result.resumed or result.gone)
+        if late and self._free() > 0:
+            progressed |= self._resume_late(late)
+        return progressed
+
+    def _resume_late(self, late: list[InvocationId]) -> bool:
+        """Resume paused calls whose timed wait ran out; ResultTimeout is raised in each."""
+        if self._early is None:
+            if not self._warned_early:
+                self._warned_early = True
+                log.warning(
+                    "%s cannot end a pause early: result(timeout=...) inside a task waits "
+                    "until its targets end", type(self.backend).__name__,
+                )  # fmt: skip
+            for pid in late:
+                self.paused[pid].wait_deadline = None
             return False
-        result = self.backend.resume(ready, self.id, self._free(), time.time())
+        result = self._early.resume_early(late, self.id, self._free(), time.time())
+        self._resumed(result.resumed, result.gone, TIMED_OUT)
+        return bool(result.resumed or result.gone)
+
+    def _resumed(
+        self, resumed: Sequence[InvocationId], gone: Sequence[InvocationId], reply: WaitReply
+    ) -> None:
         now = time.monotonic()
-        for pid in result.resumed:
+        for pid in resumed:
             active = self.paused.pop(pid)
             if active.deadline is not None:
                 active.deadline += now - active.paused_at
+            active.wait_deadline = None
             self.running[pid] = active
-            self.executor.reply(pid, READY)
-        for pid in result.gone:
+            self.executor.reply(pid, reply)
+        for pid in gone:
             self.paused.pop(pid, None)
             self.executor.reply(pid, GONE)
-        return bool(result.resumed or result.gone)
 
     def _on_done(self, result: RunResult) -> None:
         active = self.running.pop(result.id, None)

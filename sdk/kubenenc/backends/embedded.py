@@ -81,6 +81,13 @@ class EngineBackend:
         with self._engine() as e:
             return e.resume(ids, worker, limit, now)
 
+    def resume_early(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :class:`kubenenc.backends.contract.ResumeEarly`."""
+        with self._engine() as e:
+            return e.resume(ids, worker, limit, now, early=True)
+
     def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
         """See :meth:`kubenenc.backends.contract.Coordination.recover`."""
         with self._engine() as e:

@@ -9,26 +9,35 @@ from collections.abc import Sequence
 from kubenenc.app import App
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId
+from kubenenc.outcomes import error_info
 
-from kubenenc_worker.execution import RunPayload, run_async
-from kubenenc_worker.executors.base import Boxes, EventSink, Executor, ForgetOnDone
+from kubenenc_worker.execution import RunPayload, RunResult, run_async
+from kubenenc_worker.executors.base import EventSink, Executor, ForgetOnDone
 from kubenenc_worker.executors.threads import ThreadExecutor
-from kubenenc_worker.messages import Done, WaitReply, WaitRequest, raise_for
+from kubenenc_worker.messages import GONE, Done, WaitReply, WaitRequest, raise_for
 
 
 class _AsyncContext:
+    """Waits of a coroutine task: asked of the worker, answered through a future.
+
+    Waits of one invocation are taken one after another (an ``asyncio.gather`` of several
+    results waits on each in turn): the worker pauses the invocation as a whole, and a
+    second wait at once would take the first one's reply. A blocking ``.result()`` from a
+    thread that the task started goes through the same queue of waits."""
+
     def __init__(
         self, id: InvocationId, executor: AsyncExecutor, loop: asyncio.AbstractEventLoop
     ) -> None:
         self._id = id
         self._executor = executor
         self._loop = loop
+        self._one_wait = asyncio.Lock()
 
     @property
     def invocation_id(self) -> InvocationId:
         return self._id
 
-    def wait(self, ids: Sequence[InvocationId]) -> None:
+    def wait(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -38,15 +47,15 @@ class _AsyncContext:
                 "a coroutine task must not block its event loop: use "
                 "`await invocation.async_result()` instead of `.result()`"
             )
-        box = self._executor.boxes.open(self._id)
-        self._executor.events.put(WaitRequest(self._id, tuple(ids)))
-        raise_for(box.get(), self._id, ids)
+        asyncio.run_coroutine_threadsafe(self.wait_async(ids, timeout), self._loop).result()
 
-    async def wait_async(self, ids: Sequence[InvocationId]) -> None:
-        future: asyncio.Future[WaitReply] = self._loop.create_future()
-        self._executor.futures[self._id] = future
-        self._executor.events.put(WaitRequest(self._id, tuple(ids)))
-        raise_for(await future, self._id, ids)
+    async def wait_async(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
+        async with self._one_wait:
+            future: asyncio.Future[WaitReply] = self._loop.create_future()
+            self._executor.futures[self._id] = future
+            self._executor.events.put(WaitRequest(self._id, tuple(ids), timeout))
+            reply = await future
+        raise_for(reply, self._id, ids, timeout)
 
 
 class AsyncExecutor(Executor):
@@ -59,9 +68,9 @@ class AsyncExecutor(Executor):
         self.events = events
         self._sync_ids: set[InvocationId] = set()
         self._threaded = ThreadExecutor(app, ForgetOnDone(events, self._sync_ids))
-        self.boxes = Boxes()
         self.futures: dict[InvocationId, asyncio.Future[WaitReply]] = {}
         self._tasks: dict[InvocationId, asyncio.Task[None]] = {}
+        self._aborted: set[InvocationId] = set()  # touched on the loop thread only
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="kubenenc-loop", daemon=True
@@ -81,19 +90,29 @@ class AsyncExecutor(Executor):
         self._tasks[payload.id] = self.loop.create_task(self._run(payload, ctx))
 
     async def _run(self, payload: RunPayload, ctx: _AsyncContext) -> None:
+        """Run one coroutine task and report how it ended, however it ended.
+
+        Only a cancellation that :meth:`abort` asked for ends without a report; a task that
+        raises CancelledError itself, or anything else (SystemExit included: it must not
+        stop the loop that every async call runs on), ends FAILED.
+        """
         try:
             result = await run_async(self.app, payload, ctx)
-        except asyncio.CancelledError:
-            return
+        except asyncio.CancelledError as exc:
+            if payload.id in self._aborted:
+                return
+            result = RunResult(payload.id, error=error_info(exc))
+        except BaseException as exc:  # run_async reports everything else; belt and braces
+            result = RunResult(payload.id, error=error_info(exc))
         finally:
             self._tasks.pop(payload.id, None)
+            self._aborted.discard(payload.id)
         self.events.put(Done(result))
 
     def reply(self, id: InvocationId, reply: WaitReply) -> None:
         if id in self._sync_ids:
             self._threaded.reply(id, reply)
             return
-        self.boxes.deliver(id, reply)
 
         def deliver() -> None:
             future = self.futures.pop(id, None)
@@ -107,11 +126,14 @@ class AsyncExecutor(Executor):
             self._sync_ids.discard(id)
             self._threaded.abort(id)
             return
-        self.boxes.deliver(id, WaitReply("gone"))
 
         def cancel() -> None:
+            future = self.futures.pop(id, None)
+            if future is not None and not future.done():
+                future.set_result(GONE)  # a blocking wait from another thread must end too
             task = self._tasks.pop(id, None)
             if task is not None:
+                self._aborted.add(id)
                 task.cancel()
 
         self.loop.call_soon_threadsafe(cancel)

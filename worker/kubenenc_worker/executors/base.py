@@ -108,15 +108,19 @@ class QueueContext:
         self._id = id
         self._events = events
         self._boxes = boxes
+        # One wait at a time: the reply box is keyed by the invocation, and the worker pauses
+        # the invocation as a whole (a second wait at once would take the first one's box).
+        self._one_wait = threading.Lock()
 
     @property
     def invocation_id(self) -> InvocationId:
         return self._id
 
-    def wait(self, ids: Sequence[InvocationId]) -> None:
-        box = self._boxes.open(self._id)
-        self._events.put(WaitRequest(self._id, tuple(ids)))
-        raise_for(box.get(), self._id, ids)
+    def wait(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
+        with self._one_wait:
+            box = self._boxes.open(self._id)
+            self._events.put(WaitRequest(self._id, tuple(ids), timeout))
+            raise_for(box.get(), self._id, ids, timeout)
 
-    async def wait_async(self, ids: Sequence[InvocationId]) -> None:
-        await asyncio.to_thread(self.wait, ids)
+    async def wait_async(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
+        await asyncio.to_thread(self.wait, ids, timeout)

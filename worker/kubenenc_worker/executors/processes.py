@@ -34,19 +34,21 @@ class _PipeContext:
     def __init__(self, id: InvocationId, conn: multiprocessing.connection.Connection) -> None:
         self._id = id
         self._conn = conn
+        self._one_wait = threading.Lock()  # one question on the pipe at a time
 
     @property
     def invocation_id(self) -> InvocationId:
         return self._id
 
-    def wait(self, ids: Sequence[InvocationId]) -> None:
-        self._conn.send(("wait", tuple(ids)))
-        kind, reply = self._conn.recv()
+    def wait(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
+        with self._one_wait:
+            self._conn.send(("wait", (tuple(ids), timeout)))
+            kind, reply = self._conn.recv()
         assert kind == "reply"
-        raise_for(reply, self._id, ids)
+        raise_for(reply, self._id, ids, timeout)
 
-    async def wait_async(self, ids: Sequence[InvocationId]) -> None:
-        self.wait(ids)  # a child runs one execution at a time: nothing else to let run
+    async def wait_async(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
+        self.wait(ids, timeout)  # a child runs one execution at a time: nothing else to let run
 
 
 def child_main(
@@ -132,7 +134,8 @@ class ProcessExecutor(Executor):
                 break
             current = child.current
             if kind == "wait" and current is not None:
-                self.events.put(WaitRequest(current, tuple(body)))
+                targets, timeout = body
+                self.events.put(WaitRequest(current, tuple(targets), timeout))
             elif kind == "done":
                 with self._lock:
                     child.current = None
