@@ -219,3 +219,11 @@ async def async_gives_up_waiting(seconds: float, timeout: float) -> str:
     except ResultTimeout:
         return "timed out"
     return "waited"
+
+
+@app.task
+def note_pid_then_wait(marker: str, seconds: float) -> str:
+    """Writes the pid of the process running it, then pauses on a sleep."""
+    with open(marker, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return sleepy(seconds).result()

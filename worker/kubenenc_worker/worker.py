@@ -67,6 +67,10 @@ _STATUS_OF = {
 }  # fmt: skip
 """The status each outcome kind ends in, as the metrics label it."""
 
+FINAL_FLUSH_WINDOW = 5.0
+"""Seconds a drain keeps retrying its last write after ``drain_grace`` ran out (the pods'
+termination grace leaves a margin above the drain for it)."""
+
 _WAKE = Done(RunResult(InvocationId("")))
 """An event that only wakes the loop (its empty id matches no execution)."""
 
@@ -139,6 +143,13 @@ class Worker:
         interval, at once after this worker wrote the end of one of them (often the case: a
         parent waits on children it runs itself). Without it a busy loop read them on every
         turn."""
+        self._claim_after = 0.0
+        """No claims before this (monotonic): set after a start failure, so that a worker
+        that cannot start anything (no threads, no processes) does not claim and hand back
+        in a tight loop."""
+        self._unheld_due = False
+        """An execution ended while its call was paused (its child process died): check at
+        once what the backend still has on this worker, instead of at the next interval."""
         self._thread: threading.Thread | None = None
         self._heart: threading.Thread | None = None
         mode = self.settings.mode
@@ -228,8 +239,9 @@ class Worker:
             self._tick = time.monotonic()
             try:
                 progressed = self._step()
-                if self._tick - last_check >= self.settings.heartbeat_interval:
+                if self._unheld_due or self._tick - last_check >= self.settings.heartbeat_interval:
                     last_check = self._tick
+                    self._unheld_due = False
                     self._check_held()
                     self._release_unheld()
                 self._backend_ok = True
@@ -266,7 +278,7 @@ class Worker:
                 break
             self._handle(event)
             progressed = True
-        claiming = not self._stop.is_set()
+        claiming = not self._stop.is_set() and self._tick >= self._claim_after
         fast = self._fast
         if fast is not None and self._outcomes and claiming and not self.paused and self._free():
             progressed |= self._flush_and_claim(fast)
@@ -322,8 +334,24 @@ class Worker:
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
             payloads.append(RunPayload(rec.id, rec.task, rec.args, rec.serializer))
-        self.executor.start_many(payloads)
+        try:
+            failed = self.executor.start_many(payloads)
+        except Exception:  # the contract says it returns them; hold to it if it does not
+            log.exception("starting %d invocation(s) failed", len(payloads))
+            failed = payloads
+        if failed:
+            self._not_started(failed)
         return True
+
+    def _not_started(self, failed: Sequence[RunPayload]) -> None:
+        """Hand back at once what the executor could not start (it runs nowhere), and claim
+        nothing for a second, so that a worker that cannot start anything does not spin."""
+        for payload in failed:
+            if self.running.pop(payload.id, None) is not None:
+                outcome = Outcome(payload.id, OutcomeKind.HANDED_BACK, reason="not started")
+                self._outcomes.append((outcome, 0.0))
+        self._claim_after = time.monotonic() + 1.0
+        log.warning("could not start %d invocation(s); handed back", len(failed))
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, WaitRequest):
@@ -417,6 +445,12 @@ class Worker:
     def _on_done(self, result: RunResult) -> None:
         active = self.running.pop(result.id, None)
         if active is None:
+            if self.paused.pop(result.id, None) is not None:
+                # Its execution ended while the call was paused (a child process killed while
+                # waiting): nothing would run it when resumed. Dropped from ``paused``, it is
+                # handed back now by _release_unheld (``lost`` counted, FAILED past max_lost).
+                log.warning("the execution of paused %s ended: %s", result.id, result.error)
+                self._unheld_due = True
             return
         rec = active.rec
         elapsed = time.monotonic() - active.started
@@ -516,10 +550,28 @@ class Worker:
         self.paused.clear()
         for id in held:
             self._outcomes.append((Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"), 0.0))
-        try:
-            self._flush()
-        except Exception:
-            log.exception("could not hand back %d invocations; recovery will", len(held))
+        self._final_flush()
+
+    def _final_flush(self) -> None:
+        """Write what is left, retrying for up to ``FINAL_FLUSH_WINDOW`` seconds: results
+        lost here would make their tasks run again. A retried finish is safe: an outcome the
+        backend already took (a reply lost on the way) is refused and dropped."""
+        give_up = time.monotonic() + FINAL_FLUSH_WINDOW
+        delay = 0.05
+        while True:
+            try:
+                self._flush()
+                return
+            except Exception:
+                if time.monotonic() + delay > give_up:
+                    log.exception(
+                        "could not write %d outcome(s) before exiting; recovery hands their "
+                        "calls back", len(self._outcomes),
+                    )  # fmt: skip
+                    return
+                log.warning("writing the last outcomes failed; retrying", exc_info=True)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _shutdown(self) -> None:
         self._stop.set()

@@ -81,8 +81,14 @@ class AsyncExecutor(Executor):
         task = self.app.tasks.get(payload.task)  # type: ignore[call-overload]
         if task is not None and not task.is_async:
             self._sync_ids.add(payload.id)
-            self._threaded.start(payload)
+            try:
+                self._threaded.start(payload)
+            except BaseException:
+                self._sync_ids.discard(payload.id)
+                raise
             return
+        if not self._thread.is_alive():  # a loop that stopped would take it and never run it
+            raise RuntimeError("the event loop thread of the async executor has stopped")
         self.loop.call_soon_threadsafe(self._spawn, payload)
 
     def _spawn(self, payload: RunPayload) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from kubenenc.ids import InvocationId
 
 from kubenenc_worker.execution import RunPayload
 from kubenenc_worker.messages import Done, Event, WaitReply, WaitRequest, raise_for
+
+log = logging.getLogger("kubenenc.worker")
 
 
 class EventSink(Protocol):
@@ -39,12 +42,23 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def start(self, payload: RunPayload) -> None:
-        """Begin running ``payload``; report through the event queue."""
+        """Begin running ``payload``; report through the event queue. Raises when it could
+        not be started (no thread, no process, a broken pipe): then nothing of it runs."""
 
-    def start_many(self, payloads: Sequence[RunPayload]) -> None:
-        """Begin running every one of ``payloads`` (an executor may run them as a batch)."""
+    def start_many(self, payloads: Sequence[RunPayload]) -> list[RunPayload]:
+        """Begin running every one of ``payloads`` (an executor may run them as a batch).
+
+        Returns those it could not start, which the worker hands back at once; it does not
+        raise for a start failure, so one that failed never leaves the rest unaccounted.
+        """
+        failed: list[RunPayload] = []
         for payload in payloads:
-            self.start(payload)
+            try:
+                self.start(payload)
+            except Exception:
+                log.exception("could not start %s", payload.id)
+                failed.append(payload)
+        return failed
 
     def poll(self) -> None:
         """Called by the worker loop on every turn (cheap when there is nothing to do)."""

@@ -161,15 +161,29 @@ class ProcessExecutor(Executor):
             self.events.put(Done(RunResult(lost, error=error_info(WorkerLost(message)))))
 
     def start(self, payload: RunPayload) -> None:
-        with self._lock:
-            child = self._idle.pop() if self._idle else None
-        if child is None:
-            child = self._spawn()
-        with self._lock:
-            child.current = payload.id
-            self._busy[payload.id] = child
-        with child.send_lock:
-            child.conn.send(("run", payload))
+        """Send ``payload`` to an idle child (a new one if none is idle). An idle child that
+        died unnoticed (broken pipe) is replaced once; a second failure raises, with nothing
+        of ``payload`` left behind."""
+        for attempt in (1, 2):
+            with self._lock:
+                child = self._idle.pop() if self._idle else None
+            if child is None:
+                child = self._spawn()
+            with self._lock:
+                child.current = payload.id
+                self._busy[payload.id] = child
+            try:
+                with child.send_lock:
+                    child.conn.send(("run", payload))
+                return
+            except (OSError, ValueError):
+                with self._lock:
+                    child.current = None
+                    self._busy.pop(payload.id, None)
+                child.process.kill()
+                if attempt == 2:
+                    raise
+                log.warning("an idle child process was gone; starting %s on a new one", payload.id)
 
     def reply(self, id: InvocationId, reply: WaitReply) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import logging
 import queue
 import threading
 import time
@@ -21,6 +22,8 @@ from kubenenc.outcomes import error_info
 from kubenenc_worker.execution import RunPayload, RunResult, run_sync
 from kubenenc_worker.executors.base import Boxes, EventSink, Executor, QueueContext
 from kubenenc_worker.messages import Done, WaitReply
+
+log = logging.getLogger("kubenenc.worker")
 
 
 def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
@@ -81,17 +84,25 @@ class ThreadExecutor(Executor):
     def start(self, payload: RunPayload) -> None:
         self._hand(payload)
 
-    def start_many(self, payloads: Sequence[RunPayload]) -> None:
+    def start_many(self, payloads: Sequence[RunPayload]) -> list[RunPayload]:
         """Run ``payloads`` one after another on one thread (see the class docstring)."""
         if len(payloads) == 1:
-            self._hand(payloads[0])
-            return
+            return super().start_many(payloads)
         batch = _Batch(payloads)
         with self._lock:
             for payload in payloads:
                 self._queued[payload.id] = batch
             self._batches.append(batch)
-        self._hand(batch)
+        try:
+            self._hand(batch)
+        except Exception:
+            log.exception("could not start a batch of %d", len(payloads))
+            with self._lock:
+                for payload in payloads:
+                    self._queued.pop(payload.id, None)
+                self._batches.remove(batch)
+            return list(payloads)
+        return []
 
     @property
     def batches(self) -> int:
@@ -131,9 +142,14 @@ class ThreadExecutor(Executor):
             inbox = queue.SimpleQueue()
             with self._lock:
                 self._all.append(inbox)
-            threading.Thread(
-                target=self._serve, args=(inbox,), name="kubenenc-exec", daemon=True
-            ).start()
+            try:
+                threading.Thread(
+                    target=self._serve, args=(inbox,), name="kubenenc-exec", daemon=True
+                ).start()
+            except BaseException:  # no thread (a thread limit): nothing of ``item`` runs
+                with self._lock:
+                    self._all.remove(inbox)
+                raise
         inbox.put(item)
 
     def _serve(self, inbox: queue.SimpleQueue[RunPayload | _Batch | None]) -> None:
