@@ -227,3 +227,19 @@ def note_pid_then_wait(marker: str, seconds: float) -> str:
     with open(marker, "a") as fh:
         fh.write(f"{os.getpid()}\n")
     return sleepy(seconds).result()
+
+
+@app.task(timeout=0.3, concurrency=ConcurrencyPolicy(running_limit=1, key=("key",)))
+def stubborn(key: str, marker: str, seconds: float) -> str:
+    """Catches every Exception (the worker's abort too) and runs on for ``seconds``; writes
+    its start and end (monotonic, this process) so a test can check no two overlapped."""
+    start = time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.01)
+        except Exception:  # the point: a body that swallows the abort
+            pass
+    with open(marker, "a") as fh:
+        fh.write(f"{start} {time.monotonic()}\n")
+    return "done"

@@ -25,6 +25,14 @@ class Done:
 
 
 @dataclass(frozen=True, slots=True)
+class Stopped:
+    """An execution that :meth:`~kubenenc_worker.executors.Executor.abort` could not stop at
+    once has now really ended (its slot may be given to another body)."""
+
+    id: InvocationId
+
+
+@dataclass(frozen=True, slots=True)
 class WaitRequest:
     """A running invocation wants to wait until ``targets`` are final."""
 
@@ -70,4 +78,4 @@ def raise_for(
         )
 
 
-Event = Done | WaitRequest
+Event = Done | WaitRequest | Stopped

@@ -48,6 +48,7 @@ from kubenenc_worker.messages import (
     TIMED_OUT,
     Done,
     Event,
+    Stopped,
     WaitReply,
     WaitRequest,
 )
@@ -66,6 +67,9 @@ _STATUS_OF = {
     OutcomeKind.RETRY: Status.RETRY.value, OutcomeKind.HANDED_BACK: Status.PENDING.value,
 }  # fmt: skip
 """The status each outcome kind ends in, as the metrics label it."""
+
+STOP_WAIT = 1.0
+"""Seconds a drain waits for aborted bodies to stop before its last write."""
 
 FINAL_FLUSH_WINDOW = 5.0
 """Seconds a drain keeps retrying its last write after ``drain_grace`` ran out (the pods'
@@ -127,6 +131,9 @@ class Worker:
         self.metrics = Metrics()
         self.running: dict[InvocationId, _Active] = {}
         self.paused: dict[InvocationId, _Active] = {}
+        self.stopping: dict[InvocationId, tuple[Outcome, float]] = {}
+        """Aborted bodies that may still run (a thread cannot be killed), with the outcome
+        to write for their call once they have stopped. Each keeps its slot until then."""
         self._outcomes: list[tuple[Outcome, float]] = []
         self._stop = threading.Event()
         self._drain_deadline: float | None = None
@@ -251,7 +258,10 @@ class Worker:
                 progressed = False
                 idle = min(max(idle * 2, 0.1), 5.0)
             if self._stop.is_set():
-                if not self.running and not self.paused and not self._outcomes:
+                if (
+                    not self.running and not self.paused and not self._outcomes
+                    and not self.stopping
+                ):  # fmt: skip
                     return
                 if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
                     self._hand_back_all()
@@ -304,7 +314,7 @@ class Worker:
         return any(not ids.isdisjoint(a.targets) for a in self.paused.values())
 
     def _free(self) -> int:
-        return self.slots - len(self.running)
+        return self.slots - len(self.running) - len(self.stopping)
 
     def _claim(self) -> bool:
         free = self._free()
@@ -356,6 +366,8 @@ class Worker:
     def _handle(self, event: Event) -> None:
         if isinstance(event, WaitRequest):
             self._on_wait(event)
+        elif isinstance(event, Stopped):
+            self._on_stopped(event.id)
         elif event.result.id:
             self._on_done(event.result)
         else:  # a wake: work may have come
@@ -442,6 +454,22 @@ class Worker:
             self.paused.pop(pid, None)
             self.executor.reply(pid, GONE)
 
+    def _on_stopped(self, id: InvocationId) -> None:
+        """An aborted body has really ended: its slot is free, and what was decided for its
+        call when it was aborted (a timeout's FAILED or RETRY, a drain's hand-back) is
+        written now, not before, so that no second body of a limited call can start while
+        this one still runs."""
+        pending = self.stopping.pop(id, None)
+        if pending is not None:
+            self._outcomes.append(pending)
+
+    def _abort(self, id: InvocationId, outcome: Outcome, elapsed: float = 0.0) -> None:
+        """Stop ``id``'s body; ``outcome`` is written once it has stopped (see _on_stopped)."""
+        if self.executor.abort(id):
+            self._outcomes.append((outcome, elapsed))
+        else:
+            self.stopping[id] = (outcome, elapsed)
+
     def _on_done(self, result: RunResult) -> None:
         active = self.running.pop(result.id, None)
         if active is None:
@@ -452,8 +480,10 @@ class Worker:
                 log.warning("the execution of paused %s ended: %s", result.id, result.error)
                 self._unheld_due = True
             return
+        self._outcomes.append((self._outcome(active, result), time.monotonic() - active.started))
+
+    def _outcome(self, active: _Active, result: RunResult) -> Outcome:
         rec = active.rec
-        elapsed = time.monotonic() - active.started
         if result.error is None:
             outcome = Outcome(rec.id, OutcomeKind.SUCCESS, result=result.result)
         elif result.retryable and rec.attempt < rec.max_retries:
@@ -467,7 +497,7 @@ class Worker:
                 rec.id, OutcomeKind.FAILED, error=result.error,
                 reason=result.error.type.rsplit(".", 1)[-1],
             )  # fmt: skip
-        self._outcomes.append((outcome, elapsed))
+        return outcome
 
     def _backoff(self, rec: InvocationRecord) -> float:
         try:
@@ -497,10 +527,11 @@ class Worker:
         for id, active in list(self.running.items()):
             if active.deadline is not None and now >= active.deadline:
                 timeout = active.rec.timeout
-                self.executor.abort(id)
                 error = error_info(TaskTimeout(f"{active.rec.display} ran past {timeout} s"))
                 retryable = active.rec.attempt < active.rec.max_retries
-                self._on_done(RunResult(id, error=error, retryable=retryable))
+                del self.running[id]
+                outcome = self._outcome(active, RunResult(id, error=error, retryable=retryable))
+                self._abort(id, outcome, now - active.started)
 
     def _check_held(self) -> None:
         """Stop executions whose invocation was cancelled, failed or handed back elsewhere."""
@@ -514,6 +545,8 @@ class Worker:
             ):
                 log.info("invocation %s is no longer running here; stopping it", id)
                 del self.running[id]
+                # The backend freed its slot already (cancel, recovery, fail_overdue): holding
+                # a local one for a thread that runs on would guard nothing. See the README.
                 self.executor.abort(id)
             elif id in self.paused and not (
                 ours and rec is not None and rec.status is Status.PAUSED
@@ -526,7 +559,7 @@ class Worker:
         claim's reply lost in a server crash). Called from the loop thread between steps,
         so none of its backend calls is in flight and ``held`` is complete: running,
         paused, and finished but not yet written."""
-        held = {*self.running, *self.paused, *(o.id for o, _ in self._outcomes)}
+        held = {*self.running, *self.paused, *self.stopping, *(o.id for o, _ in self._outcomes)}
         released = self.backend.release_unheld(self.id, held, time.time(), self.settings.max_lost)
         if released:
             log.warning(
@@ -542,14 +575,28 @@ class Worker:
         wait edges), so a drain never brings them nearer to failing with WorkerLost.
         """
         held = [*self.running, *self.paused]
-        for id in self.running:
-            self.executor.abort(id)
-        for id in self.paused:
-            self.executor.reply(id, GONE)
         self.running.clear()
         self.paused.clear()
         for id in held:
-            self._outcomes.append((Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"), 0.0))
+            self._abort(id, Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"))
+        # Bodies that did not stop at once (a thread in C code, a body that catches the
+        # abort) get a moment to end before their calls go back. Those that still run are
+        # handed back anyway: this process is about to exit, which ends them (see the
+        # README on what a thread-mode abort can stop).
+        give_up = time.monotonic() + STOP_WAIT
+        while self.stopping and time.monotonic() < give_up:
+            try:
+                self._handle(self.events.get(timeout=max(0.0, give_up - time.monotonic())))
+            except queue.Empty:
+                break
+        if self.stopping:
+            log.warning(
+                "%d task bod(ies) did not stop within %.0f s of the abort; handed back, they "
+                "run on until this process exits: %s",
+                len(self.stopping), STOP_WAIT, ", ".join(self.stopping),
+            )  # fmt: skip
+            self._outcomes.extend(self.stopping.values())
+            self.stopping.clear()
         self._final_flush()
 
     def _final_flush(self) -> None:

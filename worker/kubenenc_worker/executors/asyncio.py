@@ -14,7 +14,7 @@ from kubenenc.outcomes import error_info
 from kubenenc_worker.execution import RunPayload, RunResult, run_async
 from kubenenc_worker.executors.base import EventSink, Executor, ForgetOnDone
 from kubenenc_worker.executors.threads import ThreadExecutor
-from kubenenc_worker.messages import GONE, Done, WaitReply, WaitRequest, raise_for
+from kubenenc_worker.messages import GONE, Done, Stopped, WaitReply, WaitRequest, raise_for
 
 
 class _AsyncContext:
@@ -71,6 +71,8 @@ class AsyncExecutor(Executor):
         self.futures: dict[InvocationId, asyncio.Future[WaitReply]] = {}
         self._tasks: dict[InvocationId, asyncio.Task[None]] = {}
         self._aborted: set[InvocationId] = set()  # touched on the loop thread only
+        self._live: set[InvocationId] = set()
+        """Coroutine executions started and not ended (added before the loop spawns them)."""
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="kubenenc-loop", daemon=True
@@ -89,7 +91,12 @@ class AsyncExecutor(Executor):
             return
         if not self._thread.is_alive():  # a loop that stopped would take it and never run it
             raise RuntimeError("the event loop thread of the async executor has stopped")
-        self.loop.call_soon_threadsafe(self._spawn, payload)
+        self._live.add(payload.id)
+        try:
+            self.loop.call_soon_threadsafe(self._spawn, payload)
+        except BaseException:
+            self._live.discard(payload.id)
+            raise
 
     def _spawn(self, payload: RunPayload) -> None:
         ctx = _AsyncContext(payload.id, self, self.loop)
@@ -105,14 +112,15 @@ class AsyncExecutor(Executor):
         try:
             result = await run_async(self.app, payload, ctx)
         except asyncio.CancelledError as exc:
-            if payload.id in self._aborted:
-                return
             result = RunResult(payload.id, error=error_info(exc))
         except BaseException as exc:  # run_async reports everything else; belt and braces
             result = RunResult(payload.id, error=error_info(exc))
-        finally:
-            self._tasks.pop(payload.id, None)
+        self._tasks.pop(payload.id, None)
+        self._live.discard(payload.id)
+        if payload.id in self._aborted:
             self._aborted.discard(payload.id)
+            self.events.put(Stopped(payload.id))
+            return
         self.events.put(Done(result))
 
     def reply(self, id: InvocationId, reply: WaitReply) -> None:
@@ -127,22 +135,28 @@ class AsyncExecutor(Executor):
 
         self.loop.call_soon_threadsafe(deliver)
 
-    def abort(self, id: InvocationId) -> None:
+    def abort(self, id: InvocationId) -> bool:
+        """Sync tasks: as :meth:`ThreadExecutor.abort`. Coroutines are cancelled, which a
+        coroutine may catch: False, and :class:`Stopped` once its task has ended."""
         if id in self._sync_ids:
             self._sync_ids.discard(id)
-            self._threaded.abort(id)
-            return
+            return self._threaded.abort(id)
+        if id not in self._live:
+            return True
 
         def cancel() -> None:
             future = self.futures.pop(id, None)
             if future is not None and not future.done():
                 future.set_result(GONE)  # a blocking wait from another thread must end too
-            task = self._tasks.pop(id, None)
+            task = self._tasks.get(id)
             if task is not None:
                 self._aborted.add(id)
                 task.cancel()
+            else:  # it ended between the check and now
+                self.events.put(Stopped(id))
 
         self.loop.call_soon_threadsafe(cancel)
+        return False
 
     def close(self, timeout: float) -> None:
         self._threaded.close(timeout)

@@ -74,8 +74,11 @@ class Executor(abc.ABC):
         """Answer the pending wait of ``id``."""
 
     @abc.abstractmethod
-    def abort(self, id: InvocationId) -> None:
-        """Stop ``id`` as soon as possible; its Done, if any, is to be ignored."""
+    def abort(self, id: InvocationId) -> bool:
+        """Stop ``id`` (running or paused) as soon as possible; its Done, if any, is to be
+        ignored. True when its body is known to have stopped (killed, never started, already
+        over); False when it may still run, and then a
+        :class:`~kubenenc_worker.messages.Stopped` is reported once it has really ended."""
 
     @abc.abstractmethod
     def close(self, timeout: float) -> None:

@@ -195,7 +195,7 @@ class ProcessExecutor(Executor):
                 except OSError:
                     log.warning("child for %s is gone; reply dropped", id)
 
-    def abort(self, id: InvocationId) -> None:
+    def abort(self, id: InvocationId) -> bool:
         """Kill the child running ``id`` (the only way to stop arbitrary code at once)."""
         with self._lock:
             child = self._busy.pop(id, None)
@@ -203,6 +203,8 @@ class ProcessExecutor(Executor):
                 child.current = None
         if child is not None:
             child.process.kill()
+            child.process.join(1.0)  # SIGKILL cannot be caught: this is quick
+        return True
 
     def _stop_child(self, child: _Child) -> None:
         try:

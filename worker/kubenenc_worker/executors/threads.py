@@ -21,7 +21,7 @@ from kubenenc.outcomes import error_info
 
 from kubenenc_worker.execution import RunPayload, RunResult, run_sync
 from kubenenc_worker.executors.base import Boxes, EventSink, Executor, QueueContext
-from kubenenc_worker.messages import Done, WaitReply
+from kubenenc_worker.messages import Done, Stopped, WaitReply
 
 log = logging.getLogger("kubenenc.worker")
 
@@ -75,6 +75,7 @@ class ThreadExecutor(Executor):
         self.boxes = Boxes()
         self.idle_timeout = idle_timeout
         self._threads: dict[InvocationId, threading.Thread] = {}
+        self._aborting: set[InvocationId] = set()
         self._idle: list[queue.SimpleQueue[RunPayload | _Batch | None]] = []
         self._all: list[queue.SimpleQueue[RunPayload | _Batch | None]] = []
         self._batches: list[_Batch] = []
@@ -221,8 +222,13 @@ class ThreadExecutor(Executor):
                 self.events.put(Done(result))
 
     def _run(self, payload: RunPayload) -> RunResult | None:
-        """Run one registered payload; None when an abort ended it (nothing to report)."""
+        """Run one registered payload; None when an abort ended it (then Stopped is reported).
+
+        The abort's exception lands at the latest when this thread takes the lock to drop
+        its entry (the abort raised it while that entry was there), so inside the outer try.
+        """
         ctx = QueueContext(payload.id, self.events, self.boxes)
+        result: RunResult | None
         try:
             try:
                 result = run_sync(self.app, payload, ctx)
@@ -232,23 +238,34 @@ class ThreadExecutor(Executor):
                 with self._lock:
                     self._threads.pop(payload.id, None)
         except TaskTimeout:
+            result = None
+        with self._lock:
+            aborted = payload.id in self._aborting
+            self._aborting.discard(payload.id)
+        if aborted:
+            self.events.put(Stopped(payload.id))
             return None
         return result
 
     def reply(self, id: InvocationId, reply: WaitReply) -> None:
         self.boxes.deliver(id, reply)
 
-    def abort(self, id: InvocationId) -> None:
+    def abort(self, id: InvocationId) -> bool:
         """Raise TaskTimeout inside the thread at its next Python instruction (a thread
-        blocked in C code stops when that call returns); one not started yet never starts."""
+        blocked in C code stops when that call returns; a body that catches it runs on);
+        one not started yet never starts. False while the thread may still run the body:
+        :class:`Stopped` comes when it has returned."""
         with self._lock:
-            thread = self._threads.pop(id, None)
+            thread = self._threads.get(id)
             batch = self._queued.pop(id, None)
             if batch is not None:
                 batch.work = collections.deque(p for p in batch.work if p.id != id)
-            if thread is not None:
+            if thread is not None and id not in self._aborting:
+                self._aborting.add(id)
                 _raise_in_thread(thread, TaskTimeout)
+            stopped = thread is None
         self.boxes.deliver(id, WaitReply("gone"))
+        return stopped
 
     def close(self, timeout: float) -> None:
         with self._lock:
