@@ -633,29 +633,42 @@ class Worker:
 
     # -- heartbeat and enforcer -------------------------------------------------------------------
 
-    def _beat(self) -> None:
+    def _beat(self) -> float:
+        """Beat; returns the time stamped on it."""
+        at = time.time()
         info = WorkerInfo(
-            self.id, self.pool, self.slots, len(self.running), len(self.paused), time.time(),
+            self.id, self.pool, self.slots, len(self.running), len(self.paused), at,
             socket.gethostname(),
         )  # fmt: skip
         self.backend.heartbeat(info)
+        return at
 
     def _heartbeat_loop(self) -> None:
+        """Beat, then recover silent workers' work, judged at the time of this beat.
+
+        ``recover`` gets the time stamped on the beat just written, not the time after it:
+        a write that stalled (a client library retrying, a busy database) would otherwise
+        make this worker find its own beat stale and hand back its own live work. After a
+        beat or recovery failed (the backend unreachable from here), this worker does not
+        recover for a heartbeat timeout: the other workers first need a chance to beat.
+        """
         delay = self.settings.heartbeat_interval
+        timeout = self.settings.heartbeat_timeout
+        recover_after = 0.0
         while not self._done.wait(delay):
             if self._stop.is_set() and not self.running and not self.paused:
                 return
             try:
-                self._beat()
-                lost = self.backend.recover(
-                    time.time(), self.settings.heartbeat_timeout, self.settings.max_lost
-                )
-                if lost:
-                    log.warning("handed back %d invocation(s) of silent workers", len(lost))
+                at = self._beat()
+                if time.monotonic() >= recover_after:
+                    lost = self.backend.recover(at, timeout, self.settings.max_lost)
+                    if lost:
+                        log.warning("handed back %d invocation(s) of silent workers", len(lost))
                 delay = self.settings.heartbeat_interval
             except Exception:
                 log.exception("heartbeat failed; retrying")
-                delay = min(delay * 2, self.settings.heartbeat_timeout / 2)
+                delay = min(delay * 2, timeout / 2)
+                recover_after = time.monotonic() + timeout
 
     def _wake_on_work(self, notifier: WorkNotifier) -> None:
         """Wake the loop when the backend says work may have arrived (see WorkNotifier)."""
