@@ -9,7 +9,7 @@ PUBLIC = {
     "CycleDetectedError", "DependencyFailed", "Invocation", "InvocationCancelled",
     "InvocationGroup", "InvocationId", "KubenencError", "RegistrationRejected", "RemoteError",
     "ResultTimeout", "SerializationError", "Settings", "Status", "Task", "TaskId", "TaskTimeout",
-    "WorkerId", "WorkerLost", "WorkerSettings", "__version__", "load_app",
+    "ValueTooLarge", "WorkerId", "WorkerLost", "WorkerSettings", "__version__", "load_app",
 }  # fmt: skip
 
 

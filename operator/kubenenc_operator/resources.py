@@ -23,6 +23,9 @@ PRESTOP_SECONDS = 2
 TERMINATION_MARGIN = 10
 """Seconds on top of preStop + drain before the kubelet sends SIGKILL."""
 WORKER_UID = 65532
+TMP_SIZE_LIMIT = "256Mi"
+"""The writable /tmp (the root file system is read-only): bounded, so a task that fills it
+gets its pod evicted instead of filling the node's disk."""
 
 
 def now_rfc3339(now: dt.datetime | None = None) -> str:
@@ -69,6 +72,12 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         },
         {"name": "KUBENENC_WORKER__DRAIN_GRACE", "value": str(spec.drain_grace_seconds)},
+        # Health and metrics on the pod's own address (probes and scrapes reach it there),
+        # not on every interface.
+        {
+            "name": "KUBENENC_WORKER__HTTP_HOST",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+        },
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - an emptyDir: the root fs is read-only
     ]
     env += [{"name": e.name, "value": e.value} for e in spec.env or ()]
@@ -126,10 +135,14 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
             "fsGroup": WORKER_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
+        # Workers never call the Kubernetes API: no token in the pod for a task to steal,
+        # unless the pool names a service account (its tasks then want that account's rights).
+        "automountServiceAccountToken": False,
     }
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
+        pod["automountServiceAccountToken"] = True
     return {"metadata": {"labels": pool_labels(pool)}, "spec": pod}
 
 

@@ -19,6 +19,7 @@ from kubenenc.errors import (
     ResultTimeout,
     SerializationError,
     TaskTimeout,
+    ValueTooLarge,
     WorkerLost,
 )
 from kubenenc.ids import InvocationId, TaskId, WorkerId
@@ -51,6 +52,7 @@ __all__ = [
     "Task",
     "TaskId",
     "TaskTimeout",
+    "ValueTooLarge",
     "WorkerId",
     "WorkerLost",
     "WorkerSettings",

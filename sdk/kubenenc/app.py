@@ -7,16 +7,16 @@ it before forking.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.registry import open_backend, redact_url
 from kubenenc.concurrency import ConcurrencyPolicy
+from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.invocation import Invocation
@@ -37,7 +37,11 @@ R = TypeVar("R")
 class App:
     """An application: ``App("shop")`` uses ./kubenenc.db; pass ``backend=`` a URL or a
     backend object to choose another. ``serializer="pickle"`` opts in to pickle (see
-    :mod:`kubenenc.serializers` for why that is a risk)."""
+    :mod:`kubenenc.serializers` for why that is a risk).
+
+    Stored enums, dataclasses and pydantic models decode only to the classes the app
+    declares: those its tasks' annotations name, plus ``allowed_types`` (see
+    :mod:`kubenenc.decodable`)."""
 
     def __init__(
         self,
@@ -46,6 +50,8 @@ class App:
         *,
         serializer: str | None = None,
         settings: Settings | None = None,
+        allowed_types: Iterable[type] = (),
+        max_value_bytes: int | None = None,
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigurationError(
@@ -55,8 +61,17 @@ class App:
         self.settings = settings if settings is not None else Settings()
         self._backend_obj: Backend | None = backend if not isinstance(backend, str | None) else None
         self.backend_url = backend if isinstance(backend, str) else self.settings.backend
+        if max_value_bytes is not None and max_value_bytes < 1:
+            raise ConfigurationError(f"max_value_bytes must be >= 1, not {max_value_bytes}")
+        self.max_value_bytes = max_value_bytes or self.settings.max_value_bytes
+        self.types = DecodableTypes(allowed_types)
         self.serializer: JsonSerializer | PickleSerializer = get_serializer(
-            serializer or self.settings.serializer
+            serializer or self.settings.serializer, self.types
+        )
+        self._json = (
+            self.serializer
+            if isinstance(self.serializer, JsonSerializer)
+            else JsonSerializer(self.types)
         )
         self.tasks: dict[TaskId, Task[Any, Any]] = {}
         self._lock = threading.Lock()
@@ -100,10 +115,19 @@ class App:
             if self._backend_obj is not None:
                 self._backend_obj.close()
 
+    def value_limit(self, task_limit: int | None = None) -> int:
+        """The largest encoded arguments or result allowed: the task's limit (else the
+        app's), lowered to what the backend can store (its optional ``max_value_bytes``)."""
+        limit = task_limit or self.max_value_bytes
+        backend_limit = getattr(self.backend, "max_value_bytes", None)
+        return limit if backend_limit is None else min(limit, backend_limit)
+
     def serializer_for(self, name: str) -> JsonSerializer | PickleSerializer:
         """The serializer that wrote a stored value; pickle only if this app opted in."""
         if name == self.serializer.name:
             return self.serializer
+        if name == "json":
+            return self._json
         if name == "pickle":
             raise ConfigurationError(
                 "stored value is pickled but this app does not accept pickle; "
@@ -134,6 +158,9 @@ class App:
             if existing is not None and existing.func is not f:
                 raise ConfigurationError(f"task {task.id} is already registered on {self.name}")
             self.tasks[task.id] = task
+            self.types.add_annotations_of(f)
+            for error in task.options.retry_on:
+                self.types.add_error(error)
             return task
 
         if func is not None:
@@ -209,18 +236,15 @@ class App:
         return (found[0], everything[1][found[0]]) if found else (stored_as, None)
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
-        """The task registered under ``task_id``, importing its module if needed."""
+        """The task registered under ``task_id``.
+
+        ``task_id`` comes from stored data, so it is looked up among this app's registered
+        tasks only: never imported, never resolved as an attribute of a module.
+        """
         task = self.tasks.get(TaskId(task_id))
         if task is None:
-            module = task_id.rpartition(".")[0]
-            while module and task is None:
-                with contextlib.suppress(ImportError):
-                    importlib.import_module(module)
-                task = self.tasks.get(TaskId(task_id))
-                module = module.rpartition(".")[0]
-        if task is None:
             raise LookupError(
-                f"task {task_id} is not registered on app {self.name!r}; is its module "
+                f"task {task_id[:200]} is not registered on app {self.name!r}; is its module "
                 "imported by the app module the worker loads?"
             )
         return task

@@ -40,6 +40,14 @@ class SerializationError(KubenencError, TypeError):
     """A value the serializer cannot encode or decode."""
 
 
+class ValueTooLarge(SerializationError):
+    """An encoded argument set or result over the size limit (``max_value_bytes``).
+
+    Checked before anything reaches the backend: in the caller for arguments (nothing is
+    registered), in the worker for a result (the call fails with this error, not retried).
+    """
+
+
 class CycleDetectedError(KubenencError):
     """A wait that would close a loop: the invocation waited on stands higher up the chain.
 

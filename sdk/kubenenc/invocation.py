@@ -68,7 +68,7 @@ def outcome_of(app: App, rec: InvocationRecord | None, id: InvocationId) -> Any:
     if rec.status is Status.CANCELLED:
         raise InvocationCancelled(f"invocation {rec.display} [{rec.id}] was cancelled")
     if rec.status is Status.FAILED and rec.error is not None:
-        raise rebuild_error(rec.error)
+        raise rebuild_error(rec.error, app.types)
     raise RuntimeError(f"invocation {rec.id} is {rec.status}, not final")
 
 

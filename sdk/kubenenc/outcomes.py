@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import traceback
-from typing import Any
 
+from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import RemoteError
 from kubenenc.records import ErrorInfo
+
+_STANDARD = DecodableTypes()
 
 
 def _message(exc: BaseException) -> str:
@@ -32,27 +33,14 @@ def error_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(f"{cls.__module__}.{cls.__qualname__}", message, tb)
 
 
-def _find(path: str) -> Any:
-    module_name, _, attr_path = path.rpartition(".")
-    while module_name:
-        module = sys.modules.get(module_name)
-        if module is not None:
-            obj: Any = module
-            for part in attr_path.split("."):
-                obj = getattr(obj, part, None)
-            return obj
-        module_name, _, head = module_name.rpartition(".")
-        attr_path = f"{head}.{attr_path}"
-    return None
-
-
-def rebuild_error(info: ErrorInfo) -> BaseException:
-    """The exception described by ``info``, of its own type when that type is importable here
-    (already imported; nothing is imported by this) and takes one message argument; else
-    :class:`RemoteError`. The remote traceback is attached as a note."""
-    cls = _find(info.type)
+def rebuild_error(info: ErrorInfo, types: DecodableTypes | None = None) -> BaseException:
+    """The exception described by ``info``, of its own type when ``types`` declares it (see
+    :mod:`kubenenc.decodable`: built-in and kubenenc errors always) and it takes one message
+    argument; else :class:`RemoteError`. Nothing is imported or looked up in a module. The
+    remote traceback is attached as a note."""
+    cls = (types or _STANDARD).error(info.type)
     exc: BaseException
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    if cls is not None and issubclass(cls, Exception):
         try:
             exc = cls(info.message)
         except Exception:

@@ -21,10 +21,15 @@ dataclass       class path + fields
 pydantic model  class path + ``model_dump(mode="json")``
 ==============  =============================================================
 
-Classes (enums, dataclasses, pydantic models) are looked up by ``module:qualname`` among the
-modules *already imported* by the decoding process; data never causes an import, so the
-store cannot make a worker load code. A worker imports the task's module, which imports the
-types its signature uses, so this holds in practice.
+Decoding runs no code that the data chooses. Classes (enums, dataclasses, pydantic models)
+are stored by ``module:qualname`` but decoded only to classes the App *declares* (see
+:mod:`kubenenc.decodable`: the types named in task signatures, plus
+``App(..., allowed_types=[...])``), and only under their own tag: ``enum`` to an
+``enum.Enum``, ``dataclass`` to a dataclass (its declared fields only), ``pydantic`` to a
+``BaseModel`` (validated). Any other path fails with :class:`SerializationError` naming the
+tag; data never causes an import or an attribute walk on a module. Encoding refuses a class
+the reader could not decode, so the error reaches the caller, not a worker. Every failure to
+decode (bad JSON, a malformed tag, a value its type refuses) is a :class:`SerializationError`.
 
 :class:`PickleSerializer` accepts any picklable value. Unpickling runs code chosen by whoever
 wrote the bytes: anyone who can write to the backend can then run code in every worker. It is
@@ -41,14 +46,14 @@ import enum
 import json
 import math
 import pickle
-import sys
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring_ascii
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel
 
+from kubenenc.decodable import DecodableTypes, Kind, class_path
 from kubenenc.errors import SerializationError
 
 _TAG = "__kn__"
@@ -69,50 +74,45 @@ class Serializer(Protocol):
         ...
 
 
-def _class_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _find_class(path: str) -> type:
-    module_name, _, qualname = path.partition(":")
-    module = sys.modules.get(module_name)
-    if module is None:
-        raise SerializationError(
-            f"cannot decode {path}: module {module_name!r} is not imported in this process"
-        )
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise SerializationError(f"cannot decode {path}: no such class")
-    if not isinstance(obj, type):
-        raise SerializationError(f"cannot decode {path}: not a class")
-    return obj
-
-
 def _tag(tag: str, value: Any) -> dict[str, Any]:
     return {_TAG: tag, "v": value}
 
 
-def _encode(obj: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat type switch
+def _declared(obj: Any, where: str, types: DecodableTypes | None) -> str:
+    """The class path of ``obj``, after checking that a reader would decode it."""
+    cls = type(obj)
+    if types is not None and not types.allows(cls):
+        raise SerializationError(
+            f"{where}: {class_path(cls)} is not a type this app may decode; name it in a "
+            "task's signature or return annotation, or pass it to App(..., allowed_types=[...])"
+        )
+    return class_path(cls)
+
+
+def _encode(  # noqa: C901, PLR0911, PLR0912 - one flat type switch
+    obj: Any, where: str, types: DecodableTypes | None = None
+) -> Any:
     if isinstance(obj, _SCALARS) and not isinstance(obj, enum.Enum):
         if isinstance(obj, float) and not math.isfinite(obj):  # NaN, +-inf are not JSON
             return _tag("float", repr(obj))
         return obj
     if isinstance(obj, list):
-        return [_encode(x, f"{where}[{i}]") for i, x in enumerate(obj)]
+        return [_encode(x, f"{where}[{i}]", types) for i, x in enumerate(obj)]
     if isinstance(obj, dict):
         if all(type(k) is str for k in obj) and _TAG not in obj:
-            return {k: _encode(v, f"{where}[{k!r}]") for k, v in obj.items()}
+            return {k: _encode(v, f"{where}[{k!r}]", types) for k, v in obj.items()}
         return _tag(
             "dict",
-            [[_encode(k, where), _encode(v, f"{where}[{k!r}]")] for k, v in obj.items()],
+            [
+                [_encode(k, where, types), _encode(v, f"{where}[{k!r}]", types)]
+                for k, v in obj.items()
+            ],
         )
     if isinstance(obj, tuple):
-        return _tag("tuple", [_encode(x, f"{where}[{i}]") for i, x in enumerate(obj)])
+        return _tag("tuple", [_encode(x, f"{where}[{i}]", types) for i, x in enumerate(obj)])
     if isinstance(obj, set | frozenset):
         tag = "frozenset" if isinstance(obj, frozenset) else "set"
-        return _tag(tag, [_encode(x, where) for x in obj])
+        return _tag(tag, [_encode(x, where, types) for x in obj])
     if isinstance(obj, bytes | bytearray):
         return _tag("bytes", base64.b64encode(bytes(obj)).decode("ascii"))
     if isinstance(obj, dt.datetime):
@@ -128,12 +128,15 @@ def _encode(obj: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one 
     if isinstance(obj, decimal.Decimal):
         return _tag("decimal", str(obj))
     if isinstance(obj, enum.Enum):
-        return _tag("enum", [_class_path(type(obj)), _encode(obj.value, where)])
+        return _tag("enum", [_declared(obj, where, types), _encode(obj.value, where, types)])
     if isinstance(obj, BaseModel):
-        return _tag("pydantic", [_class_path(type(obj)), obj.model_dump(mode="json")])
+        return _tag("pydantic", [_declared(obj, where, types), obj.model_dump(mode="json")])
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: _encode(getattr(obj, f.name), where) for f in dataclasses.fields(obj)}
-        return _tag("dataclass", [_class_path(type(obj)), fields])
+        path = _declared(obj, where, types)
+        fields = {
+            f.name: _encode(getattr(obj, f.name), where, types) for f in dataclasses.fields(obj)
+        }
+        return _tag("dataclass", [path, fields])
     raise SerializationError(
         f"{where}: cannot encode a value of type {type(obj).__qualname__} as JSON; "
         "pass JSON types, datetime, UUID, Decimal, bytes, enums, dataclasses or pydantic "
@@ -141,60 +144,125 @@ def _encode(obj: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one 
     )
 
 
-def _decode_tagged(tag: str, v: Any) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat switch
-    if tag == "tuple":
-        return tuple(v)
-    if tag == "set":
-        return set(v)
-    if tag == "frozenset":
-        return frozenset(v)
-    if tag == "dict":
-        return {_hashable(k): val for k, val in v}
-    if tag == "bytes":
-        return base64.b64decode(v)
-    if tag == "datetime":
-        return dt.datetime.fromisoformat(v)
-    if tag == "date":
-        return dt.date.fromisoformat(v)
-    if tag == "time":
-        return dt.time.fromisoformat(v)
-    if tag == "timedelta":
-        return dt.timedelta(seconds=v)
-    if tag == "uuid":
-        return uuid.UUID(hex=v)
-    if tag == "decimal":
-        return decimal.Decimal(v)
-    if tag == "float":
+def _expect(v: Any, kind: type | tuple[type, ...], tag: str) -> None:
+    if not isinstance(v, kind):
+        raise SerializationError(f"stored {tag!r} value is malformed: got {type(v).__name__}")
+
+
+def _declared_class(v: Any, kind: Kind, types: DecodableTypes | None) -> tuple[type, Any]:
+    """The declared class a class tag names, and its payload; never imports or walks."""
+    if not (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)):
+        raise SerializationError(f"stored {kind!r} value is malformed: expected [path, value]")
+    cls = None if types is None else types.lookup(v[0], kind)
+    if cls is None:
+        raise SerializationError(
+            f"cannot decode a stored {kind!r} value of {v[0][:200]!r}: not a type this app "
+            "declares (name it in a task's signature or App(..., allowed_types=[...]))"
+        )
+    return cls, v[1]
+
+
+def _dataclass(cls: type, fields: Any) -> Any:
+    _expect(fields, dict, "dataclass")
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in fields if k not in known]
+    if unknown:
+        raise SerializationError(
+            f"cannot decode a stored 'dataclass' value of {class_path(cls)}: unknown fields "
+            f"{', '.join(repr(k)[:80] for k in unknown[:5])}"
+        )
+    return cls(**fields)
+
+
+def _decode_tagged(  # noqa: C901, PLR0911, PLR0912 - one flat switch
+    tag: Any, v: Any, types: DecodableTypes | None
+) -> Any:
+    if tag in ("tuple", "set", "frozenset", "dict"):
+        _expect(v, list, tag)
+        if tag == "tuple":
+            return tuple(v)
+        if tag == "set":
+            return set(v)
+        if tag == "frozenset":
+            return frozenset(v)
+        return {_hashable(pair[0]): pair[1] for pair in v if _pair(pair)}
+    if tag in ("bytes", "datetime", "date", "time", "uuid", "decimal", "float"):
+        _expect(v, str, tag)
+        if tag == "bytes":
+            return base64.b64decode(v, validate=True)
+        if tag == "datetime":
+            return dt.datetime.fromisoformat(v)
+        if tag == "date":
+            return dt.date.fromisoformat(v)
+        if tag == "time":
+            return dt.time.fromisoformat(v)
+        if tag == "uuid":
+            return uuid.UUID(hex=v)
+        if tag == "decimal":
+            return decimal.Decimal(v)
         return float(v)
+    if tag == "timedelta":
+        _expect(v, (int, float), tag)
+        return dt.timedelta(seconds=v)
     if tag == "enum":
-        return _find_class(v[0])(v[1])
+        cls, value = _declared_class(v, "enum", types)
+        return cls(value)
     if tag == "pydantic":
-        cls = _find_class(v[0])
-        if not issubclass(cls, BaseModel):
-            raise SerializationError(f"cannot decode {v[0]}: not a pydantic model")
-        return cls.model_validate(v[1])
+        cls, value = _declared_class(v, "pydantic", types)
+        _expect(value, dict, tag)
+        return cast("type[BaseModel]", cls).model_validate(value)
     if tag == "dataclass":
-        cls = _find_class(v[0])
-        if not dataclasses.is_dataclass(cls):
-            raise SerializationError(f"cannot decode {v[0]}: not a dataclass")
-        return cls(**v[1])
-    raise SerializationError(f"unknown tag {tag!r} in stored data")
+        cls, value = _declared_class(v, "dataclass", types)
+        return _dataclass(cls, value)
+    raise SerializationError(f"unknown tag {repr(tag)[:80]} in stored data")
+
+
+def _pair(pair: Any) -> bool:
+    if not (isinstance(pair, list) and len(pair) == 2):
+        raise SerializationError("stored 'dict' value is malformed: expected [key, value] pairs")
+    return True
 
 
 def _hashable(key: Any) -> Any:
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
-def _object_hook(obj: dict[str, Any]) -> Any:
-    tag = obj.get(_TAG)
-    if tag is None or len(obj) != 2 or "v" not in obj:
-        return obj
-    return _decode_tagged(tag, obj["v"])
+def _safe_text(exc: BaseException) -> str:
+    """``type: message`` of ``exc``, even when its ``__str__`` raises."""
+    try:
+        text = str(exc)
+    except Exception:  # a hostile or broken __str__
+        text = "<unprintable>"
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
-def to_json_tree(value: Any, where: str = "value") -> Any:
-    """``value`` as plain JSON data (tagged types applied); names ``where`` in errors."""
-    return _encode(value, where)
+def _hook_for(types: DecodableTypes | None) -> Callable[[dict[str, Any]], Any]:
+    """The ``object_hook`` that decodes tags to ``types`` only; every failure is a
+    :class:`SerializationError` naming the tag."""
+
+    def hook(obj: dict[str, Any]) -> Any:
+        tag = obj.get(_TAG)
+        if tag is None or len(obj) != 2 or "v" not in obj:
+            return obj
+        try:
+            return _decode_tagged(tag, obj["v"], types)
+        except SerializationError:
+            raise
+        except Exception as exc:  # whatever a value's own type refuses
+            raise SerializationError(
+                f"cannot decode a stored {repr(tag)[:80]} value: {_safe_text(exc)}"
+            ) from None
+
+    return hook
+
+
+_untyped_hook = _hook_for(None)
+
+
+def to_json_tree(value: Any, where: str = "value", types: DecodableTypes | None = None) -> Any:
+    """``value`` as plain JSON data (tagged types applied); names ``where`` in errors. With
+    ``types``, a class outside them is refused (a reader could not decode it)."""
+    return _encode(value, where, types)
 
 
 def canonical(tree: Any) -> Any:
@@ -214,13 +282,17 @@ def canonical(tree: Any) -> Any:
     return out
 
 
-def from_json_tree(tree: Any) -> Any:
-    """Inverse of :func:`to_json_tree` for data already parsed by ``json.loads``."""
+def from_json_tree(tree: Any, types: DecodableTypes | None = None) -> Any:
+    """Inverse of :func:`to_json_tree` for data already parsed by ``json.loads``; classes
+    decode only to ``types`` (none without it)."""
+    return _from_tree(tree, _untyped_hook if types is None else _hook_for(types))
+
+
+def _from_tree(tree: Any, hook: Callable[[dict[str, Any]], Any]) -> Any:
     if isinstance(tree, dict):
-        decoded = {k: from_json_tree(v) for k, v in tree.items()}
-        return _object_hook(decoded)
+        return hook({k: _from_tree(v, hook) for k, v in tree.items()})
     if isinstance(tree, list):
-        return [from_json_tree(x) for x in tree]
+        return [_from_tree(x, hook) for x in tree]
     return tree
 
 
@@ -284,21 +356,53 @@ def sorted_json(tree: Any) -> str:
 
 
 class JsonSerializer:
-    """JSON with the tagged types listed in the module docstring. The default."""
+    """JSON with the tagged types listed in the module docstring. The default.
+
+    ``types`` are the classes it may decode (see :mod:`kubenenc.decodable`); without them it
+    decodes no class at all, only the built-in tags.
+    """
 
     name = "json"
 
+    def __init__(self, types: DecodableTypes | None = None) -> None:
+        self.types = types
+        self._hook = _untyped_hook if types is None else _hook_for(types)
+
     def dumps(self, value: Any) -> str:
         """Encode ``value`` to compact JSON (keys kept in the caller's order)."""
-        return _compact_strict(_encode(value, "value"))
+        return _compact_strict(_encode(value, "value", self.types))
 
     def dumps_named(self, value: Any, where: str) -> str:
         """Like :meth:`dumps`, naming ``where`` (e.g. an argument) in any error."""
-        return _compact_strict(_encode(value, where))
+        return _compact_strict(_encode(value, where, self.types))
 
     def loads(self, text: str) -> Any:
-        """Decode JSON written by :meth:`dumps`."""
-        return json.loads(text, object_hook=_object_hook)
+        """Decode JSON written by :meth:`dumps`; anything else raises SerializationError."""
+        try:
+            return json.loads(text, object_hook=self._hook)
+        except SerializationError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise SerializationError(f"stored value is not valid JSON: {_safe_text(exc)}") from None
+
+    def loads_arguments(self, text: str) -> dict[str, Any]:
+        """Decode a call's stored arguments: a JSON object of names (never itself a tag, as
+        :meth:`~kubenenc.task.Task` writes it) to encoded values."""
+        try:
+            tree = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise SerializationError(
+                f"stored arguments are not valid JSON: {_safe_text(exc)}"
+            ) from None
+        if not isinstance(tree, dict):
+            raise SerializationError(
+                f"stored arguments are a {type(tree).__name__}, not an object of names to values"
+            )
+        hook = self._hook
+        try:
+            return {k: _from_tree(v, hook) for k, v in tree.items()}
+        except RecursionError:
+            raise SerializationError("stored arguments are nested too deeply") from None
 
 
 class PickleSerializer:
@@ -325,10 +429,13 @@ class PickleSerializer:
         return pickle.loads(base64.b64decode(text))  # noqa: S301 - explicit opt-in only
 
 
-def get_serializer(name: str) -> JsonSerializer | PickleSerializer:
-    """Return the serializer called ``name`` (``json`` or ``pickle``)."""
+def get_serializer(
+    name: str, types: DecodableTypes | None = None
+) -> JsonSerializer | PickleSerializer:
+    """Return the serializer called ``name`` (``json`` or ``pickle``); ``types`` are the
+    classes JSON may decode."""
     if name == "json":
-        return JsonSerializer()
+        return JsonSerializer(types)
     if name == "pickle":
         return PickleSerializer()
     raise SerializationError(f"unknown serializer {name!r}; use 'json' or 'pickle'")

@@ -37,7 +37,11 @@ class WorkerSettings(BaseModel):
     http_port: int | None = Field(
         default=None, ge=0, le=65535, description="Serve /healthz, /readyz, /metrics here."
     )
-    http_host: str = Field(default="0.0.0.0", description="Address of the HTTP endpoint.")  # noqa: S104
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the HTTP endpoint; worker pods get their pod IP (probes and "
+        "scrapes reach it there), elsewhere only this machine can reach it unless set.",
+    )
 
 
 class Settings(BaseSettings):
@@ -59,5 +63,11 @@ class Settings(BaseSettings):
         default=None,
         description="Kubernetes namespace whose ConcurrencyPolicies and TaskDefinitions apply "
         "(worker pods get it from the downward API); unset: stored names are used as given.",
+    )
+    max_value_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Largest encoded arguments of one call, or result, in bytes (a backend with "
+        "a smaller limit lowers it); set per task with @app.task(max_value_bytes=...).",
     )
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from kubenenc import context
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
-from kubenenc.errors import ConfigurationError, RegistrationRejected, SerializationError
+from kubenenc.errors import (
+    ConfigurationError,
+    RegistrationRejected,
+    SerializationError,
+    ValueTooLarge,
+)
 from kubenenc.ids import InvocationId, TaskId, new_invocation_ids
 from kubenenc.invocation import Invocation, InvocationGroup
 from kubenenc.records import NewInvocation, RegisterKind, RegisterResult
@@ -56,6 +61,8 @@ class TaskOptions:
     concurrency: ConcurrencyPolicy | str | None = None
     """A policy, or the name of one stored in the backend (written there by the operator from
     a ConcurrencyPolicy resource, read at each call so a change applies without restarts)."""
+    max_value_bytes: int | None = None
+    """Largest encoded arguments or result of one call; None: the app's (see Settings)."""
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -66,6 +73,8 @@ class TaskOptions:
             raise ConfigurationError("backoff and max_backoff must be >= 0")
         if not self.pool:
             raise ConfigurationError("pool must be a non-empty name")
+        if self.max_value_bytes is not None and self.max_value_bytes < 1:
+            raise ConfigurationError(f"max_value_bytes must be >= 1, not {self.max_value_bytes}")
         for exc_type in self.retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise ConfigurationError(f"retry_on holds {exc_type!r}, not an exception class")
@@ -241,15 +250,23 @@ class Task(Generic[P, R]):
                 tree[name] = value  # what to_json_tree returns for them, without the call
                 continue
             try:
-                tree[name] = to_json_tree(value, f"{self.name}() argument {name!r}")
+                tree[name] = to_json_tree(value, f"{self.name}() argument {name!r}", self.app.types)
             except SerializationError:
                 if not fixed.pickle:
                     raise
                 tree[name] = repr(value)
         if fixed.pickle:
-            return tree, self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
-        text = flat_json(tree)  # the same text as the encoder's, built faster for scalars
-        return tree, compact_json(tree) if text is None else text
+            text = self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
+        else:
+            flat = flat_json(tree)  # the same text as the encoder's, built faster for scalars
+            text = compact_json(tree) if flat is None else flat
+        if len(text) > fixed.max_bytes:  # ASCII text: characters are bytes
+            raise ValueTooLarge(
+                f"{self.name}() arguments are {len(text):,} bytes encoded, over the limit of "
+                f"{fixed.max_bytes:,} (max_value_bytes); store large data elsewhere and pass a "
+                "reference, or raise the limit per task with @app.task(max_value_bytes=...)"
+            )
+        return tree, text
 
     def _build_all(
         self, encoded: Sequence[tuple[dict[str, Any], str]], call: CallOptions, fixed: _Fixed
@@ -341,6 +358,7 @@ class Task(Generic[P, R]):
             policy=self.policy(),
             parent=ctx.invocation_id if ctx is not None else None,
             pickle=self.app.serializer.name != "json",
+            max_bytes=self.app.value_limit(opts.max_value_bytes),
         )
 
     def _submit(
@@ -442,6 +460,7 @@ class _Fixed:
     policy: ConcurrencyPolicy | None
     parent: InvocationId | None
     pickle: bool
+    max_bytes: int
 
 
 class BoundCall(Generic[P, R]):

@@ -165,11 +165,29 @@ def test_tryout_values_add_a_restricted_redis_with_its_url_secret() -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
     assert container["securityContext"] == RESTRICTED_CONTAINER
-    assert "--requirepass" in container["args"]
+    # The password is in the Secret and read from a mounted file, never on the command line.
+    assert container["args"][0] == "/etc/kubenenc-redis/redis.conf"
+    assert not any("requirepass" in a or "PASSWORD" in a for a in container["args"])
+    assert "env" not in container
+    assert {"name": "config", "mountPath": "/etc/kubenenc-redis", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert pod["automountServiceAccountToken"] is False
     assert re.fullmatch(r"\d+\.\d+\.\d+-alpine", container["image"].rpartition(":")[2])
     secret = index[("Secret", "demo-kubenenc-redis")]["stringData"]
     assert re.fullmatch(r"[A-Za-z0-9]{32}", secret["password"])
     assert secret["url"] == f"redis://:{secret['password']}@demo-kubenenc-redis.kn.svc:6379/0"
+    assert secret["redis.conf"] == f"requirepass {secret['password']}\n"
+    policy = index[("NetworkPolicy", "demo-kubenenc-redis")]["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+    assert policy["policyTypes"] == ["Ingress"]
+    peers = policy["ingress"][0]["from"]
+    assert peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    assert peers[1] == {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "kubenenc-operator"}},
+    }
+    assert len(peers) == 2  # nobody else unless redis.networkPolicy.extraFrom says so
     assert index[("Service", "demo-kubenenc-redis")]["spec"]["ports"][0]["port"] == 6379
     # A release name without "kubenenc" gets <release>-kubenenc names, cluster-wide too.
     assert ("ClusterRole", "demo-kubenenc-operator") in index

@@ -9,19 +9,20 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from kubenenc.backends import open_backend
-from kubenenc.backends.contract import FinishAndClaim
+from kubenenc.backends.contract import Backend, FinishAndClaim
+from kubenenc.backends.memory import MemoryBackend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import WorkerId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import TRANSITIONS, Status
 from kubenenc.waitgraph import format_loop
 from kubenenc_redis import RedisBackend
-from kubenenc_redis.backend import parse_url
+from kubenenc_redis.options import parse_url
 from kubenenc_redis.scripts import SCRIPTS
 
 from tests.conformance._helpers import W1, W2, add, claim_ids, new, pause, record, running, start
@@ -133,7 +134,7 @@ def test_final_invocations_expire_and_counts_stay_exact(redis_server: RedisServe
         ok = backend.finish([Outcome(done, OutcomeKind.SUCCESS, "1")], W1, 1000.0)
         assert ok == [True]
         # The record carries a TTL as a backstop; the sweep in recover deletes it on time.
-        ttl = backend._r.ttl(backend._key("inv", done))
+        ttl = backend._r.ttl(backend._keys.per("k_inv", done))
         assert 0 < int(ttl) <= 100  # type: ignore[arg-type]
         assert backend.recover(1099.0, 30.0, 3) == []
         assert record(backend, done).status is Status.SUCCESS
@@ -332,7 +333,7 @@ def test_a_pipelined_register_cut_off_is_sent_again_and_applied_once(
 
 def test_closing_ends_a_blocked_call_and_leaves_no_connection_open(redis_url: str) -> None:
     backend = RedisBackend.from_url(redis_url)
-    name = backend._key("wake", "p")
+    name = backend._keys.per("k_wake", "p")
     failed: list[BaseException] = []
 
     def block() -> None:
@@ -421,18 +422,40 @@ def test_gives_up_with_backend_unavailable_after_retry_for(tmp_path: Path) -> No
 # -- the scripts re-express the SDK's rules ------------------------------------------------
 
 
-def test_cycle_error_message_is_the_sdks(redis_backend: RedisBackend) -> None:
-    backend = redis_backend
-    a = running(backend, 1.0, "a", "1")
-    b = add(backend, 2.0, "b", "1", pool="b")
-    pause(backend, a, [b], now=3.0)
-    start(backend, b, W2, 4.0)
-    again = add(backend, 5.0, "a", "1", pool="again")
-    res = backend.pause(b, W2, [again], 6.0)
-    assert res.kind is PauseKind.CYCLE
-    error = record(backend, again).error
+def _refused_loop_message(backend: Backend, displays: Sequence[str]) -> str:
+    """Build a chain of waits, each call paused on the next, then make the last one wait
+    on a new call of the first (same call key): the error that new call fails with."""
+    names = [f"n{i}" for i in range(len(displays))]
+    ids = []
+    for i, (name, display) in enumerate(zip(names, displays, strict=True)):
+        item = new(name, "1", pool=f"p{i}")._replace(display=display)
+        [res] = backend.register([item], float(i))
+        assert res.kind is RegisterKind.CREATED
+        ids.append(res.id)
+    start(backend, ids[0], W1, 10.0)
+    for i in range(1, len(ids)):
+        pause(backend, ids[i - 1], [ids[i]], now=10.0 + i)
+        start(backend, ids[i], W1, 10.5 + i)
+    again = new(names[0], "1", pool="again")._replace(display="again " + displays[0])
+    [res] = backend.register([again], 50.0)
+    refused = backend.pause(ids[-1], W1, [res.id], 51.0)
+    assert refused.kind is PauseKind.CYCLE
+    assert refused.loop == (*displays, again.display)
+    error = record(backend, res.id).error
     assert error is not None
-    assert error.message == format_loop(res.loop)
+    assert error.type == "kubenenc.errors.CycleDetectedError"
+    return error.message
+
+
+def test_the_luas_loop_message_is_format_loops_for_the_same_loop(
+    redis_backend: RedisBackend, memory_backend: MemoryBackend
+) -> None:
+    # Displays with what a hand-built message could get wrong: Lua pattern and format
+    # characters, quotes, separators, non-ASCII text, a line break.
+    displays = ["a%d(1)", "b('x', \"y\")", "c(é → ☃)", "d(%s .. \\n)", "e(k=\n  1)", "f()"]
+    message = _refused_loop_message(redis_backend, displays)
+    assert message == format_loop([*displays, "again " + displays[0]])
+    assert message == _refused_loop_message(memory_backend, displays)  # the engine's
 
 
 def test_lua_transition_table_is_generated_from_the_sdks() -> None:
@@ -505,11 +528,11 @@ def test_a_server_that_may_evict_keys_is_warned_about(
     require_redis_server()
     server = RedisServer(tmp_path / "r", "--maxmemory-policy", "allkeys-lru").start()
     try:
-        with caplog.at_level("WARNING", logger="kubenenc_redis.backend"):
+        with caplog.at_level("WARNING", logger="kubenenc_redis.options"):
             RedisBackend.from_url(server.url).close()
         assert "maxmemory-policy allkeys-lru" in caplog.text
         caplog.clear()
-        with caplog.at_level("WARNING", logger="kubenenc_redis.backend"):
+        with caplog.at_level("WARNING", logger="kubenenc_redis.options"):
             RedisBackend.from_url(f"{server.url}?prefix=p").close()
             server_ok = RedisServer(tmp_path / "ok").start()
             try:
@@ -529,8 +552,8 @@ def test_a_long_queue_behind_a_busy_key_is_read_once(redis_backend: RedisBackend
     assert claim_ids(backend, W1, 5, 3.0) == [items[0].id, free]
     # The claim parked the other 1,999 with their places in the order; the queue is empty.
     r = backend._r
-    assert r.zcard(backend._key("q", "default")) == 0
-    assert r.zcard(backend._key("park", "default\x1fk")) == 1999
+    assert r.zcard(backend._keys.per("k_q", "default")) == 0
+    assert r.zcard(backend._keys.park("default", "k")) == 1999
     began = time.monotonic()
     for _ in range(200):
         assert claim_ids(backend, W2, 5, 4.0) == []
@@ -547,8 +570,8 @@ def test_a_forked_child_does_not_reuse_its_parents_request_ids(redis_url: str) -
         add(backend, 1.0, "parent")  # the parent's call number 0, its reply kept
         # What a forked child inherits: the same object, counting from where the parent
         # was (here, from 0 again), in a process with another pid.
-        backend._calls = itertools.count()
-        backend._pid = -1
+        backend._caller._calls = itertools.count()
+        backend._caller._pid = -1
         [res] = backend.register([new("child")], 2.0)
         assert res.kind is RegisterKind.CREATED
         assert record(backend, res.id).display == "child()"

@@ -27,8 +27,8 @@ def _pem(path: Path, data: bytes) -> Path:
     return path
 
 
-def _certificates(folder: Path, name: str) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key) files."""
+def _certificates(folder: Path, name: str, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for ``host`` signed by it: (ca, cert, key) files."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
@@ -43,13 +43,17 @@ def _certificates(folder: Path, name: str) -> tuple[Path, Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
         .issuer_name(ca_name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName(host)]
+                if not host[0].isdigit()
+                else [x509.IPAddress(ipaddress.ip_address(host))]
+            ),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -91,5 +95,23 @@ def test_rediss_with_the_servers_ca(tmp_path: Path) -> None:
         # A server whose certificate the client cannot verify is refused at start.
         with pytest.raises(BackendUnavailable, match=r"(?i)certificate|ssl"):
             RedisBackend.from_url(f"{base}?ssl_ca_certs={other_ca}")
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_rediss_refuses_a_certificate_for_another_host(tmp_path: Path) -> None:
+    """Signed by the trusted CA but issued to another name: a man in the middle with a
+    certificate of its own must be refused, so host names are checked (redis-py >= 6)."""
+    require_redis_server()
+    ca, cert, key = _certificates(tmp_path / "certs", "kubenenc-test", host="db.example")
+    tls_port = free_port()
+    server = RedisServer(
+        tmp_path / "redis", "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+        "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+    ).start()  # fmt: skip
+    try:
+        with pytest.raises(BackendUnavailable, match=r"(?i)hostname|match|certificate"):
+            RedisBackend.from_url(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}")
     finally:
         server.stop()

@@ -54,6 +54,17 @@ def test_deployment_runs_the_worker_safely() -> None:
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["resources"] == {"limits": {"memory": "1Gi"}}
+    # Health on the pod's own address, no API token in the pod, a bounded /tmp.
+    assert env["KUBENENC_WORKER__HTTP_HOST"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "status.podIP"}
+    }
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    with_account = WorkerPoolSpec.model_validate(
+        {**SPEC.model_dump(by_alias=True), "serviceAccountName": "tasks"}
+    )
+    pod = deployment("shop", "ns", "uid-1", with_account, 1)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "tasks" and pod["automountServiceAccountToken"] is True
 
 
 def test_deployment_patch_touches_only_what_moved() -> None:

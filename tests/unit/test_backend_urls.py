@@ -76,7 +76,24 @@ def test_memory_from_url_checks_the_scheme() -> None:
         ("mongodb://user:pw@db.example/kn", "mongodb://user:***@db.example/kn"),
         ("redis://host:6379/0", "redis://host:6379/0"),
         ("sqlite:///k.db", "sqlite:///k.db"),
+        ("sqlite:////var/data/k.db?timeout=5", "sqlite:////var/data/k.db?timeout=5"),
+        ("memory://", "memory://"),
+        ("redis://default:s3cr%40t@host/1", "redis://default:***@host/1"),
+        ("redis://user:p@ss@host:6380", "redis://user:***@host:6380"),  # unescaped @
+        ("rediss://:pw@host:6380/0?ssl_cert_reqs=required", "rediss://:***@host:6380/0?ssl_cert_reqs=required"),
+        ("redis://host/0?password=hunter2&retry_for=5", "redis://host/0?password=***&retry_for=5"),
+        ("redis://u:pw@host/0?kubenenc_prefix=a#frag", "redis://u:***@host/0?kubenenc_prefix=a#frag"),
+        ("unix:///run/redis.sock?password=pw&db=1", "unix:///run/redis.sock?password=***&db=1"),
+        ("mongodb://u:pw@h1:27017,h2:27017,h3/kn?replicaSet=rs0",
+         "mongodb://u:***@h1:27017,h2:27017,h3/kn?replicaSet=rs0"),
+        ("mongodb+srv://u:pw@cluster.example/kn?authSource=admin",
+         "mongodb+srv://u:***@cluster.example/kn?authSource=admin"),
+        ("mongodb://h1,h2/kn?tlsCertificateKeyFile=/k.pem&tlsCertificateKeyFilePassword=pw",
+         "mongodb://h1,h2/kn?tlsCertificateKeyFile=/k.pem&tlsCertificateKeyFilePassword=***"),
+        ("mongodb://user@h1/kn?authMechanism=MONGODB-X509", "mongodb://user@h1/kn?authMechanism=MONGODB-X509"),
+        ("redis://h/0?token=abc&api_key=k&client_secret=s",
+         "redis://h/0?token=***&api_key=***&client_secret=***"),
     ],
-)
+)  # fmt: skip
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown

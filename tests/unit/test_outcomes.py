@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import (
     CycleDetectedError,
     DependencyFailed,
@@ -70,13 +71,36 @@ def test_builtin_types_are_rebuilt(cls: type[Exception]) -> None:
     assert exc.args == ("msg",)
 
 
-@pytest.mark.parametrize(
-    "cls", [CycleDetectedError, DependencyFailed, TaskTimeout, WorkerLost, Holder.Nested]
-)
-def test_kubenenc_and_user_types_are_rebuilt(cls: type[Exception]) -> None:
+@pytest.mark.parametrize("cls", [CycleDetectedError, DependencyFailed, TaskTimeout, WorkerLost])
+def test_kubenenc_types_are_rebuilt(cls: type[Exception]) -> None:
     exc = rebuild_error(captured(cls("a(1) -> b(1)")))
     assert type(exc) is cls
     assert str(exc) == "a(1) -> b(1)"
+
+
+def test_a_user_type_is_rebuilt_only_when_declared() -> None:
+    info = captured(Holder.Nested("x"))
+    undeclared = rebuild_error(info)  # imported here, but never declared
+    assert type(undeclared) is RemoteError
+    assert undeclared.type_name == f"{__name__}.Holder.Nested"
+    declared = rebuild_error(info, DecodableTypes([Holder.Nested]))
+    assert type(declared) is Holder.Nested and str(declared) == "x"
+
+
+RAN: list[str] = []
+
+
+class NoisyError(Exception):
+    def __init__(self, message: str) -> None:
+        RAN.append(message)
+        super().__init__(message)
+
+
+def test_a_stored_error_type_never_picks_code_to_run() -> None:
+    for path in (f"{__name__}.NoisyError", "subprocess.Popen", "os.system", "builtins.eval"):
+        exc = rebuild_error(ErrorInfo(path, "touch /tmp/x"), DecodableTypes())
+        assert type(exc) is RemoteError, path
+    assert RAN == []
 
 
 def test_remote_traceback_is_attached_as_a_note() -> None:

@@ -20,16 +20,15 @@ from kubenenc.records import (
     Transition,
 )
 from kubenenc.status import Status
-from kubenenc_redis.backend import (
-    _bulk,
-    _claimed,
-    _command,
-    _flags,
-    _outcome_arg,
-    _read_rows,
-    _record,
-    _register_texts,
-    _serializer,
+from kubenenc_redis.link import bulk, command
+from kubenenc_redis.rows import (
+    claimed,
+    finish_flags,
+    full_record,
+    outcome_arg,
+    read_rows,
+    register_texts,
+    serializer_of,
 )
 
 
@@ -48,7 +47,7 @@ def test_outcomes_are_the_json_of_seven_strings_each() -> None:
         Outcome(InvocationId("d"), OutcomeKind.FAILED, error=err, reason="Err"),
         Outcome(InvocationId("e"), OutcomeKind.HANDED_BACK, reason="drain"),
     ]
-    text = _outcome_arg(outcomes)
+    text = outcome_arg(outcomes)
     assert text.isascii()
     assert json.loads(text) == [
         ["a\"1", "success", "1", '{"x":1}', "", "0.0", ""],
@@ -59,13 +58,13 @@ def test_outcomes_are_the_json_of_seven_strings_each() -> None:
          separators=(",", ":")), "0.0", "Err"],
         ["e", "handed_back", "0", "", "", "0.0", "drain"],
     ]  # fmt: skip
-    assert json.loads(_outcome_arg([])) == []
+    assert json.loads(outcome_arg([])) == []
 
 
 def test_finish_flags_read_from_a_string_or_an_earlier_versions_list() -> None:
-    assert _flags("1011") == [True, False, True, True]
-    assert _flags([1, 0]) == [True, False]
-    assert _flags("") == []
+    assert finish_flags("1011") == [True, False, True, True]
+    assert finish_flags([1, 0]) == [True, False]
+    assert finish_flags("") == []
 
 
 def _d(i: int) -> dict[str, Any]:
@@ -95,11 +94,11 @@ def _read(*ids: int | None) -> list[InvocationRecord | None]:
     """Records as the read script answers for ``ids`` (None: a missing record)."""
     ds = "\x1e".join("" if i is None else _c(_d(i)) for i in ids)
     rows = _c([False if i is None else _rest(i) for i in ids])
-    return _read_rows((ds, rows), [f"{i or 0:032x}" for i in ids])
+    return read_rows((ds, rows), [f"{i or 0:032x}" for i in ids])
 
 
 def _full(i: int) -> InvocationRecord:
-    return _record([_d(i), *_rest(i)[1:]])
+    return full_record([_d(i), *_rest(i)[1:]])
 
 
 def _has_slot(rec: InvocationRecord, name: str) -> bool:
@@ -116,10 +115,10 @@ def _unset(rec: InvocationRecord | None) -> set[str]:
 
 
 def test_rows_become_records_equal_to_fully_built_ones_both_ways() -> None:
-    claimed = _claimed(_claim_texts(1, 2))
+    got = claimed(_claim_texts(1, 2))
     read = _read(1, None, 2)
     assert read[1] is None
-    for i, rec in ((1, claimed[0]), (2, claimed[1]), (1, read[0]), (2, read[2])):
+    for i, rec in ((1, got[0]), (2, got[1]), (1, read[0]), (2, read[2])):
         assert rec is not None
         assert isinstance(rec, InvocationRecord)
         assert rec == _full(i) and _full(i) == rec
@@ -132,7 +131,7 @@ def test_rows_become_records_equal_to_fully_built_ones_both_ways() -> None:
 
 
 def test_a_claimed_record_has_what_a_run_reads_and_the_rest_on_first_use() -> None:
-    rec = _claimed(_claim_texts(7))[0]
+    rec = claimed(_claim_texts(7))[0]
     unset = _unset(rec)
     assert {"id", "task", "args", "serializer", "timeout", "status", "result"}.isdisjoint(unset)
     assert "display" in unset and "error" in unset
@@ -158,15 +157,15 @@ def test_the_serializer_is_read_from_the_registration_text_or_else_parsed() -> N
         args=_c({"text": '"serializer":"json"'}), call_key="m.t#1", display="t()",
         pool="p", serializer="pickle",
     )  # fmt: skip
-    d = _register_texts([new], 5.0)[1][0]
+    d = register_texts([new], 5.0)[1][0]
     assert d.count('"serializer":"') == 1  # the quotes in the argument are escaped
-    assert _serializer(d) == "pickle"
+    assert serializer_of(d) == "pickle"
     odd = d.replace('"serializer":"pickle"', '"serializer":"a\\"b"')
     assert json.loads(odd)["serializer"] == 'a"b'
-    assert _serializer(odd) is None
+    assert serializer_of(odd) is None
     rest = _c([0, "SUCCESS", "6.0", "0", "0", False, "0", "0", "1", False])
     for text, serializer in ((d, "pickle"), (odd, 'a"b')):
-        rec = _read_rows((text, f"[{rest}]"), ["b" * 32])[0]
+        rec = read_rows((text, f"[{rest}]"), ["b" * 32])[0]
         assert rec is not None
         assert rec.serializer == serializer and rec.result == "1"
         assert rec.args == new.args
@@ -197,5 +196,5 @@ def test_a_command_encoded_ahead_is_what_redis_py_would_send() -> None:
     conn: Any = redis.Redis().connection_pool.make_connection()  # not connected: packs only
     ids = ["a" * 32, "é1", ""]
     expected = b"".join(conn.pack_command("EVALSHA", "abc", 1, "{p}", "0", "0", "", *ids))
-    head = b"".join(_bulk(x) for x in ("EVALSHA", "abc", "1", "{p}", "0", "0", ""))
-    assert _command(head, 7, [_bulk(i) for i in ids]) == expected
+    head = b"".join(bulk(x) for x in ("EVALSHA", "abc", "1", "{p}", "0", "0", ""))
+    assert command(head, 7, [bulk(i) for i in ids]) == expected

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubenenc.ids import InvocationId, TaskId, new_invocation_id, new_invocation_ids
 from kubenenc.records import NewInvocation
-from kubenenc_redis.backend import _register_texts
+from kubenenc_redis.rows import register_texts
 
 
 def test_new_invocation_ids_are_fresh_32_hex_ids() -> None:
@@ -46,7 +46,7 @@ NEW = [
 def test_redis_register_texts_are_the_stored_json_format() -> None:
     """The ``d`` field of every stored record and the script's item list, as JSON: readers of
     records written by earlier versions (and the script) expect exactly these fields."""
-    items, static = _register_texts(NEW, 12.25)
+    items, static = register_texts(NEW, 12.25)
     assert items == json.dumps(
         [
             [

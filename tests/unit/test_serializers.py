@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import SerializationError
 from kubenenc.serializers import (
     JsonSerializer,
@@ -26,8 +27,6 @@ from kubenenc.serializers import (
     to_json_tree,
 )
 from pydantic import BaseModel
-
-JSON = JsonSerializer()
 
 
 class Color(enum.Enum):
@@ -57,6 +56,10 @@ class Order(BaseModel):
 class Outer:
     class Inner(enum.IntEnum):
         ONE = 1
+
+
+TYPES = DecodableTypes([Shape, Order, Outer.Inner])  # Shape's fields bring Point and Color
+JSON = JsonSerializer(TYPES)
 
 
 def roundtrip(value: Any) -> Any:
@@ -156,7 +159,9 @@ def test_infinities_round_trip(value: Any) -> None:
 def test_tree_functions_are_inverse() -> None:
     value = {"a": (1, {2}), 3: Color.RED}
     tree = to_json_tree(value)
-    assert same(from_json_tree(json.loads(json.dumps(tree))), value)
+    assert same(from_json_tree(json.loads(json.dumps(tree)), TYPES), value)
+    with pytest.raises(SerializationError, match="not a type this app declares"):
+        from_json_tree(json.loads(json.dumps(tree)))  # no declared types: no class decodes
 
 
 def test_json_text_is_compact_and_keeps_key_order() -> None:
@@ -194,21 +199,24 @@ def test_decoding_never_imports_a_module(tmp_path: Path, monkeypatch: pytest.Mon
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     text = json.dumps({"__kn__": "enum", "v": ["kn_never_imported:E", 1]})
-    with pytest.raises(SerializationError, match="not imported"):
-        JSON.loads(text)
     for tag, payload in (
+        ("enum", ["kn_never_imported:E", 1]),
         ("dataclass", ["kn_never_imported:E", {}]),
         ("pydantic", ["kn_never_imported:E", {}]),
     ):
-        with pytest.raises(SerializationError):
+        with pytest.raises(SerializationError, match=f"'{tag}'.*not a type this app declares"):
             JSON.loads(json.dumps({"__kn__": tag, "v": payload}))
     assert "kn_never_imported" not in sys.modules
     assert not marker.exists()
-    # Once the process has imported it (as a worker imports a task's module), it decodes.
+    # Imported is not enough (the old rule): only a declared class decodes.
     import kn_never_imported  # type: ignore[import-not-found]
 
     try:
-        assert JSON.loads(text) is kn_never_imported.E.A
+        with pytest.raises(SerializationError, match="not a type this app declares"):
+            JSON.loads(text)
+        assert JsonSerializer(DecodableTypes([kn_never_imported.E])).loads(text) is (
+            kn_never_imported.E.A
+        )
     finally:
         monkeypatch.delitem(sys.modules, "kn_never_imported")
 
@@ -219,13 +227,52 @@ def test_decoding_never_imports_a_module(tmp_path: Path, monkeypatch: pytest.Mon
         {"__kn__": "enum", "v": [f"{__name__}:Nope", 1]},
         {"__kn__": "dataclass", "v": [f"{__name__}:Color", {}]},  # not a dataclass
         {"__kn__": "pydantic", "v": [f"{__name__}:Point", {}]},  # not a model
+        {"__kn__": "enum", "v": [f"{__name__}:Point", 1]},  # declared, but not an enum
         {"__kn__": "enum", "v": [f"{__name__}:same", 1]},  # not a class
+        {"__kn__": "enum", "v": [f"{__name__}:Color", "green"]},  # no such member
+        {"__kn__": "dataclass", "v": [f"{__name__}:Point", {"x": 1}]},  # a field missing
+        {"__kn__": "dataclass", "v": [f"{__name__}:Point", {"x": 1, "y": 2, "z": 3}]},
+        {"__kn__": "dataclass", "v": [f"{__name__}:Point", [1, 2]]},
+        {"__kn__": "pydantic", "v": [f"{__name__}:Order", {"id": "x"}]},  # validated
+        {"__kn__": "enum", "v": f"{__name__}:Color"},
+        {"__kn__": "enum", "v": [1, 2]},
         {"__kn__": "mystery", "v": 1},
+        {"__kn__": ["list"], "v": 1},
+        {"__kn__": "bytes", "v": "not base64!"},
+        {"__kn__": "bytes", "v": 5},
+        {"__kn__": "datetime", "v": "yesterday"},
+        {"__kn__": "decimal", "v": "1.2.3"},
+        {"__kn__": "uuid", "v": "xyz"},
+        {"__kn__": "timedelta", "v": 1e300},
+        {"__kn__": "timedelta", "v": "1"},
+        {"__kn__": "tuple", "v": 1},
+        {"__kn__": "set", "v": [[1]]},  # unhashable item
+        {"__kn__": "dict", "v": [[{"a": 1}, 2]]},  # unhashable key
+        {"__kn__": "dict", "v": [1, 2]},
+        {"__kn__": "float", "v": "one"},
     ],
+    ids=repr,
 )
 def test_bad_stored_data_raises_serialization_error(payload: dict[str, Any]) -> None:
     with pytest.raises(SerializationError):
         JSON.loads(json.dumps(payload))
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1,", "nan!", "[" * 100_000 + "]" * 100_000])
+def test_text_that_is_not_json_raises_serialization_error(text: str) -> None:
+    with pytest.raises(SerializationError):
+        JSON.loads(text)
+
+
+def test_encoding_refuses_a_class_the_reader_could_not_decode() -> None:
+    @dataclasses.dataclass
+    class Local:
+        a: int
+
+    with pytest.raises(SerializationError, match=r"value\[0\]: .*Local is not a type"):
+        JSON.dumps([Local(1)])
+    assert JsonSerializer(DecodableTypes([Local])).dumps(Local(1)).startswith('{"__kn__"')
+    assert JsonSerializer().dumps(Local(1))  # a serializer without types checks nothing
 
 
 def test_pickle_only_when_chosen() -> None:
@@ -238,7 +285,7 @@ def test_pickle_only_when_chosen() -> None:
     with pytest.raises(SerializationError):
         JSON.dumps(Opaque())
     text = PickleSerializer().dumps(Point(1, 2.0))
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError, match="not valid JSON"):
         JSON.loads(text)
 
 

@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--mode", choices=["process", "thread", "async"], help="execution pool")
     w.add_argument("--backend", help="backend URL, overriding the app's and KUBENENC_BACKEND")
     w.add_argument("--http-port", type=int, help="serve /healthz, /readyz, /metrics here")
+    w.add_argument("--http-host", help="address to serve them on (default: 127.0.0.1)")
 
     d = sub.add_parser("demo", help="run a small realistic workflow on the embedded default")
     d.add_argument("--backend", help="backend URL (default: a fresh SQLite file in a temp dir)")
@@ -75,7 +76,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         k: v
         for k, v in {
             "concurrency": args.concurrency, "pool": args.pool, "mode": args.mode,
-            "http_port": args.http_port,
+            "http_port": args.http_port, "http_host": args.http_host,
         }.items()
         if v is not None
     }  # fmt: skip

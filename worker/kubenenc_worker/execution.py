@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kubenenc import context
 from kubenenc.app import App
+from kubenenc.errors import SerializationError, ValueTooLarge
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
 from kubenenc.records import ErrorInfo
-from kubenenc.serializers import from_json_tree
+from kubenenc.serializers import JsonSerializer
 from kubenenc.task import Task
 
 
@@ -44,11 +44,30 @@ class RunResult:
 
 def decode_args(app: App, payload: RunPayload) -> dict[str, Any]:
     """The keyword arguments of the call."""
-    if payload.serializer == "json":
-        tree = json.loads(payload.args)
-        return {k: from_json_tree(v) for k, v in tree.items()}
-    value: dict[str, Any] = app.serializer_for(payload.serializer).loads(payload.args)
+    serializer = app.serializer_for(payload.serializer)
+    if isinstance(serializer, JsonSerializer):
+        return serializer.loads_arguments(payload.args)
+    value = serializer.loads(payload.args)
+    if not isinstance(value, dict):
+        raise SerializationError(
+            f"stored arguments of {payload.task[:200]} are a {type(value).__name__}, not a "
+            "mapping of names to values"
+        )
     return value
+
+
+def encode_result(app: App, task: Task[Any, Any], value: Any) -> str:
+    """The stored text of a task's return value; ValueTooLarge over the task's limit, so an
+    oversized result fails the call here and never reaches the backend."""
+    text = app.serializer.dumps_named(value, f"{task.name}() result")
+    limit = app.value_limit(task.options.max_value_bytes)
+    if len(text) > limit:  # ASCII text: characters are bytes
+        raise ValueTooLarge(
+            f"{task.name}() returned {len(text):,} bytes encoded, over the limit of {limit:,} "
+            "(max_value_bytes); store large results elsewhere and return a reference, or raise "
+            "the limit with @app.task(max_value_bytes=...)"
+        )
+    return text
 
 
 @contextlib.contextmanager
@@ -61,7 +80,11 @@ def _context(ctx: context.ExecutionContext) -> Iterator[None]:
 
 
 def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseException) -> RunResult:
-    retryable = task is not None and isinstance(exc, task.options.retry_on)
+    retryable = (
+        task is not None
+        and isinstance(exc, task.options.retry_on)
+        and not isinstance(exc, ValueTooLarge)  # the same value would be refused again
+    )
     return RunResult(payload.id, error=error_info(exc), retryable=retryable)
 
 
@@ -81,7 +104,7 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
                 value = task.func(**kwargs)
         finally:
             context.current.reset(token)
-        return RunResult(payload.id, result=app.serializer.dumps(value))
+        return RunResult(payload.id, result=encode_result(app, task, value))
     except BaseException as exc:  # SystemExit too: user code ends its call, not the worker
         return _failure(payload, task, exc)
 
@@ -96,7 +119,7 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
             return await asyncio.to_thread(run_sync, app, payload, ctx)
         with _context(ctx):
             value = await task.func(**kwargs)
-        return RunResult(payload.id, result=app.serializer.dumps(value))
+        return RunResult(payload.id, result=encode_result(app, task, value))
     except asyncio.CancelledError:
         raise  # the executor tells an abort from a task's own CancelledError
     except BaseException as exc:  # SystemExit too: it must not stop the event loop

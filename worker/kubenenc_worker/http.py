@@ -1,4 +1,8 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` for probes and scraping.
+"""``/healthz``, ``/readyz`` and ``/metrics`` for probes and scraping — and nothing else.
+
+The server answers GET of those three paths only (any other method: 501, any other path:
+404), reads each request with a timeout, and binds where it is told: the pod's own IP in a
+worker pod, ``127.0.0.1`` by default elsewhere.
 
 Liveness means the worker loop is turning (a stuck loop is restarted by Kubernetes);
 readiness means it can reach its backend and is not draining, so a draining pod leaves the
@@ -11,6 +15,9 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+READ_TIMEOUT = 5.0
+"""Seconds a connection may take to send its request; then it is closed."""
+
 
 def serve(
     host: str,
@@ -22,6 +29,8 @@ def serve(
     """Start the endpoint in a daemon thread; ``server.shutdown()`` stops it."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT  # a client that sends nothing holds a thread this long at most
+
         def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._reply(200 if alive() else 503, "ok\n" if alive() else "stuck\n")

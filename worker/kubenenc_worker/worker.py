@@ -237,6 +237,7 @@ class Worker:
             self._shutdown()
             if server is not None:
                 server.shutdown()
+                server.server_close()
             self._done.set()
 
     def _loop(self) -> None:

@@ -198,6 +198,9 @@ class MongoBackend:
     """Invocations in a MongoDB-protocol database, shared by every process that opens it."""
 
     shared_across_processes: ClassVar[bool] = True
+    max_value_bytes: ClassVar[int] = 7 * 1024 * 1024
+    """A record (arguments and result together, as JSON text) lives in one document, and a
+    document holds at most 16 MiB: each value gets under half of it."""
 
     def __init__(self, options: MongoOptions, *, connect_timeout: float = 5.0) -> None:
         self.options = options

@@ -53,12 +53,41 @@ def open_backend(url: str) -> Backend:
     return backend_class(scheme).from_url(url)
 
 
+_SECRET_WORDS = ("pass", "secret", "token", "credential", "apikey", "api_key")
+
+
+def _secret_param(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith("file")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to log or print."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with every secret replaced by ``***``, safe to log or print.
+
+    Hides the password of the user info (also of multi-host URLs such as
+    ``mongodb://u:p@h1,h2/db``, which :func:`urllib.parse.urlsplit` cannot parse, and of
+    passwords holding an unescaped ``@``) and the value of every query parameter whose name
+    says it is a secret (``password``, ``tlsCertificateKeyFilePassword``, ``token``, ...);
+    everything else is kept as written.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()
+    end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop, rest.rfind("@") + 1)
+        if found >= 0:
+            end = min(end, found)
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query, hash_, fragment = query.partition("#")
+        params = []
+        for param in query.split("&"):
+            name, eq, _ = param.partition("=")
+            params.append(f"{name}=***" if eq and _secret_param(name) else param)
+        tail = f"{path}?{'&'.join(params)}{hash_}{fragment}"
+    return f"{scheme}://{netloc}{tail}"

@@ -1,0 +1,209 @@
+"""The raw connection to Redis and the calls made over it: scripts with request ids, any
+call with retries.
+
+:class:`Link` sends commands on redis-py's connections without the client's per-command
+layers; :class:`Caller` runs the scripts of :mod:`kubenenc_redis.scripts` through it, each
+call with a request id (so a call retried after a lost reply is applied once), and retries
+any call with backoff while the server is unreachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import redis
+from kubenenc.errors import BackendUnavailable
+
+from kubenenc_redis.rows import time_arg
+from kubenenc_redis.scripts import SCRIPTS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FAULTS = (redis.ConnectionError, redis.TimeoutError)
+"""What a lost or unreachable server raises: retried until ``retry_for`` passes."""
+BLOCK_CHUNK = 5.0
+"""Longest single server-side block (``wait_final`` and ``wait_for_work`` loop for longer
+waits); the blocking connections' socket timeout allows for it."""
+
+
+class Link:
+    """Connections of one redis-py pool, used directly: a command is sent on an idle
+    connection and its reply read back, without the client's per-command layers (pool
+    bookkeeping, retries, event hooks). Speed: those layers cost more CPU per command than
+    the server spends on most scripts. Connections are created by the pool (so the URL's
+    TLS, credentials, database and timeouts apply) but kept here; a connection that failed
+    is disconnected and reconnects on its next use. Thread-safe: a connection is used by one
+    thread at a time (list pop/append are atomic)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._idle: list[Any] = []
+        self._made: list[Any] = []
+        self._pid = os.getpid()
+
+    def take(self) -> Any:
+        """An idle connection (a new one when none is); hand it back with :meth:`give`."""
+        if os.getpid() != self._pid:  # a forked child must not share its parent's sockets
+            self._pid, self._idle, self._made = os.getpid(), [], []
+        try:
+            return self._idle.pop()
+        except IndexError:
+            conn = self._pool.make_connection()
+            self._made.append(conn)
+            return conn
+
+    def give(self, conn: Any) -> None:
+        """Hand back a connection from :meth:`take` (a failed one disconnected first)."""
+        self._idle.append(conn)
+
+    def call(self, *args: Any) -> Any:
+        """Send one command, return its reply (a Redis error raises ResponseError)."""
+        return self.calls([args])[-1]
+
+    def calls(self, commands: Sequence[Sequence[Any]], first: bytes = b"") -> list[Any]:
+        """Send ``commands`` in one write (pipelined, not a transaction) and return their
+        replies in order; the first error reply raises after every reply was read.
+        ``first``, when given, is one more command, already in the protocol (see
+        :func:`command`), sent ahead of them."""
+        conn = self.take()
+        try:
+            packed = conn.pack_commands(commands)
+            conn.send_packed_command([first, *packed] if first else packed)
+            replies: list[Any] = []
+            error: BaseException | None = None
+            for _ in range(len(commands) + (1 if first else 0)):
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+                    error = error or exc
+        except BaseException:
+            conn.disconnect()
+            self._idle.append(conn)
+            raise
+        self._idle.append(conn)
+        if error is not None:
+            raise error
+        return replies
+
+    def close(self) -> None:
+        """Disconnect the idle connections and shut down the sockets of those in use, so a
+        blocked command ends at once with a ConnectionError (its thread disconnects it
+        then: closing a socket under another thread's read is not safe). Each reconnects
+        on its next use."""
+        idle = list(self._idle)
+        for conn in idle:
+            conn.disconnect()
+        for conn in self._made:
+            sock = getattr(conn, "_sock", None)
+            if conn not in idle and sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def bulk(text: str) -> bytes:
+    """``text`` as one bulk string of the Redis protocol."""
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def command(head: bytes, count: int, tail: Sequence[bytes]) -> bytes:
+    """One command in the Redis protocol: ``count`` arguments, ``head`` (some, as
+    :func:`bulk` writes them) and then ``tail``. Speed: ``wait_final`` sends the same ids
+    again and again, and encoded once they skip redis-py's encoder on every later trip."""
+    return b"*%d\r\n%s%s" % (count + len(tail), head, b"".join(tail))
+
+
+class Caller:
+    """The backend's calls: every script with a request id over one :class:`Link`, and any
+    call (a script, a redis-py command, a pipelined block) with retries.
+
+    A call that fails on the connection is sent again with backoff (50 ms doubling up to
+    2 s) until ``retry_for`` seconds pass, then raises BackendUnavailable; a script call
+    sent again carries the same request id, so the server answers it from the stored reply
+    instead of applying it twice (see ``reply`` in ``lua/lib.lua``).
+    """
+
+    def __init__(
+        self, client: redis.Redis, prefix: str, retention: float, retry_for: float, name: str
+    ) -> None:
+        self.link = Link(client)
+        self.prefix = prefix
+        """``KEYS[1]`` of every script: the braced prefix."""
+        self.retention = retention
+        self.retry_for = retry_for
+        self.name = name
+        """The server as shown in messages (password redacted)."""
+        self._scripts = {op: client.register_script(src) for op, src in SCRIPTS.items()}
+        self.closes = 0
+        """Incremented by the backend's ``close``: a call in flight then gives up."""
+        self._rid = uuid.uuid4().hex[:16]  # request ids: this prefix and a counter
+        self._pid = os.getpid()
+        self._calls = itertools.count()
+
+    def sha(self, op: str) -> str:
+        """The SHA1 of script ``op``, for an ``EVALSHA`` sent by hand."""
+        return str(self._scripts[op].sha)
+
+    def retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call()``, sent again with backoff while it fails on the connection."""
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        closes = self.closes
+        while True:
+            try:
+                return call()
+            except FAULTS as exc:
+                if self.closes != closes:
+                    raise BackendUnavailable(f"Redis {what}: the backend was closed") from exc
+                if time.monotonic() + delay > deadline:
+                    raise BackendUnavailable(
+                        f"Redis at {self.name} unreachable for {self.retry_for:.0f} s ({what}): "
+                        f"{exc}"
+                    ) from exc
+                log.warning("Redis %s failed (%s); retrying in %.2f s", what, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def argv(self, now: float, *args: str | int) -> list[str | int]:
+        """A script's arguments: the time, the retention, a new request id, then ``args``."""
+        if os.getpid() != self._pid:  # a forked child must not reuse its parent's ids
+            self._pid, self._rid = os.getpid(), uuid.uuid4().hex[:16]
+        return [time_arg(now), repr(self.retention), f"{self._rid}{next(self._calls)}", *args]
+
+    def run(self, op: str, now: float, *args: str | int) -> tuple[Any, bool]:
+        """Run script ``op`` with retries; its reply, and whether it was replayed (see
+        :meth:`unwrap`)."""
+        return self.run_argv(op, self.argv(now, *args))
+
+    def run_argv(self, op: str, argv: Sequence[str | int]) -> tuple[Any, bool]:
+        """:meth:`run` with the arguments built already (a retry sends the same ones)."""
+        reply = self.retrying(op, lambda: self.script(op, argv))
+        return self.unwrap(op, reply)
+
+    @staticmethod
+    def unwrap(op: str, reply: Any) -> tuple[Any, bool]:
+        """A script's reply, and whether it is the stored reply of an earlier try."""
+        if isinstance(reply, list) and len(reply) == 2 and reply[0] == "replay":
+            log.info("Redis %s was applied before the connection dropped; using its reply", op)
+            return json.loads(reply[1]), True
+        return reply, False
+
+    def script(self, op: str, argv: Sequence[str | int]) -> Any:
+        """One call of script ``op``, no retry (loaded first if the server lacks it)."""
+        script = self._scripts[op]
+        try:
+            return self.link.call("EVALSHA", script.sha, 1, self.prefix, *argv)
+        except redis.exceptions.NoScriptError:
+            return self.link.call("EVAL", script.script, 1, self.prefix, *argv)
