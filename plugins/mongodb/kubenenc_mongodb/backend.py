@@ -711,6 +711,14 @@ class MongoBackend:
             return ResumeResult()
         return self._step("resume", lambda t: Engine(t).resume(ids, worker, limit, now))
 
+    def resume_early(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :class:`kubenenc.backends.contract.ResumeEarly`."""
+        if not ids:
+            return ResumeResult()
+        return self._step("resume", lambda t: Engine(t).resume(ids, worker, limit, now, early=True))
+
     def heartbeat(self, info: WorkerInfo) -> None:
         doc = _worker_doc(info)
         self._retrying(
