@@ -46,6 +46,35 @@ def test_a_paused_call_whose_child_process_dies_is_handed_back_and_runs_again(
     assert len(pids) == 2 and pids[0] != pids[1]
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to see processes")
+@pytest.mark.timeout(120)
+def test_the_child_of_a_killed_worker_stops_its_body(
+    app_on: Callable[[Any], Any], spawn_worker: Callable[..., Any], sqlite_url: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # Before, the child ran its body to the end while recovery gave the call to another
+    # worker: two bodies of one call at once.
+    app_on(sqlite_url)
+    worker = spawn_worker(sqlite_url, "--mode", "process", "--concurrency", "1")
+    marker = tmp_path / "pids"
+    taskapp.sleepy(60.0, str(marker))
+    wait_until("the body started", marker.exists, 60)
+    child = int(marker.read_text().split()[0])
+    assert _running(child)
+    worker.kill()
+    worker.wait(10)
+    wait_until("the child of the killed worker to end", lambda: not _running(child), 20)
+
+
 class FailingStarts(Executor):
     """Passes everything to ``inner`` but fails the first ``fails`` starts, the way a thread
     or process limit (or a broken pipe to a dead idle child) fails them: by returning them,

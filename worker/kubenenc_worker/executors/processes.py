@@ -8,9 +8,11 @@ connections; they talk to the worker over a pipe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -51,10 +53,34 @@ class _PipeContext:
         self.wait(ids, timeout)  # a child runs one execution at a time: nothing else to let run
 
 
+def _die_with_worker(lifeline: multiprocessing.connection.Connection) -> None:
+    """End this child at once when its worker process ends, however it ends.
+
+    ``lifeline`` is the read end of a pipe whose write end only the worker holds (children
+    are forked by the forkserver, not by the worker, so they do not inherit it): a kill -9 of
+    the worker closes it, the read here sees EOF and the child exits. Without this, a child
+    of a killed worker ran its task body to the end while recovery handed the call to
+    another worker: two bodies of one call at once. (Neither the forkserver nor a parent
+    death signal does it: the forkserver outlives a killed worker.)
+    """
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv_bytes()
+        os._exit(70)
+
+    threading.Thread(target=watch, name="kubenenc-lifeline", daemon=True).start()
+
+
 def child_main(
-    conn: multiprocessing.connection.Connection, app_path: str, backend_url: str | None
+    conn: multiprocessing.connection.Connection,
+    app_path: str,
+    backend_url: str | None,
+    lifeline: multiprocessing.connection.Connection | None = None,
 ) -> None:
     """Entry point of a child process: load the app, run what the parent sends."""
+    if lifeline is not None:
+        _die_with_worker(lifeline)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     app = load_app(app_path)
@@ -105,6 +131,8 @@ class ProcessExecutor(Executor):
         self._all: set[_Child] = set()
         self._warm = warm
         self._closing = False
+        # Never written: its write end closes when this process ends (see _die_with_worker).
+        self._lifeline_r, self._lifeline_w = self._mp.Pipe(duplex=False)
         for _ in range(warm):
             self._idle.append(self._spawn())
 
@@ -112,7 +140,7 @@ class ProcessExecutor(Executor):
         parent_conn, child_conn = self._mp.Pipe()
         process = self._mp.Process(
             target=child_main,
-            args=(child_conn, self.app_path, self.backend_url),
+            args=(child_conn, self.app_path, self.backend_url, self._lifeline_r),
             name="kubenenc-child",
             daemon=True,
         )
