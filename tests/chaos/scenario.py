@@ -45,6 +45,7 @@ class Report:
     overlaps: list[str] = field(default_factory=list)
     limit_violations: list[str] = field(default_factory=list)
     longest_recovery: float = 0.0
+    """Seconds from a kill to the hand-back of the last call the killed worker held."""
     seconds: float = 0.0
 
 
@@ -130,16 +131,24 @@ def run(
 def check(invs: list[tuple[str, int, object]], log_dir: Path, kills: dict[int, float]) -> Report:
     """The invariants, over every invocation and every body that ran."""
     report = Report(calls=len(invs))
-    _check_ends(invs, report)
-    bodies = _bodies(log_dir, kills, report)
+    _check_ends(invs, kills, report)
+    bodies = _bodies(log_dir, kills)
     ids = {inv.id for _, _, inv in invs}  # type: ignore[attr-defined]
     _check_overlaps(bodies, ids, report)
     return report
 
 
-def _check_ends(invs: list[tuple[str, int, object]], report: Report) -> None:
+def _check_ends(
+    invs: list[tuple[str, int, object]], kills: dict[int, float], report: Report
+) -> None:
     for task, i, inv in invs:
         rec = inv.record()  # type: ignore[attr-defined]
+        for step in rec.history:  # "worker host:pid:tag lost": handed back by recovery
+            reason = step.reason or ""
+            if reason.startswith("worker ") and reason.endswith(" lost"):
+                pid = int(reason.split()[1].split(":")[1])
+                if pid in kills:
+                    report.longest_recovery = max(report.longest_recovery, step.at - kills[pid])
         if not rec.is_final:
             report.stuck += 1
         elif rec.status is Status.SUCCESS:
@@ -151,9 +160,7 @@ def _check_ends(invs: list[tuple[str, int, object]], report: Report) -> None:
             report.lost += 1  # ended in a way no one asked for
 
 
-def _bodies(
-    log_dir: Path, kills: dict[int, float], report: Report
-) -> dict[str, list[tuple[float, float, str]]]:
+def _bodies(log_dir: Path, kills: dict[int, float]) -> dict[str, list[tuple[float, float, str]]]:
     """(start, end, key) of every body, by invocation; a body without an end ran until its
     worker was killed (its child process dies with it)."""
     starts: dict[tuple[str, int], tuple[float, str, int]] = {}
@@ -167,11 +174,7 @@ def _bodies(
                 start, key, _ = starts.pop((id, int(pid)))
                 bodies[id].append((start, float(at), key))
     for (id, _pid), (start, key, ppid) in starts.items():
-        end = kills.get(ppid, float("inf"))  # children die with their worker
-        bodies[id].append((start, end, key))
-        later = [s for s, _, _ in bodies[id] if s > start]
-        if later and end != float("inf"):
-            report.longest_recovery = max(report.longest_recovery, min(later) - end)
+        bodies[id].append((start, kills.get(ppid, float("inf")), key))  # died with its worker
     return bodies
 
 
