@@ -2,11 +2,11 @@
 
 Real ``kubenenc worker`` processes (process mode) serve ``tests.chaos.chaosapp`` on a shared
 backend while calls arrive in waves; every ``kill_every`` seconds one worker, chosen at
-random, is killed with SIGKILL and a new one started. Afterwards every invocation is
-checked: final exactly once (SUCCESS with the right result, or FAILED with WorkerLost, the
-documented failure of a call lost too often), no two bodies of one call overlapping, no two
-bodies of one running-limit-1 key overlapping. Every tenth plain call runs longer than the
-heartbeat timeout. Every loop is bounded in count and time.
+random among those running a call, is killed with SIGKILL and a new one started.
+Afterwards every invocation is checked: final exactly once (SUCCESS with the right result,
+or FAILED with WorkerLost, the documented failure of a call lost too often), no two bodies
+of one call overlapping, no two bodies of one running-limit-1 key overlapping. Every tenth
+plain call runs longer than the heartbeat timeout. Every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def run(
             elif i >= calls and all(inv.status.is_final for _, _, inv in invs):  # type: ignore[attr-defined]
                 break
             if time.monotonic() >= next_kill and len(kills) < max_kills:
-                victim = procs.pop(rng.randrange(len(procs)))
+                victim = procs.pop(_busy_victim(procs, rng))
                 kills[victim.pid] = time.time()
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(10)
@@ -126,6 +126,17 @@ def run(
     report.faults = len(kills)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _busy_victim(procs: list[subprocess.Popen[bytes]], rng: random.Random) -> int:
+    """Index of a random worker among those running a call now (any, when none is): a kill
+    of an idle worker tests little."""
+    holders = set()
+    for rec in chaosapp.app.backend.query(status=Status.RUNNING, limit=1000):
+        if rec.worker:
+            holders.add(int(rec.worker.split(":")[1]))
+    busy = [n for n, proc in enumerate(procs) if proc.pid in holders]
+    return rng.choice(busy) if busy else rng.randrange(len(procs))
 
 
 def check(invs: list[tuple[str, int, object]], log_dir: Path, kills: dict[int, float]) -> Report:
