@@ -3,7 +3,9 @@
 TaskDefinition, ConcurrencyPolicy and WorkerPool custom resources (``crds/``, generated from
 :mod:`kubenenc_operator.models`) are watched with kopf (:mod:`kubenenc_operator.handlers`)
 and reconciled by the leader's loops (:mod:`kubenenc_operator.store`,
-:mod:`kubenenc_operator.logic`); ``kubenenc operator`` runs them. What they decide lives in
+:mod:`kubenenc_operator.pools`, :mod:`~kubenenc_operator.policies`,
+:mod:`~kubenenc_operator.taskdefs`, :mod:`~kubenenc_operator.enforcer`, over the shared
+:mod:`~kubenenc_operator.context`); ``kubenenc operator`` runs them. What they decide lives in
 pure functions (:mod:`kubenenc.scaling`, :mod:`kubenenc_operator.resources`,
 :mod:`kubenenc_operator.graph`, :mod:`kubenenc_operator.cron`) tested without a cluster.
 """

@@ -8,6 +8,7 @@ so another replica takes over at once); the exit code is 0 then, 2 on bad settin
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -15,23 +16,29 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 import kopf
+from kubenenc import logs
 from pydantic import ValidationError
 
-from kubenenc_operator import logic
 from kubenenc_operator.backends import BackendCache
+from kubenenc_operator.context import Ctx
+from kubenenc_operator.enforcer import sweep
 from kubenenc_operator.handlers import Stores, build_registry
 from kubenenc_operator.kube import Kube, load_api_client
 from kubenenc_operator.leader import Leadership
 from kubenenc_operator.metrics import Metrics, serve
+from kubenenc_operator.policies import reconcile_policy
+from kubenenc_operator.pools import reconcile_pool
+from kubenenc_operator.queuemetrics import run_queue_metrics
 from kubenenc_operator.settings import OperatorSettings
 from kubenenc_operator.store import run_objects, run_sweeps
 
 log = logging.getLogger("kubenenc_operator")
 
 
-async def enforce(ctx: logic.Ctx, leader: Leadership) -> None:
+async def enforce(ctx: Ctx, leader: Leadership) -> None:
     """The enforcer loop: while leading, sweep every backend the pools use."""
     last_overdue = 0.0
     while True:
@@ -40,14 +47,14 @@ async def enforce(ctx: logic.Ctx, leader: Leadership) -> None:
             overdue = time.monotonic() - last_overdue >= ctx.settings.overdue_interval
             if overdue:
                 last_overdue = time.monotonic()
-            await asyncio.to_thread(logic.sweep, ctx, ctx.backends.urls(), overdue=overdue)
+            await asyncio.to_thread(sweep, ctx, ctx.backends.urls(), overdue=overdue)
 
 
 async def run(settings: OperatorSettings, stop: threading.Event | None = None) -> None:
     """Run until ``stop`` is set or a signal arrives."""
     metrics = Metrics()
     kube = Kube(load_api_client())
-    ctx = logic.Ctx(kube=kube, backends=BackendCache(), settings=settings, metrics=metrics)
+    ctx = Ctx(kube=kube, backends=BackendCache(), settings=settings, metrics=metrics)
     leader = Leadership(
         kube, settings.lease_namespace, settings.lease_name, settings.identity,
         settings.lease_duration, metrics,
@@ -71,12 +78,13 @@ async def run(settings: OperatorSettings, stop: threading.Event | None = None) -
         asyncio.create_task(enforce(ctx, leader)),
         asyncio.create_task(run_sweeps(ctx, stores.taskdefs, leader)),
         asyncio.create_task(
-            run_objects(ctx, stores.pools, leader, settings.scale_interval, logic.reconcile_pool)
+            run_queue_metrics(ctx, stores.pools, leader, settings.queue_metrics_interval)
         ),
         asyncio.create_task(
-            run_objects(
-                ctx, stores.policies, leader, settings.policy_resync, logic.reconcile_policy
-            )
+            run_objects(ctx, stores.pools, leader, settings.scale_interval, reconcile_pool)
+        ),
+        asyncio.create_task(
+            run_objects(ctx, stores.policies, leader, settings.policy_resync, reconcile_policy)
         ),
     ]
     liveness = (
@@ -105,12 +113,17 @@ async def run(settings: OperatorSettings, stop: threading.Event | None = None) -
         kube.api.close()  # type: ignore[no-untyped-call]
 
 
-def main() -> int:
-    """Entry point of ``kubenenc operator`` (and ``python -m kubenenc_operator``)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kubenenc operator`` (and ``python -m kubenenc_operator``).
+
+    ``--log-format json``: one JSON object per line (see :mod:`kubenenc.logs`)."""
+    parser = argparse.ArgumentParser(prog="kubenenc operator")
+    parser.add_argument("--log-format", choices=["text", "json"])
+    args = parser.parse_args(argv)
+    if args.log_format is not None:
+        logs.configure(args.log_format)
+    elif not logging.getLogger().handlers:
+        logs.configure("text")
     # kopf logs every timer run at INFO (one line per pool per second): keep its warnings.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:

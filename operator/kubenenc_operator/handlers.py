@@ -20,8 +20,9 @@ from typing import Any
 
 import kopf
 
-from kubenenc_operator import logic
+from kubenenc_operator.context import Ctx
 from kubenenc_operator.models import GROUP, VERSION
+from kubenenc_operator.policies import delete_policy
 from kubenenc_operator.store import Objects, Store
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Stores:
     policies: Objects = field(default_factory=lambda: Objects(CP))
 
 
-def build_registry(ctx: logic.Ctx, stores: Stores) -> kopf.OperatorRegistry:
+def build_registry(ctx: Ctx, stores: Stores) -> kopf.OperatorRegistry:
     """A registry whose handlers feed ``stores`` (and clean up deleted policies)."""
     registry = kopf.OperatorRegistry()
     _register_setup(registry)
@@ -88,9 +89,7 @@ def _register_taskdefs(registry: kopf.OperatorRegistry, stores: Stores) -> None:
             stores.taskdefs.wake()
 
 
-def _register_pools_and_policies(
-    registry: kopf.OperatorRegistry, ctx: logic.Ctx, stores: Stores
-) -> None:
+def _register_pools_and_policies(registry: kopf.OperatorRegistry, ctx: Ctx, stores: Stores) -> None:
     @kopf.on.event(GROUP, VERSION, WP, id="pool-events", registry=registry)
     async def pool_event(event: Any, body: Any, **_: Any) -> None:
         kind = str(event.get("type") or "ADDED")
@@ -125,4 +124,4 @@ def _register_pools_and_policies(
     @kopf.on.delete(GROUP, VERSION, CP, id="policy-cleanup", registry=registry)
     def policy_deleted(body: Any, **_: Any) -> None:
         stores.policies.event("DELETED", _plain(body))
-        logic.delete_policy(ctx, _plain(body))
+        delete_policy(ctx, _plain(body))

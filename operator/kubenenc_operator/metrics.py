@@ -2,7 +2,8 @@
 
 Counters: reconciles and errors by kind, scaling decisions by pool and direction, cycles
 found, invocations handed back by the enforcer and overdue runs it failed. Gauges: backlog /
-running / paused / desired replicas per pool, and whether this replica leads.
+running / paused / desired replicas per pool, queue depth and oldest pending age per pool
+(:mod:`kubenenc_operator.queuemetrics`), and whether this replica leads.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class Metrics:
         "kubenenc_operator_pool_paused": ("gauge", "Paused invocations of a pool."),
         "kubenenc_operator_pool_desired_replicas": ("gauge", "Replicas a pool's load asks for."),
         "kubenenc_operator_leader": ("gauge", "1 while this replica holds the lease."),
+        "kubenenc_operator_pool_queue_depth": (
+            "gauge",
+            "Calls of a pool waiting for a worker (registered, pending, retry).",
+        ),
+        "kubenenc_operator_pool_oldest_pending_seconds": (
+            "gauge",
+            "Seconds the oldest pending call of a pool has waited since submitted (0: none).",
+        ),
     }
 
     def __init__(self) -> None:

@@ -14,37 +14,22 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from kubenenc import ConcurrencyPolicy
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
+
+from kubenenc_operator.podtemplate import EnvVar, PodTemplate, Resources
+from kubenenc_operator.schema import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    IMPORT_PATH,
+    SpecModel,
+    cel,
+)
 
 GROUP = "kubenenc.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-DOTTED = rf"{IDENT}(\\.{IDENT})*"
-IMPORT_PATH = rf"^{DOTTED}:{DOTTED}$"
-"""``module.sub:attr`` (CEL string literal form: backslashes doubled)."""
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-
-def cel(*rules: tuple[str, str]) -> dict[str, Any]:
-    """``json_schema_extra`` attaching CEL rules: ``(rule, message)`` pairs.
-
-    A message written as a CEL string expression (starting with a quote) becomes a
-    ``messageExpression`` so that it can quote the offending value; use that only with
-    strings that have a ``maxLength`` (the API server bounds the cost of every rule and
-    message). Every message says what to change.
-    """
-    return {
-        "x-kubernetes-validations": [
-            {"rule": rule, "messageExpression": message}
-            if message.startswith("'")
-            else {"rule": rule, "message": message}
-            for rule, message in rules
-        ]
-    }
+_Model = SpecModel
 
 
 def _import_path_rule(what: str, form: str, example: str) -> dict[str, Any]:
@@ -53,12 +38,6 @@ def _import_path_rule(what: str, form: str, example: str) -> dict[str, Any]:
             f"self.matches('{IMPORT_PATH}')",
             f'\'{what} must be an import path "{form}" such as "{example}", got "\' + self + \'"\'',
         )
-    )
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
 
 
@@ -142,22 +121,23 @@ _AUTOSCALING_RULES = cel(
 )
 
 
-class EnvVar(_Model):
-    """An extra plain environment variable for the worker container."""
-
-    name: str = Field(min_length=1, max_length=256)
-    value: str = Field(default="", max_length=32768)
-
-
-class Resources(_Model):
-    """Container resources (quantities as strings: ``"500m"``, ``"1Gi"``)."""
-
-    requests: dict[str, str] | None = Field(default=None, max_length=16)
-    limits: dict[str, str] | None = Field(default=None, max_length=16)
-
-
 class WorkerPoolSpec(_Model):
     """A pool of worker pods claiming from the backend queue named after this resource."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.resources) || !has(self.template) || !has(self.template.resources)",
+                "resources is set twice: keep spec.template.resources and remove spec.resources",
+            ),
+            (
+                "!has(self.serviceAccountName) || !has(self.template) "
+                "|| !has(self.template.serviceAccountName)",
+                "serviceAccountName is set twice: keep spec.template.serviceAccountName and "
+                "remove spec.serviceAccountName",
+            ),
+        )
+    )
 
     image: str = Field(min_length=1, max_length=1024, description="Worker image (has kubenenc).")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
@@ -185,9 +165,23 @@ class WorkerPoolSpec(_Model):
         default=25, ge=0, le=3600, description="On SIGTERM, seconds a worker finishes work."
     )
     http_port: int = Field(default=8080, ge=1, le=65535, description="Health and metrics port.")
-    resources: Resources | None = None
-    env: list[EnvVar] | None = Field(default=None, max_length=64)
-    service_account_name: str | None = Field(default=None, max_length=253)
+    resources: Resources | None = Field(
+        default=None, description="Worker container resources (or template.resources)."
+    )
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=64, description="Extra variables (template.env adds more)."
+    )
+    service_account_name: str | None = Field(
+        default=None, max_length=253, description="Or template.serviceAccountName."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per log line (worker --log-format)."
+    )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="What the pods add to the operator's worker pod: resources, env, volumes, "
+        "placement, security context (the operator's hardening wins; see the README).",
+    )
 
 
 class WorkerPoolStatus(_Model):

@@ -6,6 +6,7 @@ handlers stay thin and these are unit-tested without a cluster.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -13,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from kubenenc_operator.models import API_VERSION, Condition, WorkerPoolSpec
+from kubenenc_operator.podtemplate import PodTemplate
 
 POOL_LABEL = "kubenenc.io/pool"
 TEMPLATE_HASH = "kubenenc.io/template-hash"
@@ -57,8 +61,51 @@ def selector(pool: str) -> str:
     return f"{POOL_LABEL}={pool}"
 
 
+def _wire(model: BaseModel) -> Any:
+    """A spec model as the API server speaks it (camelCase, unset fields left out)."""
+    return model.model_dump(by_alias=True, exclude_none=True)
+
+
+HARDENED_POD: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": WORKER_UID,
+    "runAsGroup": WORKER_UID,
+    "fsGroup": WORKER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""The pod security context without a template (a template may change the ids, not the rest)."""
+HARDENED_CONTAINER: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+"""The worker container's security context: not configurable."""
+
+
+def pod_security_context(template: PodTemplate | None) -> dict[str, Any]:
+    """The operator's hardened pod context, with what the template may choose on top.
+
+    The template picks user, groups, sysctls and a Localhost seccomp profile; the values
+    that would weaken the hardening (root, runAsNonRoot false, seccomp Unconfined) are refused
+    by the CRD and overridden here in any case, so the operator's hardening always wins.
+    """
+    context = copy.deepcopy(HARDENED_POD)
+    if template is None or template.security_context is None:
+        return context
+    context.update(_wire(template.security_context))
+    context["runAsNonRoot"] = True
+    if context.get("runAsUser") == 0:
+        context["runAsUser"] = WORKER_UID
+    if context["seccompProfile"].get("type") not in ("RuntimeDefault", "Localhost"):
+        context["seccompProfile"] = {"type": "RuntimeDefault"}
+    return context
+
+
 def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
-    """The worker pod template: probes, drain, non-root, backend URL from the Secret."""
+    """The worker pod template: probes, drain, non-root, backend URL from the Secret, and
+    what ``spec.template`` adds (see :mod:`kubenenc_operator.podtemplate`)."""
+    extra = spec.template
     env: list[dict[str, Any]] = [
         {
             "name": "KUBENENC_BACKEND",
@@ -80,7 +127,7 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
         },
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - an emptyDir: the root fs is read-only
     ]
-    env += [{"name": e.name, "value": e.value} for e in spec.env or ()]
+    env += [_wire(e) for e in [*(spec.env or ()), *((extra and extra.env) or ())]]
     container: dict[str, Any] = {
         "name": "worker",
         "image": spec.image,
@@ -97,6 +144,7 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
             spec.mode,
             "--http-port",
             str(spec.http_port),
+            *(["--log-format", spec.log_format] if spec.log_format != "text" else []),
         ],
         "env": env,
         "ports": [{"name": "http", "containerPort": spec.http_port, "protocol": "TCP"}],
@@ -111,39 +159,74 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
             "failureThreshold": 2,
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": copy.deepcopy(HARDENED_CONTAINER),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
-    if spec.resources is not None:
-        container["resources"] = spec.resources.model_dump(exclude_none=True)
+    resources = spec.resources or (extra and extra.resources)
+    if resources:
+        container["resources"] = _wire(resources)
+    if extra and extra.env_from:
+        container["envFrom"] = [_wire(e) for e in extra.env_from]
+    if extra and extra.volume_mounts:
+        container["volumeMounts"] += [_wire(m) for m in extra.volume_mounts]
     pod: dict[str, Any] = {
         "containers": [container],
         "terminationGracePeriodSeconds": spec.drain_grace_seconds
         + PRESTOP_SECONDS
         + TERMINATION_MARGIN,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": WORKER_UID,
-            "runAsGroup": WORKER_UID,
-            "fsGroup": WORKER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(extra),
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
         # Workers never call the Kubernetes API: no token in the pod for a task to steal,
         # unless the pool names a service account (its tasks then want that account's rights).
         "automountServiceAccountToken": False,
     }
-    if spec.service_account_name:
-        pod["serviceAccountName"] = spec.service_account_name
+    account = spec.service_account_name or (extra and extra.service_account_name)
+    if account:
+        pod["serviceAccountName"] = account
         pod["automountServiceAccountToken"] = True
-    return {"metadata": {"labels": pool_labels(pool)}, "spec": pod}
+    metadata: dict[str, Any] = {"labels": pool_labels(pool)}
+    if extra is not None:
+        _add_pod_parts(pool, extra, metadata, pod)
+    return {"metadata": metadata, "spec": pod}
+
+
+def _add_pod_parts(
+    pool: str, extra: PodTemplate, metadata: dict[str, Any], pod: dict[str, Any]
+) -> None:
+    """The pod-level parts of a template: labels, annotations, volumes, placement."""
+    if extra.labels:
+        metadata["labels"] = {**extra.labels, **pool_labels(pool)}  # the selector's labels win
+    if extra.annotations:
+        metadata["annotations"] = dict(extra.annotations)
+    if extra.volumes:
+        pod["volumes"] += [_wire(v) for v in extra.volumes]
+    for field, key in (
+        ("node_selector", "nodeSelector"),
+        ("tolerations", "tolerations"),
+        ("affinity", "affinity"),
+        ("priority_class_name", "priorityClassName"),
+        ("image_pull_secrets", "imagePullSecrets"),
+    ):
+        value = getattr(extra, field)
+        if value:
+            pod[key] = _wire_any(value)
+    if extra.topology_spread_constraints:
+        pod["topologySpreadConstraints"] = [
+            {"labelSelector": {"matchLabels": {POOL_LABEL: pool}}, **_wire(c)}
+            for c in extra.topology_spread_constraints
+        ]
+
+
+def _wire_any(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _wire(value)
+    if isinstance(value, list):
+        return [_wire_any(v) for v in value]
+    if isinstance(value, dict):
+        return dict(value)
+    return value
 
 
 def template_hash(template: Mapping[str, Any]) -> str:

@@ -53,6 +53,9 @@ class OperatorSettings(BaseSettings):
     overdue_interval: float = Field(
         default=10.0, gt=0, description="Seconds between the enforcer's checks for overdue runs."
     )
+    queue_metrics_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between reads of queue depth and oldest age."
+    )
     lease_name: str = Field(default="kubenenc-operator", description="Leader-election Lease.")
     lease_namespace: str = Field(default="default", description="Namespace of the Lease.")
     lease_duration: float = Field(default=15.0, gt=0, description="Seconds a lease holds.")

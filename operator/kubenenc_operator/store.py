@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubenenc_operator import logic
+from kubenenc_operator.context import Ctx
 from kubenenc_operator.graph import find_cycles
 from kubenenc_operator.kube import KubeError, custom_path
+from kubenenc_operator.taskdefs import Siblings, collect_task_defaults, reconcile_taskdef
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class Store(_Waker):
         with self._lock:
             return sorted(self.taskdefs)
 
-    def namespace_view(self, namespace: str) -> tuple[dict[str, dict[str, Any]], logic.Siblings]:
+    def namespace_view(self, namespace: str) -> tuple[dict[str, dict[str, Any]], Siblings]:
         """The namespace's definitions by name and their siblings (loops computed once)."""
         with self._lock:
             bodies = {name: dict(b) for (ns, name), b in self.taskdefs.items() if ns == namespace}
@@ -160,9 +161,7 @@ class Store(_Waker):
         owners: dict[str, str] = {}
         for n in sorted(bodies):
             owners.setdefault(str((bodies[n].get("spec") or {}).get("task")), n)
-        siblings = logic.Siblings(
-            depends, pools, policies, cycles=find_cycles(depends), owners=owners
-        )
+        siblings = Siblings(depends, pools, policies, cycles=find_cycles(depends), owners=owners)
         return bodies, siblings
 
     def stored(self, key: Key, body: Mapping[str, Any]) -> None:
@@ -177,7 +176,7 @@ def status_diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[s
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
-def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key], *, full: bool = False) -> int:
+def sweep_taskdefs(ctx: Ctx, store: Store, keys: Iterable[Key], *, full: bool = False) -> int:
     """Reconcile each definition in ``keys``; returns how many statuses were written.
 
     A ``full`` sweep (``keys`` are all of them) then removes from the backends the stored
@@ -205,7 +204,7 @@ def sweep_taskdefs(ctx: logic.Ctx, store: Store, keys: Iterable[Key], *, full: b
         written = sum(job() for job in jobs)
     if stored is not None:
         namespaces = set(ctx.settings.namespaces) or None
-        logic.collect_task_defaults(ctx, stored, namespaces)
+        collect_task_defaults(ctx, stored, namespaces)
     return written
 
 
@@ -214,16 +213,16 @@ def _call(job: Callable[[], int]) -> int:
 
 
 def _sweep_one(
-    ctx: logic.Ctx,
+    ctx: Ctx,
     store: Store,
     key: Key,
     body: dict[str, Any],
-    siblings: logic.Siblings,
+    siblings: Siblings,
     stored: dict[str, set[str]] | None = None,
 ) -> int:
     """Reconcile one definition; 1 when its status was written."""
     try:
-        status = logic.reconcile_taskdef(ctx, body, siblings, stored=stored)
+        status = reconcile_taskdef(ctx, body, siblings, stored=stored)
         patch = status_diff(body.get("status") or {}, status)
         if not patch:
             return 0
@@ -242,7 +241,7 @@ def _sweep_one(
     return 1
 
 
-async def run_sweeps(ctx: logic.Ctx, store: Store, leader: Any) -> None:
+async def run_sweeps(ctx: Ctx, store: Store, leader: Any) -> None:
     """The leader's loop: changed definitions at once (batched over 0.2 s), all of them every
     ``status_interval``."""
     last_full = 0.0
@@ -297,17 +296,22 @@ class Objects(_Waker):
             self.dirty.clear()
             return [(k, dict(self.bodies[k])) for k in keys if k in self.bodies]
 
+    def snapshot(self) -> list[tuple[Key, dict[str, Any]]]:
+        """Every object, as copies (nothing is marked done)."""
+        with self._lock:
+            return [(k, dict(v)) for k, v in sorted(self.bodies.items())]
+
     def stored(self, key: Key, body: Mapping[str, Any]) -> None:
         with self._lock:
             if key in self.bodies:
                 self.bodies[key] = dict(body)
 
 
-Reconcile = Callable[[logic.Ctx, Mapping[str, Any]], dict[str, Any]]
+Reconcile = Callable[[Ctx, Mapping[str, Any]], dict[str, Any]]
 
 
 def reconcile_objects(
-    ctx: logic.Ctx, objects: Objects, items: Iterable[tuple[Key, dict[str, Any]]],
+    ctx: Ctx, objects: Objects, items: Iterable[tuple[Key, dict[str, Any]]],
     reconcile: Reconcile,
 ) -> int:  # fmt: skip
     """Reconcile each object and write the status fields that moved; returns the writes."""
@@ -333,7 +337,7 @@ def reconcile_objects(
 
 
 async def run_objects(
-    ctx: logic.Ctx, objects: Objects, leader: Any, interval: float, reconcile: Reconcile
+    ctx: Ctx, objects: Objects, leader: Any, interval: float, reconcile: Reconcile
 ) -> None:
     """The leader's loop for one kind: changed objects at once, all every ``interval``."""
     last_full = 0.0

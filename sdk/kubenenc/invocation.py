@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from kubenenc import context
+from kubenenc import context, tracing
 from kubenenc.errors import CycleDetectedError, InvocationCancelled, ResultTimeout
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import rebuild_error
@@ -36,7 +36,9 @@ def _wait(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
     ctx = context.current.get()
     _own_result(ctx, ids)
     if ctx is not None:
+        tracing.add_event("kubenenc.pause", {"kubenenc.waiting_on": len(ids)})
         ctx.wait(ids, timeout)
+        tracing.add_event("kubenenc.resume")
         return
     if not app.backend.wait_final(ids, timeout):
         raise ResultTimeout(f"{len(ids)} invocation(s) not final after {timeout} s")
@@ -46,7 +48,9 @@ async def _wait_async(app: App, ids: Sequence[InvocationId], timeout: float | No
     ctx = context.current.get()
     _own_result(ctx, ids)
     if ctx is not None:
+        tracing.add_event("kubenenc.pause", {"kubenenc.waiting_on": len(ids)})
         await ctx.wait_async(ids, timeout)
+        tracing.add_event("kubenenc.resume")
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.001

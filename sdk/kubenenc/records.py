@@ -7,6 +7,7 @@ already serialized as text) and never compute keys (the SDK did, see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -60,6 +61,9 @@ class NewInvocation(NamedTuple):
     depends_on: tuple[InvocationId, ...] = ()
     parent: InvocationId | None = None
     serializer: str = "json"
+    headers: Mapping[str, str] | None = None
+    """Text metadata carried with the call and stored as given (trace context, the id a
+    ``kubenenc retry`` re-registers): every backend keeps it in the record."""
 
 
 @dataclass(slots=True)
@@ -96,6 +100,8 @@ class InvocationRecord:
     result: str | None = None
     error: ErrorInfo | None = None
     history: list[Transition] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    """The call's :attr:`NewInvocation.headers` (empty when it had none)."""
 
     @property
     def is_final(self) -> bool:

@@ -42,6 +42,9 @@ class WorkerSettings(BaseModel):
         description="Address of the HTTP endpoint; worker pods get their pod IP (probes and "
         "scrapes reach it there), elsewhere only this machine can reach it unless set.",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line (see kubenenc.logs)."
+    )
 
 
 class Settings(BaseSettings):

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from kubenenc import context
+from kubenenc import context, tracing
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
 from kubenenc.errors import (
     ConfigurationError,
@@ -309,6 +309,7 @@ class Task(Generic[P, R]):
                     depends_on=depends_on,
                     parent=fixed.parent,
                     serializer=serializer,
+                    headers=fixed.headers,
                 )
             )
         return out
@@ -359,6 +360,7 @@ class Task(Generic[P, R]):
             parent=ctx.invocation_id if ctx is not None else None,
             pickle=self.app.serializer.name != "json",
             max_bytes=self.app.value_limit(opts.max_value_bytes),
+            headers=tracing.current_headers(),
         )
 
     def _submit(
@@ -461,6 +463,8 @@ class _Fixed:
     parent: InvocationId | None
     pickle: bool
     max_bytes: int
+    headers: dict[str, str] | None = None
+    """Trace context of the caller's current span (see :mod:`kubenenc.tracing`)."""
 
 
 class BoundCall(Generic[P, R]):

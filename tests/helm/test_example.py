@@ -3,6 +3,7 @@ operator's own models (the source of the CRD schemas) and agree with the tasks' 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -101,6 +102,7 @@ def test_submit_script_against_a_real_worker_on_sqlite(tmp_path: Path) -> None:
         **os.environ,
         "KUBENENC_BACKEND": f"sqlite:///{tmp_path / 'shop.db'}",
         "PYTHONPATH": str(EXAMPLE),
+        "SHOP_GATEWAY_KEY": "sk-test-4242",  # the pod gets it from the Secret shop-gateway
     }
     # Before any worker runs: a second checkout of a queued order is the first one (dedupe).
     dedupe = subprocess.run(
@@ -117,7 +119,8 @@ def test_submit_script_against_a_real_worker_on_sqlite(tmp_path: Path) -> None:
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "shop.tasks:app",
-             "--pool", "shop-workers", "--concurrency", "2", "--http-port", str(port)],
+             "--pool", "shop-workers", "--concurrency", "2", "--http-port", str(port),
+             "--log-format", "json"],
             cwd=EXAMPLE, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -140,3 +143,10 @@ def test_submit_script_against_a_real_worker_on_sqlite(tmp_path: Path) -> None:
     for n in range(8):
         assert f"order order-{n:04d} shipped to customer {n % 3}" in out.stdout
     assert code == 0  # SIGTERM drained cleanly
+    # The worker logged JSON; the tasks' lines carry their run, and the key from the env.
+    records = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()]
+    charges = [r for r in records if r["message"].startswith("charging customer")]
+    assert charges and all(r["message"].endswith("(gateway key ...4242)") for r in charges)
+    assert all(r["task"] == "shop.tasks.charge" and r["invocation_id"] for r in charges)
+    orders = [r for r in records if r["logger"] == "shop" and r["message"].startswith("order")]
+    assert {r["task"] for r in orders} == {"shop.tasks.checkout"}

@@ -18,6 +18,7 @@ from kubenenc.records import Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
 from kubenenc_mongodb import MongoBackend, parse_url
 from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY
+from kubenenc_mongodb.steps import Steps
 from pymongo.errors import AutoReconnect
 
 from tests.conformance._helpers import W1, W2, add, claim_ids, record, running, start, succeed
@@ -301,7 +302,7 @@ def test_a_process_rebuilds_from_the_log_while_it_holds_every_step(
         def no_documents(*args: object) -> None:
             raise AssertionError("read own documents though the log holds every step")
 
-        monkeypatch.setattr(MongoBackend, "_load_own", no_documents)
+        monkeypatch.setattr(Steps, "_load_own", no_documents)
         b = MongoBackend.from_url(mongodb_url)
         for id in (long, queued, parent, child, done):
             assert record(b, id) == record(a, id)
@@ -362,7 +363,7 @@ def test_close_and_exit_let_a_kept_lock_go(mongodb_url: str, tmp_path: Path) -> 
         "b = MongoBackend.from_url(sys.argv[1])\n"
         "got = b.claim('default', 'w-exit', 1, 20.0)\n"
         "assert [r.id for r in got] == [sys.argv[2]], got\n"
-        "assert b._conn().kept is not None\n"
+        "assert b._conn().lock.kept is not None\n"
     )
     done = subprocess.run([sys.executable, str(script), url, second], check=False, timeout=60)
     assert done.returncode == 0

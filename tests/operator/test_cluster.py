@@ -36,12 +36,13 @@ from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.records import NewInvocation, WorkerInfo
 from kubenenc.settings import Settings
 from kubenenc.status import Status
-from kubenenc_operator import logic
 from kubenenc_operator.backends import BackendCache
+from kubenenc_operator.context import Ctx
 from kubenenc_operator.kube import Kube, KubeError, custom_path, deployment_path, pods_path
 from kubenenc_operator.models import API_VERSION, TaskDefinitionSpec
-from kubenenc_operator.resources import condition
+from kubenenc_operator.resources import condition, parse_rfc3339
 from kubenenc_operator.settings import OperatorSettings
+from kubenenc_operator.taskdefs import run_schedule
 
 from tests.cluster.fixtures import Cluster
 from tests.operator import optasks
@@ -545,17 +546,17 @@ def test_a_schedule_tick_is_claimed_once_through_the_api_server(env: Env) -> Non
     ticker["metadata"]["namespace"] = ADMIN_NS
     apply(env.kube, custom_path(ADMIN_NS, "taskdefinitions"), ticker)
     body = env.get("taskdefinitions", "ticker", ADMIN_NS)
-    created = logic.parse_rfc3339(body["metadata"]["creationTimestamp"]).timestamp()
+    created = parse_rfc3339(body["metadata"]["creationTimestamp"]).timestamp()
     spec = TaskDefinitionSpec.model_validate(body["spec"])
     won = []
     for replica in ("one", "two"):
-        ctx = logic.Ctx(
+        ctx = Ctx(
             kube=env.kube,
             backends=BackendCache(),
             settings=OperatorSettings(identity=replica),
             clock=lambda: created + 61,  # the next minute's tick is due
         )
-        won.append(logic.run_schedule(ctx, body, spec, env.url))
+        won.append(run_schedule(ctx, body, spec, env.url))
         ctx.backends.close()
     assert sorted(won) == [False, True]
     stored = env.get("taskdefinitions", "ticker", ADMIN_NS)["status"]["lastScheduleTime"]

@@ -12,16 +12,29 @@ from typing import Any
 
 import pytest
 from kubenenc.backends import open_backend
-from kubenenc.concurrency import call_key
+from kubenenc.concurrency import ConcurrencyPolicy, call_key
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.records import NewInvocation, WorkerInfo
+from kubenenc.signatures import describe, signature_name
 from kubenenc.status import Status
-from kubenenc_operator import logic
+from kubenenc_operator import taskdefs
 from kubenenc_operator.backends import BackendCache
+from kubenenc_operator.context import Ctx
+from kubenenc_operator.enforcer import sweep
 from kubenenc_operator.kube import custom_path, deployment_path, pods_path, secret_path
-from kubenenc_operator.models import API_VERSION
+from kubenenc_operator.models import API_VERSION, TaskDefinitionSpec
+from kubenenc_operator.policies import delete_policy, reconcile_policy
+from kubenenc_operator.pools import reconcile_pool
 from kubenenc_operator.resources import DELETION_COST, condition
 from kubenenc_operator.settings import OperatorSettings
+from kubenenc_operator.taskdefs import (
+    Siblings,
+    check_references,
+    gather_task_stats,
+    reconcile_taskdef,
+    run_schedule,
+    scheduled_call,
+)
 
 from tests.operator.fakes import FakeKube
 
@@ -33,7 +46,7 @@ class World:
         self.kube = FakeKube()
         self.backend = open_backend("memory://")
         self.now = 1_000_000.0
-        self.ctx = logic.Ctx(
+        self.ctx = Ctx(
             kube=self.kube,
             backends=BackendCache(opener=lambda url: self.backend),
             settings=OperatorSettings(identity="test", backend=None),
@@ -78,7 +91,7 @@ class World:
         return body
 
     def reconcile_pool(self, body: dict[str, Any]) -> dict[str, Any]:
-        status = logic.reconcile_pool(self.ctx, body)
+        status = reconcile_pool(self.ctx, body)
         body["status"] = status
         return status
 
@@ -206,15 +219,39 @@ def test_policy_is_written_to_the_pool_backends_and_removed(world: World) -> Non
         "metadata": {"name": "one-per-user", "namespace": NS, "uid": "u-p", "generation": 2},
         "spec": {"runningLimit": 1, "key": ["user_id"], "registration": "dedupe"},
     }  # fmt: skip
-    status = logic.reconcile_policy(world.ctx, body)
+    status = reconcile_policy(world.ctx, body)
     assert status["backends"] == 1
     assert condition(status["conditions"], "Ready")["reason"] == "Stored"  # type: ignore[index]
     # Scoped by namespace: another namespace's policy of the same name is another entry.
     assert world.backend.get_policy("one-per-user") is None
     stored = json.loads(world.backend.get_policy(f"{NS}/one-per-user") or "")
     assert stored == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
-    assert logic.delete_policy(world.ctx, body) == []
+    assert delete_policy(world.ctx, body) == []
     assert world.backend.get_policy(f"{NS}/one-per-user") is None
+
+
+def test_specs_that_do_not_validate_are_not_ready_and_say_why(world: World) -> None:
+    """Bodies the API server should have refused (a stale CRD, an old object) are reported,
+    never acted on: no Deployment, nothing stored."""
+    pool = world.pool()
+    del pool["spec"]["image"]
+    policy = {
+        "metadata": {"name": "p", "namespace": NS, "uid": "u", "generation": 3},
+        "spec": {"runningLimit": 0},
+    }
+    pool_status = reconcile_pool(world.ctx, pool)
+    policy_status = reconcile_policy(world.ctx, policy)
+    for status, field, generation in (
+        (pool_status, "image", 1),
+        (policy_status, "runningLimit", 3),
+    ):
+        ready = condition(status["conditions"], "Ready")
+        assert ready is not None and (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+        assert field in ready["message"]
+        assert status["observedGeneration"] == generation
+    assert policy_status["backends"] == 0
+    assert world.kube.get(deployment_path(NS, "shop")) is None
+    assert world.backend.policies() == {}
 
 
 def test_policy_without_any_backend_says_what_to_do(world: World) -> None:
@@ -222,7 +259,7 @@ def test_policy_without_any_backend_says_what_to_do(world: World) -> None:
         "metadata": {"name": "p", "namespace": "empty", "uid": "u", "generation": 1},
         "spec": {"runningLimit": 2},
     }
-    status = logic.reconcile_policy(world.ctx, body)
+    status = reconcile_policy(world.ctx, body)
     ready = condition(status["conditions"], "Ready")
     assert ready is not None and ready["reason"] == "NoBackend"
     assert "create a WorkerPool" in ready["message"]
@@ -237,7 +274,7 @@ def taskdef(name: str, **spec: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-SIBLINGS = logic.Siblings(
+SIBLINGS = Siblings(
     depends_on={"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]},
     pools=frozenset({"shop"}),
     policies=frozenset({"one-per-user"}),
@@ -249,7 +286,7 @@ def test_every_member_of_a_loop_gets_the_condition_and_one_event(world: World) -
     for name, dep in (("a", "b"), ("b", "c"), ("c", "a")):
         body = taskdef(name, dependsOn=[dep])
         for _ in range(2):  # a handler and a timer seeing the same change
-            status = logic.reconcile_taskdef(world.ctx, body, SIBLINGS)
+            status = reconcile_taskdef(world.ctx, body, SIBLINGS)
         ready = condition(status["conditions"], "Ready")
         assert ready is not None and (ready["status"], ready["reason"]) == (
             "False",
@@ -260,7 +297,7 @@ def test_every_member_of_a_loop_gets_the_condition_and_one_event(world: World) -
     assert sorted(e["involvedObject"]["name"] for e in events) == ["a", "b", "c"]
     assert all(e["type"] == "Warning" and "a -> b -> c -> a" in e["message"] for e in events)
     # d depends on the loop but is not in it.
-    status = logic.reconcile_taskdef(world.ctx, taskdef("d", dependsOn=["a"]), SIBLINGS)
+    status = reconcile_taskdef(world.ctx, taskdef("d", dependsOn=["a"]), SIBLINGS)
     assert condition(status["conditions"], "Ready")["reason"] == "Reconciled"  # type: ignore[index]
 
 
@@ -277,7 +314,7 @@ def test_every_member_of_a_loop_gets_the_condition_and_one_event(world: World) -
 def test_broken_references_are_conditions(
     world: World, spec: dict[str, Any], reason: str, text: str
 ) -> None:
-    status = logic.reconcile_taskdef(world.ctx, taskdef("x", **spec), SIBLINGS)
+    status = reconcile_taskdef(world.ctx, taskdef("x", **spec), SIBLINGS)
     ready = condition(status["conditions"], "Ready")
     assert ready is not None and (ready["status"], ready["reason"]) == ("False", reason)
     assert text in ready["message"]
@@ -289,7 +326,7 @@ def test_status_counts_come_from_the_backend(world: World) -> None:
     world.submit(2, pool="other", task="shop.tasks.other")
     world.backend.claim("shop", WorkerId("w"), 1, world.now)
     world.now += 7
-    status = logic.reconcile_taskdef(world.ctx, taskdef("x"), SIBLINGS)
+    status = reconcile_taskdef(world.ctx, taskdef("x"), SIBLINGS)
     assert status["invocations"] == {"PENDING": 2, "RUNNING": 1}
     submitted = dt.datetime.fromtimestamp(world.now - 7, dt.UTC)
     assert status["oldestPendingTime"] == submitted.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -301,13 +338,13 @@ def test_task_numbers_are_exact_beyond_the_shared_read(
 ) -> None:
     """Counts come from counts_by_task; the oldest pending is found even when the shared
     read of the newest pending invocations stops before it."""
-    monkeypatch.setattr(logic, "RECENT", 3)
+    monkeypatch.setattr(taskdefs, "RECENT", 3)
     world.submit(4)  # the oldest: shop.tasks.work
     first = world.now
     world.now += 10
     world.submit(5, task="shop.tasks.other")  # the newest 5 fill the shared read
     world.now += 10
-    stats = logic.gather_task_stats(world.backend)
+    stats = gather_task_stats(world.backend)
     assert stats["shop.tasks.work"].counts == {"PENDING": 4}
     assert stats["shop.tasks.other"].counts == {"PENDING": 5}
     assert stats["shop.tasks.work"].oldest_pending == first
@@ -320,23 +357,23 @@ def test_a_cron_tick_submits_once_even_when_two_runs_race(world: World) -> None:
     body = taskdef("tick", schedule="* * * * *", arguments={"i": 7})
     path = custom_path(NS, "taskdefinitions", "tick")
     stored = world.kube.put_object(path, body)
-    spec = logic.TaskDefinitionSpec.model_validate(body["spec"])
+    spec = TaskDefinitionSpec.model_validate(body["spec"])
     # Two replicas that read the same version: one wins, the other gets 409 and skips.
-    assert logic.run_schedule(world.ctx, stored, spec, "memory://") is True
-    assert logic.run_schedule(world.ctx, stored, spec, "memory://") is False
+    assert run_schedule(world.ctx, stored, spec, "memory://") is True
+    assert run_schedule(world.ctx, stored, spec, "memory://") is False
     fresh = world.kube.get(path)
     assert fresh is not None and fresh["status"]["lastScheduleTime"] == "2026-01-01T12:00:00Z"
-    assert logic.run_schedule(world.ctx, fresh, spec, "memory://") is False  # same tick
+    assert run_schedule(world.ctx, fresh, spec, "memory://") is False  # same tick
     pending = world.backend.query(status=Status.PENDING)
     assert [(p.task, json.loads(p.args)) for p in pending] == [("shop.tasks.work", {"i": 7})]
     world.now += 60
-    assert logic.run_schedule(world.ctx, world.kube.get(path) or {}, spec, "memory://") is True
+    assert run_schedule(world.ctx, world.kube.get(path) or {}, spec, "memory://") is True
     assert len(world.backend.query(status=Status.PENDING)) == 2
 
 
 def test_scheduled_calls_follow_the_named_policy(world: World) -> None:
     world.backend.set_policy("one", '{"running_limit": 1, "registration": "dedupe"}')
-    spec = logic.TaskDefinitionSpec.model_validate(
+    spec = TaskDefinitionSpec.model_validate(
         {
             "task": "shop.tasks:work",
             "pool": "shop",
@@ -345,8 +382,8 @@ def test_scheduled_calls_follow_the_named_policy(world: World) -> None:
             "arguments": {"i": 1},
         }
     )
-    policy = logic.ConcurrencyPolicy.model_validate_json(world.backend.get_policy("one") or "")
-    call = logic.scheduled_call(spec, policy, app="shop")
+    policy = ConcurrencyPolicy.model_validate_json(world.backend.get_policy("one") or "")
+    call = scheduled_call(spec, policy, app="shop")
     assert (call.running_limit, call.registration) == (1, "dedupe")
     assert call.running_key is not None and call.registration_key is not None
 
@@ -356,7 +393,7 @@ def test_enforcer_sweep_hands_back_a_dead_workers_work(world: World) -> None:
     world.backend.claim("shop", WorkerId("dead"), 2, world.now)
     world.backend.heartbeat(WorkerInfo(WorkerId("dead"), "shop", 2, 2, 0, world.now, "pod"))
     world.now += world.ctx.settings.heartbeat_timeout + 1
-    assert logic.sweep(world.ctx, ["memory://"]) == 2
+    assert sweep(world.ctx, ["memory://"]) == 2
     assert len(world.backend.query(status=Status.PENDING)) == 2
     assert world.ctx.metrics.value("kubenenc_operator_recovered_total") == 2
 
@@ -402,18 +439,14 @@ def test_pool_objects_are_reconciled_when_changed_and_written_only_when_moved(
     assert pools.event("ADDED", world.kube.get(custom_path(NS, "workerpools", "shop")) or {})
     items = pools.take(everything=False)
     assert [k for k, _ in items] == [(NS, "shop")]
-    assert reconcile_objects(world.ctx, pools, items, logic.reconcile_pool) == 1
+    assert reconcile_objects(world.ctx, pools, items, reconcile_pool) == 1
     assert pools.take(everything=False) == []  # nothing changed since
     # Settles (the first pass created the Deployment, the second sees it), then writes nothing.
-    reconcile_objects(world.ctx, pools, pools.take(everything=True), logic.reconcile_pool)
-    assert (
-        reconcile_objects(world.ctx, pools, pools.take(everything=True), logic.reconcile_pool) == 0
-    )
+    reconcile_objects(world.ctx, pools, pools.take(everything=True), reconcile_pool)
+    assert reconcile_objects(world.ctx, pools, pools.take(everything=True), reconcile_pool) == 0
     world.submit(10)
     world.now += 1
-    assert (
-        reconcile_objects(world.ctx, pools, pools.take(everything=True), logic.reconcile_pool) == 1
-    )
+    assert reconcile_objects(world.ctx, pools, pools.take(everything=True), reconcile_pool) == 1
     stored = world.kube.get(custom_path(NS, "workerpools", "shop")) or {}
     assert stored["status"]["backlog"] == 10 and stored["spec"] == body["spec"]
     # A status-only event (our own write) is not work; a deletion forgets the pool.
@@ -467,9 +500,9 @@ def test_two_definitions_of_one_task_refuse_the_second(world: World) -> None:
     for name in ("b-second", "a-first"):
         store.taskdef_event("ADDED", taskdef(name))
     bodies, siblings = store.namespace_view(NS)
-    assert logic.check_references("a-first", logic.TaskDefinitionSpec(task="shop.tasks:work",
+    assert check_references("a-first", TaskDefinitionSpec(task="shop.tasks:work",
                                   pool="shop"), siblings) is None  # fmt: skip
-    status = logic.reconcile_taskdef(world.ctx, bodies["b-second"], siblings)
+    status = reconcile_taskdef(world.ctx, bodies["b-second"], siblings)
     ready = condition(status["conditions"], "Ready")
     assert ready is not None and (ready["status"], ready["reason"]) == ("False", "DuplicateTask")
     assert "'a-first' already defines task shop.tasks:work" in ready["message"]
@@ -487,7 +520,7 @@ def test_same_policy_name_in_two_namespaces_stays_apart(world: World) -> None:
             "metadata": {"name": "limit", "namespace": ns, "uid": f"u-{ns}", "generation": 1},
             "spec": {"runningLimit": limit},
         }
-        assert logic.reconcile_policy(world.ctx, body)["backends"] == 1
+        assert reconcile_policy(world.ctx, body)["backends"] == 1
     assert json.loads(world.backend.get_policy("ns-a/limit") or "")["running_limit"] == 1
     assert json.loads(world.backend.get_policy("ns-b/limit") or "")["running_limit"] == 3
 
@@ -518,10 +551,10 @@ def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world:
     assert world.backend.resume([new[2].id], hung, 1, started + 4).resumed == (new[2].id,)
     world.now = started + 5 + grace - 1
     world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
-    assert logic.sweep(world.ctx, ["memory://"]) == 0  # within the grace
+    assert sweep(world.ctx, ["memory://"]) == 0  # within the grace
     world.now = started + 5 + grace + 1
     world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
-    assert logic.sweep(world.ctx, ["memory://"]) == 1
+    assert sweep(world.ctx, ["memory://"]) == 1
     first = world.backend.get(new[0].id)
     assert first is not None and first.status is Status.FAILED
     assert first.error is not None and first.error.type == "kubenenc.errors.TaskTimeout"
@@ -534,8 +567,8 @@ def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world:
     # Without the overdue check (between its intervals) only recover runs.
     world.now += 10
     world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 2, 0, world.now, "pod"))
-    assert logic.sweep(world.ctx, ["memory://"], overdue=False) == 0
-    assert logic.sweep(world.ctx, ["memory://"]) == 1  # now the third is overdue too
+    assert sweep(world.ctx, ["memory://"], overdue=False) == 0
+    assert sweep(world.ctx, ["memory://"]) == 1  # now the third is overdue too
 
 
 def test_the_store_marks_exactly_what_a_change_can_affect() -> None:
@@ -561,3 +594,48 @@ def test_the_store_marks_exactly_what_a_change_can_affect() -> None:
     # Deleting c: its twin may now own the task.
     assert store.taskdef_event("DELETED", changed)
     assert store.take_dirty() == [(NS, "twin")]
+
+
+def work(i: int, *, note: str = "") -> int:
+    return i
+
+
+def _ready(status: dict[str, Any]) -> Any:
+    return condition(status["conditions"], "Ready")
+
+
+def test_arguments_that_do_not_fit_the_published_signature_are_refused(world: World) -> None:
+    """A worker publishes what each task takes; a TaskDefinition whose arguments would not
+    bind is not Ready, gets one Warning Event, and its schedule submits nothing."""
+    world.pool()
+    world.now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC).timestamp()
+    siblings = Siblings(depends_on={"tick": []}, pools=frozenset({"shop"}), policies=frozenset())
+    stored_as = signature_name("shop.tasks.work", NS)
+    bad = taskdef("tick", schedule="* * * * *", arguments={"i": 1, "colour": "red"})
+    world.kube.put_object(custom_path(NS, "taskdefinitions", "tick"), bad)
+    # No worker has published the signature yet: the arguments cannot be checked.
+    status = reconcile_taskdef(world.ctx, bad, siblings)
+    assert _ready(status)["reason"] == "Reconciled"
+    for query in world.backend.query(status=Status.PENDING):
+        world.backend.cancel(query.id, world.now)
+    world.backend.set_policy(stored_as, describe(work).model_dump_json())
+    bad["metadata"]["resourceVersion"] = world.kube.get(custom_path(NS, "taskdefinitions", "tick"))[
+        "metadata"
+    ]["resourceVersion"]  # type: ignore[index]
+    world.now += 60
+    for _ in range(2):
+        status = reconcile_taskdef(world.ctx, bad, siblings)
+    ready = _ready(status)
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidArguments")
+    assert "unknown argument(s) colour" in ready["message"]
+    assert "the task takes (i, note=...)" in ready["message"]
+    warnings = [e for e in world.kube.events() if e["reason"] == "InvalidArguments"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+    assert world.backend.query(status=Status.PENDING) == []  # no tick submitted
+    good = taskdef("tick", schedule="* * * * *", arguments={"i": 1})
+    good["metadata"]["resourceVersion"] = bad["metadata"]["resourceVersion"]
+    status = reconcile_taskdef(world.ctx, good, siblings)
+    assert _ready(status)["reason"] == "Reconciled"
+    missing = taskdef("tick", schedule="* * * * *", arguments={"note": "x"})
+    status = reconcile_taskdef(world.ctx, missing, siblings)
+    assert "missing required argument(s) i" in _ready(status)["message"]

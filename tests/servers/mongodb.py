@@ -12,6 +12,7 @@ FerretDB through ``mongodb_url``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -127,34 +128,48 @@ def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretServer]
     server.stop()
 
 
-def _drop(server: FerretServer, database: str) -> None:
+@contextlib.contextmanager
+def fresh_database(server: FerretServer) -> Iterator[str]:
+    """The URL of a new database on ``server``, dropped afterwards."""
     import pymongo
 
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        server.url(database), serverSelectionTimeoutMS=5000
-    )
+    database = f"t_{uuid.uuid4().hex[:12]}"
     try:
-        client.drop_database(database)
+        yield server.url(database)
     finally:
-        client.close()
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            server.url(database), serverSelectionTimeoutMS=5000
+        )
+        try:
+            client.drop_database(database)
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def opened(url: str) -> Iterator[Any]:
+    """A MongoBackend on ``url``, closed afterwards."""
+    from kubenenc_mongodb import MongoBackend
+
+    backend = MongoBackend.from_url(url)
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 @pytest.fixture
 def mongodb_url(ferretdb: FerretServer) -> Iterator[str]:
     """The URL of a fresh, empty database on the session's FerretDB."""
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    yield ferretdb.url(database)
-    _drop(ferretdb, database)
+    with fresh_database(ferretdb) as url:
+        yield url
 
 
 @pytest.fixture
 def mongodb_backend(mongodb_url: str) -> Iterator[Any]:
     """A MongoBackend on a fresh database."""
-    from kubenenc_mongodb import MongoBackend
-
-    backend = MongoBackend.from_url(mongodb_url)
-    yield backend
-    backend.close()
+    with opened(mongodb_url) as backend:
+        yield backend
 
 
 @pytest.fixture(scope="session")
@@ -172,12 +187,14 @@ def mongojava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretServer
 
 
 @pytest.fixture
-def mongojava_backend(mongojava: FerretServer) -> Iterator[Any]:
-    """A MongoBackend on a fresh database of mongo-java-server (the MongoDB path)."""
-    from kubenenc_mongodb import MongoBackend
+def mongojava_url(mongojava: FerretServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's mongo-java-server."""
+    with fresh_database(mongojava) as url:
+        yield url
 
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    backend = MongoBackend.from_url(mongojava.url(database))
-    yield backend
-    backend.close()
-    _drop(mongojava, database)
+
+@pytest.fixture
+def mongojava_backend(mongojava_url: str) -> Iterator[Any]:
+    """A MongoBackend on a fresh database of mongo-java-server (the MongoDB path)."""
+    with opened(mongojava_url) as backend:
+        yield backend

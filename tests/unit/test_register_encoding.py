@@ -47,6 +47,7 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
     """The ``d`` field of every stored record and the script's item list, as JSON: readers of
     records written by earlier versions (and the script) expect exactly these fields."""
     items, static = register_texts(NEW, 12.25)
+    assert all(n.headers is None for n in NEW)
     assert items == json.dumps(
         [
             [
@@ -61,7 +62,7 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
     assert static == [
         json.dumps(
             {
-                **{k: v for k, v in n._asdict().items() if k != "registration"},
+                **{k: v for k, v in n._asdict().items() if k not in ("registration", "headers")},
                 "depends_on": list(n.depends_on),
                 "created_at": 12.25,
             },
@@ -69,6 +70,16 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
         )
         for n in NEW
     ]
+
+
+def test_redis_register_texts_carry_headers_before_the_serializer() -> None:
+    """Headers are stored only when there are some, before ``serializer``, which the reader
+    finds from the end of the text (so a header named like it cannot fool it)."""
+    n = NEW[0]._replace(headers={"serializer": "x", "traceparent": "00-a-b-01"})
+    _, (static,) = register_texts([n], 12.25)
+    assert json.loads(static)["headers"] == {"serializer": "x", "traceparent": "00-a-b-01"}
+    assert static.index('"headers"') < static.rindex('"serializer":"')
+    assert json.loads(static)["serializer"] == n.serializer
 
 
 def test_invocations_built_on_first_read_read_as_a_list_would() -> None:

@@ -1,5 +1,6 @@
-"""The ``kubenenc`` command: ``worker``, ``demo``, ``status``, ``inspect`` (and ``operator``
-when the operator extra is installed).
+"""The ``kubenenc`` command: ``worker``, ``demo``, ``status``, ``inspect``, the admin commands
+``cancel``, ``retry``, ``purge``, ``config`` (:mod:`kubenenc_worker.admin`) and ``operator``
+(when the operator extra is installed).
 
 Settings are read here, once, from the environment (``KUBENENC_*``) and flags, and passed
 down; nothing below this module reads the environment.
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from kubenenc import logs
 from kubenenc.app import load_app
 from kubenenc.backends.registry import open_backend, redact_url
 from kubenenc.errors import BackendUnavailable, ConfigurationError
@@ -24,6 +26,8 @@ from kubenenc.status import Status
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+
+from kubenenc_worker import admin
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--backend", help="backend URL, overriding the app's and KUBENENC_BACKEND")
     w.add_argument("--http-port", type=int, help="serve /healthz, /readyz, /metrics here")
     w.add_argument("--http-host", help="address to serve them on (default: 127.0.0.1)")
+    w.add_argument("--log-format", choices=["text", "json"],
+                   help="json: one JSON object per line, with the run's fields")  # fmt: skip
 
     d = sub.add_parser("demo", help="run a small realistic workflow on the embedded default")
     d.add_argument("--backend", help="backend URL (default: a fresh SQLite file in a temp dir)")
@@ -54,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("id", help="the invocation id")
     i.add_argument("--backend", help="backend URL (default: KUBENENC_BACKEND or ./kubenenc.db)")
 
-    sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
+    admin.add_parsers(sub)
+    o = sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
+    o.add_argument("--log-format", choices=["text", "json"], help="json: one object per line")
     return parser
 
 
@@ -77,6 +85,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         for k, v in {
             "concurrency": args.concurrency, "pool": args.pool, "mode": args.mode,
             "http_port": args.http_port, "http_host": args.http_host,
+            "log_format": args.log_format,
         }.items()
         if v is not None
     }  # fmt: skip
@@ -179,25 +188,26 @@ def cmd_operator(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigurationError(
             f'the operator is not installed ({exc}); pip install "kubenenc[operator]"'
         ) from exc
-    code: int = module.main()
+    code: int = module.main(["--log-format", args.log_format] if args.log_format else [])
     return code
 
 
 _COMMANDS = {
     "worker": cmd_worker, "demo": cmd_demo, "status": cmd_status, "inspect": cmd_inspect,
-    "operator": cmd_operator,
+    "operator": cmd_operator, **admin.COMMANDS,
 }  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kubenenc`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
-        return _COMMANDS[args.command](args, _settings())
+        settings = _settings()
+        fmt = getattr(args, "log_format", None)
+        if fmt is None and args.command == "worker":
+            fmt = settings.worker.log_format
+        logs.configure(fmt or "text", logging.DEBUG if args.verbose else logging.INFO)
+        return _COMMANDS[args.command](args, settings)
     except (ConfigurationError, BackendUnavailable) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         return 2

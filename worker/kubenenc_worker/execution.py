@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubenenc import context
+from kubenenc import context, logs
 from kubenenc.app import App
 from kubenenc.errors import SerializationError, ValueTooLarge
 from kubenenc.ids import InvocationId
@@ -20,6 +20,8 @@ from kubenenc.outcomes import error_info
 from kubenenc.records import ErrorInfo
 from kubenenc.serializers import JsonSerializer
 from kubenenc.task import Task
+
+from kubenenc_worker import tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,11 @@ class RunPayload:
     task: str
     args: str
     serializer: str
+    attempt: int = 0
+    worker: str = ""
+    pool: str = ""
+    headers: Mapping[str, str] | None = None
+    """The call's headers: trace context (see :mod:`kubenenc_worker.tracing`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,18 @@ def _context(ctx: context.ExecutionContext) -> Iterator[None]:
         context.current.reset(token)
 
 
+def _fields(payload: RunPayload) -> logs.RunFields:
+    """What a log line inside this run carries (see :mod:`kubenenc.logs`)."""
+    return logs.RunFields(payload.id, payload.task, payload.attempt, payload.worker)
+
+
+def _span(payload: RunPayload) -> contextlib.AbstractContextManager[Any]:
+    """The run span (OpenTelemetry, when installed and configured)."""
+    return tracing.run_span(
+        payload.task, payload.id, payload.attempt, payload.pool, payload.worker, payload.headers
+    )
+
+
 def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseException) -> RunResult:
     retryable = (
         task is not None
@@ -97,12 +116,15 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
         # The context set and reset inline, not with _context: a generator-based context
         # manager costs a few µs, once per task.
         token = context.current.set(ctx)
+        log_token = logs.bind(_fields(payload))
         try:
-            if task.is_async:
-                value = asyncio.run(task.func(**kwargs))
-            else:
-                value = task.func(**kwargs)
+            with _span(payload):
+                if task.is_async:
+                    value = asyncio.run(task.func(**kwargs))
+                else:
+                    value = task.func(**kwargs)
         finally:
+            logs.unbind(log_token)
             context.current.reset(token)
         return RunResult(payload.id, result=encode_result(app, task, value))
     except BaseException as exc:  # SystemExit too: user code ends its call, not the worker
@@ -117,7 +139,7 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
         kwargs = decode_args(app, payload)
         if not task.is_async:
             return await asyncio.to_thread(run_sync, app, payload, ctx)
-        with _context(ctx):
+        with _context(ctx), logs.bound(_fields(payload)), _span(payload):
             value = await task.func(**kwargs)
         return RunResult(payload.id, result=encode_result(app, task, value))
     except asyncio.CancelledError:

@@ -37,6 +37,7 @@ from kubenenc.outcomes import error_info
 from kubenenc.records import InvocationRecord, Outcome, OutcomeKind, PauseKind, WorkerInfo
 from kubenenc.retry import backoff_delay
 from kubenenc.settings import WorkerSettings
+from kubenenc.signatures import describe, signature_name
 from kubenenc.status import Status
 
 from kubenenc_worker.execution import RunPayload, RunResult
@@ -174,7 +175,10 @@ class Worker:
             return ThreadExecutor(self.app, self.events)
         if mode == "async":
             return AsyncExecutor(self.app, self.events)
-        return ProcessExecutor(self._app_path, self.app.backend_url, self.events, self.slots)
+        return ProcessExecutor(
+            self._app_path, self.app.backend_url, self.events, self.slots,
+            self.settings.log_format,
+        )  # fmt: skip
 
     # -- public control ------------------------------------------------------------------------
 
@@ -216,6 +220,7 @@ class Worker:
         server = None
         try:
             self._beat()
+            self._publish_signatures()
             self._heart = threading.Thread(
                 target=self._heartbeat_loop, name="kubenenc-heart", daemon=True
             )
@@ -239,6 +244,17 @@ class Worker:
                 server.shutdown()
                 server.server_close()
             self._done.set()
+
+    def _publish_signatures(self) -> None:
+        """Store what each task takes, for those who check calls without importing it (the
+        operator checks a TaskDefinition's ``arguments``: see :mod:`kubenenc.signatures`)."""
+        namespace = self.app.settings.namespace
+        try:
+            for task in list(self.app.tasks.values()):
+                text = describe(task.func).model_dump_json()
+                self.backend.set_policy(signature_name(task.id, namespace), text)
+        except Exception:  # only a check elsewhere depends on it: never stop the worker
+            log.warning("could not publish the tasks' signatures", exc_info=True)
 
     def _loop(self) -> None:
         idle = 0.0005
@@ -344,7 +360,18 @@ class Worker:
         for rec in claimed:
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
-            payloads.append(RunPayload(rec.id, rec.task, rec.args, rec.serializer))
+            payloads.append(
+                RunPayload(
+                    rec.id,
+                    rec.task,
+                    rec.args,
+                    rec.serializer,
+                    rec.attempt,
+                    self.id,
+                    self.pool,
+                    rec.headers or None,
+                )
+            )
         try:
             failed = self.executor.start_many(payloads)
         except Exception:  # the contract says it returns them; hold to it if it does not

@@ -15,12 +15,15 @@ image built from ``Dockerfile``). The backend comes from ``KUBENENC_BACKEND``.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import time
 
 from kubenenc import App
 
 app = App("shop")
+log = logging.getLogger("shop")
 
 POOL = "shop-workers"
 """The WorkerPool whose pods claim these tasks (k8s/workerpool.yaml)."""
@@ -47,7 +50,12 @@ def price(item: str, quantity: int) -> int:
     concurrency="one-charge-per-customer",
 )
 def charge(customer_id: int, amount: int, flaky: float = 0.0) -> str:
-    """Charge a customer; ``flaky`` is the chance that the gateway fails this try."""
+    """Charge a customer; ``flaky`` is the chance that the gateway fails this try.
+
+    The gateway's key comes from the environment: on Kubernetes the WorkerPool sets
+    ``SHOP_GATEWAY_KEY`` from the Secret ``shop-gateway``."""
+    key = os.environ.get("SHOP_GATEWAY_KEY", "no-key")
+    log.info("charging customer %s: %s (gateway key ...%s)", customer_id, amount, key[-4:])
     time.sleep(0.05)  # the gateway's round trip
     if random.random() < flaky:  # a simulated outage, not cryptography
         raise GatewayError("payment gateway timed out")
@@ -58,6 +66,7 @@ def charge(customer_id: int, amount: int, flaky: float = 0.0) -> str:
 def checkout(order_id: str, customer_id: int, cart: list[tuple[str, int]]) -> dict[str, object]:
     """Price the cart's lines in parallel, then charge the total."""
     total = sum(price.parallelize(cart).results())
+    log.info("order %s: %d lines, total %d", order_id, len(cart), total)
     receipt = charge(customer_id, total, flaky=0.2).result()
     return {"order": order_id, "total": total, "receipt": receipt}
 

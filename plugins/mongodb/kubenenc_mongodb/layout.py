@@ -19,30 +19,32 @@ The protocol
 Every contract operation that writes (register, claim, finish, cancel, fail, pause, resume,
 recover) is one *step*:
 
-1. **Lease lock.** Insert ``{_id: <random token>, name: "queue", expires}`` into
-   ``<p>_locks``, which has a unique index on ``name``: the insert succeeds for one process
-   at a time. A lock whose ``expires`` has passed is deleted by ``_id`` (its token, so a
-   late release can never delete a newer holder's lock) and the insert is retried. Release
-   is ``delete_one({_id: token})``.
-2. **Catch up.** ``<p>_log_NN`` holds one document per committed step, ``{_id: v, step, z}``
-   (``v`` counts steps; ``z`` the step's *redo*, zlib-compressed JSON: the complete list of
-   its writes), kept for :data:`LOG_KEEP` steps. Each process keeps a replica of the
-   non-final invocations and of the index data (:mod:`kubenenc_mongodb.replica`) at some
-   version; it applies the steps it missed from the log, or reloads the replica from the
-   collections if it fell further behind.
+1. **Lease lock** (:mod:`kubenenc_mongodb.lock`). Insert ``{_id: <random token>, name:
+   "queue", expires}`` into ``<p>_locks``, which has a unique index on ``name``: the insert
+   succeeds for one process at a time. A lock whose ``expires`` has passed is deleted by
+   ``_id`` (its token, so a late release can never delete a newer holder's lock) and the
+   insert is retried. Release is ``delete_one({_id: token})``.
+2. **Catch up** (:mod:`kubenenc_mongodb.steps`). ``<p>_log_NN`` holds one document per
+   committed step, ``{_id: v, step, z}`` (``v`` counts steps; ``step`` a random id of the
+   attempt; ``z`` the step's *redo*, zlib-compressed JSON: the complete list of its writes),
+   kept for :data:`LOG_KEEP` steps. Each process keeps a replica of the non-final
+   invocations and of the index data (:mod:`kubenenc_mongodb.replica`) at some version; it
+   applies the steps it missed from the log, each only if its ``step`` is the one its
+   marker committed, or reloads the replica from the collections if it fell further behind.
 3. **Compute** the operation with :class:`kubenenc.backends.engine.Engine` — the same
    policy code as the SQLite and memory backends — over the replica. Reads of final
    invocations go to the collections. Nothing is written yet.
-4. **Commit**: insert ``{_id: v+1, ...}`` into ``<p>_log_NN``, then the marker
-   ``{_id: v+1, step}`` into ``<p>_steps``. The marker insert is the commit point (and, as
-   ``_id`` is unique, a second writer of the same version fails). Markers are tiny, so
-   asking "is there a step after mine?" stays cheap while the redo documents are large.
+4. **Commit** (:meth:`Layout.commit`): insert ``{_id: v+1, step, z}`` into ``<p>_log_NN``,
+   then the marker ``{_id: v+1, step}`` into ``<p>_steps``. The marker insert is the commit
+   point (and, as ``_id`` is unique, a second writer of the same version fails). Markers are
+   tiny, so asking "is there a step after mine?" stays cheap while the redo documents are
+   large.
 5. **Apply**: write the redo's documents (idempotent inserts, upserts and deletes by
    ``_id``), then release the lock. Every :data:`PRUNE_EVERY` steps the committer prunes the
    log: markers first, then redo documents, oldest first. After a step that claimed work,
    the process keeps the lock a few milliseconds for its next step (the finish), which then
    needs neither the lock's round trips nor a catch-up: nobody else can have committed
-   meanwhile (the same lease rules apply; see ``backend._LINGER``).
+   meanwhile (the same lease rules apply; see ``lock.LINGER``).
 
 A crash before 4 leaves nothing written. A crash after 4 leaves the lock in place until its
 lease expires; whoever takes it over finds the lock expired, re-applies the last logged step
@@ -51,11 +53,24 @@ claim can never be lost or given twice, running limits and registration keys (de
 exact across processes, and, as every step starts under the lock, every step before the last
 one is fully written by the time any process reads the collections under the lock.
 
+The fence between the two inserts of 4: a log entry is never replaced. A holder may lose its
+lease between its log insert and its marker insert (frozen, or cut off) and still insert its
+marker afterwards; had a successor replaced the entry meanwhile, the marker would commit a
+redo that is no longer in the log. So a successor that finds an entry without a marker at
+the version it wants commits that entry as it is — its marker with the entry's ``step``,
+then its documents — and starts over at the next version (the entry was computed over the
+same committed state: it is as valid as the successor's own). The late holder's marker
+insert then fails, finds its own ``step`` in the marker, and keeps its result; either way
+the version holds one redo, once, and the marker and the log agree (catch-up checks it).
+A holder that died between the two inserts is treated the same way: its step is committed
+by the next holder, as if it had died just after its commit.
+
 The lease (``kubenenc_lease``, default 5 s) must be far longer than a step (milliseconds):
-a holder re-checks its lease before committing, but a process frozen between that check and
-its writes for longer than the lease could still write after a successor — the usual limit
-of lease locks, accepted here because the server offers no conditional write to fence with.
-Clocks of the processes sharing a backend must agree to well within the lease.
+a holder re-checks its lease before committing, but a process frozen between its commit and
+its writes for longer than the lease could still write documents after a successor's — the
+usual limit of lease locks, accepted here because the server offers no conditional write to
+fence with (the log, which every replica follows, is fenced as above). Clocks of the
+processes sharing a backend must agree to well within the lease.
 
 Where documents go: MongoDB
 ---------------------------
@@ -127,9 +142,11 @@ hot paths (claim order, running limits, cycle checks) off collection scans.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from bson import Binary
@@ -157,6 +174,29 @@ _FINAL_FIELDS = ("_id", "app", "task", "pool", "status", "seq", "final_at", "j")
 the retention sweep use."""
 
 Doc = dict[str, Any]
+
+
+class Commit(enum.Enum):
+    """What :meth:`Layout.commit` did with a step."""
+
+    DONE = "done"
+    """Committed: the caller writes its documents."""
+    DONE_FOR_US = "done for us"
+    """Committed by another process that took the lock over (this one's lease ran out
+    between its log insert and its marker insert) and wrote it."""
+    TAKEN = "taken"
+    """Another step holds the version: start over."""
+    ADOPTED = "adopted"
+    """Another step's redo, logged without a marker, is now committed by this call: the
+    caller writes it (:attr:`Committed.adopted`), then starts over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The outcome of :meth:`Layout.commit`."""
+
+    kind: Commit
+    adopted: Redo | None = None
 
 
 _Write = ReplaceOne[Doc] | DeleteOne
@@ -369,26 +409,46 @@ class Layout:
                 [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in again], ordered=False
             )
 
-    def commit(self, version: int, step_id: str, redo: Redo) -> bool:
-        """Log step ``version``: its redo, then its marker (the commit point). False when
-        another holder committed that version first."""
+    def commit(self, version: int, step_id: str, redo: Redo) -> Committed:
+        """Log step ``version``: its redo, then its marker (the commit point).
+
+        The log entry of a version, once inserted, is never replaced (the fence): a holder
+        whose lease ran out between its two inserts may still insert its marker, so an entry
+        found without one is committed as it is by whoever finds it (:meth:`settle`; it was
+        computed over the same committed state as ours), and ours is not.
+        """
         # The redo as compressed JSON: one small binary field is far cheaper for FerretDB to
         # store and read than the same data as nested documents (5-10x per step).
         packed = Binary(zlib.compress(json.dumps(redo).encode(), 1))
-        redo_doc = {"_id": log_id(version), "step": step_id, "z": packed}
         try:
-            self.log(version).insert_one(redo_doc)
+            self.log(version).insert_one({"_id": log_id(version), "step": step_id, "z": packed})
         except DuplicateKeyError:
-            if self.marker(version) is not None:
-                return False
-            # Left by a holder that died before its marker: never committed, replace it.
-            self.log(version).delete_one({"_id": log_id(version)})
-            self.log(version).insert_one(redo_doc)
+            _, adopted = self.settle(version)
+            return Committed(Commit.TAKEN if adopted is None else Commit.ADOPTED, adopted)
         try:
             self.steps.insert_one({"_id": log_id(version), "step": step_id})
         except DuplicateKeyError:
-            return False
-        return True
+            marker = self.marker(version)
+            mine = marker is not None and marker.get("step") == step_id
+            return Committed(Commit.DONE_FOR_US if mine else Commit.TAKEN)
+        return Committed(Commit.DONE)
+
+    def settle(self, version: int) -> tuple[str | None, Redo | None]:
+        """The step id that holds ``version`` (None: no step does), committing the entry
+        logged there if it has no marker yet and ``version`` is the next one: then its
+        redo is returned too, for the caller to write (its writer may be gone)."""
+        marker = self.marker(version)
+        if marker is not None:
+            return marker.get("step"), None
+        entry = self.log(version).find_one({"_id": log_id(version)})
+        if entry is None or self.latest() != version - 1:
+            return None, None  # nothing logged, or a leftover of a step long gone
+        try:
+            self.steps.insert_one({"_id": log_id(version), "step": entry["step"]})
+        except DuplicateKeyError:
+            marker = self.marker(version)  # its writer (or another finder) was first
+            return (marker.get("step") if marker is not None else None), None
+        return entry["step"], redo_of(entry)
 
     def marker(self, version: int) -> Doc | None:
         """The commit marker of step ``version`` (``{_id, step}``), or None."""
@@ -396,9 +456,11 @@ class Layout:
 
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
-        if self.marker(version) is None:
+        marker = self.marker(version)
+        if marker is None:
             return None
-        return self.log(version).find_one({"_id": log_id(version)})
+        entry = self.log(version).find_one({"_id": log_id(version)})
+        return entry if entry is not None and entry.get("step") == marker.get("step") else None
 
     def latest(self) -> int:
         """The last committed version (a scan of the small marker collection)."""

@@ -45,6 +45,7 @@ from kubenenc.records import (
 )
 from kubenenc.status import Status
 
+from kubenenc_redis import admin
 from kubenenc_redis.keys import US, Keys
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command
 from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR, connect
@@ -77,6 +78,10 @@ class RedisBackend:
     """Invocations in one Redis database (>= 6.2), shared by every process that reaches it."""
 
     shared_across_processes: ClassVar[bool] = True
+    select = admin.select  # the optional Admin role, in kubenenc_redis.admin
+    purge = admin.purge
+    oldest_pending = admin.oldest_pending
+
     register_batch: ClassVar[int] = 100_000
     """How many calls the SDK hands to one :meth:`register`: this backend pipelines them
     itself (see :meth:`register`), better than the SDK can from outside."""

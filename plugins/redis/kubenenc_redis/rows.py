@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kubenenc.backends.codec import decode_headers
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
     ErrorInfo,
@@ -72,8 +73,9 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
             f'"priority":{compact_json(n.priority)},"max_retries":{compact_json(n.max_retries)},'
             f'"timeout":{compact_json(n.timeout)},"running_key":{rkey},'
             f'"running_limit":{compact_json(n.running_limit)},"registration_key":{reg},'
-            f'"depends_on":{deps},"parent":{parent},"serializer":{_q(n.serializer)},'
-            f'"created_at":{created}}}'
+            f'"depends_on":{deps},"parent":{parent},'
+            + (f'"headers":{_compact(dict(n.headers))},' if n.headers else "")  # before serializer
+            + f'"serializer":{_q(n.serializer)},"created_at":{created}}}'
         )
     return f"[{','.join(items)}]", static
 
@@ -143,6 +145,8 @@ def _lazy(row: list[Any]) -> InvocationRecord:
     rec.task = d["task"]
     rec.args = d["args"]
     rec.timeout = d.get("timeout")
+    rec.attempt = int(row[3])  # a run's log fields and trace context read these two
+    rec.headers = decode_headers(d.get("headers"))
     return rec
 
 
@@ -213,6 +217,7 @@ def full_record(row: Sequence[Any]) -> InvocationRecord:
         running_key=get("running_key"), running_limit=get("running_limit"),
         registration_key=get("registration_key"),
         depends_on=tuple(get("depends_on", ())), parent=get("parent") or None,
+        headers=decode_headers(get("headers")),
         serializer=get("serializer", "json"), attempt=int(row[3]), lost=int(row[4]),
         worker=row[5] or None, waiters=int(row[6]), not_before=float(row[7]),
         result=row[8] if row[8] is not False else None,

@@ -48,6 +48,8 @@ STEPS: dict[str, tuple[str, ...]] = {
     "release_unheld": ("lib_hand_back", "release_unheld"),
     "read": ("read",),
     "open": ("open",),
+    "purge": ("purge",),
+    "oldest_pending": ("oldest_pending",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 

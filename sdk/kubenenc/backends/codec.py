@@ -15,8 +15,9 @@ from kubenenc.status import Status
 
 
 def record_to_dict(rec: InvocationRecord) -> dict[str, Any]:
-    """A JSON-ready dict of ``rec`` (history as ``[status, at, worker, reason]`` lists)."""
-    return {
+    """A JSON-ready dict of ``rec`` (history as ``[status, at, worker, reason]`` lists;
+    ``headers`` only when there are some)."""
+    out = {
         "id": rec.id, "app": rec.app, "task": rec.task, "args": rec.args,
         "call_key": rec.call_key, "display": rec.display, "pool": rec.pool,
         "priority": rec.priority, "status": rec.status.value, "created_at": rec.created_at,
@@ -30,6 +31,9 @@ def record_to_dict(rec: InvocationRecord) -> dict[str, Any]:
         else [rec.error.type, rec.error.message, rec.error.traceback],
         "history": [[h.status.value, h.at, h.worker, h.reason] for h in rec.history],
     }  # fmt: skip
+    if rec.headers:
+        out["headers"] = rec.headers
+    return out
 
 
 def record_from_dict(d: dict[str, Any]) -> InvocationRecord:
@@ -53,7 +57,15 @@ def record_from_dict(d: dict[str, Any]) -> InvocationRecord:
             Transition(Status(h[0]), h[1], WorkerId(h[2]) if h[2] else None, h[3])
             for h in d.get("history", ())
         ],
+        headers=decode_headers(d.get("headers")),
     )  # fmt: skip
+
+
+def decode_headers(value: Any) -> dict[str, str]:
+    """Stored headers, text to text (anything else in them is dropped)."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def dumps_record(rec: InvocationRecord) -> str:

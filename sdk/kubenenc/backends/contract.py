@@ -281,6 +281,38 @@ class WorkNotifier(Protocol):
 
 
 @runtime_checkable
+class Admin(Protocol):
+    """Optional: bulk selection and deletion for the admin commands (``kubenenc cancel``,
+    ``retry``, ``purge``). Every built-in backend offers it (see
+    ``tests/conformance/test_admin.py``); the commands say so when a backend does not."""
+
+    def select(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        statuses: Collection[Status] | None = None,
+        updated_before: float | None = None,
+    ) -> list[InvocationId]:
+        """Ids of every invocation matching every given filter (``updated_before``: last
+        changed before that time), oldest registration first. Not atomic with what follows:
+        the caller re-checks each one as it acts (cancel, purge and re-register do)."""
+        ...
+
+    def oldest_pending(self, pool: str) -> float | None:
+        """``created_at`` of the oldest PENDING invocation of ``pool`` (due or not, parked
+        behind a running limit or not), or None when it has none. For the queue-age metric:
+        read every few seconds, so it must not walk finished invocations."""
+        ...
+
+    def purge(self, ids: Sequence[InvocationId]) -> int:
+        """Delete the records of those ``ids`` that are final (with their history and index
+        entries); non-final and unknown ids are left alone. Returns how many were deleted.
+        Counts by status may keep counting them, as after the retention sweep."""
+        ...
+
+
+@runtime_checkable
 class Backend(Queue, Coordination, Records, Policies, Protocol):
     """A complete backend: the three roles plus lifecycle.
 

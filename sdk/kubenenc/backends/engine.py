@@ -171,6 +171,7 @@ class Engine:
             running_key=n.running_key, running_limit=n.running_limit,
             registration_key=n.registration_key, depends_on=n.depends_on, parent=n.parent,
             serializer=n.serializer, history=[Transition(Status.REGISTERED, now)],
+            headers=dict(n.headers) if n.headers else {},
         )  # fmt: skip
         waiting: list[InvocationId] = []
         broken: InvocationRecord | InvocationId | None = None

@@ -13,7 +13,7 @@ import heapq
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -259,6 +259,52 @@ class MemoryBackend(EngineBackend):
             # Copied under the lock: another thread may be changing these records.
             found.sort(key=lambda r: self._order[r.id], reverse=True)
             return [r for r in map(_light, found[:limit]) if r is not None]
+
+    # Admin
+    def select(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        statuses: Collection[Status] | None = None,
+        updated_before: float | None = None,
+    ) -> list[InvocationId]:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        with self._cond:
+            found = [
+                r
+                for r in self._records.values()
+                if (app is None or r.app == app)
+                and (task is None or r.task == task)
+                and (statuses is None or r.status in statuses)
+                and (updated_before is None or r.updated_at < updated_before)
+            ]
+            found.sort(key=lambda r: self._order[r.id])
+            return [r.id for r in found]
+
+    def oldest_pending(self, pool: str) -> float | None:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        with self._cond:
+            times = [
+                r.created_at
+                for r in self._records.values()
+                if r.status is Status.PENDING and r.pool == pool
+            ]
+        return min(times, default=None)
+
+    def purge(self, ids: Sequence[InvocationId]) -> int:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        deleted = 0
+        with self._cond:
+            for id in dict.fromkeys(ids):
+                rec = self._records.get(id)
+                if rec is None or not rec.is_final:
+                    continue
+                del self._records[id]
+                self._order.pop(id, None)
+                self._dependents.pop(id, None)
+                deleted += 1
+        return deleted
 
     def counts(
         self, *, app: str | None = None, pool: str | None = None, task: str | None = None

@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -476,6 +476,66 @@ class SQLiteBackend(EngineBackend):
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = self._db().execute(sql, (*params, limit)).fetchall()
         return [loads_record(r[0]) for r in rows]
+
+    # Admin
+    def select(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        statuses: Collection[Status] | None = None,
+        updated_before: float | None = None,
+    ) -> list[InvocationId]:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        where, params = _filters(app=app, task=task)
+        sql = f"SELECT id, status, data FROM invocations{where} ORDER BY seq"  # noqa: S608
+        wanted = None if statuses is None else {s.value for s in statuses}
+        out: list[InvocationId] = []
+        for id, status, data in self._db().execute(sql, params):
+            if wanted is not None and status not in wanted:
+                continue
+            if updated_before is not None and loads_record(data).updated_at >= updated_before:
+                continue
+            out.append(InvocationId(id))
+        return out
+
+    def oldest_pending(self, pool: str) -> float | None:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT data FROM invocations WHERE pool = ? AND status = ? ORDER BY seq LIMIT 1",
+                (pool, Status.PENDING.value),
+            )
+            .fetchone()
+        )
+        return None if row is None else loads_record(row[0]).created_at
+
+    def purge(self, ids: Sequence[InvocationId]) -> int:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        db = self._db()
+        finals = tuple(s.value for s in FINAL)
+        deleted = 0
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._write(db):
+                gone = [
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT id FROM invocations WHERE id IN ({marks}) "  # noqa: S608
+                        "AND status IN (?,?,?)",
+                        (*chunk, *finals),
+                    ).fetchall()
+                ]
+                if gone:
+                    marks = ",".join("?" * len(gone))
+                    db.execute(f"DELETE FROM invocations WHERE id IN ({marks})", gone)  # noqa: S608
+                    db.execute(f"DELETE FROM deps WHERE dependency IN ({marks})", gone)  # noqa: S608
+                    db.execute(f"DELETE FROM edges WHERE waiter IN ({marks})", gone)  # noqa: S608
+            deleted += len(gone)
+        return deleted
 
     def counts(
         self, *, app: str | None = None, pool: str | None = None, task: str | None = None

@@ -85,6 +85,7 @@ say "apply examples/shop"
 k create namespace "$SHOP_NS"
 URL="$(k -n "$SYSTEM_NS" get secret kubenenc-redis -o jsonpath='{.data.url}' | base64 -d)"
 k -n "$SHOP_NS" create secret generic kubenenc-backend --from-literal=url="$URL"
+k -n "$SHOP_NS" create secret generic shop-gateway --from-literal=api-key=sk-test-e2e1
 k -n "$SHOP_NS" apply -f "$ROOT/examples/shop/k8s/"
 for _ in $(seq 60); do
   k -n "$SHOP_NS" get deployment shop-workers >/dev/null 2>&1 && break

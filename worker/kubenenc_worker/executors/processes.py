@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from kubenenc import logs
 from kubenenc.app import load_app
 from kubenenc.errors import WorkerLost
 from kubenenc.ids import InvocationId
@@ -76,13 +77,19 @@ def child_main(
     conn: multiprocessing.connection.Connection,
     app_path: str,
     backend_url: str | None,
+    log_format: logs.LogFormat | None = None,
     lifeline: multiprocessing.connection.Connection | None = None,
 ) -> None:
-    """Entry point of a child process: load the app, run what the parent sends."""
+    """Entry point of a child process: load the app, run what the parent sends.
+
+    A forkserver child inherits no logging set-up: with ``log_format`` it configures its
+    own handler, so a task's lines carry the run fields as in the other modes."""
     if lifeline is not None:
         _die_with_worker(lifeline)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if log_format is not None:
+        logs.configure(log_format)
     app = load_app(app_path)
     if backend_url is not None:
         app.backend_url = backend_url
@@ -118,8 +125,10 @@ class ProcessExecutor(Executor):
         backend_url: str | None,
         events: EventSink,
         warm: int,
+        log_format: logs.LogFormat | None = None,
     ) -> None:
         self.app_path = app_path
+        self.log_format = log_format
         self.backend_url = backend_url
         self.events = events
         self._mp = multiprocessing.get_context("forkserver")
@@ -140,7 +149,7 @@ class ProcessExecutor(Executor):
         parent_conn, child_conn = self._mp.Pipe()
         process = self._mp.Process(
             target=child_main,
-            args=(child_conn, self.app_path, self.backend_url, self._lifeline_r),
+            args=(child_conn, self.app_path, self.backend_url, self.log_format, self._lifeline_r),
             name="kubenenc-child",
             daemon=True,
         )

@@ -1,0 +1,365 @@
+"""The step protocol of the MongoDB backend, as one process runs it (design: ``layout``).
+
+:class:`Steps` runs one contract operation as a *step*: take the lease lock
+(:mod:`kubenenc_mongodb.lock`), bring this process's :class:`~kubenenc_mongodb.replica.Replica`
+up to the last committed step, compute the operation with the shared Engine over it, commit
+its redo (``Layout.commit``), apply the redo to the replica and write its documents. It also
+brings the replica up to date *without* the lock for readers (:meth:`Steps.observe`): each
+next commit marker, then its redo.
+
+What a fault does: a fault before the commit leaves nothing written, and the step runs again
+(:class:`Retry`, or the connection fault the caller retries). A fault *during* the commit
+may or may not have committed: the step is remembered (``uncertain``) and the lock left in
+place, and the next attempt settles the version in the log before it runs anything (its
+result stands if its redo holds the version). A fault after the commit leaves the lock in
+place too, so whoever takes it next writes that step again first.
+
+The fence: the log entry of a version is never replaced (a holder whose lease ran out
+between its two commit inserts cannot lose a committed step to a successor: see
+``Layout.commit``), and catching up checks that the redo it reads carries the step id of the
+version's marker, so a log written otherwise (an older kubenenc sharing the prefix) is never
+followed silently: the replica is rebuilt from the collections instead.
+
+Every method is called with ``mutex`` held but :meth:`Steps.run`, which takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubenenc.ids import InvocationId
+from kubenenc.records import InvocationRecord, WorkerInfo
+from kubenenc.status import FINAL
+from pymongo.collection import Collection
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Commit, Doc, Layout, log_id, redo_of
+from kubenenc_mongodb.lock import Lease, LeaseLock
+from kubenenc_mongodb.replica import Redo, Replica, doc_to_record, worker_from_doc
+from kubenenc_mongodb.txn import StepTxn
+
+log = logging.getLogger("kubenenc.mongodb")
+
+T = TypeVar("T")
+
+FINAL_VALUES = [s.value for s in FINAL]
+CONFIRMED = 0.1
+"""For how long, after the marker of the replica's version was last seen, the polls of idle
+claims and of ``wait_final`` take "no later marker" to mean "current" without reading that
+marker again (one read per poll instead of two). They could only be wrong when the log moved
+on by more than it keeps meanwhile; the poll then sees it at most this much later."""
+POLL_SHARE = 0.002
+"""Polls of one process (threads waiting for results, the idle claims of its worker) within
+this long of a read that found no new step take that answer: however many threads wait,
+a process asks the server at most this often."""
+
+
+class Retry(Exception):
+    """The step must start over (lost lock, or another step took its version)."""
+
+
+class Steps:
+    """One process's replica of one prefix, and the steps it runs there."""
+
+    def __init__(self, layout: Layout, lock: LeaseLock, mutex: threading.RLock) -> None:
+        self.layout = layout
+        self.lock = lock
+        self.mutex = mutex
+        self.replica = Replica()
+        self.uncertain: tuple[int, str, Any] | None = None
+        """(version, step id, result) of a step whose commit write failed: maybe committed."""
+        self.confirmed = (-1, 0.0)
+        """(version, monotonic time) when the marker of that version was last seen."""
+        self.marked: tuple[int, str | None] = (-1, None)
+        """The last version whose marker a poll saw, and its step id (it need not be read
+        again: a marker never changes)."""
+        self.polled = (-1, 0.0)
+        """(version, monotonic time) when a read last found no step after that version."""
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def run(self, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None) -> T:
+        """Run ``op`` as one step (one attempt: :class:`Retry` or a connection fault means
+        start over); ``linger(result)``: keep the lock a moment for a next step of this
+        process (see :data:`kubenenc_mongodb.lock.LINGER`)."""
+        with self.mutex:
+            lease = self.lock.take()
+            done: tuple[T] | None = None
+            held = True
+            try:
+                result, lease, held = self._locked_step(op, lease)
+                done = (result,)
+                return result
+            finally:
+                keep = done is not None and held and linger is not None and linger(done[0])
+                self.lock.end(lease, linger=keep)
+
+    def _locked_step(self, op: Callable[[StepTxn], T], lease: Lease) -> tuple[T, Lease, bool]:
+        """The step under the lock: its result, the lease, and whether it is still held
+        (False: another process committed this step's redo after taking the lock over)."""
+        layout = self.layout
+        if lease.stolen:
+            self._finish_last_step()
+        if self.uncertain is not None:
+            version, step_id, result = self.uncertain
+            self.uncertain = None
+            if self._settle(version, lease) == step_id:
+                self.catch_up()
+                return result, lease, True
+        if not lease.kept or self.replica.version < 0:
+            self.catch_up()
+        version = self.replica.version + 1
+        txn = StepTxn(self.replica, self.fetch, self.read_workers, version)
+        result = op(txn)
+        redo = txn.redo()
+        if not redo:
+            return result, lease, True
+        if layout.held is not None and version % PRUNE_EVERY == 0:
+            redo.extend(self.replica.spill(version - LOG_KEEP, txn.dirty))  # see layout
+        renewed = self.lock.renew(lease)
+        if renewed is None:
+            self.replica.version = -1
+            raise Retry
+        lease = renewed
+        step_id = uuid.uuid4().hex
+        try:
+            outcome = layout.commit(version, step_id, redo)
+        except ConnectionFailure:
+            # Maybe written: keep the lock, and on retry look at the log to know.
+            self.uncertain = (version, step_id, result)
+            self.lock.leave(lease)
+            self.replica.version = -1
+            raise
+        if outcome.kind is Commit.ADOPTED:
+            assert outcome.adopted is not None
+            self._write(outcome.adopted, version, lease, replay=True)
+        if outcome.kind in (Commit.TAKEN, Commit.ADOPTED):
+            self.replica.version = -1
+            raise Retry
+        self.replica.apply(redo, version, fresh=txn.recs)
+        self.replica.version = version
+        self.confirmed = (version, time.monotonic())
+        if outcome.kind is Commit.DONE_FOR_US:
+            # Our lease ran out before our marker, and the process that took the lock over
+            # committed our redo and wrote it: the result stands, the lock is not ours.
+            return result, lease, False
+        self._write(redo, version, lease, replay=False)
+        return result, lease, True
+
+    def _write(self, redo: Redo, version: int, lease: Lease, *, replay: bool) -> None:
+        """Write the documents of committed step ``version``; on a fault, leave the lock
+        in place so that whoever takes it next writes them again."""
+        try:
+            self.layout.apply(redo, replay=replay)
+            self.layout.prune_log(version)
+        except PyMongoError:
+            log.exception("step %d committed but not fully written; it will be replayed",
+                          version)  # fmt: skip
+            self.lock.leave(lease)
+
+    def _settle(self, version: int, lease: Lease) -> str | None:
+        """The step id that holds ``version`` in the log now (None: none), after committing
+        a redo logged there without a marker (and writing it)."""
+        holder, adopted = self.layout.settle(version)
+        if adopted is not None:
+            self._write(adopted, version, lease, replay=True)
+        return holder
+
+    def _finish_last_step(self) -> None:
+        """After taking over a lock left in place: the last committed step may be
+        half-written (its holder died after the commit); write it again (idempotent)."""
+        layout = self.layout
+        latest = layout.latest()
+        entry = layout.log_entry(latest) if latest else None
+        if entry is not None:
+            log.info("re-applying step %d after a lock take-over", latest)
+            layout.apply(redo_of(entry), replay=True)
+
+    # -- following the log without the lock -------------------------------------------------
+
+    def is_current(self) -> bool:
+        """Whether the replica has every committed step: one read of the next marker (and,
+        past :data:`CONFIRMED`, of its own); none while this process keeps the lock. Only
+        for the shortcuts of idle claims and recoveries: a step catches up under the lock."""
+        v = self.replica.version
+        if v >= 0 and self.lock.holds_kept():
+            return True  # nobody else can have committed since our last step
+        if v < 0:
+            return False
+        if self._polled_recently():
+            return True
+        if self._has_marker(v + 1):
+            return False
+        self.polled = (v, time.monotonic())
+        return self._still_marked(relaxed=True)
+
+    def _polled_recently(self) -> bool:
+        """Whether a read found no step after the replica's version just now (see
+        :data:`POLL_SHARE`)."""
+        version, at = self.polled
+        return version == self.replica.version and time.monotonic() - at < POLL_SHARE
+
+    def _has_marker(self, version: int) -> bool:
+        """Whether step ``version`` is committed (a marker seen once is not read again: it
+        stays committed, and if it was pruned since, its redo is gone too)."""
+        if self.marked[0] == version:
+            return True
+        marker = self.layout.marker(version)
+        if marker is None:
+            return False
+        self.marked = (version, marker.get("step"))
+        return True
+
+    def _still_marked(self, *, relaxed: bool) -> bool:
+        """With no marker after the replica's version: whether it is current (its own marker
+        is still there) rather than so far behind that the next one was pruned already (then,
+        as markers go oldest first, its own is gone too)."""
+        v = self.replica.version
+        seen_at = self.confirmed[1] if self.confirmed[0] == v else -CONFIRMED
+        if v == 0 or (relaxed and time.monotonic() - seen_at < CONFIRMED):
+            return True
+        if self.layout.marker(v) is None:
+            return False
+        self.confirmed = (v, time.monotonic())
+        return True
+
+    def observe(
+        self, *, relaxed: bool = False, enough: Callable[[Replica], bool] | None = None
+    ) -> bool:
+        """Bring the replica up to the last committed step from the log alone (no lock),
+        reading each next marker, then its redo (on FerretDB one ``_id`` lookup is cheaper
+        than any range query); False when it cannot (never loaded, so far behind that the
+        log lost steps, or a redo that is not the one its marker committed: reload under
+        the lock). ``relaxed``: see :data:`CONFIRMED`. ``enough``: stop at the first step
+        after which it holds (the replica is then as of that step, not necessarily the
+        last)."""
+        rep, layout = self.replica, self.layout
+        if rep.version < 0:
+            return False
+        if relaxed and self._polled_recently():
+            return True
+        start = rep.version
+        while self._has_marker(rep.version + 1):
+            n = rep.version + 1
+            doc = layout.log(n).find_one({"_id": log_id(n)})
+            if doc is None:  # pruned meanwhile: far behind
+                return False
+            if doc.get("step") != self.marked[1]:
+                log.error(
+                    "the log entry of step %d is not the one its marker committed "
+                    "(a writer that replaces log entries shares this prefix?)",
+                    n,
+                )
+                return False
+            rep.apply(redo_of(doc), n)
+            rep.version = n
+            self.confirmed = (n, time.monotonic())
+            if enough is not None and enough(rep):
+                return True
+        self.polled = (rep.version, time.monotonic())
+        return rep.version > start or self._still_marked(relaxed=relaxed)
+
+    def catch_up(self) -> None:
+        """Bring the replica up to the last committed step: from the log, or reloaded."""
+        if not self.observe():
+            self._reload(self.layout.latest())
+            self.confirmed = (self.replica.version, time.monotonic())
+
+    # -- reloading from the collections -----------------------------------------------------
+
+    def _reload(self, version: int) -> None:
+        """Rebuild the replica from the collections as of ``version``, the last committed
+        step (under the lock, so every step up to it is written). On FerretDB the changes
+        still held in the log only are replayed over the documents (see ``layout``)."""
+        rep = self.replica
+        rep.reset()
+        layout = self.layout
+        window = layout.unspilled(version) if layout.held is not None else []
+        if layout.held is not None and (version == 0 or window[0][0] == 1):
+            # The log still holds every step since the first: replaying it over an empty
+            # replica is what following the log live does, and reads a few compressed
+            # documents instead of every invocation's own one.
+            for v, redo in window:
+                rep.apply(redo, v)
+            rep.version = version
+            return
+        # Invocations that the kept steps touch get their state from the replay below:
+        # their own and held documents are not decoded.
+        later = {op["doc"]["_id"] for _, redo in window for op in redo if op["c"] == "inv"}
+        done = self._load_finals()
+        for inv in layout.shards:
+            self._load_own(inv, done, later)
+        if layout.held is not None:
+            for doc in layout.held.find():
+                if doc["_id"] not in done:
+                    if doc["_id"] not in later:
+                        rep.load_record(doc)
+                    rep.in_held.add(doc["_id"])
+        self._load_index_data()
+        if layout.held is not None:
+            # Final or deleted since (retention): the documents say all there is to say.
+            skip = done | {i for _, redo in window for op in redo if op["c"] == "forget"
+                           for i in op["ids"]}  # fmt: skip
+            for v, redo in window:
+                rep.apply(redo, v, skip=skip)
+        rep.version = version
+
+    def _load_index_data(self) -> None:
+        """Running slots, registration keys, wait edges and dependencies, into the replica."""
+        layout, rep = self.layout, self.replica
+        for doc in layout.running.find():
+            rep.set_running(doc["_id"], doc["n"])
+        for doc in layout.registrations.find():
+            rep.set_registration(doc["_id"], doc["holder"])
+        for doc in layout.edges.find():
+            rep.add_edge(doc["w"], doc["t"])
+        for doc in layout.deps.find():
+            rep.add_dependency(doc["d"], doc["e"])
+
+    def _load_own(self, inv: Collection[Doc], done: set[str], later: set[str]) -> None:
+        """Load the own documents of one collection, but those of ``done`` (final) and of
+        ``later`` (set by the replay of the log that follows)."""
+        rep = self.replica
+        # On FerretDB own documents are never final (and carry no status).
+        where = {} if self.layout.final is not None else {"status": {"$nin": FINAL_VALUES}}
+        for doc in inv.find(where):
+            if doc["_id"] not in done and doc["_id"] not in later:
+                rep.load_record(doc)
+        if self.layout.final is None:
+            group = {"_id": {"a": "$app", "p": "$pool", "s": "$status"}, "n": {"$sum": 1}}
+            match = {"$match": {"status": {"$in": FINAL_VALUES}}}
+            for row in inv.aggregate([match, {"$group": group}]):
+                key = row["_id"]
+                rep.count_final(key["a"], key["p"], key["s"], int(row["n"]))
+
+    def _load_finals(self) -> set[str]:
+        """Count the documents of the final collection into the replica; their ids (whose
+        own documents were left as they were when they finished)."""
+        done: set[str] = set()
+        if self.layout.final is not None:
+            for doc in self.layout.final.find({}, {"app": 1, "pool": 1, "status": 1}):
+                done.add(doc["_id"])
+                self.replica.count_final(doc["app"], doc["pool"], doc["status"], 1)
+        return done
+
+    # -- what a step reads beside the replica -----------------------------------------------
+
+    def fetch(self, id: InvocationId) -> InvocationRecord | None:
+        """The stored invocation, for steps: the replica holds every one that is not final,
+        so this one is final (or unknown)."""
+        doc = self.replica.recent.get(id)
+        final = self.layout.final
+        if doc is None and final is not None:
+            doc = final.find_one({"_id": id})
+        elif doc is None:
+            doc = self.layout.shard(id).find_one({"_id": id})
+        return doc_to_record(doc) if doc is not None else None
+
+    def read_workers(self) -> list[WorkerInfo]:
+        """The stored heartbeats (written directly, outside steps)."""
+        return [worker_from_doc(d) for d in self.layout.workers.find()]
