@@ -12,9 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
+from urllib.parse import urlsplit
 
 from kubenenc.backends.contract import Backend
-from kubenenc.backends.registry import open_backend, redact_url
+from kubenenc.backends.registry import backend_class, open_backend, redact_url
 from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import ConfigurationError
@@ -121,8 +122,17 @@ class App:
         """The largest encoded arguments or result allowed: the task's limit (else the
         app's), lowered to what the backend can store (its optional ``max_value_bytes``)."""
         limit = task_limit or self.max_value_bytes
-        backend_limit = getattr(self.backend, "max_value_bytes", None)
+        backend_limit = getattr(self._backend_kind(), "max_value_bytes", None)
         return limit if backend_limit is None else min(limit, backend_limit)
+
+    def _backend_kind(self) -> object:
+        """The backend object if open, else its class (from the URL's scheme): a limit is a
+        class attribute, and reading it must not connect (a worker's child process checks
+        results with it, and must not open the backend, nor fail when it is unreachable)."""
+        if self._backend_obj is not None:
+            return self._backend_obj
+        scheme = urlsplit(self.backend_url).scheme
+        return backend_class(scheme) if scheme else None
 
     def serializer_for(self, name: str) -> JsonSerializer | PickleSerializer:
         """The serializer that wrote a stored value; pickle only if this app opted in."""

@@ -23,15 +23,18 @@ class ExecutionContext(Protocol):
         """The invocation being run."""
         ...
 
-    def wait(self, ids: Sequence[InvocationId]) -> None:
+    def wait(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
         """Block until every one of ``ids`` is final, paused and without holding a slot.
 
-        Raises CycleDetectedError when the wait would close a loop, and
-        InvocationCancelled when this invocation was cancelled meanwhile.
+        Raises CycleDetectedError when the wait would close a loop, InvocationCancelled
+        when this invocation was cancelled meanwhile, and ResultTimeout when ``timeout``
+        seconds passed first (the invocation then runs on as soon as its worker has a free
+        slot for it). Several waits of one invocation at once (threads, ``asyncio.gather``)
+        are taken one after another.
         """
         ...
 
-    async def wait_async(self, ids: Sequence[InvocationId]) -> None:
+    async def wait_async(self, ids: Sequence[InvocationId], timeout: float | None = None) -> None:
         """:meth:`wait` for coroutine tasks."""
         ...
 

@@ -38,7 +38,7 @@ def _wait(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
     _own_result(ctx, ids)
     if ctx is not None:
         tracing.add_event("kubenenc.pause", {"kubenenc.waiting_on": len(ids)})
-        ctx.wait(ids)
+        ctx.wait(ids, timeout)
         tracing.add_event("kubenenc.resume")
         return
     if not app.backend.wait_final(ids, timeout):
@@ -50,7 +50,7 @@ async def _wait_async(app: App, ids: Sequence[InvocationId], timeout: float | No
     _own_result(ctx, ids)
     if ctx is not None:
         tracing.add_event("kubenenc.pause", {"kubenenc.waiting_on": len(ids)})
-        await ctx.wait_async(ids)
+        await ctx.wait_async(ids, timeout)
         tracing.add_event("kubenenc.resume")
         return
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -11,13 +11,25 @@ from kubenenc.records import ErrorInfo
 _STANDARD = DecodableTypes()
 
 
+def _message(exc: BaseException) -> str:
+    args = getattr(exc, "args", ())
+    if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], str):
+        return args[0]
+    try:
+        return str(exc) if not isinstance(args, tuple) or len(args) <= 1 else repr(args)
+    except BaseException as failure:  # user code: its __str__ (or __repr__) may raise anything
+        return f"<unprintable {type(exc).__qualname__}: str() raised {type(failure).__name__}>"
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
-    """Capture ``exc`` (type path, message, formatted traceback)."""
+    """Capture ``exc`` (type path, message, formatted traceback). Never raises: an exception
+    whose ``__str__`` raises still gives a readable message, so its call can end FAILED."""
     cls = type(exc)
-    message = str(exc) if not exc.args or len(exc.args) == 1 else repr(exc.args)
-    if exc.args and len(exc.args) == 1 and isinstance(exc.args[0], str):
-        message = exc.args[0]
-    tb = "".join(traceback.format_exception(exc))
+    message = _message(exc)
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except BaseException as failure:
+        tb = f"<traceback unavailable: {type(failure).__name__}>"
     return ErrorInfo(f"{cls.__module__}.{cls.__qualname__}", message, tb)
 
 

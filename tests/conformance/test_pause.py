@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kubenenc.backends.contract import Backend
+from kubenenc.backends.contract import Backend, ResumeEarly
 from kubenenc.ids import InvocationId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import Status
@@ -358,3 +358,32 @@ def test_handed_back_takes_a_paused_invocation_without_counting_a_loss(backend: 
     assert backend.finish([back], W1, 42.0) == [False]
     assert claim_ids(backend, W2, 10, 43.0, pool="solo-waiter-") == [waiter]
     assert claim_ids(backend, W2, 10, 43.0) == [target]
+
+
+def test_resume_early_gives_up_a_wait_and_lowers_the_waiter_count(backend: Backend) -> None:
+    assert isinstance(backend, ResumeEarly)
+    waiter = add(backend, 1.0, "w", running_key="k", running_limit=1)
+    target = add(backend, 2.0, "t", pool="targets")
+    other = add(backend, 3.0, "o", running_key="k", running_limit=1)
+    assert claim_ids(backend, W1, 1, 4.0) == [waiter]
+    assert backend.pause(waiter, W1, [target], 5.0).kind is PauseKind.PAUSED
+    assert record(backend, target).waiters == 1
+    assert claim_ids(backend, W2, 10, 6.0) == [other]
+    # The key is full: the timed-out wait stays paused until its slot is free.
+    assert backend.resume_early([waiter], W1, 10, 7.0).resumed == ()
+    succeed(backend, other, W2, 8.0)
+    assert backend.resume_early([waiter], W2, 10, 9.0).gone == (waiter,)  # not W2's
+    assert backend.resume_early([waiter], W1, 10, 9.0).resumed == (waiter,)
+    rec = record(backend, waiter)
+    assert rec.status is Status.RUNNING
+    assert rec.history[-1].reason == "wait timed out"
+    target_rec = record(backend, target)
+    assert target_rec.status is Status.PENDING
+    assert target_rec.waiters == 0
+    # The call goes on as any running one: it can wait again, and finish.
+    assert backend.pause(waiter, W1, [target], 10.0).kind is PauseKind.PAUSED
+    assert record(backend, target).waiters == 1
+    start(backend, target, W2, 11.0)
+    succeed(backend, target, W2, 12.0)
+    assert backend.resume([waiter], W1, 10, 13.0).resumed == (waiter,)
+    succeed(backend, waiter, W1, 14.0)

@@ -206,3 +206,87 @@ def ship_order(order: int) -> str:
 @app.task(on_event="order.paid", event_filter={"currency": "EUR"})
 def invoice_order(order: int, amount: float) -> str:
     return f"invoiced {order}: {amount}"
+
+
+@app.task
+async def gather_two(n: int) -> list[int]:
+    """Two waits at once inside one call."""
+    import asyncio
+
+    return list(await asyncio.gather(child(n).async_result(), async_leaf(n).async_result()))
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@app.task
+async def async_raises(kind: str) -> str:
+    """Ends by a BaseException that is not an Exception, or one that cannot be printed."""
+    import asyncio
+    import sys
+
+    if kind == "cancelled":
+        raise asyncio.CancelledError()
+    if kind == "exit":
+        sys.exit(3)
+    raise UnprintableError()
+
+
+@app.task
+def sync_raises(kind: str) -> str:
+    import sys
+
+    if kind == "exit":
+        sys.exit(3)
+    if kind == "interrupt":
+        raise KeyboardInterrupt()
+    raise UnprintableError()
+
+
+@app.task
+def gives_up_waiting(seconds: float, timeout: float) -> str:
+    """Waits on a long sleep with a short timeout; reports what the wait raised."""
+    from kubenenc.errors import ResultTimeout
+
+    try:
+        sleepy(seconds).result(timeout=timeout)
+    except ResultTimeout as exc:
+        return f"timed out: {exc}"
+    return "waited"
+
+
+@app.task
+async def async_gives_up_waiting(seconds: float, timeout: float) -> str:
+    from kubenenc.errors import ResultTimeout
+
+    try:
+        await sleepy(seconds).async_result(timeout=timeout)
+    except ResultTimeout:
+        return "timed out"
+    return "waited"
+
+
+@app.task
+def note_pid_then_wait(marker: str, seconds: float) -> str:
+    """Writes the pid of the process running it, then pauses on a sleep."""
+    with open(marker, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return sleepy(seconds).result()
+
+
+@app.task(timeout=0.3, concurrency=ConcurrencyPolicy(running_limit=1, key=("key",)))
+def stubborn(key: str, marker: str, seconds: float) -> str:
+    """Catches every Exception (the worker's abort too) and runs on for ``seconds``; writes
+    its start and end (monotonic, this process) so a test can check no two overlapped."""
+    start = time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.01)
+        except Exception:  # the point: a body that swallows the abort
+            pass
+    with open(marker, "a") as fh:
+        fh.write(f"{start} {time.monotonic()}\n")
+    return "done"

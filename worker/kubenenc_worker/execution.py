@@ -127,9 +127,7 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
             logs.unbind(log_token)
             context.current.reset(token)
         return RunResult(payload.id, result=encode_result(app, task, value))
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit) and task is None:
-            raise
+    except BaseException as exc:  # SystemExit too: user code ends its call, not the worker
         return _failure(payload, task, exc)
 
 
@@ -145,6 +143,6 @@ async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext
             value = await task.func(**kwargs)
         return RunResult(payload.id, result=encode_result(app, task, value))
     except asyncio.CancelledError:
-        raise
-    except Exception as exc:
+        raise  # the executor tells an abort from a task's own CancelledError
+    except BaseException as exc:  # SystemExit too: it must not stop the event loop
         return _failure(payload, task, exc)

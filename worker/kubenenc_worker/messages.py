@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubenenc.errors import CycleDetectedError, InvocationCancelled
+from kubenenc.errors import CycleDetectedError, InvocationCancelled, ResultTimeout
 from kubenenc.ids import InvocationId
 from kubenenc.waitgraph import format_loop
 
@@ -25,11 +25,20 @@ class Done:
 
 
 @dataclass(frozen=True, slots=True)
+class Stopped:
+    """An execution that :meth:`~kubenenc_worker.executors.Executor.abort` could not stop at
+    once has now really ended (its slot may be given to another body)."""
+
+    id: InvocationId
+
+
+@dataclass(frozen=True, slots=True)
 class WaitRequest:
     """A running invocation wants to wait until ``targets`` are final."""
 
     id: InvocationId
     targets: tuple[InvocationId, ...]
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +47,8 @@ class WaitReply:
 
     ``ready``: go on (targets final, or resumed after a pause). ``cycle``: raise
     CycleDetectedError with ``loop``. ``gone``: this invocation was cancelled, failed or handed
-    back meanwhile; stop.
+    back meanwhile; stop. ``timeout``: the wait's timeout passed first (raise ResultTimeout;
+    the invocation runs on).
     """
 
     kind: str
@@ -47,10 +57,18 @@ class WaitReply:
 
 READY = WaitReply("ready")
 GONE = WaitReply("gone")
+TIMED_OUT = WaitReply("timeout")
 
 
-def raise_for(reply: WaitReply, id: InvocationId, targets: Sequence[InvocationId]) -> None:
+def raise_for(
+    reply: WaitReply,
+    id: InvocationId,
+    targets: Sequence[InvocationId],
+    timeout: float | None = None,
+) -> None:
     """Turn a reply into the exception a task sees, or return for ``ready``."""
+    if reply.kind == "timeout":
+        raise ResultTimeout(f"{len(targets)} invocation(s) not final after {timeout} s")
     if reply.kind == "cycle":
         raise CycleDetectedError(format_loop(reply.loop))
     if reply.kind == "gone":
@@ -60,4 +78,4 @@ def raise_for(reply: WaitReply, id: InvocationId, targets: Sequence[InvocationId
         )
 
 
-Event = Done | WaitRequest
+Event = Done | WaitRequest | Stopped

@@ -25,11 +25,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
 from kubenenc.app import App
-from kubenenc.backends.contract import FinishAndClaim, WorkNotifier
+from kubenenc.backends.contract import FinishAndClaim, ResumeEarly, WorkNotifier
 from kubenenc.errors import ConfigurationError, TaskTimeout
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.outcomes import error_info
@@ -42,7 +43,16 @@ from kubenenc.status import Status
 from kubenenc_worker.execution import RunPayload, RunResult
 from kubenenc_worker.executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
 from kubenenc_worker.http import serve
-from kubenenc_worker.messages import GONE, READY, Done, Event, WaitReply, WaitRequest
+from kubenenc_worker.messages import (
+    GONE,
+    READY,
+    TIMED_OUT,
+    Done,
+    Event,
+    Stopped,
+    WaitReply,
+    WaitRequest,
+)
 from kubenenc_worker.metrics import Metrics
 
 log = logging.getLogger("kubenenc.worker")
@@ -59,6 +69,13 @@ _STATUS_OF = {
 }  # fmt: skip
 """The status each outcome kind ends in, as the metrics label it."""
 
+STOP_WAIT = 1.0
+"""Seconds a drain waits for aborted bodies to stop before its last write."""
+
+FINAL_FLUSH_WINDOW = 5.0
+"""Seconds a drain keeps retrying its last write after ``drain_grace`` ran out (the pods'
+termination grace leaves a margin above the drain for it)."""
+
 _WAKE = Done(RunResult(InvocationId("")))
 """An event that only wakes the loop (its empty id matches no execution)."""
 
@@ -71,6 +88,8 @@ class _Active:
     paused_at: float = 0.0
     targets: set[InvocationId] = field(default_factory=set)
     final: set[InvocationId] = field(default_factory=set)
+    wait_deadline: float | None = None
+    """When a timed wait (``result(timeout=...)``) gives up (monotonic), if it is one."""
 
 
 def _app_path(app: App) -> str:
@@ -107,10 +126,15 @@ class Worker:
         self.backend = app.backend
         # Optional fast path, checked once: a runtime Protocol check is too slow per step.
         self._fast = self.backend if isinstance(self.backend, FinishAndClaim) else None
+        self._early = self.backend if isinstance(self.backend, ResumeEarly) else None
+        self._warned_early = False
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.metrics = Metrics()
         self.running: dict[InvocationId, _Active] = {}
         self.paused: dict[InvocationId, _Active] = {}
+        self.stopping: dict[InvocationId, tuple[Outcome, float]] = {}
+        """Aborted bodies that may still run (a thread cannot be killed), with the outcome
+        to write for their call once they have stopped. Each keeps its slot until then."""
         self._outcomes: list[tuple[Outcome, float]] = []
         self._stop = threading.Event()
         self._drain_deadline: float | None = None
@@ -127,6 +151,13 @@ class Worker:
         interval, at once after this worker wrote the end of one of them (often the case: a
         parent waits on children it runs itself). Without it a busy loop read them on every
         turn."""
+        self._claim_after = 0.0
+        """No claims before this (monotonic): set after a start failure, so that a worker
+        that cannot start anything (no threads, no processes) does not claim and hand back
+        in a tight loop."""
+        self._unheld_due = False
+        """An execution ended while its call was paused (its child process died): check at
+        once what the backend still has on this worker, instead of at the next interval."""
         self._thread: threading.Thread | None = None
         self._heart: threading.Thread | None = None
         mode = self.settings.mode
@@ -137,9 +168,6 @@ class Worker:
             )
         self._app_path = app_path if app_path else (_app_path(app) if mode == "process" else "")
         self.executor: Executor = self._make_executor()
-        # Optional executor roles (see ThreadExecutor.start_many), looked up once.
-        self._start_many = getattr(self.executor, "start_many", None)
-        self._poll = getattr(self.executor, "poll", None)
 
     def _make_executor(self) -> Executor:
         mode = self.settings.mode
@@ -235,8 +263,9 @@ class Worker:
             self._tick = time.monotonic()
             try:
                 progressed = self._step()
-                if self._tick - last_check >= self.settings.heartbeat_interval:
+                if self._unheld_due or self._tick - last_check >= self.settings.heartbeat_interval:
                     last_check = self._tick
+                    self._unheld_due = False
                     self._check_held()
                     self._release_unheld()
                 self._backend_ok = True
@@ -246,7 +275,10 @@ class Worker:
                 progressed = False
                 idle = min(max(idle * 2, 0.1), 5.0)
             if self._stop.is_set():
-                if not self.running and not self.paused and not self._outcomes:
+                if (
+                    not self.running and not self.paused and not self._outcomes
+                    and not self.stopping
+                ):  # fmt: skip
                     return
                 if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
                     self._hand_back_all()
@@ -255,7 +287,7 @@ class Worker:
                 idle = 0.0005
                 continue
             try:
-                batched = self._poll is not None and getattr(self.executor, "batches", 0) > 0
+                batched = self.executor.batches > 0
                 event = self.events.get(timeout=min(idle, 0.001) if batched else idle)
                 self._handle(event)
                 idle = 0.0005
@@ -265,8 +297,7 @@ class Worker:
 
     def _step(self) -> bool:
         progressed = False
-        if self._poll is not None:
-            self._poll()
+        self.executor.poll()
         while True:
             try:
                 event = self.events.get_nowait()
@@ -274,7 +305,7 @@ class Worker:
                 break
             self._handle(event)
             progressed = True
-        claiming = not self._stop.is_set()
+        claiming = not self._stop.is_set() and self._tick >= self._claim_after
         fast = self._fast
         if fast is not None and self._outcomes and claiming and not self.paused and self._free():
             progressed |= self._flush_and_claim(fast)
@@ -300,7 +331,7 @@ class Worker:
         return any(not ids.isdisjoint(a.targets) for a in self.paused.values())
 
     def _free(self) -> int:
-        return self.slots - len(self.running)
+        return self.slots - len(self.running) - len(self.stopping)
 
     def _claim(self) -> bool:
         free = self._free()
@@ -341,16 +372,30 @@ class Worker:
                     rec.headers or None,
                 )
             )
-        if self._start_many is not None:
-            self._start_many(payloads)
-        else:
-            for payload in payloads:
-                self.executor.start(payload)
+        try:
+            failed = self.executor.start_many(payloads)
+        except Exception:  # the contract says it returns them; hold to it if it does not
+            log.exception("starting %d invocation(s) failed", len(payloads))
+            failed = payloads
+        if failed:
+            self._not_started(failed)
         return True
+
+    def _not_started(self, failed: Sequence[RunPayload]) -> None:
+        """Hand back at once what the executor could not start (it runs nowhere), and claim
+        nothing for a second, so that a worker that cannot start anything does not spin."""
+        for payload in failed:
+            if self.running.pop(payload.id, None) is not None:
+                outcome = Outcome(payload.id, OutcomeKind.HANDED_BACK, reason="not started")
+                self._outcomes.append((outcome, 0.0))
+        self._claim_after = time.monotonic() + 1.0
+        log.warning("could not start %d invocation(s); handed back", len(failed))
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, WaitRequest):
             self._on_wait(event)
+        elif isinstance(event, Stopped):
+            self._on_stopped(event.id)
         elif event.result.id:
             self._on_done(event.result)
         else:  # a wake: work may have come
@@ -373,6 +418,10 @@ class Worker:
             active.paused_at = time.monotonic()
             active.targets = set(request.targets)
             active.final = set()
+            active.wait_deadline = None
+            if request.timeout is not None:
+                active.wait_deadline = active.paused_at + max(0.0, request.timeout)
+                self._resume_at = min(self._resume_at, active.wait_deadline)
             self.paused[request.id] = active
 
     def _resume(self) -> bool:
@@ -383,31 +432,86 @@ class Worker:
                 if rec is None or rec.is_final:
                     final.add(target)
         ready = []
+        late = []
+        now = time.monotonic()
         for pid, active in self.paused.items():
             active.final |= final & active.targets
             if active.final >= active.targets:
                 ready.append(pid)
-        if not ready:
+            elif active.wait_deadline is not None and now >= active.wait_deadline:
+                late.append(pid)
+            elif active.wait_deadline is not None:
+                self._resume_at = min(self._resume_at, active.wait_deadline)
+        progressed = False
+        if ready:
+            result = self.backend.resume(ready, self.id, self._free(), time.time())
+            self._resumed(result.resumed, result.gone, READY)
+            progressed = bool(result.resumed or result.gone)
+        if late and self._free() > 0:
+            progressed |= self._resume_late(late)
+        return progressed
+
+    def _resume_late(self, late: list[InvocationId]) -> bool:
+        """Resume paused calls whose timed wait ran out; ResultTimeout is raised in each."""
+        if self._early is None:
+            if not self._warned_early:
+                self._warned_early = True
+                log.warning(
+                    "%s cannot end a pause early: result(timeout=...) inside a task waits "
+                    "until its targets end", type(self.backend).__name__,
+                )  # fmt: skip
+            for pid in late:
+                self.paused[pid].wait_deadline = None
             return False
-        result = self.backend.resume(ready, self.id, self._free(), time.time())
+        result = self._early.resume_early(late, self.id, self._free(), time.time())
+        self._resumed(result.resumed, result.gone, TIMED_OUT)
+        return bool(result.resumed or result.gone)
+
+    def _resumed(
+        self, resumed: Sequence[InvocationId], gone: Sequence[InvocationId], reply: WaitReply
+    ) -> None:
         now = time.monotonic()
-        for pid in result.resumed:
+        for pid in resumed:
             active = self.paused.pop(pid)
             if active.deadline is not None:
                 active.deadline += now - active.paused_at
+            active.wait_deadline = None
             self.running[pid] = active
-            self.executor.reply(pid, READY)
-        for pid in result.gone:
+            self.executor.reply(pid, reply)
+        for pid in gone:
             self.paused.pop(pid, None)
             self.executor.reply(pid, GONE)
-        return bool(result.resumed or result.gone)
+
+    def _on_stopped(self, id: InvocationId) -> None:
+        """An aborted body has really ended: its slot is free, and what was decided for its
+        call when it was aborted (a timeout's FAILED or RETRY, a drain's hand-back) is
+        written now, not before, so that no second body of a limited call can start while
+        this one still runs."""
+        pending = self.stopping.pop(id, None)
+        if pending is not None:
+            self._outcomes.append(pending)
+
+    def _abort(self, id: InvocationId, outcome: Outcome, elapsed: float = 0.0) -> None:
+        """Stop ``id``'s body; ``outcome`` is written once it has stopped (see _on_stopped)."""
+        if self.executor.abort(id):
+            self._outcomes.append((outcome, elapsed))
+        else:
+            self.stopping[id] = (outcome, elapsed)
 
     def _on_done(self, result: RunResult) -> None:
         active = self.running.pop(result.id, None)
         if active is None:
+            if self.paused.pop(result.id, None) is not None:
+                # Its execution ended while the call was paused (a child process killed while
+                # waiting): nothing would run it when resumed. Dropped from ``paused``, it is
+                # handed back now by _release_unheld (``lost`` counted, FAILED past max_lost).
+                log.warning("the execution of paused %s ended: %s", result.id, result.error)
+                self._unheld_due = True
             return
+        self._outcomes.append((self._outcome(active, result), time.monotonic() - active.started))
+
+    def _outcome(self, active: _Active, result: RunResult) -> Outcome:
         rec = active.rec
-        elapsed = time.monotonic() - active.started
         if result.error is None:
             outcome = Outcome(rec.id, OutcomeKind.SUCCESS, result=result.result)
         elif result.retryable and rec.attempt < rec.max_retries:
@@ -421,7 +525,7 @@ class Worker:
                 rec.id, OutcomeKind.FAILED, error=result.error,
                 reason=result.error.type.rsplit(".", 1)[-1],
             )  # fmt: skip
-        self._outcomes.append((outcome, elapsed))
+        return outcome
 
     def _backoff(self, rec: InvocationRecord) -> float:
         try:
@@ -451,10 +555,11 @@ class Worker:
         for id, active in list(self.running.items()):
             if active.deadline is not None and now >= active.deadline:
                 timeout = active.rec.timeout
-                self.executor.abort(id)
                 error = error_info(TaskTimeout(f"{active.rec.display} ran past {timeout} s"))
                 retryable = active.rec.attempt < active.rec.max_retries
-                self._on_done(RunResult(id, error=error, retryable=retryable))
+                del self.running[id]
+                outcome = self._outcome(active, RunResult(id, error=error, retryable=retryable))
+                self._abort(id, outcome, now - active.started)
 
     def _check_held(self) -> None:
         """Stop executions whose invocation was cancelled, failed or handed back elsewhere."""
@@ -468,6 +573,8 @@ class Worker:
             ):
                 log.info("invocation %s is no longer running here; stopping it", id)
                 del self.running[id]
+                # The backend freed its slot already (cancel, recovery, fail_overdue): holding
+                # a local one for a thread that runs on would guard nothing. See the README.
                 self.executor.abort(id)
             elif id in self.paused and not (
                 ours and rec is not None and rec.status is Status.PAUSED
@@ -480,7 +587,7 @@ class Worker:
         claim's reply lost in a server crash). Called from the loop thread between steps,
         so none of its backend calls is in flight and ``held`` is complete: running,
         paused, and finished but not yet written."""
-        held = {*self.running, *self.paused, *(o.id for o, _ in self._outcomes)}
+        held = {*self.running, *self.paused, *self.stopping, *(o.id for o, _ in self._outcomes)}
         released = self.backend.release_unheld(self.id, held, time.time(), self.settings.max_lost)
         if released:
             log.warning(
@@ -496,18 +603,50 @@ class Worker:
         wait edges), so a drain never brings them nearer to failing with WorkerLost.
         """
         held = [*self.running, *self.paused]
-        for id in self.running:
-            self.executor.abort(id)
-        for id in self.paused:
-            self.executor.reply(id, GONE)
         self.running.clear()
         self.paused.clear()
         for id in held:
-            self._outcomes.append((Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"), 0.0))
-        try:
-            self._flush()
-        except Exception:
-            log.exception("could not hand back %d invocations; recovery will", len(held))
+            self._abort(id, Outcome(id, OutcomeKind.HANDED_BACK, reason="drain"))
+        # Bodies that did not stop at once (a thread in C code, a body that catches the
+        # abort) get a moment to end before their calls go back. Those that still run are
+        # handed back anyway: this process is about to exit, which ends them (see the
+        # README on what a thread-mode abort can stop).
+        give_up = time.monotonic() + STOP_WAIT
+        while self.stopping and time.monotonic() < give_up:
+            try:
+                self._handle(self.events.get(timeout=max(0.0, give_up - time.monotonic())))
+            except queue.Empty:
+                break
+        if self.stopping:
+            log.warning(
+                "%d task bod(ies) did not stop within %.0f s of the abort; handed back, they "
+                "run on until this process exits: %s",
+                len(self.stopping), STOP_WAIT, ", ".join(self.stopping),
+            )  # fmt: skip
+            self._outcomes.extend(self.stopping.values())
+            self.stopping.clear()
+        self._final_flush()
+
+    def _final_flush(self) -> None:
+        """Write what is left, retrying for up to ``FINAL_FLUSH_WINDOW`` seconds: results
+        lost here would make their tasks run again. A retried finish is safe: an outcome the
+        backend already took (a reply lost on the way) is refused and dropped."""
+        give_up = time.monotonic() + FINAL_FLUSH_WINDOW
+        delay = 0.05
+        while True:
+            try:
+                self._flush()
+                return
+            except Exception:
+                if time.monotonic() + delay > give_up:
+                    log.exception(
+                        "could not write %d outcome(s) before exiting; recovery hands their "
+                        "calls back", len(self._outcomes),
+                    )  # fmt: skip
+                    return
+                log.warning("writing the last outcomes failed; retrying", exc_info=True)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _shutdown(self) -> None:
         self._stop.set()
@@ -522,29 +661,42 @@ class Worker:
 
     # -- heartbeat and enforcer -------------------------------------------------------------------
 
-    def _beat(self) -> None:
+    def _beat(self) -> float:
+        """Beat; returns the time stamped on it."""
+        at = time.time()
         info = WorkerInfo(
-            self.id, self.pool, self.slots, len(self.running), len(self.paused), time.time(),
+            self.id, self.pool, self.slots, len(self.running), len(self.paused), at,
             socket.gethostname(),
         )  # fmt: skip
         self.backend.heartbeat(info)
+        return at
 
     def _heartbeat_loop(self) -> None:
+        """Beat, then recover silent workers' work, judged at the time of this beat.
+
+        ``recover`` gets the time stamped on the beat just written, not the time after it:
+        a write that stalled (a client library retrying, a busy database) would otherwise
+        make this worker find its own beat stale and hand back its own live work. After a
+        beat or recovery failed (the backend unreachable from here), this worker does not
+        recover for a heartbeat timeout: the other workers first need a chance to beat.
+        """
         delay = self.settings.heartbeat_interval
+        timeout = self.settings.heartbeat_timeout
+        recover_after = 0.0
         while not self._done.wait(delay):
             if self._stop.is_set() and not self.running and not self.paused:
                 return
             try:
-                self._beat()
-                lost = self.backend.recover(
-                    time.time(), self.settings.heartbeat_timeout, self.settings.max_lost
-                )
-                if lost:
-                    log.warning("handed back %d invocation(s) of silent workers", len(lost))
+                at = self._beat()
+                if time.monotonic() >= recover_after:
+                    lost = self.backend.recover(at, timeout, self.settings.max_lost)
+                    if lost:
+                        log.warning("handed back %d invocation(s) of silent workers", len(lost))
                 delay = self.settings.heartbeat_interval
             except Exception:
                 log.exception("heartbeat failed; retrying")
-                delay = min(delay * 2, self.settings.heartbeat_timeout / 2)
+                delay = min(delay * 2, timeout / 2)
+                recover_after = time.monotonic() + timeout
 
     def _wake_on_work(self, notifier: WorkNotifier) -> None:
         """Wake the loop when the backend says work may have arrived (see WorkNotifier)."""

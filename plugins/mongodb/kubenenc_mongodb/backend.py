@@ -198,6 +198,16 @@ class MongoBackend(MongoBrowse):
             return ResumeResult()
         return self._link.step("resume", lambda t: Engine(t).resume(ids, worker, limit, now))
 
+    def resume_early(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :class:`kubenenc.backends.contract.ResumeEarly`."""
+        if not ids:
+            return ResumeResult()
+        return self._link.step(
+            "resume", lambda t: Engine(t).resume(ids, worker, limit, now, early=True)
+        )
+
     def heartbeat(self, info: WorkerInfo) -> None:
         doc = worker_doc(info)
         self._link.retrying(

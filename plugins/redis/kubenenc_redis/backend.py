@@ -256,6 +256,18 @@ class RedisBackend(RedisBrowse):
             tuple(InvocationId(x) for x in resumed), tuple(InvocationId(x) for x in gone)
         )
 
+    def resume_early(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :class:`kubenenc.backends.contract.ResumeEarly`."""
+        if not ids:
+            return ResumeResult()
+        reply, _ = self._caller.run("resume_early", now, worker, max(limit, 0), *ids)
+        resumed, gone = reply
+        return ResumeResult(
+            tuple(InvocationId(x) for x in resumed), tuple(InvocationId(x) for x in gone)
+        )
+
     def heartbeat(self, info: WorkerInfo) -> None:
         """See :meth:`kubenenc.backends.contract.Coordination.heartbeat`."""
 

@@ -43,6 +43,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "cancel": ("cancel",),
     "pause": ("pause",),
     "resume": ("resume",),
+    "resume_early": ("resume_early",),
     "recover": ("lib_hand_back", "recover"),
     "release_unheld": ("lib_hand_back", "release_unheld"),
     "read": ("read",),

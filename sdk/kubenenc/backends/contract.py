@@ -249,6 +249,26 @@ class FinishAndClaim(Protocol):
 
 
 @runtime_checkable
+class ResumeEarly(Protocol):
+    """Optional: resume paused invocations whose wait timed out before its targets ended.
+
+    ``inv.result(timeout=...)`` inside a task pauses like any wait; when the timeout passes
+    first, the worker resumes the caller with this step and raises ResultTimeout in it. A
+    backend without it cannot end a pause early, so on it a timed wait keeps its slot
+    while it waits (see the worker). Workers check with ``isinstance``.
+    """
+
+    def resume_early(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """:meth:`Coordination.resume`, whether or not the targets are final: up to
+        ``limit`` of ``ids`` (PAUSED on ``worker``, running key with a free slot) go PAUSED
+        -> RUNNING, their wait edges removed and the waiter count of each non-final target
+        lowered by one. ``gone`` as in :meth:`Coordination.resume`."""
+        ...
+
+
+@runtime_checkable
 class WorkNotifier(Protocol):
     """Optional: lets an idle worker block until there may be work, instead of polling.
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
+from urllib.parse import parse_qs, urlsplit
 
 from kubenenc.backends.engine import Engine
+from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
     InvocationRecord,
@@ -22,9 +24,43 @@ from kubenenc.records import (
     ResumeResult,
 )
 
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+"""Seconds a final invocation is kept (as on Redis and MongoDB); then the sweep deletes it."""
+
+
+def retention_option(url: str, default: float = DEFAULT_RETENTION) -> float:
+    """The ``retention`` query option of an embedded backend's URL (seconds, > 0); any other
+    option is refused, so a misspelled one is not silently ignored."""
+    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"retention"})
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(unknown)} in {url!r}; the only option is retention"
+        )
+    raw = query.get("retention", [None])[-1]
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigurationError(
+            f"bad URL {url!r}: retention={raw!r} must be a positive number of seconds"
+        )
+    return value
+
 
 class EngineBackend:
     """Queue and coordination operations as single Engine transactions."""
+
+    retention: float = DEFAULT_RETENTION
+    """Seconds a final invocation is kept after it ended; :meth:`recover` sweeps older ones."""
+
+    def _sweep(self, cutoff: float) -> int:
+        """Delete final invocations that ended before ``cutoff`` (with what only they used);
+        how many went. Called by :meth:`recover`, so it must be cheap when none are due."""
+        raise NotImplementedError
 
     def _engine(self) -> AbstractContextManager[Engine]:
         """An Engine inside one open transaction, committed on exit."""
@@ -81,10 +117,20 @@ class EngineBackend:
         with self._engine() as e:
             return e.resume(ids, worker, limit, now)
 
-    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
-        """See :meth:`kubenenc.backends.contract.Coordination.recover`."""
+    def resume_early(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :class:`kubenenc.backends.contract.ResumeEarly`."""
         with self._engine() as e:
-            return e.recover(now, heartbeat_timeout, max_lost)
+            return e.resume(ids, worker, limit, now, early=True)
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.recover`. Also sweeps final
+        invocations past the retention (in transactions of their own)."""
+        with self._engine() as e:
+            lost = e.recover(now, heartbeat_timeout, max_lost)
+        self._sweep(now - self.retention)
+        return lost
 
     def release_unheld(
         self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int

@@ -499,9 +499,16 @@ class Engine:
         return PauseResult(PauseKind.PAUSED)
 
     def resume(
-        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+        self,
+        ids: Sequence[InvocationId],
+        worker: WorkerId,
+        limit: int,
+        now: float,
+        *,
+        early: bool = False,
     ) -> ResumeResult:
-        """See :meth:`kubenenc.backends.contract.Coordination.resume`."""
+        """See :meth:`kubenenc.backends.contract.Coordination.resume`; with ``early``,
+        :meth:`kubenenc.backends.contract.ResumeEarly.resume_early`."""
         t = self.txn
         resumed: list[InvocationId] = []
         gone: list[InvocationId] = []
@@ -512,16 +519,20 @@ class Engine:
                 continue
             if len(resumed) >= limit:
                 continue
-            targets = (t.get(x) for x in t.targets_of(id))
-            if any(x is not None and not x.is_final for x in targets):
-                continue
+            if not early:
+                targets = (t.get(x) for x in t.targets_of(id))
+                if any(x is not None and not x.is_final for x in targets):
+                    continue
             key = rec.running_key
             if key is not None and rec.running_limit is not None:
                 if t.running_count(key) >= rec.running_limit:
                     continue
                 t.add_running(key, 1)
-            t.remove_edges(id)
-            move(rec, Status.RUNNING, now, worker)
+            if early:
+                self._unwait(rec)
+            else:
+                t.remove_edges(id)
+            move(rec, Status.RUNNING, now, worker, "wait timed out" if early else None)
             t.put(rec)
             resumed.append(id)
         return ResumeResult(tuple(resumed), tuple(gone))

@@ -28,7 +28,7 @@ from kubenenc.backends.browse import (
     matches,
     seq_of,
 )
-from kubenenc.backends.embedded import EngineBackend
+from kubenenc.backends.embedded import DEFAULT_RETENTION, EngineBackend, retention_option
 from kubenenc.backends.engine import Engine
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
@@ -63,6 +63,8 @@ class _MemoryTxn:
             if rec.parent is not None:
                 self.b._children[rec.parent].append(rec.id)
         self.b._records[rec.id] = rec
+        if rec.is_final:  # may be pushed twice; the sweep skips what is gone
+            heapq.heappush(self.b._ended, (rec.updated_at, rec.id))
 
     def candidates(
         self,
@@ -87,10 +89,14 @@ class _MemoryTxn:
         return best[skip:]
 
     def running_count(self, key: str) -> int:
-        return self.b._running[key]
+        return self.b._running.get(key, 0)
 
     def add_running(self, key: str, delta: int) -> None:
-        self.b._running[key] += delta
+        n = self.b._running.get(key, 0) + delta
+        if n > 0:
+            self.b._running[key] = n
+        else:  # a key seen once must not be kept for ever
+            self.b._running.pop(key, None)
 
     def registration_holder(self, key: str) -> InvocationId | None:
         return self.b._registrations.get(key)
@@ -145,27 +151,46 @@ class MemoryBackend(EngineBackend):
 
     shared_across_processes: ClassVar[bool] = False
 
-    def __init__(self) -> None:
+    def __init__(self, retention: float = DEFAULT_RETENTION) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._records: dict[InvocationId, InvocationRecord] = {}
         self._order: dict[InvocationId, int] = {}
         self._seq = 0
         self._by_seq: list[InvocationId] = []  # ids in registration order (seq - 1)
         self._children: defaultdict[InvocationId, list[InvocationId]] = defaultdict(list)
-        self._running: defaultdict[str, int] = defaultdict(int)
+        self._running: dict[str, int] = {}
         self._registrations: dict[str, InvocationId] = {}
         self._targets: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
         self._waiters: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
         self._dependents: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
         self._workers: dict[WorkerId, WorkerInfo] = {}
         self._policies: dict[str, str] = {}
+        self._ended: list[tuple[float, InvocationId]] = []
+        """Heap of (ended at, id) of final invocations, for the retention sweep."""
+        self.retention = retention
 
     @classmethod
     def from_url(cls, url: str) -> MemoryBackend:
-        """``memory://`` — each call makes a new, empty backend."""
+        """``memory://[?retention=SECONDS]`` — each call makes a new, empty backend."""
         if not url.startswith("memory:"):
             raise ConfigurationError(f"not a memory URL: {url!r}; use memory://")
-        return cls()
+        return cls(retention=retention_option(url))
+
+    def _sweep(self, cutoff: float) -> int:
+        swept = 0
+        with self._cond:
+            ended = self._ended
+            while ended and ended[0][0] < cutoff:
+                _, id = heapq.heappop(ended)
+                rec = self._records.get(id)
+                if rec is None or not rec.is_final or rec.updated_at >= cutoff:
+                    continue
+                del self._records[id]
+                del self._order[id]
+                self._dependents.pop(id, None)
+                self._children.pop(id, None)
+                swept += 1
+        return swept
 
     def close(self) -> None:
         """Nothing to release."""
@@ -337,9 +362,9 @@ class MemoryBackend(EngineBackend):
             items: list[InvocationRecord] = []
             scanned = 0
             while seq >= 1 and scanned < budget and len(items) < limit:
-                rec = self._records[self._by_seq[seq - 1]]
+                rec = self._records.get(self._by_seq[seq - 1])  # None: swept by retention
                 scanned += 1
-                if matches(rec, where):
+                if rec is not None and matches(rec, where):
                     items.append(dataclasses.replace(rec, history=[]))
                 seq -= 1
             return InvocationPage(items, cursor_of(seq + 1) if seq >= 1 else None, scanned)
@@ -366,7 +391,7 @@ class MemoryBackend(EngineBackend):
             rec = self._records.get(id)
             if rec is None:
                 return None
-            children = self._children.get(id, [])
+            children = [c for c in self._children.get(id, ()) if c in self._records]
             return Relations(
                 parent=rec.parent,
                 children=children[:limit],

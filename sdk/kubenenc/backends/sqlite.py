@@ -8,7 +8,8 @@ lets readers (``get``, ``wait_final``) proceed while a writer holds the lock.
 an OS crash or power loss may drop the last few.
 
 A record is stored whole as JSON in ``data`` plus the columns that queries filter or sort on.
-Connections are per thread and per process (a forked or spawned worker opens its own).
+Connections are per thread and per process (a forked or spawned worker opens its own); a
+thread's connection is closed when the thread ends.
 
 Waiting for results polls with a back-off from 0.5 ms to 5 ms: SQLite has no notifications
 across processes, and a poll is one indexed read. An idle worker's claim is likewise one read
@@ -23,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +40,7 @@ from kubenenc.backends.browse import (
     Relations,
 )
 from kubenenc.backends.codec import dumps_record, dumps_worker, loads_record, loads_worker
-from kubenenc.backends.embedded import EngineBackend
+from kubenenc.backends.embedded import DEFAULT_RETENTION, EngineBackend, retention_option
 from kubenenc.backends.engine import Engine
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
@@ -83,10 +85,10 @@ CREATE TABLE IF NOT EXISTS policies (name TEXT PRIMARY KEY, spec TEXT NOT NULL) 
 """
 
 _BROWSE_COLUMNS = {"parent": "TEXT", "ended": "REAL"}
-"""Columns for browsing (the dashboard), added to files made before they existed: who
-called an invocation, and when it became final. Their indexes hold only the rows that have
-them, so the hot path pays for them once per call (``parent`` when registered) and once per
-final status (``ended``)."""
+"""Columns added to files made before they existed: who called an invocation (browsing),
+and when it became final (browsing, and the retention sweep). Their indexes hold only the
+rows that have them, so the hot path pays for them once per call (``parent`` when
+registered) and once per final status (``ended``)."""
 
 _BROWSE_INDEXES = """
 CREATE INDEX IF NOT EXISTS inv_parent_col ON invocations (parent) WHERE parent IS NOT NULL;
@@ -216,6 +218,17 @@ class _SQLiteTxn:
         return [loads_worker(r[0]) for r in self.db.execute("SELECT data FROM workers")]
 
 
+def _backfill_ended(db: sqlite3.Connection) -> None:
+    """Fill the ``ended`` column of final rows of a file made before it existed (from their
+    JSON), so that browsing and the retention sweep find them too."""
+    finals = tuple(s.value for s in FINAL)
+    db.execute(
+        "UPDATE invocations SET ended = json_extract(data, '$.updated_at') "
+        "WHERE ended IS NULL AND status IN (?,?,?)",
+        finals,
+    )
+
+
 def path_from_url(url: str) -> Path:
     """``sqlite:///rel/path.db`` (relative), ``sqlite:////abs/path.db`` (absolute)."""
     parts = urlsplit(url)
@@ -231,17 +244,55 @@ def path_from_url(url: str) -> Path:
     return Path(raw)
 
 
+class _Connection:
+    """One thread's connection, closed when that thread's holder is dropped: a thread that
+    ends drops its thread-local holder, so short-lived threads do not leave connections (and
+    their file descriptors) open for the life of the backend."""
+
+    __slots__ = ("__weakref__", "db", "pid")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():  # a forked child's copy belongs to its parent
+            self.close()
+
+
+SWEEP_BATCH = 500
+"""Final invocations deleted per write transaction of the retention sweep."""
+
+SWEEP_ROUNDS = 20
+"""Transactions per sweep at most (so one ``recover`` deletes up to 10,000)."""
+
+
 class SQLiteBackend(EngineBackend):
-    """A SQLite file shared by every process on this machine. The default backend."""
+    """A SQLite file shared by every process on this machine. The default backend.
+
+    URL option ``retention`` (seconds, default 7 days): final invocations older than that are
+    deleted by the sweep that every worker's ``recover`` runs, so the file stops growing
+    under a steady load (SQLite reuses the freed pages).
+    """
 
     shared_across_processes: ClassVar[bool] = True
 
-    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        busy_timeout: float = 60.0,
+        retention: float = DEFAULT_RETENTION,
+    ) -> None:
         self.path = Path(path).absolute()
         self.busy_timeout = busy_timeout
+        self.retention = retention
         self._local = threading.local()
         self._closed = False
-        self._all: list[sqlite3.Connection] = []
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,6 +305,8 @@ class SQLiteBackend(EngineBackend):
                 for column, kind in _BROWSE_COLUMNS.items():
                     if column not in have:
                         db.execute(f"ALTER TABLE invocations ADD COLUMN {column} {kind}")
+                        if column == "ended":
+                            _backfill_ended(db)
                 for statement in _BROWSE_INDEXES.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -262,23 +315,23 @@ class SQLiteBackend(EngineBackend):
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteBackend:
-        """Open (creating if needed) the file named by ``url``."""
-        return cls(path_from_url(url))
+        """Open (creating if needed) the file named by ``url`` (``?retention=SECONDS``)."""
+        return cls(path_from_url(url), retention=retention_option(url))
 
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None or getattr(self._local, "pid", None) != os.getpid():
+        held: _Connection | None = getattr(self._local, "conn", None)
+        if held is None or held.pid != os.getpid():
             db = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None,
                 check_same_thread=False,
             )  # fmt: skip
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-            self._local.pid = os.getpid()
+            held = _Connection(db)
+            self._local.conn = held
             with self._all_lock:
-                self._all.append(db)
-        return db
+                self._all.add(held)
+        return held.db
 
     @contextmanager
     def _write(self, db: sqlite3.Connection) -> Iterator[None]:
@@ -299,11 +352,37 @@ class SQLiteBackend(EngineBackend):
     def close(self) -> None:
         """Close every connection this object opened in this process."""
         with self._all_lock:
-            conns, self._all = self._all, []
-        for db in conns:
-            with contextlib.suppress(sqlite3.ProgrammingError):  # other thread's; closes at exit
-                db.close()
+            conns = [c for c in self._all if c.pid == os.getpid()]
+            self._all = weakref.WeakSet()
+        for conn in conns:
+            conn.close()
         self._local = threading.local()
+
+    def _sweep(self, cutoff: float) -> int:
+        db = self._db()
+        swept = 0
+        for _ in range(SWEEP_ROUNDS):
+            due = db.execute(  # a read first: nothing due costs no write lock
+                "SELECT 1 FROM invocations WHERE ended < ? LIMIT 1", (cutoff,)
+            ).fetchone()
+            if due is None:
+                break
+            with self._write(db):
+                ids = [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT id FROM invocations WHERE ended < ? ORDER BY ended LIMIT ?",
+                        (cutoff, SWEEP_BATCH),
+                    )
+                ]
+                marks = ",".join("?" * len(ids))
+                db.execute(f"DELETE FROM invocations WHERE id IN ({marks})", ids)  # noqa: S608
+                # A final invocation's dependents were all released when it ended.
+                db.execute(f"DELETE FROM deps WHERE dependency IN ({marks})", ids)  # noqa: S608
+            swept += len(ids)
+            if len(ids) < SWEEP_BATCH:
+                break
+        return swept
 
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         if not self._claimable(pool, now):

@@ -1,0 +1,58 @@
+"""Tasks of the chaos scenarios. Every body writes a start line and an end line (with its
+invocation id, pid, parent pid, running key and time) to ``$CHAOS_LOG/<pid>.log``, so the
+runner can check afterwards that no two bodies of one call, and no two bodies of one
+running-limit-1 key, overlapped."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from kubenenc import App, ConcurrencyPolicy, context
+
+app = App("chaos")
+
+
+def _worker_pid() -> int:
+    """The worker process: a body runs in a child that the worker's forkserver forked."""
+    with open(f"/proc/{os.getppid()}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def _log(kind: str, key: str) -> None:
+    ctx = context.current.get()
+    where = os.environ.get("CHAOS_LOG")
+    if ctx is None or not where:
+        return
+    line = f"{kind} {ctx.invocation_id} {os.getpid()} {_worker_pid()} {key} {time.time():.6f}\n"
+    fd = os.open(os.path.join(where, f"{os.getpid()}.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line.encode())  # one write per line with O_APPEND: lines never interleave
+    finally:
+        os.close(fd)
+
+
+@app.task(concurrency=ConcurrencyPolicy(running_limit=1, key=("key",)))
+def body(i: int, key: str, seconds: float) -> int:
+    _log("S", key)
+    try:
+        time.sleep(seconds)
+    finally:
+        _log("E", key)
+    return i * 2
+
+
+@app.task
+def fan(i: int) -> int:
+    """Waits (pauses) on three limited bodies."""
+    _log("S", "-")
+    try:
+        calls = [{"i": i * 10 + k, "key": f"k{(i + k) % 4}", "seconds": 0.03} for k in range(3)]
+        return sum(body.parallelize(calls).results())
+    finally:
+        _log("E", "-")
+
+
+def expected(task: str, i: int) -> int:
+    """What ``task(i, ...)`` returns."""
+    return i * 2 if task == "body" else sum((i * 10 + k) * 2 for k in range(3))

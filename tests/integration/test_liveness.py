@@ -1,0 +1,84 @@
+"""Liveness must not hand back live work (issue 13, item 6): a heartbeat write that stalls
+for longer than the heartbeat timeout must not make the worker recover its own running
+calls, and an outage that every worker saw must not make the first ``recover`` afterwards
+hand back the whole fleet's work (nor count a loss towards WorkerLost).
+
+What is left for a backend-side guard (a lease epoch, the server's own clock) is written in
+the README's delivery section."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubenenc.backends.memory import MemoryBackend
+from kubenenc.ids import InvocationId
+from kubenenc.records import WorkerInfo
+from kubenenc.status import Status
+
+from tests.integration import taskapp
+from tests.support import wait_until
+
+
+@pytest.mark.timeout(60)
+def test_a_stalled_heartbeat_does_not_hand_back_the_workers_own_work(
+    app_on: Callable[[Any], Any], run_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    backend = MemoryBackend()
+    app_on(backend)
+    real_heartbeat = backend.heartbeat
+    stall = threading.Event()
+
+    def heartbeat(info: WorkerInfo) -> None:
+        if stall.is_set():  # a write that a client library retried for a while
+            stall.clear()
+            time.sleep(1.5)
+        real_heartbeat(info)
+
+    backend.heartbeat = heartbeat  # type: ignore[method-assign]
+    run_worker(mode="thread", concurrency=2, heartbeat_timeout=1.0)
+    marker = tmp_path / "runs"
+    inv = taskapp.sleepy(3.0, str(marker))
+    wait_until("the call runs", lambda: inv.status is Status.RUNNING, 30)
+    stall.set()
+    assert inv.result(timeout=30) == "slept"
+    assert inv.record().lost == 0
+    assert len(marker.read_text().splitlines()) == 1  # one body, never a second copy
+
+
+@pytest.mark.timeout(60)
+def test_an_outage_every_worker_saw_hands_back_no_live_work(
+    app_on: Callable[[Any], Any], run_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    backend = MemoryBackend()
+    app_on(backend)
+    real_heartbeat, real_recover = backend.heartbeat, backend.recover
+    down = threading.Event()
+
+    def heartbeat(info: WorkerInfo) -> None:
+        if down.is_set():
+            raise ConnectionError("backend unreachable")
+        real_heartbeat(info)
+
+    def recover(now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        if down.is_set():
+            raise ConnectionError("backend unreachable")
+        return real_recover(now, heartbeat_timeout, max_lost)
+
+    backend.heartbeat = heartbeat  # type: ignore[method-assign]
+    backend.recover = recover  # type: ignore[method-assign]
+    for _ in range(2):
+        run_worker(mode="thread", concurrency=1, heartbeat_timeout=1.0)
+    marker = tmp_path / "runs"
+    invs = [taskapp.sleepy(4.0, str(marker)) for _ in range(2)]
+    wait_until("both calls run", lambda: all(i.status is Status.RUNNING for i in invs), 30)
+    down.set()  # longer than the heartbeat timeout, for both workers alike
+    time.sleep(2.0)
+    down.clear()
+    assert [inv.result(timeout=30) for inv in invs] == ["slept", "slept"]
+    assert [inv.record().lost for inv in invs] == [0, 0]
+    assert len(marker.read_text().splitlines()) == 2  # one body each, never a second copy
