@@ -22,12 +22,13 @@ from kubenenc.backends import Backend
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
 from kubenenc.ids import TaskId, new_invocation_id
 from kubenenc.records import NewInvocation
+from kubenenc.scope import queue_name, scope
 from kubenenc.status import Status
 from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
 from pydantic import ValidationError
 
 from kubenenc_operator import cron
-from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
+from kubenenc_operator.context import Ctx, ReconcileError, invalid_spec, now_stamp, object_meta
 from kubenenc_operator.graph import describe_cycle, find_cycles
 from kubenenc_operator.kube import KubeError, custom_path
 from kubenenc_operator.models import TaskDefinitionSpec
@@ -147,10 +148,13 @@ def collect_task_defaults(
 
 
 def scheduled_call(
-    spec: TaskDefinitionSpec, policy: ConcurrencyPolicy | None, app: str
+    spec: TaskDefinitionSpec, policy: ConcurrencyPolicy | None, app: str, namespace: str
 ) -> NewInvocation:
-    """The invocation a cron tick submits (arguments from the spec, JSON-encoded)."""
+    """The invocation a cron tick submits (arguments from the spec, JSON-encoded) for App
+    ``app`` (its WorkerPool's ``appName``) in ``namespace``: on that app's queue, with keys in
+    its scope, as if the app itself had called (see :mod:`kubenenc.scope`)."""
     task = task_id(spec)
+    scope_ = scope(app, namespace)
     args = dict(spec.arguments or {})
     shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in args.items())
     return NewInvocation(
@@ -158,15 +162,15 @@ def scheduled_call(
         app=app,
         task=task,
         args=json.dumps(args, separators=(",", ":")),
-        call_key=call_key(task, args),
+        call_key=call_key(task, args, scope=scope_),
         display=f"{spec.task.partition(':')[2]}({shown})"[:200],
-        pool=spec.pool,
+        pool=queue_name(scope_, spec.pool),
         priority=spec.priority or 0,
         max_retries=spec.retries or 0,
         timeout=spec.timeout_seconds,
-        running_key=running_key(policy, task, args),
+        running_key=running_key(policy, task, args, scope=scope_),
         running_limit=policy.running_limit if policy else None,
-        registration_key=registration_key(policy, task, args),
+        registration_key=registration_key(policy, task, args, scope=scope_),
         registration=policy.registration if policy else "allow",
     )
 
@@ -326,7 +330,13 @@ def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, ur
         ref = scoped_name(spec.concurrency_policy_ref, namespace)
         text = ctx.backends.use(url, lambda b: b.get_policy(ref))
         policy = ConcurrencyPolicy.model_validate_json(text) if text else None
-    call = scheduled_call(spec, policy, app=spec.task.partition(":")[0])
+    pool = ctx.kube.get(custom_path(namespace, "workerpools", spec.pool))
+    app = ((pool or {}).get("spec") or {}).get("appName")
+    if not app:
+        raise ReconcileError(
+            f"WorkerPool {namespace}/{spec.pool} has no spec.appName: set it to the App's name"
+        )
+    call = scheduled_call(spec, policy, app, namespace)
     result = ctx.backends.use(url, lambda b: b.register([call], ctx.clock()))[0]
     ctx.metrics.inc("kubenenc_operator_scheduled_total")
     ctx.event(

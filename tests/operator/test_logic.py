@@ -80,7 +80,7 @@ class World:
             "apiVersion": API_VERSION, "kind": "WorkerPool",
             "metadata": {"name": "shop", "namespace": NS, "uid": "uid-pool", "generation": 1},
             "spec": {
-                "image": "example/shop:1", "app": "shop.tasks:app", "slots": 2,
+                "image": "example/shop:1", "app": "shop.tasks:app", "appName": "shop", "slots": 2,
                 "backend": {"secretName": "backend"},
                 "autoscaling": {"minReplicas": 1, "maxReplicas": 5, "maxStep": 2,
                                 "scaleInCooldownSeconds": 30, **autoscaling},
