@@ -86,7 +86,8 @@ def install(kube: Kube, url: str) -> None:
 def pool(kube: Kube, name: str) -> None:
     create(kube, custom_path(NS, "workerpools"), {
         "apiVersion": API_VERSION, "kind": "WorkerPool", "metadata": {"name": name},
-        "spec": {"image": "example/bench:1", "app": "bench.tasks:app", "appName": "bench", "slots": 10,
+        "spec": {"image": "example/bench:1", "app": "bench.tasks:app", "appName": "bench",
+                 "slots": 10,
                  "backend": {"secretName": "backend"},
                  "autoscaling": {"minReplicas": 0, "maxReplicas": 10, "maxStep": 10}},
     })  # fmt: skip
@@ -99,7 +100,8 @@ def submit(backend: Backend, pool_name: str, n: int) -> None:
         task = "bench.tasks.work"
         new.append(NewInvocation(
             id=InvocationId(uuid.uuid4().hex), app="bench", task=TaskId(task),
-            args=json.dumps(args), call_key=call_key(task, args, scope="bench"), display=f"work({i})",
+            args=json.dumps(args), call_key=call_key(task, args, scope="bench"),
+            display=f"work({i})",
             pool=pool_name,
         ))  # fmt: skip
     backend.register(new, time.time())

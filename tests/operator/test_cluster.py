@@ -197,8 +197,9 @@ class Env:
         body = {
             "apiVersion": API_VERSION, "kind": "WorkerPool",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"image": "example.com/shop:1", "app": "tests.operator.optasks:app", "appName": "optest",
-                     "slots": 4, "mode": "thread", "backend": {"secretName": "backend"},
+            "spec": {"image": "example.com/shop:1", "app": "tests.operator.optasks:app",
+                     "appName": "optest", "slots": 4, "mode": "thread",
+                     "backend": {"secretName": "backend"},
                      "autoscaling": autoscaling},
         }  # fmt: skip
         return apply(self.kube, custom_path(namespace, "workerpools"), body)
@@ -289,12 +290,14 @@ def _safe_metrics(operator: OperatorProcess) -> str:
 
 
 INVALID = [
-    ("workerpools", {"image": "i", "app": "shop.tasks", "appName": "shop", "backend": {"secretName": "b"}},
+    ("workerpools", {"image": "i", "app": "shop.tasks", "appName": "shop",
+                     "backend": {"secretName": "b"}},
      'app must be an import path "module:attr"'),
     ("workerpools", {"image": "i", "app": "a:b", "appName": "b", "backend": {"secretName": "b"},
                      "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
      "minReplicas must not exceed autoscaling.maxReplicas"),
-    ("workerpools", {"image": "i", "app": "a:b", "appName": "b", "backend": {"secretName": "Not_A_Name"}},
+    ("workerpools", {"image": "i", "app": "a:b", "appName": "b",
+                     "backend": {"secretName": "Not_A_Name"}},
      "backend.secretName must be a Secret name"),
     ("taskdefinitions", {"task": "shop-tasks:charge", "pool": "p"},
      'task must be an import path "module:function"'),

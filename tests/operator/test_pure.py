@@ -18,7 +18,8 @@ from kubenenc_operator.resources import (
 )
 
 SPEC = WorkerPoolSpec.model_validate(
-    {"image": "example/shop:1", "app": "shop.tasks:app", "appName": "shop", "slots": 3, "mode": "thread",
+    {"image": "example/shop:1", "app": "shop.tasks:app", "appName": "shop", "slots": 3,
+     "mode": "thread",
      "backend": {"secretName": "shop-backend", "key": "redis-url"}, "drainGraceSeconds": 40,
      "env": [{"name": "LOG", "value": "debug"}], "resources": {"limits": {"memory": "1Gi"}}}
 )  # fmt: skip

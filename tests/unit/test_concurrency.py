@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
 from functools import partial
 
 import pytest
@@ -176,7 +175,8 @@ def test_call_key_of_a_set_of_strings_is_the_same_in_every_process() -> None:
     code = (
         "from kubenenc.concurrency import call_key\n"
         "from kubenenc.serializers import to_json_tree\n"
-        "print(call_key('t', {'s': to_json_tree({'alpha', 'beta', 'gamma', 'delta', 'eps'})}, scope='shop'))"
+        "s = to_json_tree({'alpha', 'beta', 'gamma', 'delta', 'eps'})\n"
+        "print(call_key('t', {'s': s}, scope='shop'))"
     )
     keys = {
         subprocess.run(
