@@ -114,7 +114,9 @@ done
     sleep 1
   done ) >"$WORK/replicas.log" &
 WATCH_PID=$!
-(cd "$ROOT/examples/shop" && KUBENENC_BACKEND="redis://:$PASSWORD@127.0.0.1:$PORT/0" \
+# KUBENENC_NAMESPACE: the calls go to the queues of the workers' namespace (kubenenc.scope).
+(cd "$ROOT/examples/shop" && KUBENENC_NAMESPACE="$SHOP_NS" \
+  KUBENENC_BACKEND="redis://:$PASSWORD@127.0.0.1:$PORT/0" \
   python submit.py --orders "$ORDERS" --timeout "$TIMEOUT") | tee "$WORK/submit.log"
 kill "$WATCH_PID" 2>/dev/null || true
 grep -q "^$ORDERS/$ORDERS orders shipped" "$WORK/submit.log" || fail "not every order shipped"
