@@ -46,6 +46,7 @@ def test_deployment_runs_the_worker_safely() -> None:
         "key": "redis-url",
     }
     assert env["KUBENENC_WORKER__DRAIN_GRACE"]["value"] == "40"
+    assert env["KUBENENC_APP_NAME"]["value"] == "shop"  # the worker checks its App's name
     assert env["LOG"]["value"] == "debug"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
