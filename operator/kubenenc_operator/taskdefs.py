@@ -12,9 +12,10 @@ exactly once across operator replicas).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_
 from pydantic import ValidationError
 
 from kubenenc_operator import cron
-from kubenenc_operator.context import Ctx, ReconcileError, invalid_spec, now_stamp, object_meta
+from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
 from kubenenc_operator.graph import describe_cycle, find_cycles
 from kubenenc_operator.kube import KubeError, custom_path
 from kubenenc_operator.models import TaskDefinitionSpec
@@ -76,18 +77,24 @@ class TaskStats:
         return out
 
 
-def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
-    """Numbers of every task in ``backend``: exact counts in one read, plus the newest
-    ``RECENT`` pending, succeeded and failed invocations for the times (a task with more
-    pending ones than that read saw is read alone), however many TaskDefinitions use them."""
+def gather_task_stats(
+    backend: Backend, queue: str | None = None, app: str | None = None
+) -> dict[str, TaskStats]:
+    """Numbers of every task in ``backend`` (of App ``app`` on stored queue ``queue`` when
+    given: another app's or namespace's calls of the same task are not counted): exact counts
+    in one read, plus the newest ``RECENT`` pending, succeeded and failed invocations for the
+    times (a task with more pending ones than that read saw is read alone), however many
+    TaskDefinitions use them."""
     stats: dict[str, TaskStats] = {}
-    for task, by_status in backend.counts_by_task().items():
+    for task, by_status in backend.counts_by_task(pool=queue).items():
         counts = {s.value: n for s, n in by_status.items() if n}
         if counts:
             stats[task] = TaskStats(counts=counts)
     seen: dict[str, int] = {}
     for status in (Status.PENDING, Status.SUCCESS, Status.FAILED):
-        for r in backend.query(status=status, limit=RECENT):
+        for r in backend.query(app=app, status=status, limit=RECENT):
+            if queue is not None and r.pool != queue:
+                continue
             t = stats.setdefault(r.task, TaskStats())
             if status is Status.PENDING:
                 seen[r.task] = seen.get(r.task, 0) + 1
@@ -98,9 +105,21 @@ def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
     for task, t in stats.items():
         pending = t.counts.get(Status.PENDING.value, 0)
         if pending > seen.get(task, 0):
-            found = backend.query(task=task, status=Status.PENDING, limit=min(pending, OLDEST_CAP))
-            t.oldest_pending = min((r.created_at for r in found), default=t.oldest_pending)
+            found = backend.query(
+                app=app, task=task, status=Status.PENDING, limit=min(pending, OLDEST_CAP)
+            )
+            t.oldest_pending = min(
+                (r.created_at for r in found if queue is None or r.pool == queue),
+                default=t.oldest_pending,
+            )
     return stats
+
+
+@functools.cache
+def stats_of_queue(queue: str, app: str) -> Callable[[Backend], dict[str, TaskStats]]:
+    """The reader of :func:`gather_task_stats` for one queue: the same object for every
+    TaskDefinition of the queue, so :meth:`Ctx.shared_read` runs it once for all of them."""
+    return lambda backend: gather_task_stats(backend, queue, app)
 
 
 def task_defaults(spec: TaskDefinitionSpec, namespace: str) -> TaskDefaults:
@@ -278,7 +297,9 @@ def reconcile_taskdef(
             ctx.store_once(url, stored_as, task_defaults(spec, namespace).model_dump_json())
             if stored is not None:
                 stored.setdefault(url, set()).add(stored_as)
-            sweep = ctx.shared_read(url, gather_task_stats, ctx.settings.status_interval / 2)
+            app = ctx.pool_app(namespace, spec.pool)
+            reader = stats_of_queue(queue_name(scope(app, namespace), spec.pool), app)
+            sweep = ctx.shared_read(url, reader, ctx.settings.status_interval / 2)
             stats = sweep.get(task_id(spec), TaskStats())
             status.update(stats.status_fields(ctx.clock()))
             if spec.schedule:
@@ -330,13 +351,7 @@ def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, ur
         ref = scoped_name(spec.concurrency_policy_ref, namespace)
         text = ctx.backends.use(url, lambda b: b.get_policy(ref))
         policy = ConcurrencyPolicy.model_validate_json(text) if text else None
-    pool = ctx.kube.get(custom_path(namespace, "workerpools", spec.pool))
-    app = ((pool or {}).get("spec") or {}).get("appName")
-    if not app:
-        raise ReconcileError(
-            f"WorkerPool {namespace}/{spec.pool} has no spec.appName: set it to the App's name"
-        )
-    call = scheduled_call(spec, policy, app, namespace)
+    call = scheduled_call(spec, policy, ctx.pool_app(namespace, spec.pool), namespace)
     result = ctx.backends.use(url, lambda b: b.register([call], ctx.clock()))[0]
     ctx.metrics.inc("kubenenc_operator_scheduled_total")
     ctx.event(

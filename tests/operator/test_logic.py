@@ -326,6 +326,11 @@ def test_status_counts_come_from_the_backend(world: World) -> None:
     world.pool()
     world.submit(3)
     world.submit(2, pool="other", task="shop.tasks.other")
+    # The same task and pool of the same App in another namespace sharing the backend, older
+    # and more: neither counted nor the oldest pending.
+    world.now -= 100
+    world.submit(5, pool=queue_name(scope("shop", "elsewhere"), "shop"))
+    world.now += 100
     world.backend.claim(Q, WorkerId("w"), 1, world.now)
     world.now += 7
     status = reconcile_taskdef(world.ctx, taskdef("x"), SIBLINGS)
