@@ -44,6 +44,7 @@ from kubenenc.backends import Backend, available_backends, open_backend  # noqa:
 from kubenenc.concurrency import call_key  # noqa: E402
 from kubenenc.ids import InvocationId, TaskId  # noqa: E402
 from kubenenc.records import NewInvocation  # noqa: E402
+from kubenenc.scope import queue_name, scope  # noqa: E402
 from kubenenc_operator.kube import Kube, custom_path, deployment_path  # noqa: E402
 from kubenenc_operator.models import API_VERSION  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
@@ -100,9 +101,9 @@ def submit(backend: Backend, pool_name: str, n: int) -> None:
         task = "bench.tasks.work"
         new.append(NewInvocation(
             id=InvocationId(uuid.uuid4().hex), app="bench", task=TaskId(task),
-            args=json.dumps(args), call_key=call_key(task, args, scope="bench"),
+            args=json.dumps(args), call_key=call_key(task, args, scope=scope("bench", NS)),
             display=f"work({i})",
-            pool=pool_name,
+            pool=queue_name(scope("bench", NS), pool_name),  # what WorkerPool pool_name counts
         ))  # fmt: skip
     backend.register(new, time.time())
 
