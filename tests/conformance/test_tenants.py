@@ -67,7 +67,7 @@ def test_a_worker_claims_only_its_own_apps_calls(backend: Backend) -> None:
     with running(beta) as beta_worker:
         assert theirs.result(timeout=20) == "done 1"
     assert ran_by(theirs) == {beta_worker.id}
-    assert [s for s in (mine.status, theirs.status)] == [Status.SUCCESS, Status.SUCCESS]
+    assert (mine.status, theirs.status) == (Status.SUCCESS, Status.SUCCESS)
 
 
 def test_a_dedupe_never_hands_one_app_the_others_invocation(backend: Backend) -> None:

@@ -209,8 +209,8 @@ class Worker:
                     self.settings.http_host, self.settings.http_port, self._alive, self._ready,
                     lambda: self.metrics.render(self.pool),
                 )  # fmt: skip
-            log.info("worker %s: pool %s, %d slots, %s mode", self.id, self.pool, self.slots,
-                     self.settings.mode)  # fmt: skip
+            log.info("worker %s: pool %s (queue %s), %d slots, %s mode", self.id, self.pool,
+                     self.queue, self.slots, self.settings.mode)  # fmt: skip
             self._loop()
         finally:
             self._shutdown()
