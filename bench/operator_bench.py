@@ -44,6 +44,7 @@ from kubenenc.backends import Backend, available_backends, open_backend  # noqa:
 from kubenenc.concurrency import call_key  # noqa: E402
 from kubenenc.ids import InvocationId, TaskId  # noqa: E402
 from kubenenc.records import NewInvocation  # noqa: E402
+from kubenenc.scope import queue_name, scope  # noqa: E402
 from kubenenc_operator.kube import Kube, custom_path, deployment_path  # noqa: E402
 from kubenenc_operator.models import API_VERSION  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
@@ -86,7 +87,8 @@ def install(kube: Kube, url: str) -> None:
 def pool(kube: Kube, name: str) -> None:
     create(kube, custom_path(NS, "workerpools"), {
         "apiVersion": API_VERSION, "kind": "WorkerPool", "metadata": {"name": name},
-        "spec": {"image": "example/bench:1", "app": "bench.tasks:app", "slots": 10,
+        "spec": {"image": "example/bench:1", "app": "bench.tasks:app", "appName": "bench",
+                 "slots": 10,
                  "backend": {"secretName": "backend"},
                  "autoscaling": {"minReplicas": 0, "maxReplicas": 10, "maxStep": 10}},
     })  # fmt: skip
@@ -99,8 +101,9 @@ def submit(backend: Backend, pool_name: str, n: int) -> None:
         task = "bench.tasks.work"
         new.append(NewInvocation(
             id=InvocationId(uuid.uuid4().hex), app="bench", task=TaskId(task),
-            args=json.dumps(args), call_key=call_key(task, args), display=f"work({i})",
-            pool=pool_name,
+            args=json.dumps(args), call_key=call_key(task, args, scope=scope("bench", NS)),
+            display=f"work({i})",
+            pool=queue_name(scope("bench", NS), pool_name),  # what WorkerPool pool_name counts
         ))  # fmt: skip
     backend.register(new, time.time())
 

@@ -52,6 +52,7 @@ class Ctx:
     clock: Callable[[], float] = time.time
     component: str = "kubenenc-operator"
     _urls: dict[tuple[str, str, str], tuple[float, str]] = field(default_factory=dict)
+    _pools: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _posted: dict[tuple[str, str], str] = field(default_factory=dict)
     _reads: dict[tuple[str, Read[Any]], tuple[float, Any]] = field(default_factory=dict)
     _read_locks: dict[tuple[str, Read[Any]], threading.Lock] = field(default_factory=dict)
@@ -167,23 +168,36 @@ class Ctx:
             self._urls[cache_key] = (now, url)
         return url
 
-    def pool_url(self, namespace: str, pool: str, ttl: float = 10.0) -> str:
-        """The backend URL of WorkerPool ``namespace/pool`` (cached ``ttl`` s: every
-        TaskDefinition of the pool asks on every tick)."""
-        cache_key = (namespace, "workerpool", pool)
+    def _pool_spec(self, namespace: str, pool: str, ttl: float) -> dict[str, Any]:
+        """The spec of WorkerPool ``namespace/pool`` (cached ``ttl`` s: every TaskDefinition
+        of the pool asks on every tick)."""
         now = self.clock()
         with self._lock:
-            hit = self._urls.get(cache_key)
+            hit = self._pools.get((namespace, pool))
         if hit is not None and now - hit[0] < ttl:
             return hit[1]
         body = self.kube.get(custom_path(namespace, "workerpools", pool))
         if body is None:
             raise ReconcileError(f"WorkerPool {namespace}/{pool} does not exist")
-        ref = (body.get("spec") or {}).get("backend") or {}
-        url = self.secret_url(namespace, ref.get("secretName", ""), ref.get("key", "url"), ttl)
+        spec = dict(body.get("spec") or {})
         with self._lock:
-            self._urls[cache_key] = (now, url)
-        return url
+            self._pools[(namespace, pool)] = (now, spec)
+        return spec
+
+    def pool_url(self, namespace: str, pool: str, ttl: float = 10.0) -> str:
+        """The backend URL of WorkerPool ``namespace/pool``."""
+        ref = self._pool_spec(namespace, pool, ttl).get("backend") or {}
+        return self.secret_url(namespace, ref.get("secretName", ""), ref.get("key", "url"), ttl)
+
+    def pool_app(self, namespace: str, pool: str, ttl: float = 10.0) -> str:
+        """The App name (``spec.appName``) of WorkerPool ``namespace/pool``: with the
+        namespace, the scope of its queue and keys (see :mod:`kubenenc.scope`)."""
+        app = self._pool_spec(namespace, pool, ttl).get("appName")
+        if not app:
+            raise ReconcileError(
+                f"WorkerPool {namespace}/{pool} has no spec.appName: set it to its App's name"
+            )
+        return str(app)
 
 
 def now_stamp(ctx: Ctx) -> str:

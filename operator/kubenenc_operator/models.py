@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field
 
 from kubenenc_operator.podtemplate import EnvVar, PodTemplate, Resources
 from kubenenc_operator.schema import (
+    APP_NAME,
     DNS_LABEL,
     DNS_SUBDOMAIN,
     IMPORT_PATH,
@@ -122,7 +123,8 @@ _AUTOSCALING_RULES = cel(
 
 
 class WorkerPoolSpec(_Model):
-    """A pool of worker pods claiming from the backend queue named after this resource."""
+    """A pool of worker pods claiming from the backend queue named after this resource,
+    inside the scope of its namespace and ``appName`` (see :mod:`kubenenc.scope`)."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
@@ -145,6 +147,20 @@ class WorkerPoolSpec(_Model):
         max_length=512,
         description="The App to serve, as module:attr.",
         json_schema_extra=_import_path_rule("app", "module:attr", "shop.tasks:app"),
+    )
+    app_name: str = Field(
+        min_length=1,
+        max_length=253,
+        description='The name of that App (App("shop") -> shop): its queue and backlog '
+        "are this pool's inside the App's name and this namespace; a worker whose App is "
+        "named otherwise refuses to start.",
+        json_schema_extra=cel(
+            (
+                f"self.matches('{APP_NAME}')",
+                "'appName must be the App\\'s name: letters, digits, -, _ or ., got \"' "
+                "+ self + '\"'",
+            )
+        ),
     )
     mode: Literal["process", "thread", "async"] = Field(
         default="process", description="Execution pool of each worker."

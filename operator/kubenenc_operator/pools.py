@@ -21,6 +21,7 @@ from kubenenc.backends import Backend
 from kubenenc.records import WorkerInfo
 from kubenenc.scaling import Decision, Direction, Load, ScalingOptions, WorkerLoad, decide
 from kubenenc.scaling import deletion_costs as compute_costs
+from kubenenc.scope import queue_name, scope
 from kubenenc.status import Status
 from pydantic import ValidationError
 
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 def read_load(
     backend: Backend, pool: str, now: float, heartbeat_timeout: float
 ) -> tuple[Load, list[WorkerLoad]]:
-    """A pool's load from the backend: counts by status plus live workers' heartbeats."""
+    """A pool's load from the backend: counts by status plus live workers' heartbeats.
+    ``pool`` is the stored queue name (:func:`pool_queue`)."""
     counts = backend.counts(pool=pool)
     live: list[WorkerInfo] = [
         w for w in backend.workers() if w.pool == pool and now - w.at <= heartbeat_timeout
@@ -57,6 +59,12 @@ def read_load(
         holders=sum(1 for w in live if w.paused > 0),
     )
     return load, [WorkerLoad(w.host, w.running, w.paused) for w in live]
+
+
+def pool_queue(namespace: str, name: str, spec: WorkerPoolSpec) -> str:
+    """The stored queue of WorkerPool ``namespace/name``: its pool inside the scope of its
+    namespace and ``spec.appName`` (what its workers claim, see :mod:`kubenenc.scope`)."""
+    return queue_name(scope(spec.app_name, namespace), name)
 
 
 def scaling_options(spec: WorkerPoolSpec) -> ScalingOptions:
@@ -115,8 +123,9 @@ def _observe_pool(
     now = ctx.clock()
     try:
         url = ctx.secret_url(namespace, spec.backend.secret_name, spec.backend.key)
+        queue = pool_queue(namespace, name, spec)
         view.load, view.workers = ctx.backends.use(
-            url, lambda b: read_load(b, name, now, ctx.settings.heartbeat_timeout)
+            url, lambda b: read_load(b, queue, now, ctx.settings.heartbeat_timeout)
         )
     except Exception as exc:
         view.degraded = f"cannot read the backend: {exc}"

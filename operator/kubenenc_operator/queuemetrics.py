@@ -21,6 +21,7 @@ from kubenenc.status import Status
 
 from kubenenc_operator.context import Ctx
 from kubenenc_operator.models import WorkerPoolSpec
+from kubenenc_operator.pools import pool_queue
 
 log = logging.getLogger("kubenenc_operator.queuemetrics")
 
@@ -30,7 +31,7 @@ WAITING = (Status.REGISTERED, Status.PENDING, Status.RETRY)
 
 
 def read_queue(backend: Backend, pool: str, now: float) -> tuple[int, float | None]:
-    """``(depth, age of the oldest pending call or None)`` of ``pool``."""
+    """``(depth, age of the oldest pending call or None)`` of stored queue ``pool``."""
     counts = backend.counts(pool=pool)
     depth = sum(counts.get(s, 0) for s in WAITING)
     oldest = backend.oldest_pending(pool) if isinstance(backend, Admin) and depth else None
@@ -45,7 +46,8 @@ def observe_pool(ctx: Ctx, body: Mapping[str, Any]) -> None:
         spec = WorkerPoolSpec.model_validate(body.get("spec") or {})
         url = ctx.secret_url(namespace, spec.backend.secret_name, spec.backend.key)
         now = ctx.clock()
-        depth, age = ctx.backends.use(url, lambda b: read_queue(b, name, now))
+        queue = pool_queue(namespace, name, spec)
+        depth, age = ctx.backends.use(url, lambda b: read_queue(b, queue, now))
     except Exception as exc:
         log.debug("queue metrics of %s/%s: %s", namespace, name, exc)
         return

@@ -118,6 +118,9 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
             "name": "KUBENENC_NAMESPACE",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         },
+        # The worker refuses to start unless its App has this name: the operator counts the
+        # backlog of the queue named by it (kubenenc.scope).
+        {"name": "KUBENENC_APP_NAME", "value": spec.app_name},
         {"name": "KUBENENC_WORKER__DRAIN_GRACE", "value": str(spec.drain_grace_seconds)},
         # Health and metrics on the pod's own address (probes and scrapes reach it there),
         # not on every interface.

@@ -16,6 +16,8 @@ IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 DOTTED = rf"{IDENT}(\\.{IDENT})*"
 IMPORT_PATH = rf"^{DOTTED}:{DOTTED}$"
 """``module.sub:attr`` (CEL string literal form: backslashes doubled)."""
+APP_NAME = r"^[A-Za-z0-9._-]+$"
+"""An App's name (the rule of :func:`kubenenc.scope.check_name`)."""
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 

@@ -12,9 +12,10 @@ exactly once across operator replicas).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from kubenenc.concurrency import (
 )
 from kubenenc.ids import TaskId, new_invocation_id
 from kubenenc.records import NewInvocation
+from kubenenc.scope import queue_name, scope
 from kubenenc.signatures import Signature, argument_problems, signature_name
 from kubenenc.status import Status
 from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
@@ -82,18 +84,24 @@ class TaskStats:
         return out
 
 
-def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
-    """Numbers of every task in ``backend``: exact counts in one read, plus the newest
-    ``RECENT`` pending, succeeded and failed invocations for the times (a task with more
-    pending ones than that read saw is read alone), however many TaskDefinitions use them."""
+def gather_task_stats(
+    backend: Backend, queue: str | None = None, app: str | None = None
+) -> dict[str, TaskStats]:
+    """Numbers of every task in ``backend`` (of App ``app`` on stored queue ``queue`` when
+    given: another app's or namespace's calls of the same task are not counted): exact counts
+    in one read, plus the newest ``RECENT`` pending, succeeded and failed invocations for the
+    times (a task with more pending ones than that read saw is read alone), however many
+    TaskDefinitions use them."""
     stats: dict[str, TaskStats] = {}
-    for task, by_status in backend.counts_by_task().items():
+    for task, by_status in backend.counts_by_task(pool=queue).items():
         counts = {s.value: n for s, n in by_status.items() if n}
         if counts:
             stats[task] = TaskStats(counts=counts)
     seen: dict[str, int] = {}
     for status in (Status.PENDING, Status.SUCCESS, Status.FAILED):
-        for r in backend.query(status=status, limit=RECENT):
+        for r in backend.query(app=app, status=status, limit=RECENT):
+            if queue is not None and r.pool != queue:
+                continue
             t = stats.setdefault(r.task, TaskStats())
             if status is Status.PENDING:
                 seen[r.task] = seen.get(r.task, 0) + 1
@@ -104,9 +112,21 @@ def gather_task_stats(backend: Backend) -> dict[str, TaskStats]:
     for task, t in stats.items():
         pending = t.counts.get(Status.PENDING.value, 0)
         if pending > seen.get(task, 0):
-            found = backend.query(task=task, status=Status.PENDING, limit=min(pending, OLDEST_CAP))
-            t.oldest_pending = min((r.created_at for r in found), default=t.oldest_pending)
+            found = backend.query(
+                app=app, task=task, status=Status.PENDING, limit=min(pending, OLDEST_CAP)
+            )
+            t.oldest_pending = min(
+                (r.created_at for r in found if queue is None or r.pool == queue),
+                default=t.oldest_pending,
+            )
     return stats
+
+
+@functools.cache
+def stats_of_queue(queue: str, app: str) -> Callable[[Backend], dict[str, TaskStats]]:
+    """The reader of :func:`gather_task_stats` for one queue: the same object for every
+    TaskDefinition of the queue, so :meth:`Ctx.shared_read` runs it once for all of them."""
+    return lambda backend: gather_task_stats(backend, queue, app)
 
 
 def task_defaults(spec: TaskDefinitionSpec, namespace: str) -> TaskDefaults:
@@ -154,10 +174,13 @@ def collect_task_defaults(
 
 
 def scheduled_call(
-    spec: TaskDefinitionSpec, policy: ConcurrencyPolicy | None, app: str
+    spec: TaskDefinitionSpec, policy: ConcurrencyPolicy | None, app: str, namespace: str
 ) -> NewInvocation:
-    """The invocation a cron tick submits (arguments from the spec, JSON-encoded)."""
+    """The invocation a cron tick submits (arguments from the spec, JSON-encoded) for App
+    ``app`` (its WorkerPool's ``appName``) in ``namespace``: on that app's queue, with keys in
+    its scope, as if the app itself had called (see :mod:`kubenenc.scope`)."""
     task = task_id(spec)
+    scope_ = scope(app, namespace)
     args = dict(spec.arguments or {})
     shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in args.items())
     return NewInvocation(
@@ -165,17 +188,17 @@ def scheduled_call(
         app=app,
         task=task,
         args=json.dumps(args, separators=(",", ":")),
-        call_key=call_key(task, args),
+        call_key=call_key(task, args, scope=scope_),
         display=f"{spec.task.partition(':')[2]}({shown})"[:200],
-        pool=spec.pool,
+        pool=queue_name(scope_, spec.pool),
         priority=spec.priority or 0,
         max_retries=spec.retries or 0,
         timeout=spec.timeout_seconds,
-        running_key=running_key(policy, task, args),
+        running_key=running_key(policy, task, args, scope=scope_),
         running_limit=policy.running_limit if policy else None,
-        registration_key=registration_key(policy, task, args),
+        registration_key=registration_key(policy, task, args, scope=scope_),
         registration=policy.registration if policy else "allow",
-        rate_key=rate_key(policy, task, args),
+        rate_key=rate_key(policy, task, args, scope=scope_),
         rate=policy.rate_spec if policy else None,
     )
 
@@ -283,7 +306,9 @@ def reconcile_taskdef(
             ctx.store_once(url, stored_as, task_defaults(spec, namespace).model_dump_json())
             if stored is not None:
                 stored.setdefault(url, set()).add(stored_as)
-            sweep = ctx.shared_read(url, gather_task_stats, ctx.settings.status_interval / 2)
+            app = ctx.pool_app(namespace, spec.pool)
+            reader = stats_of_queue(queue_name(scope(app, namespace), spec.pool), app)
+            sweep = ctx.shared_read(url, reader, ctx.settings.status_interval / 2)
             stats = sweep.get(task_id(spec), TaskStats())
             status.update(stats.status_fields(ctx.clock()))
             refused = check_arguments(ctx, spec, namespace, url)
@@ -359,7 +384,7 @@ def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, ur
         ref = scoped_name(spec.concurrency_policy_ref, namespace)
         text = ctx.backends.use(url, lambda b: b.get_policy(ref))
         policy = ConcurrencyPolicy.model_validate_json(text) if text else None
-    call = scheduled_call(spec, policy, app=spec.task.partition(":")[0])
+    call = scheduled_call(spec, policy, ctx.pool_app(namespace, spec.pool), namespace)
     result = ctx.backends.use(url, lambda b: b.register([call], ctx.clock()))[0]
     ctx.metrics.inc("kubenenc_operator_scheduled_total")
     ctx.event(

@@ -23,6 +23,7 @@ from kubenenc.events import arguments_for, matches
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.invocation import Invocation
 from kubenenc.records import NewInvocation
+from kubenenc.scope import queue_name, scope
 from kubenenc.serializers import JsonSerializer, PickleSerializer, get_serializer
 from kubenenc.settings import Settings
 from kubenenc.status import Status
@@ -62,6 +63,8 @@ class App:
             )
         self.name = name
         self.settings = settings if settings is not None else Settings()
+        self.scope = scope(name, self.settings.namespace)
+        """What this app's queues and keys are named in (see :mod:`kubenenc.scope`)."""
         self._backend_obj: Backend | None = backend if not isinstance(backend, str | None) else None
         self.backend_url = backend if isinstance(backend, str) else self.settings.backend
         if max_value_bytes is not None and max_value_bytes < 1:
@@ -80,7 +83,6 @@ class App:
         self._lock = threading.Lock()
         self._policies: dict[str, tuple[float, ConcurrencyPolicy]] = {}
         self._options: dict[TaskId, tuple[float, TaskOptions]] = {}
-        self._everything: tuple[float, dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         shown = self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__
@@ -103,7 +105,6 @@ class App:
         with self._lock:
             self._policies.clear()
             self._options.clear()
-            self._everything = None
             if self._backend_obj is not None:
                 self._backend_obj.close()
             if isinstance(backend, str):
@@ -117,6 +118,10 @@ class App:
         with self._lock:
             if self._backend_obj is not None:
                 self._backend_obj.close()
+
+    def queue(self, pool: str) -> str:
+        """The stored queue name of this app's pool ``pool`` (see :mod:`kubenenc.scope`)."""
+        return queue_name(self.scope, pool)
 
     def value_limit(self, task_limit: int | None = None) -> int:
         """The largest encoded arguments or result allowed: the task's limit (else the
@@ -210,9 +215,9 @@ class App:
             hint = (
                 f"apply the ConcurrencyPolicy {name!r} in namespace {self.settings.namespace!r}"
                 if self.settings.namespace
-                else "outside a worker pod set KUBENENC_NAMESPACE to the namespace of the "
-                f"ConcurrencyPolicy or name it 'namespace/{name}'; without Kubernetes, store "
-                "it with backend.set_policy"
+                else "a program outside the workers' pods must set KUBENENC_NAMESPACE to the "
+                "workers' namespace (policies resolve only in the caller's own namespace); "
+                "without Kubernetes, store it with backend.set_policy"
             )
             raise ConfigurationError(
                 f"concurrency policy {name!r} is not stored in the backend (as "
@@ -243,25 +248,20 @@ class App:
         return options
 
     def _stored(self, name: str) -> tuple[str, str | None]:
-        """``(stored name, text)`` of ``name`` as seen from this app: scoped to its
-        namespace; without one, a name not stored as is resolves to the one namespace that
-        has it (``*/name``), and to several it is an error (see :mod:`kubenenc.task_defaults`)."""
+        """``(stored name, text)`` of ``name`` as seen from this app: in its own namespace
+        only, never another's (a caller without a namespace reads unscoped names; see
+        :mod:`kubenenc.task_defaults`)."""
         namespace = self.settings.namespace
-        stored_as = scoped_name(name, namespace)
-        text = self.backend.get_policy(stored_as)
-        if text is not None or namespace or "/" in name:
-            return stored_as, text
-        now = time.monotonic()
-        everything = self._everything
-        if everything is None or now - everything[0] >= POLICY_TTL:
-            everything = self._everything = (now, self.backend.policies())
-        found = sorted(k for k in everything[1] if k.partition("/")[2] == name)
-        if len(found) > 1:
+        owner, slash, _ = name.partition("/")
+        if slash and owner != namespace:
             raise ConfigurationError(
-                f"{name!r} is stored for several namespaces ({', '.join(found)}): set "
-                "KUBENENC_NAMESPACE to the namespace this program belongs to"
+                f"{name!r} names another namespace than this program's "
+                f"({namespace or 'none: KUBENENC_NAMESPACE is unset'}); stored policies and "
+                "options resolve only in the caller's own namespace: use the bare name and set "
+                "KUBENENC_NAMESPACE to the namespace that holds it"
             )
-        return (found[0], everything[1][found[0]]) if found else (stored_as, None)
+        stored_as = scoped_name(name, namespace)
+        return stored_as, self.backend.get_policy(stored_as)
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id``.

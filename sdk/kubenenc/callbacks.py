@@ -74,7 +74,7 @@ def plan(app: App, task: Task[Any, Any], depth: int = 0) -> str | None:
             )
         cb_opts = app.task_options(cb)
         out[kind] = {
-            "task": cb.id, "name": cb.name, "pool": cb_opts.pool,
+            "task": cb.id, "name": cb.name, "pool": app.queue(cb_opts.pool),
             "priority": cb_opts.priority, "max_retries": cb_opts.retries,
             "timeout": cb_opts.timeout, "id_arg": names[0], "value_arg": names[1],
             "callbacks": plan(app, cb, depth + 1),

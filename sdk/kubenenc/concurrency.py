@@ -3,7 +3,8 @@
 A :class:`ConcurrencyPolicy` is a pydantic model because the same model is the spec of the
 ``ConcurrencyPolicy`` custom resource on Kubernetes. Keys are computed here, once, so every
 backend compares the same strings: a backend only counts and compares keys, it never builds
-them.
+them. Every key is inside the calling app's scope (:mod:`kubenenc.scope`), so apps and
+namespaces sharing a backend never limit, dedupe against or find a cycle through each other.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kubenenc.scope import scoped_key
 from kubenenc.serializers import canonical, flat_json, sorted_json
 
 Registration = Literal["allow", "dedupe", "reject"]
@@ -112,54 +114,56 @@ class ConcurrencyPolicy(BaseModel):
         return value
 
 
-def _digest(task: str, payload: Mapping[str, Any]) -> str:
+def _hex(payload: Mapping[str, Any]) -> str:
     # Plain values (the usual case) are encoded without building a JSON encoder; the text is
     # the same as the general path's: these keys are stored and compared across versions.
     text = flat_json(payload, sort_keys=True)
     if text is None:
         text = sorted_json(canonical(payload))  # only nested values can hold unordered parts
-    return f"{task}#{blake2b(text.encode(), digest_size=12).hexdigest()}"
+    return blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def call_key(task: str, encoded_args: Mapping[str, Any]) -> str:
-    """Key of a call: the task plus all its (JSON-encoded) arguments, order-insensitive.
+def call_key(task: str, encoded_args: Mapping[str, Any], *, scope: str) -> str:
+    """Key of a call of app scope ``scope``: the task plus all its (JSON-encoded) arguments,
+    order-insensitive, as ``task#scope:digest`` (it starts with the task and ``#``, see
+    :mod:`kubenenc.backends.contract`).
 
     Cycle detection compares these: two invocations of the same call have the same key.
     """
-    return _digest(task, encoded_args)
+    return f"{task}#{scoped_key(scope, _hex(encoded_args))}"
 
 
 def running_key(
-    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any]
+    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any], *, scope: str
 ) -> str | None:
     """The key the running limit counts on, or None when the policy sets no limit."""
     if policy is None or policy.running_limit is None:
         return None
     if policy.key is None:
-        return f"{task}#*"
-    return _digest(task, {name: encoded_args.get(name) for name in policy.key})
+        return scoped_key(scope, f"{task}#*")
+    return scoped_key(scope, f"{task}#{_hex({n: encoded_args.get(n) for n in policy.key})}")
 
 
 def registration_key(
-    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any]
+    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any], *, scope: str
 ) -> str | None:
     """The key dedupe/reject compare, or None when registration is ``allow``."""
     if policy is None or policy.registration == "allow":
         return None
     if policy.key is None:
-        return call_key(task, encoded_args)
-    return _digest(task, {name: encoded_args.get(name) for name in policy.key})
+        return scoped_key(scope, f"{task}#{_hex(encoded_args)}")
+    return scoped_key(scope, f"{task}#{_hex({n: encoded_args.get(n) for n in policy.key})}")
 
 
 def rate_key(
-    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any]
+    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any], *, scope: str
 ) -> str | None:
     """The key the rate limit counts starts on, or None when the policy sets no rate."""
     if policy is None or policy.rate is None:
         return None
     if policy.key is None:
-        return f"{task}#*"
-    return _digest(task, {name: encoded_args.get(name) for name in policy.key})
+        return scoped_key(scope, f"{task}#*")
+    return scoped_key(scope, f"{task}#{_hex({n: encoded_args.get(n) for n in policy.key})}")
 
 
 def parse_rate_spec(spec: str) -> tuple[int, float, int]:

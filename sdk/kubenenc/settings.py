@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         description="Kubernetes namespace whose ConcurrencyPolicies and TaskDefinitions apply "
         "(worker pods get it from the downward API); unset: stored names are used as given.",
     )
+    app_name: str | None = Field(
+        default=None,
+        description="The name the worker's App must have (worker pods get their WorkerPool's "
+        "spec.appName): a worker whose App is named otherwise refuses to start, since it would "
+        "claim from another queue than the one the operator scales on.",
+    )
     max_value_bytes: int = Field(
         default=1_048_576,
         ge=1,

@@ -40,6 +40,7 @@ from kubenenc.errors import (
 from kubenenc.ids import InvocationId, TaskId, new_invocation_ids
 from kubenenc.invocation import Invocation, InvocationGroup
 from kubenenc.records import NewInvocation, RegisterKind, RegisterResult
+from kubenenc.scope import check_name
 from kubenenc.serializers import compact_json, flat_json, to_json_tree
 
 if TYPE_CHECKING:
@@ -92,8 +93,7 @@ class TaskOptions:
             raise ConfigurationError(f"timeout must be > 0 seconds, not {self.timeout}")
         if self.backoff < 0 or self.max_backoff < 0:
             raise ConfigurationError("backoff and max_backoff must be >= 0")
-        if not self.pool:
-            raise ConfigurationError("pool must be a non-empty name")
+        check_name("pool", self.pool)
         if self.max_value_bytes is not None and self.max_value_bytes < 1:
             raise ConfigurationError(f"max_value_bytes must be >= 1, not {self.max_value_bytes}")
         for exc_type in self.retry_on:
@@ -165,8 +165,8 @@ class CallOptions:
             raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, not {self.timeout}")
-        if self.pool is not None and not self.pool:
-            raise ConfigurationError("pool must be a non-empty name")
+        if self.pool is not None:
+            check_name("pool", self.pool)
 
     def due(self, now: float) -> float:
         """The call's ``not_before`` for a submit at ``now``: 0 when it may start at once."""
@@ -348,9 +348,10 @@ class Task(Generic[P, R]):
     ) -> list[NewInvocation]:
         """The invocations of encoded calls (from :meth:`_encode`), in their order; what all
         of them share is looked up once."""
-        task, app, serializer, depends_on = (
+        task, app, scope, serializer, depends_on = (
             self.id,
             self.app.name,
+            self.app.scope,
             self.app.serializer.name,
             call.depends_on,
         )
@@ -370,23 +371,25 @@ class Task(Generic[P, R]):
                     app=app,
                     task=task,
                     args=text,
-                    call_key=call_key(task, tree),
+                    call_key=call_key(task, tree, scope=scope),
                     display=display,
                     pool=fixed.pool,
                     priority=fixed.priority,
                     max_retries=fixed.max_retries,
                     timeout=fixed.timeout,
-                    running_key=None if policy is None else running_key(policy, task, tree),
+                    running_key=None
+                    if policy is None
+                    else running_key(policy, task, tree, scope=scope),
                     running_limit=running_limit,
                     registration_key=None
                     if policy is None
-                    else registration_key(policy, task, tree),
+                    else registration_key(policy, task, tree, scope=scope),
                     registration=registration,
                     depends_on=depends_on,
                     parent=fixed.parent,
                     serializer=serializer,
                     not_before=not_before,
-                    rate_key=None if rate is None else rate_key(policy, task, tree),
+                    rate_key=None if rate is None else rate_key(policy, task, tree, scope=scope),
                     rate=rate,
                     callbacks=fixed.callbacks,
                     headers=fixed.headers,
@@ -432,7 +435,7 @@ class Task(Generic[P, R]):
         opts = self.app.task_options(self)
         ctx = context.current.get()
         return _Fixed(
-            pool=call.pool or opts.pool,
+            pool=self.app.queue(call.pool or opts.pool),
             priority=opts.priority if call.priority is None else call.priority,
             max_retries=opts.retries if call.retries is None else call.retries,
             timeout=call.timeout or opts.timeout,
@@ -550,6 +553,7 @@ class _Built(Sequence[NewInvocation]):
 @dataclass(frozen=True, slots=True)
 class _Fixed:
     pool: str
+    """The stored queue name (the app's scope and the pool, see :mod:`kubenenc.scope`)."""
     priority: int
     max_retries: int
     timeout: float | None

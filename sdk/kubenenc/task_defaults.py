@@ -15,13 +15,14 @@ timeouts there without a new image, while the decorator is the code's default.
 
 Names are scoped by Kubernetes namespace, so namespaces sharing one backend do not collide:
 the operator stores the ConcurrencyPolicy ``p`` of namespace ``ns`` as ``ns/p`` and the
-TaskDefinition of task ``t`` as ``ns/task:t``. A process with ``KUBENENC_NAMESPACE=ns``
-(worker pods get it from the downward API) resolves a bare name ``p`` to ``ns/p``. Without a
-namespace (a program outside the cluster, or no Kubernetes at all) a name stored as given is
-used as is; else the one namespace that has it (``*/p``) is used, and when several have it
-the call fails, asking for ``KUBENENC_NAMESPACE``. A name that holds ``/`` is already scoped
-and used as is. Kubernetes names hold neither ``/`` nor ``:``, so the reserved
-``task:`` names never collide with a policy.
+TaskDefinition of task ``t`` as ``ns/task:t`` (whose ``concurrency`` is the bare name ``p``).
+A process with ``KUBENENC_NAMESPACE=ns`` (worker pods get it from the downward API) resolves a
+bare name ``p`` to ``ns/p``, and only there: there is no fallback to another namespace, so a
+program outside the cluster that calls tasks of namespace ``ns`` must set
+``KUBENENC_NAMESPACE=ns`` (its calls then also go to that namespace's queues, see
+:mod:`kubenenc.scope`). Without a namespace (no Kubernetes at all) names are used as given.
+A name ``ns/p`` is accepted only from namespace ``ns``. Kubernetes names hold neither ``/``
+nor ``:``, so the reserved ``task:`` names never collide with a policy.
 """
 
 from __future__ import annotations

@@ -113,11 +113,17 @@ def test_the_app_writes_the_plan(backend: Backend) -> None:
     notify = app.task(pool="notify", priority=2)(record_total)
     task = app.task(on_success=notify, on_failure=notify.id, retries=2)(total)
     inv = task(7)
-    run(backend, inv.id, Outcome(inv.id, OutcomeKind.SUCCESS, result="70"), 10.0)
+    run(
+        backend,
+        inv.id,
+        Outcome(inv.id, OutcomeKind.SUCCESS, result="70"),
+        10.0,
+        app.queue("default"),
+    )
     assert inv.callback("failure") is None
     cb = inv.callback("success")
     assert cb is not None and cb.id == callback_id(inv.id, "success", 0)
     rec = cb.record()
-    assert (rec.task, rec.pool, rec.priority) == (notify.id, "notify", 2)
+    assert (rec.task, rec.pool, rec.priority) == (notify.id, app.queue("notify"), 2)
     assert app.serializer.loads(rec.args) == {"invocation_id": inv.id, "value": 70}
     assert notify.run(**app.serializer.loads(rec.args)) == f"{inv.id}:70"

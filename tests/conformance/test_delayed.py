@@ -148,8 +148,9 @@ def test_countdown_and_eta_through_the_app(backend: Backend) -> None:
     assert record(backend, same.id).not_before == at.timestamp()
     assert record(backend, now_call.id).not_before == 0.0
     assert soon.status is Status.PENDING
-    assert claim_ids(backend, W1, 10, after + 1) == [now_call.id]
-    assert claim_ids(backend, W1, 10, after + 300) == [soon.id]
+    queue = app.queue("default")
+    assert claim_ids(backend, W1, 10, after + 1, queue) == [now_call.id]
+    assert claim_ids(backend, W1, 10, after + 300, queue) == [soon.id]
     soon_bound = task.with_options(eta=at)
     assert soon_bound.with_options(countdown=5).options.eta is None
     with pytest.raises(ConfigurationError, match="no timezone"):

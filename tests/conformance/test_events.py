@@ -39,7 +39,7 @@ def test_an_event_with_two_subscribers(backend: Backend) -> None:
     assert nonzero(app.counts()) == {Status.PENDING: 2}
     # Each is an ordinary call, claimed from its pool.
     shipping = next(i.id for i in calls if i.record().task == shipper.id)
-    assert claim_ids(backend, W1, 10, 1e10, "ship") == [shipping]
+    assert claim_ids(backend, W1, 10, 1e10, app.queue("ship")) == [shipping]
 
 
 def test_an_event_nobody_subscribes_to_calls_nothing(backend: Backend) -> None:

@@ -112,6 +112,7 @@ def _hostile_call(app: kubenenc.App, backend: Backend, args: str) -> kubenenc.In
         args=args,
         call_key=f"{__name__}.take#{args}",
         display="take(...)",
+        pool=app.queue("default"),
     )
     [res] = backend.register([item], 1.0)
     assert res.kind is RegisterKind.CREATED
@@ -150,7 +151,7 @@ def test_a_hostile_result_fails_in_the_caller_and_runs_nothing(
     app.task(take)
     for tag, v in hostile_payloads(marker):
         inv = _hostile_call(app, backend, '{"x":1}')
-        assert claim_ids(backend, W1, 1, 10.0) == [inv.id]
+        assert claim_ids(backend, W1, 1, 10.0, pool=app.queue("default")) == [inv.id]
         text = json.dumps({"__kn__": tag, "v": v})
         assert backend.finish([Outcome(inv.id, OutcomeKind.SUCCESS, result=text)], W1, 11.0)
         with pytest.raises(kubenenc.SerializationError, match=f"'{tag}'"):

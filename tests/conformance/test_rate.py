@@ -105,6 +105,7 @@ def test_the_app_keys_the_rate_by_the_policy_key(backend: Backend) -> None:
     assert record(backend, first.id).rate == "1/60/1"
     assert record(backend, first.id).rate_key == record(backend, second.id).rate_key
     assert record(backend, first.id).rate_key != record(backend, other.id).rate_key
-    assert claim_ids(backend, W1, 10, 10.0) == [first.id, other.id]
-    assert claim_ids(backend, W1, 10, 69.0) == []
-    assert claim_ids(backend, W1, 10, 70.0) == [second.id]
+    queue = app.queue("default")
+    assert claim_ids(backend, W1, 10, 10.0, queue) == [first.id, other.id]
+    assert claim_ids(backend, W1, 10, 69.0, queue) == []
+    assert claim_ids(backend, W1, 10, 70.0, queue) == [second.id]

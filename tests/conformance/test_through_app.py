@@ -44,7 +44,7 @@ def test_call_claim_finish_result(backend: Backend) -> None:
     task = app.task(add)
     inv = task(2, 3)
     assert inv.status is Status.PENDING
-    [rec] = backend.claim("default", W1, 10, 10.0)
+    [rec] = backend.claim(app.queue("default"), W1, 10, 10.0)
     assert rec.id == inv.id
     args = app.serializer.loads(rec.args)
     assert args == {"a": 2, "b": 3}
@@ -58,7 +58,7 @@ def test_failure_and_cancel_reach_the_caller_with_their_type(backend: Backend) -
     app = kubenenc.App("t", backend=backend)
     task = app.task(add)
     bad, cancelled = task(1, 0), task(2, 0)
-    assert claim_ids(backend, W1, 1, 10.0) == [bad.id]
+    assert claim_ids(backend, W1, 1, 10.0, pool=app.queue("default")) == [bad.id]
     try:
         raise ZeroDivisionError("no zero")
     except ZeroDivisionError as exc:
@@ -85,9 +85,9 @@ def test_running_limit_per_argument_key(backend: Backend) -> None:
     app = kubenenc.App("t", backend=backend)
     task = app.task(concurrency=PER_CUSTOMER)(charge)
     first, second, other = task(1, 5.0), task(1, 6.0), task(2, 5.0)
-    assert claim_ids(backend, W1, 10, 10.0) == [first.id, other.id]
+    assert claim_ids(backend, W1, 10, 10.0, pool=app.queue("default")) == [first.id, other.id]
     finish(backend, first, "done")
-    assert claim_ids(backend, W2, 10, 21.0) == [second.id]
+    assert claim_ids(backend, W2, 10, 21.0, pool=app.queue("default")) == [second.id]
 
 
 def test_dedupe_and_reject_through_the_sdk(backend: Backend) -> None:
@@ -109,10 +109,10 @@ def test_cycle_through_sdk_call_keys(backend: Backend) -> None:
     f = app.task(fib)
     g = app.task(add)
     top = f.with_options(pool="top")(5)
-    assert claim_ids(backend, W1, 1, 10.0, pool="top") == [top.id]
+    assert claim_ids(backend, W1, 1, 10.0, pool=app.queue("top")) == [top.id]
     mid = g.with_options(pool="mid")(5, 0)
     assert backend.pause(top.id, W1, [mid.id], 11.0).kind is PauseKind.PAUSED
-    assert claim_ids(backend, W2, 1, 12.0, pool="mid") == [mid.id]
+    assert claim_ids(backend, W2, 1, 12.0, pool=app.queue("mid")) == [mid.id]
     fine = f.with_options(pool="leaf")(4)  # other arguments: no loop
     again = f.with_options(pool="leaf")(n=5)  # the same call as top, written differently
     res = backend.pause(mid.id, W2, [fine.id, again.id], 13.0)

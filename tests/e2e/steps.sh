@@ -103,7 +103,8 @@ wait_until() {
 }
 spec_replicas_is() { [[ "$(k -n "$SHOP_NS" get deployment "$POOL" -o jsonpath='{.spec.replicas}')" == "$1" ]]; }
 ready_replicas_is() { [[ "$(k -n "$SHOP_NS" get deployment "$POOL" -o jsonpath='{.status.readyReplicas}')" == "$1" ]]; }
-orders() { "$PY" "$ROOT/tests/e2e/orders.py" --backend "$BACKEND" "$@"; }
+# KUBENENC_NAMESPACE: calls go to the queues of the workers' namespace (kubenenc.scope).
+orders() { KUBENENC_NAMESPACE="$SHOP_NS" "$PY" "$ROOT/tests/e2e/orders.py" --backend "$BACKEND" "$@"; }
 
 # Keep a port-forward to the bundled Redis open (restarted if the pod or forward goes away).
 port_forward() {
@@ -205,6 +206,8 @@ spec:
           env:
             - name: KUBENENC_BACKEND
               valueFrom: {secretKeyRef: {name: kubenenc-backend, key: url}}
+            - name: KUBENENC_NAMESPACE
+              valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
           securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 EOF
   k -n "$SHOP_NS" wait --for=condition=Complete job/submit-orders --timeout="${TIMEOUT}s" \

@@ -353,13 +353,14 @@ def start_operator(kubeconfig: Path, log: Path) -> OperatorProcess:
 
 
 def submit_charges(url: str, n: int) -> None:
-    """``n`` pending charges of the example, submitted with the SDK as a user would."""
+    """``n`` pending charges of the example, submitted with the SDK as a user outside the
+    cluster would: in the workers' namespace (their queues and policies)."""
     script = (
         "import sys; from shop.tasks import app, charge\n"
         f"app.configure({url!r})\n"
         f"charge.parallelize([(c, 10) for c in range({n})])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLE), "KUBENENC_NAMESPACE": SHOP}
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=EXAMPLE, env=env, capture_output=True, text=True,
         timeout=60, check=False,

@@ -26,7 +26,7 @@ def test_a_live_worker_hands_back_a_call_it_never_got(
     # A call in a pool the worker does not serve, taken in its name: the backend now has it
     # RUNNING on a live worker that never received it, as after a claim whose reply was lost.
     inv = taskapp.add.with_options(pool="elsewhere")(2, 3)
-    [rec] = backend.claim("elsewhere", worker.id, 1, time.time())
+    [rec] = backend.claim(taskapp.app.queue("elsewhere"), worker.id, 1, time.time())
     assert (rec.id, inv.status) == (inv.id, Status.RUNNING)
 
     wait_until("the call handed back", lambda: inv.status is Status.PENDING, 20)

@@ -34,6 +34,7 @@ from kubenenc.backends import Backend, available_backends, open_backend
 from kubenenc.concurrency import call_key
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.records import NewInvocation, WorkerInfo
+from kubenenc.scope import queue_name, scope
 from kubenenc.settings import Settings
 from kubenenc.status import Status
 from kubenenc_operator.backends import BackendCache
@@ -93,8 +94,14 @@ def create_namespace(cluster: Cluster, kube: Kube, name: str) -> None:
     )
 
 
-def submit(backend: Backend, pool: str, n: int) -> None:
-    """``n`` pending invocations of ``optasks.work`` on ``pool``, as the SDK would write them."""
+def queue(pool: str, namespace: str = NS) -> str:
+    """The stored queue of WorkerPool ``namespace/pool`` (App ``optest``, kubenenc.scope)."""
+    return queue_name(scope("optest", namespace), pool)
+
+
+def submit(backend: Backend, pool: str, n: int, namespace: str = NS) -> None:
+    """``n`` pending invocations of ``optasks.work`` on WorkerPool ``namespace/pool``, as the
+    SDK of App ``optest`` in ``namespace`` would write them."""
     batch = []
     for i in range(n):
         args = {"i": i}
@@ -104,9 +111,9 @@ def submit(backend: Backend, pool: str, n: int) -> None:
                 app="optest",
                 task=TaskId(TASK),
                 args=json.dumps(args),
-                call_key=call_key(TASK, args),
+                call_key=call_key(TASK, args, scope=scope("optest", namespace)),
                 display=f"work({i})",
-                pool=pool,
+                pool=queue(pool, namespace),
             )
         )
     for start in range(0, n, 100):
@@ -116,14 +123,15 @@ def submit(backend: Backend, pool: str, n: int) -> None:
 def spawn_worker(
     env: Env, pool: str, concurrency: int, log_name: str, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """A local ``kubenenc worker`` process of ``optasks.app`` on ``pool`` (stderr to a log)."""
+    """A local ``kubenenc worker`` process of ``optasks.app`` on ``pool`` (stderr to a log),
+    in namespace NS unless ``extra_env`` sets ``KUBENENC_NAMESPACE``."""
     with (env.tmp / log_name).open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "kubenenc_worker.cli", "worker", "--app",
              "tests.operator.optasks:app", "--pool", pool, "--concurrency", str(concurrency),
              "--mode", "thread", "--backend", env.url],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-            env={**os.environ, **(extra_env or {})},
+            env={**os.environ, "KUBENENC_NAMESPACE": NS, **(extra_env or {})},
         )  # fmt: skip
 
 
@@ -198,7 +206,8 @@ class Env:
             "apiVersion": API_VERSION, "kind": "WorkerPool",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"image": "example.com/shop:1", "app": "tests.operator.optasks:app",
-                     "slots": 4, "mode": "thread", "backend": {"secretName": "backend"},
+                     "appName": "optest", "slots": 4, "mode": "thread",
+                     "backend": {"secretName": "backend"},
                      "autoscaling": autoscaling},
         }  # fmt: skip
         return apply(self.kube, custom_path(namespace, "workerpools"), body)
@@ -289,12 +298,14 @@ def _safe_metrics(operator: OperatorProcess) -> str:
 
 
 INVALID = [
-    ("workerpools", {"image": "i", "app": "shop.tasks", "backend": {"secretName": "b"}},
+    ("workerpools", {"image": "i", "app": "shop.tasks", "appName": "shop",
+                     "backend": {"secretName": "b"}},
      'app must be an import path "module:attr"'),
-    ("workerpools", {"image": "i", "app": "a:b", "backend": {"secretName": "b"},
+    ("workerpools", {"image": "i", "app": "a:b", "appName": "b", "backend": {"secretName": "b"},
                      "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
      "minReplicas must not exceed autoscaling.maxReplicas"),
-    ("workerpools", {"image": "i", "app": "a:b", "backend": {"secretName": "Not_A_Name"}},
+    ("workerpools", {"image": "i", "app": "a:b", "appName": "b",
+                     "backend": {"secretName": "Not_A_Name"}},
      "backend.secretName must be a Secret name"),
     ("taskdefinitions", {"task": "shop-tasks:charge", "pool": "p"},
      'task must be an import path "module:function"'),
@@ -444,7 +455,7 @@ def test_backlog_scales_to_max_and_drained_work_scales_to_zero(env: Env) -> None
     try:
         wait_until(
             "500 invocations SUCCESS",
-            lambda: env.backend.counts(pool="burst").get(Status.SUCCESS, 0) == 500,
+            lambda: env.backend.counts(pool=queue("burst")).get(Status.SUCCESS, 0) == 500,
             timeout=90,
             interval=0.5,
         )
@@ -547,6 +558,8 @@ def test_a_schedule_tick_is_claimed_once_through_the_api_server(env: Env) -> Non
     ticker = taskdef("ticker", task="tests.operator.optasks:work", schedule="* * * * *",
                      arguments={"i": 424242})  # fmt: skip
     ticker["metadata"]["namespace"] = ADMIN_NS
+    # The tick is submitted as the App its WorkerPool names (spec.appName) would call.
+    env.pool(ticker["spec"]["pool"], namespace=ADMIN_NS, enabled=False)
     apply(env.kube, custom_path(ADMIN_NS, "taskdefinitions"), ticker)
     body = env.get("taskdefinitions", "ticker", ADMIN_NS)
     created = parse_rfc3339(body["metadata"]["creationTimestamp"]).timestamp()
@@ -566,7 +579,12 @@ def test_a_schedule_tick_is_claimed_once_through_the_api_server(env: Env) -> Non
     assert stored.endswith(":00Z")
     assert len(env.events("ticker", "Scheduled", ADMIN_NS)) == 1
     submitted = env.backend.query(task=TaskId(TASK), status=Status.PENDING, limit=10000)
-    assert sum(1 for r in submitted if json.loads(r.args) == {"i": 424242}) == 1
+    [tick] = [r for r in submitted if json.loads(r.args) == {"i": 424242}]
+    assert (tick.app, tick.pool) == ("optest", queue(ticker["spec"]["pool"], ADMIN_NS))
+    status, _ = env.kube.request(
+        "DELETE", custom_path(ADMIN_NS, "workerpools", ticker["spec"]["pool"])
+    )
+    assert status in (200, 202)
 
 
 # -- ConcurrencyPolicy -> backend, with cleanup on delete ---------------------------------------
@@ -646,6 +664,39 @@ def test_one_policy_name_in_two_namespaces_sharing_a_backend(env: Env) -> None:
     assert limits == {NS: 1, NS_B: 3}
 
 
+@pytest.mark.timeout(150)
+def test_two_namespaces_sharing_a_backend_count_and_claim_only_their_own(env: Env) -> None:
+    """WorkerPool "twin" of App optest in NS and in NS_B, one backend: each pool's status
+    counts only its own namespace's backlog, and a worker of NS_B never claims NS's calls."""
+    for namespace in (NS, NS_B):
+        env.pool("twin", namespace=namespace, enabled=False)
+    submit(env.backend, "twin", 30, namespace=NS)
+    submit(env.backend, "twin", 7, namespace=NS_B)
+
+    def backlog(namespace: str) -> int | None:
+        status = env.get("workerpools", "twin", namespace).get("status") or {}
+        return status.get("backlog")
+
+    wait_until("each pool's own backlog", lambda: (backlog(NS), backlog(NS_B)) == (30, 7), 40)
+    metrics = env.operator.metrics()
+    assert f'kubenenc_operator_pool_backlog{{pool="{NS}/twin"}} 30' in metrics
+    assert f'kubenenc_operator_pool_backlog{{pool="{NS_B}/twin"}} 7' in metrics
+    worker = spawn_worker(env, "twin", 4, "twin-b.log", {"KUBENENC_NAMESPACE": NS_B})
+    try:
+        wait_until(
+            "NS_B's calls done",
+            lambda: env.backend.counts(pool=queue("twin", NS_B)).get(Status.SUCCESS, 0) == 7,
+            timeout=60,
+            interval=0.2,
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(40)
+    ours = env.backend.counts(pool=queue("twin", NS))
+    assert ours.get(Status.PENDING, 0) == 30 and sum(ours.values()) == 30
+    wait_until("NS_B's backlog drained", lambda: (backlog(NS), backlog(NS_B)) == (30, 0), 40)
+
+
 @pytest.mark.timeout(200)
 def test_a_changed_taskdefinition_changes_later_calls_without_restarts(env: Env) -> None:
     """The TaskDefinition's retries, back-off and timeout reach the SDK and a running worker
@@ -678,7 +729,7 @@ def test_a_changed_taskdefinition_changes_later_calls_without_restarts(env: Env)
             1,
             30.0,
             5,
-            "shape",
+            queue("shape"),
         )
         assert first.attempt == 2  # one try and one retry
         env.kube.patch(custom_path(NS, "taskdefinitions", "flaky"),
@@ -715,8 +766,8 @@ def test_the_enforcer_hands_back_the_work_of_a_killed_worker(env: Env) -> None:
     args = {"seconds": 600}
     inv = NewInvocation(
         id=InvocationId(uuid.uuid4().hex), app="optest", task=TaskId(task),
-        args=json.dumps(args), call_key=call_key(task, args), display="slow(600)",
-        pool="lonely",
+        args=json.dumps(args), call_key=call_key(task, args, scope="optest"), display="slow(600)",
+        pool=queue("lonely"),
     )  # fmt: skip
     env.backend.register([inv], time.time())
     worker = spawn_worker(env, "lonely", 1, "lonely.log")
@@ -744,19 +795,19 @@ def test_the_enforcer_fails_a_run_a_live_worker_left_past_its_timeout(env: Env) 
     args = {"seconds": 600}
     inv = NewInvocation(
         id=InvocationId(uuid.uuid4().hex), app="optest", task=TaskId(task),
-        args=json.dumps(args), call_key=call_key(task, args), display="slow(600)",
-        pool="hung", timeout=1.0, running_key="slow#*", running_limit=1,
+        args=json.dumps(args), call_key=call_key(task, args, scope="optest"), display="slow(600)",
+        pool=queue("hung"), timeout=1.0, running_key="slow#*", running_limit=1,
     )  # fmt: skip
     env.backend.register([inv], time.time())
     worker = WorkerId(f"hung-{uuid.uuid4().hex[:8]}")
-    assert [r.id for r in env.backend.claim("hung", worker, 1, time.time())] == [inv.id]
+    assert [r.id for r in env.backend.claim(queue("hung"), worker, 1, time.time())] == [inv.id]
     stop = threading.Event()
 
     def beat() -> None:
         beater = open_backend(env.url)
         try:
             while not stop.is_set():
-                beater.heartbeat(WorkerInfo(worker, "hung", 1, 1, 0, time.time(), "pod"))
+                beater.heartbeat(WorkerInfo(worker, queue("hung"), 1, 1, 0, time.time(), "pod"))
                 stop.wait(0.3)
         finally:
             beater.close()

@@ -27,6 +27,7 @@ def pool_body(name: str, template: dict[str, Any], **spec: Any) -> dict[str, Any
         "apiVersion": API_VERSION, "kind": "WorkerPool",
         "metadata": {"name": name, "namespace": NS},
         "spec": {"image": "example.com/shop:1", "app": "tests.operator.optasks:app",
+                 "appName": "optest",
                  "backend": {"secretName": "backend"}, "autoscaling": {"enabled": False},
                  "template": template, **spec},
     }  # fmt: skip
@@ -91,7 +92,13 @@ def test_every_template_field_reaches_the_deployment_and_a_change_rolls(env: Env
 
 
 def _with(**template: Any) -> dict[str, Any]:
-    return {"image": "i", "app": "a:b", "backend": {"secretName": "b"}, "template": template}
+    return {
+        "image": "i",
+        "app": "a:b",
+        "appName": "b",
+        "backend": {"secretName": "b"},
+        "template": template,
+    }
 
 
 INVALID = [

@@ -15,6 +15,7 @@ from kubenenc.backends import open_backend
 from kubenenc.concurrency import ConcurrencyPolicy, call_key
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.records import NewInvocation, WorkerInfo
+from kubenenc.scope import queue_name, scope
 from kubenenc.signatures import describe, signature_name
 from kubenenc.status import Status
 from kubenenc_operator import taskdefs
@@ -39,6 +40,8 @@ from kubenenc_operator.taskdefs import (
 from tests.operator.fakes import FakeKube
 
 NS = "shop-ns"
+Q = queue_name(scope("shop", NS), "shop")
+"""The stored queue of WorkerPool shop (App "shop") in NS."""
 
 
 class World:
@@ -58,7 +61,7 @@ class World:
         )
         self.seq = 0
 
-    def submit(self, n: int, pool: str = "shop", task: str = "shop.tasks.work") -> None:
+    def submit(self, n: int, pool: str = Q, task: str = "shop.tasks.work") -> None:
         new = []
         for _ in range(n):
             self.seq += 1
@@ -69,7 +72,7 @@ class World:
                     app="shop",
                     task=TaskId(task),
                     args=json.dumps(args),
-                    call_key=call_key(task, args),
+                    call_key=call_key(task, args, scope=scope("shop", NS)),
                     display=f"work({self.seq})",
                     pool=pool,
                 )
@@ -81,7 +84,7 @@ class World:
             "apiVersion": API_VERSION, "kind": "WorkerPool",
             "metadata": {"name": "shop", "namespace": NS, "uid": "uid-pool", "generation": 1},
             "spec": {
-                "image": "example/shop:1", "app": "shop.tasks:app", "slots": 2,
+                "image": "example/shop:1", "app": "shop.tasks:app", "appName": "shop", "slots": 2,
                 "backend": {"secretName": "backend"},
                 "autoscaling": {"minReplicas": 1, "maxReplicas": 5, "maxStep": 2,
                                 "scaleInCooldownSeconds": 30, **autoscaling},
@@ -161,10 +164,10 @@ def test_scale_in_waits_for_cooldown_and_marks_idle_pods_first(world: World) -> 
             {"metadata": {"name": name, "labels": {"kubenenc.io/pool": "shop"}}},
         )
     # pod-a runs two, pod-b is idle, pod-c has no live worker.
-    claimed = world.backend.claim("shop", WorkerId("w-a"), 2, world.now)
+    claimed = world.backend.claim(Q, WorkerId("w-a"), 2, world.now)
     assert len(claimed) == 2
     for ident, host, running in (("w-a", "pod-a", 2), ("w-b", "pod-b", 0)):
-        world.backend.heartbeat(WorkerInfo(WorkerId(ident), "shop", 2, running, 0, world.now, host))
+        world.backend.heartbeat(WorkerInfo(WorkerId(ident), Q, 2, running, 0, world.now, host))
     for inv in world.backend.query(status=Status.PENDING, limit=100):
         world.backend.cancel(inv.id, world.now)
     status = world.reconcile_pool(body)  # 2 running -> 1 replica wanted: cooling down
@@ -324,7 +327,12 @@ def test_status_counts_come_from_the_backend(world: World) -> None:
     world.pool()
     world.submit(3)
     world.submit(2, pool="other", task="shop.tasks.other")
-    world.backend.claim("shop", WorkerId("w"), 1, world.now)
+    # The same task and pool of the same App in another namespace sharing the backend, older
+    # and more: neither counted nor the oldest pending.
+    world.now -= 100
+    world.submit(5, pool=queue_name(scope("shop", "elsewhere"), "shop"))
+    world.now += 100
+    world.backend.claim(Q, WorkerId("w"), 1, world.now)
     world.now += 7
     status = reconcile_taskdef(world.ctx, taskdef("x"), SIBLINGS)
     assert status["invocations"] == {"PENDING": 2, "RUNNING": 1}
@@ -366,6 +374,8 @@ def test_a_cron_tick_submits_once_even_when_two_runs_race(world: World) -> None:
     assert run_schedule(world.ctx, fresh, spec, "memory://") is False  # same tick
     pending = world.backend.query(status=Status.PENDING)
     assert [(p.task, json.loads(p.args)) for p in pending] == [("shop.tasks.work", {"i": 7})]
+    # Submitted as App "shop" of NS (the WorkerPool's appName) would: on its queue.
+    assert [(p.app, p.pool) for p in pending] == [("shop", Q)]
     world.now += 60
     assert run_schedule(world.ctx, world.kube.get(path) or {}, spec, "memory://") is True
     assert len(world.backend.query(status=Status.PENDING)) == 2
@@ -383,10 +393,11 @@ def test_scheduled_calls_follow_the_named_policy(world: World) -> None:
         }
     )
     policy = ConcurrencyPolicy.model_validate_json(world.backend.get_policy("one") or "")
-    call = scheduled_call(spec, policy, app="shop")
+    call = scheduled_call(spec, policy, "shop", NS)
     assert (call.running_limit, call.registration) == (1, "dedupe")
     assert call.running_key is not None and call.registration_key is not None
-    assert call.rate is None and call.rate_key is None
+    assert call.pool == Q and call.running_key.startswith(f"{NS}/shop:")
+    assert call.registration_key.startswith(f"{NS}/shop:")
 
 
 def test_scheduled_calls_follow_the_policys_rate(world: World) -> None:
@@ -394,14 +405,14 @@ def test_scheduled_calls_follow_the_policys_rate(world: World) -> None:
         {"task": "shop.tasks:work", "pool": "shop", "schedule": "@hourly", "arguments": {"i": 1}}
     )
     policy = ConcurrencyPolicy(rate="10/m", burst=2)
-    call = scheduled_call(spec, policy, app="shop")
-    assert (call.rate, call.rate_key) == ("10/60/2", "shop.tasks.work#*")
+    call = scheduled_call(spec, policy, "shop", NS)
+    assert (call.rate, call.rate_key) == ("10/60/2", f"{NS}/shop:shop.tasks.work#*")
 
 
 def test_enforcer_sweep_hands_back_a_dead_workers_work(world: World) -> None:
     world.submit(2)
-    world.backend.claim("shop", WorkerId("dead"), 2, world.now)
-    world.backend.heartbeat(WorkerInfo(WorkerId("dead"), "shop", 2, 2, 0, world.now, "pod"))
+    world.backend.claim(Q, WorkerId("dead"), 2, world.now)
+    world.backend.heartbeat(WorkerInfo(WorkerId("dead"), Q, 2, 2, 0, world.now, "pod"))
     world.now += world.ctx.settings.heartbeat_timeout + 1
     assert sweep(world.ctx, ["memory://"]) == 2
     assert len(world.backend.query(status=Status.PENDING)) == 2
@@ -544,14 +555,14 @@ def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world:
     new = [
         NewInvocation(
             id=InvocationId(f"{i:032x}"), app="shop", task=TaskId(task), args=f'{{"i":{i}}}',
-            call_key=call_key(task, {"i": i}), display=f"work({i})", pool="shop",
+            call_key=call_key(task, {"i": i}, scope="x"), display=f"work({i})", pool=Q,
             timeout=timeout, running_key="k", running_limit=4,
         )
         for i, timeout in ((1, 5.0), (2, None), (3, 5.0), (4, None))
     ]  # fmt: skip
     world.backend.register(new, world.now)
     hung = WorkerId("hung")
-    assert len(world.backend.claim("shop", hung, 4, world.now)) == 4
+    assert len(world.backend.claim(Q, hung, 4, world.now)) == 4
     started = world.now
     # The third waits 3 s for the fourth: its paused time does not count against it.
     paused = world.backend.pause(new[2].id, hung, [new[3].id], started + 1)
@@ -560,10 +571,10 @@ def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world:
     assert world.backend.finish([done], hung, started + 4) == [True]
     assert world.backend.resume([new[2].id], hung, 1, started + 4).resumed == (new[2].id,)
     world.now = started + 5 + grace - 1
-    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
+    world.backend.heartbeat(WorkerInfo(hung, Q, 4, 3, 0, world.now, "pod"))
     assert sweep(world.ctx, ["memory://"]) == 0  # within the grace
     world.now = started + 5 + grace + 1
-    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 3, 0, world.now, "pod"))
+    world.backend.heartbeat(WorkerInfo(hung, Q, 4, 3, 0, world.now, "pod"))
     assert sweep(world.ctx, ["memory://"]) == 1
     first = world.backend.get(new[0].id)
     assert first is not None and first.status is Status.FAILED
@@ -576,7 +587,7 @@ def test_enforcer_fails_what_a_live_but_hung_worker_left_past_its_timeout(world:
     assert world.backend.counts().get(Status.FAILED) == 1
     # Without the overdue check (between its intervals) only recover runs.
     world.now += 10
-    world.backend.heartbeat(WorkerInfo(hung, "shop", 4, 2, 0, world.now, "pod"))
+    world.backend.heartbeat(WorkerInfo(hung, Q, 4, 2, 0, world.now, "pod"))
     assert sweep(world.ctx, ["memory://"], overdue=False) == 0
     assert sweep(world.ctx, ["memory://"]) == 1  # now the third is overdue too
 

@@ -18,7 +18,12 @@ from kubenenc_operator.resources import (
 )
 from pydantic import ValidationError
 
-BASE = {"image": "example/shop:1", "app": "shop.tasks:app", "backend": {"secretName": "b"}}
+BASE = {
+    "image": "example/shop:1",
+    "app": "shop.tasks:app",
+    "appName": "shop",
+    "backend": {"secretName": "b"},
+}
 
 TEMPLATE: dict[str, Any] = {
     "labels": {"team": "shop"},

@@ -18,7 +18,8 @@ from kubenenc_operator.resources import (
 )
 
 SPEC = WorkerPoolSpec.model_validate(
-    {"image": "example/shop:1", "app": "shop.tasks:app", "slots": 3, "mode": "thread",
+    {"image": "example/shop:1", "app": "shop.tasks:app", "appName": "shop", "slots": 3,
+     "mode": "thread",
      "backend": {"secretName": "shop-backend", "key": "redis-url"}, "drainGraceSeconds": 40,
      "env": [{"name": "LOG", "value": "debug"}], "resources": {"limits": {"memory": "1Gi"}}}
 )  # fmt: skip
@@ -45,6 +46,7 @@ def test_deployment_runs_the_worker_safely() -> None:
         "key": "redis-url",
     }
     assert env["KUBENENC_WORKER__DRAIN_GRACE"]["value"] == "40"
+    assert env["KUBENENC_APP_NAME"]["value"] == "shop"  # the worker checks its App's name
     assert env["LOG"]["value"] == "debug"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"

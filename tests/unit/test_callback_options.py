@@ -60,7 +60,7 @@ def test_the_plan_names_the_callbacks_arguments_and_options() -> None:
     plan = json.loads(inv.record().callbacks or "")
     assert set(plan) == {"success", "retry"}
     assert plan["success"] == {
-        "task": cb.id, "name": "two_args", "pool": "p", "priority": 4, "max_retries": 2,
+        "task": cb.id, "name": "two_args", "pool": "t:p", "priority": 4, "max_retries": 2,
         "timeout": 3.0, "id_arg": "invocation_id", "value_arg": "value", "callbacks": None,
     }  # fmt: skip
     assert task.with_options(priority=1)(2).record().callbacks == inv.record().callbacks

@@ -5,14 +5,41 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 
 import kubenenc
 import pytest
-from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from kubenenc import concurrency
+from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.serializers import to_json_tree
 from pydantic import ValidationError
 
 ARGS = {"customer": 7, "amount": 12.5, "note": "x"}
+
+# The tests below compare keys of one app; test_keys_never_match_across_scopes compares apps.
+call_key = partial(concurrency.call_key, scope="shop")
+running_key = partial(concurrency.running_key, scope="shop")
+registration_key = partial(concurrency.registration_key, scope="shop")
+
+
+def test_keys_never_match_across_scopes() -> None:
+    """Two apps (or one app in two namespaces) on one backend never share a key."""
+    limit = ConcurrencyPolicy(running_limit=1)
+    keyed = ConcurrencyPolicy(running_limit=1, key=("customer",), registration="dedupe")
+    whole = ConcurrencyPolicy(registration="reject")
+    scopes = ("alpha", "beta", "prod/alpha", "test/alpha")
+    for make in (
+        lambda s: concurrency.call_key("t.pay", ARGS, scope=s),
+        lambda s: concurrency.running_key(limit, "t.pay", ARGS, scope=s),
+        lambda s: concurrency.running_key(keyed, "t.pay", ARGS, scope=s),
+        lambda s: concurrency.registration_key(keyed, "t.pay", ARGS, scope=s),
+        lambda s: concurrency.registration_key(whole, "t.pay", ARGS, scope=s),
+    ):
+        keys = [make(s) for s in scopes]
+        assert len(set(keys)) == len(scopes), keys
+    # The call key still starts with the task and '#': the Redis counts read the task there.
+    assert concurrency.call_key("t.pay", ARGS, scope="prod/alpha").startswith("t.pay#prod/alpha:")
+    assert concurrency.running_key(limit, "t.pay", ARGS, scope="prod/alpha") == "prod/alpha:t.pay#*"
 
 
 def test_call_key_ignores_argument_order() -> None:
@@ -73,7 +100,8 @@ def test_no_running_key_without_a_limit() -> None:
 def test_registration_key_none_key_means_the_whole_call() -> None:
     policy = ConcurrencyPolicy(registration="dedupe")
     k = registration_key(policy, "t.pay", ARGS)
-    assert k == call_key("t.pay", ARGS)
+    assert k is not None and k.startswith("shop:t.pay#")
+    assert k.rpartition("#")[2] == call_key("t.pay", ARGS).rpartition(":")[2]
     assert k != registration_key(policy, "t.pay", {**ARGS, "amount": 1})
 
 
@@ -148,7 +176,8 @@ def test_call_key_of_a_set_of_strings_is_the_same_in_every_process() -> None:
     code = (
         "from kubenenc.concurrency import call_key\n"
         "from kubenenc.serializers import to_json_tree\n"
-        "print(call_key('t', {'s': to_json_tree({'alpha', 'beta', 'gamma', 'delta', 'eps'})}))"
+        "s = to_json_tree({'alpha', 'beta', 'gamma', 'delta', 'eps'})\n"
+        "print(call_key('t', {'s': s}, scope='shop'))"
     )
     keys = {
         subprocess.run(
@@ -183,14 +212,15 @@ KEYS_OF_EARLIER_VERSIONS = [
 @pytest.mark.parametrize(("args", "key"), KEYS_OF_EARLIER_VERSIONS)
 def test_call_keys_are_those_earlier_versions_stored(args: dict[str, object], key: str) -> None:
     """Keys are stored and compared across processes and versions: these were computed by
-    the version before the fast encoding (json.dumps, sort_keys), and must never change."""
-    assert call_key("m.t", args) == key
+    the version before the fast encoding (json.dumps, sort_keys), and must never change.
+    (Since apps are isolated the app's scope sits between the task and the digest.)"""
+    assert call_key("m.t", args) == key.replace("m.t#", "m.t#shop:")
 
 
 def test_running_and_registration_keys_are_those_earlier_versions_stored() -> None:
     policy = ConcurrencyPolicy(running_limit=1, key=("note", "customer"), registration="dedupe")
-    assert running_key(policy, "m.t", ARGS) == "m.t#65926dea4f02fcfc612845ae"
-    assert registration_key(policy, "m.t", ARGS) == "m.t#65926dea4f02fcfc612845ae"
+    assert running_key(policy, "m.t", ARGS) == "shop:m.t#65926dea4f02fcfc612845ae"
+    assert registration_key(policy, "m.t", ARGS) == "shop:m.t#65926dea4f02fcfc612845ae"
 
 
 @pytest.mark.parametrize("rate", ["0/s", "5/d", "5 / s", "s", "1.5/s"])

@@ -164,7 +164,7 @@ def test_call_registers_a_pending_invocation_with_bound_arguments(app: kubenenc.
     rec = stored(app, inv)
     assert rec.status is Status.PENDING
     assert json.loads(rec.args) == {"a": 1, "b": 2}  # defaults applied
-    assert (rec.task, rec.app, rec.priority, rec.pool) == (task.id, "t", 3, "math")
+    assert (rec.task, rec.app, rec.priority, rec.pool) == (task.id, "t", 3, "t:math")
     assert rec.display == "add(1, 2)"
 
 
@@ -182,10 +182,10 @@ def test_with_options_keeps_call_options_apart_from_task_arguments(app: kubenenc
     )
     rec = stored(app, inv)
     assert json.loads(rec.args) == {"item": "book", "priority": "high", "pool": "p", "timeout": 7}
-    assert (rec.priority, rec.pool, rec.timeout) == (9, "fast", 5)
+    assert (rec.priority, rec.pool, rec.timeout) == (9, "t:fast", 5)
     plain = stored(app, task("pen", priority="urgent"))
     assert json.loads(plain.args)["priority"] == "urgent"
-    assert (plain.priority, plain.pool, plain.timeout) == (0, "default", None)
+    assert (plain.priority, plain.pool, plain.timeout) == (0, "t:default", None)
 
 
 def test_with_options_refuses_unknown_or_bad_call_options(app: kubenenc.App) -> None:
@@ -199,7 +199,7 @@ def test_with_options_refuses_unknown_or_bad_call_options(app: kubenenc.App) -> 
     with pytest.raises(ConfigurationError, match="timeout"):
         task.with_options(timeout=0)
     rec = stored(app, bound.with_options(pool="slow")("x"))
-    assert (rec.priority, rec.pool) == (1, "slow")
+    assert (rec.priority, rec.pool) == (1, "t:slow")
 
 
 def test_depends_on_through_with_options(app: kubenenc.App) -> None:

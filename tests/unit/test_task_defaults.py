@@ -47,18 +47,18 @@ def test_precedence_call_then_taskdefinition_then_decorator() -> None:
     app = make_app(backend, retries=1, timeout=5.0, priority=1, pool="p1")
     task = app.tasks[TASK]  # type: ignore[index]
     rec = submitted(app, task(1, 2).id)
-    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (1, 5.0, 1, "p1")
+    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (1, 5.0, 1, "shop:p1")
     stored = TaskDefaults(retries=4, timeout=30.0, priority=7, pool="p2")
     backend.set_policy(f"task:{TASK}", stored.model_dump_json())
     rec = submitted(app, task(1, 3).id)
-    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (4, 30.0, 7, "p2")
+    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (4, 30.0, 7, "shop:p2")
     rec = submitted(app, task.with_options(retries=0, timeout=1.0, priority=-1)(1, 4).id)
-    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (0, 1.0, -1, "p2")
+    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (0, 1.0, -1, "shop:p2")
     # Only what the TaskDefinition sets replaces the decorator's values; removing it restores
     # them.
     backend.set_policy(f"task:{TASK}", TaskDefaults(retries=2).model_dump_json())
     rec = submitted(app, task(1, 5).id)
-    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (2, 5.0, 1, "p1")
+    assert (rec.max_retries, rec.timeout, rec.priority, rec.pool) == (2, 5.0, 1, "shop:p1")
     backend.set_policy(f"task:{TASK}", None)
     assert submitted(app, task(1, 6).id).max_retries == 1
 
@@ -86,9 +86,9 @@ def test_a_namespaced_app_reads_its_own_namespace_only() -> None:
         rec = submitted(app, app.tasks[TASK](1, 2).id)  # type: ignore[index]
         found[ns] = (rec.running_limit, rec.max_retries)
     assert found == {"a": (1, 3), "b": (5, 6)}
-    # Without a namespace: two namespaces have these names, so the program must say which.
+    # Without a namespace, no namespace's names are read: the program must set its own.
     outside = make_app(backend, None, concurrency="per-user")
-    with pytest.raises(ConfigurationError, match=r"several namespaces.*KUBENENC_NAMESPACE"):
+    with pytest.raises(ConfigurationError, match=r"KUBENENC_NAMESPACE to the workers' namespace"):
         outside.tasks[TASK](1, 2)  # type: ignore[index]
     # A name stored as given is used as is.
     backend.set_policy("per-user", ConcurrencyPolicy(running_limit=9).model_dump_json())
@@ -97,14 +97,22 @@ def test_a_namespaced_app_reads_its_own_namespace_only() -> None:
     assert (rec.running_limit, rec.max_retries) == (9, 0)
 
 
-def test_without_a_namespace_the_one_namespace_that_has_a_name_is_used() -> None:
-    """A program outside the cluster, pointed at the backend of one namespace's pools."""
+def test_no_name_resolves_in_another_namespace() -> None:
+    """Even when only one namespace has a name, a program of no namespace or of another one
+    never reads it (no fallback), and naming another namespace outright is refused."""
     backend = MemoryBackend()
     backend.set_policy("shop/per-user", ConcurrencyPolicy(running_limit=2).model_dump_json())
     backend.set_policy(f"shop/task:{TASK}", TaskDefaults(retries=4).model_dump_json())
-    app = make_app(backend, None, concurrency="per-user")
-    rec = submitted(app, app.tasks[TASK](1, 2).id)  # type: ignore[index]
-    assert (rec.running_limit, rec.max_retries) == (2, 4)
+    for namespace in (None, "other"):
+        app = make_app(backend, namespace)
+        rec = submitted(app, app.tasks[TASK](1, 2).id)  # type: ignore[index]
+        assert (rec.running_limit, rec.max_retries) == (None, 0)
+        with pytest.raises(ConfigurationError, match="not stored"):
+            make_app(backend, namespace, concurrency="per-user").tasks[TASK](1, 2)  # type: ignore[index]
+        with pytest.raises(ConfigurationError, match="names another namespace"):
+            make_app(backend, namespace, concurrency="shop/per-user").tasks[TASK](1, 2)  # type: ignore[index]
+    app = make_app(backend, "shop", concurrency="shop/per-user")
+    assert submitted(app, app.tasks[TASK](1, 2).id).running_limit == 2  # type: ignore[index]
 
 
 def test_the_taskdefinition_may_name_the_policy() -> None:

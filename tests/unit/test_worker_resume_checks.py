@@ -53,7 +53,7 @@ def test_paused_targets_are_read_once_a_poll_interval_not_every_busy_turn() -> N
     real = backend.get_many
 
     def get_many(ids: Any) -> Any:
-        if any(r is not None and r.pool == "elsewhere" for r in real(ids)):
+        if any(r is not None and r.pool == app.queue("elsewhere") for r in real(ids)):
             reads.append(time.monotonic())
         return real(ids)
 
@@ -68,7 +68,7 @@ def test_paused_targets_are_read_once_a_poll_interval_not_every_busy_turn() -> N
         busy = time.monotonic() - started
         assert len(reads) - before <= 1 + busy / POLL, (len(reads) - before, busy)
         # Another worker ends the target: seen within a poll interval, and resumed.
-        [rec] = backend.claim("elsewhere", WorkerId("other:1:x"), 1, time.time())
+        [rec] = backend.claim(app.queue("elsewhere"), WorkerId("other:1:x"), 1, time.time())
         backend.finish([Outcome(rec.id, OutcomeKind.SUCCESS, "41")], rec.worker or "", time.time())
         steps_until(worker, lambda: inv.status is Status.SUCCESS, limit=3 * POLL + 5)
         assert inv.result(timeout=1) == 42

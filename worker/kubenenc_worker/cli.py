@@ -101,6 +101,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     app = load_app(args.app)
+    if settings.app_name is not None and settings.app_name != app.name:
+        raise ConfigurationError(
+            f"--app {args.app} is App {app.name!r} but KUBENENC_APP_NAME (the WorkerPool's "
+            f"spec.appName) is {settings.app_name!r}: set spec.appName to {app.name!r} or "
+            "point spec.app at the App it names"
+        )
     changes = {
         k: v
         for k, v in {

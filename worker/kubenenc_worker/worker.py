@@ -121,6 +121,8 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.slots = self.settings.concurrency or os.cpu_count() or 1
         self.pool = self.settings.pool
+        self.queue = app.queue(self.pool)
+        """The stored queue this worker claims from: its app's own (see kubenenc.scope)."""
         if backend_url is not None and backend_url != self.app.backend_url:
             self.app.configure(backend_url)
         self.backend = app.backend
@@ -235,8 +237,8 @@ class Worker:
                     self.settings.http_host, self.settings.http_port, self._alive, self._ready,
                     lambda: self.metrics.render(self.pool),
                 )  # fmt: skip
-            log.info("worker %s: pool %s, %d slots, %s mode", self.id, self.pool, self.slots,
-                     self.settings.mode)  # fmt: skip
+            log.info("worker %s: pool %s (queue %s), %d slots, %s mode", self.id, self.pool,
+                     self.queue, self.slots, self.settings.mode)  # fmt: skip
             self._loop()
         finally:
             self._shutdown()
@@ -335,7 +337,7 @@ class Worker:
 
     def _claim(self) -> bool:
         free = self._free()
-        claimed = self.backend.claim(self.pool, self.id, free, time.time())
+        claimed = self.backend.claim(self.queue, self.id, free, time.time())
         self._drained = len(claimed) < free
         return self._start(claimed)
 
@@ -343,7 +345,7 @@ class Worker:
         batch = self._outcomes
         free = self._free()
         _, claimed = backend.finish_and_claim(
-            [o for o, _ in batch], self.pool, self.id, free, time.time()
+            [o for o, _ in batch], self.queue, self.id, free, time.time()
         )
         self._drained = len(claimed) < free
         self._outcomes = []
@@ -665,7 +667,7 @@ class Worker:
         """Beat; returns the time stamped on it."""
         at = time.time()
         info = WorkerInfo(
-            self.id, self.pool, self.slots, len(self.running), len(self.paused), at,
+            self.id, self.queue, self.slots, len(self.running), len(self.paused), at,
             socket.gethostname(),
         )  # fmt: skip
         self.backend.heartbeat(info)
@@ -702,7 +704,7 @@ class Worker:
         """Wake the loop when the backend says work may have arrived (see WorkNotifier)."""
         while not self._stop.is_set():
             try:
-                if notifier.wait_for_work(self.pool, 1.0):
+                if notifier.wait_for_work(self.queue, 1.0):
                     self.events.put(_WAKE)
             except Exception:
                 log.warning("waiting for work failed; the loop keeps polling", exc_info=True)
