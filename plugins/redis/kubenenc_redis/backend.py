@@ -154,12 +154,14 @@ class RedisBackend:
         out: list[RegisterResult] = []
         sent: collections.deque[list[str | int]] = collections.deque()
         if len(new) > REGISTER_CHUNK:
-            sha = self._caller.sha("register")
+            if self._caller.functions is None:
+                self._caller.retrying("register", self._caller.ensure)
+            head = self._caller.head("register")
             conn = self._caller.link.take()
             try:
                 for argv in calls:
                     sent.append(argv)
-                    conn.send_packed_command(conn.pack_command("EVALSHA", sha, 1, self._p, *argv))
+                    conn.send_packed_command(conn.pack_command(*head, 1, self._p, *argv))
                     if len(sent) > 1:
                         out += self._registered(conn.read_response())
                         sent.popleft()
@@ -168,7 +170,7 @@ class RedisBackend:
                     sent.popleft()
             except BaseException as exc:
                 conn.disconnect()  # replies may be left unread on it
-                if not isinstance(exc, (*FAULTS, redis.exceptions.NoScriptError)):
+                if not (isinstance(exc, FAULTS) or Caller.missing(exc)):
                     raise
                 # Lost connection or script not loaded: the rest again, one by one (below).
             finally:
@@ -346,15 +348,6 @@ class RedisBackend:
         them."""
         last = chunk[-1]
         done = self._keys.per("k_done", last)
-        opening = ("EVALSHA", self._caller.sha("open"), "1", self._p, "0", "0", "")
-        head = b"".join(bulk(x) for x in opening)
-        first = command(head, 7, encoded)
-        commands: list[tuple[Any, ...]] = [
-            ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
-        ]
-        if single:
-            commands.append(("EVALSHA", self._caller.sha("read"), 1, self._p, "0", "0", "",
-                             "1", last))  # fmt: skip
 
         def send() -> list[Any]:
             # A script missing on the server would let the pipelined block wait in vain:
@@ -364,9 +357,19 @@ class RedisBackend:
                 self._caller.script("read", ["0", "0", "", "0"])
                 self._caller.script("open", ["0", "0", ""])
                 self._loaded = True
+            opening = (*self._caller.head("open"), "1", self._p, "0", "0", "")
+            first = command(b"".join(bulk(x) for x in opening), 7, encoded)
+            commands: list[tuple[Any, ...]] = [
+                ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
+            ]
+            if single:
+                commands.append((*self._caller.head("read"), 1, self._p, "0", "0", "",
+                                 "1", last))  # fmt: skip
             try:
                 return self._block_link.calls(commands, first)
-            except redis.exceptions.NoScriptError:
+            except redis.ResponseError as exc:
+                if not Caller.missing(exc):
+                    raise
                 self._loaded = False
                 return send()
             except FAULTS:
