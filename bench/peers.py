@@ -20,6 +20,10 @@ order, timed from the first result). Latency: one call at a time against the war
 Redis commands per enqueue and per task count every command the server ran (a worker's
 polling and heartbeats included). The ceiling: ``redis-benchmark`` LPUSH against the same
 server. Not a test: nothing is asserted.
+
+``--before COMMIT`` adds the project as it was at COMMIT (``git archive`` into a temporary
+directory, its packages first on PYTHONPATH, run by the same driver) as one more system,
+``kubenenc@COMMIT``, taking its turn in the same rounds: before and after in one window.
 """
 
 from __future__ import annotations
@@ -74,17 +78,37 @@ def bench_python() -> Path:
     return python
 
 
+def old_tree(commit: str, into: Path) -> Path:
+    """The project at ``commit``, with this driver and its peer apps copied in."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True,
+                             capture_output=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    shutil.copy(ROOT / "bench" / "peers_driver.py", into / "bench" / "peers_driver.py")
+    shutil.copytree(ROOT / "bench" / "peers_apps", into / "bench" / "peers_apps",
+                    dirs_exist_ok=True)  # fmt: skip
+    return into
+
+
 def run_one(
-    system: str, python: str, server: RedisServer, pid: int, tasks: int, lat: int
+    system: str,
+    python: str,
+    server: RedisServer,
+    pid: int,
+    tasks: int,
+    lat: int,
+    tree: Path = ROOT,
 ) -> dict[str, float]:
-    """One run of ``system`` (see ``bench/peers_driver.py``)."""
+    """One run of ``system`` (see ``bench/peers_driver.py``), from ``tree``."""
     url = server.url
     subprocess.run(["redis-cli", "-p", str(server.port), "FLUSHALL"], check=True,
                    capture_output=True)  # fmt: skip
     env = {**os.environ, "KUBENENC_BACKEND": url}
+    if tree != ROOT:
+        parts = ("sdk", "worker", "operator", "plugins/redis", "plugins/mongodb", "")
+        env["PYTHONPATH"] = os.pathsep.join(str(tree / p) for p in parts)
     done = subprocess.run(
-        [python, str(ROOT / "bench" / "peers_driver.py"), system, url, str(pid), str(tasks),
-         str(lat)],
+        [python, str(tree / "bench" / "peers_driver.py"), system.partition("@")[0], url,
+         str(pid), str(tasks), str(lat)],
         check=False, capture_output=True, text=True, env=env, timeout=3600,
     )  # fmt: skip
     if done.returncode != 0:
@@ -106,28 +130,37 @@ def main() -> None:
     parser.add_argument("--latency", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--before", help="a commit: the project as it was, beside")
     args = parser.parse_args()
     if not shutil.which("redis-server"):
         sys.exit("redis-server not found (scripts/test.sh installs it)")
     systems = args.systems.split(",")
     peer_python = str(bench_python()) if set(systems) - {"kubenenc"} else ""
-    runs: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
     with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp)).start()
+        trees = {s: ROOT for s in systems}
+        if args.before:
+            before = f"kubenenc@{args.before}"
+            systems.insert(1, before)
+            (Path(tmp) / "before").mkdir()
+            trees[before] = old_tree(args.before, Path(tmp) / "before")
+        runs: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+        (Path(tmp) / "server").mkdir()
+        server = RedisServer(Path(tmp) / "server").start()
         try:
             pid = server_pid(server.port)
             ceiling = raw_benchmark(server.port, 50_000)
             for r in range(args.repeat):
                 for system in systems:
-                    python = sys.executable if system == "kubenenc" else peer_python
+                    ours = system.startswith("kubenenc")
+                    python = sys.executable if ours else peer_python
                     runs[system].append(run_one(system, python, server, pid, args.tasks,
-                                                args.latency))  # fmt: skip
+                                                args.latency, trees[system]))  # fmt: skip
                     shown = ", ".join(f"{k}={v:,.1f}" for k, v in runs[system][-1].items())
                     print(f"run {r + 1}/{args.repeat} {system}: {shown}", flush=True)
         finally:
             server.stop()
     med = {s: {k: statistics.median(x[k] for x in runs[s]) for k in runs[s][0]} for s in systems}
-    peers = [s for s in systems if s != "kubenenc"]
+    peers = [s for s in systems if s != "kubenenc"]  # an older kubenenc too
     lpush, lpop = ceiling.get("lpush", 0), ceiling.get("lpop", 0)
     print(f"\n{args.tasks} no-op tasks, medians of {args.repeat}; ceiling: redis-benchmark "
           f"LPUSH {lpush:,.0f}/s, LPOP {lpop:,.0f}/s\n")  # fmt: skip

@@ -3,7 +3,8 @@ figures printed as one JSON object on stdout.
 
     python bench/peers_driver.py SYSTEM URL SERVER_PID TASKS LATENCY_CALLS
 
-SYSTEM is ``kubenenc`` (run with the project's interpreter) or ``dramatiq`` / ``celery``
+SYSTEM is ``kubenenc`` (run with the project's interpreter; from an older tree with its
+packages on PYTHONPATH for ``peers.py --before``) or ``dramatiq`` / ``celery``
 (run with the bench-only environment's, which has them). Only the standard library, redis-py
 and the system itself are imported, so the one file serves every interpreter.
 """
@@ -72,9 +73,14 @@ class Kubenenc(System):
         self.url, self.noop = url, benchtasks.noop
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        from bench.common import start_worker
-
-        return start_worker(self.url, "thread", 16)
+        # PYTHONPATH kept, so an older tree's run (peers.py --before) runs its own worker.
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "KUBENENC_BACKEND": self.url, "PYTHONPATH": path}
+        return subprocess.Popen(
+            [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
+             "--mode", "thread", "--concurrency", "16"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
 
     def call(self, i: int) -> Any:
         return self.noop(i)

@@ -47,7 +47,7 @@ from kubenenc.status import Status
 
 from kubenenc_redis import admin
 from kubenenc_redis.keys import US, Keys
-from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command
+from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command, pack
 from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR, connect
 from kubenenc_redis.rows import (
     KINDS,
@@ -161,7 +161,7 @@ class RedisBackend:
             try:
                 for argv in calls:
                     sent.append(argv)
-                    conn.send_packed_command(conn.pack_command(*head, 1, self._p, *argv))
+                    conn.send_packed_command([pack((*head, 1, self._p, *argv))])
                     if len(sent) > 1:
                         out += self._registered(conn.read_response())
                         sent.popleft()

@@ -78,8 +78,8 @@ class Link:
         :func:`command`), sent ahead of them."""
         conn = self.take()
         try:
-            packed = conn.pack_commands(commands)
-            conn.send_packed_command([first, *packed] if first else packed)
+            packed = b"".join(map(pack, commands))
+            conn.send_packed_command([first, packed] if first else [packed])
             replies: list[Any] = []
             error: BaseException | None = None
             for _ in range(len(commands) + (1 if first else 0)):
@@ -110,6 +110,28 @@ class Link:
             if conn not in idle and sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def _arg(value: Any) -> bytes:
+    kind = type(value)
+    if kind is str:
+        data: bytes = value.encode()
+    elif kind is bytes:
+        data = value
+    elif kind is int:
+        data = b"%d" % value
+    elif kind is float:
+        data = repr(value).encode()
+    else:
+        raise TypeError(f"Redis command argument of type {kind.__name__}: {value!r}")
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def pack(args: Sequence[Any]) -> bytes:
+    """One command in the Redis protocol, its arguments ``str`` (UTF-8), ``bytes``, ``int``
+    or ``float`` (as ``repr`` writes it), as redis-py's encoder writes them. Speed: about a
+    fifth of a lone call's client CPU went to redis-py's general packer and encoder."""
+    return b"*%d\r\n%s" % (len(args), b"".join(map(_arg, args)))
 
 
 def bulk(text: str) -> bytes:
