@@ -109,6 +109,8 @@ class RedisBackend:
         self._caller = Caller(client, self._p, retention, retry_for, name)
         self._local = threading.local()  # .final: see wait_final
         self._loaded = False  # the scripts wait_final pipelines are on the server
+        self._head_way: bool | None = None  # see _heads
+        self._head = (b"", b"")
         self._block_link = Link(self._block)
 
     @classmethod
@@ -357,16 +359,15 @@ class RedisBackend:
                 self._caller.script("read", ["0", "0", "", "0"])
                 self._caller.script("open", ["0", "0", ""])
                 self._loaded = True
-            opening = (*self._caller.head("open"), "1", self._p, "0", "0", "")
-            first = command(b"".join(bulk(x) for x in opening), 7, encoded)
-            commands: list[tuple[Any, ...]] = [
+            opening, reading = self._heads()
+            commands: list[tuple[Any, ...] | bytes] = [
+                command(opening, 7, encoded),
                 ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
             ]
-            if single:
-                commands.append((*self._caller.head("read"), 1, self._p, "0", "0", "",
-                                 "1", last))  # fmt: skip
+            if single:  # read after the block: the record as the push left it
+                commands.append(command(reading, 8, [encoded[-1]]))
             try:
-                return self._block_link.calls(commands, first)
+                return self._block_link.calls(commands)
             except redis.ResponseError as exc:
                 if not Caller.missing(exc):
                     raise
@@ -383,6 +384,20 @@ class RedisBackend:
             if rec is not None and rec.is_final:
                 self._local.final = (rec, time.monotonic())
         return int(replies[0]), pushed
+
+    def _heads(self) -> tuple[bytes, bytes]:
+        """The fixed start of the ``open`` and ``read`` calls ``wait_final`` sends, in the
+        protocol (see :func:`kubenenc_redis.link.command`), made once per way of calling
+        (functions or scripts). Speed: ``result()`` sends them on every call."""
+        way = bool(self._caller.functions)
+        if self._head_way is not way:
+            opening = (*self._caller.head("open"), "1", self._p, "0", "0", "")
+            reading = (*self._caller.head("read"), "1", self._p, "0", "0", "", "1")
+            self._head = (
+                b"".join(bulk(x) for x in opening), b"".join(bulk(x) for x in reading)
+            )  # fmt: skip
+            self._head_way = way
+        return self._head
 
     def wait_for_work(self, pool: str, timeout: float) -> bool:
         """Block until invocations may have become claimable in ``pool`` (True) or

@@ -71,18 +71,17 @@ class Link:
         """Send one command, return its reply (a Redis error raises ResponseError)."""
         return self.calls([args])[-1]
 
-    def calls(self, commands: Sequence[Sequence[Any]], first: bytes = b"") -> list[Any]:
+    def calls(self, commands: Sequence[Sequence[Any] | bytes]) -> list[Any]:
         """Send ``commands`` in one write (pipelined, not a transaction) and return their
-        replies in order; the first error reply raises after every reply was read.
-        ``first``, when given, is one more command, already in the protocol (see
-        :func:`command`), sent ahead of them."""
+        replies in order; the first error reply raises after every reply was read. A
+        command given as ``bytes`` is already in the protocol (see :func:`command`)."""
         conn = self.take()
         try:
-            packed = b"".join(map(pack, commands))
-            conn.send_packed_command([first, packed] if first else [packed])
+            packed = b"".join(c if isinstance(c, bytes) else pack(c) for c in commands)
+            conn.send_packed_command([packed])  # one write, one system call
             replies: list[Any] = []
             error: BaseException | None = None
-            for _ in range(len(commands) + (1 if first else 0)):
+            for _ in range(len(commands)):
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
