@@ -22,6 +22,7 @@ from kubenenc.backends import Backend
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
 from kubenenc.ids import TaskId, new_invocation_id
 from kubenenc.records import NewInvocation
+from kubenenc.signatures import Signature, argument_problems, signature_name
 from kubenenc.status import Status
 from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
 from pydantic import ValidationError
@@ -277,16 +278,40 @@ def reconcile_taskdef(
             sweep = ctx.shared_read(url, gather_task_stats, ctx.settings.status_interval / 2)
             stats = sweep.get(task_id(spec), TaskStats())
             status.update(stats.status_fields(ctx.clock()))
-            if spec.schedule:
-                run_schedule(ctx, body, spec, url)
+            refused = check_arguments(ctx, spec, namespace, url)
+            if refused is not None:
+                reason, message = "InvalidArguments", refused
+                if ctx.event_once(body, "Warning", reason, message):
+                    log.warning("TaskDefinition %s/%s: %s", namespace, name, message)
+            else:
+                ctx.forget_event(body, "InvalidArguments")
+                if spec.schedule:
+                    run_schedule(ctx, body, spec, url)
         except Exception as exc:
             ctx.metrics.inc("kubenenc_operator_reconcile_errors_total", kind="TaskDefinition")
             reason, message = "BackendUnavailable", f"cannot read the backend: {exc}"
-    ok: Truth = "False" if reason == "BackendUnavailable" else "True"
+    ok: Truth = "False" if reason in ("BackendUnavailable", "InvalidArguments") else "True"
     status["conditions"] = set_condition(
         conditions, "Ready", ok, reason, message, generation, stamp
     )
     return status
+
+
+def check_arguments(ctx: Ctx, spec: TaskDefinitionSpec, namespace: str, url: str) -> str | None:
+    """Why ``spec.arguments`` would not bind to the task, from the signature a worker of the
+    app published (see :mod:`kubenenc.signatures`); None when they bind, or when no worker
+    has published one yet (then a call that does not bind fails in the worker, with the
+    same message, and the next reconcile after a worker starts refuses the definition)."""
+    if spec.arguments is None:
+        return None
+    stored_as = signature_name(task_id(spec), namespace)
+    text = ctx.backends.use(url, lambda b: b.get_policy(stored_as))
+    if text is None:
+        return None
+    problems = argument_problems(Signature.model_validate_json(text), spec.arguments)
+    if not problems:
+        return None
+    return f"spec.arguments do not fit task {spec.task}: {'; '.join(problems)}"
 
 
 def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, url: str) -> bool:

@@ -51,7 +51,7 @@ def helm(
 
 def render(
     *values_files: Path, sets: Iterable[str] = (), release: str = "kubenenc",
-    namespace: str = "kubenenc-system",
+    namespace: str = "kubenenc-system", api_versions: Iterable[str] = (),
 ) -> list[dict[str, Any]]:  # fmt: skip
     """``helm template`` the chart; the rendered objects (CRDs included)."""
     args = ["template", release, str(CHART), "--namespace", namespace, "--include-crds",
@@ -60,6 +60,8 @@ def render(
         args += ["-f", str(path)]
     for item in sets:
         args += ["--set", item]
+    for version in api_versions:  # what a real server's discovery would report
+        args += ["--api-versions", version]
     result = helm(*args)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

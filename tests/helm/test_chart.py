@@ -302,3 +302,44 @@ def test_images_pin_python_and_kubenenc_and_run_as_the_chart_user() -> None:
     from kubenenc_operator.resources import WORKER_UID
 
     assert WORKER_UID == 65532  # the uid the operator runs worker pods as
+
+
+def test_backend_secret_names_narrow_secret_reads_to_those_names() -> None:
+    default = by_kind(render())[("ClusterRole", "kubenenc-operator")]["rules"]
+    (secrets,) = [r for r in default if r["resources"] == ["secrets"]]
+    assert secrets == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    named = by_kind(render(sets=["rbac.backendSecretNames={shop-backend,billing}"]))
+    (secrets,) = [
+        r
+        for r in named[("ClusterRole", "kubenenc-operator")]["rules"]
+        if r["resources"] == ["secrets"]
+    ]
+    assert secrets["resourceNames"] == ["shop-backend", "billing"]
+    assert secrets["verbs"] == ["get"]
+
+
+def test_admission_policy_is_rendered_for_the_operators_own_account() -> None:
+    """Rendered where the server has ValidatingAdmissionPolicy (a real install asks it; here
+    helm is told), bound to Deny, matching only the operator's ServiceAccount."""
+    assert not [k for k in by_kind(render()) if "Admission" in k[0]]  # helm's default API set
+    objects = render(
+        sets=["rbac.create=true"],
+        api_versions=["admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"],
+    )
+    index = by_kind(objects)
+    policy = index[("ValidatingAdmissionPolicy", "kubenenc-operator-writes")]["spec"]
+    (condition,) = policy["matchConditions"]
+    assert condition["expression"] == (
+        "request.userInfo.username == 'system:serviceaccount:kubenenc-system:kubenenc-operator'"
+    )
+    kinds = {
+        (r["apiGroups"][0], r["resources"][0]) for r in policy["matchConstraints"]["resourceRules"]
+    }
+    assert kinds == {("apps", "deployments"), ("", "pods")}
+    binding = index[("ValidatingAdmissionPolicyBinding", "kubenenc-operator-writes")]["spec"]
+    assert binding == {"policyName": "kubenenc-operator-writes", "validationActions": ["Deny"]}
+    off = render(
+        sets=["rbac.admissionPolicy=false"],
+        api_versions=["admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"],
+    )
+    assert not [k for k in by_kind(off) if "Admission" in k[0]]

@@ -232,6 +232,81 @@ def test_rbac_objects_match_the_operator_rbac_and_nothing_more(release: Release)
     assert not can_i(cluster, "create", "customresourcedefinitions.apiextensions.k8s.io")
 
 
+@pytest.mark.timeout(120)
+def test_admission_policy_narrows_the_operators_writes_below_rbac(
+    release: Release, tmp_path: Path
+) -> None:
+    """RBAC lets the operator create Deployments and patch pods anywhere; the chart's
+    ValidatingAdmissionPolicy lets it write only Deployments a WorkerPool controls, and on
+    worker pods only the pod-deletion-cost annotation (what the real operator then does in
+    the reconcile tests below)."""
+    cluster = release.cluster
+    admission = "/apis/admissionregistration.k8s.io/v1"
+    policy = get(cluster, f"{admission}/validatingadmissionpolicies/{OPERATOR}-writes")
+    assert policy is not None
+    assert get(cluster, f"{admission}/validatingadmissionpolicybindings/{OPERATOR}-writes")
+    wait_until(
+        "the policy to be type-checked without warnings",
+        lambda: (
+            (p := get(cluster, f"{admission}/validatingadmissionpolicies/{OPERATOR}-writes"))
+            and p.get("status", {}).get("observedGeneration") == p["metadata"]["generation"]
+            and not p["status"].get("typeChecking", {}).get("expressionWarnings")
+        ),
+        timeout=30,
+    )
+    space = "helm-admission"
+    create_namespace(cluster, space)
+    as_operator = f"--as=system:serviceaccount:{NS}:{OPERATOR}"
+    unowned = tmp_path / "unowned.yaml"
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "miner", "namespace": space,
+                     "labels": {"app.kubernetes.io/managed-by": "kubenenc-operator"}},
+        "spec": {"selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "miner"}]}}},
+    }  # fmt: skip
+    unowned.write_text(yaml.safe_dump(deployment))
+    assert can_i(cluster, "create", "deployments.apps", namespace=space)  # RBAC says yes ...
+    denied = cluster.kubectl(as_operator, "create", "-f", str(unowned), check=False)
+    assert denied.returncode != 0  # ... the policy says no
+    assert "writes only the Deployments of WorkerPools" in denied.stderr
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "worker-1", "namespace": space, "labels": {"kubenenc.io/pool": "p"}},
+        "spec": {"containers": [{"name": "worker", "image": "worker:1"}]},
+    }  # fmt: skip
+    created = cluster.request("POST", f"/api/v1/namespaces/{space}/pods", pod)
+    assert created.status == 201, created.text
+
+    token = cluster.service_account_token(NS, OPERATOR)  # the operator's own rights
+
+    def patch(body: dict[str, Any]) -> tuple[int, str]:
+        # Strategic merge: a container's image changes in place (a legal pod update that
+        # only admission can refuse), other fields merge as with a merge patch.
+        reply = cluster.plane.request(
+            "PATCH", f"/api/v1/namespaces/{space}/pods/worker-1", body, token=token,
+            content_type="application/strategic-merge-patch+json",
+        )  # fmt: skip
+        return reply.status, reply.text
+
+    cost = "controller.kubernetes.io/pod-deletion-cost"
+    status, text = patch({"metadata": {"annotations": {cost: "-5"}}})
+    assert status == 200, text
+    for body in (
+        {"metadata": {"annotations": {"other": "x"}}},
+        {"metadata": {"labels": {"kubenenc.io/pool": "q"}}},
+        {"spec": {"containers": [{"name": "worker", "image": "miner:1"}]}},
+    ):
+        status, text = patch(body)
+        assert status == 403, (body, status, text)
+        assert "only the pod-deletion-cost annotation" in text, text
+    got = get(cluster, f"/api/v1/namespaces/{space}/pods/worker-1")
+    assert got is not None and got["metadata"]["annotations"] == {cost: "-5"}
+    assert got["spec"]["containers"][0]["image"] == "worker:1"
+    cluster.request("DELETE", f"/api/v1/namespaces/{space}")
+
+
 # -- the operator, with the chart's ServiceAccount token, on the example ------------------------
 
 

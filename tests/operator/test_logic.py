@@ -15,6 +15,7 @@ from kubenenc.backends import open_backend
 from kubenenc.concurrency import ConcurrencyPolicy, call_key
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.records import NewInvocation, WorkerInfo
+from kubenenc.signatures import describe, signature_name
 from kubenenc.status import Status
 from kubenenc_operator import taskdefs
 from kubenenc_operator.backends import BackendCache
@@ -593,3 +594,48 @@ def test_the_store_marks_exactly_what_a_change_can_affect() -> None:
     # Deleting c: its twin may now own the task.
     assert store.taskdef_event("DELETED", changed)
     assert store.take_dirty() == [(NS, "twin")]
+
+
+def work(i: int, *, note: str = "") -> int:
+    return i
+
+
+def _ready(status: dict[str, Any]) -> Any:
+    return condition(status["conditions"], "Ready")
+
+
+def test_arguments_that_do_not_fit_the_published_signature_are_refused(world: World) -> None:
+    """A worker publishes what each task takes; a TaskDefinition whose arguments would not
+    bind is not Ready, gets one Warning Event, and its schedule submits nothing."""
+    world.pool()
+    world.now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC).timestamp()
+    siblings = Siblings(depends_on={"tick": []}, pools=frozenset({"shop"}), policies=frozenset())
+    stored_as = signature_name("shop.tasks.work", NS)
+    bad = taskdef("tick", schedule="* * * * *", arguments={"i": 1, "colour": "red"})
+    world.kube.put_object(custom_path(NS, "taskdefinitions", "tick"), bad)
+    # No worker has published the signature yet: the arguments cannot be checked.
+    status = reconcile_taskdef(world.ctx, bad, siblings)
+    assert _ready(status)["reason"] == "Reconciled"
+    for query in world.backend.query(status=Status.PENDING):
+        world.backend.cancel(query.id, world.now)
+    world.backend.set_policy(stored_as, describe(work).model_dump_json())
+    bad["metadata"]["resourceVersion"] = world.kube.get(custom_path(NS, "taskdefinitions", "tick"))[
+        "metadata"
+    ]["resourceVersion"]  # type: ignore[index]
+    world.now += 60
+    for _ in range(2):
+        status = reconcile_taskdef(world.ctx, bad, siblings)
+    ready = _ready(status)
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidArguments")
+    assert "unknown argument(s) colour" in ready["message"]
+    assert "the task takes (i, note=...)" in ready["message"]
+    warnings = [e for e in world.kube.events() if e["reason"] == "InvalidArguments"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+    assert world.backend.query(status=Status.PENDING) == []  # no tick submitted
+    good = taskdef("tick", schedule="* * * * *", arguments={"i": 1})
+    good["metadata"]["resourceVersion"] = bad["metadata"]["resourceVersion"]
+    status = reconcile_taskdef(world.ctx, good, siblings)
+    assert _ready(status)["reason"] == "Reconciled"
+    missing = taskdef("tick", schedule="* * * * *", arguments={"note": "x"})
+    status = reconcile_taskdef(world.ctx, missing, siblings)
+    assert "missing required argument(s) i" in _ready(status)["message"]

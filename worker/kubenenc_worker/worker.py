@@ -36,6 +36,7 @@ from kubenenc.outcomes import error_info
 from kubenenc.records import InvocationRecord, Outcome, OutcomeKind, PauseKind, WorkerInfo
 from kubenenc.retry import backoff_delay
 from kubenenc.settings import WorkerSettings
+from kubenenc.signatures import describe, signature_name
 from kubenenc.status import Status
 
 from kubenenc_worker.execution import RunPayload, RunResult
@@ -191,6 +192,7 @@ class Worker:
         server = None
         try:
             self._beat()
+            self._publish_signatures()
             self._heart = threading.Thread(
                 target=self._heartbeat_loop, name="kubenenc-heart", daemon=True
             )
@@ -214,6 +216,17 @@ class Worker:
                 server.shutdown()
                 server.server_close()
             self._done.set()
+
+    def _publish_signatures(self) -> None:
+        """Store what each task takes, for those who check calls without importing it (the
+        operator checks a TaskDefinition's ``arguments``: see :mod:`kubenenc.signatures`)."""
+        namespace = self.app.settings.namespace
+        try:
+            for task in list(self.app.tasks.values()):
+                text = describe(task.func).model_dump_json()
+                self.backend.set_policy(signature_name(task.id, namespace), text)
+        except Exception:  # only a check elsewhere depends on it: never stop the worker
+            log.warning("could not publish the tasks' signatures", exc_info=True)
 
     def _loop(self) -> None:
         idle = 0.0005

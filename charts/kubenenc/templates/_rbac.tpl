@@ -15,6 +15,10 @@
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+  {{- with .Values.rbac.backendSecretNames }}
+  resourceNames:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
