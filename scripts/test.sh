@@ -5,10 +5,11 @@
 #   ./scripts/test.sh                 # everything
 #   ./scripts/test.sh tests/unit -q   # a part
 #
-# Servers and binaries: redis-server comes from Debian's packages (installed when missing and
-# we are root); Kubernetes control-plane binaries and FerretDB are built from Go modules into
+# Servers and binaries: redis-server and chromium come from Debian's packages (installed when
+# missing and we are root); Kubernetes control-plane binaries and FerretDB are built from Go modules into
 # ${KUBENENC_CACHE_DIR:-~/.cache/kubenenc}/bin and reused. Without them, their tests skip on a
-# laptop and fail under CI=true.
+# laptop and fail under CI=true. As root on Linux, the real-node e2e tier's packages, images
+# and node binaries are installed and built too (tests/e2e/node/run.sh, cached).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,6 +30,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 command -v redis-server >/dev/null 2>&1 && redis-server --version
 
+step "chromium (the dashboard's browser tests drive Debian's headless Chromium)"
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+            || { echo "could not install chromium"; ci && exit 1; }
+    else
+        echo "chromium missing and not root: browser tests will skip (they fail under CI)"
+    fi
+fi
+command -v chromium >/dev/null 2>&1 && chromium --version
+
 if [ -x tests/cluster/build-binaries.sh ] || [ -f tests/cluster/build-binaries.sh ]; then
     step "Kubernetes control-plane binaries (cached builds)"
     bash tests/cluster/build-binaries.sh
@@ -46,6 +58,19 @@ if [ -f plugins/mongodb/javaserver/build.sh ]; then
         fi
     fi
     bash plugins/mongodb/javaserver/build.sh
+fi
+
+if [ -f tests/e2e/node/run.sh ]; then
+    # The real-node end-to-end tier (tests/e2e): Debian's docker.io, containerd and CNI
+    # plugins, the images (debootstrap base, built once) and the node's binaries, all cached
+    # in ~/.cache/kubenenc. The pytest test then starts the cluster and runs the steps.
+    step "real-node e2e: packages, images, node binaries (cached builds)"
+    if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ]; then
+        PREPARE_ONLY=1 bash tests/e2e/node/run.sh \
+            || { echo "could not prepare the real-node e2e run"; ci && exit 1; }
+    else
+        echo "not root on Linux: the real-node e2e test will skip (it fails under CI)"
+    fi
 fi
 
 step "lint: ruff, mypy --strict, import-linter"

@@ -68,3 +68,31 @@ def test_quick_start_runs_and_prints_what_the_readme_says(tmp_path: Path) -> Non
     finally:
         worker.terminate()
         assert worker.wait(30) == 0
+
+
+@pytest.mark.timeout(120)
+def test_time_and_triggers_example_runs_and_prints_what_the_readme_says(tmp_path: Path) -> None:
+    files = _files()
+    assert set(files) >= {"triggers_tasks.py", "triggers.py"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    env = {**os.environ, "KUBENENC_BACKEND": f"sqlite:///{tmp_path / 'kubenenc.db'}"}
+    env["PYTHONPATH"] = str(tmp_path)
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "triggers_tasks:app",
+             "--mode", "thread", "--concurrency", "4"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        out = subprocess.run(
+            [sys.executable, "triggers.py"], cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=90, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr + (tmp_path / "worker.log").read_text()
+        readme_says = README.split("# triggers.py", 1)[1]
+        expected = next(b for b in _blocks("text") if b in readme_says)
+        assert out.stdout == expected
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0

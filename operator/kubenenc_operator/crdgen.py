@@ -124,6 +124,19 @@ def _policy_schema() -> dict[str, Any]:
         )
     )
     schema["properties"]["runningLimit"]["maximum"] = 1000000
+    schema["properties"]["rate"]["maxLength"] = 11
+    schema.update(
+        cel(
+            (
+                "!has(self.burst) || has(self.rate)",
+                "burst needs a rate: set spec.rate (such as 10/s) or remove spec.burst",
+            ),
+            (
+                "!has(self.burst) || !has(self.rate) || self.burst <= int(self.rate.split('/')[0])",
+                "burst must not exceed the rate's count (the N of N/s, N/m or N/h)",
+            ),
+        )
+    )
     return schema
 
 
@@ -259,6 +272,7 @@ def definitions() -> dict[str, dict[str, Any]]:
             {"name": "Limit", "type": "integer", "jsonPath": ".spec.runningLimit"},
             {"name": "Key", "type": "string", "jsonPath": ".spec.key"},
             {"name": "Registration", "type": "string", "jsonPath": ".spec.registration"},
+            {"name": "Rate", "type": "string", "jsonPath": ".spec.rate", "priority": 1},
             _ready_column(),
             {"name": "Backends", "type": "integer", "jsonPath": ".status.backends"},
         ],

@@ -381,7 +381,14 @@ class PodSecurityContext(SpecModel):
 # -- the template -------------------------------------------------------------------------------
 
 _reserved_labels = ", ".join(f"'{n}'" for n in RESERVED_LABELS)
-_map_key = Annotated[str, Field(max_length=316)]
+_map_key = str
+"""Map keys: CRD schemas cannot bound them (no ``propertyNames`` in Kubernetes' schema
+language; the API server drops it, and refuses the CRD under strict validation), so their
+length is a CEL rule (:data:`_KEY_SIZE`)."""
+_KEY_SIZE = (
+    "self.all(k, size(k) <= 316)",
+    "keys must be at most 316 characters (a 253-character prefix, '/', a 63-character name)",
+)
 _LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 
 
@@ -409,6 +416,7 @@ class PodTemplate(SpecModel):
                 "template.labels cannot set kubenenc.io/* or app.kubernetes.io/name, instance "
                 "or managed-by: the operator selects its pods with them; use other keys",
             ),
+            _KEY_SIZE,
             (
                 f"self.all(k, k.matches('{QUALIFIED_NAME}'))",
                 "template.labels keys must be qualified names such as team or example.com/team",
@@ -425,7 +433,8 @@ class PodTemplate(SpecModel):
                 "&& k != 'controller.kubernetes.io/pod-deletion-cost')",
                 "template.annotations cannot set kubenenc.io/* or pod-deletion-cost: the "
                 "operator writes them; use other keys",
-            )
+            ),
+            _KEY_SIZE,
         ),
     )
     resources: Resources | None = None
@@ -442,7 +451,7 @@ class PodTemplate(SpecModel):
     )
     volume_mounts: list[VolumeMount] | None = Field(default=None, max_length=64)
     node_selector: dict[_map_key, Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None, max_length=32
+        default=None, max_length=32, json_schema_extra=cel(_KEY_SIZE)
     )
     tolerations: list[Toleration] | None = Field(default=None, max_length=32)
     affinity: Affinity | None = None

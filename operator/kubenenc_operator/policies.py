@@ -56,7 +56,10 @@ def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
         policy = ConcurrencyPolicy.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         return {**invalid_spec(exc, conditions, generation, stamp), "backends": 0}
-    text = policy.model_dump_json()
+    # Fields added later (rate, burst) are left out while unset, so workers of an older
+    # version, whose model forbids unknown fields, still read a policy that does not use them.
+    unset = {f for f in ("rate", "burst") if getattr(policy, f) is None}
+    text = policy.model_dump_json(exclude=unset)
     urls, problems = namespace_backend_urls(ctx, namespace)
     written = 0
     for url in urls:

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubenenc.backends import Backend
-from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from kubenenc.concurrency import (
+    ConcurrencyPolicy,
+    call_key,
+    rate_key,
+    registration_key,
+    running_key,
+)
 from kubenenc.ids import TaskId, new_invocation_id
 from kubenenc.records import NewInvocation
 from kubenenc.signatures import Signature, argument_problems, signature_name
@@ -169,6 +175,8 @@ def scheduled_call(
         running_limit=policy.running_limit if policy else None,
         registration_key=registration_key(policy, task, args),
         registration=policy.registration if policy else "allow",
+        rate_key=rate_key(policy, task, args),
+        rate=policy.rate_spec if policy else None,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from kubenenc.backends.contract import Backend
@@ -18,12 +18,14 @@ from kubenenc.backends.registry import open_backend, redact_url
 from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import ConfigurationError
+from kubenenc.events import arguments_for, matches
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.invocation import Invocation
+from kubenenc.records import NewInvocation
 from kubenenc.serializers import JsonSerializer, PickleSerializer, get_serializer
 from kubenenc.settings import Settings
 from kubenenc.status import Status
-from kubenenc.task import Task, TaskOptions, make_options
+from kubenenc.task import CallOptions, Task, TaskOptions, make_options
 from kubenenc.task_defaults import TaskDefaults, scoped_name, task_defaults_name
 
 POLICY_TTL = 2.0
@@ -169,6 +171,22 @@ class App:
             return decorate(func)
         make_options("task", options)  # refuse unknown options at decoration time
         return decorate
+
+    def emit(self, event: str, payload: Mapping[str, Any] | None = None) -> list[Invocation[Any]]:
+        """Call every task of this app subscribed to ``event`` (``on_event=``, with an
+        ``event_filter`` the payload matches) once, all in one backend step; returns their
+        invocations (none when nothing subscribes). See :mod:`kubenenc.events`."""
+        data = dict(payload or {})
+        new: list[NewInvocation] = []
+        for task in list(self.tasks.values()):
+            opts = self.task_options(task)
+            if opts.on_event != event or not matches(opts.event_filter, data):
+                continue
+            new += task._built([((), arguments_for(task, data))], CallOptions())
+        if not new:
+            return []
+        results = self.backend.register(new, time.time())
+        return [Invocation(self, r.id) for r in results]
 
     def named_policy(self, name: str) -> ConcurrencyPolicy:
         """The policy stored in the backend as ``name`` (scoped to ``settings.namespace``,

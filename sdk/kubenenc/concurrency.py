@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from kubenenc.serializers import canonical, flat_json, sorted_json
 
 Registration = Literal["allow", "dedupe", "reject"]
+
+_WINDOWS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ConcurrencyPolicy(BaseModel):
@@ -30,6 +32,12 @@ class ConcurrencyPolicy(BaseModel):
     - ``registration``: ``allow`` queues every call; ``dedupe`` returns the existing
       non-final invocation with the same key instead of queuing another; ``reject`` raises
       :class:`~kubenenc.errors.RegistrationRejected`.
+    - ``rate``: at most N *starts* per window per key, ``"N/s"``, ``"N/m"`` or ``"N/h"``,
+      counted over every worker: no window of that length (sliding, not calendar) holds
+      more than N starts. A call over the rate stays PENDING (its ``not_before`` moved to
+      the earliest moment the rate allows it) and does not hold back other keys' calls.
+    - ``burst``: at most this many of the N back to back: no window of ``burst / N`` of the
+      period holds more than ``burst`` starts (default N: the whole allowance at once).
     """
 
     model_config = ConfigDict(
@@ -51,6 +59,45 @@ class ConcurrencyPolicy(BaseModel):
         description="allow: queue every call; dedupe: return the existing non-final "
         "invocation with the same key; reject: refuse the call.",
     )
+
+    rate: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]{0,8}/[smh]$",
+        description="At most N starts per second, minute or hour per key, as N/s, N/m or "
+        "N/h (a sliding window over every worker); unset means no rate limit.",
+    )
+    burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many of the rate's starts back to back (in burst/N of its "
+        "window); unset means N.",
+    )
+
+    @model_validator(mode="after")
+    def _burst_within_rate(self) -> ConcurrencyPolicy:
+        limit = self.rate_limit
+        if self.burst is not None and limit is None:
+            raise ValueError("burst needs a rate")
+        if self.burst is not None and limit is not None and self.burst > limit[0]:
+            raise ValueError(f"burst {self.burst} is more than the rate's {limit[0]}")
+        return self
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """``(N, window seconds)`` of ``rate``, or None."""
+        if self.rate is None:
+            return None
+        count, unit = self.rate.split("/")
+        return int(count), _WINDOWS[unit]
+
+    @property
+    def rate_spec(self) -> str | None:
+        """The rate as backends read it: ``"N/window/burst"`` (window in seconds), or None."""
+        limit = self.rate_limit
+        if limit is None:
+            return None
+        count, window = limit
+        return f"{count}/{window:g}/{self.burst or count}"
 
     @field_validator("key")
     @classmethod
@@ -102,3 +149,20 @@ def registration_key(
     if policy.key is None:
         return call_key(task, encoded_args)
     return _digest(task, {name: encoded_args.get(name) for name in policy.key})
+
+
+def rate_key(
+    policy: ConcurrencyPolicy | None, task: str, encoded_args: Mapping[str, Any]
+) -> str | None:
+    """The key the rate limit counts starts on, or None when the policy sets no rate."""
+    if policy is None or policy.rate is None:
+        return None
+    if policy.key is None:
+        return f"{task}#*"
+    return _digest(task, {name: encoded_args.get(name) for name in policy.key})
+
+
+def parse_rate_spec(spec: str) -> tuple[int, float, int]:
+    """``(N, window seconds, burst)`` of a :attr:`ConcurrencyPolicy.rate_spec` text."""
+    count, window, burst = spec.split("/")
+    return int(count), float(window), int(burst)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kubenenc import context, tracing
+from kubenenc.callbacks import KINDS, callback_id
 from kubenenc.errors import CycleDetectedError, InvocationCancelled, ResultTimeout
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import rebuild_error
@@ -134,6 +135,18 @@ class Invocation(Generic[T]):
     def cancel(self) -> bool:
         """Cancel unless already final (a running one is stopped by its worker)."""
         return self.app.backend.cancel(self.id, time.time())
+
+    def callback(self, kind: str, attempt: int | None = None) -> Invocation[Any] | None:
+        """The callback this invocation's finish registered: ``kind`` is ``"success"``,
+        ``"failure"`` or ``"retry"`` (then ``attempt`` picks the failed try, from 1; default
+        the last one). None while there is none (not finished that way yet, or no such
+        option)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if attempt is None:
+            attempt = self.record().attempt
+        found = Invocation[Any](self.app, callback_id(self.id, kind, attempt))
+        return found if self.app.backend.get(found.id) is not None else None
 
 
 class InvocationGroup(Generic[T]):

@@ -61,6 +61,16 @@ class NewInvocation(NamedTuple):
     depends_on: tuple[InvocationId, ...] = ()
     parent: InvocationId | None = None
     serializer: str = "json"
+    not_before: float = 0.0
+    """Seconds since the epoch before which no claim takes it (a delayed call: ``countdown``
+    or ``eta``); 0: claimable at once."""
+    rate_key: str | None = None
+    rate: str | None = None
+    """``"N/window/burst"`` (see :attr:`kubenenc.ConcurrencyPolicy.rate_spec`): at most N
+    claims per sliding window of ``window`` seconds on ``rate_key``, and ``burst`` per
+    ``window * burst / N``."""
+    callbacks: str | None = None
+    """What a finish registers with its outcome, JSON (see :mod:`kubenenc.callbacks`)."""
     headers: Mapping[str, str] | None = None
     """Text metadata carried with the call and stored as given (trace context, the id a
     ``kubenenc retry`` re-registers): every backend keeps it in the record."""
@@ -89,6 +99,9 @@ class InvocationRecord:
     depends_on: tuple[InvocationId, ...] = ()
     parent: InvocationId | None = None
     serializer: str = "json"
+    rate_key: str | None = None
+    rate: str | None = None
+    callbacks: str | None = None
     attempt: int = 0
     """Tries that ended in a failure (RETRY or FAILED); a success does not count one."""
     lost: int = 0

@@ -13,15 +13,24 @@ in the caller, not later in a worker.
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from kubenenc import context, tracing
-from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
+from kubenenc.callbacks import plan
+from kubenenc.concurrency import (
+    ConcurrencyPolicy,
+    call_key,
+    rate_key,
+    registration_key,
+    running_key,
+)
 from kubenenc.errors import (
     ConfigurationError,
     RegistrationRejected,
@@ -63,8 +72,20 @@ class TaskOptions:
     a ConcurrencyPolicy resource, read at each call so a change applies without restarts)."""
     max_value_bytes: int | None = None
     """Largest encoded arguments or result of one call; None: the app's (see Settings)."""
+    on_success: Task[Any, Any] | str | None = None
+    """A task called with the invocation's id and its result once it succeeds, registered
+    in the same backend step as the SUCCESS (see :mod:`kubenenc.callbacks`)."""
+    on_failure: Task[Any, Any] | str | None = None
+    """A task called with the id and the error once it FAILED (after the last retry)."""
+    on_retry: Task[Any, Any] | str | None = None
+    """A task called with the id and the error after each failed try that will be retried."""
+    on_event: str | None = None
+    """An event name: ``app.emit(name, payload)`` calls this task (see :mod:`kubenenc.events`)."""
+    event_filter: Mapping[str, Any] | None = None
+    """Entries the payload must hold (equal values) for this task to be called."""
 
     def __post_init__(self) -> None:
+        self._check_triggers()
         if self.retries < 0:
             raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
         if self.timeout is not None and self.timeout <= 0:
@@ -85,6 +106,25 @@ class TaskOptions:
                 "concurrency must be a kubenenc.ConcurrencyPolicy or the name of a stored one"
             )
 
+    def _check_triggers(self) -> None:
+        """The callback and event options (``__post_init__`` checks the rest)."""
+        if self.on_event is not None and (not isinstance(self.on_event, str) or not self.on_event):
+            raise ConfigurationError(
+                f"on_event must be a non-empty event name, not {self.on_event!r}"
+            )
+        if self.event_filter is not None:
+            if self.on_event is None:
+                raise ConfigurationError("event_filter needs on_event")
+            if not isinstance(self.event_filter, Mapping):
+                raise ConfigurationError("event_filter must be a mapping of payload entries")
+        for kind in ("on_success", "on_failure", "on_retry"):
+            target = getattr(self, kind)
+            if target is not None and not isinstance(target, Task | str):
+                raise ConfigurationError(
+                    f"{kind} must be a task (decorated with @app.task) or a task's id, "
+                    f"not {target!r}"
+                )
+
 
 TASK_OPTION_NAMES = frozenset(TaskOptions.__dataclass_fields__)
 
@@ -98,14 +138,43 @@ class CallOptions:
     timeout: float | None = None
     retries: int | None = None
     depends_on: tuple[InvocationId, ...] = field(default=())
+    countdown: float | None = None
+    """Seconds from the call before the invocation may start (it is registered at once)."""
+    eta: datetime | None = None
+    """The timezone-aware moment before which the invocation may not start."""
 
     def __post_init__(self) -> None:
+        if self.countdown is not None and self.eta is not None:
+            raise ConfigurationError("give countdown or eta, not both")
+        if self.countdown is not None and not (
+            isinstance(self.countdown, int | float) and math.isfinite(self.countdown)
+        ):
+            raise ConfigurationError(
+                f"countdown must be a number of seconds, not {self.countdown!r}"
+            )
+        if self.eta is not None:
+            if not isinstance(self.eta, datetime):
+                raise ConfigurationError(f"eta must be a datetime, not {self.eta!r}")
+            if self.eta.tzinfo is None or self.eta.utcoffset() is None:
+                raise ConfigurationError(
+                    f"eta {self.eta.isoformat()} has no timezone, so the moment it names "
+                    "depends on the clock of whoever reads it; give an aware datetime, e.g. "
+                    "datetime.now(timezone.utc) + timedelta(minutes=5)"
+                )
         if self.retries is not None and self.retries < 0:
             raise ConfigurationError(f"retries must be >= 0, not {self.retries}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, not {self.timeout}")
         if self.pool is not None and not self.pool:
             raise ConfigurationError("pool must be a non-empty name")
+
+    def due(self, now: float) -> float:
+        """The call's ``not_before`` for a submit at ``now``: 0 when it may start at once."""
+        if self.eta is not None:
+            return self.eta.timestamp()
+        if self.countdown is not None and self.countdown > 0:
+            return now + self.countdown
+        return 0.0
 
 
 CALL_OPTION_NAMES = frozenset(CallOptions.__dataclass_fields__)
@@ -209,10 +278,16 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         retries: int | None = None,
         depends_on: Iterable[Invocation[Any] | str] = (),
+        countdown: float | None = None,
+        eta: datetime | None = None,
     ) -> BoundCall[P, R]:
-        """A caller of this task with per-call options; the task's arguments stay apart."""
+        """A caller of this task with per-call options; the task's arguments stay apart.
+
+        ``countdown`` (seconds) or ``eta`` (an aware datetime) delay the start: the call is
+        registered at once (visible, cancellable, deduplicated by its policy) but no worker
+        claims it before then; among calls that are due, claim order is unchanged."""
         deps = tuple(InvocationId(d.id if isinstance(d, Invocation) else d) for d in depends_on)
-        return BoundCall(self, CallOptions(priority, pool, timeout, retries, deps))
+        return BoundCall(self, CallOptions(priority, pool, timeout, retries, deps, countdown, eta))
 
     def parallelize(
         self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any]
@@ -279,9 +354,10 @@ class Task(Generic[P, R]):
             self.app.serializer.name,
             call.depends_on,
         )
-        policy = fixed.policy
+        policy, not_before = fixed.policy, fixed.not_before
         running_limit = None if policy is None else policy.running_limit
         registration = "allow" if policy is None else policy.registration
+        rate = None if policy is None else policy.rate_spec
         prefix, limit = f"{self.name}(", _DISPLAY_LIMIT
         out: list[NewInvocation] = []
         for (tree, text), id in zip(encoded, new_invocation_ids(len(encoded)), strict=True):
@@ -309,6 +385,10 @@ class Task(Generic[P, R]):
                     depends_on=depends_on,
                     parent=fixed.parent,
                     serializer=serializer,
+                    not_before=not_before,
+                    rate_key=None if rate is None else rate_key(policy, task, tree),
+                    rate=rate,
+                    callbacks=fixed.callbacks,
                     headers=fixed.headers,
                 )
             )
@@ -360,8 +440,22 @@ class Task(Generic[P, R]):
             parent=ctx.invocation_id if ctx is not None else None,
             pickle=self.app.serializer.name != "json",
             max_bytes=self.app.value_limit(opts.max_value_bytes),
+            not_before=call.due(time.time()),
+            callbacks=(
+                plan(self.app, self)
+                if opts.on_success or opts.on_failure or opts.on_retry
+                else None
+            ),
             headers=tracing.current_headers(),
         )
+
+    def _built(
+        self, calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
+    ) -> list[NewInvocation]:
+        """The invocations of ``calls``, checked and encoded, not registered (for a caller
+        that registers several tasks' calls in one step: ``App.emit``)."""
+        fixed = self._fixed(call)
+        return self._build_all([self._encode(a, k, fixed) for a, k in calls], call, fixed)
 
     def _submit(
         self, calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
@@ -466,6 +560,8 @@ class _Fixed:
     parent: InvocationId | None
     pickle: bool
     max_bytes: int
+    not_before: float = 0.0
+    callbacks: str | None = None
     headers: dict[str, str] | None = None
     """Trace context of the caller's current span (see :mod:`kubenenc.tracing`)."""
 
@@ -494,6 +590,10 @@ class BoundCall(Generic[P, R]):
                 f"unknown call option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(CALL_OPTION_NAMES))}"
             )
+        if "countdown" in changes and "eta" not in changes:
+            changes["eta"] = None  # the later delay replaces the earlier one
+        elif "eta" in changes and "countdown" not in changes:
+            changes["countdown"] = None
         if "depends_on" in changes:
             changes["depends_on"] = tuple(
                 InvocationId(d.id if isinstance(d, Invocation) else d)

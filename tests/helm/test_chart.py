@@ -201,6 +201,119 @@ def test_tryout_values_add_a_restricted_redis_with_its_url_secret() -> None:
     assert ("ClusterRole", "demo-kubenenc-operator") in index
 
 
+def test_dashboard_is_off_by_default_and_reads_the_bundled_redis_when_on() -> None:
+    assert not [k for k in by_kind(render()) if "dashboard" in k[1]]
+    objects = render(
+        CI_VALUES / "tryout-values.yaml", release="demo", namespace="kn",
+        sets=["dashboard.enabled=true"],
+    )  # fmt: skip
+    index = by_kind(objects)
+    deployment = index[("Deployment", "demo-kubenenc-dashboard")]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "demo-kubenenc-dashboard"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"] == RESTRICTED_CONTAINER
+    assert container["command"] == [
+        "kubenenc", "dashboard", "--host", "0.0.0.0", "--port", "8090", "--kubernetes",
+    ]  # fmt: skip
+    role = index[("ClusterRole", "demo-kubenenc-dashboard")]
+    assert rule_set(role["rules"]) == {
+        ("kubenenc.io", resource, verb)
+        for resource in ("workerpools", "taskdefinitions", "concurrencypolicies")
+        for verb in ("get", "list", "watch")
+    }
+    binding = index[("ClusterRoleBinding", "demo-kubenenc-dashboard")]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "demo-kubenenc-dashboard", "namespace": "kn"}
+    ]
+    assert (
+        container["image"]
+        == _operator(objects, "demo-kubenenc-operator")["spec"]["template"]["spec"]["containers"][
+            0
+        ]["image"]
+    )
+    env = _env(container)
+    assert env["KUBENENC_BACKEND"] == {
+        "secretKeyRef": {"name": "demo-kubenenc-redis", "key": "url"}
+    }
+    assert "KUBENENC_DASHBOARD_TOKEN" not in env  # read-only without a token Secret
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    service = index[("Service", "demo-kubenenc-dashboard")]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "dashboard"
+    assert ("Ingress", "demo-kubenenc-dashboard") not in index
+    # The bundled Redis admits the dashboard's pods (besides the operator and workers).
+    peers = index[("NetworkPolicy", "demo-kubenenc-redis")]["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": service["spec"]["selector"]}} in peers
+
+
+def test_dashboard_with_its_own_backend_token_and_ingress() -> None:
+    objects = render(
+        sets=[
+            "dashboard.enabled=true", "dashboard.backend.secretName=shop-backend",
+            "dashboard.token.secretName=dash-token", "dashboard.app=shop",
+            "dashboard.image.repository=reg.example/kubenenc-dashboard",
+            "dashboard.image.tag=1.2.3", "dashboard.ingress.enabled=true",
+            "dashboard.ingress.className=nginx", "dashboard.ingress.host=dash.example.com",
+            "dashboard.ingress.tls[0].secretName=dash-tls",
+            "dashboard.ingress.tls[0].hosts[0]=dash.example.com",
+            "dashboard.kubernetes.enabled=false",
+        ]
+    )  # fmt: skip
+    index = by_kind(objects)
+    pod = index[("Deployment", "kubenenc-dashboard")]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False  # no Kubernetes API needed
+    assert {k for k in index if "dashboard" in k[1]} == {
+        ("Deployment", "kubenenc-dashboard"), ("Service", "kubenenc-dashboard"),
+        ("Ingress", "kubenenc-dashboard"),
+    }  # fmt: skip
+    (container,) = pod["containers"]
+    assert container["image"] == "reg.example/kubenenc-dashboard:1.2.3"
+    assert container["command"][-2:] == ["--app", "shop"]
+    env = _env(container)
+    assert env["KUBENENC_BACKEND"] == {"secretKeyRef": {"name": "shop-backend", "key": "url"}}
+    assert env["KUBENENC_DASHBOARD_TOKEN"] == {
+        "secretKeyRef": {"name": "dash-token", "key": "token"}
+    }
+    ingress = index[("Ingress", "kubenenc-dashboard")]["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["tls"] == [{"secretName": "dash-tls", "hosts": ["dash.example.com"]}]
+    (rule,) = ingress["rules"]
+    assert rule["host"] == "dash.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "kubenenc-dashboard", "port": {"name": "http"},
+    }  # fmt: skip
+
+
+def test_dashboard_in_watched_namespaces_gets_roles_there_only() -> None:
+    objects = render(
+        CI_VALUES / "production-values.yaml",
+        sets=["dashboard.enabled=true", "dashboard.backend.secretName=kubenenc-backend"],
+    )
+    index = by_kind(objects)
+    (container,) = index[("Deployment", "kubenenc-dashboard")]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["command"][-5:] == [
+        "--kubernetes", "--namespace", "shop", "--namespace", "billing",
+    ]  # fmt: skip
+    assert ("ClusterRole", "kubenenc-dashboard") not in index
+    roles = [
+        o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("dashboard")
+    ]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["billing", "shop"]
+
+
+def test_dashboard_without_a_backend_says_what_to_set() -> None:
+    result = helm(
+        "template", "x", str(CHART), "--kube-version", KUBE_VERSION,
+        "--set", "dashboard.enabled=true",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "dashboard.backend.secretName" in result.stderr
+
+
 BAD_VALUES = [
     ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),
     ("replicas=2", "additional properties 'replicas' not allowed"),
@@ -213,6 +326,10 @@ BAD_VALUES = [
     ("operator.logFormat=xml", "at '/operator/logFormat': value must be one of"),
     ("resources.limits.memory=lots", "at '/resources/limits/memory'"),
     ("redis.password=p@ss/word", "at '/redis/password'"),
+    ("dashboard.enabled=on", "at '/dashboard/enabled': got string, want boolean"),
+    ("dashboard.colour=blue", "additional properties 'colour' not allowed"),
+    ("dashboard.ingress.path=nope", "at '/dashboard/ingress/path'"),
+    ("dashboard.service.type=Magic", "at '/dashboard/service/type'"),
 ]
 
 

@@ -403,7 +403,7 @@ def reconcile_example(cluster: Cluster, tmp_path: Path) -> None:
         assert container["args"][:5] == ["worker", "--app", "shop.tasks:app", "--pool",
                                          "shop-workers"]  # fmt: skip
         assert container["args"][-2:] == ["--log-format", "json"]
-        assert container["resources"]["limits"] == {"memory": "512Mi"}
+        assert container["resources"]["limits"] == {"memory": "1Gi"}
         gateway = next(e for e in container["env"] if e["name"] == "SHOP_GATEWAY_KEY")
         assert gateway["valueFrom"]["secretKeyRef"] == {"name": "shop-gateway", "key": "api-key"}
 
@@ -552,6 +552,47 @@ def test_with_watched_namespaces_a_role_there_is_enough(release: Release, tmp_pa
     reconcile_example(cluster, tmp_path)
 
 
+@pytest.mark.timeout(240)
+def test_dashboard_installs_on_the_bundled_redis(release: Release) -> None:
+    """dashboard.enabled (with the Redis the upgrade above turned on): its pod is admitted
+    under Pod Security "restricted" and runs; the Service and the Ingress exist."""
+    cluster = release.cluster
+    cluster.helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", NS, "--reuse-values",
+        "--set", "dashboard.enabled=true", "--set", "dashboard.ingress.enabled=true",
+        timeout=120,
+    )  # fmt: skip
+    running_pods(cluster, "dashboard", 1)
+    deployment = get(cluster, f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}-dashboard")
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == f"{NAME}-dashboard"
+    (container,) = pod["containers"]
+    assert container["command"][:2] == ["kubenenc", "dashboard"]
+    # After the upgrade above the operator watches helm-shop only, and so does the dashboard:
+    # it may read the custom resources there and nothing else.
+    who = f"--as=system:serviceaccount:{NS}:{NAME}-dashboard"
+    for verb, resource, ns in (
+        ("list", "workerpools.kubenenc.io", SHOP), ("watch", "taskdefinitions.kubenenc.io", SHOP),
+    ):  # fmt: skip
+        out = cluster.kubectl("auth", "can-i", verb, resource, who, f"--namespace={ns}",
+                              check=False)  # fmt: skip
+        assert out.stdout.strip() == "yes", out.stdout + out.stderr
+    for args in (
+        ("list", "workerpools.kubenenc.io", "--namespace=default"),
+        ("patch", "workerpools.kubenenc.io", f"--namespace={SHOP}"),
+        ("get", "secrets", f"--namespace={NS}"),
+    ):
+        out = cluster.kubectl("auth", "can-i", *args, who, check=False)
+        assert out.stdout.strip() == "no", (args, out.stdout + out.stderr)
+    service = get(cluster, f"/api/v1/namespaces/{NS}/services/{NAME}-dashboard")
+    assert service is not None
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    ingress = get(cluster, f"/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses/{NAME}-dashboard")
+    assert ingress is not None
+    assert ingress["spec"]["rules"][0]["host"] == "kubenenc.example.com"
+
+
 @pytest.mark.timeout(180)
 def test_uninstall_leaves_only_the_crds(release: Release) -> None:
     cluster = release.cluster
@@ -569,6 +610,7 @@ def test_uninstall_leaves_only_the_crds(release: Release) -> None:
             f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles",
             f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings",
             f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets",
+            f"/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses",
             "/apis/rbac.authorization.k8s.io/v1/clusterroles",
             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
         )
@@ -590,3 +632,15 @@ def test_uninstall_leaves_only_the_crds(release: Release) -> None:
     for name in CRDS:  # helm never deletes CRDs: the users' resources survive an uninstall
         assert established(cluster, name)
     assert json.loads(cluster.helm("list", "-n", NS, "-o", "json").stdout) == []
+
+
+@pytest.mark.timeout(120)
+def test_the_documented_crd_upgrade_applies_under_strict_validation(release: Release) -> None:
+    """The README's upgrade step (server-side apply, which validates fields strictly): a
+    schema keyword Kubernetes does not know (``propertyNames`` once) would fail it."""
+    result = release.cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--dry-run=server",
+        "-f", str(CHART / "crds"), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("serverside-applied") == len(CRDS), result.stdout

@@ -159,3 +159,50 @@ def own_result() -> int:
 @app.task(concurrency=ConcurrencyPolicy(key=("k",), registration="reject"))
 def rejecting(k: str) -> str:
     return k
+
+
+@app.task
+def stamped(i: int) -> float:
+    """Returns when it started (wall clock), so a test can compare it with a due time."""
+    return time.time()
+
+
+@app.task(concurrency=ConcurrencyPolicy(rate="20/s", key=("key",)))
+def rated(key: str, i: int) -> float:
+    """At most 20 starts a second per ``key``; returns when it started."""
+    return time.time()
+
+
+@app.task(pool="callbacks")
+def third_step(invocation_id: str, value: int) -> int:
+    return value + 1
+
+
+@app.task(pool="callbacks", on_success=third_step)
+def second_step(invocation_id: str, value: int) -> int:
+    return value + 1
+
+
+@app.task(on_success=second_step)
+def first_step(value: int) -> int:
+    return value + 1
+
+
+@app.task(pool="callbacks")
+def noted(invocation_id: str, value: object) -> str:
+    return invocation_id
+
+
+@app.task(retries=1, retry_on=(IOError,), backoff=0.01, on_retry=noted, on_failure=noted)
+def always_fails() -> None:
+    raise OSError("down")
+
+
+@app.task(on_event="order.paid")
+def ship_order(order: int) -> str:
+    return f"shipped {order}"
+
+
+@app.task(on_event="order.paid", event_filter={"currency": "EUR"})
+def invoice_order(order: int, amount: float) -> str:
+    return f"invoiced {order}: {amount}"

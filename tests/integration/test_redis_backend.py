@@ -18,7 +18,7 @@ from kubenenc.backends.contract import Backend, FinishAndClaim
 from kubenenc.backends.memory import MemoryBackend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import WorkerId
-from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
+from kubenenc.records import ErrorInfo, Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import TRANSITIONS, Status
 from kubenenc.waitgraph import format_loop
 from kubenenc_redis import RedisBackend
@@ -144,6 +144,28 @@ def test_final_invocations_expire_and_counts_stay_exact(redis_server: RedisServe
         assert dict(backend.counts()) == {Status.SUCCESS: 1, Status.PENDING: 1}
         assert record(backend, kept).status is Status.PENDING  # non-final ones never expire
         assert backend.wait_final([done], 0.1)  # gone counts as final
+    finally:
+        backend.close()
+
+
+def test_retention_also_forgets_the_browse_indexes(redis_server: RedisServer) -> None:
+    """The children of a parent and the FAILED index (kept for the dashboard) are swept
+    with the records."""
+    backend = RedisBackend.from_url(_prefixed(redis_server, retention="100"))
+    try:
+        parent = add(backend, 1000.0, "parent", pool="p")
+        assert claim_ids(backend, W1, 1, 1000.0, pool="p") == [parent]
+        kid = add(backend, 1000.0, "kid", parent=parent, pool="k")
+        assert claim_ids(backend, W1, 1, 1000.0, pool="k") == [kid]
+        error = ErrorInfo("builtins.ValueError", "boom")
+        assert backend.finish([Outcome(kid, OutcomeKind.FAILED, error=error)], W1, 1000.0)
+        assert backend.finish([Outcome(parent, OutcomeKind.SUCCESS, "1")], W1, 1000.0)
+        assert backend._r.zrange(backend._keys.per("k_ch", parent), 0, -1) == [kid]
+        assert backend._r.zrange(backend._keys.fixed("K_IXF"), 0, -1) == [kid]
+        backend.recover(1101.0, 30.0, 3)
+        assert backend.get(kid) is None
+        assert not backend._r.exists(backend._keys.per("k_ch", parent))
+        assert backend._r.zrange(backend._keys.fixed("K_IXF"), 0, -1) == []
     finally:
         backend.close()
 

@@ -308,6 +308,9 @@ INVALID = [
     ("concurrencypolicies", {"registration": "sometimes"}, 'supported values: "allow"'),
     ("concurrencypolicies", {"key": ["user-id"]}, "key must list argument names"),
     ("concurrencypolicies", {"key": ["a", "a"]}, "key names an argument twice"),
+    ("concurrencypolicies", {"rate": "10/d"}, "should match"),
+    ("concurrencypolicies", {"burst": 2}, "burst needs a rate"),
+    ("concurrencypolicies", {"rate": "5/s", "burst": 6}, "burst must not exceed"),
 ]  # fmt: skip
 
 

@@ -60,7 +60,9 @@ def test_pool_printer_columns() -> None:
 def test_policy_spec_is_the_sdk_model_by_alias() -> None:
     spec = version("concurrencypolicies.yaml")["schema"]["openAPIV3Schema"]["properties"]["spec"]
     aliases = {f.alias for f in ConcurrencyPolicy.model_fields.values()}
-    assert set(spec["properties"]) == aliases == {"runningLimit", "key", "registration"}
+    assert set(spec["properties"]) == aliases == {
+        "runningLimit", "key", "registration", "rate", "burst",
+    }  # fmt: skip
     assert spec["properties"]["registration"]["enum"] == ["allow", "dedupe", "reject"]
     assert spec["properties"]["runningLimit"]["minimum"] == 1
 

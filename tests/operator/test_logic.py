@@ -386,6 +386,16 @@ def test_scheduled_calls_follow_the_named_policy(world: World) -> None:
     call = scheduled_call(spec, policy, app="shop")
     assert (call.running_limit, call.registration) == (1, "dedupe")
     assert call.running_key is not None and call.registration_key is not None
+    assert call.rate is None and call.rate_key is None
+
+
+def test_scheduled_calls_follow_the_policys_rate(world: World) -> None:
+    spec = TaskDefinitionSpec.model_validate(
+        {"task": "shop.tasks:work", "pool": "shop", "schedule": "@hourly", "arguments": {"i": 1}}
+    )
+    policy = ConcurrencyPolicy(rate="10/m", burst=2)
+    call = scheduled_call(spec, policy, app="shop")
+    assert (call.rate, call.rate_key) == ("10/60/2", "shop.tasks.work#*")
 
 
 def test_enforcer_sweep_hands_back_a_dead_workers_work(world: World) -> None:

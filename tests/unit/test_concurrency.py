@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import kubenenc
 import pytest
 from kubenenc.concurrency import ConcurrencyPolicy, call_key, registration_key, running_key
 from kubenenc.serializers import to_json_tree
@@ -190,3 +191,18 @@ def test_running_and_registration_keys_are_those_earlier_versions_stored() -> No
     policy = ConcurrencyPolicy(running_limit=1, key=("note", "customer"), registration="dedupe")
     assert running_key(policy, "m.t", ARGS) == "m.t#65926dea4f02fcfc612845ae"
     assert registration_key(policy, "m.t", ARGS) == "m.t#65926dea4f02fcfc612845ae"
+
+
+@pytest.mark.parametrize("rate", ["0/s", "5/d", "5 / s", "s", "1.5/s"])
+def test_bad_rates_are_refused(rate: str) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        kubenenc.ConcurrencyPolicy(rate=rate)
+
+
+def test_burst_must_fit_the_rate() -> None:
+    with pytest.raises(ValueError, match="more than"):
+        kubenenc.ConcurrencyPolicy(rate="5/s", burst=6)
+    with pytest.raises(ValueError, match="needs a rate"):
+        kubenenc.ConcurrencyPolicy(burst=2)
+    assert kubenenc.ConcurrencyPolicy(rate="10/h", burst=2).rate_spec == "10/3600/2"
+    assert kubenenc.ConcurrencyPolicy(rate="7/m").rate_spec == "7/60/7"

@@ -40,6 +40,8 @@ NEW = [
         parent=InvocationId("par"), serializer="pickle",
     ),
     _new(priority=-1, timeout=float("inf"), depends_on=(InvocationId("a"), InvocationId("b"))),
+    _new(not_before=1765000000.123456, rate_key="m.t#k", rate="20/1/5"),
+    _new(callbacks='{"success":{"task":"m.cb"}}'),
 ]  # fmt: skip
 
 
@@ -54,6 +56,8 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
                 n.id, n.registration_key or "", n.registration, n.pool, str(n.priority), n.app,
                 n.running_key or "", "" if n.running_limit is None else str(n.running_limit),
                 n.call_key, n.display, n.parent or "", list(n.depends_on),
+                "0" if n.not_before <= 0 else repr(n.not_before), n.rate_key or "", n.rate or "",
+                n.callbacks or "",
             ]
             for n in NEW
         ],
@@ -62,9 +66,23 @@ def test_redis_register_texts_are_the_stored_json_format() -> None:
     assert static == [
         json.dumps(
             {
-                **{k: v for k, v in n._asdict().items() if k not in ("registration", "headers")},
+                **{
+                    k: v
+                    for k, v in n._asdict().items()
+                    if k
+                    not in (
+                        "registration",
+                        "not_before",
+                        "rate_key",
+                        "rate",
+                        "callbacks",
+                        "headers",
+                    )
+                },
                 "depends_on": list(n.depends_on),
                 "created_at": 12.25,
+                **({} if n.rate is None else {"rate_key": n.rate_key, "rate": n.rate}),
+                **({} if n.callbacks is None else {"callbacks": n.callbacks}),
             },
             separators=(",", ":"),
         )

@@ -1,6 +1,6 @@
 """The ``kubenenc`` command: ``worker``, ``demo``, ``status``, ``inspect``, the admin commands
-``cancel``, ``retry``, ``purge``, ``config`` (:mod:`kubenenc_worker.admin`) and ``operator``
-(when the operator extra is installed).
+``cancel``, ``retry``, ``purge``, ``config`` (:mod:`kubenenc_worker.admin`), and ``operator``
+and ``dashboard`` (when their extras are installed).
 
 Settings are read here, once, from the environment (``KUBENENC_*``) and flags, and passed
 down; nothing below this module reads the environment.
@@ -63,6 +63,27 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_parsers(sub)
     o = sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
     o.add_argument("--log-format", choices=["text", "json"], help="json: one object per line")
+
+    b = sub.add_parser("dashboard", help="serve the web dashboard (needs kubenenc[dashboard])")
+    b.add_argument("--backend", help="backend URL (default: KUBENENC_BACKEND or ./kubenenc.db)")
+    b.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    b.add_argument("--port", type=int, default=8090, help="port (default: 8090)")
+    b.add_argument("--app", dest="app_name", help="only this app's invocations (its name)")
+    b.add_argument(
+        "--token",
+        help="enable actions (cancel, retry) for whoever gives this token; "
+        "default: KUBENENC_DASHBOARD_TOKEN, else read-only",
+    )
+    b.add_argument(
+        "--kubernetes", action="store_true",
+        help="also show WorkerPools, TaskDefinitions and ConcurrencyPolicies (in-cluster "
+        "service account, or --kubeconfig)",
+    )  # fmt: skip
+    b.add_argument("--kubeconfig", help="kubeconfig for --kubernetes (default: KUBECONFIG)")
+    b.add_argument(
+        "--namespace", action="append", default=[], dest="namespaces",
+        help="with --kubernetes: only this namespace (repeatable; default: every namespace)",
+    )  # fmt: skip
     return parser
 
 
@@ -192,9 +213,27 @@ def cmd_operator(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    """Hand over to the dashboard package, found by name (an optional extra)."""
+    try:
+        cli = importlib.import_module("kubenenc_dashboard.cli")
+        dashboard = importlib.import_module("kubenenc_dashboard")
+    except ImportError as exc:
+        raise ConfigurationError(
+            f'the dashboard is not installed ({exc}); pip install "kubenenc[dashboard]"'
+        ) from exc
+    token = args.token or os.environ.get("KUBENENC_DASHBOARD_TOKEN") or None
+    options = dashboard.DashboardSettings(token=token, app=args.app_name)
+    code: int = cli.serve(
+        _backend_url(args, settings), args.host, args.port, options,
+        kubernetes=args.kubernetes, kubeconfig=args.kubeconfig, namespaces=args.namespaces,
+    )  # fmt: skip
+    return code
+
+
 _COMMANDS = {
     "worker": cmd_worker, "demo": cmd_demo, "status": cmd_status, "inspect": cmd_inspect,
-    "operator": cmd_operator, **admin.COMMANDS,
+    "operator": cmd_operator, "dashboard": cmd_dashboard, **admin.COMMANDS,
 }  # fmt: skip
 
 

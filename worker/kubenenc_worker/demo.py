@@ -7,6 +7,7 @@ backend, worker and CLI a user would run.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import subprocess
@@ -65,6 +66,11 @@ def _start_workers(n: int, url: str, log_dir: Path) -> list[subprocess.Popen[byt
             )
         )
     return procs
+
+
+def _has_web_libraries() -> bool:
+    """Whether the dashboard's extra is installed (looked up, not imported)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("starlette", "jinja2", "uvicorn"))
 
 
 def _overlaps(results: list[dict[str, object]]) -> int:
@@ -159,5 +165,9 @@ def _report(
     console.print(summary)
     console.print("[bold]the refused cycle:[/bold]")
     console.print(cycle_text, highlight=False, markup=False)
-    console.print(f"inspect it: kubenenc status --backend {url}")
+    console.print(f"inspect it: kubenenc status --backend {url}", soft_wrap=True)
+    if not _has_web_libraries():
+        console.print('browse it:  python -m pip install -e ".[dashboard]"   (once), then')
+    console.print(f"browse it:  kubenenc dashboard --backend {url}", soft_wrap=True)
+    console.print("            and open http://127.0.0.1:8090/")
     return 0 if overlaps == 0 and cycle_ok else 1

@@ -79,3 +79,25 @@ seccompProfile:
 {{- define "kubenenc.redisName" -}}
 {{- printf "%s-redis" (include "kubenenc.fullname" .) -}}
 {{- end -}}
+
+{{- define "kubenenc.dashboard" -}}
+{{- printf "%s-dashboard" (include "kubenenc.fullname" .) -}}
+{{- end -}}
+
+{{- define "kubenenc.dashboardSelector" -}}
+app.kubernetes.io/name: {{ include "kubenenc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: dashboard
+{{- end -}}
+
+{{/* The dashboard's image: its own when given, else the operator's (which holds it). */}}
+{{- define "kubenenc.dashboardImage" -}}
+{{- $img := .Values.dashboard.image -}}
+{{- if not $img.repository -}}
+{{- include "kubenenc.image" . -}}
+{{- else if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}

@@ -47,10 +47,10 @@ from pymongo.errors import (
 )
 
 from kubenenc_mongodb import admin
+from kubenenc_mongodb.browse import MongoBrowse
 from kubenenc_mongodb.layout import Doc
 from kubenenc_mongodb.link import Conn, Link
 from kubenenc_mongodb.options import MongoOptions, parse_url
-from kubenenc_mongodb.reads import MongoRecords
 from kubenenc_mongodb.replica import worker_doc
 from kubenenc_mongodb.txn import StepTxn
 
@@ -66,7 +66,7 @@ _FORMAT = 2
 """The layout format (``<p>_meta``): 2 = records as JSON text, final documents apart."""
 
 
-class MongoBackend(MongoRecords):
+class MongoBackend(MongoBrowse):
     """Invocations in a MongoDB-protocol database, shared by every process that opens it."""
 
     shared_across_processes: ClassVar[bool] = True

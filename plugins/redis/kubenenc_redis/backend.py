@@ -49,6 +49,7 @@ from kubenenc_redis import admin
 from kubenenc_redis.keys import US, Keys
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command, pack
 from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR, connect
+from kubenenc_redis.reads import RedisBrowse
 from kubenenc_redis.rows import (
     KINDS,
     claimed,
@@ -74,7 +75,7 @@ SWEEP_BATCH = 500
 """Final invocations past retention deleted per ``recover`` call."""
 
 
-class RedisBackend:
+class RedisBackend(RedisBrowse):
     """Invocations in one Redis database (>= 6.2), shared by every process that reaches it."""
 
     shared_across_processes: ClassVar[bool] = True

@@ -39,6 +39,10 @@ key                         type    what it holds
 ``P:seq``                   string  the FIFO sequence counter
 ``P:ix``                    zset    every id by sequence, for ``query`` (newest first)
 ``P:ix:a:<app>``            zset    the app's ids by sequence
+``P:failed``                zset    the FAILED ids by sequence (browsing failures reads no
+                                    other invocation)
+``P:ch:<id>``               zset    invocations registered from inside ``id`` (its children),
+                                    by sequence
 ``P:fin``                   zset    ``id US app`` of final invocations, by when they ended;
                                     the retention sweep (run by ``recover``) deletes those
                                     older than the retention
@@ -48,6 +52,8 @@ key                         type    what it holds
 ``P:wake:<pool>``           list    a few tokens pushed when invocations become claimable in
                                     ``pool``; an idle worker blocks on it (``wait_for_work``)
                                     instead of polling
+``P:rate:<key>``            list    the last N start times of a rate-limited key, newest
+                                    first (N of its rate); expires a window after the last
 ``P:policies``              hash    concurrency policy name -> spec (JSON)
 ``P:rq:<request>``          string  the reply of a script call, kept two minutes, so that a
                                     call retried after a lost connection is answered again
@@ -80,8 +86,9 @@ field  what it holds
 =====  ==================================================================================
 
 and copies of fields of ``d`` the scripts read: ``a`` app, ``p`` pool, ``pr`` priority,
-``rk``/``rl`` running key and limit, ``gk`` registration key, ``ck`` call key, ``dp``
-display, ``pa`` parent, ``dn`` depends_on (comma separated).
+``rk``/``rl`` running key and limit, ``tk``/``tr`` rate key and rate spec (``N/window/burst``),
+``gk`` registration key, ``ck`` call key, ``dp`` display, ``pa`` parent, ``dn`` depends_on
+(comma separated).
 
 ``US`` and ``RS`` are the unit and record separators ``\\x1f`` and ``\\x1e``. Times travel
 as Python ``repr`` strings and are stored unchanged, so they read back exactly; Lua compares
@@ -109,6 +116,7 @@ FIXED: dict[str, str] = {
     "K_SEQ": "seq",
     "K_IX": "ix",
     "K_FIN": "fin",
+    "K_IXF": "failed",
     "K_POLICIES": "policies",
 }
 """The keys without a variable part: the Lua name of each, and the key after ``P:``."""
@@ -123,9 +131,11 @@ PER: dict[str, str] = {
     "k_dep": "dep",
     "k_hw": "hw",
     "k_ixa": "ix:a",
+    "k_ch": "ch",
     "k_done": "done",
     "k_wake": "wake",
     "k_rq": "rq",
+    "k_rate": "rate",
 }
 """The keys ``P:<kind>:<part>``: the Lua builder of each (``k_inv(id)``), and its
 ``<kind>``."""

@@ -44,6 +44,12 @@ def _opt(text: str | None) -> str:
     return "null" if text is None else _q(text)
 
 
+def _due(not_before: float) -> str:
+    """``not_before`` as the script reads it: ``0`` for at once (most calls), else the
+    shortest text that reads back as the same float."""
+    return "0" if not_before <= 0 else repr(float(not_before))
+
+
 def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[str]]:
     """The register script's arguments for ``new``: the JSON list of the fields the script
     reads, and per invocation the JSON of the fields fixed at registration (stored as the
@@ -65,7 +71,8 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
         items.append(
             f"[{id},{_q(n.registration_key or '')},{_q(n.registration)},{pool},"
             f"{_q(str(n.priority))},{app},{_q(n.running_key or '')},{_q(limit)},{call},"
-            f"{display},{_q(n.parent or '')},{deps}]"
+            f"{display},{_q(n.parent or '')},{deps},{_q(_due(n.not_before))},"
+            f"{_q(n.rate_key or '')},{_q(n.rate or '')},{_q(n.callbacks or '')}]"
         )
         static.append(
             f'{{"id":{id},"app":{app},"task":{_q(n.task)},"args":{_q(n.args)},'
@@ -75,7 +82,9 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
             f'"running_limit":{compact_json(n.running_limit)},"registration_key":{reg},'
             f'"depends_on":{deps},"parent":{parent},'
             + (f'"headers":{_compact(dict(n.headers))},' if n.headers else "")  # before serializer
-            + f'"serializer":{_q(n.serializer)},"created_at":{created}}}'
+            + f'"serializer":{_q(n.serializer)},"created_at":{created}'
+            + ("" if n.rate is None else f',"rate_key":{_opt(n.rate_key)},"rate":{_q(n.rate)}')
+            + ("}" if n.callbacks is None else f',"callbacks":{_q(n.callbacks)}}}')
         )
     return f"[{','.join(items)}]", static
 
@@ -220,6 +229,7 @@ def full_record(row: Sequence[Any]) -> InvocationRecord:
         headers=decode_headers(get("headers")),
         serializer=get("serializer", "json"), attempt=int(row[3]), lost=int(row[4]),
         worker=row[5] or None, waiters=int(row[6]), not_before=float(row[7]),
+        rate_key=get("rate_key"), rate=get("rate"), callbacks=get("callbacks"),
         result=row[8] if row[8] is not False else None,
         error=ErrorInfo(err[0], err[1], err[2]) if err else None,
         history=[

@@ -50,6 +50,8 @@ STEPS: dict[str, tuple[str, ...]] = {
     "open": ("open",),
     "purge": ("purge",),
     "oldest_pending": ("oldest_pending",),
+    "browse": ("browse",),
+    "activity": ("activity",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 

@@ -17,7 +17,7 @@ from kubenenc.status import Status
 def record_to_dict(rec: InvocationRecord) -> dict[str, Any]:
     """A JSON-ready dict of ``rec`` (history as ``[status, at, worker, reason]`` lists;
     ``headers`` only when there are some)."""
-    out = {
+    out: dict[str, Any] = {
         "id": rec.id, "app": rec.app, "task": rec.task, "args": rec.args,
         "call_key": rec.call_key, "display": rec.display, "pool": rec.pool,
         "priority": rec.priority, "status": rec.status.value, "created_at": rec.created_at,
@@ -33,6 +33,10 @@ def record_to_dict(rec: InvocationRecord) -> dict[str, Any]:
     }  # fmt: skip
     if rec.headers:
         out["headers"] = rec.headers
+    if rec.rate is not None:
+        out["rate_key"], out["rate"] = rec.rate_key, rec.rate
+    if rec.callbacks is not None:
+        out["callbacks"] = rec.callbacks
     return out
 
 
@@ -51,7 +55,8 @@ def record_from_dict(d: dict[str, Any]) -> InvocationRecord:
         serializer=d.get("serializer", "json"), attempt=d.get("attempt", 0),
         lost=d.get("lost", 0), worker=WorkerId(d["worker"]) if d.get("worker") else None,
         waiters=d.get("waiters", 0), not_before=d.get("not_before", 0.0),
-        result=d.get("result"),
+        result=d.get("result"), rate_key=d.get("rate_key"), rate=d.get("rate"),
+        callbacks=d.get("callbacks"),
         error=ErrorInfo(err[0], err[1], err[2]) if err else None,
         history=[
             Transition(Status(h[0]), h[1], WorkerId(h[2]) if h[2] else None, h[3])

@@ -5,6 +5,8 @@
   resume, heartbeats, recovery of dead workers' work, blocking until results exist.
 - :class:`Records` reads what is stored.
 - :class:`Policies` holds named concurrency policies (written by the operator).
+- :class:`kubenenc.backends.browse.Browse` (a module of its own) gives people bounded,
+  cursor-paginated reads for browsing (the dashboard); every bundled backend offers it.
 
 Every method is **atomic** on its own: the state it leaves is as if it ran alone, even with
 many processes calling it at once. Policy lives in the SDK (keys, statuses, cycle rules,

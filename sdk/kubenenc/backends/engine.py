@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
+from kubenenc.callbacks import error_json, spawn
+from kubenenc.concurrency import parse_rate_spec
 from kubenenc.errors import CycleDetectedError, DependencyFailed, WorkerLost
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
@@ -122,6 +124,76 @@ class Txn(Protocol):
         ...
 
 
+RATE_PREFIX = "rate:"
+"""Counter keys of the rate logs (see :class:`RateLog`): never a running key, which is a
+task id (no ``:`` in it) and ``#``."""
+
+
+class RateLog:
+    """The recent starts on one rate key, kept in the store's counters (``running_count`` /
+    ``add_running``), so every store keeps it in the same transaction as the claim with no
+    table of its own: a ring of the last N start times (integer microseconds) at
+    ``rate:<key>:<i>`` and the number of starts ever at ``rate:<key>:n``.
+
+    A start at ``now`` is allowed when the N-th start before it is older than the window
+    (so no sliding window holds more than N) and the ``burst``-th one is older than
+    ``window * burst / N``. Its size is N + 1 counters per key; keys are few (one per
+    distinct value of the policy's key arguments), and N is what the user set.
+    """
+
+    def __init__(self, txn: Txn, key: str, spec: str) -> None:
+        self.txn = txn
+        self.base = f"{RATE_PREFIX}{key}:"
+        self.count, self.window, self.burst = parse_rate_spec(spec)
+        self.n = txn.running_count(self.base + "n")
+        self.waiting = 0
+        """Calls found over the rate in this claim: each waits one start later."""
+
+    def _nth_back(self, k: int) -> int | None:
+        """The k-th most recent start (1: the last), microseconds; None when there is none."""
+        if k > self.n:
+            return None
+        return self.txn.running_count(f"{self.base}{(self.n - k) % self.count}")
+
+    def _within(self, k: int, us: int, span: int) -> bool:
+        """Whether the k-th most recent start is less than ``span`` before ``us``."""
+        at = self._nth_back(k)
+        return at is not None and at > us - span
+
+    def start(self, now: float) -> bool:
+        """Record a start at ``now`` if the rate allows it (True); else leave all as is."""
+        us = round(now * 1_000_000)
+        span = round(self.window * 1_000_000)
+        if self._within(self.count, us, span):
+            return False
+        if self.burst < self.count and self._within(
+            self.burst, us, span * self.burst // self.count
+        ):
+            return False
+        slot = f"{self.base}{self.n % self.count}"
+        self.txn.add_running(slot, us - self.txn.running_count(slot))
+        self.txn.add_running(self.base + "n", 1)
+        self.n += 1
+        return True
+
+    def next_free(self, now: float) -> float:
+        """When the next call found over the rate may try again: the j-th such call of
+        this claim waits for the j-th start to leave the window (and the burst's window);
+        if another call took that start by then, it is checked again and waits on."""
+        self.waiting += 1
+        j = self.waiting
+        at = self._free_at(j, self.count, self.window)
+        if self.burst < self.count:
+            at = max(at, self._free_at(j, self.burst, self.window * self.burst / self.count))
+        return max(now + 1e-6, at)
+
+    def _free_at(self, j: int, count: int, window: float) -> float:
+        at = self._nth_back(count - (j - 1) % count)
+        if at is None:
+            return 0.0
+        return at / 1_000_000 + window * ((j - 1) // count + 1)
+
+
 def move(
     rec: InvocationRecord,
     dst: Status,
@@ -171,6 +243,7 @@ class Engine:
             running_key=n.running_key, running_limit=n.running_limit,
             registration_key=n.registration_key, depends_on=n.depends_on, parent=n.parent,
             serializer=n.serializer, history=[Transition(Status.REGISTERED, now)],
+            not_before=n.not_before, rate_key=n.rate_key, rate=n.rate, callbacks=n.callbacks,
             headers=dict(n.headers) if n.headers else {},
         )  # fmt: skip
         waiting: list[InvocationId] = []
@@ -211,6 +284,7 @@ class Engine:
         out: list[InvocationRecord] = []
         page = max(limit, 1)  # grows only when limits make us skip (each row costs a decode)
         full: set[str] = set()
+        rates: dict[str, RateLog] = {}
         while len(out) < limit:
             # Keys found full are left out of the next page, so a long queue behind one
             # busy key is not read again and again (each page ends with claims or new keys).
@@ -218,11 +292,26 @@ class Engine:
             for rec in batch:
                 if len(out) >= limit:
                     break
-                key = rec.running_key
-                if key is not None and rec.running_limit is not None:
-                    if key in full or t.running_count(key) >= rec.running_limit:
-                        full.add(key)
+                key, cap = rec.running_key, rec.running_limit
+                if (
+                    key is not None
+                    and cap is not None
+                    and (key in full or t.running_count(key) >= cap)
+                ):
+                    full.add(key)
+                    continue
+                if rec.rate_key is not None and rec.rate is not None:
+                    log = rates.get(rec.rate_key)
+                    if log is None:
+                        log = rates[rec.rate_key] = RateLog(t, rec.rate_key, rec.rate)
+                    if not log.start(now):
+                        # Over the rate: it waits, out of the way of the claims that follow,
+                        # until the earliest moment the rate allows it (a write once per
+                        # wait, not a read on every claim).
+                        rec.not_before = log.next_free(now)
+                        t.put(rec)
                         continue
+                if key is not None and cap is not None:
                     t.add_running(key, 1)
                 rec.worker = worker
                 move(rec, Status.RUNNING, now, worker)
@@ -266,11 +355,13 @@ class Engine:
             rec.result = o.result
             move(rec, Status.SUCCESS, now, worker)
             self._finalize(rec, now)
+            self._callback(rec, "success", o.result, now)
         elif o.kind is OutcomeKind.FAILED:
             rec.error = o.error
             rec.attempt += 1
             move(rec, Status.FAILED, now, worker, o.reason)
             self._finalize(rec, now)
+            self._callback(rec, "failure", error_json(o.error), now)
         elif o.kind is OutcomeKind.RETRY:
             rec.error = o.error
             rec.attempt += 1
@@ -278,11 +369,20 @@ class Engine:
             rec.worker = None
             move(rec, Status.RETRY, now, worker, o.reason)
             move(rec, Status.PENDING, now, worker)
+            self._callback(rec, "retry", error_json(o.error), now)
         else:
             rec.worker = None
             move(rec, Status.PENDING, now, worker, o.reason or "handed back")
         t.put(rec)
         return True
+
+    def _callback(self, rec: InvocationRecord, kind: str, value: str | None, now: float) -> None:
+        """Register ``rec``'s ``kind`` callback, if it has one, in this same step."""
+        if rec.callbacks is None:
+            return
+        new = spawn(rec.callbacks, kind, rec.id, rec.app, rec.attempt, value)
+        if new is not None and self.txn.get(new.id) is None:
+            self._register_one(new, now)
 
     def _finalize(self, rec: InvocationRecord, now: float, cascade_cycle: bool = False) -> None:
         """Side effects of reaching a final status (``rec`` is saved by the caller)."""

@@ -17,6 +17,17 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
 
+from kubenenc.backends.browse import (
+    DEFAULT_BUDGET,
+    ActivityBucket,
+    InvocationFilter,
+    InvocationPage,
+    Relations,
+    bucket_index,
+    cursor_of,
+    matches,
+    seq_of,
+)
 from kubenenc.backends.embedded import EngineBackend
 from kubenenc.backends.engine import Engine
 from kubenenc.errors import ConfigurationError
@@ -48,6 +59,9 @@ class _MemoryTxn:
         if new:
             self.b._seq += 1
             self.b._order[rec.id] = self.b._seq
+            self.b._by_seq.append(rec.id)
+            if rec.parent is not None:
+                self.b._children[rec.parent].append(rec.id)
         self.b._records[rec.id] = rec
 
     def candidates(
@@ -136,6 +150,8 @@ class MemoryBackend(EngineBackend):
         self._records: dict[InvocationId, InvocationRecord] = {}
         self._order: dict[InvocationId, int] = {}
         self._seq = 0
+        self._by_seq: list[InvocationId] = []  # ids in registration order (seq - 1)
+        self._children: defaultdict[InvocationId, list[InvocationId]] = defaultdict(list)
         self._running: defaultdict[str, int] = defaultdict(int)
         self._registrations: dict[str, InvocationId] = {}
         self._targets: defaultdict[InvocationId, set[InvocationId]] = defaultdict(set)
@@ -304,3 +320,58 @@ class MemoryBackend(EngineBackend):
                     by_status = out.setdefault(r.task, {})
                     by_status[r.status] = by_status.get(r.status, 0) + 1
         return out
+
+    # Browse
+    def browse(
+        self,
+        where: InvocationFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        budget: int = DEFAULT_BUDGET,
+    ) -> InvocationPage:
+        """See :meth:`kubenenc.backends.browse.Browse.browse`."""
+        with self._cond:
+            top = seq_of(cursor)
+            seq = len(self._by_seq) if top is None else min(top - 1, len(self._by_seq))
+            items: list[InvocationRecord] = []
+            scanned = 0
+            while seq >= 1 and scanned < budget and len(items) < limit:
+                rec = self._records[self._by_seq[seq - 1]]
+                scanned += 1
+                if matches(rec, where):
+                    items.append(dataclasses.replace(rec, history=[]))
+                seq -= 1
+            return InvocationPage(items, cursor_of(seq + 1) if seq >= 1 else None, scanned)
+
+    def activity(
+        self, *, since: float, width: float, buckets: int, app: str | None = None
+    ) -> list[ActivityBucket]:
+        """See :meth:`kubenenc.backends.browse.Browse.activity` (reads every record: this
+        backend lives in one process and holds what fits in its memory)."""
+        finished, failed = [0] * buckets, [0] * buckets
+        with self._cond:
+            for r in self._records.values():
+                if not r.is_final or (app is not None and r.app != app):
+                    continue
+                i = bucket_index(r.updated_at, since, width, buckets)
+                if i is not None:
+                    finished[i] += 1
+                    failed[i] += r.status is Status.FAILED
+        return [ActivityBucket(since + i * width, finished[i], failed[i]) for i in range(buckets)]
+
+    def relations(self, id: InvocationId, *, limit: int = 200) -> Relations | None:
+        """See :meth:`kubenenc.backends.browse.Browse.relations`."""
+        with self._cond:
+            rec = self._records.get(id)
+            if rec is None:
+                return None
+            children = self._children.get(id, [])
+            return Relations(
+                parent=rec.parent,
+                children=children[:limit],
+                more_children=len(children) > limit,
+                waits_on=sorted(self._targets.get(id, ())),
+                waited_by=sorted(self._waiters.get(id, ())),
+                depends_on=rec.depends_on,
+            )

@@ -29,6 +29,14 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
+from kubenenc.backends import sqlite_browse
+from kubenenc.backends.browse import (
+    DEFAULT_BUDGET,
+    ActivityBucket,
+    InvocationFilter,
+    InvocationPage,
+    Relations,
+)
 from kubenenc.backends.codec import dumps_record, dumps_worker, loads_record, loads_worker
 from kubenenc.backends.embedded import EngineBackend
 from kubenenc.backends.engine import Engine
@@ -52,7 +60,9 @@ CREATE TABLE IF NOT EXISTS invocations (
     waiters INTEGER NOT NULL,
     not_before REAL NOT NULL,
     worker TEXT,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    parent TEXT,
+    ended REAL
 );
 CREATE INDEX IF NOT EXISTS inv_claim
     ON invocations (pool, status, waiters DESC, priority DESC, seq);
@@ -72,6 +82,17 @@ CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, data TEXT NOT NULL) WIT
 CREATE TABLE IF NOT EXISTS policies (name TEXT PRIMARY KEY, spec TEXT NOT NULL) WITHOUT ROWID;
 """
 
+_BROWSE_COLUMNS = {"parent": "TEXT", "ended": "REAL"}
+"""Columns for browsing (the dashboard), added to files made before they existed: who
+called an invocation, and when it became final. Their indexes hold only the rows that have
+them, so the hot path pays for them once per call (``parent`` when registered) and once per
+final status (``ended``)."""
+
+_BROWSE_INDEXES = """
+CREATE INDEX IF NOT EXISTS inv_parent_col ON invocations (parent) WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inv_ended_col ON invocations (ended) WHERE ended IS NOT NULL;
+"""
+
 
 class _SQLiteTxn:
     """A :class:`~kubenenc.backends.engine.Txn` over one connection inside a transaction."""
@@ -84,20 +105,21 @@ class _SQLiteTxn:
         return loads_record(row[0]) if row else None
 
     def put(self, rec: InvocationRecord, *, new: bool = False) -> None:
+        ended = rec.updated_at if rec.status.is_final else None
         values = (
             rec.app, rec.task, rec.pool, rec.status.value, rec.priority, rec.waiters,
-            rec.not_before, rec.worker, dumps_record(rec), rec.id,
+            rec.not_before, rec.worker, dumps_record(rec), ended, rec.id,
         )  # fmt: skip
         if new:
             self.db.execute(
                 "INSERT INTO invocations (app, task, pool, status, priority, waiters, "
-                "not_before, worker, data, id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                values,
+                "not_before, worker, data, ended, id, parent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, rec.parent),
             )
         else:
             self.db.execute(
                 "UPDATE invocations SET app=?, task=?, pool=?, status=?, priority=?, waiters=?, "
-                "not_before=?, worker=?, data=? WHERE id=?",
+                "not_before=?, worker=?, data=?, ended=? WHERE id=?",
                 values,
             )
 
@@ -226,6 +248,13 @@ class SQLiteBackend(EngineBackend):
             db = self._db()
             with self._write(db):
                 for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                have = {row[1] for row in db.execute("PRAGMA table_info(invocations)")}
+                for column, kind in _BROWSE_COLUMNS.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE invocations ADD COLUMN {column} {kind}")
+                for statement in _BROWSE_INDEXES.split(";"):
                     if statement.strip():
                         db.execute(statement)
         except (OSError, sqlite3.Error) as exc:
@@ -467,6 +496,28 @@ class SQLiteBackend(EngineBackend):
         for task, status, n in self._db().execute(sql, params):
             out.setdefault(task, {})[Status(status)] = n
         return out
+
+    # Browse (the queries are in kubenenc.backends.sqlite_browse)
+    def browse(
+        self,
+        where: InvocationFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        budget: int = DEFAULT_BUDGET,
+    ) -> InvocationPage:
+        """See :meth:`kubenenc.backends.browse.Browse.browse`."""
+        return sqlite_browse.browse(self._db(), where, cursor, limit, budget)
+
+    def activity(
+        self, *, since: float, width: float, buckets: int, app: str | None = None
+    ) -> list[ActivityBucket]:
+        """See :meth:`kubenenc.backends.browse.Browse.activity`."""
+        return sqlite_browse.activity(self._db(), since, width, buckets, app)
+
+    def relations(self, id: InvocationId, *, limit: int = 200) -> Relations | None:
+        """See :meth:`kubenenc.backends.browse.Browse.relations`."""
+        return sqlite_browse.relations(self._db(), id, limit)
 
 
 def _filters(**columns: str | None) -> tuple[str, list[str]]:

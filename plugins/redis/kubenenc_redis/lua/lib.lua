@@ -320,6 +320,10 @@ local function finalize(r, cascade, err)
   if #dependents > 0 then redis.call('DEL', kdep) end
   FIN[#FIN+1] = NOW
   FIN[#FIN+1] = r.id .. US .. r.a
+  if r.s == 'FAILED' then  -- failures by sequence, so browsing them reads no others
+    local sq = (r.sq and r.sq ~= '') and r.sq or redis.call('HGET', k, 'sq')
+    if sq then redis.call('ZADD', K_IXF, sq, r.id) end
+  end
   redis.call('EXPIRE', k, math.ceil(RET))
   if r.wn ~= '' then  -- someone blocks on it (see the open script)
     local done = k_done(r.id)

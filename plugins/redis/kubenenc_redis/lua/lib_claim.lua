@@ -4,14 +4,65 @@
 -- the record as ``load`` gives it, limited to those, and the values read (``d``, ``r``,
 -- ``e`` at 13 to 15, false when missing). The table is built by one constructor, sized
 -- once, instead of growing field by field.
-local CF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'ck', 'wt', 'nb', 'lo', 'at', 'h', 'd', 'r', 'e'}
+local CF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'ck', 'wt', 'nb', 'lo', 'at', 'h', 'd', 'r', 'e',
+            'tk', 'tr'}
 local function load_claim(id)
   local k = k_inv(id)
   local v = redis.call('HMGET', k, unpack(CF))
   if not v[1] then return nil end
   return {id = id, key = k, m = '', prev = false, s = v[1], w = v[2] or '', a = v[3] or '',
           p = v[4] or '', rk = v[5] or '', rl = v[6] or '', ck = v[7] or '', wt = v[8] or '0',
-          nb = v[9] or '0', lo = v[10] or '0', at = v[11] or '0', h = v[12] or ''}, v
+          nb = v[9] or '0', lo = v[10] or '0', at = v[11] or '0', h = v[12] or '',
+          tk = v[16] or '', tr = v[17] or ''}, v
+end
+
+-- Rate limits (Engine's RateLog): ``P:rate:<key>`` lists the last N start times of a rate
+-- key, newest first. A start at NOW is allowed when the N-th most recent start is at least
+-- a window old, and the burst-th one at least window * burst / N old.
+local RATES = {}
+local function rate_of(key, spec)
+  local r = RATES[key]
+  if r then return r end
+  local n, win, b = string.match(spec, '^(%d+)/([^/]+)/(%d+)$')
+  r = {k = k_rate(key), n = tonumber(n), win = tonumber(win), b = tonumber(b), waiting = 0}
+  r.len = redis.call('LLEN', r.k)
+  RATES[key] = r
+  return r
+end
+
+local function nth_back(r, k)
+  if k > r.len then return nil end
+  return tonumber(redis.call('LINDEX', r.k, k - 1))
+end
+
+local function within(r, k, span)
+  local at = nth_back(r, k)
+  return at ~= nil and at > NOWN - span
+end
+
+-- Record a start at NOW if the rate allows it (true).
+local function rate_start(r)
+  if within(r, r.n, r.win) then return false end
+  if r.b < r.n and within(r, r.b, r.win * r.b / r.n) then return false end
+  redis.call('LPUSH', r.k, NOW)
+  redis.call('LTRIM', r.k, 0, r.n - 1)
+  redis.call('PEXPIRE', r.k, math.ceil(r.win * 1000) + 1000)
+  r.len = math.min(r.len + 1, r.n)
+  return true
+end
+
+local function free_at(r, j, n, win)
+  local at = nth_back(r, n - (j - 1) % n)
+  if at == nil then return 0 end
+  return at + win * (math.floor((j - 1) / n) + 1)
+end
+
+-- When the next call found over the rate in this claim may try again (see RateLog.next_free).
+local function rate_free(r)
+  r.waiting = r.waiting + 1
+  local at = free_at(r, r.waiting, r.n, r.win)
+  if r.b < r.n then at = math.max(at, free_at(r, r.waiting, r.b, r.win * r.b / r.n)) end
+  return math.max(NOWN + 0.000001, at)
 end
 
 -- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, the records' ``d`` texts and
@@ -40,8 +91,10 @@ local function claim_some(pool, worker, limit)
         back[#back+1] = 0
         back[#back+1] = m
         take = false
-      elseif r.rk ~= '' and r.rl ~= '' then
-        if full[r.rk] or tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl) then
+      else
+        local slot = r.rk ~= '' and r.rl ~= ''
+        if slot and (full[r.rk]
+                     or tonumber(redis.call('HGET', K_RUN, r.rk) or '0') >= tonumber(r.rl)) then
           -- Park it until a slot of its key is freed, so that later claims do not read
           -- a long queue behind one busy key again and again. It keeps its member, and
           -- so its place in the claim order.
@@ -49,7 +102,13 @@ local function claim_some(pool, worker, limit)
           redis.call('ZADD', k_park(pool, r.rk), 0, m)
           redis.call('SADD', k_parked(r.rk), pool)
           take = false
-        else
+        elseif r.tk ~= '' and not rate_start(rate_of(r.tk, r.tr)) then
+          -- Over its rate: it waits with the calls not due yet, until the rate may allow it.
+          local due = string.format('%.6f', rate_free(rate_of(r.tk, r.tr)))
+          redis.call('HSET', r.key, 'nb', due)
+          redis.call('ZADD', kdl, due, m)
+          take = false
+        elseif slot then
           add_running(r.rk, 1)
         end
       end

@@ -19,7 +19,7 @@ end
 -- ``pa``, ``dn``, ``lo`` (not read), ``m`` (read by a move from PENDING only; set by
 -- enqueue), and the five that ``complete`` reads when a path needs them (``pr``, ``sq``,
 -- ``wt``, ``nb``, ``dp``: a requeue or a dependent's failure). Each field read costs.
-local FF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'gk', 'ck', 'at', 'hd', 'wn', 'h'}
+local FF = {'s', 'w', 'a', 'p', 'rk', 'rl', 'gk', 'ck', 'at', 'hd', 'wn', 'h', 'cb'}
 -- The record with those fields, the table built by one constructor (sized once).
 local function load_finish(id)
   local k = k_inv(id)
@@ -27,7 +27,59 @@ local function load_finish(id)
   if not v[1] then return nil end
   return {id = id, key = k, prev = false, s = v[1], w = v[2] or '', a = v[3] or '',
           p = v[4] or '', rk = v[5] or '', rl = v[6] or '', gk = v[7] or '', ck = v[8] or '',
-          at = v[9] or '0', hd = v[10] or '', wn = v[11] or '', h = v[12] or ''}
+          at = v[9] or '0', hd = v[10] or '', wn = v[11] or '', h = v[12] or '',
+          cb = v[13] or ''}
+end
+
+-- The error as a callback receives it (kubenenc.callbacks.error_json).
+local function error_value(err)
+  if err == '' then return 'null' end
+  local e = cjson.decode(err)
+  return cjson.encode({type = e[1], message = e[2], traceback = e[3] or ''})
+end
+
+-- Register the ``kind`` callback of ``r`` after try ``attempt`` with ``value`` (JSON text)
+-- as its second argument, in this same step: kubenenc.callbacks.spawn and Engine's
+-- REGISTERED -> PENDING, re-expressed (a callback has no keys, dependencies or delay).
+local function spawn_callback(r, kind, attempt, value)
+  if r.cb == '' then return end
+  local t = cjson.decode(r.cb)[kind]
+  if type(t) ~= 'table' then return end
+  local id = string.sub(redis.sha1hex(r.id .. ':' .. kind .. ':' .. attempt), 1, 32)
+  local key = k_inv(id)
+  if redis.call('EXISTS', key) == 1 then return end
+  local js = cjson.encode
+  local args = '{' .. js(t.id_arg) .. ':' .. js(r.id) .. ',' .. js(t.value_arg) .. ':'
+               .. value .. '}'
+  local ck = t.task .. '#cb:' .. id
+  local dp = t.name .. '(' .. r.id .. ', ...)'
+  local sq = string.format('%015d', redis.call('INCR', K_SEQ))
+  local pr = string.format('%d', t.priority)
+  local cbs = type(t.callbacks) == 'string' and t.callbacks or ''
+  local timeout = type(t.timeout) == 'number' and js(t.timeout) or 'null'
+  local d = '{"id":' .. js(id) .. ',"app":' .. js(r.a) .. ',"task":' .. js(t.task)
+            .. ',"args":' .. js(args) .. ',"call_key":' .. js(ck) .. ',"display":' .. js(dp)
+            .. ',"pool":' .. js(t.pool) .. ',"priority":' .. pr .. ',"max_retries":'
+            .. string.format('%d', t.max_retries) .. ',"timeout":' .. timeout
+            .. ',"running_key":null,"running_limit":null,"registration_key":null,'
+            .. '"depends_on":[],"parent":null,"serializer":"json","created_at":' .. NOW
+            .. (cbs ~= '' and (',"callbacks":' .. js(cbs)) or '') .. '}'
+  local n = {id = id, key = key, s = 'PENDING', a = r.a, p = t.pool, pr = pr, wt = '0',
+             sq = sq, ck = ck}
+  n.m = member(n)
+  local h = 'REGISTERED' .. US .. NOW .. US .. US .. RS .. 'PENDING' .. US .. NOW .. US .. US .. RS
+  local fields = {'d', d, 's', 'PENDING', 'u', NOW, 'a', r.a, 'p', t.pool, 'pr', pr, 'ck', ck,
+                  'dp', dp, 'sq', sq, 'm', n.m, 'h', h}
+  if cbs ~= '' then
+    fields[#fields+1] = 'cb'
+    fields[#fields+1] = cbs
+  end
+  redis.call('HSET', key, unpack(fields))
+  count(n, 'PENDING', 1)
+  redis.call('ZADD', k_q(t.pool), 0, n.m)
+  WAKE[t.pool] = (WAKE[t.pool] or 0) + 1
+  redis.call('ZADD', K_IX, sq, id)
+  redis.call('ZADD', k_ixa(r.a), sq, id)
 end
 local function finish_all(worker, text)
   local out = {}
@@ -54,15 +106,18 @@ local function finish_all(worker, text)
         -- (a RUNNING record has no result yet, so a None result needs no delete)
         move(r, 'SUCCESS', worker, nil, '', hasres == '1' and {'r', result} or nil)
         finalize(r, false, nil)
+        spawn_callback(r, 'success', r.at, hasres == '1' and result or 'null')
       elseif kind == 'failed' then
         local attempt = tostring(tonumber(r.at) + 1)
         move(r, 'FAILED', worker, reason, '', with_error(k, {'at', attempt}, err))
         finalize(r, false, nil)
+        spawn_callback(r, 'failure', attempt, error_value(err))
       elseif kind == 'retry' then
         local attempt = tostring(tonumber(r.at) + 1)
         r.nb = retry_at
         move(r, 'RETRY', worker, reason, '', with_error(k, {'at', attempt, 'nb', retry_at}, err))
         move(r, 'PENDING', worker)
+        spawn_callback(r, 'retry', attempt, error_value(err))
       else
         move(r, 'PENDING', worker, reason or 'handed back', '')
       end

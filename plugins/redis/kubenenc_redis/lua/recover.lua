@@ -32,8 +32,9 @@ local old = redis.call('ZRANGEBYSCORE', K_FIN, '-inf', string.format('%.17g', NO
 for _, m in ipairs(old) do
   local sep = string.find(m, US, 1, true)
   local id, app = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  redis.call('DEL', k_inv(id), k_tg(id), k_wt(id), k_dep(id))
+  redis.call('DEL', k_inv(id), k_tg(id), k_wt(id), k_dep(id), k_ch(id))
   redis.call('ZREM', K_IX, id)
+  redis.call('ZREM', K_IXF, id)
   redis.call('ZREM', k_ixa(app), id)
   redis.call('ZREM', K_FIN, m)
 end

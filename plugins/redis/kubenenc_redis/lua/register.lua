@@ -1,8 +1,10 @@
 -- register.lua: Queue.register, with dedupe/reject and declared dependencies.
 
 -- ARGV[4]: the items as one JSON array (one argument parses faster on both sides than
--- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...]], every
--- value a string; ARGV[5..]: each item's ``d`` text (apart: JSON in JSON parses slowly).
+-- twelve per item), each [id gk policy pool priority app rk rl ck dp pa [deps...] nb tk tr cb],
+-- every value a string (``nb``: not_before, '0' for at once; ``tk``/``tr``: rate key and
+-- rate spec, '' for none; ``cb``: the callbacks plan, '' for none); ARGV[5..]: each
+-- item's ``d`` text (apart: JSON in JSON parses slowly).
 -- Returns one JSON text, [[kind, id], ...].
 local out = {}
 local items = cjson.decode(ARGV[4])
@@ -10,7 +12,7 @@ local n = #items
 local seq = redis.call('INCRBY', K_SEQ, n) - n
 -- Index and queue entries are written in one command per key after the loop (nothing in
 -- the loop reads them back).
-local IX, IXA, Q = {}, {}, {}
+local IX, IXA, Q, DL = {}, {}, {}, {}
 local function later(t, key, score, member)
   local list = t[key]
   if not list then
@@ -24,7 +26,7 @@ for k = 1, n do
   local it = items[k]
   local id, gk, policy, pool, pr, app = it[1], it[2], it[3], it[4], it[5], it[6]
   local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], ARGV[4 + k]
-  local deps = it[12]
+  local deps, nb, tk, tr, cb = it[12], it[13], it[14], it[15], it[16]
   local done = false
   if gk ~= '' then
     local holder = redis.call('HGET', K_REG, gk)
@@ -40,7 +42,7 @@ for k = 1, n do
     seq = seq + 1
     local sq = string.format('%015d', seq)
     local r = {id = id, key = k_inv(id), s = 'REGISTERED', w = '', a = app, p = pool, pr = pr,
-               rk = rk, rl = rl, gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = '0', sq = sq,
+               rk = rk, rl = rl, gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = nb, sq = sq,
                m = '',
                dn = table.concat(deps, ','), lo = '0', at = '0', hd = '', wn = '', h = ''}
     local waiting = {}
@@ -56,11 +58,12 @@ for k = 1, n do
     local h0 = 'REGISTERED' .. US .. NOW .. US .. US .. RS
     later(IX, K_IX, sq, id)
     later(IXA, k_ixa(app), sq, id)
+    if pa ~= '' then later(IX, k_ch(pa), sq, id) end  -- children, for browsing
     if broken_id or #waiting > 0 then
       redis.call('HSET', r.key, 'd', d, 's', 'REGISTERED', 'u', NOW, 'w', '', 'a', app,
                  'p', pool, 'pr', pr, 'rk', rk, 'rl', rl, 'gk', gk, 'ck', ck, 'dp', dp,
-                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', '0', 'sq', sq, 'm', '', 'dn', r.dn,
-                 'h', h0)
+                 'pa', pa, 'wt', 0, 'at', 0, 'lo', 0, 'nb', nb, 'sq', sq, 'm', '', 'dn', r.dn,
+                 'tk', tk, 'tr', tr, 'cb', cb, 'h', h0)
       r.h = h0
       count(r, 'REGISTERED', 1)
       if broken_id then
@@ -84,17 +87,29 @@ for k = 1, n do
       if rl ~= '' then fields[#fields+1] = 'rl'; fields[#fields+1] = rl end
       if gk ~= '' then fields[#fields+1] = 'gk'; fields[#fields+1] = gk end
       if pa ~= '' then fields[#fields+1] = 'pa'; fields[#fields+1] = pa end
+      local delayed = nb ~= '0' and tonumber(nb) > NOWN
+      if nb ~= '0' then fields[#fields+1] = 'nb'; fields[#fields+1] = nb end
+      if cb ~= '' then fields[#fields+1] = 'cb'; fields[#fields+1] = cb end
+      if tk ~= '' then
+        fields[#fields+1] = 'tk'; fields[#fields+1] = tk
+        fields[#fields+1] = 'tr'; fields[#fields+1] = tr
+      end
       redis.call('HSET', r.key, unpack(fields))
       count(r, 'PENDING', 1)
-      later(Q, k_q(pool), 0, r.m)
-      WAKE[pool] = (WAKE[pool] or 0) + 1
+      if delayed then
+        -- A delayed call waits with the retries not due yet; a claim moves it once due.
+        later(DL, k_dl(pool), nb, r.m)
+      else
+        later(Q, k_q(pool), 0, r.m)
+        WAKE[pool] = (WAKE[pool] or 0) + 1
+      end
       r.s = 'PENDING'
     end
     if gk ~= '' and not FINAL[r.s] then redis.call('HSET', K_REG, gk, id) end
     out[#out+1] = {'created', id}
   end
 end
-for _, t in ipairs({IX, IXA, Q}) do
+for _, t in ipairs({IX, IXA, Q, DL}) do
   for key, list in pairs(t) do
     for j = 1, #list, 1000 do
       redis.call('ZADD', key, unpack(list, j, math.min(j + 999, #list)))

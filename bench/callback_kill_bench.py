@@ -1,0 +1,127 @@
+"""Callbacks under ``kill -9`` of the finishing worker: each is registered exactly once.
+
+    python bench/callback_kill_bench.py [--runs 50] [--backend sqlite|redis]
+
+Each run starts a worker process, submits ``bench.benchtasks.finishing`` (a 20 ms task whose
+``on_success`` callback runs in another pool), and kills the worker with SIGKILL at a random
+moment between 0 and 100 ms after it starts running, around the finish. Then a second worker (short
+heartbeat timeout, so it recovers the call if the first died holding it) and a callback
+worker finish the work. Prints, over the runs: how often the kill came before the finish
+was stored (the call ran again elsewhere) or after it, and how many callbacks each run
+registered and ran (must be exactly one). Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+FAST = {"KUBENENC_WORKER__HEARTBEAT_INTERVAL": "0.2", "KUBENENC_WORKER__HEARTBEAT_TIMEOUT": "1"}
+
+
+def worker(url: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT), **FAST}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
+         "--mode", "thread", "--concurrency", "1", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def one_run(url: str, rnd: random.Random) -> tuple[str, int, int]:
+    from kubenenc import Status
+
+    from bench import benchtasks
+
+    app = benchtasks.app
+    app.configure(url)
+    victim = worker(url)
+    try:
+        while not app.backend.workers():
+            time.sleep(0.01)
+        inv = benchtasks.finishing(0.02)
+        while inv.status is not Status.RUNNING:
+            time.sleep(0.001)
+        time.sleep(rnd.uniform(0, 0.1))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        when = "after the finish" if inv.status is Status.SUCCESS else "before the finish"
+        rescue = [worker(url), worker(url, "--pool", "callbacks")]
+        try:
+            inv.wait(timeout=60)
+            cb = inv.callback("success")
+            if cb is not None:
+                cb.wait(timeout=60)
+            registered = app.counts(task=benchtasks.noted)
+            return when, sum(registered.values()), registered.get(Status.SUCCESS, 0)
+        finally:
+            for proc in rescue:
+                proc.terminate()
+            for proc in rescue:
+                proc.wait(30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--backend", choices=("sqlite", "redis"), default="sqlite")
+    args = parser.parse_args()
+    rnd = random.Random(16)
+    results: list[tuple[str, int, int]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = None
+        if args.backend == "redis":
+            if shutil.which("redis-server") is None:
+                sys.exit("needs redis-server: apt-get install -y redis-server")
+            from tests.servers.redis import RedisServer
+
+            server = RedisServer(Path(tmp) / "redis").start()
+        try:
+            for i in range(args.runs):
+                url = (
+                    f"sqlite:///{tmp}/run{i}.db"
+                    if server is None
+                    else f"{server.url}?prefix=run{i}"
+                )
+                results.append(one_run(url, rnd))
+        finally:
+            if server is not None:
+                server.stop()
+    table = Table(title=f"kill -9 of the finishing worker, {args.runs} runs on {args.backend}")
+    for col in ("killed", "runs", "callbacks registered", "callbacks run"):
+        table.add_column(col, justify="right")
+    by_when: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+    for when, registered, ran in results:
+        by_when[when].append((registered, ran))
+    for when, rows in sorted(by_when.items()):
+        regs = collections.Counter(r for r, _ in rows)
+        runs = collections.Counter(r for _, r in rows)
+        table.add_row(
+            when, str(len(rows)),
+            ", ".join(f"{n} in {c} runs" for n, c in sorted(regs.items())),
+            ", ".join(f"{n} in {c} runs" for n, c in sorted(runs.items())),
+        )  # fmt: skip
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
