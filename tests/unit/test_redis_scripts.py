@@ -11,6 +11,7 @@ from kubenenc_redis.scripts import (
     FUNCTIONS,
     LIBRARY,
     SCRIPTS,
+    STATE,
     STEPS,
     build,
     header,
@@ -52,6 +53,17 @@ def test_the_library_defines_the_shared_lua_once_and_one_function_per_step() -> 
     # The per-call state is assigned by begin, never declared again (a second ``local``
     # would leave the library's functions reading the first call's tables).
     assert "local CD" not in LIBRARY.split("local function begin")[1]
+
+
+def test_no_library_file_keeps_state_of_its_own() -> None:
+    # In the function library a table made at the top of a shared file lives across calls:
+    # state of one call must be declared in STATE and made new by call.lua instead.
+    constant_caches = {"OK"}  # filled from constants only, the same for every call
+    for name in _lua_names():
+        if name.startswith("lib"):
+            made = set(re.findall(r"^local (\w+) = \{\}", lua_file(name), re.MULTILINE))
+            assert made <= constant_caches, (name, made)
+    assert "RATES" in STATE
 
 
 def test_only_keys_py_spells_a_key() -> None:

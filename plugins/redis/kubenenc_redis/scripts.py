@@ -82,7 +82,7 @@ local REPLY_TTL = {REPLY_TTL}
 """
 
 
-STATE = "CD, HOLD, WAKE, HW, FIN, TASK"
+STATE = "CD, HOLD, WAKE, HW, FIN, TASK, RATES"
 """The per-call state of ``lib.lua``, declared by the header and made new by ``call.lua``."""
 
 ARGS = """P = KEYS[1]

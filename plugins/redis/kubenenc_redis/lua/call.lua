@@ -8,7 +8,8 @@
 -- and the final index entries (FIN): one command per key instead of one per invocation.
 -- Counter changes are nested tables, CD[app][pool][task][status], so a change builds no
 -- string; the field names are built once per call, when written.
-CD, HOLD, WAKE, HW, FIN, TASK = {}, {}, {}, {}, {}, {}
+-- RATES: the rate keys read in this call (see lib_claim.lua).
+CD, HOLD, WAKE, HW, FIN, TASK, RATES = {}, {}, {}, {}, {}, {}, {}
 if REQ ~= '' then
   local cached = redis.call('GET', k_rq(REQ))
   if cached then return {'replay', cached} end
