@@ -209,7 +209,10 @@ def test_a_command_packed_here_is_what_redis_py_would_send() -> None:
         ("BLMOVE", "a", "a", "RIGHT", "LEFT", 0.25),
         ("BLPOP", "k", 5.0),
         ("SET", "n", -17),
+        ("HSET", "h", Status.RUNNING, "x"),  # a str enum: its value
     ):
         assert pack(args) == b"".join(conn.pack_command(*args)), args
     with pytest.raises(TypeError):
         pack(("SET", "k", None))
+    with pytest.raises(TypeError):
+        pack(("SET", "k", True))

@@ -121,14 +121,23 @@ def _arg(value: Any) -> bytes:
         data = b"%d" % value
     elif kind is float:
         data = repr(value).encode()
+    elif isinstance(value, str):  # a str enum (Status) too, as redis-py encodes it
+        data = value.encode()
+    elif isinstance(value, (bytes, memoryview)):
+        data = bytes(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        data = b"%d" % value
+    elif isinstance(value, float):
+        data = repr(value).encode()
     else:
         raise TypeError(f"Redis command argument of type {kind.__name__}: {value!r}")
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
 def pack(args: Sequence[Any]) -> bytes:
-    """One command in the Redis protocol, its arguments ``str`` (UTF-8), ``bytes``, ``int``
-    or ``float`` (as ``repr`` writes it), as redis-py's encoder writes them. Speed: about a
+    """One command in the Redis protocol, its arguments ``str`` (UTF-8; a str enum by its
+    value), ``bytes``, ``int`` or ``float`` (as ``repr`` writes it), as redis-py's encoder
+    writes them; any other type (``bool``, ``None``) raises TypeError. Speed: about a
     fifth of a lone call's client CPU went to redis-py's general packer and encoder."""
     return b"*%d\r\n%s" % (len(args), b"".join(map(_arg, args)))
 
