@@ -473,7 +473,10 @@ class Task(Generic[P, R]):
         # A backend may take larger batches (optional ``register_batch``: one that pipelines
         # its own calls, reading ``new`` a slice at a time as it sends, so the slices are
         # built while the server works on the ones before); an SDK thread then adds nothing.
-        if len(encoded) <= max(_BATCH, getattr(backend, "register_batch", 0)):
+        if len(encoded) == 1:  # a lone call: nothing to overlap
+            new = self._build_all(encoded, call, fixed)
+            results = backend.register(new, time.time())
+        elif len(encoded) <= max(_BATCH, getattr(backend, "register_batch", 0)):
             new = _Built(encoded, lambda part: self._build_all(part, call, fixed))
             results = backend.register(new, time.time())
         else:

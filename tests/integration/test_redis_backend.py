@@ -217,6 +217,37 @@ def test_a_wait_on_an_id_before_it_exists_does_not_end_a_later_wait(
     assert backend.wait_final([item.id], 5.0)
 
 
+def script_calls(backend: RedisBackend) -> int:
+    """How many script or function calls the server has run so far."""
+    stats = backend._r.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "fcall"))
+
+
+def test_steps_run_as_functions_and_as_scripts_where_functions_are_not_loaded(
+    redis_backend: RedisBackend,
+) -> None:
+    backend = redis_backend
+
+    def calls(command: str) -> int:
+        return int(backend._r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    id = running(backend, 1.0, "fn")
+    assert backend._caller.functions is True  # this server has Redis 7 functions
+    fcalls = calls("fcall")
+    backend._caller.functions = False  # as on Redis 6.2 (or a user not allowed to load)
+    evalshas = calls("evalsha")
+    assert backend.finish([Outcome(id, OutcomeKind.SUCCESS, "7")], W1, 2.0) == [True]
+    assert backend.wait_final([id], 10.0)
+    rec = backend.get(id)
+    assert rec is not None and rec.status is Status.SUCCESS and rec.result == "7"
+    assert calls("fcall") == fcalls
+    assert calls("evalsha") >= evalshas + 3  # finish, open, read
+    backend._r.execute_command("FUNCTION", "FLUSH")  # type: ignore[no-untyped-call]
+    backend._caller.functions = True  # the library is gone: the next call loads it again
+    assert running(backend, 3.0, "fn2")
+    assert calls("fcall") > fcalls
+
+
 def test_get_after_a_single_wait_is_the_final_record_read_in_the_same_trip(
     redis_backend: RedisBackend,
 ) -> None:
@@ -226,14 +257,14 @@ def test_get_after_a_single_wait_is_the_final_record_read_in_the_same_trip(
         0.2, lambda: backend.finish([Outcome(id, OutcomeKind.SUCCESS, "5")], W1, 3.0)
     ).start()
     assert backend.wait_final([id], 10.0)
-    reads = backend._r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    reads = script_calls(backend)
     rec = backend.get(id)
     assert rec is not None and rec.status is Status.SUCCESS and rec.result == "5"
     assert rec.history[-1].status is Status.SUCCESS
-    assert backend._r.info("commandstats")["cmdstat_evalsha"]["calls"] == reads  # no read
+    assert script_calls(backend) == reads  # no read
     again = backend.get(id)  # kept for one get only: read again
     assert again == rec
-    assert backend._r.info("commandstats")["cmdstat_evalsha"]["calls"] == reads + 1
+    assert script_calls(backend) == reads + 1
 
 
 def test_wait_final_on_many_ids_reads_in_windows(redis_backend: RedisBackend) -> None:
@@ -296,7 +327,7 @@ class ReplyDropper:
         threading.Thread(target=back, daemon=True).start()
         try:
             while data := client.recv(65536):
-                if self.armed.is_set() and b"EVALSHA" in data.upper():
+                if self.armed.is_set() and (b"EVALSHA" in data.upper() or b"FCALL" in data.upper()):
                     self.armed.clear()
                     mute.set()
                     server.sendall(data)
@@ -341,7 +372,7 @@ def test_a_pipelined_register_cut_off_is_sent_again_and_applied_once(
     url = f"redis://127.0.0.1:{dropper.port}/0?prefix={uuid.uuid4().hex[:10]}"
     backend = RedisBackend.from_url(url)
     try:
-        add(backend, 1.0)  # loads the scripts, so the next call is an EVALSHA
+        add(backend, 1.0)  # loads the scripts, so the next call is an FCALL (or EVALSHA)
         items = [new("f", str(i)) for i in range(1300)]
         dropper.armed.set()
         results = backend.register(items, 2.0)
@@ -382,7 +413,7 @@ def test_a_lost_reply_is_applied_once_and_answered_again(dropper: ReplyDropper) 
     url = f"redis://127.0.0.1:{dropper.port}/0?prefix={uuid.uuid4().hex[:10]}"
     backend = RedisBackend.from_url(url)
     try:
-        add(backend, 1.0)  # loads the scripts, so the next call is an EVALSHA
+        add(backend, 1.0)  # loads the scripts, so the next call is an FCALL (or EVALSHA)
         dropper.armed.set()
         [res] = backend.register([new("g")], 2.0)
         assert dropper.dropped == 1

@@ -9,6 +9,7 @@ import json
 import pickle
 from typing import Any
 
+import pytest
 import redis
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.records import (
@@ -20,7 +21,7 @@ from kubenenc.records import (
     Transition,
 )
 from kubenenc.status import Status
-from kubenenc_redis.link import bulk, command
+from kubenenc_redis.link import bulk, command, pack
 from kubenenc_redis.rows import (
     claimed,
     finish_flags,
@@ -198,3 +199,20 @@ def test_a_command_encoded_ahead_is_what_redis_py_would_send() -> None:
     expected = b"".join(conn.pack_command("EVALSHA", "abc", 1, "{p}", "0", "0", "", *ids))
     head = b"".join(bulk(x) for x in ("EVALSHA", "abc", "1", "{p}", "0", "0", ""))
     assert command(head, 7, [bulk(i) for i in ids]) == expected
+
+
+def test_a_command_packed_here_is_what_redis_py_would_send() -> None:
+    conn: Any = redis.Redis().connection_pool.make_connection()  # not connected: packs only
+    big = "x" * 10_000  # redis-py sends values this large as separate buffers
+    for args in (
+        ("FCALL", "f", 1, "{p}", "0", "0.5", "", "é", b"\x00\xff", big),
+        ("BLMOVE", "a", "a", "RIGHT", "LEFT", 0.25),
+        ("BLPOP", "k", 5.0),
+        ("SET", "n", -17),
+        ("HSET", "h", Status.RUNNING, "x"),  # a str enum: its value
+    ):
+        assert pack(args) == b"".join(conn.pack_command(*args)), args
+    with pytest.raises(TypeError):
+        pack(("SET", "k", None))
+    with pytest.raises(TypeError):
+        pack(("SET", "k", True))

@@ -7,7 +7,17 @@ from importlib.resources import files
 
 import pytest
 from kubenenc_redis import keys
-from kubenenc_redis.scripts import SCRIPTS, STEPS, build, header, lua_file
+from kubenenc_redis.scripts import (
+    FUNCTIONS,
+    LIBRARY,
+    SCRIPTS,
+    STATE,
+    STEPS,
+    build,
+    header,
+    library,
+    lua_file,
+)
 
 
 def _lua_names() -> set[str]:
@@ -15,16 +25,45 @@ def _lua_names() -> set[str]:
 
 
 def test_every_lua_file_is_part_of_a_script_and_every_part_is_a_file() -> None:
-    used = {"lib"} | {name for names in STEPS.values() for name in names}
+    used = {"call", "lib"} | {name for names in STEPS.values() for name in names}
     assert used == _lua_names()
     assert set(SCRIPTS) == set(STEPS)
 
 
 def test_a_script_is_the_header_then_lib_and_its_files_in_order_keys_written_out() -> None:
-    body = lua_file("lib") + lua_file("lib_finish") + lua_file("lib_claim")
+    body = lua_file("call") + lua_file("lib") + lua_file("lib_finish") + lua_file("lib_claim")
     body += lua_file("finish_and_claim")
     assert build("lib_finish", "lib_claim", "finish_and_claim") == header() + keys.lua(body)
     assert SCRIPTS["finish_and_claim"] == build(*STEPS["finish_and_claim"])
+
+
+def test_the_library_defines_the_shared_lua_once_and_one_function_per_step() -> None:
+    assert (LIBRARY, FUNCTIONS) == library()
+    name = re.match(r"#!lua name=(kubenenc_[0-9a-f]{12})\n", LIBRARY)
+    assert name is not None
+    assert set(FUNCTIONS) == set(STEPS)
+    for op, fn in FUNCTIONS.items():
+        assert fn == f"{name.group(1)}_{op}"
+        assert LIBRARY.count(f"redis.register_function('{fn}', function(KEYS, ARGV)") == 1
+    shared_functions = ("kr", "claim_some", "finish_all")
+    for shared in (f"local function {name}(" for name in shared_functions):
+        assert LIBRARY.count(shared) == 1, shared
+    assert not re.search(r"\bk_[a-z]+\(", LIBRARY)  # every key builder written out
+    assert not re.search(r"local K_[A-Z]+ =", LIBRARY)  # fixed keys: set per call by begin
+    # The per-call state is assigned by begin, never declared again (a second ``local``
+    # would leave the library's functions reading the first call's tables).
+    assert "local CD" not in LIBRARY.split("local function begin")[1]
+
+
+def test_no_library_file_keeps_state_of_its_own() -> None:
+    # In the function library a table made at the top of a shared file lives across calls:
+    # state of one call must be declared in STATE and made new by call.lua instead.
+    constant_caches = {"OK"}  # filled from constants only, the same for every call
+    for name in _lua_names():
+        if name.startswith("lib"):
+            made = set(re.findall(r"^local (\w+) = \{\}", lua_file(name), re.MULTILINE))
+            assert made <= constant_caches, (name, made)
+    assert "RATES" in STATE
 
 
 def test_only_keys_py_spells_a_key() -> None:

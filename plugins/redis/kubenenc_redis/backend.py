@@ -47,7 +47,7 @@ from kubenenc.status import Status
 
 from kubenenc_redis import admin
 from kubenenc_redis.keys import US, Keys
-from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command
+from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command, pack
 from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR, connect
 from kubenenc_redis.reads import RedisBrowse
 from kubenenc_redis.rows import (
@@ -110,6 +110,8 @@ class RedisBackend(RedisBrowse):
         self._caller = Caller(client, self._p, retention, retry_for, name)
         self._local = threading.local()  # .final: see wait_final
         self._loaded = False  # the scripts wait_final pipelines are on the server
+        self._head_way: bool | None = None  # see _heads
+        self._head = (b"", b"")
         self._block_link = Link(self._block)
 
     @classmethod
@@ -155,12 +157,14 @@ class RedisBackend(RedisBrowse):
         out: list[RegisterResult] = []
         sent: collections.deque[list[str | int]] = collections.deque()
         if len(new) > REGISTER_CHUNK:
-            sha = self._caller.sha("register")
+            if self._caller.functions is None:
+                self._caller.retrying("register", self._caller.ensure)
+            head = self._caller.head("register")
             conn = self._caller.link.take()
             try:
                 for argv in calls:
                     sent.append(argv)
-                    conn.send_packed_command(conn.pack_command("EVALSHA", sha, 1, self._p, *argv))
+                    conn.send_packed_command([pack((*head, 1, self._p, *argv))])
                     if len(sent) > 1:
                         out += self._registered(conn.read_response())
                         sent.popleft()
@@ -169,7 +173,7 @@ class RedisBackend(RedisBrowse):
                     sent.popleft()
             except BaseException as exc:
                 conn.disconnect()  # replies may be left unread on it
-                if not isinstance(exc, (*FAULTS, redis.exceptions.NoScriptError)):
+                if not (isinstance(exc, FAULTS) or Caller.missing(exc)):
                     raise
                 # Lost connection or script not loaded: the rest again, one by one (below).
             finally:
@@ -359,15 +363,6 @@ class RedisBackend(RedisBrowse):
         them."""
         last = chunk[-1]
         done = self._keys.per("k_done", last)
-        opening = ("EVALSHA", self._caller.sha("open"), "1", self._p, "0", "0", "")
-        head = b"".join(bulk(x) for x in opening)
-        first = command(head, 7, encoded)
-        commands: list[tuple[Any, ...]] = [
-            ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
-        ]
-        if single:
-            commands.append(("EVALSHA", self._caller.sha("read"), 1, self._p, "0", "0", "",
-                             "1", last))  # fmt: skip
 
         def send() -> list[Any]:
             # A script missing on the server would let the pipelined block wait in vain:
@@ -377,9 +372,18 @@ class RedisBackend(RedisBrowse):
                 self._caller.script("read", ["0", "0", "", "0"])
                 self._caller.script("open", ["0", "0", ""])
                 self._loaded = True
+            opening, reading = self._heads()
+            commands: list[tuple[Any, ...] | bytes] = [
+                command(opening, 7, encoded),
+                ("BLMOVE", done, done, "RIGHT", "LEFT", max(seconds, 0.001)),
+            ]
+            if single:  # read after the block: the record as the push left it
+                commands.append(command(reading, 8, [encoded[-1]]))
             try:
-                return self._block_link.calls(commands, first)
-            except redis.exceptions.NoScriptError:
+                return self._block_link.calls(commands)
+            except redis.ResponseError as exc:
+                if not Caller.missing(exc):
+                    raise
                 self._loaded = False
                 return send()
             except FAULTS:
@@ -393,6 +397,20 @@ class RedisBackend(RedisBrowse):
             if rec is not None and rec.is_final:
                 self._local.final = (rec, time.monotonic())
         return int(replies[0]), pushed
+
+    def _heads(self) -> tuple[bytes, bytes]:
+        """The fixed start of the ``open`` and ``read`` calls ``wait_final`` sends, in the
+        protocol (see :func:`kubenenc_redis.link.command`), made once per way of calling
+        (functions or scripts). Speed: ``result()`` sends them on every call."""
+        way = bool(self._caller.functions)
+        if self._head_way is not way:
+            opening = (*self._caller.head("open"), "1", self._p, "0", "0", "")
+            reading = (*self._caller.head("read"), "1", self._p, "0", "0", "", "1")
+            self._head = (
+                b"".join(bulk(x) for x in opening), b"".join(bulk(x) for x in reading)
+            )  # fmt: skip
+            self._head_way = way
+        return self._head
 
     def wait_for_work(self, pool: str, timeout: float) -> bool:
         """Block until invocations may have become claimable in ``pool`` (True) or

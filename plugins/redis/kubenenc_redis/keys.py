@@ -161,10 +161,10 @@ def lua(source: str) -> str:
     if unknown:
         raise ValueError(f"unknown fixed keys in Lua: {sorted(unknown)}")
     lines = [f"local {name} = P .. ':{kind}'\n" for name, kind in FIXED.items() if name in used]
-    return "".join(lines) + _expand(source)
+    return "".join(lines) + expand(source)
 
 
-def _expand(source: str) -> str:
+def expand(source: str) -> str:
     """``source`` with every builder call (nested ones too) replaced by its concatenation;
     ValueError for a builder not in :data:`PER` (or ``k_park``) or a wrong argument count."""
     out: list[str] = []
@@ -172,7 +172,7 @@ def _expand(source: str) -> str:
     while (m := _BUILDER.search(source, at)) is not None:
         name = m.group(1)
         args, end = _arguments(source, m.end())
-        parts = [_expand(a.strip()) for a in args]
+        parts = [expand(a.strip()) for a in args]
         if name == "k_park" and len(parts) == 2:
             key = f"(P .. ':{PARK}:' .. {parts[0]} .. US .. {parts[1]})"
         elif name in PER and len(parts) == 1:
@@ -227,4 +227,4 @@ class Keys:
         return f"{self.prefix}:{PARK}:{pool}{US}{key}"
 
 
-__all__ = ["FIXED", "PARK", "PER", "RS", "US", "Keys", "lua"]
+__all__ = ["FIXED", "PARK", "PER", "RS", "US", "Keys", "expand", "lua"]

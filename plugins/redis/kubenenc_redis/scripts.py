@@ -19,6 +19,7 @@ so a function defined for nothing costs every call.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from importlib.resources import files
 
@@ -67,16 +68,9 @@ def _allowed() -> str:
     return " " + " ".join(sorted(pairs)) + " "
 
 
-def header() -> str:
-    """The start of every script: the call's arguments (``KEYS[1]`` the braced prefix,
-    ``ARGV[1..3]`` the time, the retention and the request id; a step's own arguments
-    follow from ``ARGV[4]``) and the constants generated from the SDK."""
+def constants() -> str:
+    """The constants every script and the library start with, generated from the SDK."""
     return f"""
-local P = KEYS[1]
-local NOW = ARGV[1]
-local NOWN = tonumber(NOW)
-local RET = tonumber(ARGV[2])
-local REQ = ARGV[3]
 local US = '\\31'
 local RS = '\\30'
 local FINAL = {_lua_set(FINAL)}
@@ -89,19 +83,82 @@ local REPLY_TTL = {REPLY_TTL}
 """
 
 
+STATE = "CD, HOLD, WAKE, HW, FIN, TASK, RATES"
+"""The per-call state of ``lib.lua``, declared by the header and made new by ``call.lua``."""
+
+ARGS = """P = KEYS[1]
+NOW = ARGV[1]
+NOWN = tonumber(NOW)
+RET = tonumber(ARGV[2])
+REQ = ARGV[3]
+"""
+
+
+def header() -> str:
+    """The start of every script: the call's arguments (``KEYS[1]`` the braced prefix,
+    ``ARGV[1..3]`` the time, the retention and the request id; a step's own arguments
+    follow from ``ARGV[4]``), the constants generated from the SDK, and the per-call
+    state."""
+    return f"{constants()}local P, NOW, NOWN, RET, REQ\n{ARGS}local {STATE}\n"
+
+
 def lua_file(name: str) -> str:
     """The text of ``lua/<name>.lua``, read from the installed package."""
     return files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
 def build(*names: str) -> str:
-    """The full source of one script: the header, then ``lib.lua`` and ``lua/<name>.lua``
-    for each of ``names``, with their keys written out by :func:`kubenenc_redis.keys.lua`."""
-    body = lua_file("lib") + "".join(lua_file(n) for n in names)
+    """The full source of one script: the header, ``call.lua``, ``lib.lua`` and then
+    ``lua/<name>.lua`` for each of ``names``, with their keys written out by
+    :func:`kubenenc_redis.keys.lua`."""
+    body = lua_file("call") + lua_file("lib") + "".join(lua_file(n) for n in names)
     return header() + keys.lua(body)
 
 
-SCRIPTS: dict[str, str] = {op: build(*names) for op, names in STEPS.items()}
-"""Every script, by the contract operation it implements."""
+def library() -> tuple[str, dict[str, str]]:
+    """Every step as one Redis function library (Redis >= 7, ``FUNCTION LOAD``): its
+    source, and the function name of each step.
 
-__all__ = ["DONE_TTL", "REPLY_TTL", "SCRIPTS", "STEPS", "build", "header", "lua_file"]
+    ``lib.lua`` and the step libraries are defined once, when the library is loaded, so a
+    call no longer makes their dozens of closures (what most of a short script's server
+    time went to); they keep the call's arguments, its fixed keys and its per-call state as
+    upvalues, which ``begin`` sets at the start of every call (Redis runs one function at a
+    time, so no two calls share them). Each step's file is the body of its function. The
+    library and function names carry a hash of the source, so servers shared by several
+    versions hold one library per version and none replaces another's.
+    """
+    shared = sorted({n for names in STEPS.values() for n in names[:-1]})
+    fixed = sorted(keys.FIXED)
+    body = lua_file("lib") + "".join(lua_file(n) for n in shared)
+    steps = {op: keys.expand(lua_file(names[-1])) for op, names in STEPS.items()}
+    set_keys = "".join(f"{k} = P .. ':{keys.FIXED[k]}'\n" for k in fixed)
+    begin = (
+        "local function begin(KEYS, ARGV)\n" + ARGS + set_keys
+        + keys.expand(lua_file("call")) + "end\n"
+    )  # fmt: skip
+    head = (
+        constants() + "local P, NOW, NOWN, RET, REQ\n" + f"local {STATE}\n"
+        + f"local {', '.join(fixed)}\n"
+    )  # fmt: skip
+    source = head + keys.expand(body) + begin
+    digest = hashlib.sha256((source + repr(steps)).encode()).hexdigest()[:12]
+    names = {op: f"kubenenc_{digest}_{op}" for op in STEPS}
+    for op, text in steps.items():
+        source += (
+            f"redis.register_function('{names[op]}', function(KEYS, ARGV)\n"
+            "local replay = begin(KEYS, ARGV)\nif replay then return replay end\n"
+            f"{text}\nend)\n"
+        )
+    return f"#!lua name=kubenenc_{digest}\n{source}", names
+
+
+SCRIPTS: dict[str, str] = {op: build(*names) for op, names in STEPS.items()}
+"""Every script, by the contract operation it implements (Redis < 7 runs these)."""
+
+LIBRARY, FUNCTIONS = library()
+"""The function library (Redis >= 7) and the function name of each operation."""
+
+__all__ = [
+    "DONE_TTL", "FUNCTIONS", "LIBRARY", "REPLY_TTL", "SCRIPTS", "STEPS", "build", "constants",
+    "header", "library", "lua_file",
+]  # fmt: skip

@@ -1,6 +1,7 @@
 -- lib.lua: the functions every step shares (checked moves, counters, queue entries,
 -- finalization, the reply cache). Prepended to every step's files, after the header that
--- kubenenc_redis.scripts generates. Keys are named as in kubenenc_redis.keys (K_RUN,
+-- kubenenc_redis.scripts generates and call.lua; in the function library (Redis >= 7) it
+-- is defined once, at load, and its per-call state is made new by call.lua on each call. Keys are named as in kubenenc_redis.keys (K_RUN,
 -- k_inv(id), ...): those names are written out when the script is assembled.
 
 -- The record's key, built once per record table (``key``): every string built in a script
@@ -14,17 +15,8 @@ local function kr(r)
   return k
 end
 
-if REQ ~= '' then
-  local cached = redis.call('GET', k_rq(REQ))
-  if cached then return {'replay', cached} end
-end
-
--- Counter changes and holders are collected during the call and written once at its end.
--- So are the held sets (HW[worker][id]: true added, false removed; the last change wins)
--- and the final index entries (FIN): one command per key instead of one per invocation.
--- Counter changes are nested tables, CD[app][pool][task][status], so a change builds no
--- string; the field names are built once per call, when written.
-local CD, HOLD, WAKE, HW, FIN, TASK = {}, {}, {}, {}, {}, {}
+-- The per-call state (CD, HOLD, WAKE, HW, FIN, TASK) is declared by the header and made new
+-- by call.lua, which says what each holds.
 local function held(worker, id, yes)
   local t = HW[worker]
   if not t then

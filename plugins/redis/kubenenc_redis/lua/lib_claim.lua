@@ -18,8 +18,8 @@ end
 
 -- Rate limits (Engine's RateLog): ``P:rate:<key>`` lists the last N start times of a rate
 -- key, newest first. A start at NOW is allowed when the N-th most recent start is at least
--- a window old, and the burst-th one at least window * burst / N old.
-local RATES = {}
+-- a window old, and the burst-th one at least window * burst / N old. RATES (the rates read
+-- in this call) is per-call state: declared by the header, made new by call.lua.
 local function rate_of(key, spec)
   local r = RATES[key]
   if r then return r end
