@@ -249,8 +249,9 @@ if wants kill; then
   orders submit --orders 100 --prefix killed --timeout "$TIMEOUT" >"$WORK/killed.log" 2>&1 &
   SUBMIT_PID=$!
   sleep 3
-  VICTIM="$(k -n "$SHOP_NS" get pods -o name | grep "$POOL" | head -1)"
-  [[ -n "$VICTIM" ]] || fail "no worker pod to kill"
+  # A pod whose worker runs (a pod the backlog just added may still be starting).
+  VICTIM="$(k -n "$SHOP_NS" get pods --field-selector=status.phase=Running -o name | grep "$POOL" | head -1)"
+  [[ -n "$VICTIM" ]] || fail "no running worker pod to kill"
   if [[ -n "${KILL_CONTAINER:-}" ]]; then
     # A crash: SIGKILL the worker process (the kubelet restarts the container); its heartbeats
     # stop and the operator hands its work back after the heartbeat timeout.

@@ -425,16 +425,19 @@ dump() {
 # kill_container NAMESPACE POD CONTAINER: SIGKILL a container's process (a crash, for the
 # steps' "a worker dies mid-work"); the kubelet then restarts it.
 kill_container() {
-  local id info
-  for id in $(ctr --address "$CTR_SOCK" -n k8s.io containers ls -q); do
-    info="$(ctr --address "$CTR_SOCK" -n k8s.io containers info "$id" 2>/dev/null)" || continue
-    if grep -q "\"io.kubernetes.pod.namespace\": \"$1\"" <<<"$info" \
-      && grep -q "\"io.kubernetes.pod.name\": \"$2\"" <<<"$info" \
-      && grep -q "\"io.kubernetes.container.name\": \"$3\"" <<<"$info" \
-      && ctr --address "$CTR_SOCK" -n k8s.io tasks kill -s SIGKILL "$id" 2>/dev/null; then
-      log "SIGKILL sent to container $3 of $1/$2"
-      return 0
-    fi
+  local id info try
+  for try in $(seq 20); do # a container being (re)started has no task yet: try for 20 s
+    for id in $(ctr --address "$CTR_SOCK" -n k8s.io containers ls -q); do
+      info="$(ctr --address "$CTR_SOCK" -n k8s.io containers info "$id" 2>/dev/null)" || continue
+      if grep -q "\"io.kubernetes.pod.namespace\": \"$1\"" <<<"$info" \
+        && grep -q "\"io.kubernetes.pod.name\": \"$2\"" <<<"$info" \
+        && grep -q "\"io.kubernetes.container.name\": \"$3\"" <<<"$info" \
+        && ctr --address "$CTR_SOCK" -n k8s.io tasks kill -s SIGKILL "$id" 2>/dev/null; then
+        log "SIGKILL sent to container $3 of $1/$2 (try $try)"
+        return 0
+      fi
+    done
+    sleep 1
   done
   die "no running container $3 in $1/$2"
 }
