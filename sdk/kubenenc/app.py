@@ -7,6 +7,7 @@ it before forking.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 import time
@@ -137,7 +138,7 @@ class App:
         if self._backend_obj is not None:
             return self._backend_obj
         scheme = urlsplit(self.backend_url).scheme
-        return backend_class(scheme) if scheme else None
+        return _backend_class_of(scheme) if scheme else None
 
     def serializer_for(self, name: str) -> JsonSerializer | PickleSerializer:
         """The serializer that wrote a stored value; pickle only if this app opted in."""
@@ -302,6 +303,13 @@ class App:
         """Exact counts of this app's invocations (of one task, if given) by status."""
         task_id = task.id if isinstance(task, Task) else task
         return dict(self.backend.counts(app=self.name, task=task_id))
+
+
+@functools.cache
+def _backend_class_of(scheme: str) -> type[Backend]:
+    """:func:`backend_class`, looked up once per scheme: the entry-point scan costs
+    milliseconds, and :meth:`App.value_limit` runs once per task result."""
+    return backend_class(scheme)
 
 
 def load_app(path: str) -> App:
