@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.cluster.fixtures",
     "tests.servers.redis",
     "tests.servers.mongodb",
+    "tests.servers.rediscluster",
 ]
 
 
