@@ -13,6 +13,7 @@ BACKENDS: dict[str, str] = {
     "memory": "memory_backend",
     "sqlite": "sqlite_backend",
     "redis": "redis_backend",
+    "rediscluster": "rediscluster_backend",
     "mongodb": "mongodb_backend",
     "mongodb-java": "mongojava_backend",
 }
@@ -20,5 +21,6 @@ BACKENDS: dict[str, str] = {
 SHARED_URLS: dict[str, str] = {
     "sqlite": "sqlite_url",
     "redis": "redis_url",
+    "rediscluster": "rediscluster_url",
     "mongodb": "mongodb_url",
 }

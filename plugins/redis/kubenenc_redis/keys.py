@@ -101,6 +101,8 @@ from __future__ import annotations
 
 import re
 
+from redis.crc import key_slot
+
 US = "\x1f"
 """Separates the parts of one entry (a counter's field, a history entry, a park key)."""
 RS = "\x1e"
@@ -227,4 +229,70 @@ class Keys:
         return f"{self.prefix}:{PARK}:{pool}{US}{key}"
 
 
-__all__ = ["FIXED", "PARK", "PER", "RS", "US", "Keys", "expand", "lua"]
+SLOTS = 16384
+"""Hash slots of a Redis Cluster."""
+
+
+def shard_prefix(prefix: str, shard: int, shards: int) -> str:
+    """The prefix of shard ``shard`` of ``shards`` (Redis Cluster, see
+    :mod:`kubenenc_redis.shards`): ``prefix:shard:salt``, so its keys carry the hash tag
+    ``{prefix:shard:salt}``. ``salt`` is the smallest number that puts the tag's slot in
+    the shard's share of the slots (``shard * 16384 // shards`` up to the next share), so on
+    a cluster whose masters split the slots evenly (what ``redis-cli --cluster create``
+    does) shard ``i`` of N lands on master ``i``. Depends only on its arguments: the same
+    prefix and N always give the same keys."""
+    low, high = shard * SLOTS // shards, (shard + 1) * SLOTS // shards
+    salt = 0
+    while not low <= key_slot(f"{prefix}:{shard}:{salt}".encode()) < high:
+        salt += 1
+    return f"{prefix}:{shard}:{salt}"
+
+
+def coordination_prefix(prefix: str) -> str:
+    """The prefix of the coordination slot of a sharded app (``{prefix:c}``): the wait
+    graph across shards (see :mod:`kubenenc_redis.crossing`).
+
+    ==========================  ======  ====================================================
+    key                         type    what it holds
+    ==========================  ======  ====================================================
+    ``C:tg:<id>``               set     what waiter ``id`` waits on (every shard's waits)
+    ``C:wt:<id>``               set     who waits on ``id``
+    ``C:node:<id>``             hash    waiter ``id``: ``ck`` call key, ``dp`` display,
+                                        ``at`` when its edges were written
+    ``C:waiters``               zset    every waiter with edges, by ``at`` (the sweep)
+    ==========================  ======  ====================================================
+    """
+    return f"{prefix}:c"
+
+
+COORD: dict[str, str] = {"k_tg": "tg", "k_wt": "wt", "k_node": "node", "K_WAITERS": "waiters"}
+"""The coordination slot's keys (see :func:`coordination_prefix`): Lua name -> kind."""
+
+
+def coord_key(braced: str, name: str, part: str = "") -> str:
+    """The coordination-slot key ``name`` of :data:`COORD` (``"k_tg"`` with ``part`` an
+    id, ``"K_WAITERS"`` without) under the braced prefix ``braced``."""
+    kind = COORD[name]
+    return f"{braced}:{kind}:{part}" if name.islower() else f"{braced}:{kind}"
+
+
+def coord_lua(source: str) -> str:
+    """``source`` (a coordination-slot script) with ``C`` (its braced prefix, ``KEYS[1]``)
+    and its keys written out, as :func:`lua` does for the shards' scripts."""
+    head = "local C = KEYS[1]\n" + "".join(
+        f"local {n} = C .. ':{k}'\n" for n, k in COORD.items() if n.isupper() and n in source
+    )
+
+    def builder(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in COORD:
+            raise ValueError(f"unknown coordination key builder in Lua: {name}")
+        return f"C .. ':{COORD[name]}:' .. "
+
+    return head + re.sub(r"\b(k_[a-z]+)\(", lambda m: builder(m) + "(", source)
+
+
+__all__ = [
+    "COORD", "FIXED", "PARK", "PER", "RS", "SLOTS", "US", "Keys", "coord_key", "coord_lua",
+    "coordination_prefix", "expand", "lua", "shard_prefix",
+]  # fmt: skip

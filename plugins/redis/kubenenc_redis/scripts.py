@@ -53,6 +53,10 @@ STEPS: dict[str, tuple[str, ...]] = {
     "oldest_pending": ("oldest_pending",),
     "browse": ("browse",),
     "activity": ("activity",),
+    "shard_pause": ("shard_pause",),  # the shards' halves of a pause across shards
+    "shard_cycle": ("shard_cycle",),  # (kubenenc_redis.crossing)
+    "shard_seq": ("shard_seq",),  # sequences comparable across shards
+    "shard_boost": ("shard_boost",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 
