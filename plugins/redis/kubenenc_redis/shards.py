@@ -5,11 +5,14 @@ scripts, its keys tagged ``{prefix:shard:salt}``), so every atomic rule that one
 enforces stays one script on one shard, as long as everything the rule compares lives on
 that shard. Which shard holds an invocation is chosen for that:
 
-1. a call with a concurrency key (running, rate or registration key) goes by its task
-   (CRC32 of the task id modulo N). The SDK builds every key from the task id, so all calls
-   of one key meet on one shard, whichever mix of keys their policies give, and running
-   limits, rate limits and dedupe/reject stay exact (one script on one shard, as before).
-   The price: one keyed task's calls do not spread; distinct tasks do;
+1. a call with a concurrency key (running, rate or registration key) goes by the key's
+   part before its ``#`` (CRC32 modulo N). The SDK builds every key as
+   ``scope:task#...`` (:mod:`kubenenc.concurrency`), so that part is the scoped task, the
+   same for the three keys of a call: all calls that share any key meet on one shard,
+   whichever mix of keys their policies give, and running limits, rate limits and
+   dedupe/reject stay exact (one script on one shard, as on one server). Keys not built by
+   the SDK (no ``#``) all go to shard 0, exact too. The price: one keyed task's calls do
+   not spread over shards; distinct tasks do;
 2. else a call with declared dependencies goes to its first dependency's shard (the
    register script checks dependencies on its own shard; dependencies on several shards,
    or a keyed call depending on another shard, are refused with a ConfigurationError);
@@ -46,6 +49,8 @@ from kubenenc.backends.browse import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    cursor_of,
+    seq_of,
 )
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
@@ -80,6 +85,12 @@ WATCH_IDLE = 30.0
 
 def _crc(text: str) -> int:
     return zlib.crc32(text.encode())
+
+
+def _key_home(key: str, n: int) -> int:
+    """The shard of calls with concurrency key ``key`` (see the module docstring)."""
+    task, hash_, _ = key.partition("#")
+    return _crc(task) % n if hash_ else 0
 
 
 class _Wake:
@@ -219,14 +230,14 @@ class ShardedBackend:
                 )
             if homes:
                 home = homes.pop()
-                if key is not None and _crc(new.task) % n != home:
+                if key is not None and _key_home(key, n) != home:
                     raise ConfigurationError(
                         f"{new.display}: a call with a concurrency key cannot depend on a "
                         "call on another shard with redis+cluster"
                     )
                 return home
         if key is not None:
-            return _crc(new.task) % n
+            return _key_home(key, n)
         if new.parent is not None:
             home = self.locate([new.parent]).get(new.parent)
             if home is not None:
@@ -635,27 +646,40 @@ class ShardedBackend:
         limit: int = 50,
         budget: int = DEFAULT_BUDGET,
     ) -> InvocationPage:
-        """See :meth:`kubenenc.backends.browse.Browse.browse`: one shard after another (the
-        cursor says which shard and where in it); newest first within a shard."""
-        at, inner = 0, cursor
-        if cursor is not None and "/" in cursor:
-            head, _, rest = cursor.partition("/")
-            at, inner = int(head), rest or None
-        items: list[InvocationRecord] = []
+        """See :meth:`kubenenc.backends.browse.Browse.browse`: every shard below the same
+        cursor (sequences compare across shards), merged newest first. The next cursor
+        stops at the newest point where a shard stopped early, so nothing is skipped."""
+        if len(self.shards) == 1:
+            return self.shards[0].browse(where, cursor=cursor, limit=limit, budget=budget)
+        share = max(budget // len(self.shards), 1)
+        found: list[tuple[int, InvocationRecord]] = []
+        bound: int | None = None
         scanned = 0
-        while at < len(self.shards):
-            page = self.shards[at].browse(
-                where, cursor=inner, limit=limit - len(items), budget=max(budget - scanned, 1)
-            )
-            items += page.items
+        for shard in self.shards:
+            page = shard.browse(where, cursor=cursor, limit=limit, budget=share)
             scanned += page.scanned
+            found += zip(self._seqs(shard, [r.id for r in page.items]), page.items, strict=True)
             if page.next is not None:
-                return InvocationPage(items, f"{at}/{page.next}", scanned)
-            at, inner = at + 1, None
-            if len(items) >= limit or scanned >= budget:
-                more = at < len(self.shards)
-                return InvocationPage(items, f"{at}/" if more else None, scanned)
-        return InvocationPage(items, None, scanned)
+                at = seq_of(page.next)
+                if at is not None and (bound is None or at > bound):
+                    bound = at
+        found.sort(key=lambda f: f[0], reverse=True)
+        keep = [f for f in found if bound is None or f[0] >= bound]
+        if len(keep) > limit:
+            keep = keep[:limit]
+            return InvocationPage([r for _, r in keep], cursor_of(keep[-1][0]), scanned)
+        return InvocationPage(
+            [r for _, r in keep], None if bound is None else cursor_of(bound), scanned
+        )
+
+    @staticmethod
+    def _seqs(shard: Shard, ids: Sequence[str]) -> list[int]:
+        """The sequence of each of ``ids`` on ``shard`` (from its id index)."""
+        if not ids:
+            return []
+        key = shard._keys.fixed("K_IX")
+        found = shard._caller.retrying("browse", lambda: shard._r.zmscore(key, list(ids)))
+        return [int(x or 0) for x in found]
 
     def activity(
         self, *, since: float, width: float, buckets: int, app: str | None = None
@@ -687,15 +711,19 @@ class ShardedBackend:
         updated_before: float | None = None,
     ) -> list[InvocationId]:
         """See :class:`kubenenc.backends.contract.Admin`."""
-        out: list[InvocationId] = []
+        if len(self.shards) == 1:
+            return self.shards[0].select(
+                app=app, task=task, statuses=statuses, updated_before=updated_before
+            )
+        out: list[tuple[int, InvocationId]] = []
         for i, shard in enumerate(self.shards):
             found = shard.select(
                 app=app, task=task, statuses=statuses, updated_before=updated_before
             )
             for id in found:
                 self._remember(id, i)
-            out += found
-        return out
+            out += zip(self._seqs(shard, found), found, strict=True)
+        return [id for _, id in sorted(out, key=lambda f: f[0])]
 
     def oldest_pending(self, pool: str) -> float | None:
         """See :class:`kubenenc.backends.contract.Admin`."""
