@@ -95,9 +95,7 @@ def parse_cluster_url(url: str) -> ClusterURL:
     for item in host_list.split(","):
         host, colon, port = item.strip().rpartition(":")
         if not colon or not host or not port.isdigit():
-            raise ConfigurationError(
-                f"bad Redis Cluster URL {shown!r}: {item!r} is not host:port"
-            )
+            raise ConfigurationError(f"bad Redis Cluster URL {shown!r}: {item!r} is not host:port")
         hosts.append((host.strip("[]"), int(port)))
     options = dict(parse_qsl(query, keep_blank_values=True))
     unknown = set(options) - {"prefix", "shards", "retention", "retry_for"}
@@ -134,8 +132,7 @@ def _seconds(options: dict[str, str], name: str, default: float, shown: str) -> 
         value = -1.0
     if value <= 0:
         raise ConfigurationError(
-            f"bad Redis Cluster URL {shown!r}: {name}={raw!r} must be a positive number of "
-            "seconds"
+            f"bad Redis Cluster URL {shown!r}: {name}={raw!r} must be a positive number of seconds"
         )
     return value
 
@@ -149,7 +146,7 @@ class SlotMap:
         self._lock = threading.Lock()
         try:
             self._cluster = RedisCluster(
-                startup_nodes=[ClusterNode(h, p) for h, p in url.hosts],
+                startup_nodes=[ClusterNode(h, p) for h, p in url.hosts],  # type: ignore[no-untyped-call]
                 username=url.username, password=url.password, ssl=url.tls,
                 decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0,
             )  # fmt: skip
@@ -163,7 +160,7 @@ class SlotMap:
     def master(self, key: str) -> tuple[str, int]:
         """``(host, port)`` of the master serving ``key``'s slot, as last read."""
         with self._lock:
-            node = self._cluster.get_node_from_key(key)
+            node = self._cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
         return str(node.host), int(node.port)
 
     def refresh(self) -> None:
@@ -232,7 +229,7 @@ class Shard(RedisBackend):
             name=f"{url.shown} shard {prefix}",
         )  # fmt: skip
         caller = ShardCaller(client, self._p, url.retention, url.retry_for, self._name)
-        caller.follow = self._follow  # type: ignore[method-assign]
+        caller.follow = self._follow
         self._caller = caller
         self._moving = threading.Lock()
 

@@ -56,13 +56,13 @@ from kubenenc_redis.keys import coord_key, coord_lua
 
 
 def _script(name: str) -> tuple[str, str]:
-    text = files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    text = files(__package__).joinpath("lua_coord", f"{name}.lua").read_text(encoding="utf-8")
     source = coord_lua(text)
     return source, hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
 
 
-PAUSE = _script("coord_pause")
-DROP = _script("coord_drop")
+PAUSE = _script("pause")
+DROP = _script("drop")
 GRACE_EXTRA = 60.0
 """Seconds added to the backend's ``retry_for`` to make ``GRACE``."""
 
@@ -124,14 +124,15 @@ class Coordination:
         slot = self.slot
 
         def read() -> list[tuple[str, float, int]]:
-            found = slot._r.zrange(coord_key(slot._p, "K_WAITERS"), 0, limit - 1, withscores=True)
+            key = coord_key(slot._p, "K_WAITERS")
+            found: list[Any] = slot._r.zrange(key, 0, limit - 1, withscores=True)
             pipe = slot._r.pipeline(transaction=False)
             for id, _ in found:
                 pipe.hget(coord_key(slot._p, "k_node", str(id)), "sh")
             shards = pipe.execute()
             return [
                 (str(id), float(at), int(sh or 0))
-                for (id, at), sh in zip(found, shards, strict=True)  # type: ignore[misc]
+                for (id, at), sh in zip(found, shards, strict=True)
             ]
 
         return slot._caller.retrying("waiters", read)

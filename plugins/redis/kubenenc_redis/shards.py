@@ -58,6 +58,7 @@ from kubenenc.records import (
     InvocationRecord,
     NewInvocation,
     Outcome,
+    OutcomeKind,
     PauseKind,
     PauseResult,
     RegisterResult,
@@ -79,6 +80,8 @@ REMEMBER = 200_000
 MEMBER_HEAD = 35
 """Characters before the id in a queue member (waiters, priority, sequence: see
 :mod:`kubenenc_redis.keys`)."""
+LANES = "L:"
+"""How a browse cursor of one shard after the other starts (see ``_browse_lanes``)."""
 WATCH_IDLE = 30.0
 """Seconds a pool's wake readers keep blocking after the last ``wait_for_work``."""
 
@@ -109,8 +112,8 @@ class _Wake:
 
     def ensure(self) -> None:
         with self._lock:
-            for i, t in enumerate(self._threads):
-                if t is None or not t.is_alive():
+            for i, old in enumerate(self._threads):
+                if old is None or not old.is_alive():
                     t = threading.Thread(
                         target=self._read, args=(i,), daemon=True, name=f"kubenenc-wake-{i}"
                     )
@@ -123,7 +126,7 @@ class _Wake:
             try:
                 if shard.wait_for_work(self._pool, BLOCK_CHUNK):
                     self.event.set()
-            except Exception:  # noqa: BLE001 - closed or unreachable: the claim loop reports
+            except Exception:  # closed or unreachable: the claim loop reports it
                 self.event.set()
                 return
 
@@ -199,7 +202,8 @@ class ShardedBackend:
             unknown = list(dict.fromkeys(unknown))
             for i, shard in enumerate(self.shards):
                 found = shard._caller.retrying(
-                    "locate", lambda s=shard: self._exists(s, unknown)  # type: ignore[misc]
+                    "locate",
+                    lambda s=shard: self._exists(s, unknown),  # type: ignore[misc]
                 )
                 for id, there in zip(unknown, found, strict=True):
                     if there:
@@ -239,9 +243,9 @@ class ShardedBackend:
         if key is not None:
             return _key_home(key, n)
         if new.parent is not None:
-            home = self.locate([new.parent]).get(new.parent)
-            if home is not None:
-                return home
+            parent = self.locate([new.parent]).get(new.parent)
+            if parent is not None:
+                return parent
         return _crc(new.id) % n
 
     def _by_shard(self, ids: Iterable[str]) -> dict[int, list[str]]:
@@ -346,6 +350,9 @@ class ShardedBackend:
             got = self.shards[home].finish([outcomes[k] for k in positions], worker, now)
             for k, flag in zip(positions, got, strict=True):
                 flags[k] = flag
+        back = [o.id for o, f in zip(outcomes, flags, strict=True)
+                if f and o.kind is OutcomeKind.HANDED_BACK]  # fmt: skip
+        self._unwait(back, now)  # a paused one handed back waits no more
         return flags
 
     def finish_and_claim(
@@ -377,7 +384,7 @@ class ShardedBackend:
 
     # -- Coordination ----------------------------------------------------------------------
 
-    def pause(
+    def pause(  # noqa: PLR0911 - the contract's outcomes, each checked where it is known
         self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
     ) -> PauseResult:
         """See :meth:`kubenenc.backends.contract.Coordination.pause` and, across shards,
@@ -441,13 +448,15 @@ class ShardedBackend:
         paused on ``worker`` although a target is still open (gone)."""
         assert self.crossing is not None
         waits = self.crossing.targets(ids)
-        targets = sorted({t for ts in waits for t in ts})
-        status = dict(zip(targets, self.get_many(targets), strict=True))
+        targets = sorted({InvocationId(t) for ts in waits for t in ts})
+        status: dict[str, InvocationRecord | None] = dict(
+            zip(targets, self.get_many(targets), strict=True)
+        )
         where = self.locate(ids)
         ready: dict[int, list[InvocationId]] = {}
         blocked: list[InvocationId] = []
         for id, ts in zip(ids, waits, strict=True):
-            if all(status[t] is None or status[t].is_final for t in ts):  # type: ignore[union-attr]
+            if all((r := status[t]) is None or r.is_final for t in ts):
                 if id in where:
                     ready.setdefault(where[id], []).append(id)
                 else:
@@ -465,8 +474,9 @@ class ShardedBackend:
     ) -> ResumeResult:
         if not ids:
             return ResumeResult()
+        groups: dict[int, list[InvocationId]]
         if early or self.crossing is None:
-            groups = self._by_shard(ids)
+            groups = {h: [InvocationId(i) for i in g] for h, g in self._by_shard(ids).items()}
             lost = [i for i in ids if not any(i in g for g in groups.values())]
         else:
             groups, lost = self._resumable(ids, worker)
@@ -520,6 +530,7 @@ class ShardedBackend:
         out: list[InvocationId] = []
         for shard in self.shards:
             out += shard.recover(now, heartbeat_timeout, max_lost)
+        self._unwait(out, now)
         if self.crossing is not None:
             self._sweep(now)
         return out
@@ -546,6 +557,7 @@ class ShardedBackend:
         out: list[InvocationId] = []
         for shard in self.shards:
             out += shard.release_unheld(worker, held, now, max_lost)
+        self._unwait(out, now)
         return out
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
@@ -651,7 +663,9 @@ class ShardedBackend:
         stops at the newest point where a shard stopped early, so nothing is skipped."""
         if len(self.shards) == 1:
             return self.shards[0].browse(where, cursor=cursor, limit=limit, budget=budget)
-        share = max(budget // len(self.shards), 1)
+        if budget < len(self.shards) or (cursor or "").startswith(LANES):
+            return self._browse_lanes(where, cursor, limit, budget)
+        share = budget // len(self.shards)
         found: list[tuple[int, InvocationRecord]] = []
         bound: int | None = None
         scanned = 0
@@ -672,6 +686,30 @@ class ShardedBackend:
             [r for _, r in keep], None if bound is None else cursor_of(bound), scanned
         )
 
+    def _browse_lanes(
+        self, where: InvocationFilter, cursor: str | None, limit: int, budget: int
+    ) -> InvocationPage:
+        """Browse with a budget smaller than the number of shards: one shard after the
+        other, each newest first, the cursor ``L:`` and each shard's own cursor (``''``
+        not started, ``-`` done), so every page makes progress within the budget."""
+        n = len(self.shards)
+        lanes = cursor[len(LANES) :].split(",") if cursor else [""] * n
+        items: list[InvocationRecord] = []
+        scanned = 0
+        for i, lane in enumerate(lanes):
+            if lane == "-":
+                continue
+            if scanned >= budget or len(items) >= limit:
+                break
+            page = self.shards[i].browse(
+                where, cursor=lane or None, limit=limit - len(items), budget=budget - scanned
+            )
+            items += page.items
+            scanned += page.scanned
+            lanes[i] = page.next or "-"
+        more = any(lane != "-" for lane in lanes)
+        return InvocationPage(items, LANES + ",".join(lanes) if more else None, scanned)
+
     @staticmethod
     def _seqs(shard: Shard, ids: Sequence[str]) -> list[int]:
         """The sequence of each of ``ids`` on ``shard`` (from its id index)."""
@@ -685,14 +723,18 @@ class ShardedBackend:
         self, *, since: float, width: float, buckets: int, app: str | None = None
     ) -> list[ActivityBucket]:
         """See :meth:`kubenenc.backends.browse.Browse.activity`: summed over shards."""
-        parts = [s.activity(since=since, width=width, buckets=buckets, app=app) for s in self.shards]
+        parts = [
+            s.activity(since=since, width=width, buckets=buckets, app=app) for s in self.shards
+        ]
         out: list[ActivityBucket] = []
         for bs in zip(*parts, strict=True):
             out.append(
                 ActivityBucket(
-                    bs[0].start, sum(b.finished for b in bs), sum(b.failed for b in bs),
+                    bs[0].start,
+                    sum(b.finished for b in bs),
+                    sum(b.failed for b in bs),
                     estimated=any(b.estimated for b in bs),
-                )  # fmt: skip
+                )
             )
         return out
 

@@ -1,4 +1,4 @@
--- coord_pause.lua: the cycle check and wait edges of every pause of a sharded app, in the
+-- lua_coord/pause.lua: the cycle check and wait edges of every pause of a sharded app, in the
 -- coordination slot C (see kubenenc_redis.crossing for why this is enough).
 
 -- KEYS[1] C. ARGV[1] waiter id, ARGV[2] its call key, ARGV[3] its display, ARGV[4] now,

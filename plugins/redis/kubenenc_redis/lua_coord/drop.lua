@@ -1,4 +1,4 @@
--- coord_drop.lua: forget waiters in the coordination slot (resumed, gone, refused, or found
+-- lua_coord/drop.lua: forget waiters in the coordination slot (resumed, gone, refused, or found
 -- stale by the sweep; see kubenenc_redis.crossing).
 
 -- KEYS[1] C. ARGV: waiter ids. Returns how many had edges.
