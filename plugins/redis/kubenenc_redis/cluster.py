@@ -55,6 +55,8 @@ REDIRECTS = (
 )
 """What a call on a slot's former master (or during an election) gets: re-read the slot
 map, reconnect, retry."""
+UNBLOCKED = "UNBLOCKED"
+"""How a blocked ``BLPOP``/``BLMOVE`` ends when its master turns replica: likewise."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +202,11 @@ class ShardCaller(Caller):
                 return call()
             except REDIRECTS as exc:
                 self._follow(exc)
+                raise redis.ConnectionError(f"slot moved: {exc}") from exc
+            except redis.ResponseError as exc:
+                if not str(exc).startswith(UNBLOCKED):
+                    raise
+                self._follow(exc)  # a blocked read on a master that became a replica
                 raise redis.ConnectionError(f"slot moved: {exc}") from exc
             except FAULTS as exc:
                 self._follow(exc)
