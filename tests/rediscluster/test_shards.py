@@ -46,11 +46,14 @@ def test_url_with_credentials_and_hosts() -> None:
     assert "p@ss" not in got.shown
 
 
-def test_shard_i_of_n_hashes_into_the_ith_share_of_the_slots() -> None:
+def test_shard_i_of_n_hashes_near_the_middle_of_the_ith_share_of_the_slots() -> None:
     for n in (1, 2, 3, 5):
         for i in range(n):
             slot = key_slot(shard_prefix("app", i, n).encode())
-            assert i * SLOTS // n <= slot < (i + 1) * SLOTS // n
+            assert abs(slot - (i + 0.5) * SLOTS / n) <= SLOTS / n / 8
+    # So on three masters that split the slots evenly, 2 shards use two of them.
+    masters = [key_slot(shard_prefix("x", i, 2).encode()) * 3 // SLOTS for i in range(2)]
+    assert masters == [0, 2]
 
 
 def test_calls_of_one_key_share_a_shard_and_roots_spread(rediscluster_backend: object) -> None:

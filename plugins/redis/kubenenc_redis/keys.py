@@ -236,12 +236,14 @@ SLOTS = 16384
 def shard_prefix(prefix: str, shard: int, shards: int) -> str:
     """The prefix of shard ``shard`` of ``shards`` (Redis Cluster, see
     :mod:`kubenenc_redis.shards`): ``prefix:shard:salt``, so its keys carry the hash tag
-    ``{prefix:shard:salt}``. ``salt`` is the smallest number that puts the tag's slot in
-    the shard's share of the slots (``shard * 16384 // shards`` up to the next share), so on
-    a cluster whose masters split the slots evenly (what ``redis-cli --cluster create``
-    does) shard ``i`` of N lands on master ``i``. Depends only on its arguments: the same
-    prefix and N always give the same keys."""
-    low, high = shard * SLOTS // shards, (shard + 1) * SLOTS // shards
+    ``{prefix:shard:salt}``. ``salt`` is the smallest number that puts the tag's slot near
+    the middle of the shard's N-th of the slots (within an eighth of a share of it), so on
+    a cluster whose M >= N masters split the slots evenly (what ``redis-cli --cluster
+    create`` does) the shards land on different masters. Depends only on its arguments:
+    the same prefix and N always give the same keys."""
+    share = SLOTS / shards
+    middle = (shard + 0.5) * share
+    low, high = middle - share / 8, middle + share / 8
     salt = 0
     while not low <= key_slot(f"{prefix}:{shard}:{salt}".encode()) < high:
         salt += 1
