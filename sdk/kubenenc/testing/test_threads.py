@@ -7,12 +7,12 @@ import time
 from collections import Counter
 
 import pytest
+
 from kubenenc.backends.contract import Backend
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import new, nonzero
+from kubenenc.testing.helpers import new, nonzero
 
 THREADS = 8
 TOTAL = 200
@@ -136,9 +136,9 @@ def test_two_workers_waiting_on_each_other_at_once_never_both_pause(backend: Bac
     for t in threads:
         t.join(30)
     assert not any(t.is_alive() for t in threads)
-    for i, (a, b) in enumerate(pairs):
+    for i, pair in enumerate(pairs):
         assert sorted([kinds[(i, 0)], kinds[(i, 1)]]) == sorted(
             [PauseKind.PAUSED, PauseKind.CYCLE]
         ), (i, kinds[(i, 0)], kinds[(i, 1)])
-        statuses = sorted(r.status for r in backend.get_many([a, b]) if r is not None)
+        statuses = sorted(r.status for r in backend.get_many(pair) if r is not None)
         assert statuses == sorted([Status.PAUSED, Status.RUNNING])

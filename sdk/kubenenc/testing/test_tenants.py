@@ -13,16 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import kubenenc
 import pytest
+from kubenenc_worker.worker import Worker
+
+import kubenenc
 from kubenenc import ConcurrencyPolicy
 from kubenenc.backends.contract import Backend
 from kubenenc.records import PauseKind
 from kubenenc.settings import Settings, WorkerSettings
 from kubenenc.status import Status
-from kubenenc_worker.worker import Worker
-
-from tests.conformance._helpers import W1, W2, claim_ids
+from kubenenc.testing.helpers import W1, W2, claim_ids
 
 DEDUPE = ConcurrencyPolicy(registration="dedupe")
 ONE_AT_A_TIME = ConcurrencyPolicy(running_limit=1)

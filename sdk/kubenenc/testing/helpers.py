@@ -1,7 +1,8 @@
 """Small builders shared by the conformance tests (not a test module).
 
 They only use the public contract, so every backend is driven the same way. Times are
-explicit: each test passes its own ``now`` values.
+explicit: each test passes its own ``now`` values. A plugin's own tests may use them too:
+they are part of the kit, and change only with a note in the changelog.
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from kubenenc.backends.contract import Backend
 from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import W1, add, claim_ids, failed, nonzero, pause, running, succeed
+from kubenenc.testing.helpers import W1, add, claim_ids, failed, nonzero, pause, running, succeed
 
 
 def _nonzero_by_task(

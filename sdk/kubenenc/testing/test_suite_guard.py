@@ -1,4 +1,4 @@
-"""Guard: every test in tests/conformance takes the ``backend`` fixture.
+"""Guard: every test of the suite (kubenenc.testing) takes the ``backend`` fixture.
 
 The suite is the contract every backend must pass; a test that does not take ``backend``
 would run once, against no backend (or a hard-coded one), and a plugin would silently skip
@@ -61,7 +61,7 @@ def test_every_conformance_test_takes_the_backend_fixture(backend: Backend) -> N
         for name in escaping_tests(path.read_text(encoding="utf-8"))
     ]
     assert offenders == [], (
-        "these tests in tests/conformance do not take the `backend` fixture, so they would "
+        "these tests in kubenenc.testing do not take the `backend` fixture, so they would "
         f"not run against every backend: {offenders}; take `backend` or move them to tests/unit"
     )
 

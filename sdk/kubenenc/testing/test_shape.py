@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubenenc.backends.contract import Backend
 from kubenenc.errors import ConfigurationError
 

@@ -14,17 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubenenc
 import pytest
+from kubenenc_worker.worker import Worker
+from pydantic import BaseModel, field_validator
+
+import kubenenc
 from kubenenc.backends.contract import Backend
 from kubenenc.ids import TaskId, new_invocation_id
 from kubenenc.records import NewInvocation, Outcome, OutcomeKind, RegisterKind
 from kubenenc.settings import WorkerSettings
 from kubenenc.status import Status
-from kubenenc_worker.worker import Worker
-from pydantic import BaseModel, field_validator
-
-from tests.conformance._helpers import W1, claim_ids
+from kubenenc.testing.helpers import W1, claim_ids
 
 MARKER: list[Path] = []
 """Where a side effect would leave its trace (set per test)."""

@@ -9,8 +9,7 @@ from kubenenc.backends.contract import Backend
 from kubenenc.ids import InvocationId
 from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import (
+from kubenenc.testing.helpers import (
     W1,
     add,
     claim_ids,

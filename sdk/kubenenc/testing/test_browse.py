@@ -7,8 +7,7 @@ from kubenenc.backends.contract import Backend
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import W1, add, claim_ids, failed, pause, running, succeed
+from kubenenc.testing.helpers import W1, add, claim_ids, failed, pause, running, succeed
 
 GHOST = InvocationId("7" * 32)
 

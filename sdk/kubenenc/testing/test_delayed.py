@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-import kubenenc
 import pytest
+
+import kubenenc
 from kubenenc.backends.contract import Backend
 from kubenenc.errors import ConfigurationError
 from kubenenc.records import Outcome, OutcomeKind, RegisterKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import (
+from kubenenc.testing.helpers import (
     W1,
     W2,
     add,
@@ -112,10 +112,10 @@ def test_finish_and_claim_respects_due_times(backend: Backend) -> None:
     late = add(backend, 2.0, args="late", not_before=30.0)
     assert claim_ids(backend, W1, 1, 10.0) == [first]
     done = [Outcome(first, OutcomeKind.SUCCESS, result="1")]
-    stored, claimed = backend.finish_and_claim(done, "default", W1, 5, 20.0)  # type: ignore[attr-defined]
+    stored, claimed = backend.finish_and_claim(done, "default", W1, 5, 20.0)
     assert stored == [True]
     assert claimed == []
-    _, claimed = backend.finish_and_claim([], "default", W1, 5, 30.0)  # type: ignore[attr-defined]
+    _, claimed = backend.finish_and_claim([], "default", W1, 5, 30.0)
     assert [r.id for r in claimed] == [late]
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
 from kubenenc.backends.contract import Backend, FinishAndClaim
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import W1, W2, add, claim_ids, record, start, status
+from kubenenc.testing.helpers import W1, W2, add, claim_ids, record, start, status
 
 
 def fast(backend: Backend) -> FinishAndClaim:

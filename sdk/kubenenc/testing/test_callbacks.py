@@ -15,8 +15,7 @@ from kubenenc.backends.contract import Backend
 from kubenenc.callbacks import callback_id
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import W1, add, claim_ids, nonzero, record, status
+from kubenenc.testing.helpers import W1, add, claim_ids, nonzero, record, status
 
 ERROR = ErrorInfo("builtins.ValueError", "boom", "Traceback ...\nValueError: boom\n")
 ERROR_VALUE = {"type": ERROR.type, "message": ERROR.message, "traceback": ERROR.traceback}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+
 from kubenenc.backends.contract import Backend
-from kubenenc.ids import WorkerId
+from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, WorkerInfo
 from kubenenc.status import Status
-
-from tests.conformance._helpers import (
+from kubenenc.testing.helpers import (
     W1,
     W2,
     W3,
@@ -51,7 +51,7 @@ def test_unregister_worker(backend: Backend) -> None:
     assert backend.workers() == [info2]
 
 
-def _silent_setup(backend: Backend) -> dict[str, str]:
+def _silent_setup(backend: Backend) -> dict[str, InvocationId]:
     """W1 falls silent holding a RUNNING and a PAUSED invocation; W2 stays alive."""
     beat(backend, W1, 1.0)
     beat(backend, W2, 1.0)

@@ -8,8 +8,7 @@ from kubenenc.backends.contract import Backend, ResumeEarly
 from kubenenc.ids import InvocationId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import (
+from kubenenc.testing.helpers import (
     W1,
     W2,
     add,

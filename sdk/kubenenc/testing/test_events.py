@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import kubenenc
 import pytest
+
+import kubenenc
 from kubenenc.backends.contract import Backend
 from kubenenc.errors import ConfigurationError
 from kubenenc.status import Status
-
-from tests.conformance._helpers import W1, claim_ids, nonzero
+from kubenenc.testing.helpers import W1, claim_ids, nonzero
 
 
 def ship(order: int) -> str:
@@ -54,7 +54,7 @@ def test_the_filter_picks_subscribers(backend: Backend) -> None:
     app.task(on_event="order.paid", event_filter={"currency": "EUR"})(ship)
     app.task(on_event="order.paid")(refund)
     usd = app.emit("order.paid", {"order": 1, "currency": "USD"})
-    assert [i.record().task for i in usd] == ["tests.conformance.test_events.refund"]
+    assert [i.record().task for i in usd] == ["kubenenc.testing.test_events.refund"]
     eur = app.emit("order.paid", {"order": 2, "currency": "EUR"})
     assert len(eur) == 2
 

@@ -7,15 +7,16 @@ the worker with the contract's own calls (claim/finish/pause) and explicit times
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import pytest
 
 import kubenenc
-import pytest
 from kubenenc.backends.contract import Backend
 from kubenenc.outcomes import error_info
 from kubenenc.records import Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import W1, W2, claim_ids, nonzero
+from kubenenc.testing.helpers import W1, W2, claim_ids, nonzero
 
 PER_CUSTOMER = kubenenc.ConcurrencyPolicy(running_limit=1, key=("customer",))
 DEDUPE = kubenenc.ConcurrencyPolicy(registration="dedupe", key=("customer",))
@@ -34,7 +35,7 @@ def fib(n: int) -> int:
     return n
 
 
-def finish(backend: Backend, inv: kubenenc.Invocation[object], value: object) -> None:
+def finish(backend: Backend, inv: kubenenc.Invocation[Any], value: object) -> None:
     text = inv.app.serializer.dumps(value)
     assert backend.finish([Outcome(inv.id, OutcomeKind.SUCCESS, result=text)], W1, 20.0) == [True]
 

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+
 from kubenenc.backends.contract import Backend
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
@@ -26,8 +27,7 @@ from kubenenc.records import (
     RegisterKind,
 )
 from kubenenc.status import Status
-
-from tests.conformance._helpers import beat, new
+from kubenenc.testing.helpers import beat, new
 
 POOLS = ("p1", "p2")
 KEYS: dict[str | None, int | None] = {None: None, "k1": 1, "k2": 2}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+
 from kubenenc.backends.contract import Backend
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.records import PauseKind, RegisterKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import (
+from kubenenc.testing.helpers import (
     W1,
     add,
     failed,

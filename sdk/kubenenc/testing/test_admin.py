@@ -7,8 +7,7 @@ from kubenenc.backends.contract import Admin, Backend
 from kubenenc.ids import InvocationId
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import (
+from kubenenc.testing.helpers import (
     W1,
     add,
     claim_ids,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import kubenenc
 import pytest
+from kubenenc_worker.worker import Worker
+
+import kubenenc
 from kubenenc.backends.contract import Backend
 from kubenenc.settings import WorkerSettings
 from kubenenc.status import Status
-from kubenenc_worker.worker import Worker
 
 
 def echo(text: str) -> str:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import kubenenc
 from kubenenc.backends.contract import Backend
+from kubenenc.ids import InvocationId
 from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, W2, add, claim_ids, record, status
 
-from tests.conformance._helpers import W1, W2, add, claim_ids, record, status
 
-
-def limited(backend: Backend, n: int, rate: str, key: str = "k", at: float = 1.0) -> list[str]:
+def limited(
+    backend: Backend, n: int, rate: str, key: str = "k", at: float = 1.0
+) -> list[InvocationId]:
     return [add(backend, at + i / 100, args=f"{key}{i}", rate_key=key, rate=rate) for i in range(n)]
 
 

@@ -1,0 +1,49 @@
+"""The conformance kit as a plugin author meets it: ``pytest --pyargs kubenenc.testing`` with
+``--backend-url``, run from a folder that knows nothing of kubenenc's own test setup."""
+
+from __future__ import annotations
+
+import pytest
+from kubenenc.testing.plugin import parse_specs
+
+SMALL = "test_shape or test_suite_guard"  # 3 + 3 tests per backend
+
+
+def test_specs_get_short_unique_ids() -> None:
+    specs = parse_specs(
+        ["memory://", "redis://h/0?prefix={fresh}", "redis://other/0?prefix={fresh}",
+         "fixture:mongojava_url"]
+    )  # fmt: skip
+    assert [s.id for s in specs] == ["memory", "redis", "redis-2", "mongojava"]
+    assert [s.fixture for s in specs] == [None, None, None, "mongojava_url"]
+    assert [s.fresh_per_test for s in specs] == [False, True, True, True]
+
+
+def test_a_spec_without_a_scheme_is_refused() -> None:
+    with pytest.raises(pytest.UsageError, match="neither a URL"):
+        parse_specs(["localhost:6379"])
+
+
+def test_the_suite_runs_against_urls_given_on_the_command_line(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(
+        "--pyargs", "kubenenc.testing", "-k", SMALL, "-p", "no:cacheprovider",
+        "--backend-url=memory://", "--backend-url=sqlite:///{tmp}/kn.db",
+    )  # fmt: skip
+    result.assert_outcomes(passed=12)
+    result.stdout.fnmatch_lines(["*12 passed*"])
+
+
+def test_a_shared_store_for_every_test_is_refused(pytester: pytest.Pytester) -> None:
+    db = pytester.path / "one.db"
+    result = pytester.runpytest_subprocess(
+        "--pyargs", "kubenenc.testing", "-k", "test_shape", "-p", "no:cacheprovider",
+        f"--backend-url=sqlite:///{db}",
+    )  # fmt: skip
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(["*names one store for every test*"])
+
+
+def test_without_a_backend_the_suite_says_what_to_pass(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--pyargs", "kubenenc.testing", "-p", "no:cacheprovider")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*needs a backend: pass --backend-url=URL*"])
