@@ -24,3 +24,22 @@ def test_public_members_are_documented() -> None:
         member = getattr(kubenenc, name)
         if callable(member) and not isinstance(member, str) and name[0].isupper():
             assert member.__doc__, f"{name} has no docstring"
+
+
+BACKEND_KIT = {
+    "ActivityBucket", "Admin", "Backend", "Browse", "Coordination", "Engine", "EngineBackend",
+    "FinishAndClaim", "InvocationFilter", "InvocationPage", "Policies", "Queue", "Records",
+    "Relations", "ResumeEarly", "Txn", "WorkNotifier", "available_backends", "bucket_index",
+    "cursor_of", "dumps_record", "dumps_worker", "loads_record", "loads_worker", "matches",
+    "open_backend", "retention_option", "seq_of",
+}  # fmt: skip
+
+
+def test_the_plugin_authors_face_is_locked_and_documented() -> None:
+    """``kubenenc.backends.__all__`` is what a backend plugin may build on (docs/plugins.md);
+    the example plugin under examples/postgres uses nothing else."""
+    import kubenenc.backends
+
+    assert set(kubenenc.backends.__all__) == BACKEND_KIT
+    for name in kubenenc.backends.__all__:
+        assert getattr(kubenenc.backends, name).__doc__, f"{name} has no docstring"
