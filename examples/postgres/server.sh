@@ -10,9 +10,11 @@
 set -euo pipefail
 
 bindir() {
-    local found
-    found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-    [ -n "$found" ] && [ -x "$found/initdb" ] || { echo "no PostgreSQL server (apt-get install postgresql)" >&2; return 1; }
+    local dir found=""
+    for dir in /usr/lib/postgresql/*/bin; do  # the newest major version wins
+        [ -x "$dir/initdb" ] && found=$dir
+    done
+    [ -n "$found" ] || { echo "no PostgreSQL server (apt-get install postgresql)" >&2; return 1; }
     echo "$found"
 }
 

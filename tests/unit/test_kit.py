@@ -47,3 +47,32 @@ def test_without_a_backend_the_suite_says_what_to_pass(pytester: pytest.Pytester
     result = pytester.runpytest_subprocess("--pyargs", "kubenenc.testing", "-p", "no:cacheprovider")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*needs a backend: pass --backend-url=URL*"])
+
+
+LACKING = """
+from typing import Protocol, runtime_checkable
+
+import kubenenc.backends
+
+
+@runtime_checkable
+class Unoffered(Protocol):
+    def no_backend_has_this(self) -> None: ...
+
+
+# A stand-in for a backend without the role: no backend offers this protocol.
+kubenenc.backends.FinishAndClaim = Unoffered
+"""
+
+
+def test_tests_of_a_missing_optional_role_skip_with_the_reason(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(LACKING)
+    args = ["--pyargs", "kubenenc.testing", "-k", "finish_and_claim", "-p", "no:cacheprovider",
+            "--backend-url=memory://", "-rs"]  # fmt: skip
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(skipped=4)
+    result.stdout.fnmatch_lines(["*does not offer the optional FinishAndClaim role*"])
+    pytester.makeini("[pytest]\nkubenenc_required_roles = FinishAndClaim\n")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(errors=4)
+    result.stdout.fnmatch_lines(["*which kubenenc_required_roles requires*"])

@@ -56,11 +56,9 @@ def parse_url(url: str) -> tuple[str, str, str]:
     schema = dict(query).get("schema", "kubenenc")
     if not schema.isidentifier():
         raise ConfigurationError(f"bad PostgreSQL URL {url!r}: schema={schema!r}")
-    libpq = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in ours])))
-    own = urlunsplit(
-        parts._replace(query=urlencode([(k, v) for k, v in query if k == "retention"]))
-    )
-    return libpq, schema, own
+    libpq = urlencode([(k, v) for k, v in query if k not in ours])
+    own = urlencode([(k, v) for k, v in query if k == "retention"])
+    return urlunsplit(parts._replace(query=libpq)), schema, urlunsplit(parts._replace(query=own))
 
 
 class PostgresBackend(EngineBackend):
@@ -82,7 +80,7 @@ class PostgresBackend(EngineBackend):
                 db.execute("SELECT pg_advisory_xact_lock(hashtext('kubenenc-schema'))")
                 db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
                 for statement in SCHEMA.split(";"):
-                    db.execute(statement)  # type: ignore[call-overload]  # our own DDL text
+                    db.execute(statement)
         except psycopg.Error as exc:
             self.close()
             raise BackendUnavailable(f"cannot open PostgreSQL schema {schema}: {exc}") from exc
@@ -265,8 +263,9 @@ class PostgresBackend(EngineBackend):
             gone = (
                 self._db()
                 .execute(
-                    "WITH gone AS (DELETE FROM invocations WHERE id = ANY(%s) AND status = ANY(%s) "
-                    "RETURNING id), d AS (DELETE FROM deps WHERE dependency IN (SELECT id FROM gone)), "
+                    "WITH gone AS (DELETE FROM invocations "
+                    "WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id), "
+                    "d AS (DELETE FROM deps WHERE dependency IN (SELECT id FROM gone)), "
                     "e AS (DELETE FROM edges WHERE waiter IN (SELECT id FROM gone)) "
                     "SELECT count(*) FROM gone",
                     (list(ids), FINALS),

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS invocations (
     ended double precision,
     data text NOT NULL
 );
-CREATE INDEX IF NOT EXISTS inv_claim ON invocations (pool, status, waiters DESC, priority DESC, seq);
+CREATE INDEX IF NOT EXISTS inv_claim
+    ON invocations (pool, status, waiters DESC, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS inv_app_status ON invocations (app, status);
 CREATE INDEX IF NOT EXISTS inv_task_status ON invocations (task, status);
 CREATE INDEX IF NOT EXISTS inv_held ON invocations (worker) WHERE worker IS NOT NULL;
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS running (key text PRIMARY KEY, n bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS registrations (key text PRIMARY KEY, id text NOT NULL);
 CREATE TABLE IF NOT EXISTS edges (waiter text, target text, PRIMARY KEY (waiter, target));
 CREATE INDEX IF NOT EXISTS edges_target ON edges (target);
-CREATE TABLE IF NOT EXISTS deps (dependency text, dependent text, PRIMARY KEY (dependency, dependent));
+CREATE TABLE IF NOT EXISTS deps (
+    dependency text, dependent text, PRIMARY KEY (dependency, dependent)
+);
 CREATE TABLE IF NOT EXISTS workers (id text PRIMARY KEY, data text NOT NULL);
 CREATE TABLE IF NOT EXISTS policies (name text PRIMARY KEY, spec text NOT NULL)
 """

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+import kubenenc.backends
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.registry import open_backend
-from kubenenc.testing.plugin import BackendSpec, backend_specs
+from kubenenc.testing.plugin import BackendSpec, backend_specs, required_roles
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -39,5 +40,24 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
             "(or use fixture:NAME) so each test starts from an empty store",
             pytrace=False,
         )
+    try:
+        _check_roles(request, opened)
+    except BaseException:
+        opened.close()
+        raise
     yield opened
     opened.close()
+
+
+def _check_roles(request: pytest.FixtureRequest, opened: Backend) -> None:
+    """Skip (or, for a required role, fail) a test marked ``kubenenc_role`` on a backend
+    that does not offer that role."""
+    for mark in request.node.iter_markers("kubenenc_role"):
+        [name] = mark.args
+        role = getattr(kubenenc.backends, name)
+        if isinstance(opened, role):
+            continue
+        reason = f"{type(opened).__name__} does not offer the optional {name} role"
+        if name in required_roles(request.config):
+            pytest.fail(f"{reason}, which kubenenc_required_roles requires", pytrace=False)
+        pytest.skip(reason)

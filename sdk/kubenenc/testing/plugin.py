@@ -15,6 +15,12 @@ own ``conftest.py``, so no other project's tests see them). Each *backend spec* 
 
 ``--backend-url`` (repeatable) wins over the ``kubenenc_backend_urls`` ini key, which gives
 the specs a project runs by default. Each test runs once per spec.
+
+Tests of an optional role (``Admin``, ``Browse``, ``FinishAndClaim``, ``ResumeEarly``: the
+names in :mod:`kubenenc.backends`) carry ``@pytest.mark.kubenenc_role(NAME)``: on a backend
+without that role they are skipped with the reason, unless the ini key
+``kubenenc_required_roles`` lists the role -- then they fail, so a project cannot lose a role
+it means to offer without noticing.
 """
 
 from __future__ import annotations
@@ -88,6 +94,19 @@ def backend_specs(config: pytest.Config) -> list[BackendSpec]:
     return parse_specs(given)
 
 
+def required_roles(config: pytest.Config) -> set[str]:
+    """The optional roles this session's backends must offer (``kubenenc_required_roles``)."""
+    return set(config.getini("kubenenc_required_roles"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "kubenenc_role(name): the test needs the optional backend role kubenenc.backends.<name>; "
+        "skipped on a backend without it unless kubenenc_required_roles lists it",
+    )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kubenenc", "kubenenc backend conformance suite (kubenenc.testing)")
     group.addoption(
@@ -104,4 +123,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
         help="backend specs the kubenenc.testing suite runs against without --backend-url",
+    )
+    parser.addini(
+        "kubenenc_required_roles",
+        type="linelist",
+        default=[],
+        help="optional backend roles (Admin, Browse, ...) whose tests fail, not skip, when absent",
     )

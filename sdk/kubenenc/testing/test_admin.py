@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kubenenc.backends.contract import Admin, Backend
 from kubenenc.ids import InvocationId
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
@@ -24,6 +26,9 @@ GHOST = InvocationId("8" * 32)
 def admin(backend: Backend) -> Admin:
     assert isinstance(backend, Admin), f"{type(backend).__name__} lacks the Admin role"
     return backend
+
+
+pytestmark = pytest.mark.kubenenc_role("Admin")
 
 
 def test_every_backend_offers_the_admin_role(backend: Backend) -> None:

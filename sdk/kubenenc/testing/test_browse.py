@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kubenenc.backends.browse import Browse, InvocationFilter
 from kubenenc.backends.contract import Backend
 from kubenenc.ids import InvocationId, WorkerId
@@ -10,6 +12,9 @@ from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, add, claim_ids, failed, pause, running, succeed
 
 GHOST = InvocationId("7" * 32)
+
+
+pytestmark = pytest.mark.kubenenc_role("Browse")
 
 
 def _browse(backend: Backend) -> Browse:

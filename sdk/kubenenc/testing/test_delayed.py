@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import kubenenc
-from kubenenc.backends.contract import Backend
+from kubenenc.backends.contract import Backend, FinishAndClaim
 from kubenenc.errors import ConfigurationError
 from kubenenc.records import Outcome, OutcomeKind, RegisterKind
 from kubenenc.status import Status
@@ -105,9 +105,9 @@ def test_a_delayed_call_with_dependencies_waits_for_both(backend: Backend) -> No
     assert claim_ids(backend, W1, 10, 60.0) == [id]
 
 
+@pytest.mark.kubenenc_role("FinishAndClaim")
 def test_finish_and_claim_respects_due_times(backend: Backend) -> None:
-    if not hasattr(backend, "finish_and_claim"):
-        pytest.skip(f"{type(backend).__name__} has no finish_and_claim")
+    assert isinstance(backend, FinishAndClaim)
     first = add(backend, 1.0, args="first")
     late = add(backend, 2.0, args="late", not_before=30.0)
     assert claim_ids(backend, W1, 1, 10.0) == [first]

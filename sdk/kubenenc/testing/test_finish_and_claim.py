@@ -9,10 +9,11 @@ from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, W2, add, claim_ids, record, start, status
 
+pytestmark = pytest.mark.kubenenc_role("FinishAndClaim")
+
 
 def fast(backend: Backend) -> FinishAndClaim:
-    if not isinstance(backend, FinishAndClaim):
-        pytest.skip(f"{type(backend).__name__} does not offer the optional finish_and_claim")
+    assert isinstance(backend, FinishAndClaim)
     return backend
 
 

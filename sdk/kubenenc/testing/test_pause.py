@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from kubenenc.backends.contract import Backend, ResumeEarly
 from kubenenc.ids import InvocationId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
@@ -359,6 +361,7 @@ def test_handed_back_takes_a_paused_invocation_without_counting_a_loss(backend: 
     assert claim_ids(backend, W2, 10, 43.0) == [target]
 
 
+@pytest.mark.kubenenc_role("ResumeEarly")
 def test_resume_early_gives_up_a_wait_and_lowers_the_waiter_count(backend: Backend) -> None:
     assert isinstance(backend, ResumeEarly)
     waiter = add(backend, 1.0, "w", running_key="k", running_limit=1)
