@@ -43,3 +43,31 @@ def test_the_plugin_authors_face_is_locked_and_documented() -> None:
     assert set(kubenenc.backends.__all__) == BACKEND_KIT
     for name in kubenenc.backends.__all__:
         assert getattr(kubenenc.backends, name).__doc__, f"{name} has no docstring"
+
+
+PLUGIN_MODULES = {
+    "kubenenc", "kubenenc.backends", "kubenenc.records", "kubenenc.ids", "kubenenc.status",
+    "kubenenc.errors", "kubenenc.waitgraph",
+}  # fmt: skip
+
+
+def test_the_example_plugin_uses_only_the_plugin_authors_face() -> None:
+    """examples/postgres is written as an outsider would: every kubenenc import it makes is
+    from the modules docs/plugins.md names, and from kubenenc.backends only what it exports."""
+    import ast
+    from pathlib import Path
+
+    import kubenenc.backends
+
+    used: list[tuple[str, str]] = []
+    for path in (Path(__file__).parents[1] / "examples" / "postgres").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kubenenc"):
+                used += [(node.module or "", alias.name) for alias in node.names]
+            elif isinstance(node, ast.Import):
+                used += [(a.name, "") for a in node.names if a.name.startswith("kubenenc.")]
+    assert used, "found no kubenenc imports in examples/postgres"
+    outside = [(m, n) for m, n in used if m.split(".")[0] == "kubenenc" and m not in PLUGIN_MODULES]
+    assert outside == []
+    backends = {n for m, n in used if m == "kubenenc.backends"}
+    assert backends <= set(kubenenc.backends.__all__), backends - set(kubenenc.backends.__all__)
