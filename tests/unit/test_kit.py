@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from kubenenc.testing.plugin import parse_specs
 
-SMALL = "test_shape or test_suite_guard"  # 3 + 3 tests per backend
+# Two small modules (3 + 3 tests per backend), named so that only they are collected.
+SMALL = ("kubenenc.testing.test_shape", "kubenenc.testing.test_suite_guard")
 
 
 def test_specs_get_short_unique_ids() -> None:
@@ -26,7 +27,7 @@ def test_a_spec_without_a_scheme_is_refused() -> None:
 
 def test_the_suite_runs_against_urls_given_on_the_command_line(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
-        "--pyargs", "kubenenc.testing", "-k", SMALL, "-p", "no:cacheprovider",
+        "--pyargs", *SMALL, "-p", "no:cacheprovider",
         "--backend-url=memory://", "--backend-url=sqlite:///{tmp}/kn.db",
     )  # fmt: skip
     result.assert_outcomes(passed=12)
@@ -36,7 +37,7 @@ def test_the_suite_runs_against_urls_given_on_the_command_line(pytester: pytest.
 def test_a_shared_store_for_every_test_is_refused(pytester: pytest.Pytester) -> None:
     db = pytester.path / "one.db"
     result = pytester.runpytest_subprocess(
-        "--pyargs", "kubenenc.testing", "-k", "test_shape", "-p", "no:cacheprovider",
+        "--pyargs", "kubenenc.testing.test_shape", "-p", "no:cacheprovider",
         f"--backend-url=sqlite:///{db}",
     )  # fmt: skip
     result.assert_outcomes(errors=3)
@@ -44,7 +45,9 @@ def test_a_shared_store_for_every_test_is_refused(pytester: pytest.Pytester) -> 
 
 
 def test_without_a_backend_the_suite_says_what_to_pass(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--pyargs", "kubenenc.testing", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--pyargs", "kubenenc.testing.test_shape", "-p", "no:cacheprovider"
+    )
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*needs a backend: pass --backend-url=URL*"])
 
@@ -67,12 +70,12 @@ kubenenc.backends.FinishAndClaim = Unoffered
 
 def test_tests_of_a_missing_optional_role_skip_with_the_reason(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(LACKING)
-    args = ["--pyargs", "kubenenc.testing", "-k", "finish_and_claim", "-p", "no:cacheprovider",
+    args = ["--pyargs", "kubenenc.testing.test_finish_and_claim", "-p", "no:cacheprovider",
             "--backend-url=memory://", "-rs"]  # fmt: skip
     result = pytester.runpytest_subprocess(*args)
-    result.assert_outcomes(skipped=4)
+    result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines(["*does not offer the optional FinishAndClaim role*"])
     pytester.makeini("[pytest]\nkubenenc_required_roles = FinishAndClaim\n")
     result = pytester.runpytest_subprocess(*args)
-    result.assert_outcomes(errors=4)
+    result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(["*which kubenenc_required_roles requires*"])
