@@ -2,7 +2,7 @@
 
 They only use the public contract, so every backend is driven the same way. Times are
 explicit: each test passes its own ``now`` values. A plugin's own tests may use them too:
-they are part of the kit, and change only with a note in the changelog.
+they are part of the kit's public face (docs/plugins.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The kit's pytest plugin: which backends the conformance suite runs against.
 
 Registered under pytest's ``pytest11`` entry point, so it is active wherever kubenenc is
-installed; it adds only an option and an ini key (the suite's fixtures live in the suite's
-own ``conftest.py``, so no other project's tests see them). Each *backend spec* is one of:
+installed; it adds only an option, two ini keys and a marker (the suite's fixtures live in the
+suite's own ``conftest.py``, so no other project's tests see them). Each *backend spec* is one of:
 
 - a URL with ``{fresh}`` and/or ``{tmp}`` in it: per test, ``{fresh}`` becomes a new random
   token (``[0-9a-f]{12}``) and ``{tmp}`` the test's ``tmp_path``, so every test opens an empty
