@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubenenc import cron
 from kubenenc.backends import Backend
 from kubenenc.concurrency import (
     ConcurrencyPolicy,
@@ -35,7 +36,6 @@ from kubenenc.status import Status
 from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
 from pydantic import ValidationError
 
-from kubenenc_operator import cron
 from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
 from kubenenc_operator.graph import describe_cycle, find_cycles
 from kubenenc_operator.kube import KubeError, custom_path

@@ -699,6 +699,19 @@ class Worker:
                 log.exception("heartbeat failed; retrying")
                 delay = min(delay * 2, timeout / 2)
                 recover_after = time.monotonic() + timeout
+                continue
+            self._run_schedules()
+
+    def _run_schedules(self) -> None:
+        """Submit the app's due schedule ticks (each claimed once across every worker: see
+        kubenenc.schedules). Runs on the heartbeat thread, once a beat: a tick is called
+        within about a heartbeat interval of its time."""
+        if not self.app.schedules.entries or self._stop.is_set():
+            return
+        try:
+            self.app.schedules.run_due()
+        except Exception:
+            log.exception("running the schedules failed; trying again next beat")
 
     def _wake_on_work(self, notifier: WorkNotifier) -> None:
         """Wake the loop when the backend says work may have arrived (see WorkNotifier)."""

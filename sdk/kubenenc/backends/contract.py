@@ -283,6 +283,38 @@ class WorkNotifier(Protocol):
 
 
 @runtime_checkable
+class TickClaims(Protocol):
+    """Optional: schedules' ticks, each claimed once across every worker (and the operator).
+
+    A schedule (:mod:`kubenenc.schedules`) is known by a stored name; the backend keeps the
+    last tick claimed for it (whole seconds since the epoch). Every process that runs the
+    schedule reads it, works out which ticks are due and which calls they submit, and then
+    claims them with a compare-and-set that registers those calls in the same atomic step:
+    two workers that saw the same tick cannot both submit it, and a worker that dies between
+    the claim and the registration cannot lose it (there is no between). Every built-in
+    backend offers it (``tests/conformance/test_schedules.py``).
+    """
+
+    def last_tick(self, schedule: str) -> int | None:
+        """The last tick claimed for ``schedule``, or None when none ever was."""
+        ...
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """If the last tick claimed for ``schedule`` is still ``previous`` (None: none) and
+        ``tick`` is later, make ``tick`` the last one and register ``new`` (as
+        :meth:`Queue.register` would, policies applied) in the same step, returning their
+        results; otherwise write nothing and return None."""
+        ...
+
+
+@runtime_checkable
 class Admin(Protocol):
     """Optional: bulk selection and deletion for the admin commands (``kubenenc cancel``,
     ``retry``, ``purge``). Every built-in backend offers it (see
