@@ -135,6 +135,22 @@ def fire(
     return None
 
 
+def skip_overlap(new: Sequence[NewInvocation], guard: str) -> list[NewInvocation]:
+    """``new`` made to be refused while a call holding ``guard`` is not final
+    (``overlap="skip"``): the registration policy ``reject`` on the schedule's own key."""
+    return [n._replace(registration_key=guard, registration="reject") for n in new]
+
+
+def tick_claims(backend: object) -> TickClaims:
+    """``backend`` as :class:`TickClaims`; ConfigurationError when it cannot claim ticks."""
+    if not isinstance(backend, TickClaims):
+        raise ConfigurationError(
+            f"{type(backend).__name__} cannot claim schedule ticks (TickClaims); schedules "
+            "need a backend that can"
+        )
+    return backend
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Schedule:
     """One schedule of an app: call ``task(*args, **kwargs)`` at every tick of ``cron``."""
@@ -199,8 +215,7 @@ class Scheduler:
 
         new = entry.task._built([(entry.args, entry.kwargs)] * len(ticks), CallOptions())
         if entry.overlap == "skip":
-            guard = f"{self.app.scope}#schedule:{entry.name}"
-            new = [n._replace(registration_key=guard, registration="reject") for n in new]
+            new = skip_overlap(new, f"{self.app.scope}#schedule:{entry.name}")
         return new
 
     def run_due(self) -> int:
@@ -209,12 +224,7 @@ class Scheduler:
         the next round (the others still run)."""
         if not self.entries:
             return 0
-        backend = self.app.backend
-        if not isinstance(backend, TickClaims):
-            raise ConfigurationError(
-                f"{type(backend).__name__} cannot claim schedule ticks (TickClaims); "
-                "schedules need a backend that can"
-            )
+        backend = tick_claims(self.app.backend)
         now = self.clock()
         at = dt.datetime.fromtimestamp(now, dt.UTC)
         claimed = 0
