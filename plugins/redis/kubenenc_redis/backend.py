@@ -192,6 +192,15 @@ class RedisBackend(RedisBrowse):
         # One JSON text (a replayed reply too: it was stored as that text).
         return [RegisterResult(KINDS[kind], InvocationId(id)) for kind, id in json.loads(reply)]
 
+    def next_due(self, pool: str, now: float) -> float | None:
+        """See :class:`kubenenc.backends.contract.DueTimes`: the first of ``P:dl:<pool>``
+        (the delayed set, which holds only calls not due when they were put there)."""
+        key = self._keys.per("k_dl", pool)
+        first = self._caller.retrying(
+            "next_due", lambda: self._r.zrange(key, 0, 0, withscores=True)
+        )
+        return float(first[0][1]) if first else None
+
     # -- TickClaims ------------------------------------------------------------------------
 
     def last_tick(self, schedule: str) -> int | None:

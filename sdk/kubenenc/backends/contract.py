@@ -283,6 +283,21 @@ class WorkNotifier(Protocol):
 
 
 @runtime_checkable
+class DueTimes(Protocol):
+    """Optional: when the next call of a pool that waits on time comes due.
+
+    With a :class:`WorkNotifier` it lets an idle worker sleep until that moment or a wake-up
+    instead of polling: a backend that offers both must wake waiting workers when a call
+    that is due later is registered (a sleeper may have read an earlier ``next_due``).
+    """
+
+    def next_due(self, pool: str, now: float) -> float | None:
+        """The earliest ``not_before`` later than ``now`` among PENDING invocations of
+        ``pool`` (delayed calls, retries backing off, calls over their rate), or None."""
+        ...
+
+
+@runtime_checkable
 class TickClaims(Protocol):
     """Optional: schedules' ticks, each claimed once across every worker (and the operator).
 

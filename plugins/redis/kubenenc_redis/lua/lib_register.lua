@@ -96,6 +96,8 @@ local function register_items(items, argv, base)
         if delayed then
           -- A delayed call waits with the retries not due yet; a claim moves it once due.
           later(DL, k_dl(pool), nb, r.m)
+          -- Sleeping workers wake to read the earliest due time again (DueTimes).
+          WAKE[pool] = (WAKE[pool] or 0) + 1
         else
           later(Q, k_q(pool), 0, r.m)
           WAKE[pool] = (WAKE[pool] or 0) + 1
