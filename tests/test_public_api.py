@@ -27,11 +27,11 @@ def test_public_members_are_documented() -> None:
 
 
 BACKEND_KIT = {
-    "ActivityBucket", "Admin", "Backend", "Browse", "Coordination", "Engine", "EngineBackend",
-    "FinishAndClaim", "InvocationFilter", "InvocationPage", "Policies", "Queue", "Records",
-    "Relations", "ResumeEarly", "Txn", "WorkNotifier", "available_backends", "bucket_index",
-    "cursor_of", "dumps_record", "dumps_worker", "loads_record", "loads_worker", "matches",
-    "open_backend", "retention_option", "seq_of",
+    "ActivityBucket", "Admin", "Backend", "Browse", "Coordination", "DueTimes", "Engine",
+    "EngineBackend", "FinishAndClaim", "InvocationFilter", "InvocationPage", "Policies",
+    "Queue", "Records", "Relations", "ResumeEarly", "TickClaims", "Txn", "WorkNotifier",
+    "available_backends", "bucket_index", "cursor_of", "dumps_record", "dumps_worker",
+    "loads_record", "loads_worker", "matches", "open_backend", "retention_option", "seq_of",
 }  # fmt: skip
 
 

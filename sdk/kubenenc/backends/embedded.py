@@ -104,6 +104,23 @@ class EngineBackend:
         """See :meth:`kubenenc.backends.contract.Queue.register`."""
         return self._atomic(lambda e: e.register(new, now))
 
+    def last_tick(self, schedule: str) -> int | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`."""
+        with self._engine() as e:
+            return e.last_tick(schedule)
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`."""
+        with self._engine() as e:
+            return e.claim_tick(schedule, previous, tick, new, now)
+
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim`."""
         # Detached inside the transaction: a store of live objects copies them under its lock.
