@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from kubenenc.ids import WorkerId  # noqa: E402
 from kubenenc.records import Outcome, OutcomeKind  # noqa: E402
+from kubenenc.testing.helpers import new  # noqa: E402
 from kubenenc_redis import RedisBackend  # noqa: E402
 from kubenenc_redis.shards import ShardedBackend  # noqa: E402
 
-from tests.conformance._helpers import new  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
 from tests.servers.rediscluster import RedisCluster  # noqa: E402
 

@@ -11,8 +11,7 @@ import pytest
 from kubenenc.ids import InvocationId, WorkerId, new_invocation_id
 from kubenenc.records import PauseKind
 from kubenenc.status import Status
-
-from tests.conformance._helpers import W1, W2, beat, new, record, start
+from kubenenc.testing.helpers import W1, W2, beat, new, record, start
 
 
 def on_shard(shard: int, shards: int = 3) -> InvocationId:
@@ -107,7 +106,7 @@ def test_the_sweep_mends_a_half_done_pause(sharded: object) -> None:
 
 
 def test_resume_waits_for_targets_on_other_shards(sharded: object) -> None:
-    from tests.conformance._helpers import succeed
+    from kubenenc.testing.helpers import succeed
 
     a, b = running_on(sharded, 0, "a"), running_on(sharded, 1, "b", W2)
     assert sharded.pause(a, W1, [b], 3.0).kind is PauseKind.PAUSED  # type: ignore[attr-defined]

@@ -9,11 +9,10 @@ import time
 import pytest
 from kubenenc.errors import ConfigurationError
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, new
 from kubenenc_redis.cluster import parse_cluster_url
 from kubenenc_redis.keys import SLOTS, shard_prefix
 from redis.crc import key_slot
-
-from tests.conformance._helpers import W1, new
 
 
 @pytest.mark.parametrize(

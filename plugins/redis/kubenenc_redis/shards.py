@@ -278,6 +278,47 @@ class ShardedBackend:
                 self._remember(res.id, home)
         return [r for r in out if r is not None]
 
+    def next_due(self, pool: str, now: float) -> float | None:
+        """See :class:`kubenenc.backends.contract.DueTimes`: the earliest on any shard."""
+        found = [t for s in self.shards if (t := s.next_due(pool, now)) is not None]
+        return min(found) if found else None
+
+    def last_tick(self, schedule: str) -> int | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`: the latest on any shard."""
+        found = [t for s in self.shards if (t := s.last_tick(schedule)) is not None]
+        return max(found) if found else None
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`: one script on one shard, so
+        the tick and its calls stay one atomic step. The shard is the home of the calls'
+        concurrency key when they have one (a schedule's task, and so its key's home, is
+        the same at every tick, so its ticks stay on that shard), else the schedule's own
+        (CRC32 of its name); calls with keys of two homes are refused."""
+        n = len(self.shards)
+        homes = {
+            _key_home(k, n)
+            for item in new
+            if (k := item.running_key or item.rate_key or item.registration_key) is not None
+        }
+        if len(homes) > 1:
+            raise ConfigurationError(
+                f"schedule {schedule!r}: its calls have concurrency keys of different shards"
+            )
+        home = homes.pop() if homes else _crc(schedule) % n
+        if n > 1:
+            self.shards[home]._caller.run("shard_seq", now, seq_floor(now))
+        got = self.shards[home].claim_tick(schedule, previous, tick, new, now)
+        for res in got or []:
+            self._remember(res.id, home)
+        return got
+
     def _order(self) -> list[int]:
         n = len(self.shards)
         start = next(self._rotor) % n
