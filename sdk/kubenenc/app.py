@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.registry import backend_class, open_backend, redact_url
+from kubenenc.batching import Batch
 from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import ConfigurationError
@@ -187,6 +188,11 @@ class App:
             return decorate(func)
         make_options("task", options)  # refuse unknown options at decoration time
         return decorate
+
+    def batch(self) -> Batch:
+        """``with app.batch():`` — calls made in the block return at once and are registered
+        together; see :mod:`kubenenc.batching` for when they are durable."""
+        return Batch(self)
 
     def emit(self, event: str, payload: Mapping[str, Any] | None = None) -> list[Invocation[Any]]:
         """Call every task of this app subscribed to ``event`` (``on_event=``, with an
