@@ -9,7 +9,8 @@ and ``fib(10)`` (177 calls, 88 of them waiting twice) on a worker with ``--concu
 "first" on a worker that just started (its children still to be made), "again" the same call
 on the same worker right after, and the process/thread ratio of each. It also prints the
 resident memory (RSS, and PSS where the kernel gives it) of the worker's children at the end,
-per child: what keeping warm children costs. Medians of --repeat runs. Nothing is asserted.
+per child: what keeping warm children costs. Medians of --repeat runs, the modes taking turns.
+Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -102,15 +103,17 @@ def main() -> None:
     parser.add_argument("--fib", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    figures: dict[str, dict[str, float]] = {}
-    for mode in ("thread", "process"):
-        runs = []
-        for r in range(args.repeat):
+    runs: dict[str, list[dict[str, float]]] = {"thread": [], "process": []}
+    for r in range(args.repeat):
+        for mode, done in runs.items():  # taking turns: both see the same window
             with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp:
-                runs.append(one_run(Path(tmp), mode, args.chain, args.fib))
-            shown = ", ".join(f"{k}={v:,.3f}" for k, v in runs[-1].items())
+                done.append(one_run(Path(tmp), mode, args.chain, args.fib))
+            shown = ", ".join(f"{k}={v:,.3f}" for k, v in done[-1].items())
             print(f"{mode} run {r + 1}/{args.repeat}: {shown}")
-        figures[mode] = {k: statistics.median(one[k] for one in runs) for k in runs[0]}
+    figures = {
+        mode: {k: statistics.median(one[k] for one in done) for k in done[0]}
+        for mode, done in runs.items()
+    }
     thread, process = figures["thread"], figures["process"]
     table = Table(title=f"pausing, one slot, SQLite (medians of {args.repeat})")
     for col in ("call", "thread mode (s)", "process mode (s)", "process / thread"):

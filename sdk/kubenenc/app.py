@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.registry import backend_class, open_backend, redact_url
-from kubenenc.batching import Batch
+from kubenenc.batching import Batch, open_for
 from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import ConfigurationError
@@ -207,6 +207,9 @@ class App:
             new += task._built([((), arguments_for(task, data))], CallOptions())
         if not new:
             return []
+        batch = open_for(self)
+        if batch is not None:
+            batch.flush()  # registered at once, after the calls made before it
         results = self.backend.register(new, time.time())
         return [Invocation(self, r.id) for r in results]
 

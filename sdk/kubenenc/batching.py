@@ -15,8 +15,8 @@ workers, when the first of these happens:
 - ``MAX_PENDING`` calls are pending (they are registered then, and the batch goes on);
 - a call that cannot be deferred is made in the block: one whose task has a concurrency
   policy (its registration may return another call's id, or refuse it, which only the
-  backend knows), or ``parallelize`` (already one step): the pending calls are registered
-  first, so the order of calls is kept, then that call at once.
+  backend knows), ``parallelize`` (already one step) or ``app.emit``: the pending calls are
+  registered first, so the order of calls is kept, then that call at once.
 
 Until then a call exists only in the caller's memory: if the process dies, it is lost, and
 ``app.invocation(id)`` elsewhere does not find it. When registering fails, the error is

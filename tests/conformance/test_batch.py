@@ -25,6 +25,10 @@ def mul(a: int, b: int) -> int:
     return a * b
 
 
+def square(a: int) -> int:
+    return a * a
+
+
 def stored(backend: Backend, *invs: kubenenc.Invocation[object]) -> list[bool]:
     return [backend.get(inv.id) is not None for inv in invs]
 
@@ -66,6 +70,7 @@ def test_a_call_that_cannot_wait_registers_the_pending_ones_first(backend: Backe
     app = kubenenc.App("t", backend=backend)
     plain = app.task(add)
     limited = app.task(concurrency=ONE_AT_A_TIME)(mul)
+    app.task(on_event="paid")(square)
     with app.batch():
         before = plain(1, 1)
         now = limited(2, 2)  # a policy: registered at once, after what was pending
@@ -74,8 +79,10 @@ def test_a_call_that_cannot_wait_registers_the_pending_ones_first(backend: Backe
         assert [backend.get(i) is not None for i in group.ids] == [True, True]
         after = plain(5, 5)
         assert stored(backend, after) == [False]
+        [event] = app.emit("paid", {"a": 6})  # one step too: at once, after what was pending
+        assert stored(backend, after, event) == [True, True]
     order = claim_ids(backend, W1, 10, 10.0, app.queue("default"))
-    assert order == [before.id, now.id, *group.ids, after.id]
+    assert order == [before.id, now.id, *group.ids, after.id, event.id]
 
 
 def test_calls_made_before_an_exception_are_registered(backend: Backend) -> None:
