@@ -22,7 +22,8 @@ in place).
 ``NewInvocation.call_key`` always starts with the task id and ``#`` (it is built by
 :func:`kubenenc.concurrency.call_key`), so a backend may derive the task from it.
 
-The conformance suite in ``tests/conformance`` checks all of this for every backend.
+The conformance suite (:mod:`kubenenc.testing`, ``docs/plugins.md``) checks all of this for
+every backend.
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ class WorkNotifier(Protocol):
 class Admin(Protocol):
     """Optional: bulk selection and deletion for the admin commands (``kubenenc cancel``,
     ``retry``, ``purge``). Every built-in backend offers it (see
-    ``tests/conformance/test_admin.py``); the commands say so when a backend does not."""
+    ``kubenenc/testing/test_admin.py``); the commands say so when a backend does not."""
 
     def select(
         self,
