@@ -4,6 +4,7 @@ call order, and the durability rule of :mod:`kubenenc.batching` holds."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def square(a: int) -> int:
     return a * a
 
 
-def stored(backend: Backend, *invs: kubenenc.Invocation[object]) -> list[bool]:
+def stored(backend: Backend, *invs: kubenenc.Invocation[Any]) -> list[bool]:
     return [backend.get(inv.id) is not None for inv in invs]
 
 
