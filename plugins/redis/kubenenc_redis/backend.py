@@ -83,7 +83,7 @@ def _first_try(argv: list[str | int]) -> list[str | int]:
     register does not need that: its invocation ids are made by the client, so a retry (sent
     with the request id) skips each item whose invocation exists already. The first try then
     saves two of a lone call's ten commands and the JSON copy of its reply (about 10 µs of
-    the server's ~75 µs per register, ``bench/one_by_one_parts.py``).
+    server time per register, ``bench/one_by_one_parts.py``).
     """
     return [argv[0], argv[1], "", *argv[3:]]
 
