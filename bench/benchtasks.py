@@ -41,3 +41,15 @@ def finishing(seconds: float) -> float:
 
     time.sleep(seconds)
     return seconds
+
+
+@app.task
+def chain(n: int) -> int:
+    """Each level waits on the next: depth ``n`` pauses ``n`` times (``bench/pausing_bench.py``)."""
+    return 0 if n == 0 else chain(n - 1).result() + 1
+
+
+@app.task
+def fib(n: int) -> int:
+    """Two waits per level, ~2 * fib(n + 1) calls in all (``bench/pausing_bench.py``)."""
+    return n if n < 2 else fib(n - 1).result() + fib(n - 2).result()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.registry import backend_class, open_backend, redact_url
+from kubenenc.batching import Batch, open_for
 from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.decodable import DecodableTypes
 from kubenenc.errors import ConfigurationError
@@ -218,6 +219,11 @@ class App:
             overlap=overlap, name=name,
         )  # fmt: skip
 
+    def batch(self) -> Batch:
+        """``with app.batch():`` — calls made in the block return at once and are registered
+        together; see :mod:`kubenenc.batching` for when they are durable."""
+        return Batch(self)
+
     def emit(self, event: str, payload: Mapping[str, Any] | None = None) -> list[Invocation[Any]]:
         """Call every task of this app subscribed to ``event`` (``on_event=``, with an
         ``event_filter`` the payload matches) once, all in one backend step; returns their
@@ -231,6 +237,9 @@ class App:
             new += task._built([((), arguments_for(task, data))], CallOptions())
         if not new:
             return []
+        batch = open_for(self)
+        if batch is not None:
+            batch.flush()  # registered at once, after the calls made before it
         results = self.backend.register(new, time.time())
         return [Invocation(self, r.id) for r in results]
 

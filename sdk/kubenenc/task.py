@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from kubenenc import context, tracing
+from kubenenc import batching, context, tracing
 from kubenenc.callbacks import plan
 from kubenenc.concurrency import (
     ConcurrencyPolicy,
@@ -287,11 +287,11 @@ class Task(Generic[P, R]):
         return f"<Task {self.id}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
-        return self._submit([(args, kwargs)], CallOptions())[0]
+        return self._submit([(args, kwargs)], CallOptions(), single=True)[0]
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """The same as calling the task."""
-        return self._submit([(args, kwargs)], CallOptions())[0]
+        return self._submit([(args, kwargs)], CallOptions(), single=True)[0]
 
     def with_options(
         self,
@@ -487,13 +487,21 @@ class Task(Generic[P, R]):
         return self._build_all([self._encode(a, k, fixed) for a, k in calls], call, fixed)
 
     def _submit(
-        self, calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]], call: CallOptions
+        self,
+        calls: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]],
+        call: CallOptions,
+        single: bool = False,
     ) -> list[Invocation[R]]:
         fixed = self._fixed(call)
-        backend = self.app.backend
         # Every call is checked and encoded before anything is registered, so a wrong
         # argument anywhere registers nothing.
         encoded = [self._encode(a, k, fixed) for a, k in calls]
+        batch = batching.open_for(self.app)
+        if batch is not None:
+            if single and fixed.policy is None:
+                return [batch.add(self._build_all(encoded, call, fixed)[0])]
+            batch.flush()  # keeps call order (see kubenenc.batching)
+        backend = self.app.backend
         new: Sequence[NewInvocation] = []
         results: list[RegisterResult] = []
         # A backend may take larger batches (optional ``register_batch``: one that pipelines
@@ -604,7 +612,7 @@ class BoundCall(Generic[P, R]):
         self.options = options
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
-        return self.task._submit([(args, kwargs)], self.options)[0]
+        return self.task._submit([(args, kwargs)], self.options, single=True)[0]
 
     def parallelize(
         self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any]

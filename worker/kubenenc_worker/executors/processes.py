@@ -4,22 +4,39 @@ A paused execution keeps its child and the worker starts another for the freed s
 chain of waits never deadlocks however deep (children = running + paused + idle). Children
 start with ``forkserver``, import the app themselves and open their own backend
 connections; they talk to the worker over a pipe.
+
+Starting a child costs tens of milliseconds (fork, then the app's set-up), which a pause
+used to pay every time. So children are kept warm (measured by ``bench/pausing_bench.py``):
+
+- a child whose execution ends stays idle for ``idle_keep`` seconds (at least ``warm`` stay
+  for good), so the children a burst of pauses needed serve the next burst at once;
+- while executions are paused, a spare child is started in the background whenever none is
+  idle (``MAX_SPARES`` at once: more, started in parallel, measured slower on two cores), so
+  the next pause of a chain usually finds one ready;
+- the forkserver preloads the app's module, the backend's module and OpenTelemetry (when
+  installed): a new child imports nothing of its own.
+
+An idle child costs a few MiB of private memory (the rest is shared with the forkserver).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubenenc import logs
 from kubenenc.app import load_app
+from kubenenc.backends.registry import backend_class
 from kubenenc.errors import WorkerLost
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
@@ -108,12 +125,30 @@ def child_main(
         app.close()
 
 
+def _preload(app_path: str, backend_url: str | None) -> list[str]:
+    """Modules the forkserver imports once, so that a new child does not: the app's module,
+    its backend's module, and OpenTelemetry's API when installed (a run span looks it up)."""
+    modules = ["kubenenc", "kubenenc_worker.execution", app_path.partition(":")[0]]
+    if backend_url:
+        with contextlib.suppress(Exception):  # the child reports a bad URL itself
+            modules.append(backend_class(urlsplit(backend_url).scheme).__module__)
+    for name in ("opentelemetry.trace", "opentelemetry.propagate"):
+        if importlib.util.find_spec("opentelemetry") is not None:
+            modules.append(name)
+    return modules
+
+
+MAX_SPARES = 1
+"""At most this many children are started ahead of need while executions are paused."""
+
+
 class _Child:
     def __init__(self, process: multiprocessing.process.BaseProcess, conn: Any) -> None:
         self.process = process
         self.conn: multiprocessing.connection.Connection = conn
         self.current: InvocationId | None = None
         self.send_lock = threading.Lock()
+        self.idle_since = 0.0
 
 
 class ProcessExecutor(Executor):
@@ -126,19 +161,21 @@ class ProcessExecutor(Executor):
         events: EventSink,
         warm: int,
         log_format: logs.LogFormat | None = None,
+        idle_keep: float = 30.0,
     ) -> None:
         self.app_path = app_path
         self.log_format = log_format
         self.backend_url = backend_url
         self.events = events
         self._mp = multiprocessing.get_context("forkserver")
-        module = app_path.partition(":")[0]
-        self._mp.set_forkserver_preload(["kubenenc", "kubenenc_worker.execution", module])
+        self._mp.set_forkserver_preload(_preload(app_path, backend_url))
         self._lock = threading.Lock()
         self._idle: list[_Child] = []
         self._busy: dict[InvocationId, _Child] = {}
         self._all: set[_Child] = set()
         self._warm = warm
+        self._idle_keep = idle_keep
+        self._spares_starting = 0
         self._closing = False
         # Never written: its write end closes when this process ends (see _die_with_worker).
         self._lifeline_r, self._lifeline_w = self._mp.Pipe(duplex=False)
@@ -177,11 +214,10 @@ class ProcessExecutor(Executor):
                 with self._lock:
                     child.current = None
                     self._busy.pop(body.id, None)
-                    if not self._closing and len(self._idle) < self._warm:
+                    keep = not self._closing
+                    if keep:
+                        child.idle_since = time.monotonic()
                         self._idle.append(child)
-                        keep = True
-                    else:
-                        keep = False
                 self.events.put(Done(body))
                 if not keep:
                     self._stop_child(child)
@@ -209,6 +245,17 @@ class ProcessExecutor(Executor):
             with self._lock:
                 child.current = payload.id
                 self._busy[payload.id] = child
+                # Executions are paused: have a spare ready for the next pause.
+                paused = len(self._busy) - self._warm
+                spares = 0
+                if not self._closing and paused > 0:
+                    want = min(MAX_SPARES, paused)
+                    spares = max(0, want - len(self._idle) - self._spares_starting)
+                    self._spares_starting += spares
+            for _ in range(spares):
+                threading.Thread(
+                    target=self._start_spare, name="kubenenc-spare", daemon=True
+                ).start()
             try:
                 with child.send_lock:
                     child.conn.send(("run", payload))
@@ -221,6 +268,36 @@ class ProcessExecutor(Executor):
                 if attempt == 2:
                     raise
                 log.warning("an idle child process was gone; starting %s on a new one", payload.id)
+
+    def _start_spare(self) -> None:
+        """Start one idle child ahead of need (the next pause of a chain takes it)."""
+        try:
+            child = self._spawn()
+        except Exception:
+            log.warning("could not start a spare child process", exc_info=True)
+            child = None
+        with self._lock:
+            self._spares_starting -= 1
+            if child is not None and not self._closing:
+                child.idle_since = time.monotonic()
+                self._idle.append(child)
+                child = None
+        if child is not None:
+            self._stop_child(child)
+
+    def poll(self) -> None:
+        """Stop the children idle for more than ``idle_keep`` seconds, beyond ``warm``."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._idle) <= self._warm:
+                return
+            # Oldest first: the list is appended to as children become idle.
+            extra = len(self._idle) - self._warm
+            stale = [c for c in self._idle[:extra] if now - c.idle_since > self._idle_keep]
+            for child in stale:
+                self._idle.remove(child)
+        for child in stale:
+            self._stop_child(child)
 
     def reply(self, id: InvocationId, reply: WaitReply) -> None:
         with self._lock:

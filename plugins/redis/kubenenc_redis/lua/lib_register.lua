@@ -25,7 +25,14 @@ local function register_items(items, argv, base)
     local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], argv[base + k]
     local deps, nb, tk, tr, cb = it[12], it[13], it[14], it[15], it[16]
     local done = false
-    if gk ~= '' then
+    -- A first try comes without a request id (REQ ''), so no reply is cached for it; a retry
+    -- (its reply may have been lost after it ran) comes with one, and then an item whose
+    -- invocation exists was registered by the earlier try: it is answered, not written again.
+    if REQ ~= '' and redis.call('EXISTS', k_inv(id)) == 1 then
+      out[#out+1] = {'created', id}
+      done = true
+    end
+    if not done and gk ~= '' then
       local holder = redis.call('HGET', K_REG, gk)
       if holder then
         local hs = redis.call('HGET', k_inv(holder), 's')
