@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubenenc import App, ConcurrencyPolicy
+from kubenenc import App, ConcurrencyPolicy, Status
 
 app = App("bench")
 
@@ -41,3 +41,9 @@ def finishing(seconds: float) -> float:
 
     time.sleep(seconds)
     return seconds
+
+
+@app.task(pool="callbacks", on_status=(finishing, Status.SUCCESS))
+def watched(invocation_id: str, value: object) -> str:
+    """The status trigger on ``finishing`` (``bench/callback_kill_bench.py``)."""
+    return invocation_id
