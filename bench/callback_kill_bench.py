@@ -1,7 +1,7 @@
 """Callbacks and status triggers under ``kill -9`` of the finishing worker: each is registered
 exactly once.
 
-    python bench/callback_kill_bench.py [--runs 50] [--backend sqlite|redis]
+    python bench/callback_kill_bench.py [--runs 50] [--backend sqlite|redis|mongodb]
 
 Each run starts a worker process, submits ``bench.benchtasks.finishing`` (a 20 ms task whose
 ``on_success`` callback, ``noted``, and a status trigger watching it succeed, ``watched``,
@@ -26,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -99,26 +101,31 @@ def one_run(url: str, rnd: random.Random) -> Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--backend", choices=("sqlite", "redis"), default="sqlite")
+    parser.add_argument("--backend", choices=("sqlite", "redis", "mongodb"), default="sqlite")
     args = parser.parse_args()
     rnd = random.Random(16)
     results: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = None
+        server: Any = None
+        url_of: Callable[[int], str] = lambda i: f"sqlite:///{tmp}/run{i}.db"  # noqa: E731
         if args.backend == "redis":
             if shutil.which("redis-server") is None:
                 sys.exit("needs redis-server: apt-get install -y redis-server")
             from tests.servers.redis import RedisServer
 
             server = RedisServer(Path(tmp) / "redis").start()
+            url_of = lambda i: f"{server.url}?prefix=run{i}"  # noqa: E731
+        elif args.backend == "mongodb":
+            from tests.servers.mongodb import ferretdb_binary, start_ferretdb
+
+            binary = ferretdb_binary()
+            if binary is None:
+                sys.exit("needs FerretDB: scripts/test.sh builds it")
+            server = start_ferretdb(binary, Path(tmp) / "ferret", Path(tmp) / "ferret.log")
+            url_of = lambda i: server.url(f"run{i}")  # noqa: E731
         try:
             for i in range(args.runs):
-                url = (
-                    f"sqlite:///{tmp}/run{i}.db"
-                    if server is None
-                    else f"{server.url}?prefix=run{i}"
-                )
-                results.append(one_run(url, rnd))
+                results.append(one_run(url_of(i), rnd))
         finally:
             if server is not None:
                 server.stop()
