@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubenenc import App, ConcurrencyPolicy
+from kubenenc import App, ConcurrencyPolicy, Status
 
 app = App("bench")
 
@@ -53,3 +53,9 @@ def chain(n: int) -> int:
 def fib(n: int) -> int:
     """Two waits per level, ~2 * fib(n + 1) calls in all (``bench/pausing_bench.py``)."""
     return n if n < 2 else fib(n - 1).result() + fib(n - 2).result()
+
+
+@app.task(pool="callbacks", on_status=(finishing, Status.SUCCESS))
+def watched(invocation_id: str, value: object) -> str:
+    """The status trigger on ``finishing`` (``bench/callback_kill_bench.py``)."""
+    return invocation_id

@@ -76,6 +76,11 @@ FINAL_FLUSH_WINDOW = 5.0
 """Seconds a drain keeps retrying its last write after ``drain_grace`` ran out (the pods'
 termination grace leaves a margin above the drain for it)."""
 
+DUE_READ_ABOVE = 0.02
+"""A polling worker (a backend without WorkNotifier) reads the next due time (DueTimes) only
+before a poll wait longer than this (seconds): a shorter wait ends about as early as the due
+time would, and each read may cost a round trip."""
+
 _WAKE = Done(RunResult(InvocationId("")))
 """An event that only wakes the loop (its empty id matches no execution)."""
 
@@ -311,26 +316,45 @@ class Worker:
         watch (no paused or stopping calls, no drain), a drained worker sleeps until a
         wake-up, the earliest due delayed call (DueTimes), the first deadline of its running
         calls, or a heartbeat interval (its periodic checks), whichever comes first.
-        Otherwise it polls every ``idle`` seconds (up to ``poll_interval``)."""
+        Otherwise it polls every ``idle`` seconds (up to ``poll_interval``); on a backend
+        without WorkNotifier but with DueTimes a long poll wait (see :data:`DUE_READ_ABOVE`)
+        ends early when a delayed call comes due before it. Such a worker cannot sleep
+        longer than its poll: only a claim shows it a new call."""
+        if self._notifier is None:
+            if self._due is None or idle <= DUE_READ_ABOVE or self._stop.is_set():
+                return idle
+            left = self._due_in()
+            return idle if left is None else min(idle, left)
         if (
-            self._notifier is None or not self._drained or self.paused or self.stopping
-            or self._stop.is_set() or self._unheld_due
+            not self._drained or self.paused or self.stopping or self._stop.is_set()
+            or self._unheld_due
         ):  # fmt: skip
             return idle
         now = time.monotonic()
         if self._sleep_until is None:
+            left = self._due_in()
             until = now + self.settings.heartbeat_interval
-            if self._due is not None:
-                wall = time.time()
-                due = self._due.next_due(self.queue, wall)
-                if due is not None:
-                    until = min(until, now + max(0.0, due - wall))
-            self._sleep_until = until
+            self._sleep_until = until if left is None else min(until, now + left)
         until = self._sleep_until
         for active in self.running.values():
             if active.deadline is not None:
                 until = min(until, active.deadline)
         return max(0.0, until - now)
+
+    def _due_in(self) -> float | None:
+        """Seconds until the earliest due delayed call of this worker's queue (0 when it is
+        due already), or None when none waits or the backend cannot say (no DueTimes; a
+        failed read only costs the early wake-up: the claim that follows reports the
+        backend's state)."""
+        if self._due is None:
+            return None
+        wall = time.time()
+        try:
+            due = self._due.next_due(self.queue, wall)
+        except Exception:
+            log.debug("reading the next due time failed", exc_info=True)
+            return None
+        return None if due is None else max(0.0, due - wall)
 
     def _step(self) -> bool:
         progressed = False

@@ -178,6 +178,13 @@ class MongoBackend(MongoBrowse):
             "claim", lambda t: Engine(t).claim(pool, worker, limit, now), linger=bool
         )
 
+    def next_due(self, pool: str, now: float) -> float | None:
+        """See :class:`kubenenc.backends.contract.DueTimes`: from this process's replica,
+        which holds every invocation that is not final and indexes the PENDING ones by pool,
+        brought up to the last committed step (one marker read, as an idle claim check). The
+        stored documents cannot answer it on FerretDB, where a claim lives in the log only."""
+        return self._from_replica("next_due", lambda r: r.next_due(pool, now), relaxed=True)
+
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         if not outcomes:
             return []

@@ -269,6 +269,15 @@ class Replica:
                 return True
         return False
 
+    def next_due(self, pool: str, now: float) -> float | None:
+        """The earliest ``not_before`` later than ``now`` among PENDING invocations of
+        ``pool`` (see :class:`kubenenc.backends.contract.DueTimes`), or None."""
+        records = self.records
+        return min(
+            (t for id in self.pending.get(pool, ()) if (t := records[id].not_before) > now),
+            default=None,
+        )
+
     # -- redo -------------------------------------------------------------------------------
 
     def apply(

@@ -3,24 +3,25 @@ retries), which lets an idle worker sleep until then (see the worker's idle wait
 
 from __future__ import annotations
 
+import pytest
+
 from kubenenc.backends.contract import Backend, DueTimes, WorkNotifier
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
 from kubenenc.testing.helpers import W1, add, claim_ids
 
 
-def due_times(backend: Backend) -> DueTimes | None:
-    """The backend as DueTimes, or None when it offers neither DueTimes nor WorkNotifier
-    (MongoDB: its idle workers poll, see the README). A backend that wakes idle workers must
-    tell them when delayed calls come due, or they would sleep past them."""
+def test_a_backend_that_wakes_workers_knows_due_times(backend: Backend) -> None:
+    """A backend that wakes idle workers must tell them when delayed calls come due, or
+    they would sleep past them (the opposite is fine: a polling worker sleeps until the
+    next due call or its poll, whichever comes first)."""
     if isinstance(backend, WorkNotifier):
         assert isinstance(backend, DueTimes)
-    return backend if isinstance(backend, DueTimes) else None
 
 
+@pytest.mark.kubenenc_role("DueTimes")
 def test_next_due_is_the_earliest_delayed_call(backend: Backend) -> None:
-    b = due_times(backend)
-    if b is None:
-        return
+    assert isinstance(backend, DueTimes)
+    b = backend
     assert b.next_due("default", 1.0) is None
     add(backend, 1.0, args="late", not_before=50.0)
     add(backend, 1.0, args="soon", not_before=30.0)
@@ -31,10 +32,10 @@ def test_next_due_is_the_earliest_delayed_call(backend: Backend) -> None:
     assert b.next_due("default", 35.0) == 50.0
 
 
+@pytest.mark.kubenenc_role("DueTimes")
 def test_next_due_counts_a_retry_backing_off(backend: Backend) -> None:
-    b = due_times(backend)
-    if b is None:
-        return
+    assert isinstance(backend, DueTimes)
+    b = backend
     id = add(backend, 1.0, max_retries=1)
     assert claim_ids(backend, W1, 1, 2.0) == [id]
     error = ErrorInfo("builtins.ValueError", "boom", "")
