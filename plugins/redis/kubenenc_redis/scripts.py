@@ -53,6 +53,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "oldest_pending": ("oldest_pending",),
     "browse": ("browse",),
     "activity": ("activity",),
+    "running_keys": ("running_keys",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 
