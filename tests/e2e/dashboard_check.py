@@ -13,9 +13,10 @@ bundled Redis. Every check compares a page with what the backend or the API serv
 - the list filtered to one order's ``checkout`` shows exactly the invocation the backend
   has for it, and its page shows SUCCESS, the order's arguments and the worker pod that ran
   it (a worker id starts with its pod's name);
-- the Workers page lists every live worker of the backend, and the cluster's WorkerPool,
-  TaskDefinitions and ConcurrencyPolicies (read by the dashboard's own service account),
-  with no kind it could not list.
+- the Workers page lists every live worker of the backend, the running limits, and the
+  cluster's WorkerPool (with the scaling decisions its status holds), TaskDefinitions and
+  ConcurrencyPolicies (read by the dashboard's own service account), with no kind it could
+  not list.
 
 Prints ``DASHBOARD ok`` and exits 0, or prints what differed and exits 1. Output lines
 starting with an upper-case word are the ones steps.sh greps.
@@ -96,9 +97,10 @@ def check_order(backend: Backend, url: str, order: str) -> list[str]:
     return [f"/invocations/{rec.id} lacks {missing}"] if missing else []
 
 
-def check_workers(backend: Backend, url: str, pods: list[str], ns: str) -> list[str]:
-    """The Workers page lists every live worker (some in the pool's pods) and the custom
-    resources of the shop."""
+def check_workers(backend: Backend, url: str, pods: list[str], ns: str, scalings: int) -> list[str]:
+    """The Workers page lists every live worker (some in the pool's pods), the custom
+    resources of the shop, the running limits, and the pool's ``scalings`` scaling
+    decisions that its status holds."""
     page = fetch(url, "/workers")
     live = [w.id for w in backend.workers()]
     problems = []
@@ -116,7 +118,11 @@ def check_workers(backend: Backend, url: str, pods: list[str], ns: str) -> list[
             problems.append(f"the dashboard could not list {plural}")
         elif f'data-name="{ns}/{name}"' not in page:
             problems.append(f"/workers does not show {plural} {ns}/{name}")
-    print(f"WORKERS live={len(live)} in pool pods={len(on_pods)}")
+    if 'id="running-keys"' not in page or "running now" not in page:
+        problems.append("/workers shows no running limits (table or policies' running now)")
+    if scalings and f"scaling history ({scalings})" not in page:
+        problems.append(f"/workers does not show the pool's {scalings} scaling decisions")
+    print(f"WORKERS live={len(live)} in pool pods={len(on_pods)} scalings={scalings}")
     return problems
 
 
@@ -127,6 +133,8 @@ def main() -> int:
     parser.add_argument("--pods", required=True, help="the pool's pod names, comma separated")
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--order", default="outside-0007")
+    parser.add_argument("--scalings", type=int, default=0,
+                        help="scaling decisions the WorkerPool's status holds")  # fmt: skip
     a = parser.parse_args()
     backend = open_backend(a.backend)
     try:
@@ -134,7 +142,7 @@ def main() -> int:
         problems += check_counts(backend, a.url)
         problems += check_order(backend, a.url, a.order)
         pods = [p for p in a.pods.split(",") if p]
-        problems += check_workers(backend, a.url, pods, a.namespace)
+        problems += check_workers(backend, a.url, pods, a.namespace, a.scalings)
     finally:
         backend.close()
     for p in problems:

@@ -236,9 +236,11 @@ if wants dashboard && wants orders; then
   wait_until 30 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $DASH_PORT), 1)" 2>/dev/null \
     || fail "the port-forward to the dashboard did not open"
   PODS="$(k -n "$SHOP_NS" get pods -o name | grep "$POOL" | sed 's|^pod/||' | paste -sd, -)"
+  SCALINGS="$(k -n "$SHOP_NS" get kwp "$POOL" -o jsonpath='{.status.scalingEvents[*].toReplicas}' | wc -w)"
   start=$(now_ms)
   KUBENENC_NAMESPACE="$SHOP_NS" "$PY" "$ROOT/tests/e2e/dashboard_check.py" --backend "$BACKEND" \
-    --url "http://127.0.0.1:$DASH_PORT" --pods "$PODS" --namespace "$SHOP_NS" | tee "$WORK/dashboard.log" || true
+    --url "http://127.0.0.1:$DASH_PORT" --pods "$PODS" --namespace "$SHOP_NS" --scalings "$SCALINGS" \
+    | tee "$WORK/dashboard.log" || true
   grep -q "^DASHBOARD ok" "$WORK/dashboard.log" || fail "the dashboard on the cluster did not show what the backend holds"
   measured "dashboard_check_s=$(( ($(now_ms) - start) / 1000 ))"
   kill "$DASH_PID" 2>/dev/null || true
