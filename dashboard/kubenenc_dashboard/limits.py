@@ -3,7 +3,8 @@ which calls hold them (the Workers page, and the ConcurrencyPolicies on Kubernet
 
 A running key is stored as ``scope:task#digest`` (:func:`kubenenc.concurrency.running_key`):
 the digest hides the argument values, so a key is shown through one of its holders (the
-values of the policy's key arguments in that call's arguments). Which policy a key belongs to
+values of the policy's key arguments in that call's arguments; when no stored policy names
+them, the set of arguments that rebuilds the key). Which policy a key belongs to
 is known when a TaskDefinition named it: the operator stores the task's defaults (with the
 policy's name) beside the policies (:mod:`kubenenc.task_defaults`). A policy given in code
 (``@app.task(concurrency=...)``) leaves no name in the backend: its keys show "in code".
@@ -14,12 +15,14 @@ one ``get_many`` of the holders shown: bounded by the work in flight.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubenenc.backends.browse import KeyUsage
 from kubenenc.backends.contract import Backend
+from kubenenc.concurrency import ConcurrencyPolicy, running_key
 from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord
 from kubenenc.task_defaults import scoped_name, task_defaults_name
@@ -30,6 +33,8 @@ KEYS_SHOWN = 100
 """Keys listed at most (most slots held first)."""
 HOLDERS_SHOWN = 5
 """Holders listed per key at most."""
+MAX_SEARCHED = 8
+"""Arguments of a call whose subsets are tried to name a key's arguments (2**8 keys built)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +83,29 @@ def _policy(stored: dict[str, str], scope: str, task: str) -> tuple[str | None, 
     return full, [str(k) for k in key] if isinstance(key, list) else []
 
 
-def _label(digest: str, names: list[str], holder: InvocationRecord | None) -> str:
+def _key_names(key: str, holder: InvocationRecord, args: dict[str, Any]) -> list[str]:
+    """The argument names whose values make ``key`` in ``holder``'s call, found by building
+    the key from each set of its arguments (a policy given in code is stored nowhere; its
+    key names are whatever set rebuilds the key). At most :data:`MAX_SEARCHED` arguments."""
+    scope = key.partition(":")[0]
+    if len(args) > MAX_SEARCHED:
+        return []
+    for size in range(1, len(args) + 1):
+        for names in itertools.combinations(sorted(args), size):
+            policy = ConcurrencyPolicy(running_limit=1, key=names)
+            if running_key(policy, holder.task, args, scope=scope) == key:
+                return list(names)
+    return []
+
+
+def _label(key: str, names: list[str], holder: InvocationRecord | None) -> str:
+    digest = key.rpartition("#")[2]
     if digest == "*":
         return "every call of the task"
     if holder is None:
         return digest
     args = _json(holder.args) if holder.serializer == "json" else {}
+    names = names or _key_names(key, holder, args)
     if names and all(n in args for n in names):
         parts = [f"{n}={json.dumps(args[n], separators=(',', ':'))[:40]}" for n in names]
         return ", ".join(parts)
@@ -101,14 +123,14 @@ def running_limits(backend: Backend, app: str | None) -> Limits:
     rows = []
     for k in found.keys:
         scope, _, rest = k.key.partition(":")
-        task, _, digest = rest.partition("#")
+        task = rest.partition("#")[0]
         if app is not None and scope.rpartition("/")[2] != app:
             continue
         policy, names = _policy(stored, scope, task)
         held = [records[i] for i in k.holders if i in records]
         rows.append(KeyRow(
             key=k.key, scope=scope, task=task, policy=policy,
-            label=_label(digest, names, held[0] if held else None), running=k.running,
+            label=_label(k.key, names, held[0] if held else None), running=k.running,
             limit=held[0].running_limit if held else None,
             holders=[(r.id, r.display) for r in held],
         ))  # fmt: skip

@@ -92,3 +92,14 @@ def test_a_backend_without_key_usage_says_so() -> None:
     assert not running_limits(cast(Backend, NoKeys()), None).supported
     page = TestClient(create_app(NoKeys(), DashboardSettings())).get("/workers")
     assert 'id="limits-unsupported"' in page.text
+
+
+def test_a_key_of_a_policy_given_in_code_is_named_by_its_arguments() -> None:
+    backend = MemoryBackend()
+    app = App("shop", backend=backend)
+    policy = ConcurrencyPolicy(running_limit=1, key=("amount", "customer"))
+    task = app.task(concurrency=policy)(charge)
+    call = task("ann", 7)
+    assert [r.id for r in backend.claim(app.queue("default"), W1, 10, 1e9)] == [call.id]
+    [row] = running_limits(backend, None).rows
+    assert (row.label, row.policy, row.limit) == ('amount=7, customer="ann"', None, 1)
