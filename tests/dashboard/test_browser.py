@@ -178,6 +178,10 @@ def test_the_dashboard_in_a_browser(system: tuple[str, App, Path], browser: Any,
     assert ann.locator(f'a[href="/invocations/{charges[2].id}"]').count() == 0
     assert "in code" in ann.inner_text()
     _shot(limits, f"{kind}-limits")
+    limits.screenshot(
+        path=str(ARTIFACTS / f"{kind}-limits-readme.png"),
+        clip={"x": 0, "y": 0, "width": 1000, "height": 480},
+    )  # docs/ has one
     limits.close()
     page.screenshot(
         path=str(ARTIFACTS / f"{kind}-readme.png"),
