@@ -1,7 +1,8 @@
 -- running_keys.lua: KeyUsage.running_keys (read only; see kubenenc_redis.reads). Every
 -- running key with slots held (K_RUN only holds those: a key is deleted at zero), and the
 -- RUNNING invocations holding them, found through the held sets of the holding workers
--- (K_HOLDERS, k_hw): at most ``budget`` held invocations are read, whatever is stored.
+-- (K_HOLDERS, then each one's held set): at most ``budget`` held invocations are read,
+-- whatever is stored.
 
 -- ARGV[4] budget. Returns {n_keys, key1, n1, key2, n2, ..., id1, rk1, id2, rk2, ...}.
 local budget = tonumber(ARGV[4])
