@@ -32,9 +32,15 @@ def shop(control_plane: Cluster) -> Cluster:
     made = cluster.kubectl("create", "--validate=false", "-f", str(ROOT / "crds"), check=False)
     assert made.returncode == 0 or "AlreadyExists" in made.stderr, made.stderr
     for name in ("workerpools", "taskdefinitions", "concurrencypolicies"):
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{name}.kubenenc.io", "--timeout=30s"
-        )
+        # Retried: right after the create, a CRD may have no conditions yet (kubectl errors).
+        wait_until(
+            f"crd/{name} to be established",
+            lambda name=name: cluster.kubectl(  # type: ignore[misc]
+                "wait", "--for=condition=Established", f"crd/{name}.kubenenc.io",
+                "--timeout=10s", check=False,
+            ).returncode == 0,
+            timeout=60,
+        )  # fmt: skip
     cluster.kubectl("create", "namespace", NS, check=False)
     wait_until(
         "the example to apply",
@@ -106,7 +112,7 @@ def test_the_workers_page_shows_pools_tasks_and_policies(shop: Cluster) -> None:
     text = _workers_page(view)
     assert f'data-name="{NS}/shop-workers"' in text
     assert "1 of 2 pods ready" in text
-    assert f'data-history="{NS}/shop-workers"' in text and "3 -> 2 replicas (0 pending)" in text
+    assert f'data-history="{NS}/shop-workers"' in text and "3 -&gt; 2 replicas (0 pending)" in text
     assert "running now" in text  # each ConcurrencyPolicy says what runs under it
     assert "shop.tasks:charge" in text
 
