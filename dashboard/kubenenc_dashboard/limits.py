@@ -98,14 +98,20 @@ def _key_names(key: str, holder: InvocationRecord, args: dict[str, Any]) -> list
     return []
 
 
-def _label(key: str, names: list[str], holder: InvocationRecord | None) -> str:
-    digest = key.rpartition("#")[2]
+def _label(
+    key: str, names: list[str], holder: InvocationRecord | None, found: dict[str, list[str]]
+) -> str:
+    """How the page names ``key``; ``found``: the key names already found per scope and
+    task in this read (one policy per task, so its other keys need no search)."""
+    head, _, digest = key.rpartition("#")
     if digest == "*":
         return "every call of the task"
     if holder is None:
         return digest
     args = _json(holder.args) if holder.serializer == "json" else {}
-    names = names or _key_names(key, holder, args)
+    if not names:
+        names = found.get(head) or _key_names(key, holder, args)
+        found[head] = names
     if names and all(n in args for n in names):
         parts = [f"{n}={json.dumps(args[n], separators=(',', ':'))[:40]}" for n in names]
         return ", ".join(parts)
@@ -121,6 +127,7 @@ def running_limits(backend: Backend, app: str | None) -> Limits:
     ids = [i for k in found.keys for i in k.holders]
     records = {r.id: r for r in backend.get_many(ids) if r is not None} if ids else {}
     rows = []
+    searched: dict[str, list[str]] = {}
     for k in found.keys:
         scope, _, rest = k.key.partition(":")
         task = rest.partition("#")[0]
@@ -130,7 +137,8 @@ def running_limits(backend: Backend, app: str | None) -> Limits:
         held = [records[i] for i in k.holders if i in records]
         rows.append(KeyRow(
             key=k.key, scope=scope, task=task, policy=policy,
-            label=_label(k.key, names, held[0] if held else None), running=k.running,
+            label=_label(k.key, names, held[0] if held else None, searched),
+            running=k.running,
             limit=held[0].running_limit if held else None,
             holders=[(r.id, r.display) for r in held],
         ))  # fmt: skip
