@@ -8,12 +8,11 @@ import pytest
 from kubenenc import App, ConcurrencyPolicy, Settings
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.memory import MemoryBackend
+from kubenenc.testing.helpers import W1
 from kubenenc_dashboard import DashboardSettings, create_app
 from kubenenc_dashboard.cluster import ClusterState, Resource
 from kubenenc_dashboard.limits import running_limits, with_running_now
 from starlette.testclient import TestClient
-
-from tests.conformance._helpers import W1
 
 NS = "dash"
 

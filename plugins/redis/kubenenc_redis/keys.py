@@ -55,6 +55,8 @@ key                         type    what it holds
 ``P:rate:<key>``            list    the last N start times of a rate-limited key, newest
                                     first (N of its rate); expires a window after the last
 ``P:policies``              hash    concurrency policy name -> spec (JSON)
+``P:ticks``                 hash    schedule -> the last tick claimed for it (whole seconds;
+                                    see ``claim_tick``)
 ``P:rq:<request>``          string  the reply of a script call, kept two minutes, so that a
                                     call retried after a lost connection is answered again
                                     but applied once
@@ -118,6 +120,7 @@ FIXED: dict[str, str] = {
     "K_FIN": "fin",
     "K_IXF": "failed",
     "K_POLICIES": "policies",
+    "K_TICKS": "ticks",
 }
 """The keys without a variable part: the Lua name of each, and the key after ``P:``."""
 

@@ -37,7 +37,8 @@ REPLY_TTL = 120
 """Seconds the reply of a script call is kept for a retry of the same request."""
 
 STEPS: dict[str, tuple[str, ...]] = {
-    "register": ("register",),
+    "register": ("lib_register", "register"),
+    "claim_tick": ("lib_register", "claim_tick"),
     "claim": ("lib_claim", "claim"),
     "finish": ("lib_finish", "finish"),
     "finish_and_claim": ("lib_finish", "lib_claim", "finish_and_claim"),
