@@ -6,15 +6,17 @@ Starts a private redis-server (no persistence) on a free loopback port and fills
 the backend's own registration (``RedisBackend.register``, which pipelines its script calls):
 ``--calls`` invocations of eight tasks, registered over the last two hours; then claims and
 finishes ``--finish`` of them over the last hour (one in 40 FAILED), pauses a parent on 50
-children, stores a refused loop and four worker heartbeats. Then it renders each page with
-the dashboard app in this process (Starlette's test client: routing, backend reads and
-templates, no network) and prints the median and the slowest of ``--repeat`` renders beside
-the target (200 ms). Not a test: nothing is asserted.
+children, stores a refused loop, runs 300 charges limited to one per sku (150 run, 150
+wait: the Workers page's running limits) and four worker heartbeats. Then it renders each
+page with the dashboard app in this process (Starlette's test client: routing, backend reads
+and templates, no network) and prints the median and the slowest of ``--repeat`` renders
+beside the target (200 ms). Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kubenenc.concurrency import ConcurrencyPolicy, running_key  # noqa: E402
 from kubenenc.errors import CycleDetectedError  # noqa: E402
 from kubenenc.ids import TaskId, WorkerId, new_invocation_ids  # noqa: E402
 from kubenenc.records import ErrorInfo, NewInvocation, Outcome, OutcomeKind, WorkerInfo  # noqa: E402
@@ -98,6 +101,20 @@ def fill(b: RedisBackend, calls: int, finish: int, console: Console) -> dict[str
     b.register([looped], now - 30)
     lines = ["recommend('lamp')", "related('lamp')", "recommend('lamp')"]
     b.fail(looped.id, CYCLE, format_loop(lines), now - 29)
+    # Running limits: 300 charges on 150 keys (one per sku, limit 1): 150 run, 150 wait.
+    policy = ConcurrencyPolicy(running_limit=1, key=("sku",))
+    charges = []
+    for n, id in enumerate(new_invocation_ids(300)):
+        tree = {"order": n, "sku": f"sku-{n % 150}"}
+        key = running_key(policy, "shop.charge", tree, scope=APP)
+        charges.append(NewInvocation(
+            id=id, app=APP, task=TaskId("shop.charge"), args=json.dumps(tree),
+            call_key=f"shop.charge#c{n}", display=f"charge({n}, 'sku-{n % 150}')",
+            pool="charges", running_key=key, running_limit=1,
+        ))  # fmt: skip
+    b.register(charges, now - 20)
+    running = len(b.claim("charges", W, 300, now - 19))
+    console.print(f"charges running under a limit of one per sku: {running} of 300")
     for k in range(4):
         b.heartbeat(WorkerInfo(WorkerId(f"bench:{k}:w"), "default", 8, k, 1, time.time(), "h"))
     return {"parent": parent.id, "loop": looped.id, "child": children[0].id}
@@ -117,7 +134,7 @@ def pages(client: TestClient, ids: dict[str, str]) -> list[tuple[str, str]]:
         ("invocation, parent of 50", f"/invocations/{ids['parent']}"),
         ("invocation, refused loop", f"/invocations/{ids['loop']}"),
         ("invocation, child", f"/invocations/{ids['child']}"),
-        ("workers", "/workers"),
+        ("workers (and running limits: 150 keys held)", "/workers"),
     ]
 
 

@@ -34,7 +34,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from kubenenc_dashboard import actions, views
+from kubenenc_dashboard import actions, limits, views
 from kubenenc_dashboard.cluster import KINDS, ClusterView
 from kubenenc_dashboard.security import SESSION_COOKIE, Guard
 from kubenenc_dashboard.settings import DashboardSettings
@@ -148,10 +148,13 @@ class Dashboard:
         data = await run_in_threadpool(
             views.overview, self.backend, self.settings.app, time.time(), False
         )
+        held = await run_in_threadpool(limits.running_limits, self.backend, self.settings.app)
         kube = await run_in_threadpool(self.cluster.read) if self.cluster is not None else None
+        if kube is not None:
+            kube = limits.with_running_now(kube, held)
         return self.render(
             request, "workers.html", page="workers", o=data, now=time.time(), kube=kube,
-            kinds=KINDS,
+            kinds=KINDS, held=held,
         )  # fmt: skip
 
     async def events(self, request: Request) -> Response:

@@ -3,7 +3,7 @@
 Optional: only with ``kubenenc dashboard --kubernetes`` (the chart turns it on), and the
 ``kubernetes`` client library is imported only then. It lists WorkerPools, TaskDefinitions and
 ConcurrencyPolicies (cluster-wide, or in the given namespaces) with what their status says:
-replicas, backlog, running and paused work and the last scaling of a pool; invocation counts,
+replicas, backlog, running and paused work and the last scalings of a pool; invocation counts,
 the oldest pending call and the schedule of a task; where a policy was written; and every
 resource's conditions. A kind that cannot be listed (no CRD, no permission) is shown with the
 reason instead of failing the page. Each read is one list call per kind and namespace.
@@ -31,6 +31,9 @@ class Resource:
     fields: list[tuple[str, str]]
     conditions: list[tuple[str, str, str, str]]
     """``(type, status, reason, message)``."""
+    history: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """A WorkerPool's last scaling decisions, newest first: ``(time, "1 -> 3", reason,
+    message)`` from its status's ``scalingEvents`` (the operator keeps the last ten)."""
 
 
 @dataclass(slots=True)
@@ -105,7 +108,15 @@ def _resource(kind: str, describe: Callable[[dict[str, Any]], list[tuple[str, st
          str(c.get("message", "")))
         for c in (o.get("status") or {}).get("conditions") or []
     ]  # fmt: skip
-    return Resource(kind, meta.get("namespace", ""), meta.get("name", ""), describe(o), conditions)
+    history = [
+        (str(e.get("time", "")), f"{e.get('fromReplicas', '?')} → {e.get('toReplicas', '?')}",
+         str(e.get("reason", "")), str(e.get("message", "")))
+        for e in reversed((o.get("status") or {}).get("scalingEvents") or [])
+        if isinstance(e, dict)
+    ]  # fmt: skip
+    return Resource(
+        kind, meta.get("namespace", ""), meta.get("name", ""), describe(o), conditions, history
+    )
 
 
 class ClusterView:

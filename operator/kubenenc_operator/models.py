@@ -200,6 +200,20 @@ class WorkerPoolSpec(_Model):
     )
 
 
+SCALING_HISTORY = 10
+"""Scaling decisions a WorkerPool's status keeps (the newest; Events expire after an hour)."""
+
+
+class ScalingEvent(_Model):
+    """One scaling decision the operator carried out on a pool's Deployment."""
+
+    time: str = Field(description="When the operator decided it (RFC 3339).")
+    from_replicas: int = Field(ge=0, description="Replicas before.")
+    to_replicas: int = Field(ge=0, description="Replicas after.")
+    reason: str = Field(max_length=64, description="ScaledOut or ScaledIn.")
+    message: str = Field(default="", max_length=1024, description="Why, as the Event says.")
+
+
 class WorkerPoolStatus(_Model):
     """What the operator last saw and decided for a pool."""
 
@@ -215,6 +229,12 @@ class WorkerPoolStatus(_Model):
         default=None, description="Since when fewer pods are wanted (scale-in cooldown)."
     )
     last_scale_time: str | None = None
+    scaling_events: list[ScalingEvent] = Field(
+        default_factory=list,
+        max_length=SCALING_HISTORY,
+        description="The last scaling decisions carried out, oldest first (at most 10): "
+        "the history the dashboard shows, kept after the Events expire.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16, json_schema_extra=CONDITIONS_EXTRA
     )

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
 from kubenenc_operator.kube import KubeError, deployment_path, pods_path
-from kubenenc_operator.models import WorkerPoolSpec
+from kubenenc_operator.models import SCALING_HISTORY, WorkerPoolSpec
 from kubenenc_operator.resources import (
     DELETION_COST,
     Truth,
@@ -198,6 +198,15 @@ def _pool_conditions(
     )  # fmt: skip
 
 
+def _with_event(
+    history: list[dict[str, Any]], stamp: str, before: int, after: int, reason: str, message: str
+) -> list[dict[str, Any]]:
+    """``history`` with one more scaling decision, cut to the newest ``SCALING_HISTORY``."""
+    event = {"time": stamp, "fromReplicas": before, "toReplicas": after, "reason": reason,
+             "message": message[:1024]}  # fmt: skip
+    return [*history, event][-SCALING_HISTORY:]
+
+
 def reconcile_pool(ctx: Ctx, body: Mapping[str, Any], *, scale: bool = True) -> dict[str, Any]:
     """Make the pool's Deployment right and (with ``scale``) size it; return the status.
 
@@ -234,6 +243,7 @@ def reconcile_pool(ctx: Ctx, body: Mapping[str, Any], *, scale: bool = True) -> 
         "desiredReplicas": decision.wanted if decision else replicas,
         "readyReplicas": int((existing or {}).get("status", {}).get("readyReplicas") or 0),
         "lastScaleTime": old.get("lastScaleTime"),
+        "scalingEvents": list(old.get("scalingEvents") or []),
     }
     if decision is not None and decision.changed and current is not None:
         ctx.metrics.inc(
@@ -244,6 +254,10 @@ def reconcile_pool(ctx: Ctx, body: Mapping[str, Any], *, scale: bool = True) -> 
         ctx.event(body, "Normal", decision.direction.value, decision.message)
         log.info("WorkerPool %s/%s: %s", namespace, name, decision.message)
         status["lastScaleTime"] = stamp
+        status["scalingEvents"] = _with_event(
+            status["scalingEvents"], stamp, current, replicas, decision.direction.value,
+            decision.message,
+        )  # fmt: skip
     if scale and view.degraded is None:
         load = view.load
         status.update(backlog=load.pending, running=load.running, paused=load.paused)

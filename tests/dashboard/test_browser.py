@@ -74,7 +74,7 @@ def system(url: str, tmp_path: Path) -> Iterator[tuple[str, App, Path]]:
     port = free_port()
     procs = [
         _spawn(["worker", "--app", "tests.dashboard.browser_app:app", "--mode", "thread",
-                "--concurrency", "4"], url, tmp_path / "worker.log"),
+                "--concurrency", "6"], url, tmp_path / "worker.log"),
         _spawn(["dashboard", "--port", str(port), "--token", TOKEN], url,
                tmp_path / "dashboard.log"),
     ]  # fmt: skip
@@ -162,6 +162,27 @@ def test_the_dashboard_in_a_browser(system: tuple[str, App, Path], browser: Any,
     page.wait_for_selector("#live.on")
     page.evaluate("window.__sameDocument = true")
     _shot(page, f"{kind}-paused")
+    # Running limits: ann's first charge and bob's hold their keys, ann's second waits.
+    charges = [t.charge("ann", 1), t.charge("bob", 2), t.charge("ann", 3)]
+    wait_until("two charges to run", lambda: [c.status for c in charges]
+               == [Status.RUNNING, Status.RUNNING, Status.PENDING], timeout=60)  # fmt: skip
+    limits = browser.new_page(viewport={"width": 1000, "height": 900})
+    limits.goto(base + "/workers")
+    keys = limits.locator("#running-keys tbody tr[data-key]")
+    assert keys.count() == 2
+    shown = {keys.nth(i).locator("td").nth(1).inner_text(): keys.nth(i) for i in range(2)}
+    assert set(shown) == {'customer="ann"', 'customer="bob"'}
+    ann = shown['customer="ann"']
+    assert ann.locator("td.num").inner_text().replace(" ", "") == "1/1"
+    assert ann.locator(f'a[href="/invocations/{charges[0].id}"]').count() == 1
+    assert ann.locator(f'a[href="/invocations/{charges[2].id}"]').count() == 0
+    assert "in code" in ann.inner_text()
+    _shot(limits, f"{kind}-limits")
+    limits.screenshot(
+        path=str(ARTIFACTS / f"{kind}-limits-readme.png"),
+        clip={"x": 0, "y": 0, "width": 1000, "height": 480},
+    )  # docs/ has one
+    limits.close()
     page.screenshot(
         path=str(ARTIFACTS / f"{kind}-readme.png"),
         clip={
@@ -175,6 +196,7 @@ def test_the_dashboard_in_a_browser(system: tuple[str, App, Path], browser: Any,
     expect(page.locator("#status")).to_have_text("SUCCESS", timeout=60_000)
     assert page.evaluate("window.__sameDocument === true")  # updated in place
     assert held.result(timeout=10) == 10
+    assert [c.result(timeout=60) for c in charges] == [1, 2, 3]
     _shot(page, f"{kind}-resumed")
 
     # Cancel a pending call: refused without the token, done with it.

@@ -32,9 +32,15 @@ def shop(control_plane: Cluster) -> Cluster:
     made = cluster.kubectl("create", "--validate=false", "-f", str(ROOT / "crds"), check=False)
     assert made.returncode == 0 or "AlreadyExists" in made.stderr, made.stderr
     for name in ("workerpools", "taskdefinitions", "concurrencypolicies"):
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{name}.kubenenc.io", "--timeout=30s"
-        )
+        # Retried: right after the create, a CRD may have no conditions yet (kubectl errors).
+        wait_until(
+            f"crd/{name} to be established",
+            lambda name=name: cluster.kubectl(  # type: ignore[misc]
+                "wait", "--for=condition=Established", f"crd/{name}.kubenenc.io",
+                "--timeout=10s", check=False,
+            ).returncode == 0,
+            timeout=60,
+        )  # fmt: skip
     cluster.kubectl("create", "namespace", NS, check=False)
     wait_until(
         "the example to apply",
@@ -50,6 +56,12 @@ def shop(control_plane: Cluster) -> Cluster:
         "status": {
             "replicas": 2, "desiredReplicas": 3, "readyReplicas": 1, "backlog": 17,
             "running": 6, "paused": 2, "lastScaleTime": "2026-12-07T01:00:00Z",
+            "scalingEvents": [
+                {"time": "2026-12-07T00:50:00Z", "fromReplicas": 1, "toReplicas": 3,
+                 "reason": "ScaledOut", "message": "1 -> 3 replicas (40 pending)"},
+                {"time": "2026-12-07T01:00:00Z", "fromReplicas": 3, "toReplicas": 2,
+                 "reason": "ScaledIn", "message": "3 -> 2 replicas (0 pending)"},
+            ],
             "conditions": [{
                 "type": "Ready", "status": "False", "reason": "Scaling",
                 "message": "1 of 2 pods ready", "lastTransitionTime": "2026-12-07T01:00:00Z",
@@ -86,6 +98,11 @@ def test_the_workers_page_shows_pools_tasks_and_policies(shop: Cluster) -> None:
     assert fields["replicas"] == "2 (ready 1, wanted 3, 1-5)"
     assert (fields["running"], fields["paused"]) == ("6", "2")
     assert pool.conditions == [("Ready", "False", "Scaling", "1 of 2 pods ready")]
+    # The CRD keeps the operator's scaling history; the page lists it newest first.
+    assert [(at, change, reason) for at, change, reason, _ in pool.history] == [
+        ("2026-12-07T01:00:00Z", "3 → 2", "ScaledIn"),
+        ("2026-12-07T00:50:00Z", "1 → 3", "ScaledOut"),
+    ]
     tasks = {t.name: dict(t.fields) for t in state.resources["taskdefinitions"]}
     assert tasks["charge"]["invocations"] == "FAILED 2, SUCCESS 40"
     assert tasks["charge"]["policy"] == "one-charge-per-customer"
@@ -95,6 +112,8 @@ def test_the_workers_page_shows_pools_tasks_and_policies(shop: Cluster) -> None:
     text = _workers_page(view)
     assert f'data-name="{NS}/shop-workers"' in text
     assert "1 of 2 pods ready" in text
+    assert f'data-history="{NS}/shop-workers"' in text and "3 -&gt; 2 replicas (0 pending)" in text
+    assert "running now" in text  # each ConcurrencyPolicy says what runs under it
     assert "shop.tasks:charge" in text
 
 

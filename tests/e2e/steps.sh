@@ -6,7 +6,9 @@
 #   1. helm install the chart (operator image, bundled Redis); the operator becomes Ready
 #   2. kubectl apply examples/shop/k8s/ (WorkerPool, ConcurrencyPolicies, TaskDefinitions)
 #   3. ORDERS orders from outside (port-forward to Redis) and JOB_ORDERS from a Job inside the
-#      cluster: every result exact; no two charges of a customer ran at once
+#      cluster: every result exact; no two charges of a customer ran at once; then the
+#      chart's dashboard pod, fetched through its Service, shows those calls, workers and
+#      custom resources as the backend and the API server have them (dashboard_check.py)
 #   4. the pool scaled out on the backlog and back in after it, then to zero and back
 #      (measured: backlog to a Ready extra pod, scale-in after the backlog drained)
 #   5. a worker killed mid-work (SIGKILL through $KILL_CONTAINER where the runner offers it, a
@@ -19,7 +21,8 @@
 #   OPERATOR_IMAGE=kubenenc-operator:VERSION   REDIS_IMAGE= (repository:tag; empty: chart's)
 #   PULL_POLICY=IfNotPresent   ORDERS=200   JOB_ORDERS=40   TIMEOUT=600
 #   KILL_CONTAINER=            a command "NAMESPACE POD CONTAINER" that SIGKILLs a container
-#   STEPS="install shop orders scale kill operator upgrade"   (uninstall always runs last)
+#   STEPS="install shop orders dashboard scale kill operator upgrade"   (uninstall always
+#   runs last; dashboard needs orders)
 # Prints `== name (N s)` per step, `MEASURED key=value` lines, and `== PASSED` at the end; on
 # failure: pod states, events, and the operator's, workers' and Redis's logs.
 set -euo pipefail
@@ -33,12 +36,13 @@ PULL_POLICY="${PULL_POLICY:-IfNotPresent}"
 ORDERS="${ORDERS:-200}"
 JOB_ORDERS="${JOB_ORDERS:-40}"
 TIMEOUT="${TIMEOUT:-600}"
-STEPS="${STEPS:-install shop orders scale kill operator upgrade}"
+STEPS="${STEPS:-install shop orders dashboard scale kill operator upgrade}"
 SYSTEM_NS=kubenenc-system
 SHOP_NS=shop
 POOL=shop-workers
 WORK="$(mktemp -d)"
 PF_PID=""
+DASH_PID=""
 WATCH_PID=""
 
 ctx=()
@@ -67,6 +71,8 @@ diagnostics() {
     k get events -A --sort-by=.lastTimestamp | tail -n 40
     echo "--- operator logs"
     k -n "$SYSTEM_NS" logs deploy/kubenenc-operator --tail=80
+    echo "--- dashboard logs"
+    k -n "$SYSTEM_NS" logs deploy/kubenenc-dashboard --tail=30
     echo "--- redis logs"
     k -n "$SYSTEM_NS" logs deploy/kubenenc-redis --tail=20
     for pod in $(k -n "$SHOP_NS" get pods -o name); do
@@ -80,6 +86,7 @@ cleanup() {
   local code=$?
   [[ -n "$WATCH_PID" ]] && kill "$WATCH_PID" 2>/dev/null
   [[ -n "$PF_PID" ]] && kill "$PF_PID" 2>/dev/null
+  [[ -n "$DASH_PID" ]] && kill "$DASH_PID" 2>/dev/null
   [[ $code -ne 0 ]] && diagnostics
   rm -rf "$WORK"
   exit "$code"
@@ -128,7 +135,7 @@ watch_replicas() {
 # -- 1. install ---------------------------------------------------------------------------------
 say "1. helm install (operator $OPERATOR_IMAGE, bundled Redis ${REDIS_IMAGE:-from the chart})"
 set_args=(--set "image.repository=${OPERATOR_IMAGE%:*}" --set "image.tag=${OPERATOR_IMAGE##*:}"
-          --set "image.pullPolicy=$PULL_POLICY" --set redis.enabled=true
+          --set "image.pullPolicy=$PULL_POLICY" --set redis.enabled=true --set dashboard.enabled=true
           # The in-cluster Job that submits orders may reach Redis where NetworkPolicy is enforced.
           --set-json 'redis.networkPolicy.extraFrom=[{"namespaceSelector":{},"podSelector":{"matchLabels":{"app.kubernetes.io/name":"shop-submit"}}}]')
 if [[ -n "$REDIS_IMAGE" ]]; then
@@ -142,6 +149,7 @@ for crd in workerpools taskdefinitions concurrencypolicies; do
   k wait --for=condition=Established "crd/$crd.kubenenc.io" --timeout=60s >/dev/null
 done
 k -n "$SYSTEM_NS" rollout status deployment/kubenenc-operator --timeout=120s
+k -n "$SYSTEM_NS" rollout status deployment/kubenenc-dashboard --timeout=120s
 measured "install_to_operator_ready_s=$(( ($(now_ms) - start) / 1000 ))"
 
 # -- 2. shop ------------------------------------------------------------------------------------
@@ -217,6 +225,26 @@ EOF
   orders policy | tee "$WORK/policy.log" | tail -n 5
   grep -q "overlaps=0" "$WORK/policy.log" || fail "two charges of one customer ran at once"
   measured "orders_outside=$ORDERS orders_seconds=$(( (DONE_MS - SUBMIT_MS) / 1000 ))"
+fi
+
+# -- 3b. the dashboard on a real pod ------------------------------------------------------------
+if wants dashboard && wants orders; then
+  say "3b. the chart's dashboard pod, through its Service, shows the cluster's real calls and pools"
+  DASH_PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  k -n "$SYSTEM_NS" port-forward svc/kubenenc-dashboard "$DASH_PORT:80" >"$WORK/dash-forward.log" 2>&1 &
+  DASH_PID=$!
+  wait_until 30 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $DASH_PORT), 1)" 2>/dev/null \
+    || fail "the port-forward to the dashboard did not open"
+  PODS="$(k -n "$SHOP_NS" get pods -o name | grep "$POOL" | sed 's|^pod/||' | paste -sd, -)"
+  SCALINGS="$(k -n "$SHOP_NS" get kwp "$POOL" -o jsonpath='{.status.scalingEvents[*].toReplicas}' | wc -w)"
+  start=$(now_ms)
+  KUBENENC_NAMESPACE="$SHOP_NS" "$PY" "$ROOT/tests/e2e/dashboard_check.py" --backend "$BACKEND" \
+    --url "http://127.0.0.1:$DASH_PORT" --pods "$PODS" --namespace "$SHOP_NS" --scalings "$SCALINGS" \
+    | tee "$WORK/dashboard.log" || true
+  grep -q "^DASHBOARD ok" "$WORK/dashboard.log" || fail "the dashboard on the cluster did not show what the backend holds"
+  measured "dashboard_check_s=$(( ($(now_ms) - start) / 1000 ))"
+  kill "$DASH_PID" 2>/dev/null || true
+  DASH_PID=""
 fi
 
 # -- 4. scaling ---------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 binaries, starts a one-node cluster on this host — etcd, kube-apiserver, controller manager,
 scheduler, containerd, kubelet, kube-proxy and CoreDNS, all stopped again at the end — and runs
 the steps of ``tests/e2e/steps.sh`` on it (helm install, examples/shop, orders from outside and
-from a Job, scaling, a worker pod and the operator pod deleted, helm upgrade and uninstall).
+from a Job, the chart's dashboard pod checked against the backend, scaling, a worker pod and
+the operator pod deleted, helm upgrade and uninstall).
 
 It needs root on Linux (containerd, the kubelet and iptables) and Debian's packages (the script
 installs what is missing with apt-get). Elsewhere — a laptop without root — the test skips
@@ -73,3 +74,4 @@ def test_real_node_end_to_end() -> None:
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-8000:]
     assert "== PASSED" in result.stdout
     assert "MEASURED max_replicas=" in result.stdout  # the pool scaled out on real pods
+    assert "DASHBOARD ok" in result.stdout  # the chart's dashboard pod showed the real calls

@@ -883,7 +883,8 @@ def test_the_operator_also_runs_as_admin_and_a_restart_changes_nothing(env: Env)
     # kopf keeps its bookkeeping in annotations, never in the user's status.
     assert set(pool_after["status"]) <= {
         "observedGeneration", "replicas", "desiredReplicas", "readyReplicas", "backlog",
-        "running", "paused", "selector", "lowSince", "lastScaleTime", "conditions",
+        "running", "paused", "selector", "lowSince", "lastScaleTime", "scalingEvents",
+        "conditions",
     }  # fmt: skip
 
 

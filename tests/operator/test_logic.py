@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 from typing import Any
 
@@ -23,7 +24,12 @@ from kubenenc_operator.backends import BackendCache
 from kubenenc_operator.context import Ctx
 from kubenenc_operator.enforcer import sweep
 from kubenenc_operator.kube import custom_path, deployment_path, pods_path, secret_path
-from kubenenc_operator.models import API_VERSION, TaskDefinitionSpec
+from kubenenc_operator.models import (
+    API_VERSION,
+    SCALING_HISTORY,
+    TaskDefinitionSpec,
+    WorkerPoolStatus,
+)
 from kubenenc_operator.policies import delete_policy, reconcile_policy
 from kubenenc_operator.pools import reconcile_pool
 from kubenenc_operator.resources import DELETION_COST, condition
@@ -143,6 +149,12 @@ def test_backlog_scales_out_in_bounded_steps_with_events(world: World) -> None:
     assert body["status"]["backlog"] == 50 and body["status"]["desiredReplicas"] == 5
     reasons = [e["reason"] for e in world.kube.events()]
     assert reasons == ["ScaledOut", "ScaledOut"]
+    history = body["status"]["scalingEvents"]  # kept in the status after the Events expire
+    assert [(e["fromReplicas"], e["toReplicas"], e["reason"]) for e in history] == [
+        (1, 3, "ScaledOut"), (3, 5, "ScaledOut"),
+    ]  # fmt: skip
+    assert all(e["message"] and e["time"] for e in history)
+    WorkerPoolStatus.model_validate(body["status"])  # the CRD's schema accepts it
     assert (
         world.ctx.metrics.value(
             "kubenenc_operator_scaling_decisions_total", pool=f"{NS}/shop", direction="ScaledOut"
@@ -690,3 +702,19 @@ def test_arguments_that_do_not_fit_the_published_signature_are_refused(world: Wo
     missing = taskdef("tick", schedule="* * * * *", arguments={"note": "x"})
     status = reconcile_taskdef(world.ctx, missing, siblings)
     assert "missing required argument(s) i" in _ready(status)["message"]
+
+
+def test_the_scaling_history_keeps_the_newest_ten(world: World) -> None:
+    body = world.pool(maxReplicas=40, scaleInCooldownSeconds=0)
+    world.reconcile_pool(body)
+    for n in range(12):  # each round asks for more pods: one decision each
+        world.submit(10)
+        world.now += 1
+        world.reconcile_pool(body)
+    history = body["status"]["scalingEvents"]
+    assert len(history) == SCALING_HISTORY == 10
+    assert history[-1]["toReplicas"] == body["status"]["replicas"]
+    steps = [(e["fromReplicas"], e["toReplicas"]) for e in history]
+    assert all(a < b for a, b in steps) and all(
+        prev[1] == nxt[0] for prev, nxt in itertools.pairwise(steps)
+    )

@@ -13,6 +13,9 @@ non-final ones in the replica): the documents keep no field of their own for the
 (each field costs every write on FerretDB), and children are registered while their parent
 runs, right after it. Sequence numbers are not dense (``version * SEQ_STRIDE + n``), so
 every budget counts documents, not a range of numbers.
+
+Running keys and their holders are the replica's (slots held by key, and the held
+invocations, both kept current from the log on either layout): no collection is read.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from kubenenc.backends.browse import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    RunningKeys,
     bucket_index,
     cursor_of,
     matches,
+    running_keys_of,
     seq_of,
 )
 from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord
+from kubenenc.status import Status
 from pymongo.collection import Collection
 
 from kubenenc_mongodb.link import Conn
@@ -216,3 +222,18 @@ class MongoBrowse(MongoRecords):
             waited_by=sorted(InvocationId(w) for w in waiters),
             depends_on=rec.depends_on,
         )
+
+    def running_keys(
+        self, *, limit: int = 100, holders: int = 10, budget: int = DEFAULT_BUDGET
+    ) -> RunningKeys:
+        """See :meth:`kubenenc.backends.browse.KeyUsage.running_keys`."""
+
+        def read(r: Replica) -> RunningKeys:
+            held: list[tuple[InvocationId, str | None]] = []
+            for id in sorted(r.held)[:budget]:
+                rec = r.records.get(id)
+                if rec is not None and rec.status is Status.RUNNING:
+                    held.append((id, rec.running_key))
+            return running_keys_of(list(r.running.items()), held, limit, holders)
+
+        return self._from_replica("running_keys", read)

@@ -15,6 +15,9 @@ Two read-only scripts do the work on the server, each one round trip (key schema
   bucket with more finished work than that has its failures (and, with an app filter, its
   total) scaled from the sample, and says so.
 
+- ``running_keys`` reads the running keys' slot counts (``P:running``) and, through the held
+  sets of the holding workers, the running key of at most ``budget`` held invocations.
+
 Children are kept by the register script in ``P:ch:<id>`` and failures by the finishing
 steps in ``P:failed`` (see :mod:`kubenenc_redis.keys`).
 """
@@ -31,8 +34,10 @@ from kubenenc.backends.browse import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    RunningKeys,
     cursor_of,
     matches,
+    running_keys_of,
     seq_of,
 )
 from kubenenc.ids import InvocationId
@@ -149,3 +154,15 @@ class RedisBrowse:
             waited_by=sorted(InvocationId(w) for w in waiters),
             depends_on=tuple(InvocationId(d) for d in deps.split(",") if d) if deps else (),
         )
+
+    def running_keys(
+        self, *, limit: int = 100, holders: int = 10, budget: int = DEFAULT_BUDGET
+    ) -> RunningKeys:
+        """See :meth:`kubenenc.backends.browse.KeyUsage.running_keys` (one read-only script,
+        so counts and holders are one snapshot)."""
+        reply = [str(x) for x in self._query("running_keys", budget)]
+        n = int(reply[0])
+        counts = [(reply[1 + 2 * i], int(reply[2 + 2 * i])) for i in range(n)]
+        rest = reply[1 + 2 * n :]
+        held = [(InvocationId(rest[i]), rest[i + 1]) for i in range(0, len(rest), 2)]
+        return running_keys_of(counts, held, limit, holders)

@@ -58,6 +58,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "shard_cycle": ("shard_cycle",),  # (kubenenc_redis.crossing)
     "shard_seq": ("shard_seq",),  # sequences comparable across shards
     "shard_boost": ("shard_boost",),
+    "running_keys": ("running_keys",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 

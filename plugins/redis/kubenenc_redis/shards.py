@@ -49,6 +49,7 @@ from kubenenc.backends.browse import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    RunningKeys,
     cursor_of,
     seq_of,
 )
@@ -778,6 +779,16 @@ class ShardedBackend:
                 )
             )
         return out
+
+    def running_keys(
+        self, *, limit: int = 100, holders: int = 10, budget: int = DEFAULT_BUDGET
+    ) -> RunningKeys:
+        """See :class:`kubenenc.backends.browse.KeyUsage`: every call of one running key
+        lives on one shard (the routing rule), so each shard's answer is exact for its keys
+        and the merge re-ranks them; ``budget`` is spent per shard."""
+        parts = [s.running_keys(limit=limit, holders=holders, budget=budget) for s in self.shards]
+        ranked = sorted((k for p in parts for k in p.keys), key=lambda k: (-k.running, k.key))
+        return RunningKeys(ranked[:limit], more=len(ranked) > limit or any(p.more for p in parts))
 
     def relations(self, id: InvocationId, *, limit: int = 200) -> Relations | None:
         """See :meth:`kubenenc.backends.browse.Browse.relations` (children and waits on

@@ -17,6 +17,10 @@ So every query here is **bounded**:
 - :meth:`Browse.relations` gives the neighbours of one invocation (parent, children,
   wait edges both ways, declared dependencies), children capped at ``limit``.
 
+A second role, :class:`KeyUsage`, says which running-limit keys hold slots right now and who
+holds them (:meth:`KeyUsage.running_keys`): bounded by the work in flight (at most the slots
+of the live workers), never by the invocations stored.
+
 Counts by status and task, workers and one invocation's history come from
 :class:`~kubenenc.backends.contract.Records` and
 :class:`~kubenenc.backends.contract.Coordination` as they are.
@@ -27,6 +31,7 @@ into its store, but must give the same answer. The conformance suite checks ever
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -136,6 +141,74 @@ class Browse(Protocol):
     def relations(self, id: InvocationId, *, limit: int = 200) -> Relations | None:
         """The neighbours of ``id``, or None when it is not stored."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunningKey:
+    """A running-limit key (see :func:`kubenenc.concurrency.running_key`) with slots held."""
+
+    key: str
+    """As stored: ``scope:task#digest``, or ``scope:task#*`` when the limit counts the task."""
+    running: int
+    """Slots held on it right now: its RUNNING invocations, counted against its limit."""
+    holders: tuple[InvocationId, ...]
+    """RUNNING invocations holding it (sorted; at most ``holders`` of
+    :meth:`KeyUsage.running_keys`; fewer when the ``budget`` ran out before all were found)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningKeys:
+    """The answer of :meth:`KeyUsage.running_keys`."""
+
+    keys: list[RunningKey]
+    """Most slots held first, then by key."""
+    more: bool
+    """True when more keys hold slots than were returned."""
+
+
+@runtime_checkable
+class KeyUsage(Protocol):
+    """Which running-limit keys hold slots now, and who holds them (for the dashboard's
+    ConcurrencyPolicies: "customer ann: 1 of 1 running")."""
+
+    def running_keys(
+        self, *, limit: int = 100, holders: int = 10, budget: int = DEFAULT_BUDGET
+    ) -> RunningKeys:
+        """The ``limit`` keys with the most slots held (zero-slot keys are never listed), each
+        with up to ``holders`` of its RUNNING invocations, found among at most ``budget``
+        invocations that workers hold (RUNNING or PAUSED). A snapshot: it may be stale the
+        moment it returns, but each count was true at one moment."""
+        ...
+
+
+def is_running_key(name: str) -> bool:
+    """Whether a stored slot counter's ``name`` is a running key. The embedded stores keep
+    the rate logs' counters (``rate:<key>:<n>``, see :class:`kubenenc.backends.engine.RateLog`)
+    in the same table: a running key ends with ``#`` and a digest or ``*``, never a ``:``."""
+    tail = name.rpartition("#")[2]
+    return "#" in name and ":" not in tail
+
+
+def running_keys_of(
+    counts: Iterable[tuple[str, int]],
+    held: Iterable[tuple[InvocationId, str | None]],
+    limit: int,
+    holders: int,
+) -> RunningKeys:
+    """:meth:`KeyUsage.running_keys` from a store's slot counters (``counts``: name, slots)
+    and its RUNNING invocations with their running keys (``held``, already cut to the
+    budget): the policy written once for every backend."""
+    ranked = sorted(
+        ((k, n) for k, n in counts if n > 0 and is_running_key(k)), key=lambda kn: (-kn[1], kn[0])
+    )
+    chosen = ranked[:limit]
+    found: dict[str, list[InvocationId]] = {k: [] for k, _ in chosen}
+    for id, key in held:
+        ids = found.get(key) if key is not None else None
+        if ids is not None and len(ids) < holders:
+            ids.append(id)
+    keys = [RunningKey(k, n, tuple(sorted(found[k]))) for k, n in chosen]
+    return RunningKeys(keys, more=len(ranked) > limit)
 
 
 def bucket_index(at: float, since: float, width: float, buckets: int) -> int | None:

@@ -23,9 +23,11 @@ from kubenenc.backends.browse import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    RunningKeys,
     bucket_index,
     cursor_of,
     matches,
+    running_keys_of,
     seq_of,
 )
 from kubenenc.backends.embedded import DEFAULT_RETENTION, EngineBackend, retention_option
@@ -414,3 +416,17 @@ class MemoryBackend(EngineBackend):
                 waited_by=sorted(self._waiters.get(id, ())),
                 depends_on=rec.depends_on,
             )
+
+    def running_keys(
+        self, *, limit: int = 100, holders: int = 10, budget: int = DEFAULT_BUDGET
+    ) -> RunningKeys:
+        """See :meth:`kubenenc.backends.browse.KeyUsage.running_keys` (reads every record,
+        as ``activity`` does: this backend holds what fits in one process's memory)."""
+        with self._cond:
+            counts = list(self._running.items())
+            held = [
+                (r.id, r.running_key)
+                for r in self._records.values()
+                if r.status is Status.RUNNING and r.worker is not None
+            ][:budget]
+        return running_keys_of(counts, held, limit, holders)

@@ -40,6 +40,7 @@ from kubenenc.backends.browse import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    RunningKeys,
 )
 from kubenenc.backends.codec import dumps_record, dumps_worker, loads_record, loads_worker
 from kubenenc.backends.embedded import DEFAULT_RETENTION, EngineBackend, retention_option
@@ -629,6 +630,12 @@ class SQLiteBackend(EngineBackend):
     def relations(self, id: InvocationId, *, limit: int = 200) -> Relations | None:
         """See :meth:`kubenenc.backends.browse.Browse.relations`."""
         return sqlite_browse.relations(self._db(), id, limit)
+
+    def running_keys(
+        self, *, limit: int = 100, holders: int = 10, budget: int = DEFAULT_BUDGET
+    ) -> RunningKeys:
+        """See :meth:`kubenenc.backends.browse.KeyUsage.running_keys`."""
+        return sqlite_browse.running_keys(self._db(), limit, holders, budget)
 
 
 def _filters(**columns: str | None) -> tuple[str, list[str]]:

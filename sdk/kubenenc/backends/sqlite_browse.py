@@ -5,7 +5,9 @@ Each is one read (WAL: it never waits for a writer). ``browse`` reads a window o
 of the table itself, never a scan of it); the indexed columns filter inside SQLite and
 :func:`~kubenenc.backends.browse.matches` decides the rest. Children come from the
 ``parent`` column and finished work over time from the ``ended`` one, each indexed on the
-rows that have it (see ``_BROWSE_COLUMNS`` in :mod:`kubenenc.backends.sqlite`).
+rows that have it (see ``_BROWSE_COLUMNS`` in :mod:`kubenenc.backends.sqlite`). Running
+keys come from the ``running`` table (one row per key with slots held, beside the rate logs'
+counters) and their holders from the ``inv_held`` index (only held invocations have a worker).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from kubenenc.backends.browse import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    RunningKeys,
     bucket_index,
     cursor_of,
     matches,
+    running_keys_of,
     seq_of,
 )
 from kubenenc.backends.codec import loads_record
@@ -95,3 +99,14 @@ def relations(db: sqlite3.Connection, id: InvocationId, limit: int) -> Relations
         waited_by=[InvocationId(r[0]) for r in waiters],
         depends_on=rec.depends_on,
     )
+
+
+def running_keys(db: sqlite3.Connection, limit: int, holders: int, budget: int) -> RunningKeys:
+    """See :meth:`kubenenc.backends.browse.KeyUsage.running_keys`."""
+    counts = db.execute("SELECT key, n FROM running WHERE n > 0").fetchall()
+    held = db.execute(
+        "SELECT id, json_extract(data, '$.running_key') FROM invocations "
+        "WHERE worker IS NOT NULL AND status = 'RUNNING' LIMIT ?",
+        (budget,),
+    ).fetchall()
+    return running_keys_of(counts, ((InvocationId(i), k) for i, k in held), limit, holders)
