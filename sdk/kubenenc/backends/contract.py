@@ -269,6 +269,24 @@ class ResumeEarly(Protocol):
 
 
 @runtime_checkable
+class Overdue(Protocol):
+    """Optional: find runs past their timeout by reading only the work in flight.
+
+    The enforcer fails RUNNING invocations whose worker let them run past their timeout
+    (a hung worker). Without this role it reads every RUNNING invocation through
+    :meth:`Records.query`, which walks the index of every invocation kept for retention;
+    a backend that knows what its workers hold offers this instead. Checked with
+    ``isinstance``.
+    """
+
+    def overdue(self, now: float, grace: float) -> list[InvocationRecord]:
+        """RUNNING invocations with a ``timeout`` whose run started (``updated_at``: the
+        claim, or the resume after a pause) more than ``timeout + grace`` seconds before
+        ``now``; at most a thousand per call (the enforcer calls again later)."""
+        ...
+
+
+@runtime_checkable
 class WorkNotifier(Protocol):
     """Optional: lets an idle worker block until there may be work, instead of polling.
 
