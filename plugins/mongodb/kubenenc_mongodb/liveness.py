@@ -12,7 +12,7 @@ recovery is delayed, never stopped.
 
 State: the ``live`` document of ``<p>_meta``: ``t`` the server time of the last heartbeat
 or recovery (raised with ``$max``, so of two racing callers one sees the gap), ``g`` the
-allowance, ``o`` the last outages as ``[from, to]`` pairs (``from``: where the uncounted
+allowance, ``o`` the last outages as ``{f: from, t: to}`` (``from``: where the uncounted
 part starts). The server's time comes from ``hello``'s ``localTime``, or, where a server
 lacks it (mongo-java-server), from a ``$currentDate`` write.
 """
@@ -68,12 +68,13 @@ def tick(meta: Collection[Doc], now: float, gap: float | None) -> list[tuple[flo
     )
     if before is None:
         return []
-    outages = [(float(a), float(b)) for a, b in before.get("o", [])]
+    outages = [(float(o["f"]), float(o["t"])) for o in before.get("o", [])]
     allowance = gap if gap is not None else float(before.get("g", DEFAULT_GAP))
     last = before.get("t")
     if isinstance(last, int | float) and now - last > allowance:
         outages = [*outages, (last + allowance, now)][-MAX_OUTAGES:]
-        meta.update_one({"_id": LIVE_ID}, {"$set": {"o": [list(o) for o in outages]}})
+        kept = [{"f": a, "t": b} for a, b in outages]  # FerretDB 1.x has no nested arrays
+        meta.update_one({"_id": LIVE_ID}, {"$set": {"o": kept}})
     return outages
 
 
