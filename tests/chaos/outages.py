@@ -9,6 +9,8 @@ Faults (each against a private server the scenario is handed):
 - ``sleep``: Redis ``DEBUG SLEEP`` longer than the heartbeat timeout (the server stops);
 - ``kill``: Redis ``CLIENT KILL TYPE normal``, every worker's connections dropped at once,
   again and again;
+- ``freeze``: the server process stopped (SIGSTOP) for ``seconds``, then continued: the
+  MongoDB-protocol server's equivalent of a ``DEBUG SLEEP`` (any server: its pid is given);
 - ``skew``: no fault in the server; two of the workers run with their wall clocks ``skew``
   seconds ahead and behind (``tests/chaos/skewclock``: Debian's ``faketime`` breaks
   Python's timed waits, see there).
@@ -22,6 +24,7 @@ Every loop is bounded in count and time.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -37,7 +40,8 @@ from tests.chaos.scenario import ROOT, Report, check
 
 HEARTBEAT_INTERVAL = 0.3
 HEARTBEAT_TIMEOUT = 2.0
-FAULTS = ("pause", "sleep", "kill", "skew")
+FAULTS = ("pause", "sleep", "kill", "freeze", "skew")
+REDIS_ONLY = ("pause", "sleep", "kill")
 
 
 @dataclass
@@ -54,11 +58,13 @@ SKEWCLOCK = Path(__file__).resolve().parent / "skewclock"
 """A ``sitecustomize`` that offsets ``time.time()`` by ``CHAOS_CLOCK_OFFSET`` seconds."""
 
 
-def _spawn(url: str, log_dir: Path, n: int, skew: float = 0.0) -> subprocess.Popen[bytes]:
+def _spawn(
+    url: str, log_dir: Path, n: int, skew: float = 0.0, timeout: float = HEARTBEAT_TIMEOUT
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ, "KUBENENC_BACKEND": url, "CHAOS_LOG": str(log_dir),
-        "KUBENENC_WORKER__HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
-        "KUBENENC_WORKER__HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+        "KUBENENC_WORKER__HEARTBEAT_INTERVAL": str(min(HEARTBEAT_INTERVAL, timeout / 6)),
+        "KUBENENC_WORKER__HEARTBEAT_TIMEOUT": str(timeout),
         "KUBENENC_WORKER__MAX_LOST": "20", "CHAOS_CLOCK_OFFSET": str(skew),
         "PYTHONPATH": os.pathsep.join(
             [*([str(SKEWCLOCK)] if skew else []), str(ROOT), os.environ.get("PYTHONPATH", "")]
@@ -76,9 +82,14 @@ class _Faults:
     """Injects ``times`` faults, ``every`` seconds apart (the first after ``every``), each on
     a thread of its own (a ``DEBUG SLEEP`` blocks the connection that sent it)."""
 
-    def __init__(self, fault: str, url: str, seconds: float, times: int, every: float) -> None:
+    def __init__(
+        self, fault: str, url: str, seconds: float, times: int, every: float, pid: int | None
+    ) -> None:
         self.fault, self.seconds, self.times, self.every = fault, seconds, times, every
-        self.admin = redis.Redis.from_url(url.split("?", maxsplit=1)[0])
+        self.pid = pid
+        self.admin = (
+            redis.Redis.from_url(url.split("?", maxsplit=1)[0]) if fault in REDIS_ONLY else None
+        )
         self.injected = 0
         self.lasted: list[float] = []
         self.ends: list[float] = []
@@ -103,7 +114,16 @@ class _Faults:
 
     def _one(self) -> None:
         started = time.monotonic()
-        if self.fault == "pause":
+        if self.fault == "freeze":
+            assert self.pid is not None, "the freeze fault needs the server's pid"
+            os.kill(self.pid, signal.SIGSTOP)
+            try:
+                time.sleep(self.seconds)
+            finally:
+                os.kill(self.pid, signal.SIGCONT)
+        elif self.admin is None:
+            raise AssertionError(f"no fault {self.fault!r} on this server")
+        elif self.fault == "pause":
             self.admin.execute_command("CLIENT", "PAUSE", int(self.seconds * 1000), "ALL")
             time.sleep(self.seconds)
         elif self.fault == "sleep":
@@ -116,7 +136,8 @@ class _Faults:
     def close(self, wait: float) -> None:
         if self._thread is not None:
             self._thread.join(wait)
-        self.admin.close()
+        if self.admin is not None:
+            self.admin.close()
 
 
 def _wave(invs: list[tuple[str, int, object]], first: int, n: int, body_seconds: float) -> int:
@@ -146,11 +167,16 @@ def run(
     wave_gap: float = 0.5,
     body_seconds: float = 0.2,
     deadline: float = 180.0,
+    server_pid: int | None = None,
+    heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
 ) -> OutageReport:
     """Run ``fault`` (one of :data:`FAULTS`) against ``url`` (an empty store on a server
     this scenario may pause, put to sleep or drop connections of: ``DEBUG`` needs the
-    server's ``--enable-debug-command local``). ``times`` injections, ``every`` seconds
-    apart; ``seconds``: how long a pause or sleep lasts."""
+    server's ``--enable-debug-command local``; ``freeze`` needs ``server_pid``). ``times``
+    injections, ``every`` seconds apart; ``seconds``: how long a pause, sleep or freeze
+    lasts. ``heartbeat_timeout``: the workers' (MongoDB needs more than its 5 s lock lease:
+    a step waiting for a lease the freeze let lapse holds up the heartbeat thread's
+    recovery, which shares the process's connection mutex)."""
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -161,8 +187,8 @@ def run(
     skews = [0.0] * workers
     if fault == "skew":
         skews[:2] = [skew, -skew][: min(2, workers)]
-    procs = [_spawn(url, log_dir, n, skews[n]) for n in range(workers)]
-    faults = _Faults(fault, url, seconds, times if fault != "skew" else 0, every)
+    procs = [_spawn(url, log_dir, n, skews[n], heartbeat_timeout) for n in range(workers)]
+    faults = _Faults(fault, url, seconds, times if fault != "skew" else 0, every, server_pid)
     invs: list[tuple[str, int, object]] = []
     per_wave = max(1, calls // waves)
     next_wave = time.monotonic()

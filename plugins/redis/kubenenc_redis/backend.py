@@ -75,11 +75,14 @@ wait is allowed."""
 SWEEP_BATCH = 500
 """Final invocations past retention deleted per sweep script call (it blocks the server
 while it runs: about a millisecond per hundred)."""
-SWEEP_BUDGET = 0.1
-"""Seconds one ``recover`` call may spend sweeping, batch after batch: far more than the
-invocations a fleet ends in a heartbeat interval at the benchmark's rate, so the indexes
-keep up (bench/redis_retention.py); before, one batch of 500 per call fell behind above
-~500 calls per second per worker."""
+SWEEP_BUDGET = 0.5
+"""Seconds one ``recover`` call may spend sweeping, batch after batch (each batch a script
+of its own, so other calls run between): at 30-60 us per invocation forgotten, measured on
+a loaded machine, 8,000 or more per call, more than one worker at the benchmark's rate
+(~6,400 calls/s) ends between two of its heartbeats, so the indexes keep up
+(bench/redis_retention.py). One batch of 500 per call fell behind above ~500 calls/s per
+worker. It runs on the heartbeat thread after the beat, so it only delays the next beat,
+by at most this much."""
 OVERDUE_LIMIT = 1000
 """Most overdue invocations one ``overdue`` call returns."""
 
