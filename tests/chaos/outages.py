@@ -140,6 +140,13 @@ class _Faults:
             self.admin.close()
 
 
+def _wait_for_workers(n: int, give_up: float) -> None:
+    """Until ``n`` workers have beaten (or ``give_up``, monotonic): start-up takes seconds
+    on a loaded machine."""
+    while time.monotonic() < give_up and len(chaosapp.app.backend.workers()) < n:
+        time.sleep(0.2)
+
+
 def _wave(invs: list[tuple[str, int, object]], first: int, n: int, body_seconds: float) -> int:
     """Submit calls ``first`` .. ``first + n - 1`` (as the kill -9 scenario does); the next
     index."""
@@ -188,6 +195,7 @@ def run(
     if fault == "skew":
         skews[:2] = [skew, -skew][: min(2, workers)]
     procs = [_spawn(url, log_dir, n, skews[n], heartbeat_timeout) for n in range(workers)]
+    _wait_for_workers(workers, give_up)  # a fault while they start tests their start-up
     faults = _Faults(fault, url, seconds, times if fault != "skew" else 0, every, server_pid)
     invs: list[tuple[str, int, object]] = []
     per_wave = max(1, calls // waves)
