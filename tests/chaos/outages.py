@@ -88,7 +88,10 @@ class _Faults:
         self.fault, self.seconds, self.times, self.every = fault, seconds, times, every
         self.pid = pid
         self.admin = (
-            redis.Redis.from_url(url.split("?", maxsplit=1)[0]) if fault in REDIS_ONLY else None
+            # A socket timeout past the longest DEBUG SLEEP (redis-py's default is shorter).
+            redis.Redis.from_url(url.split("?", maxsplit=1)[0], socket_timeout=seconds + 30)
+            if fault in REDIS_ONLY
+            else None
         )
         self.injected = 0
         self.lasted: list[float] = []
