@@ -1,13 +1,14 @@
 """Delayed calls: how late after their due time they start, over several worker processes.
 
-    python bench/delayed_bench.py [--backend sqlite|redis|both] [--calls 1000] [--spread 5]
-                                  [--workers 3]
+    python bench/delayed_bench.py [--backend sqlite|redis|both] [--calls 1000]
+                                  [--spread 5] [--workers 3] [--idle 10]
 
 Registers ``--calls`` calls of ``bench.benchtasks.stamped`` with random countdowns spread
 over ``--spread`` seconds, run by ``--workers`` worker processes (thread mode, 4 slots each)
 that are otherwise idle, and prints per backend: how many started before they were due
 (must be 0), and the lateness (the task's own start time minus its due time) as median,
-p90, p99 and max. Not a test: nothing is asserted.
+p90, p99 and max; before the calls, the CPU the idle workers (and the Redis server) use over
+``--idle`` seconds, as a percentage of one core. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.common import start_worker  # noqa: E402
+from bench.common import cpu_seconds, start_worker  # noqa: E402
 
 
-def one_backend(url: str, calls: int, spread: float, workers: int) -> dict[str, float]:
+def idle_cpu(pids: list[int], seconds: float) -> float:
+    """CPU the processes ``pids`` use together over ``seconds``, in % of one core."""
+    before = sum(cpu_seconds(p) for p in pids)
+    time.sleep(seconds)
+    return (sum(cpu_seconds(p) for p in pids) - before) / seconds * 100
+
+
+def one_backend(
+    url: str, calls: int, spread: float, workers: int, idle: float, server_pid: int | None
+) -> dict[str, float]:
     from bench import benchtasks
 
     benchtasks.app.configure(url)
@@ -39,6 +49,9 @@ def one_backend(url: str, calls: int, spread: float, workers: int) -> dict[str, 
         deadline = time.time() + 60
         while len(benchtasks.app.backend.workers()) < workers and time.time() < deadline:
             time.sleep(0.1)
+        time.sleep(1.0)  # past their start
+        idle_workers = idle_cpu([p.pid for p in procs], idle)
+        idle_server = idle_cpu([server_pid], idle) if server_pid else 0.0
         rnd = random.Random(16)
         # Registered up front, each delayed from its own call; the first are due soonest
         # after the last is registered only if registering is faster than the spread.
@@ -57,6 +70,8 @@ def one_backend(url: str, calls: int, spread: float, workers: int) -> dict[str, 
     late = sorted(s - d for s, d in zip(started, due, strict=True))
     q = statistics.quantiles(late, n=100)
     return {
+        "idle_workers": idle_workers,
+        "idle_server": idle_server,
         "early": sum(1 for x in late if x < 0),
         "p50": statistics.median(late) * 1000,
         "p90": q[89] * 1000,
@@ -71,12 +86,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--spread", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--idle", type=float, default=10.0)
     args = parser.parse_args()
     rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.backend in ("sqlite", "both"):
             url = f"sqlite:///{tmp}/delayed.db"
-            rows.append(("SQLite", one_backend(url, args.calls, args.spread, args.workers)))
+            rows.append(
+                ("SQLite", one_backend(url, args.calls, args.spread, args.workers, args.idle, None))
+            )
         if args.backend in ("redis", "both"):
             if shutil.which("redis-server") is None:
                 sys.exit("needs redis-server: apt-get install -y redis-server")
@@ -84,21 +102,25 @@ def main() -> None:
 
             server = RedisServer(Path(tmp) / "redis").start()
             try:
+                pid = server.proc.pid if server.proc is not None else None
                 rows.append(
-                    ("Redis", one_backend(server.url, args.calls, args.spread, args.workers))
-                )
+                    ("Redis", one_backend(
+                        server.url, args.calls, args.spread, args.workers, args.idle, pid
+                    ))
+                )  # fmt: skip
             finally:
                 server.stop()
     table = Table(
         title=f"{args.calls:,} delayed calls, countdowns 0.5 to {args.spread:g} s, "
         f"{args.workers} idle worker processes (thread mode, 4 slots)"
     )
-    for col in ("backend", "started early", "late p50 ms", "p90 ms", "p99 ms", "max ms"):
+    for col in ("backend", "idle CPU, workers %", "server %", "started early", "late p50 ms",
+                "p90 ms", "p99 ms", "max ms"):  # fmt: skip
         table.add_column(col, justify="right")
     for name, r in rows:
         table.add_row(
-            name, str(int(r["early"])), f"{r['p50']:.1f}", f"{r['p90']:.1f}", f"{r['p99']:.1f}",
-            f"{r['max']:.1f}",
+            name, f"{r['idle_workers']:.1f}", f"{r['idle_server']:.1f}", str(int(r["early"])),
+            f"{r['p50']:.1f}", f"{r['p90']:.1f}", f"{r['p99']:.1f}", f"{r['max']:.1f}",
         )  # fmt: skip
     Console().print(table)
 

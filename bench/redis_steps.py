@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kubenenc.records import Outcome, OutcomeKind  # noqa: E402
+from kubenenc.testing.helpers import new  # noqa: E402
 from kubenenc_redis import RedisBackend  # noqa: E402
 
-from tests.conformance._helpers import new  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
 
 STEPS = ("register", "claim", "finish", "open", "read")

@@ -1,4 +1,5 @@
-"""Root test configuration: fixture plugins of every tier, and the backend parameters."""
+"""Backend parameters of the integration tiers (the fixture plugins are listed in the root
+``conftest.py``; the conformance suite has its own, in ``kubenenc.testing``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,6 @@ from typing import Any
 import pytest
 
 from tests.backends import BACKENDS, SHARED_URLS
-
-pytest_plugins = [
-    "tests.servers.embedded",
-    "tests.cluster.fixtures",
-    "tests.servers.redis",
-    "tests.servers.mongodb",
-]
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -7,7 +7,7 @@ and reconciled by the leader's loops (:mod:`kubenenc_operator.store`,
 :mod:`~kubenenc_operator.taskdefs`, :mod:`~kubenenc_operator.enforcer`, over the shared
 :mod:`~kubenenc_operator.context`); ``kubenenc operator`` runs them. What they decide lives in
 pure functions (:mod:`kubenenc.scaling`, :mod:`kubenenc_operator.resources`,
-:mod:`kubenenc_operator.graph`, :mod:`kubenenc_operator.cron`) tested without a cluster.
+:mod:`kubenenc_operator.graph`, :mod:`kubenenc.cron`) tested without a cluster.
 """
 
 __all__: list[str] = []

@@ -276,8 +276,9 @@ class TaskDefinitionSpec(_Model):
     schedule: str | None = Field(
         default=None,
         max_length=128,
-        description="Cron schedule (5 fields, UTC, or @hourly/@daily/...): submit a call "
-        "with `arguments` at each tick.",
+        description="Cron schedule (5 fields, or @hourly/@daily/...) read in `timezone`: "
+        "submit a call with `arguments` at each tick (once per tick, claimed in the backend "
+        "like the schedules of apps: see kubenenc.schedules).",
         json_schema_extra=cel(
             (
                 r"self.matches('^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') || "
@@ -289,6 +290,28 @@ class TaskDefinitionSpec(_Model):
     )
     arguments: dict[str, Any] | None = Field(
         default=None, description="Keyword arguments of scheduled calls (JSON values)."
+    )
+    timezone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA time zone the schedule is read in (unset: UTC), e.g. Europe/Madrid.",
+        json_schema_extra=cel(
+            (
+                r"self == 'UTC' || self.matches('^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$')",
+                "'timezone must be an IANA time zone name such as Europe/Madrid, or UTC, got \"' "
+                "+ self + '\"'",
+            )
+        ),
+    )
+    catch_up: Literal["none", "last", "all"] | None = Field(
+        default=None,
+        description="Ticks missed while nothing ran: none, last (unset: one call for the "
+        "latest), or all (one call each, at most 100).",
+    )
+    overlap: Literal["skip", "allow"] | None = Field(
+        default=None,
+        description="skip (unset) a tick while the previous scheduled call is not final, or "
+        "allow it.",
     )
 
 
@@ -302,6 +325,10 @@ _TASKDEF_RULES = cel(
     (
         "has(self.schedule) || !has(self.arguments)",
         "arguments are only used by a schedule: set spec.schedule or remove spec.arguments",
+    ),
+    (
+        "has(self.schedule) || (!has(self.timezone) && !has(self.catchUp) && !has(self.overlap))",
+        "timezone, catchUp and overlap only apply to a schedule: set spec.schedule or remove them",
     ),
 )
 

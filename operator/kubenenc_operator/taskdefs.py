@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubenenc import cron, schedules
 from kubenenc.backends import Backend
 from kubenenc.concurrency import (
     ConcurrencyPolicy,
@@ -35,7 +36,6 @@ from kubenenc.status import Status
 from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
 from pydantic import ValidationError
 
-from kubenenc_operator import cron
 from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
 from kubenenc_operator.graph import describe_cycle, find_cycles
 from kubenenc_operator.kube import KubeError, custom_path
@@ -261,7 +261,7 @@ def check_references(
         )
     if spec.schedule:
         try:
-            cron.parse(spec.schedule)
+            cron.parse(spec.schedule, spec.timezone or "UTC")
         except cron.CronError as exc:
             return "InvalidSchedule", f"spec.schedule: {exc}"
     return None
@@ -348,47 +348,54 @@ def check_arguments(ctx: Ctx, spec: TaskDefinitionSpec, namespace: str, url: str
 
 
 def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, url: str) -> bool:
-    """Submit one call for the latest cron tick if nobody has yet; True when submitted.
+    """Submit the calls of the due cron tick if nobody has yet; True when this run claimed
+    one.
 
-    The tick is claimed first by writing ``status.lastScheduleTime`` with the
-    ``resourceVersion`` that was read: of two operator replicas (or two runs) that saw the
-    same version, exactly one write succeeds (the other gets 409 Conflict) and only the
-    winner submits. Ticks before the resource existed are not caught up.
+    The same machinery as the schedules of apps (:func:`kubenenc.schedules.fire`): the
+    tick is claimed in the backend with a compare-and-set that registers its calls in the
+    same step, so two operator replicas (or an operator and a retried run) submit it once,
+    and ``catchUp`` and ``overlap`` mean what they mean there. Ticks before the resource
+    existed are not submitted. ``status.lastScheduleTime`` then records the tick (for
+    people; the backend's record is the one that counts).
     """
     assert spec.schedule is not None
     name, namespace, _ = object_meta(body)
-    now = dt.datetime.fromtimestamp(ctx.clock(), dt.UTC)
-    tick = cron.parse(spec.schedule).last_tick(now)
-    if tick is None:
-        return False
+    catch_up, overlap = spec.catch_up or "last", spec.overlap or "skip"
+    parsed = schedules.check(spec.schedule, spec.timezone or "UTC", catch_up, overlap)
+    app = ctx.pool_app(namespace, spec.pool)
+    scope_ = scope(app, namespace)
     created = body["metadata"].get("creationTimestamp")
-    if created and tick < parse_rfc3339(created):
+    born = parse_rfc3339(created).timestamp() if created else 0.0
+
+    def build(ticks: Sequence[int]) -> list[NewInvocation]:
+        policy = None
+        if spec.concurrency_policy_ref:
+            ref = scoped_name(spec.concurrency_policy_ref, namespace)
+            text = ctx.backends.use(url, lambda b: b.get_policy(ref))
+            policy = ConcurrencyPolicy.model_validate_json(text) if text else None
+        new = [scheduled_call(spec, policy, app, namespace) for t in ticks if t >= born]
+        if overlap == "skip":
+            new = schedules.skip_overlap(new, f"{scope_}#schedule:taskdefinition/{name}")
+        return new
+
+    key = f"{scope_}:taskdefinition/{name}"
+    fired = ctx.backends.use(
+        url,
+        lambda b: schedules.fire(
+            schedules.tick_claims(b), key, parsed, catch_up, build, ctx.clock()
+        ),
+    )
+    if fired is None:
         return False
-    last = (body.get("status") or {}).get("lastScheduleTime")
-    if last and parse_rfc3339(last) >= tick:
-        return False
+    tick = dt.datetime.fromtimestamp(fired.tick, dt.UTC)
     try:
         ctx.kube.patch(
             custom_path(namespace, "taskdefinitions", name, "status"),
-            {
-                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                "status": {"lastScheduleTime": now_rfc3339(tick)},
-            },
+            {"status": {"lastScheduleTime": now_rfc3339(tick)}},
         )
-    except KubeError as exc:
-        if exc.status == 409:
-            return False  # another replica (or a newer version) got there first
-        raise
-    policy = None
-    if spec.concurrency_policy_ref:
-        ref = scoped_name(spec.concurrency_policy_ref, namespace)
-        text = ctx.backends.use(url, lambda b: b.get_policy(ref))
-        policy = ConcurrencyPolicy.model_validate_json(text) if text else None
-    call = scheduled_call(spec, policy, ctx.pool_app(namespace, spec.pool), namespace)
-    result = ctx.backends.use(url, lambda b: b.register([call], ctx.clock()))[0]
+    except KubeError:
+        log.warning("could not record lastScheduleTime of %s/%s", namespace, name, exc_info=True)
     ctx.metrics.inc("kubenenc_operator_scheduled_total")
-    ctx.event(
-        body, "Normal", "Scheduled",
-        f"tick {now_rfc3339(tick)}: {call.display} -> {result.kind.value} {result.id}",
-    )  # fmt: skip
+    shown = ", ".join(f"{r.kind.value} {r.id}" for r in fired.results) or "no call"
+    ctx.event(body, "Normal", "Scheduled", f"tick {now_rfc3339(tick)}: {shown}")
     return True

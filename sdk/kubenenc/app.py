@@ -24,6 +24,7 @@ from kubenenc.events import arguments_for, matches
 from kubenenc.ids import InvocationId, TaskId
 from kubenenc.invocation import Invocation
 from kubenenc.records import NewInvocation
+from kubenenc.schedules import Schedule, Scheduler
 from kubenenc.scope import queue_name, scope
 from kubenenc.serializers import JsonSerializer, PickleSerializer, get_serializer
 from kubenenc.settings import Settings
@@ -84,6 +85,8 @@ class App:
         self._lock = threading.Lock()
         self._policies: dict[str, tuple[float, ConcurrencyPolicy]] = {}
         self._options: dict[TaskId, tuple[float, TaskOptions]] = {}
+        self.schedules = Scheduler(self)
+        """This app's schedules, run by its workers (see :mod:`kubenenc.schedules`)."""
 
     def __repr__(self) -> str:
         shown = self.backend_url if self._backend_obj is None else type(self._backend_obj).__name__
@@ -179,6 +182,12 @@ class App:
             self.types.add_annotations_of(f)
             for error in task.options.retry_on:
                 self.types.add_error(error)
+            opts = task.options
+            if opts.schedule is not None:
+                self.schedules.add(
+                    task, opts.schedule, timezone=opts.timezone, catch_up=opts.catch_up,
+                    overlap=opts.overlap, name=task.id,
+                )  # fmt: skip
             return task
 
         if func is not None:
@@ -187,6 +196,27 @@ class App:
             return decorate(func)
         make_options("task", options)  # refuse unknown options at decoration time
         return decorate
+
+    def schedule(
+        self,
+        task: Task[Any, Any],
+        *,
+        cron: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
+        catch_up: str = "last",
+        overlap: str = "skip",
+        name: str | None = None,
+    ) -> Schedule:
+        """Call ``task(*args, **kwargs)`` at every tick of ``cron`` (read in ``timezone``),
+        once per tick across every worker of this app; see :mod:`kubenenc.schedules` for
+        ``catch_up`` and ``overlap``. ``name`` (default: the task and a digest of the rest)
+        is what the backend remembers the last tick under."""
+        return self.schedules.add(
+            task, cron, args=tuple(args), kwargs=kwargs, timezone=timezone, catch_up=catch_up,
+            overlap=overlap, name=name,
+        )  # fmt: skip
 
     def emit(self, event: str, payload: Mapping[str, Any] | None = None) -> list[Invocation[Any]]:
         """Call every task of this app subscribed to ``event`` (``on_event=``, with an

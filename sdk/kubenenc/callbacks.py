@@ -41,45 +41,62 @@ record when it is registered, so chains are written whole at the first call)."""
 
 def callback_id(id: str, kind: str, attempt: int) -> InvocationId:
     """The id of the ``kind`` callback of invocation ``id`` after try ``attempt`` (the
-    record's ``attempt`` once the outcome is stored): the same in every backend."""
+    record's ``attempt`` once the outcome is stored): the same in every backend. A status
+    trigger's ``kind`` is ``<kind>:<its task id>``."""
     # SHA-1 because Redis scripts have it (``redis.sha1hex``); an id, not a secret.
     text = f"{id}:{kind}:{attempt}".encode()
     return InvocationId(hashlib.sha1(text, usedforsecurity=False).hexdigest()[:32])
 
 
 def plan(app: App, task: Task[Any, Any], depth: int = 0) -> str | None:
-    """The JSON text of ``task``'s callbacks (None when it has none)."""
+    """The JSON text of ``task``'s callbacks and of the status triggers watching it (see
+    :mod:`kubenenc.triggers`), None when it has neither."""
+    from kubenenc.triggers import watchers  # it imports the task module, which imports this
+
     opts = app.task_options(task)
     out: dict[str, Any] = {}
     for kind in KINDS:
         target = getattr(opts, f"on_{kind}")
-        if target is None:
-            continue
-        if depth >= MAX_DEPTH:
-            raise ConfigurationError(
-                f"task {task.id}: callbacks nest deeper than {MAX_DEPTH} (a callback chain "
-                "that calls itself?); end the chain, or call the next task from the callback"
-            )
-        cb = app.get_task(target) if isinstance(target, str) else target
-        if app.serializer.name != "json":
-            raise ConfigurationError(
-                f"task {task.id}: on_{kind} needs the json serializer (the backend writes the "
-                "callback's arguments from the stored result)"
-            )
-        names = list(cb.signature.parameters)
-        if len(names) < 2:
-            raise ConfigurationError(
-                f"task {task.id}: on_{kind}={cb.id} must take two arguments (the invocation's "
-                "id and its result or error)"
-            )
-        cb_opts = app.task_options(cb)
-        out[kind] = {
-            "task": cb.id, "name": cb.name, "pool": app.queue(cb_opts.pool),
-            "priority": cb_opts.priority, "max_retries": cb_opts.retries,
-            "timeout": cb_opts.timeout, "id_arg": names[0], "value_arg": names[1],
-            "callbacks": plan(app, cb, depth + 1),
-        }  # fmt: skip
+        if target is not None:
+            out[kind] = _target(app, task, f"on_{kind}", target, depth)
+    triggers = {
+        kind: [_target(app, task, "on_status", w, depth) for w in ids]
+        for kind, ids in watchers(app, task.id).items()
+    }
+    if triggers:
+        out["on"] = triggers
     return json.dumps(out, separators=(",", ":")) if out else None
+
+
+def _target(
+    app: App, task: Task[Any, Any], option: str, target: Task[Any, Any] | str, depth: int
+) -> dict[str, Any]:
+    """What the backend needs to register a call of ``target`` after ``task``."""
+    if depth >= MAX_DEPTH:
+        raise ConfigurationError(
+            f"task {task.id}: callbacks nest deeper than {MAX_DEPTH} (a callback chain "
+            "that calls itself, or a task watching its own status?); end the chain, or call "
+            "the next task from the callback"
+        )
+    cb = app.get_task(target) if isinstance(target, str) else target
+    if app.serializer.name != "json":
+        raise ConfigurationError(
+            f"task {task.id}: {option} needs the json serializer (the backend writes the "
+            "callback's arguments from the stored result)"
+        )
+    names = list(cb.signature.parameters)
+    if len(names) < 2:
+        raise ConfigurationError(
+            f"task {task.id}: {option}={cb.id} must take two arguments (the invocation's "
+            "id and its result or error)"
+        )
+    cb_opts = app.task_options(cb)
+    return {
+        "task": cb.id, "name": cb.name, "pool": app.queue(cb_opts.pool),
+        "priority": cb_opts.priority, "max_retries": cb_opts.retries,
+        "timeout": cb_opts.timeout, "id_arg": names[0], "value_arg": names[1],
+        "callbacks": plan(app, cb, depth + 1),
+    }  # fmt: skip
 
 
 def error_json(error: ErrorInfo | None) -> str:
@@ -92,15 +109,25 @@ def error_json(error: ErrorInfo | None) -> str:
 
 def spawn(
     callbacks: str | None, kind: str, id: str, app: str, attempt: int, value: str | None
-) -> NewInvocation | None:
-    """The ``kind`` callback of invocation ``id`` (of ``app``, after try ``attempt``) whose
-    second argument is the JSON text ``value``; None when it has no such callback."""
+) -> list[NewInvocation]:
+    """The calls that invocation ``id`` (of ``app``, after try ``attempt``) makes when it
+    ends as ``kind``: its ``kind`` callback, then each status trigger watching that kind,
+    each with the JSON text ``value`` as its second argument."""
     if callbacks is None:
-        return None
-    t = json.loads(callbacks).get(kind)
-    if t is None:
-        return None
-    new_id = callback_id(id, kind, attempt)
+        return []
+    p = json.loads(callbacks)
+    out: list[NewInvocation] = []
+    t = p.get(kind)
+    if t is not None:
+        out.append(_call(t, callback_id(id, kind, attempt), id, app, value))
+    for t in p.get("on", {}).get(kind, ()):
+        out.append(_call(t, callback_id(id, f"{kind}:{t['task']}", attempt), id, app, value))
+    return out
+
+
+def _call(
+    t: dict[str, Any], new_id: InvocationId, id: str, app: str, value: str | None
+) -> NewInvocation:
     args = (
         "{" + json.dumps(t["id_arg"]) + ":" + json.dumps(id) + ","
         + json.dumps(t["value_arg"]) + ":" + (value if value is not None else "null") + "}"

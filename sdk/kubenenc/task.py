@@ -42,6 +42,7 @@ from kubenenc.invocation import Invocation, InvocationGroup
 from kubenenc.records import NewInvocation, RegisterKind, RegisterResult
 from kubenenc.scope import check_name
 from kubenenc.serializers import compact_json, flat_json, to_json_tree
+from kubenenc.triggers import pairs, watchers
 
 if TYPE_CHECKING:
     from kubenenc.app import App
@@ -84,6 +85,20 @@ class TaskOptions:
     """An event name: ``app.emit(name, payload)`` calls this task (see :mod:`kubenenc.events`)."""
     event_filter: Mapping[str, Any] | None = None
     """Entries the payload must hold (equal values) for this task to be called."""
+    on_status: Any = None
+    """``(task, Status.FAILED)`` or a sequence of such pairs: this task is called with the
+    invocation's id and its result or error whenever an invocation of that task ends in
+    that status (SUCCESS, FAILED, or RETRY), registered in the same backend step (see
+    :mod:`kubenenc.triggers`)."""
+    schedule: str | None = None
+    """A cron expression (5 fields or ``@daily``...): the workers running the app call this
+    task once per tick, with no arguments (see :mod:`kubenenc.schedules`)."""
+    timezone: str = "UTC"
+    """The IANA time zone ``schedule`` is read in (``Europe/Madrid``)."""
+    catch_up: str = "last"
+    """Ticks missed while no worker ran: ``"none"``, ``"last"`` or ``"all"`` (bounded)."""
+    overlap: str = "skip"
+    """``"skip"`` a tick while the schedule's previous call is not final, or ``"allow"``."""
 
     def __post_init__(self) -> None:
         self._check_triggers()
@@ -107,7 +122,15 @@ class TaskOptions:
             )
 
     def _check_triggers(self) -> None:
-        """The callback and event options (``__post_init__`` checks the rest)."""
+        """The callback, event, status and schedule options (``__post_init__`` checks the
+        rest)."""
+        from kubenenc import schedules  # it imports this module
+
+        pairs(self.on_status)
+        if self.schedule is not None or self.timezone != "UTC":
+            if self.schedule is None:
+                raise ConfigurationError("timezone needs schedule")
+            schedules.check(self.schedule, self.timezone, self.catch_up, self.overlap)
         if self.on_event is not None and (not isinstance(self.on_event, str) or not self.on_event):
             raise ConfigurationError(
                 f"on_event must be a non-empty event name, not {self.on_event!r}"
@@ -446,7 +469,10 @@ class Task(Generic[P, R]):
             not_before=call.due(time.time()),
             callbacks=(
                 plan(self.app, self)
-                if opts.on_success or opts.on_failure or opts.on_retry
+                if opts.on_success
+                or opts.on_failure
+                or opts.on_retry
+                or watchers(self.app, self.id)
                 else None
             ),
             headers=tracing.current_headers(),

@@ -10,12 +10,11 @@ from kubenenc.backends.memory import MemoryBackend
 from kubenenc.errors import CycleDetectedError
 from kubenenc.ids import InvocationId
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, add, beat, pause, running
 from kubenenc.waitgraph import format_loop
 from kubenenc_dashboard import DashboardSettings, create_app
 from kubenenc_dashboard.graph import loop_lines
 from starlette.testclient import TestClient
-
-from tests.conformance._helpers import W1, add, beat, pause, running
 
 CYCLE = f"{CycleDetectedError.__module__}.{CycleDetectedError.__qualname__}"
 

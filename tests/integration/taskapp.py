@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from kubenenc import App, ConcurrencyPolicy
+from kubenenc import App, ConcurrencyPolicy, Status
 
 app = App("itest")
 
@@ -186,6 +186,12 @@ def second_step(invocation_id: str, value: int) -> int:
 @app.task(on_success=second_step)
 def first_step(value: int) -> int:
     return value + 1
+
+
+@app.task(pool="callbacks", on_status=(first_step, Status.SUCCESS))
+def first_step_watched(invocation_id: str, value: int) -> int:
+    """A status trigger: called whenever a first_step call succeeds."""
+    return value * 100
 
 
 @app.task(pool="callbacks")

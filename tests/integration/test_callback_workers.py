@@ -1,4 +1,5 @@
-"""Callbacks with worker processes: registered with the final status, run once, chained."""
+"""Callbacks (and status triggers) with worker processes: registered with the final status,
+run once, chained."""
 
 from __future__ import annotations
 
@@ -30,15 +31,16 @@ def test_callbacks_survive_a_kill_9_right_after_the_finish(
     # The callback exists as soon as the status does, whatever happened to the worker.
     second = app.invocation(callback_id(inv.id, "success", 0))
     assert second.status is Status.PENDING
+    watched = app.invocation(callback_id(inv.id, f"success:{taskapp.first_step_watched.id}", 0))
+    assert watched.status is Status.PENDING  # the status trigger too
     spawn_worker(shared_url, "--mode", "thread", "--concurrency", "2", "--pool", "callbacks")
     assert second.result(timeout=60) == 3
     third = app.invocation(callback_id(second.id, "success", 0))
     assert third.result(timeout=60) == 4
-    counts = {t: app.counts(task=t) for t in (taskapp.second_step, taskapp.third_step)}
-    assert counts == {
-        taskapp.second_step: {Status.SUCCESS: 1},
-        taskapp.third_step: {Status.SUCCESS: 1},
-    }
+    assert watched.result(timeout=60) == 200
+    tasks = (taskapp.second_step, taskapp.third_step, taskapp.first_step_watched)
+    counts = {t: app.counts(task=t) for t in tasks}
+    assert counts == {t: {Status.SUCCESS: 1} for t in tasks}
 
 
 @pytest.mark.slow

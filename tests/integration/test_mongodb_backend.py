@@ -16,12 +16,12 @@ from kubenenc.backends import open_backend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.records import Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, W2, add, claim_ids, record, running, start, succeed
 from kubenenc_mongodb import MongoBackend, parse_url
 from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY
 from kubenenc_mongodb.steps import Steps
 from pymongo.errors import AutoReconnect
 
-from tests.conformance._helpers import W1, W2, add, claim_ids, record, running, start, succeed
 from tests.servers.mongodb import FerretServer, ferretdb_binary, start_ferretdb
 from tests.support import free_port, require
 

@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 from kubenenc.records import NewInvocation, RegisterKind, RegisterResult
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W3, claim_ids, new, record
 from kubenenc_mongodb import MongoBackend
 from pymongo.errors import AutoReconnect
-
-from tests.conformance._helpers import W3, claim_ids, new, record
 
 pytestmark = pytest.mark.mongodb
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import redis
 from kubenenc.status import Status
+from kubenenc.testing.helpers import new
 from kubenenc_redis import RedisBackend
 
-from tests.conformance._helpers import new
 from tests.integration import taskapp
 from tests.servers.redis import RedisServer
 

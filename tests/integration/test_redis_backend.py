@@ -20,12 +20,12 @@ from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import WorkerId
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import TRANSITIONS, Status
+from kubenenc.testing.helpers import W1, W2, add, claim_ids, new, pause, record, running, start
 from kubenenc.waitgraph import format_loop
 from kubenenc_redis import RedisBackend
 from kubenenc_redis.options import parse_url
 from kubenenc_redis.scripts import SCRIPTS
 
-from tests.conformance._helpers import W1, W2, add, claim_ids, new, pause, record, running, start
 from tests.servers.redis import RedisServer, require_redis_server
 from tests.support import free_port
 

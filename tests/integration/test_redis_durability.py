@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W2, add, beat, claim_ids, record
 from kubenenc_redis import RedisBackend
 
-from tests.conformance._helpers import W2, add, beat, claim_ids, record
 from tests.integration import taskapp
 from tests.integration.conftest import ROOT
 from tests.servers.redis import RedisServer, require_redis_server

@@ -14,7 +14,7 @@ from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
 from kubenenc_redis import RedisBackend
 
-from tests.conformance._helpers import W1, W2, add, beat, claim_ids
+from kubenenc.testing.helpers import W1, W2, add, beat, claim_ids
 from tests.servers.redis import RedisServer
 
 TIMEOUT = 0.6

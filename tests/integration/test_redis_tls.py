@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubenenc.errors import BackendUnavailable
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, add, claim_ids, succeed
 from kubenenc_redis import RedisBackend
 
-from tests.conformance._helpers import W1, add, claim_ids, succeed
 from tests.servers.redis import RedisServer, require_redis_server
 from tests.support import free_port
 

@@ -311,6 +311,7 @@ def test_every_member_of_a_loop_gets_the_condition_and_one_event(world: World) -
         ({"concurrencyPolicyRef": "nope"}, "PolicyNotFound", "ConcurrencyPolicy 'nope'"),
         ({"dependsOn": ["ghost"]}, "DependencyNotFound", "ghost"),
         ({"schedule": "61 * * * *"}, "InvalidSchedule", "minute"),
+        ({"schedule": "@daily", "timezone": "Europe/Atlantis"}, "InvalidSchedule", "time zone"),
         ({"retries": -1}, "InvalidSpec", "retries"),
     ],
 )
@@ -362,11 +363,11 @@ def test_task_numbers_are_exact_beyond_the_shared_read(
 def test_a_cron_tick_submits_once_even_when_two_runs_race(world: World) -> None:
     world.pool()
     world.now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC).timestamp()
-    body = taskdef("tick", schedule="* * * * *", arguments={"i": 7})
+    body = taskdef("tick", schedule="* * * * *", arguments={"i": 7}, overlap="allow")
     path = custom_path(NS, "taskdefinitions", "tick")
     stored = world.kube.put_object(path, body)
     spec = TaskDefinitionSpec.model_validate(body["spec"])
-    # Two replicas that read the same version: one wins, the other gets 409 and skips.
+    # Two replicas that read the same version: the backend's tick claim lets one submit.
     assert run_schedule(world.ctx, stored, spec, "memory://") is True
     assert run_schedule(world.ctx, stored, spec, "memory://") is False
     fresh = world.kube.get(path)
@@ -379,6 +380,35 @@ def test_a_cron_tick_submits_once_even_when_two_runs_race(world: World) -> None:
     world.now += 60
     assert run_schedule(world.ctx, world.kube.get(path) or {}, spec, "memory://") is True
     assert len(world.backend.query(status=Status.PENDING)) == 2
+
+
+def test_a_schedule_skips_a_tick_while_its_call_is_pending(world: World) -> None:
+    world.pool()
+    world.now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC).timestamp()
+    body = taskdef("tick", schedule="* * * * *", arguments={"i": 7})  # overlap: skip
+    stored = world.kube.put_object(custom_path(NS, "taskdefinitions", "tick"), body)
+    spec = TaskDefinitionSpec.model_validate(body["spec"])
+    assert run_schedule(world.ctx, stored, spec, "memory://") is True
+    world.now += 60
+    assert run_schedule(world.ctx, stored, spec, "memory://") is True  # claimed, refused
+    assert len(world.backend.query(task="shop.tasks.work")) == 1
+
+
+@pytest.mark.parametrize(("catch_up", "calls"), [("none", 1), ("last", 2), ("all", 5)])
+def test_a_schedule_catches_up_as_told(world: World, catch_up: str, calls: int) -> None:
+    world.pool()
+    world.now = dt.datetime(2026, 3, 29, 0, 0, 30, tzinfo=dt.UTC).timestamp()
+    body = taskdef(
+        "tick", schedule="0 * * * *", arguments={"i": 7}, overlap="allow",
+        timezone="Europe/Madrid", catchUp=catch_up,
+    )  # fmt: skip
+    stored = world.kube.put_object(custom_path(NS, "taskdefinitions", "tick"), body)
+    spec = TaskDefinitionSpec.model_validate(body["spec"])
+    assert run_schedule(world.ctx, stored, spec, "memory://") is True  # 01:00 in Madrid
+    # The operator was away for four hours (02:00 in Madrid never happened that night).
+    world.now += 4 * 3600 + 600
+    assert run_schedule(world.ctx, stored, spec, "memory://") is True
+    assert len(world.backend.query(task="shop.tasks.work")) == calls
 
 
 def test_scheduled_calls_follow_the_named_policy(world: World) -> None:

@@ -1,11 +1,10 @@
-"""Pure parts of the operator: the Deployment, conditions, the Lease, loops, cron."""
+"""Pure parts of the operator: the Deployment, conditions, the Lease, loops (cron: its tests
+are in tests/unit/test_cron.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-from kubenenc_operator.cron import CronError, parse
 from kubenenc_operator.graph import describe_cycle, find_cycles
 from kubenenc_operator.models import WorkerPoolSpec
 from kubenenc_operator.resources import (
@@ -125,33 +124,3 @@ def test_find_cycles_handles_a_long_chain() -> None:
     assert find_cycles(graph) == {}
     graph["t20000"] = ["t0"]
     assert len(find_cycles(graph)) == 20001
-
-
-NOW = dt.datetime(2026, 11, 29, 6, 7, 33, tzinfo=dt.UTC)
-
-
-@pytest.mark.parametrize(
-    ("schedule", "tick"),
-    [
-        ("* * * * *", "2026-11-29 06:07"),
-        ("*/5 * * * *", "2026-11-29 06:05"),
-        ("@hourly", "2026-11-29 06:00"),
-        ("30 2 * * mon", "2026-11-23 02:30"),
-        ("0 0 1 jan *", "2026-01-01 00:00"),
-        ("0 12 13 * fri", "2026-11-27 12:00"),  # either day field matches
-        ("15 8-10/2 * * *", "2026-11-28 10:15"),
-    ],
-)
-def test_cron_last_tick(schedule: str, tick: str) -> None:
-    found = parse(schedule).last_tick(NOW)
-    assert found is not None and found.strftime("%Y-%m-%d %H:%M") == tick
-
-
-@pytest.mark.parametrize(
-    ("schedule", "text"),
-    [("* * *", "5 fields"), ("60 * * * *", "minute"), ("* * * foo *", "month"),
-     ("*/0 * * * *", "step")],
-)  # fmt: skip
-def test_cron_errors_name_the_field(schedule: str, text: str) -> None:
-    with pytest.raises(CronError, match=text):
-        parse(schedule)

@@ -1,5 +1,5 @@
 """``kubenenc cancel | retry | purge | config`` on a SQLite backend (the backend operations
-themselves are in tests/conformance/test_admin.py, on every backend)."""
+themselves are in kubenenc/testing/test_admin.py, on every backend)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from kubenenc.ids import InvocationId
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind
 from kubenenc.settings import Settings
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, new
 from kubenenc_worker import cli
 from kubenenc_worker.admin import RETRY_OF, parse_age, redacted
-
-from tests.conformance._helpers import W1, new
 
 
 @pytest.fixture

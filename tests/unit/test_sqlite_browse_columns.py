@@ -7,8 +7,7 @@ from pathlib import Path
 
 from kubenenc.backends.browse import InvocationFilter
 from kubenenc.backends.sqlite import SQLiteBackend
-
-from tests.conformance._helpers import add, running, succeed
+from kubenenc.testing.helpers import add, running, succeed
 
 OLD_TABLE = """
 CREATE TABLE invocations (

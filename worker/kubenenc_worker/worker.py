@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from kubenenc.app import App
-from kubenenc.backends.contract import FinishAndClaim, ResumeEarly, WorkNotifier
+from kubenenc.backends.contract import DueTimes, FinishAndClaim, ResumeEarly, WorkNotifier
 from kubenenc.errors import ConfigurationError, TaskTimeout
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.outcomes import error_info
@@ -129,6 +129,12 @@ class Worker:
         # Optional fast path, checked once: a runtime Protocol check is too slow per step.
         self._fast = self.backend if isinstance(self.backend, FinishAndClaim) else None
         self._early = self.backend if isinstance(self.backend, ResumeEarly) else None
+        self._notifier = self.backend if isinstance(self.backend, WorkNotifier) else None
+        self._due = self.backend if isinstance(self.backend, DueTimes) else None
+        self._sleep_until: float | None = None
+        """While idle with a notifier: when (monotonic) the loop next claims without being
+        woken -- the earliest due delayed call, at the latest a heartbeat interval on.
+        Read from the backend once per idle spell (None: not read yet)."""
         self._warned_early = False
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.metrics = Metrics()
@@ -290,12 +296,41 @@ class Worker:
                 continue
             try:
                 batched = self.executor.batches > 0
-                event = self.events.get(timeout=min(idle, 0.001) if batched else idle)
+                wait = min(idle, 0.001) if batched else self._idle_wait(idle)
+                event = self.events.get(timeout=wait)
                 self._handle(event)
                 idle = 0.0005
             except queue.Empty:
                 self._drained = False  # an idle wait ended: poll
                 idle = min(idle * 2, self.settings.poll_interval)
+
+    def _idle_wait(self, idle: float) -> float:
+        """How long the idle loop may wait for an event before it claims again.
+
+        With a backend that wakes waiting workers (WorkNotifier) and nothing of its own to
+        watch (no paused or stopping calls, no drain), a drained worker sleeps until a
+        wake-up, the earliest due delayed call (DueTimes), the first deadline of its running
+        calls, or a heartbeat interval (its periodic checks), whichever comes first.
+        Otherwise it polls every ``idle`` seconds (up to ``poll_interval``)."""
+        if (
+            self._notifier is None or not self._drained or self.paused or self.stopping
+            or self._stop.is_set() or self._unheld_due
+        ):  # fmt: skip
+            return idle
+        now = time.monotonic()
+        if self._sleep_until is None:
+            until = now + self.settings.heartbeat_interval
+            if self._due is not None:
+                wall = time.time()
+                due = self._due.next_due(self.queue, wall)
+                if due is not None:
+                    until = min(until, now + max(0.0, due - wall))
+            self._sleep_until = until
+        until = self._sleep_until
+        for active in self.running.values():
+            if active.deadline is not None:
+                until = min(until, active.deadline)
+        return max(0.0, until - now)
 
     def _step(self) -> bool:
         progressed = False
@@ -336,12 +371,14 @@ class Worker:
         return self.slots - len(self.running) - len(self.stopping)
 
     def _claim(self) -> bool:
+        self._sleep_until = None  # the next idle spell reads the due time again
         free = self._free()
         claimed = self.backend.claim(self.queue, self.id, free, time.time())
         self._drained = len(claimed) < free
         return self._start(claimed)
 
     def _flush_and_claim(self, backend: FinishAndClaim) -> bool:
+        self._sleep_until = None
         batch = self._outcomes
         free = self._free()
         _, claimed = backend.finish_and_claim(
@@ -704,6 +741,19 @@ class Worker:
                 log.exception("heartbeat failed; retrying")
                 delay = min(delay * 2, timeout / 2)
                 recover_after = time.monotonic() + timeout
+                continue
+            self._run_schedules()
+
+    def _run_schedules(self) -> None:
+        """Submit the app's due schedule ticks (each claimed once across every worker: see
+        kubenenc.schedules). Runs on the heartbeat thread, once a beat: a tick is called
+        within about a heartbeat interval of its time."""
+        if not self.app.schedules.entries or self._stop.is_set():
+            return
+        try:
+            self.app.schedules.run_due()
+        except Exception:
+            log.exception("running the schedules failed; trying again next beat")
 
     def _wake_on_work(self, notifier: WorkNotifier) -> None:
         """Wake the loop when the backend says work may have arrived (see WorkNotifier)."""

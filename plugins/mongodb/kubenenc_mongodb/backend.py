@@ -143,6 +143,23 @@ class MongoBackend(MongoBrowse):
             return []
         return self._link.step("register", lambda t: Engine(t).register(new, now))
 
+    def last_tick(self, schedule: str) -> int | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`."""
+        return self._link.step("last_tick", lambda t: Engine(t).last_tick(schedule))
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`."""
+        return self._link.step(
+            "claim_tick", lambda t: Engine(t).claim_tick(schedule, previous, tick, new, now)
+        )
+
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         if limit <= 0:
             return []

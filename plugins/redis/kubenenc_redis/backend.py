@@ -208,6 +208,40 @@ class RedisBackend(RedisBrowse):
         # One JSON text (a replayed reply too: it was stored as that text).
         return [RegisterResult(KINDS[kind], InvocationId(id)) for kind, id in json.loads(reply)]
 
+    def next_due(self, pool: str, now: float) -> float | None:
+        """See :class:`kubenenc.backends.contract.DueTimes`: the first of ``P:dl:<pool>``
+        (the delayed set, which holds only calls not due when they were put there)."""
+        key = self._keys.per("k_dl", pool)
+        first = self._caller.retrying(
+            "next_due", lambda: self._r.zrange(key, 0, 0, withscores=True)
+        )
+        return float(first[0][1]) if first else None
+
+    # -- TickClaims ------------------------------------------------------------------------
+
+    def last_tick(self, schedule: str) -> int | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`."""
+        key = self._keys.fixed("K_TICKS")
+        found = self._caller.retrying("last_tick", lambda: self._r.hget(key, schedule))
+        return int(found) if found else None
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """See :class:`kubenenc.backends.contract.TickClaims` (one script call: a claim
+        retried after a lost reply is answered from its stored reply)."""
+        items, static = register_texts(new, now)
+        prev = "" if previous is None else str(previous)
+        reply, _ = self._caller.run("claim_tick", now, schedule, prev, str(tick), items, *static)
+        if not reply:
+            return None
+        return self._registered(reply)
+
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim` (history left empty: a worker
         does not need it, and it would cost a read per invocation)."""

@@ -60,6 +60,8 @@ key                         type    what it holds
 ``P:rate:<key>``            list    the last N start times of a rate-limited key, newest
                                     first (N of its rate); expires a window after the last
 ``P:policies``              hash    concurrency policy name -> spec (JSON)
+``P:ticks``                 hash    schedule -> the last tick claimed for it (whole seconds;
+                                    see ``claim_tick``)
 ``P:rq:<request>``          string  the reply of a script call, kept two minutes, so that a
                                     call retried after a lost connection is answered again
                                     but applied once
@@ -106,6 +108,8 @@ from __future__ import annotations
 
 import re
 
+from redis.crc import key_slot
+
 US = "\x1f"
 """Separates the parts of one entry (a counter's field, a history entry, a park key)."""
 RS = "\x1e"
@@ -124,6 +128,7 @@ FIXED: dict[str, str] = {
     "K_FIN": "fin",
     "K_IXF": "failed",
     "K_POLICIES": "policies",
+    "K_TICKS": "ticks",
 }
 """The keys without a variable part: the Lua name of each, and the key after ``P:``."""
 
@@ -233,4 +238,72 @@ class Keys:
         return f"{self.prefix}:{PARK}:{pool}{US}{key}"
 
 
-__all__ = ["FIXED", "PARK", "PER", "RS", "US", "Keys", "expand", "lua"]
+SLOTS = 16384
+"""Hash slots of a Redis Cluster."""
+
+
+def shard_prefix(prefix: str, shard: int, shards: int) -> str:
+    """The prefix of shard ``shard`` of ``shards`` (Redis Cluster, see
+    :mod:`kubenenc_redis.shards`): ``prefix:shard:salt``, so its keys carry the hash tag
+    ``{prefix:shard:salt}``. ``salt`` is the smallest number that puts the tag's slot near
+    the middle of the shard's N-th of the slots (within an eighth of a share of it), so on
+    a cluster whose M >= N masters split the slots evenly (what ``redis-cli --cluster
+    create`` does) the shards land on different masters. Depends only on its arguments:
+    the same prefix and N always give the same keys."""
+    share = SLOTS / shards
+    middle = (shard + 0.5) * share
+    low, high = middle - share / 8, middle + share / 8
+    salt = 0
+    while not low <= key_slot(f"{prefix}:{shard}:{salt}".encode()) < high:
+        salt += 1
+    return f"{prefix}:{shard}:{salt}"
+
+
+def coordination_prefix(prefix: str) -> str:
+    """The prefix of the coordination slot of a sharded app (``{prefix:c}``): the wait
+    graph across shards (see :mod:`kubenenc_redis.crossing`).
+
+    ==========================  ======  ====================================================
+    key                         type    what it holds
+    ==========================  ======  ====================================================
+    ``C:tg:<id>``               set     what waiter ``id`` waits on (every shard's waits)
+    ``C:wt:<id>``               set     who waits on ``id``
+    ``C:node:<id>``             hash    waiter ``id``: ``ck`` call key, ``dp`` display,
+                                        ``at`` when its edges were written
+    ``C:waiters``               zset    every waiter with edges, by ``at`` (the sweep)
+    ==========================  ======  ====================================================
+    """
+    return f"{prefix}:c"
+
+
+COORD: dict[str, str] = {"k_tg": "tg", "k_wt": "wt", "k_node": "node", "K_WAITERS": "waiters"}
+"""The coordination slot's keys (see :func:`coordination_prefix`): Lua name -> kind."""
+
+
+def coord_key(braced: str, name: str, part: str = "") -> str:
+    """The coordination-slot key ``name`` of :data:`COORD` (``"k_tg"`` with ``part`` an
+    id, ``"K_WAITERS"`` without) under the braced prefix ``braced``."""
+    kind = COORD[name]
+    return f"{braced}:{kind}:{part}" if name.islower() else f"{braced}:{kind}"
+
+
+def coord_lua(source: str) -> str:
+    """``source`` (a coordination-slot script) with ``C`` (its braced prefix, ``KEYS[1]``)
+    and its keys written out, as :func:`lua` does for the shards' scripts."""
+    head = "local C = KEYS[1]\n" + "".join(
+        f"local {n} = C .. ':{k}'\n" for n, k in COORD.items() if n.isupper() and n in source
+    )
+
+    def builder(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in COORD:
+            raise ValueError(f"unknown coordination key builder in Lua: {name}")
+        return f"C .. ':{COORD[name]}:' .. "
+
+    return head + re.sub(r"\b(k_[a-z]+)\(", lambda m: builder(m) + "(", source)
+
+
+__all__ = [
+    "COORD", "FIXED", "PARK", "PER", "RS", "SLOTS", "US", "Keys", "coord_key", "coord_lua",
+    "coordination_prefix", "expand", "lua", "shard_prefix",
+]  # fmt: skip

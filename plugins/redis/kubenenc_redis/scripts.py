@@ -37,7 +37,8 @@ REPLY_TTL = 120
 """Seconds the reply of a script call is kept for a retry of the same request."""
 
 STEPS: dict[str, tuple[str, ...]] = {
-    "register": ("register",),
+    "register": ("lib_register", "register"),
+    "claim_tick": ("lib_register", "claim_tick"),
     "claim": ("lib_claim", "claim"),
     "finish": ("lib_finish", "finish"),
     "finish_and_claim": ("lib_finish", "lib_claim", "finish_and_claim"),
@@ -56,6 +57,10 @@ STEPS: dict[str, tuple[str, ...]] = {
     "oldest_pending": ("oldest_pending",),
     "browse": ("browse",),
     "activity": ("activity",),
+    "shard_pause": ("shard_pause",),  # the shards' halves of a pause across shards
+    "shard_cycle": ("shard_cycle",),  # (kubenenc_redis.crossing)
+    "shard_seq": ("shard_seq",),  # sequences comparable across shards
+    "shard_boost": ("shard_boost",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 

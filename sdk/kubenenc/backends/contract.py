@@ -23,7 +23,8 @@ in place).
 ``NewInvocation.call_key`` always starts with the task id and ``#`` (it is built by
 :func:`kubenenc.concurrency.call_key`), so a backend may derive the task from it.
 
-The conformance suite in ``tests/conformance`` checks all of this for every backend.
+The conformance suite (:mod:`kubenenc.testing`, ``docs/plugins.md``) checks all of this for
+every backend.
 """
 
 from __future__ import annotations
@@ -312,10 +313,57 @@ class WorkNotifier(Protocol):
 
 
 @runtime_checkable
+class DueTimes(Protocol):
+    """Optional: when the next call of a pool that waits on time comes due.
+
+    With a :class:`WorkNotifier` it lets an idle worker sleep until that moment or a wake-up
+    instead of polling: a backend that offers both must wake waiting workers when a call
+    that is due later is registered (a sleeper may have read an earlier ``next_due``).
+    """
+
+    def next_due(self, pool: str, now: float) -> float | None:
+        """The earliest ``not_before`` later than ``now`` among PENDING invocations of
+        ``pool`` (delayed calls, retries backing off, calls over their rate), or None."""
+        ...
+
+
+@runtime_checkable
+class TickClaims(Protocol):
+    """Optional: schedules' ticks, each claimed once across every worker (and the operator).
+
+    A schedule (:mod:`kubenenc.schedules`) is known by a stored name; the backend keeps the
+    last tick claimed for it (whole seconds since the epoch). Every process that runs the
+    schedule reads it, works out which ticks are due and which calls they submit, and then
+    claims them with a compare-and-set that registers those calls in the same atomic step:
+    two workers that saw the same tick cannot both submit it, and a worker that dies between
+    the claim and the registration cannot lose it (there is no between). Every built-in
+    backend offers it (``kubenenc/testing/test_schedules.py``).
+    """
+
+    def last_tick(self, schedule: str) -> int | None:
+        """The last tick claimed for ``schedule``, or None when none ever was."""
+        ...
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """If the last tick claimed for ``schedule`` is still ``previous`` (None: none) and
+        ``tick`` is later, make ``tick`` the last one and register ``new`` (as
+        :meth:`Queue.register` would, policies applied) in the same step, returning their
+        results; otherwise write nothing and return None."""
+        ...
+
+
+@runtime_checkable
 class Admin(Protocol):
     """Optional: bulk selection and deletion for the admin commands (``kubenenc cancel``,
     ``retry``, ``purge``). Every built-in backend offers it (see
-    ``tests/conformance/test_admin.py``); the commands say so when a backend does not."""
+    ``kubenenc/testing/test_admin.py``); the commands say so when a backend does not."""
 
     def select(
         self,

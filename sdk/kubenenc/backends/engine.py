@@ -194,6 +194,11 @@ class RateLog:
         return at / 1_000_000 + window * ((j - 1) // count + 1)
 
 
+TICK_PREFIX = "tick:"
+"""Counter keys of schedules' last claimed ticks (see :meth:`Engine.claim_tick`): kept in
+the store's counters like the rate logs, so no store needs a table of its own for them."""
+
+
 def move(
     rec: InvocationRecord,
     dst: Status,
@@ -223,6 +228,26 @@ class Engine:
     def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
         """See :meth:`kubenenc.backends.contract.Queue.register`."""
         return [self._register_one(item, now) for item in new]
+
+    def last_tick(self, schedule: str) -> int | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`."""
+        return self.txn.running_count(TICK_PREFIX + schedule) or None
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`."""
+        key = TICK_PREFIX + schedule
+        stored = self.txn.running_count(key)
+        if stored != (previous or 0) or tick <= stored:
+            return None
+        self.txn.add_running(key, tick - stored)
+        return self.register(new, now)
 
     def _register_one(self, n: NewInvocation, now: float) -> RegisterResult:
         t = self.txn
@@ -377,12 +402,13 @@ class Engine:
         return True
 
     def _callback(self, rec: InvocationRecord, kind: str, value: str | None, now: float) -> None:
-        """Register ``rec``'s ``kind`` callback, if it has one, in this same step."""
+        """Register ``rec``'s ``kind`` callback and status triggers, if it has any, in this
+        same step."""
         if rec.callbacks is None:
             return
-        new = spawn(rec.callbacks, kind, rec.id, rec.app, rec.attempt, value)
-        if new is not None and self.txn.get(new.id) is None:
-            self._register_one(new, now)
+        for new in spawn(rec.callbacks, kind, rec.id, rec.app, rec.attempt, value):
+            if self.txn.get(new.id) is None:
+                self._register_one(new, now)
 
     def _finalize(self, rec: InvocationRecord, now: float, cascade_cycle: bool = False) -> None:
         """Side effects of reaching a final status (``rec`` is saved by the caller)."""

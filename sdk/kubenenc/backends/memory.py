@@ -206,6 +206,20 @@ class MemoryBackend(EngineBackend):
             if txn.changed:
                 self._cond.notify_all()
 
+    def wait_for_work(self, pool: str, timeout: float) -> bool:
+        """See :class:`kubenenc.backends.contract.WorkNotifier`: any change wakes it."""
+        with self._cond:
+            return self._cond.wait(timeout)
+
+    def next_due(self, pool: str, now: float) -> float | None:
+        """See :class:`kubenenc.backends.contract.DueTimes`."""
+        with self._cond:
+            due = [
+                r.not_before for r in self._records.values()
+                if r.pool == pool and r.status is Status.PENDING and r.not_before > now
+            ]  # fmt: skip
+        return min(due, default=None)
+
     # Coordination (lifecycle operations come from EngineBackend)
     def heartbeat(self, info: WorkerInfo) -> None:
         with self._cond:

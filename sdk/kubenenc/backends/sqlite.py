@@ -12,8 +12,10 @@ Connections are per thread and per process (a forked or spawned worker opens its
 thread's connection is closed when the thread ends.
 
 Waiting for results polls with a back-off from 0.5 ms to 5 ms: SQLite has no notifications
-across processes, and a poll is one indexed read. An idle worker's claim is likewise one read
-until there is something to claim.
+across processes, and a poll is one indexed read. An idle worker does not poll claims: it
+sleeps until the earliest due delayed call (``next_due``) or until ``wait_for_work`` sees
+another connection commit (``PRAGMA data_version``, read every ``WAKE_POLL`` seconds: no
+table is read, so it costs far less than a claim).
 """
 
 from __future__ import annotations
@@ -271,6 +273,10 @@ SWEEP_ROUNDS = 20
 """Transactions per sweep at most (so one ``recover`` deletes up to 10,000)."""
 
 
+WAKE_POLL = 0.005
+"""Seconds between two reads of ``PRAGMA data_version`` in :meth:`SQLiteBackend.wait_for_work`."""
+
+
 class SQLiteBackend(EngineBackend):
     """A SQLite file shared by every process on this machine. The default backend.
 
@@ -400,6 +406,32 @@ class SQLiteBackend(EngineBackend):
             .fetchone()
         )
         return row is not None
+
+    def wait_for_work(self, pool: str, timeout: float) -> bool:
+        """See :class:`kubenenc.backends.contract.WorkNotifier`: True once another
+        connection committed (anything: a heartbeat too, so a True is often spurious)."""
+        db = self._db()
+        seen = db.execute("PRAGMA data_version").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while True:
+            time.sleep(min(WAKE_POLL, max(0.0, deadline - time.monotonic())))
+            if db.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def next_due(self, pool: str, now: float) -> float | None:
+        """See :class:`kubenenc.backends.contract.DueTimes`."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT MIN(not_before) FROM invocations WHERE pool = ? AND status = 'PENDING' "
+                "AND not_before > ?",
+                (pool, now),
+            )
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
 
     # Coordination
     def heartbeat(self, info: WorkerInfo) -> None:

@@ -38,14 +38,12 @@ local function error_value(err)
   return cjson.encode({type = e[1], message = e[2], traceback = e[3] or ''})
 end
 
--- Register the ``kind`` callback of ``r`` after try ``attempt`` with ``value`` (JSON text)
--- as its second argument, in this same step: kubenenc.callbacks.spawn and Engine's
--- REGISTERED -> PENDING, re-expressed (a callback has no keys, dependencies or delay).
-local function spawn_callback(r, kind, attempt, value)
-  if r.cb == '' then return end
-  local t = cjson.decode(r.cb)[kind]
-  if type(t) ~= 'table' then return end
-  local id = string.sub(redis.sha1hex(r.id .. ':' .. kind .. ':' .. attempt), 1, 32)
+-- Register the call planned as ``t`` after ``r`` ended (``label``: its kind, and for a status
+-- trigger ``kind:task``), after try ``attempt``, with ``value`` (JSON text) as its second
+-- argument, in this same step: kubenenc.callbacks.spawn and Engine's REGISTERED -> PENDING,
+-- re-expressed (a callback has no keys, dependencies or delay).
+local function spawn_one(r, t, label, attempt, value)
+  local id = string.sub(redis.sha1hex(r.id .. ':' .. label .. ':' .. attempt), 1, 32)
   local key = k_inv(id)
   if redis.call('EXISTS', key) == 1 then return end
   local js = cjson.encode
@@ -80,6 +78,18 @@ local function spawn_callback(r, kind, attempt, value)
   WAKE[t.pool] = (WAKE[t.pool] or 0) + 1
   redis.call('ZADD', K_IX, sq, id)
   redis.call('ZADD', k_ixa(r.a), sq, id)
+end
+-- Register the ``kind`` callback of ``r`` and the status triggers watching ``kind`` (see
+-- kubenenc.triggers), in this same step.
+local function spawn_callback(r, kind, attempt, value)
+  if r.cb == '' then return end
+  local p = cjson.decode(r.cb)
+  local t = p[kind]
+  if type(t) == 'table' then spawn_one(r, t, kind, attempt, value) end
+  local on = type(p.on) == 'table' and p.on[kind]
+  if type(on) == 'table' then
+    for _, w in ipairs(on) do spawn_one(r, w, kind .. ':' .. w.task, attempt, value) end
+  end
 end
 local function finish_all(worker, text)
   local out = {}

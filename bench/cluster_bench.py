@@ -1,0 +1,141 @@
+"""Redis Cluster shards: the same workload on 1, 2 and 3 shards of a loopback cluster, and on
+one plain redis-server, measuring what each redis-server process spends.
+
+    python bench/cluster_bench.py [--tasks 6000] [--batch 20] [--repeat 3]
+
+Starts its own cluster (3 masters, no replicas: a replica's CPU would blur the masters') and
+its own plain server. Per layout, ``--tasks`` keyless root calls go through the contract
+from this one process in batches of ``--batch``: register, claim (limit ``--batch``),
+finish. It prints, as medians of ``--repeat`` runs: server CPU per task (all redis-server
+processes together, from ``INFO cpu``), the busiest master's share of it, how evenly tasks and
+CPU spread over the masters that hold shards (max/min), and tasks per server CPU second
+(throughput per server core). The client is one Python process, so wall-clock throughput
+is not the point: server CPU per task is what decides how far N cores carry a deployment.
+Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+from kubenenc.ids import WorkerId  # noqa: E402
+from kubenenc.records import Outcome, OutcomeKind  # noqa: E402
+from kubenenc.testing.helpers import new  # noqa: E402
+from kubenenc_redis import RedisBackend  # noqa: E402
+from kubenenc_redis.shards import ShardedBackend  # noqa: E402
+
+from tests.servers.redis import RedisServer  # noqa: E402
+from tests.servers.rediscluster import RedisCluster  # noqa: E402
+
+WORKER = WorkerId("bench:1:w")
+
+
+def cpu_seconds(port: int) -> float:
+    """User + system CPU seconds of the redis-server on ``port`` so far (``INFO cpu``:
+    microsecond resolution, where ``/proc`` counts 10 ms ticks)."""
+    with redis.Redis(port=port, decode_responses=True) as r:
+        info = r.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def workload(backend: object, tasks: int, batch: int) -> None:
+    """Register, claim and finish ``tasks`` calls, ``batch`` at a time."""
+    b = backend
+    now = 1.0
+    done = 0
+    while done < tasks:
+        n = min(batch, tasks - done)
+        now += 0.001
+        b.register([new("f", str(done + k)) for k in range(n)], now)  # type: ignore[attr-defined]
+        got: list[object] = []
+        while len(got) < n:
+            got += b.claim("default", WORKER, n - len(got), now)  # type: ignore[attr-defined]
+        outcomes = [Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got]  # type: ignore[attr-defined]
+        b.finish(outcomes, WORKER, now)  # type: ignore[attr-defined]
+        done += n
+
+
+def one_run(
+    layout: str, cluster: RedisCluster, plain: RedisServer, tasks: int, batch: int
+) -> dict[str, float]:
+    """One layout: ``plain`` or ``N`` shards."""
+    if layout == "plain":
+        procs = {plain.port: plain.proc.pid}  # type: ignore[union-attr]
+        backend: object = RedisBackend.from_url(f"{plain.url}?prefix=b{uuid.uuid4().hex[:8]}")
+    else:
+        procs = {n.port: n.proc.pid for n in cluster.nodes}  # type: ignore[union-attr]
+        url = f"{cluster.url}?prefix=b{uuid.uuid4().hex[:8]}&shards={layout}"
+        backend = ShardedBackend.from_url(url)
+    try:
+        workload(backend, 200, batch)  # warm: connections, libraries loaded
+        before = {port: cpu_seconds(port) for port in procs}
+        workload(backend, tasks, batch)
+        used = {port: cpu_seconds(port) - before[port] for port in procs}
+        if isinstance(backend, ShardedBackend):
+            per_shard = {s.node[1]: 0 for s in backend.shards}
+            for s in backend.shards:
+                per_shard[s.node[1]] += sum(s.counts().values())
+            holders = list(per_shard)
+        else:
+            holders = [plain.port]
+            per_shard = {plain.port: tasks}
+    finally:
+        backend.close()  # type: ignore[attr-defined]
+    total = sum(used.values())
+    busy = [used[p] for p in holders]
+    counts = [per_shard[p] for p in holders]
+    return {
+        "cpu_us_per_task": total / tasks * 1e6,
+        "busiest_us_per_task": max(used.values()) / tasks * 1e6,
+        "cpu_spread": max(busy) / max(min(busy), 1e-9),
+        "task_spread": max(counts) / max(min(counts), 1),
+        "tasks_per_server_cpu_s": tasks / total if total else 0.0,
+        "masters": float(len(holders)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--tasks", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    layouts = ["plain", "1", "2", "3"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = RedisCluster(Path(tmp) / "cluster", masters=3, replicas=0).start()
+        plain = RedisServer(Path(tmp) / "plain").start()
+        try:
+            runs: dict[str, list[dict[str, float]]] = {k: [] for k in layouts}
+            for r in range(args.repeat):  # layouts interleaved: the machine's noise hits all
+                for layout in layouts:
+                    runs[layout].append(one_run(layout, cluster, plain, args.tasks, args.batch))
+                    print(f"run {r + 1}/{args.repeat} {layout}: {runs[layout][-1]}", flush=True)
+        finally:
+            cluster.stop()
+            plain.stop()
+    print()
+    print(f"{args.tasks} tasks, batches of {args.batch}; medians of {args.repeat} runs")
+    head = ("layout", "masters", "server µs/task", "busiest µs/task", "CPU spread",
+            "task spread", "tasks/server-CPU-s")  # fmt: skip
+    print(" | ".join(head))
+    for layout in layouts:
+        m = {k: statistics.median(run[k] for run in runs[layout]) for k in runs[layout][0]}
+        name = "plain server" if layout == "plain" else f"{layout} shard(s)"
+        print(
+            f"{name} | {m['masters']:.0f} | {m['cpu_us_per_task']:.1f} | "
+            f"{m['busiest_us_per_task']:.1f} | {m['cpu_spread']:.2f} | "
+            f"{m['task_spread']:.2f} | {m['tasks_per_server_cpu_s']:,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

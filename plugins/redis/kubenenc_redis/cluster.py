@@ -1,0 +1,268 @@
+"""Redis Cluster plumbing for the sharded backend: its URL, finding the master of each
+shard's slot, and following a failover.
+
+URL: ``redis+cluster://[[user]:password@]host:port[,host:port...]/?shards=N&prefix=app``
+(``rediss+cluster://`` for TLS). The hosts are where discovery starts (any one reachable
+node is enough). ``shards`` (default 1) is how many hash tags the app's data is spread over;
+it is fixed for the data's life: the shard of an invocation is computed from it, so a
+changed N finds none of the existing work (drain the queues first, or migrate). ``prefix``,
+``retention`` and ``retry_for`` are as for ``redis://``; any other option is refused.
+
+Each shard is a whole single-slot Redis backend (:class:`Shard`, the scripts of
+:mod:`kubenenc_redis.scripts` unchanged) on a plain connection to the master that serves
+its slot, found with redis-py's :class:`~redis.cluster.RedisCluster` (which reads the slot
+map). A call that meets a failover (a connection refused, ``MOVED``, ``CLUSTERDOWN``,
+``READONLY``, ``TRYAGAIN``, ``MASTERDOWN``) makes the shard read the slot map again and
+reconnect to the slot's current master, then goes through the backend's ordinary retry
+(same request id, so applied once). The function library is loaded on a master the first
+time a call finds it missing (see :meth:`kubenenc_redis.link.Caller.ensure`), so a replica
+promoted by a failover gets it on its first call; ``EVALSHA`` stays the fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
+
+import redis
+from kubenenc.backends.registry import redact_url
+from kubenenc.errors import BackendUnavailable, ConfigurationError
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
+
+from kubenenc_redis.backend import RedisBackend
+from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link
+from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMES = ("redis+cluster", "rediss+cluster")
+MAX_SHARDS = 1024
+REDIRECTS = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+)
+"""What a call on a slot's former master (or during an election) gets: re-read the slot
+map, reconnect, retry."""
+UNBLOCKED = "UNBLOCKED"
+"""How a blocked ``BLPOP``/``BLMOVE`` ends when its master turns replica: likewise."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterURL:
+    """What a ``redis+cluster://`` URL says."""
+
+    hosts: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+    prefix: str
+    shards: int
+    retention: float
+    retry_for: float
+    shown: str
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """Read ``url``; ConfigurationError saying what to change when it is malformed."""
+    shown = redact_url(url)
+    scheme, sep, rest = url.partition("://")
+    if scheme not in SCHEMES or not sep:
+        raise ConfigurationError(
+            f"bad Redis Cluster URL {shown!r}: use redis+cluster://host:port[,host:port]/"
+            "?shards=N (rediss+cluster:// for TLS)"
+        )
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    if path.strip("/") not in ("", "0"):
+        raise ConfigurationError(f"bad Redis Cluster URL {shown!r}: a cluster has database 0 only")
+    user_info, at, host_list = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = user_info.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    hosts: list[tuple[str, int]] = []
+    for item in host_list.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ConfigurationError(f"bad Redis Cluster URL {shown!r}: {item!r} is not host:port")
+        hosts.append((host.strip("[]"), int(port)))
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = set(options) - {"prefix", "shards", "retention", "retry_for"}
+    if unknown:
+        raise ConfigurationError(
+            f"bad Redis Cluster URL {shown!r}: unknown options {sorted(unknown)} (known: "
+            "prefix, shards, retention, retry_for)"
+        )
+    prefix = options.get("prefix", DEFAULT_PREFIX)
+    if not prefix or any(c in prefix for c in "{}"):
+        raise ConfigurationError(
+            f"bad Redis Cluster URL {shown!r}: prefix={prefix!r} must be non-empty, no braces"
+        )
+    raw = options.get("shards", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SHARDS:
+        raise ConfigurationError(
+            f"bad Redis Cluster URL {shown!r}: shards={raw!r} must be a whole number from 1 "
+            f"to {MAX_SHARDS}"
+        )
+    return ClusterURL(
+        tuple(hosts), username, password, scheme.startswith("rediss"), prefix, int(raw),
+        _seconds(options, "retention", DEFAULT_RETENTION, shown),
+        _seconds(options, "retry_for", DEFAULT_RETRY_FOR, shown), shown,
+    )  # fmt: skip
+
+
+def _seconds(options: dict[str, str], name: str, default: float, shown: str) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigurationError(
+            f"bad Redis Cluster URL {shown!r}: {name}={raw!r} must be a positive number of seconds"
+        )
+    return value
+
+
+class SlotMap:
+    """Which master serves a key's slot, read through redis-py's cluster client and read
+    again on :meth:`refresh` (after a failover). Thread-safe."""
+
+    def __init__(self, url: ClusterURL) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        try:
+            self._cluster = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in url.hosts],  # type: ignore[no-untyped-call]
+                username=url.username, password=url.password, ssl=url.tls,
+                decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0,
+            )  # fmt: skip
+        except redis.AuthenticationError as exc:
+            raise ConfigurationError(
+                f"Redis Cluster at {url.shown} refused the credentials: {exc}"
+            ) from exc
+        except (redis.RedisError, OSError) as exc:
+            raise BackendUnavailable(f"cannot reach Redis Cluster at {url.shown}: {exc}") from exc
+
+    def master(self, key: str) -> tuple[str, int]:
+        """``(host, port)`` of the master serving ``key``'s slot, as last read."""
+        with self._lock:
+            node = self._cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        return str(node.host), int(node.port)
+
+    def refresh(self) -> None:
+        """Read the slot map again from any reachable node (a fault raises)."""
+        with self._lock:
+            self._cluster.nodes_manager.initialize()
+
+    def close(self) -> None:
+        with self._lock:
+            self._cluster.close()
+
+
+def node_clients(url: ClusterURL, host: str, port: int) -> tuple[redis.Redis, redis.Redis]:
+    """The two clients a :class:`Shard` uses on one node: for calls, and for blocking
+    reads (a socket timeout longer than the longest block)."""
+    common: dict[str, Any] = {
+        "host": host, "port": port, "username": url.username, "password": url.password,
+        "ssl": url.tls, "decode_responses": True, "socket_connect_timeout": 5.0,
+        "socket_keepalive": True, "health_check_interval": 30, "retry": Retry(NoBackoff(), 0),
+    }  # fmt: skip
+    return (
+        redis.Redis(socket_timeout=30.0, **common),
+        redis.Redis(socket_timeout=BLOCK_CHUNK + 30.0, **common),
+    )
+
+
+class ShardCaller(Caller):
+    """A :class:`~kubenenc_redis.link.Caller` that follows its slot to a new master: a
+    redirection (see :data:`REDIRECTS`) or a lost connection re-reads the slot map and
+    reconnects the shard before the ordinary retry sends the call again."""
+
+    follow: Callable[[], None] = staticmethod(lambda: None)
+
+    def retrying(self, what: str, call: Callable[[], T]) -> T:
+        def guarded() -> T:
+            try:
+                return call()
+            except REDIRECTS as exc:
+                self._follow(exc)
+                raise redis.ConnectionError(f"slot moved: {exc}") from exc
+            except redis.ResponseError as exc:
+                if not str(exc).startswith(UNBLOCKED):
+                    raise
+                self._follow(exc)  # a blocked read on a master that became a replica
+                raise redis.ConnectionError(f"slot moved: {exc}") from exc
+            except FAULTS as exc:
+                self._follow(exc)
+                raise
+
+        return super().retrying(what, guarded)
+
+    def _follow(self, exc: BaseException) -> None:
+        try:
+            self.follow()
+        except (redis.RedisError, OSError) as again:
+            log.info("Redis Cluster slot map not readable yet (%s after %s)", again, exc)
+
+
+class Shard(RedisBackend):
+    """One shard of a sharded app: the single-slot backend (every key tagged
+    ``{prefix:shard:salt}``) on the master that serves that slot."""
+
+    def __init__(self, url: ClusterURL, slots: SlotMap, prefix: str) -> None:
+        self._slots = slots
+        self._url = url
+        host, port = slots.master("{" + prefix + "}")
+        self.node = (host, port)
+        client, blocking = node_clients(url, host, port)
+        super().__init__(
+            client, blocking, prefix=prefix, retention=url.retention, retry_for=url.retry_for,
+            name=f"{url.shown} shard {prefix}",
+        )  # fmt: skip
+        caller = ShardCaller(client, self._p, url.retention, url.retry_for, self._name)
+        caller.follow = self._follow
+        self._caller = caller
+        self._moving = threading.Lock()
+
+    def _follow(self) -> None:
+        """Re-read the slot map; when the slot has a new master, reconnect to it (the
+        connections to the old one are closed; calls in flight on them fail and retry)."""
+        with self._moving:
+            self._slots.refresh()
+            node = self._slots.master(self._p)
+            if node == self.node:
+                return
+            log.warning("Redis Cluster shard %s moved from %s to %s", self._p, self.node, node)
+            old = (self._r, self._block, self._caller.link, self._block_link)
+            self._r, self._block = node_clients(self._url, *node)
+            self._caller.link = Link(self._r)
+            self._block_link = Link(self._block)
+            self._caller.functions = None  # the new master may lack the library
+            self._loaded = False
+            self.node = node
+            old[2].close()
+            old[3].close()
+            old[0].close()
+            old[1].close()
+
+
+__all__ = [
+    "REDIRECTS", "SCHEMES", "ClusterURL", "Shard", "ShardCaller", "SlotMap", "node_clients",
+    "parse_cluster_url",
+]  # fmt: skip

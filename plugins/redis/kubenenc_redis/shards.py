@@ -1,0 +1,842 @@
+"""The Redis backend spread over N shards of a Redis Cluster (``redis+cluster://``).
+
+Each shard is a whole single-slot backend (:class:`kubenenc_redis.cluster.Shard`: the same
+scripts, its keys tagged ``{prefix:shard:salt}``), so every atomic rule that one script
+enforces stays one script on one shard, as long as everything the rule compares lives on
+that shard. Which shard holds an invocation is chosen for that:
+
+1. a call with a concurrency key (running, rate or registration key) goes by the key's
+   part before its ``#`` (CRC32 modulo N). The SDK builds every key as
+   ``scope:task#...`` (:mod:`kubenenc.concurrency`), so that part is the scoped task, the
+   same for the three keys of a call: all calls that share any key meet on one shard,
+   whichever mix of keys their policies give, and running limits, rate limits and
+   dedupe/reject stay exact (one script on one shard, as on one server). Keys not built by
+   the SDK (no ``#``) all go to shard 0, exact too. The price: one keyed task's calls do
+   not spread over shards; distinct tasks do;
+2. else a call with declared dependencies goes to its first dependency's shard (the
+   register script checks dependencies on its own shard; dependencies on several shards,
+   or a keyed call depending on another shard, are refused with a ConfigurationError);
+3. else a call made inside another invocation goes to its parent's shard (its waits are
+   then same-shard waits, the cheap case);
+4. else by its id (CRC32 modulo N): root calls spread evenly.
+
+``N`` is fixed for the data's life (see :mod:`kubenenc_redis.cluster`). Where an id lives
+is remembered from register and claim (a bounded table); an id not seen by this process is
+looked up on every shard (one ``EXISTS`` each) and remembered.
+
+Claims sweep the shards round-robin, starting one shard further at every claim, so no
+shard starves; an idle worker waits on every shard at once (one wake list per shard, one
+blocking reader thread per shard and pool, all setting one event). Heartbeats are written
+to every shard (each shard's ``recover`` judges its own holders), read from shard 0.
+Policies live on shard 0 (no script reads them). Waits across shards go through the
+coordination slot (:mod:`kubenenc_redis.crossing`). Reads that span shards (query, counts,
+browse, activity, select) ask every shard and merge.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import time
+import zlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from kubenenc.backends.browse import (
+    DEFAULT_BUDGET,
+    ActivityBucket,
+    InvocationFilter,
+    InvocationPage,
+    Relations,
+    cursor_of,
+    seq_of,
+)
+from kubenenc.errors import ConfigurationError
+from kubenenc.ids import InvocationId, WorkerId
+from kubenenc.records import (
+    InvocationRecord,
+    NewInvocation,
+    Outcome,
+    OutcomeKind,
+    PauseKind,
+    PauseResult,
+    RegisterResult,
+    ResumeResult,
+    WorkerInfo,
+)
+from kubenenc.status import Status
+
+from kubenenc_redis.backend import MAX_LOOP_NODES
+from kubenenc_redis.cluster import ClusterURL, Shard, SlotMap, parse_cluster_url
+from kubenenc_redis.crossing import Coordination
+from kubenenc_redis.keys import coordination_prefix, shard_prefix
+from kubenenc_redis.link import BLOCK_CHUNK
+
+T = TypeVar("T")
+
+REMEMBER = 200_000
+"""Ids whose shard a process remembers (oldest forgotten first)."""
+MEMBER_HEAD = 35
+"""Characters before the id in a queue member (waiters, priority, sequence: see
+:mod:`kubenenc_redis.keys`)."""
+LANES = "L:"
+"""How a browse cursor of one shard after the other starts (see ``_browse_lanes``)."""
+WATCH_IDLE = 30.0
+"""Seconds a pool's wake readers keep blocking after the last ``wait_for_work``."""
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+def _key_home(key: str, n: int) -> int:
+    """The shard of calls with concurrency key ``key`` (see the module docstring)."""
+    task, hash_, _ = key.partition("#")
+    return _crc(task) % n if hash_ else 0
+
+
+class _Wake:
+    """The wake readers of one pool: a thread per shard blocking on that shard's wake list,
+    all setting one event. A reader stops after ``WATCH_IDLE`` seconds without a waiter or
+    when the backend closes."""
+
+    def __init__(self, shards: Sequence[Shard], pool: str) -> None:
+        self.event = threading.Event()
+        self.last = time.monotonic()
+        self._shards = shards
+        self._pool = pool
+        self._threads: list[threading.Thread | None] = [None] * len(shards)
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def ensure(self) -> None:
+        with self._lock:
+            for i, old in enumerate(self._threads):
+                if old is None or not old.is_alive():
+                    t = threading.Thread(
+                        target=self._read, args=(i,), daemon=True, name=f"kubenenc-wake-{i}"
+                    )
+                    self._threads[i] = t
+                    t.start()
+
+    def _read(self, i: int) -> None:
+        shard = self._shards[i]
+        while not self.closed and time.monotonic() - self.last < WATCH_IDLE:
+            try:
+                if shard.wait_for_work(self._pool, BLOCK_CHUNK):
+                    self.event.set()
+            except Exception:  # closed or unreachable: the claim loop reports it
+                self.event.set()
+                return
+
+
+class ShardedBackend:
+    """Invocations spread over N shards of a Redis Cluster (see the module docstring)."""
+
+    shared_across_processes: ClassVar[bool] = True
+    register_batch: ClassVar[int] = 100_000
+
+    def __init__(self, url: ClusterURL) -> None:
+        self._url = url
+        self.prefix = url.prefix
+        self.retention = url.retention
+        self.retry_for = url.retry_for
+        self._slots = SlotMap(url)
+        self.shards = [
+            Shard(url, self._slots, shard_prefix(url.prefix, i, url.shards))
+            for i in range(url.shards)
+        ]
+        self.crossing = (
+            Coordination(Shard(url, self._slots, coordination_prefix(url.prefix)))
+            if url.shards > 1
+            else None
+        )
+        self._where: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._where_lock = threading.Lock()
+        self._rotor = itertools.count()
+        self._wakes: dict[str, _Wake] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> ShardedBackend:
+        """Connect (see :mod:`kubenenc_redis.cluster` for the URL and its errors)."""
+        return cls(parse_cluster_url(url))
+
+    def __repr__(self) -> str:
+        return f"ShardedBackend({self._url.shown!r}, shards={len(self.shards)})"
+
+    def close(self) -> None:
+        """Drop every connection; wake readers stop. Idempotent."""
+        for wake in self._wakes.values():
+            wake.closed = True
+            wake.event.set()
+        for shard in self.shards:
+            shard.close()
+        if self.crossing is not None:
+            self.crossing.slot.close()
+        self._slots.close()
+
+    # -- where ids live --------------------------------------------------------------------
+
+    def _remember(self, id: str, shard: int) -> None:
+        with self._where_lock:
+            self._where[id] = shard
+            if len(self._where) > REMEMBER:
+                self._where.popitem(last=False)
+
+    def _known(self, id: str) -> int | None:
+        with self._where_lock:
+            return self._where.get(id)
+
+    def locate(self, ids: Iterable[str]) -> dict[str, int]:
+        """The shard of each of ``ids`` that exists (remembered, else looked up)."""
+        out: dict[str, int] = {}
+        unknown: list[str] = []
+        for id in ids:
+            at = self._known(id)
+            if at is None:
+                unknown.append(id)
+            else:
+                out[id] = at
+        if unknown:
+            unknown = list(dict.fromkeys(unknown))
+            for i, shard in enumerate(self.shards):
+                found = shard._caller.retrying(
+                    "locate",
+                    lambda s=shard: self._exists(s, unknown),  # type: ignore[misc]
+                )
+                for id, there in zip(unknown, found, strict=True):
+                    if there:
+                        out[id] = i
+                        self._remember(id, i)
+        return out
+
+    @staticmethod
+    def _exists(shard: Shard, ids: Sequence[str]) -> list[Any]:
+        pipe = shard._r.pipeline(transaction=False)
+        for id in ids:
+            pipe.exists(shard._keys.per("k_inv", id))
+        return pipe.execute()
+
+    def _route(self, new: NewInvocation) -> int:
+        n = len(self.shards)
+        key = new.running_key or new.rate_key or new.registration_key
+        if n == 1:
+            return 0
+        if new.depends_on:
+            located = self.locate(new.depends_on)
+            homes = {located[d] for d in new.depends_on if d in located}
+            if len(homes) > 1:
+                raise ConfigurationError(
+                    f"{new.display}: its dependencies live on different shards; with "
+                    "redis+cluster, declare dependencies only on calls of one shard (calls "
+                    "without a concurrency key made inside one parent share its shard)"
+                )
+            if homes:
+                home = homes.pop()
+                if key is not None and _key_home(key, n) != home:
+                    raise ConfigurationError(
+                        f"{new.display}: a call with a concurrency key cannot depend on a "
+                        "call on another shard with redis+cluster"
+                    )
+                return home
+        if key is not None:
+            return _key_home(key, n)
+        if new.parent is not None:
+            parent = self.locate([new.parent]).get(new.parent)
+            if parent is not None:
+                return parent
+        return _crc(new.id) % n
+
+    def _by_shard(self, ids: Iterable[str]) -> dict[int, list[str]]:
+        where = self.locate(ids)
+        out: dict[int, list[str]] = {}
+        for id, at in where.items():
+            out.setdefault(at, []).append(id)
+        return out
+
+    # -- Queue -----------------------------------------------------------------------------
+
+    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
+        """See :meth:`kubenenc.backends.contract.Queue.register`: grouped by shard, in
+        order within each shard."""
+        homes = []
+        for item in new:
+            home = self._route(item)
+            homes.append(home)
+            self._remember(item.id, home)  # a later item of the batch may depend on it
+        groups: dict[int, list[int]] = {}
+        for k, home in enumerate(homes):
+            groups.setdefault(home, []).append(k)
+        out: list[RegisterResult | None] = [None] * len(new)
+        for home, positions in groups.items():
+            if len(self.shards) > 1:
+                self.shards[home]._caller.run("shard_seq", now, seq_floor(now))
+            results = self.shards[home].register([new[k] for k in positions], now)
+            for k, res in zip(positions, results, strict=True):
+                out[k] = res
+                self._remember(res.id, home)
+        return [r for r in out if r is not None]
+
+    def next_due(self, pool: str, now: float) -> float | None:
+        """See :class:`kubenenc.backends.contract.DueTimes`: the earliest on any shard."""
+        found = [t for s in self.shards if (t := s.next_due(pool, now)) is not None]
+        return min(found) if found else None
+
+    def last_tick(self, schedule: str) -> int | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`: the latest on any shard."""
+        found = [t for s in self.shards if (t := s.last_tick(schedule)) is not None]
+        return max(found) if found else None
+
+    def claim_tick(
+        self,
+        schedule: str,
+        previous: int | None,
+        tick: int,
+        new: Sequence[NewInvocation],
+        now: float,
+    ) -> list[RegisterResult] | None:
+        """See :class:`kubenenc.backends.contract.TickClaims`: one script on one shard, so
+        the tick and its calls stay one atomic step. The shard is the home of the calls'
+        concurrency key when they have one (a schedule's task, and so its key's home, is
+        the same at every tick, so its ticks stay on that shard), else the schedule's own
+        (CRC32 of its name); calls with keys of two homes are refused."""
+        n = len(self.shards)
+        homes = {
+            _key_home(k, n)
+            for item in new
+            if (k := item.running_key or item.rate_key or item.registration_key) is not None
+        }
+        if len(homes) > 1:
+            raise ConfigurationError(
+                f"schedule {schedule!r}: its calls have concurrency keys of different shards"
+            )
+        home = homes.pop() if homes else _crc(schedule) % n
+        if n > 1:
+            self.shards[home]._caller.run("shard_seq", now, seq_floor(now))
+        got = self.shards[home].claim_tick(schedule, previous, tick, new, now)
+        for res in got or []:
+            self._remember(res.id, home)
+        return got
+
+    def _order(self) -> list[int]:
+        n = len(self.shards)
+        start = next(self._rotor) % n
+        return [(start + k) % n for k in range(n)]
+
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
+        """See :meth:`kubenenc.backends.contract.Queue.claim`.
+
+        The heads of the pool's queue on every shard are read (queue members sort in claim
+        order, and sequences are comparable across shards), the best ``limit`` of them
+        counted per shard, and each shard asked for its count; then, while fewer than
+        ``limit`` were claimed (delayed calls come due, or heads held back by a running
+        limit), the shards are swept round-robin, one further at each claim, so none
+        starves."""
+        if limit <= 0:
+            return []
+        out: list[InvocationRecord] = []
+        plan: list[tuple[int, int]] = []
+        rank: dict[str, int] = {}
+        if len(self.shards) > 1:
+            heads = sorted(
+                (m, i) for i, s in enumerate(self.shards) for m in self._heads(s, pool, limit, now)
+            )[:limit]
+            rank = {m[MEMBER_HEAD:]: n for n, (m, _) in enumerate(heads)}
+            counts = collections.Counter(i for _, i in heads)
+            plan = sorted(counts.items(), key=lambda c: min(rank[m[MEMBER_HEAD:]]
+                          for m, i in heads if i == c[0]))  # fmt: skip
+        for i, n in plan:
+            out += self._claim_on(i, pool, worker, min(n, limit - len(out)), now)
+        for i in self._order():
+            if len(out) >= limit:
+                break
+            out += self._claim_on(i, pool, worker, limit - len(out), now)
+        if rank:
+            out.sort(key=lambda r: rank.get(r.id, limit))
+        return out
+
+    def _claim_on(
+        self, i: int, pool: str, worker: WorkerId, n: int, now: float
+    ) -> list[InvocationRecord]:
+        got = self.shards[i].claim(pool, worker, n, now)
+        for rec in got:
+            self._remember(rec.id, i)
+        return got
+
+    @staticmethod
+    def _heads(shard: Shard, pool: str, limit: int, now: float) -> list[str]:
+        """The first ``limit`` members of ``pool``'s queue on ``shard`` and of its delayed
+        calls due at ``now`` (the claim moves those into the queue first)."""
+        q, dl = shard._keys.per("k_q", pool), shard._keys.per("k_dl", pool)
+
+        def read() -> list[Any]:
+            pipe = shard._r.pipeline(transaction=False)
+            pipe.zrange(q, 0, limit - 1)
+            pipe.zrangebyscore(dl, "-inf", repr(now), start=0, num=limit)
+            return pipe.execute()
+
+        ready, due = shard._caller.retrying("claim", read)
+        return sorted(str(m) for m in [*ready, *due])[:limit]
+
+    def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
+        """See :meth:`kubenenc.backends.contract.Queue.finish`."""
+        where = self.locate(o.id for o in outcomes)
+        flags = [False] * len(outcomes)
+        groups: dict[int, list[int]] = {}
+        for k, o in enumerate(outcomes):
+            if o.id in where:
+                groups.setdefault(where[o.id], []).append(k)
+        for home, positions in groups.items():
+            got = self.shards[home].finish([outcomes[k] for k in positions], worker, now)
+            for k, flag in zip(positions, got, strict=True):
+                flags[k] = flag
+        back = [o.id for o, f in zip(outcomes, flags, strict=True)
+                if f and o.kind is OutcomeKind.HANDED_BACK]  # fmt: skip
+        self._unwait(back, now)  # a paused one handed back waits no more
+        return flags
+
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """See :class:`kubenenc.backends.contract.FinishAndClaim`."""
+        flags = self.finish(outcomes, worker, now) if outcomes else []
+        return flags, self.claim(pool, worker, limit, now) if limit > 0 else []
+
+    def _one(self, id: str) -> Shard | None:
+        at = self.locate([id]).get(id)
+        return None if at is None else self.shards[at]
+
+    def cancel(self, id: InvocationId, now: float, reason: str = "cancelled") -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
+        shard = self._one(id)
+        done = shard is not None and shard.cancel(id, now, reason)
+        if done:
+            self._unwait([id], now)
+        return done
+
+    def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
+        """See :meth:`kubenenc.backends.contract.Queue.fail`."""
+        shard = self._one(id)
+        done = shard is not None and shard.fail(id, error, message, now)
+        if done:
+            self._unwait([id], now)
+        return done
+
+    # -- Coordination ----------------------------------------------------------------------
+
+    def pause(  # noqa: PLR0911 - the contract's outcomes, each checked where it is known
+        self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
+    ) -> PauseResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.pause` and, across shards,
+        :mod:`kubenenc_redis.crossing`."""
+        home = self.locate([id]).get(id)
+        if home is None:
+            return PauseResult(PauseKind.GONE, ())
+        shard = self.shards[home]
+        if self.crossing is None:
+            return shard.pause(id, worker, targets, now)
+        me = shard.get_many([id])[0]
+        if me is None or me.status is not Status.RUNNING or me.worker != worker:
+            return PauseResult(PauseKind.GONE, ())
+        wanted = list(dict.fromkeys(targets))
+        open = [r for r in self.get_many(wanted) if r is not None and not r.is_final]
+        if not open:
+            return shard.pause(id, worker, [], now)  # GONE or READY, checked atomically
+        found, in_chain, lines = self.crossing.pause(
+            id, me.call_key, me.display, home, now, MAX_LOOP_NODES,
+            [(r.id, r.call_key, r.display) for r in open],
+        )  # fmt: skip
+        if found is not None:
+            if not in_chain:
+                at = self.locate([found]).get(found)
+                if at is not None:
+                    self.shards[at]._caller.run("shard_cycle", now, found, _loop_message(lines))
+            return PauseResult(PauseKind.CYCLE, tuple(lines))
+        local = [r.id for r in open if self._known(r.id) == home]
+        reply, _ = shard._caller.run("shard_pause", now, id, worker, *local)
+        if reply[0] != "paused":
+            self.crossing.drop([id])
+            return PauseResult(PauseKind.GONE, ())
+        self._boost([r.id for r in open if self._known(r.id) != home], +1, now)
+        return PauseResult(PauseKind.PAUSED, ())
+
+    def _boost(self, targets: Sequence[str], delta: int, now: float) -> None:
+        """Count one waiter more (``delta`` +1) or less (-1) on each of ``targets``."""
+        for home, group in self._by_shard(targets).items():
+            self.shards[home]._caller.run("shard_boost", now, delta, *group)
+
+    def _unwait(self, ids: Sequence[str], now: float) -> None:
+        """Forget the coordination edges of waiters ``ids`` that stopped waiting without
+        their targets ending (gone, resumed early, cancelled), and count them off their
+        targets on other shards (their own shard's targets were counted off there)."""
+        if self.crossing is None or not ids:
+            return
+        waits = self.crossing.targets(ids)
+        where = self.locate(ids)
+        remote = [t for id, ts in zip(ids, waits, strict=True) for t in ts
+                  if self._known(t) != where.get(id)]  # fmt: skip
+        self.locate(remote)
+        self.crossing.drop(ids)
+        remote = [t for id, ts in zip(ids, waits, strict=True) for t in ts
+                  if t in self._where and self._known(t) != where.get(id)]  # fmt: skip
+        self._boost(remote, -1, now)
+
+    def _resumable(
+        self, ids: Sequence[InvocationId], worker: WorkerId
+    ) -> tuple[dict[int, list[InvocationId]], list[InvocationId]]:
+        """Which of ``ids`` have every target final (by shard), and which are no longer
+        paused on ``worker`` although a target is still open (gone)."""
+        assert self.crossing is not None
+        waits = self.crossing.targets(ids)
+        targets = sorted({InvocationId(t) for ts in waits for t in ts})
+        status: dict[str, InvocationRecord | None] = dict(
+            zip(targets, self.get_many(targets), strict=True)
+        )
+        where = self.locate(ids)
+        ready: dict[int, list[InvocationId]] = {}
+        blocked: list[InvocationId] = []
+        for id, ts in zip(ids, waits, strict=True):
+            if all((r := status[t]) is None or r.is_final for t in ts):
+                if id in where:
+                    ready.setdefault(where[id], []).append(id)
+                else:
+                    blocked.append(id)
+            else:
+                blocked.append(id)
+        gone = [
+            id for id, rec in zip(blocked, self.get_many(blocked), strict=True)
+            if rec is None or rec.status is not Status.PAUSED or rec.worker != worker
+        ]  # fmt: skip
+        return ready, gone
+
+    def _resume(
+        self, early: bool, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        if not ids:
+            return ResumeResult()
+        groups: dict[int, list[InvocationId]]
+        if early or self.crossing is None:
+            groups = {h: [InvocationId(i) for i in g] for h, g in self._by_shard(ids).items()}
+            lost = [i for i in ids if not any(i in g for g in groups.values())]
+        else:
+            groups, lost = self._resumable(ids, worker)
+        resumed: list[InvocationId] = []
+        gone: list[InvocationId] = list(lost)
+        for home, group in groups.items():
+            shard = self.shards[home]
+            step = shard.resume_early if early else shard.resume
+            res = step([InvocationId(i) for i in group], worker, max(limit - len(resumed), 0), now)
+            resumed += res.resumed
+            gone += res.gone
+        if self.crossing is not None:
+            if early:
+                self._unwait([*resumed, *gone], now)
+            else:
+                self.crossing.drop(list(resumed))
+                self._unwait(gone, now)
+        order = {id: k for k, id in enumerate(ids)}
+        gone.sort(key=lambda i: order.get(i, len(order)))
+        return ResumeResult(tuple(resumed), tuple(gone))
+
+    def resume(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :meth:`kubenenc.backends.contract.Coordination.resume`."""
+        return self._resume(False, ids, worker, limit, now)
+
+    def resume_early(
+        self, ids: Sequence[InvocationId], worker: WorkerId, limit: int, now: float
+    ) -> ResumeResult:
+        """See :class:`kubenenc.backends.contract.ResumeEarly`."""
+        return self._resume(True, ids, worker, limit, now)
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        """See :meth:`kubenenc.backends.contract.Coordination.heartbeat` (every shard)."""
+        for shard in self.shards:
+            shard.heartbeat(info)
+
+    def unregister_worker(self, worker: WorkerId) -> None:
+        """See :meth:`kubenenc.backends.contract.Coordination.unregister_worker`."""
+        for shard in self.shards:
+            shard.unregister_worker(worker)
+
+    def workers(self) -> list[WorkerInfo]:
+        """See :meth:`kubenenc.backends.contract.Coordination.workers`."""
+        return self.shards[0].workers()
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.recover`: every shard, then
+        the coordination slot's sweep (see :mod:`kubenenc_redis.crossing`)."""
+        out: list[InvocationId] = []
+        for shard in self.shards:
+            out += shard.recover(now, heartbeat_timeout, max_lost)
+        self._unwait(out, now)
+        if self.crossing is not None:
+            self._sweep(now)
+        return out
+
+    def _sweep(self, now: float) -> None:
+        assert self.crossing is not None
+        found = self.crossing.waiters()
+        if not found:
+            return
+        for id, _, sh in found:
+            self._remember(id, sh)
+        recs = self.get_many([InvocationId(id) for id, _, _ in found])
+        stale = [
+            id for (id, at, _), rec in zip(found, recs, strict=True)
+            if rec is None or rec.is_final
+            or (rec.status is not Status.PAUSED and at < now - self.crossing.grace)
+        ]  # fmt: skip
+        self._unwait(stale, now)
+
+    def release_unheld(
+        self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int
+    ) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.release_unheld`."""
+        out: list[InvocationId] = []
+        for shard in self.shards:
+            out += shard.release_unheld(worker, held, now, max_lost)
+        self._unwait(out, now)
+        return out
+
+    def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
+        """See :meth:`kubenenc.backends.contract.Coordination.wait_final`: shard after
+        shard (all must end), within one deadline."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for home, group in self._by_shard(ids).items():
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not self.shards[home].wait_final([InvocationId(i) for i in group], left):
+                return False
+        return True
+
+    def wait_for_work(self, pool: str, timeout: float) -> bool:
+        """See :class:`kubenenc.backends.contract.WorkNotifier`: any shard's wake list."""
+        wake = self._wakes.get(pool)
+        if wake is None:
+            wake = self._wakes.setdefault(pool, _Wake(self.shards, pool))
+        wake.last = time.monotonic()
+        wake.ensure()
+        got = wake.event.wait(max(timeout, 0.0))
+        wake.event.clear()
+        return got
+
+    # -- Policies --------------------------------------------------------------------------
+
+    def set_policy(self, name: str, spec: str | None) -> None:
+        """See :meth:`kubenenc.backends.contract.Policies.set_policy` (on shard 0)."""
+        self.shards[0].set_policy(name, spec)
+
+    def get_policy(self, name: str) -> str | None:
+        """See :meth:`kubenenc.backends.contract.Policies.get_policy`."""
+        return self.shards[0].get_policy(name)
+
+    def policies(self) -> dict[str, str]:
+        """See :meth:`kubenenc.backends.contract.Policies.policies`."""
+        return self.shards[0].policies()
+
+    # -- Records ---------------------------------------------------------------------------
+
+    def get(self, id: InvocationId) -> InvocationRecord | None:
+        """See :meth:`kubenenc.backends.contract.Records.get`."""
+        shard = self._one(id)
+        return None if shard is None else shard.get(id)
+
+    def get_many(self, ids: Sequence[InvocationId]) -> list[InvocationRecord | None]:
+        """See :meth:`kubenenc.backends.contract.Records.get_many`."""
+        found: dict[str, InvocationRecord | None] = {}
+        for home, group in self._by_shard(ids).items():
+            recs = self.shards[home].get_many([InvocationId(i) for i in group])
+            found.update(zip(group, recs, strict=True))
+        return [found.get(id) for id in ids]
+
+    def query(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        """See :meth:`kubenenc.backends.contract.Records.query`: every shard's newest,
+        merged newest first."""
+        out: list[InvocationRecord] = []
+        for shard in self.shards:
+            out += shard.query(app=app, task=task, status=status, limit=limit)
+        out.sort(key=lambda r: r.created_at, reverse=True)
+        return out[:limit]
+
+    def counts(
+        self, *, app: str | None = None, pool: str | None = None, task: str | None = None
+    ) -> Mapping[Status, int]:
+        """See :meth:`kubenenc.backends.contract.Records.counts`: summed over shards."""
+        out: dict[Status, int] = {}
+        for shard in self.shards:
+            for s, n in shard.counts(app=app, pool=pool, task=task).items():
+                out[s] = out.get(s, 0) + n
+        return out
+
+    def counts_by_task(
+        self, *, app: str | None = None, pool: str | None = None
+    ) -> Mapping[str, Mapping[Status, int]]:
+        """See :meth:`kubenenc.backends.contract.Records.counts_by_task`."""
+        out: dict[str, dict[Status, int]] = {}
+        for shard in self.shards:
+            for t, by in shard.counts_by_task(app=app, pool=pool).items():
+                mine = out.setdefault(t, {})
+                for s, n in by.items():
+                    mine[s] = mine.get(s, 0) + n
+        return out
+
+    # -- Browse and Admin ------------------------------------------------------------------
+
+    def browse(
+        self,
+        where: InvocationFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        budget: int = DEFAULT_BUDGET,
+    ) -> InvocationPage:
+        """See :meth:`kubenenc.backends.browse.Browse.browse`: every shard below the same
+        cursor (sequences compare across shards), merged newest first. The next cursor
+        stops at the newest point where a shard stopped early, so nothing is skipped."""
+        if len(self.shards) == 1:
+            return self.shards[0].browse(where, cursor=cursor, limit=limit, budget=budget)
+        if budget < len(self.shards) or (cursor or "").startswith(LANES):
+            return self._browse_lanes(where, cursor, limit, budget)
+        share = budget // len(self.shards)
+        found: list[tuple[int, InvocationRecord]] = []
+        bound: int | None = None
+        scanned = 0
+        for shard in self.shards:
+            page = shard.browse(where, cursor=cursor, limit=limit, budget=share)
+            scanned += page.scanned
+            found += zip(self._seqs(shard, [r.id for r in page.items]), page.items, strict=True)
+            if page.next is not None:
+                at = seq_of(page.next)
+                if at is not None and (bound is None or at > bound):
+                    bound = at
+        found.sort(key=lambda f: f[0], reverse=True)
+        keep = [f for f in found if bound is None or f[0] >= bound]
+        if len(keep) > limit:
+            keep = keep[:limit]
+            return InvocationPage([r for _, r in keep], cursor_of(keep[-1][0]), scanned)
+        return InvocationPage(
+            [r for _, r in keep], None if bound is None else cursor_of(bound), scanned
+        )
+
+    def _browse_lanes(
+        self, where: InvocationFilter, cursor: str | None, limit: int, budget: int
+    ) -> InvocationPage:
+        """Browse with a budget smaller than the number of shards: one shard after the
+        other, each newest first, the cursor ``L:`` and each shard's own cursor (``''``
+        not started, ``-`` done), so every page makes progress within the budget."""
+        n = len(self.shards)
+        lanes = cursor[len(LANES) :].split(",") if cursor else [""] * n
+        items: list[InvocationRecord] = []
+        scanned = 0
+        for i, lane in enumerate(lanes):
+            if lane == "-":
+                continue
+            if scanned >= budget or len(items) >= limit:
+                break
+            page = self.shards[i].browse(
+                where, cursor=lane or None, limit=limit - len(items), budget=budget - scanned
+            )
+            items += page.items
+            scanned += page.scanned
+            lanes[i] = page.next or "-"
+        more = any(lane != "-" for lane in lanes)
+        return InvocationPage(items, LANES + ",".join(lanes) if more else None, scanned)
+
+    @staticmethod
+    def _seqs(shard: Shard, ids: Sequence[str]) -> list[int]:
+        """The sequence of each of ``ids`` on ``shard`` (from its id index)."""
+        if not ids:
+            return []
+        key = shard._keys.fixed("K_IX")
+        found = shard._caller.retrying("browse", lambda: shard._r.zmscore(key, list(ids)))
+        return [int(x or 0) for x in found]
+
+    def activity(
+        self, *, since: float, width: float, buckets: int, app: str | None = None
+    ) -> list[ActivityBucket]:
+        """See :meth:`kubenenc.backends.browse.Browse.activity`: summed over shards."""
+        parts = [
+            s.activity(since=since, width=width, buckets=buckets, app=app) for s in self.shards
+        ]
+        out: list[ActivityBucket] = []
+        for bs in zip(*parts, strict=True):
+            out.append(
+                ActivityBucket(
+                    bs[0].start,
+                    sum(b.finished for b in bs),
+                    sum(b.failed for b in bs),
+                    estimated=any(b.estimated for b in bs),
+                )
+            )
+        return out
+
+    def relations(self, id: InvocationId, *, limit: int = 200) -> Relations | None:
+        """See :meth:`kubenenc.backends.browse.Browse.relations` (children and waits on
+        the invocation's own shard)."""
+        shard = self._one(id)
+        return None if shard is None else shard.relations(id, limit=limit)
+
+    def select(
+        self,
+        *,
+        app: str | None = None,
+        task: str | None = None,
+        statuses: Collection[Status] | None = None,
+        updated_before: float | None = None,
+    ) -> list[InvocationId]:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        if len(self.shards) == 1:
+            return self.shards[0].select(
+                app=app, task=task, statuses=statuses, updated_before=updated_before
+            )
+        out: list[tuple[int, InvocationId]] = []
+        for i, shard in enumerate(self.shards):
+            found = shard.select(
+                app=app, task=task, statuses=statuses, updated_before=updated_before
+            )
+            for id in found:
+                self._remember(id, i)
+            out += zip(self._seqs(shard, found), found, strict=True)
+        return [id for _, id in sorted(out, key=lambda f: f[0])]
+
+    def oldest_pending(self, pool: str) -> float | None:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        found = [t for s in self.shards if (t := s.oldest_pending(pool)) is not None]
+        return min(found) if found else None
+
+    def purge(self, ids: Sequence[InvocationId]) -> int:
+        """See :class:`kubenenc.backends.contract.Admin`."""
+        return sum(
+            self.shards[home].purge([InvocationId(i) for i in group])
+            for home, group in self._by_shard(ids).items()
+        )
+
+
+def seq_floor(now: float) -> int:
+    """The least sequence number a registration at ``now`` gets on any shard: the time in
+    units of 10 µs (fits the 15 digits of a queue member until the year 2286). So
+    sequences, and with them claim order (older first) and the id indexes, compare
+    across shards as registration times do (ties within 10 µs by shard order)."""
+    return int(now * 100_000)
+
+
+def _loop_message(lines: Sequence[str]) -> str:
+    """The CycleDetected message, as ``pause.lua`` writes it (kubenenc.waitgraph's
+    format_loop)."""
+    body = "\n".join(("  " if j == 0 else "  -> waits on ") + ln for j, ln in enumerate(lines))
+    return (
+        f"waiting on {lines[-1]} would close a loop that can never finish:\n{body}\n"
+        "  (the last call is already waiting higher up this chain)"
+    )
+
+
+__all__ = ["REMEMBER", "WATCH_IDLE", "ShardedBackend", "seq_floor"]

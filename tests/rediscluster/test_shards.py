@@ -1,0 +1,91 @@
+"""The sharded backend's own rules: the URL, where calls land, claims that serve every
+shard, and an idle worker woken by work on any shard."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kubenenc.errors import ConfigurationError
+from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, new
+from kubenenc_redis.cluster import parse_cluster_url
+from kubenenc_redis.keys import SLOTS, shard_prefix
+from redis.crc import key_slot
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h:1/?shards=2",
+        "redis+cluster://h/",
+        "redis+cluster://h:1/3",
+        "redis+cluster://h:1/?shards=0",
+        "redis+cluster://h:1/?shards=x",
+        "redis+cluster://h:1/?prefix={a}",
+        "redis+cluster://h:1/?shard=2",
+        "redis+cluster://h:1/?retention=-1",
+    ],
+)
+def test_bad_urls_say_what_to_change(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="bad Redis Cluster URL"):
+        parse_cluster_url(url)
+
+
+def test_url_with_credentials_and_hosts() -> None:
+    got = parse_cluster_url("rediss+cluster://u:p%40ss@a:1,b:2/?shards=4&prefix=app")
+    assert (got.hosts, got.username, got.password, got.tls) == (
+        (("a", 1), ("b", 2)),
+        "u",
+        "p@ss",
+        True,
+    )
+    assert (got.shards, got.prefix) == (4, "app")
+    assert "p@ss" not in got.shown
+
+
+def test_shard_i_of_n_hashes_near_the_middle_of_the_ith_share_of_the_slots() -> None:
+    for n in (1, 2, 3, 5):
+        for i in range(n):
+            slot = key_slot(shard_prefix("app", i, n).encode())
+            assert abs(slot - (i + 0.5) * SLOTS / n) <= SLOTS / n / 8
+    # So on three masters that split the slots evenly, 2 shards use two of them.
+    masters = [key_slot(shard_prefix("x", i, 2).encode()) * 3 // SLOTS for i in range(2)]
+    assert masters == [0, 2]
+
+
+def test_calls_of_one_key_share_a_shard_and_roots_spread(rediscluster_backend: object) -> None:
+    b = rediscluster_backend
+    keyed = [new("k", str(i), running_key="s:task#abc", running_limit=1) for i in range(12)]
+    roots = [new("r", str(i)) for i in range(60)]
+    b.register(keyed + roots, 1.0)  # type: ignore[attr-defined]
+    where = b.locate([i.id for i in keyed + roots])  # type: ignore[attr-defined]
+    assert len({where[i.id] for i in keyed}) == 1
+    assert {where[i.id] for i in roots} == {0, 1, 2}
+
+
+def test_claims_serve_every_shard(rediscluster_backend: object) -> None:
+    b = rediscluster_backend
+    items = [new("r", str(i)) for i in range(30)]
+    for k, item in enumerate(items):  # registered one after the other
+        b.register([item], 1.0 + k / 1000)  # type: ignore[attr-defined]
+    got = [r.id for _ in range(30) for r in b.claim("default", W1, 1, 2.0)]  # type: ignore[attr-defined]
+    assert got == [i.id for i in items]  # oldest first, whichever shard holds it
+    assert b.counts()[Status.RUNNING] == 30  # type: ignore[attr-defined]
+
+
+def test_an_idle_worker_wakes_for_work_on_any_shard(rediscluster_backend: object) -> None:
+    b = rediscluster_backend
+    assert b.wait_for_work("default", 0.2) is False  # type: ignore[attr-defined]
+    for shard in range(3):
+        item = next(i for i in (new("r", str(k)) for k in range(1000))
+                    if b._route(i) == shard)  # type: ignore[attr-defined]  # fmt: skip
+        woke: list[bool] = []
+        waiter = threading.Thread(target=lambda: woke.append(b.wait_for_work("default", 20.0)))  # type: ignore[attr-defined]
+        waiter.start()
+        time.sleep(0.2)
+        b.register([item], 1.0)  # type: ignore[attr-defined]
+        waiter.join(25)
+        assert woke == [True], shard
+        assert [r.id for r in b.claim("default", W1, 5, 2.0)] == [item.id]  # type: ignore[attr-defined]
