@@ -12,9 +12,9 @@ import pytest
 from kubenenc.ids import WorkerId
 from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
+from kubenenc.testing.helpers import W1, W2, add, beat, claim_ids
 from kubenenc_redis import RedisBackend
 
-from kubenenc.testing.helpers import W1, W2, add, beat, claim_ids
 from tests.servers.redis import RedisServer
 
 TIMEOUT = 0.6

@@ -21,8 +21,8 @@ import pytest
 from kubenenc.backends.contract import Backend
 from kubenenc.ids import WorkerId
 from kubenenc.status import Status
-
 from kubenenc.testing.helpers import W1, W2, add, beat, claim_ids, record
+
 from tests.servers.mongodb import opened
 
 TIMEOUT = 0.6

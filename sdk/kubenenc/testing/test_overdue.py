@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
+
 from kubenenc.backends.contract import Backend, Overdue
 from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
-
 from kubenenc.testing.helpers import W1, W2, add, claim_ids, pause, record
 
 
