@@ -173,6 +173,18 @@ def caller_clock(url: str) -> str:
 
 
 @pytest.fixture
+def mongodb_caller_url(mongodb_url: str) -> str:
+    """``mongodb_url`` with ``kubenenc_clock=caller`` (see :func:`caller_clock`)."""
+    return caller_clock(mongodb_url)
+
+
+@pytest.fixture
+def mongojava_caller_url(mongojava_url: str) -> str:
+    """``mongojava_url`` with ``kubenenc_clock=caller`` (see :func:`caller_clock`)."""
+    return caller_clock(mongojava_url)
+
+
+@pytest.fixture
 def mongodb_backend(mongodb_url: str) -> Iterator[Any]:
     """A MongoBackend on a fresh database."""
     with opened(caller_clock(mongodb_url)) as backend:
