@@ -53,7 +53,18 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=600.0)
     parser.add_argument("--backends", default="sqlite,redis")
+    parser.add_argument(
+        "--outages",
+        action="store_true",
+        help="the outage and clock-skew rows instead (bench/chaos_outages.py)",
+    )
     args = parser.parse_args()
+    if args.outages:  # its backends: redis and mongodb (see bench/chaos_outages.py)
+        from bench.chaos_outages import table as outage_table
+
+        backends = [b for b in args.backends.split(",") if b in ("redis", "mongodb")]
+        Console(width=200).print(outage_table(args.calls, backends or ["redis", "mongodb"]))
+        return
     table = Table(title=f"kill -9 of random workers: {args.calls:,} calls, 3 workers x 2 slots")
     for name in ("backend", "calls", "faults", "reruns", "lost", "overlaps", "limit violations",
                  "stuck", "FAILED WorkerLost", "longest recovery (s)", "run (s)"):  # fmt: skip

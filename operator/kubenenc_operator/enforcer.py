@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 
 from kubenenc.backends import Backend
+from kubenenc.backends.contract import Overdue
 from kubenenc.backends.engine import error_path
 from kubenenc.errors import TaskTimeout
 from kubenenc.ids import InvocationId
@@ -36,11 +37,13 @@ def fail_overdue(backend: Backend, now: float, grace: float) -> list[InvocationI
     The start is the last change of the record (the claim, or the resume after a pause), so
     the paused time is never counted against it.
     """
-    running = backend.counts().get(Status.RUNNING, 0)
-    if not running:
-        return []
+    if isinstance(backend, Overdue):  # reads only the work in flight
+        late = backend.overdue(now, grace)
+    else:  # walks the index of every invocation kept: slow with many
+        running = backend.counts().get(Status.RUNNING, 0)
+        late = backend.query(status=Status.RUNNING, limit=running) if running else []
     failed: list[InvocationId] = []
-    for r in backend.query(status=Status.RUNNING, limit=running):
+    for r in late:
         if r.timeout is None or now - r.updated_at <= r.timeout + grace:
             continue
         message = (

@@ -24,7 +24,10 @@ def _log(kind: str, key: str) -> None:
     where = os.environ.get("CHAOS_LOG")
     if ctx is None or not where:
         return
-    line = f"{kind} {ctx.invocation_id} {os.getpid()} {_worker_pid()} {key} {time.time():.6f}\n"
+    # A worker run with its clock offset (the clock-skew scenario) says by how much, so that
+    # every body's times are on one clock for the overlap checks.
+    at = time.time() - float(os.environ.get("CHAOS_CLOCK_OFFSET", "0"))
+    line = f"{kind} {ctx.invocation_id} {os.getpid()} {_worker_pid()} {key} {at:.6f}\n"
     fd = os.open(os.path.join(where, f"{os.getpid()}.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, line.encode())  # one write per line with O_APPEND: lines never interleave

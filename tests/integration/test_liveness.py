@@ -3,8 +3,8 @@ for longer than the heartbeat timeout must not make the worker recover its own r
 calls, and an outage that every worker saw must not make the first ``recover`` afterwards
 hand back the whole fleet's work (nor count a loss towards WorkerLost).
 
-What is left for a backend-side guard (a lease epoch, the server's own clock) is written in
-the README's delivery section."""
+The backend-side guards (the server's own clock, outages not counted as silence) are tested
+in test_server_clock.py and, under load, in tests/chaos/test_outages.py."""
 
 from __future__ import annotations
 

@@ -165,10 +165,29 @@ def mongodb_url(ferretdb: FerretServer) -> Iterator[str]:
         yield url
 
 
+def caller_clock(url: str) -> str:
+    """``url`` with ``kubenenc_clock=caller``: the backend fixtures judge heartbeats on the
+    times callers pass, as the conformance suite makes time up (the server's clock, the
+    default, is tested in tests/integration/test_mongodb_liveness.py)."""
+    return f"{url}{'&' if '?' in url else '?'}kubenenc_clock=caller"
+
+
+@pytest.fixture
+def mongodb_caller_url(mongodb_url: str) -> str:
+    """``mongodb_url`` with ``kubenenc_clock=caller`` (see :func:`caller_clock`)."""
+    return caller_clock(mongodb_url)
+
+
+@pytest.fixture
+def mongojava_caller_url(mongojava_url: str) -> str:
+    """``mongojava_url`` with ``kubenenc_clock=caller`` (see :func:`caller_clock`)."""
+    return caller_clock(mongojava_url)
+
+
 @pytest.fixture
 def mongodb_backend(mongodb_url: str) -> Iterator[Any]:
     """A MongoBackend on a fresh database."""
-    with opened(mongodb_url) as backend:
+    with opened(caller_clock(mongodb_url)) as backend:
         yield backend
 
 
@@ -196,5 +215,5 @@ def mongojava_url(mongojava: FerretServer) -> Iterator[str]:
 @pytest.fixture
 def mongojava_backend(mongojava_url: str) -> Iterator[Any]:
     """A MongoBackend on a fresh database of mongo-java-server (the MongoDB path)."""
-    with opened(mongojava_url) as backend:
+    with opened(caller_clock(mongojava_url)) as backend:
         yield backend

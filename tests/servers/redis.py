@@ -113,9 +113,20 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def redis_caller_url(redis_url: str) -> str:
+    """``redis_url`` judging heartbeats on the times callers pass (``clock=caller``): the
+    conformance suite makes time up (the server's clock is tested in
+    tests/integration/test_server_clock.py)."""
+    return f"{redis_url}&clock=caller"
+
+
+@pytest.fixture
 def redis_backend(redis_url: str) -> Iterator[object]:
+    """A backend on a fresh prefix, judging heartbeats on the times callers pass
+    (``clock=caller``), as the conformance suite makes time up; the server's clock, the
+    default, is tested in tests/integration/test_redis_liveness_clock.py."""
     from kubenenc_redis import RedisBackend
 
-    backend = RedisBackend.from_url(redis_url)
+    backend = RedisBackend.from_url(f"{redis_url}&clock=caller")
     yield backend
     backend.close()

@@ -187,6 +187,12 @@ def rediscluster_url(redis_cluster: RedisCluster) -> str:
 
 
 @pytest.fixture
+def rediscluster_caller_url(rediscluster_url: str) -> str:
+    """``rediscluster_url`` with ``clock=caller`` (see ``redis_caller_url``)."""
+    return f"{rediscluster_url}&clock=caller"
+
+
+@pytest.fixture
 def rediscluster_backend(rediscluster_url: str) -> Iterator[object]:
     from kubenenc_redis.shards import ShardedBackend
 

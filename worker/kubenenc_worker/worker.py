@@ -740,8 +740,10 @@ class Worker:
         ``recover`` gets the time stamped on the beat just written, not the time after it:
         a write that stalled (a client library retrying, a busy database) would otherwise
         make this worker find its own beat stale and hand back its own live work. After a
-        beat or recovery failed (the backend unreachable from here), this worker does not
-        recover for a heartbeat timeout: the other workers first need a chance to beat.
+        beat or recovery failed, or a beat took longer than the heartbeat timeout (the backend
+        unreachable from here meanwhile, while a client library retried), this worker does
+        not recover for a heartbeat timeout: the other workers first need a chance to beat.
+        (Redis also forgets outages it saw itself: see kubenenc_redis/lua/lib_live.lua.)
         """
         delay = self.settings.heartbeat_interval
         timeout = self.settings.heartbeat_timeout
@@ -750,7 +752,10 @@ class Worker:
             if self._stop.is_set() and not self.running and not self.paused:
                 return
             try:
+                sent = time.monotonic()
                 at = self._beat()
+                if time.monotonic() - sent > timeout:
+                    recover_after = time.monotonic() + timeout
                 if time.monotonic() >= recover_after:
                     lost = self.backend.recover(at, timeout, self.settings.max_lost)
                     if lost:

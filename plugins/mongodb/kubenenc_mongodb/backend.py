@@ -46,7 +46,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from kubenenc_mongodb import admin
+from kubenenc_mongodb import admin, liveness
 from kubenenc_mongodb.browse import MongoBrowse
 from kubenenc_mongodb.layout import Doc
 from kubenenc_mongodb.link import Conn, Link
@@ -233,11 +233,19 @@ class MongoBackend(MongoBrowse):
         )
 
     def heartbeat(self, info: WorkerInfo) -> None:
+        """Stamped with the server's time (``seen``) unless ``kubenenc_clock=caller``: see
+        :mod:`kubenenc_mongodb.liveness`."""
         doc = worker_doc(info)
-        self._link.retrying(
-            "heartbeat",
-            lambda c: c.layout.workers.replace_one({"_id": info.id}, doc, upsert=True),
-        )
+
+        def beat(c: Conn) -> None:
+            if self.options.clock == "server":
+                meta = c.layout.meta
+                now = liveness.server_now(meta)
+                liveness.tick(meta, now, None)
+                doc["seen"] = now
+            c.layout.workers.replace_one({"_id": info.id}, doc, upsert=True)
+
+        self._link.retrying("heartbeat", beat)
 
     def unregister_worker(self, worker: WorkerId) -> None:
         self._link.retrying(
@@ -248,12 +256,21 @@ class MongoBackend(MongoBrowse):
         return self._link.retrying("workers", lambda c: c.steps.read_workers())
 
     def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        """Silence is measured on the server's clock, outages not counted, unless
+        ``kubenenc_clock=caller`` (see :mod:`kubenenc_mongodb.liveness`); ``now`` stamps
+        the history of what is handed back."""
         if not self.ttl_index:
             self._sweep(now)
+        silent: set[WorkerId] | None = None
+        if self.options.clock == "server":
+            silent = self._link.retrying("recover", lambda c: self._silent(c, heartbeat_timeout))
 
         def nothing_to_recover(conn: Conn) -> bool:
             workers = conn.steps.read_workers()
-            alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
+            if silent is None:
+                alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
+            else:
+                alive = {w.id for w in workers if w.id not in silent}
             records = conn.replica.records
             return len(alive) == len(workers) and all(
                 records[i].worker in alive for i in conn.replica.held
@@ -261,8 +278,20 @@ class MongoBackend(MongoBrowse):
 
         return self._hand_back_step(
             "recover", nothing_to_recover,
-            lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost),
+            lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost, silent=silent),
         )  # fmt: skip
+
+    @staticmethod
+    def _silent(conn: Conn, heartbeat_timeout: float) -> set[WorkerId]:
+        """The workers silent for longer than ``heartbeat_timeout`` on the server's clock."""
+        meta = conn.layout.meta
+        now = liveness.server_now(meta)
+        outages = liveness.tick(meta, now, heartbeat_timeout / 3)
+        return {
+            WorkerId(d["_id"])
+            for d in conn.layout.workers.find()
+            if liveness.silence(liveness.beat_time(d), now, outages) > heartbeat_timeout
+        }
 
     def release_unheld(
         self, worker: WorkerId, held: abc.Collection[InvocationId], now: float, max_lost: int

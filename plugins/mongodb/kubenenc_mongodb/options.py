@@ -10,6 +10,9 @@ The database defaults to ``kubenenc``. Options:
   are kept.
 - ``kubenenc_lease`` (seconds, default 5): lease of the coordination lock (see
   :mod:`kubenenc_mongodb.layout`).
+- ``kubenenc_clock`` (``server`` or ``caller``, default ``server``): whose clock heartbeats
+  are judged on (see :mod:`kubenenc_mongodb.liveness`); ``caller``: the times the callers
+  pass, for tests that make time up.
 - ``kubenenc_retry`` (seconds, default 30): how long a connection fault is retried, with
   back-off, before an operation raises :class:`kubenenc.errors.BackendUnavailable`.
 """
@@ -41,6 +44,15 @@ class MongoOptions:
     retention: float = 7 * 24 * 3600.0
     lease: float = 5.0
     retry_for: float = 30.0
+    clock: str = "server"
+
+
+def _clock(ours: dict[str, str]) -> str:
+    """The ``kubenenc_clock`` option, taken out of ``ours``."""
+    clock = ours.pop("kubenenc_clock", "server")
+    if clock not in ("server", "caller"):
+        raise ConfigurationError(f"kubenenc_clock={clock!r} must be server or caller")
+    return clock
 
 
 def parse_url(url: str) -> MongoOptions:
@@ -68,6 +80,7 @@ def parse_url(url: str) -> MongoOptions:
         raise ConfigurationError(
             f"bad kubenenc_prefix {prefix!r}: use 1-40 letters, digits, '_' or '-'"
         )
+    fields["clock"] = _clock(ours)
     for key, field in _FLOAT_OPTIONS.items():
         if key in ours:
             raw = ours.pop(key)
@@ -79,7 +92,7 @@ def parse_url(url: str) -> MongoOptions:
                 raise ConfigurationError(f"{key} must be more than 0 seconds, not {raw}")
             fields[field] = seconds
     if ours:
-        known = ", ".join(["kubenenc_prefix", *_FLOAT_OPTIONS])
+        known = ", ".join(["kubenenc_prefix", "kubenenc_clock", *_FLOAT_OPTIONS])
         raise ConfigurationError(f"unknown option(s) {', '.join(sorted(ours))}; known: {known}")
     client_url = parts._replace(query=urlencode(theirs)).geturl()
     return MongoOptions(client_url, database, prefix, **fields)  # type: ignore[arg-type]

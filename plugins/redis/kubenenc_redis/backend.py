@@ -57,6 +57,7 @@ from kubenenc_redis.rows import (
     outcome_arg,
     read_rows,
     register_texts,
+    time_arg,
 )
 
 REGISTER_CHUNK = 500
@@ -72,7 +73,18 @@ MAX_LOOP_NODES = 100_000
 """Most waiters the pause script's cycle check walks; past that it stops looking and the
 wait is allowed."""
 SWEEP_BATCH = 500
-"""Final invocations past retention deleted per ``recover`` call."""
+"""Final invocations past retention deleted per sweep script call (it blocks the server
+while it runs: 15-30 ms per batch measured on a loaded machine)."""
+SWEEP_BUDGET = 0.5
+"""Seconds one ``recover`` call may spend sweeping, batch after batch (each batch a script
+of its own, so other calls run between): at 30-60 us per invocation forgotten, measured on
+a loaded machine, 8,000 or more per call, more than one worker at the benchmark's rate
+(~6,400 calls/s) ends between two of its heartbeats, so the indexes keep up
+(bench/redis_retention.py). One batch of 500 per call fell behind above ~500 calls/s per
+worker. It runs on the heartbeat thread after the beat, so it only delays the next beat,
+by at most this much."""
+OVERDUE_LIMIT = 1000
+"""Most overdue invocations one ``overdue`` call returns."""
 
 
 def _first_try(argv: list[str | int]) -> list[str | int]:
@@ -108,6 +120,7 @@ class RedisBackend(RedisBrowse):
         prefix: str = DEFAULT_PREFIX,
         retention: float = DEFAULT_RETENTION,
         retry_for: float = DEFAULT_RETRY_FOR,
+        clock: str = "server",
         name: str = "redis",
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
@@ -119,6 +132,9 @@ class RedisBackend(RedisBrowse):
         self.prefix = prefix
         self.retention = retention
         self.retry_for = retry_for
+        self.server_clock = clock == "server"
+        """Whether heartbeats are stamped and judged on the server's clock (the default) or
+        on the times callers pass (``clock=caller``); see lua/lib_live.lua."""
         self._name = name
         self._caller = Caller(client, self._p, retention, retry_for, name)
         self._local = threading.local()  # .final: see wait_final
@@ -134,7 +150,7 @@ class RedisBackend(RedisBrowse):
         c = connect(url)
         return cls(
             c.client, c.blocking, prefix=c.prefix, retention=c.retention,
-            retry_for=c.retry_for, name=c.shown,
+            retry_for=c.retry_for, clock=c.clock, name=c.shown,
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -333,15 +349,16 @@ class RedisBackend(RedisBrowse):
         )
 
     def heartbeat(self, info: WorkerInfo) -> None:
-        """See :meth:`kubenenc.backends.contract.Coordination.heartbeat`."""
+        """See :meth:`kubenenc.backends.contract.Coordination.heartbeat`.
 
-        def beat() -> None:
-            pipe = self._r.pipeline(transaction=True)
-            pipe.zadd(self._keys.fixed("K_BEATS"), {info.id: info.at})
-            pipe.hset(self._keys.fixed("K_WORKERS"), info.id, dumps_worker(info))
-            pipe.execute()
-
-        self._caller.retrying("heartbeat", beat)
+        Stamped with the server's time, not ``info.at`` (which ``workers`` still shows),
+        unless the backend was opened with ``clock=caller``: see lua/lib_live.lua. No
+        request id: a beat sent twice is a beat."""
+        argv = [
+            time_arg(info.at), repr(self.retention), "", info.id, dumps_worker(info),
+            "1" if self.server_clock else "0",
+        ]  # fmt: skip
+        self._caller.retrying("heartbeat", lambda: self._caller.script("heartbeat", argv))
 
     def unregister_worker(self, worker: WorkerId) -> None:
         """See :meth:`kubenenc.backends.contract.Coordination.unregister_worker`."""
@@ -365,12 +382,40 @@ class RedisBackend(RedisBrowse):
     def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
         """See :meth:`kubenenc.backends.contract.Coordination.recover`.
 
-        Also deletes up to ``SWEEP_BATCH`` final invocations older than the retention.
+        Silence is measured on the server's clock, outages not counted (see
+        lua/lib_live.lua), unless the backend was opened with ``clock=caller``; ``now``
+        stamps the history of what is handed back. Then sweeps final invocations older than
+        the retention: batch after batch while batches come back full, for up to
+        ``SWEEP_BUDGET`` seconds.
         """
         reply, _ = self._caller.run(
-            "recover", now, repr(float(heartbeat_timeout)), max_lost, SWEEP_BATCH
-        )
+            "recover", now, repr(float(heartbeat_timeout)), max_lost,
+            "1" if self.server_clock else "0",
+        )  # fmt: skip
+        self.sweep(now)
         return [InvocationId(x) for x in reply]
+
+    def sweep(self, now: float, budget: float = SWEEP_BUDGET) -> int:
+        """Forget final invocations that ended more than the retention before ``now``, in
+        batches of ``SWEEP_BATCH`` while batches come back full, for up to ``budget``
+        seconds; how many went. Each batch is one script, so other calls run between."""
+        argv: list[str | int] = [time_arg(now), repr(self.retention), "", SWEEP_BATCH]
+        give_up = time.monotonic() + budget
+        total = 0
+        while True:
+            n = int(self._caller.retrying("sweep", lambda: self._caller.script("sweep", argv)))
+            total += n
+            if n < SWEEP_BATCH or time.monotonic() >= give_up:
+                return total
+
+    def overdue(self, now: float, grace: float) -> list[InvocationRecord]:
+        """See :class:`kubenenc.backends.contract.Overdue`: reads only the work workers
+        hold, not the index of every invocation."""
+        argv: list[str | int] = [
+            time_arg(now), repr(self.retention), "", repr(float(grace)), OVERDUE_LIMIT,
+        ]  # fmt: skip
+        ids = self._caller.retrying("overdue", lambda: self._caller.script("overdue", argv))
+        return [r for r in self.get_many(ids) if r is not None and r.status is Status.RUNNING]
 
     def release_unheld(
         self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int

@@ -37,7 +37,7 @@ from redis.retry import Retry
 
 from kubenenc_redis.backend import RedisBackend
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link
-from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR
+from kubenenc_redis.options import CLOCKS, DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class ClusterURL:
     retention: float
     retry_for: float
     shown: str
+    clock: str = "server"
+    """As for ``redis://``: ``server`` or ``caller`` (see :mod:`kubenenc_redis.options`)."""
 
 
 def parse_cluster_url(url: str) -> ClusterURL:
@@ -100,11 +102,16 @@ def parse_cluster_url(url: str) -> ClusterURL:
             raise ConfigurationError(f"bad Redis Cluster URL {shown!r}: {item!r} is not host:port")
         hosts.append((host.strip("[]"), int(port)))
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = set(options) - {"prefix", "shards", "retention", "retry_for"}
+    unknown = set(options) - {"prefix", "shards", "retention", "retry_for", "clock"}
     if unknown:
         raise ConfigurationError(
             f"bad Redis Cluster URL {shown!r}: unknown options {sorted(unknown)} (known: "
-            "prefix, shards, retention, retry_for)"
+            "prefix, shards, retention, retry_for, clock)"
+        )
+    clock = options.get("clock", CLOCKS[0])
+    if clock not in CLOCKS:
+        raise ConfigurationError(
+            f"bad Redis Cluster URL {shown!r}: clock={clock!r} must be one of {', '.join(CLOCKS)}"
         )
     prefix = options.get("prefix", DEFAULT_PREFIX)
     if not prefix or any(c in prefix for c in "{}"):
@@ -120,7 +127,7 @@ def parse_cluster_url(url: str) -> ClusterURL:
     return ClusterURL(
         tuple(hosts), username, password, scheme.startswith("rediss"), prefix, int(raw),
         _seconds(options, "retention", DEFAULT_RETENTION, shown),
-        _seconds(options, "retry_for", DEFAULT_RETRY_FOR, shown), shown,
+        _seconds(options, "retry_for", DEFAULT_RETRY_FOR, shown), shown, clock,
     )  # fmt: skip
 
 
@@ -233,7 +240,7 @@ class Shard(RedisBackend):
         client, blocking = node_clients(url, host, port)
         super().__init__(
             client, blocking, prefix=prefix, retention=url.retention, retry_for=url.retry_for,
-            name=f"{url.shown} shard {prefix}",
+            clock=url.clock, name=f"{url.shown} shard {prefix}",
         )  # fmt: skip
         caller = ShardCaller(client, self._p, url.retention, url.retry_for, self._name)
         caller.follow = self._follow

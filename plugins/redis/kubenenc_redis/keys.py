@@ -31,7 +31,12 @@ key                         type    what it holds
 ``P:holders``               set     the workers holding any; recovery looks only at silent
                                     holders' sets, so its cost grows with the number of
                                     workers, not of invocations in flight
-``P:beats``                 zset    worker -> time of its last heartbeat
+``P:beats``                 zset    worker -> time of its last heartbeat: the server's own
+                                    clock (``TIME``), or the worker's with ``clock=caller``
+``P:live``                  hash    the liveness clock: ``t`` the server time of the last
+                                    heartbeat or recovery, ``g`` the gap allowance, ``o`` the
+                                    recent outages (gaps in both longer than ``g``) that
+                                    recovery does not count as silence (see lua/lib_live.lua)
 ``P:workers``               hash    worker -> that heartbeat as JSON
 ``P:counts``                hash    ``app US pool US status US task`` -> exact number of
                                     invocations (``task`` is the call key up to its ``#``;
@@ -115,6 +120,7 @@ FIXED: dict[str, str] = {
     "K_REG": "reg",
     "K_HOLDERS": "holders",
     "K_BEATS": "beats",
+    "K_LIVE": "live",
     "K_WORKERS": "workers",
     "K_COUNTS": "counts",
     "K_SEQ": "seq",

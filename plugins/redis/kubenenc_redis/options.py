@@ -3,8 +3,11 @@
 URL: ``redis[s]://[[user]:password@]host[:port][/db][?prefix=app&retention=604800]``.
 ``prefix`` separates apps sharing one database (default ``kubenenc``); ``retention`` is how
 many seconds a final invocation is kept (default 7 days); ``retry_for`` is how long a call
-keeps retrying while the server is unreachable (default 60 s). Every other query option goes
-to redis-py (``ssl_cert_reqs``, ``socket_timeout``, ...).
+keeps retrying while the server is unreachable (default 60 s); ``clock`` is whose clock
+heartbeats are judged on: ``server`` (the default: Redis ``TIME``, so workers whose clocks
+disagree judge each other right, and an outage everyone saw is not taken for everyone's
+death) or ``caller`` (the times the callers pass, for tests that make time up). Every other
+query option goes to redis-py (``ssl_cert_reqs``, ``socket_timeout``, ...).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "kubenenc"
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_RETRY_FOR = 60.0
-OWN_OPTIONS = ("prefix", "retention", "retry_for")
+CLOCKS = ("server", "caller")
+"""The values of the ``clock`` option; the first is the default."""
+OWN_OPTIONS = ("prefix", "retention", "retry_for", "clock")
 """The query options kubenenc reads; every other one goes to redis-py."""
 MIN_SERVER = (6, 2)
 
@@ -92,6 +97,8 @@ class Connection:
     prefix: str
     retention: float
     retry_for: float
+    clock: str
+    """``server`` or ``caller``: see the module's docstring."""
     shown: str
     """The URL with its password redacted, for messages."""
 
@@ -111,6 +118,11 @@ def connect(url: str) -> Connection:
         )
     retention = _float_option(ours, "retention", DEFAULT_RETENTION, url)
     retry_for = _float_option(ours, "retry_for", DEFAULT_RETRY_FOR, url)
+    clock = ours.get("clock", CLOCKS[0])
+    if clock not in CLOCKS:
+        raise ConfigurationError(
+            f"bad Redis URL {redact_url(url)!r}: clock={clock!r} must be one of {', '.join(CLOCKS)}"
+        )
     common: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": 5.0,
@@ -147,4 +159,4 @@ def connect(url: str) -> Connection:
             "or newer (BLMOVE, ZRANGE BYLEX)"
         )
     _warn_on_eviction(client, shown)
-    return Connection(client, blocking, prefix, retention, retry_for, shown)
+    return Connection(client, blocking, prefix, retention, retry_for, clock, shown)

@@ -12,7 +12,8 @@ Every method is **atomic** on its own: the state it leaves is as if it ran alone
 many processes calling it at once. Policy lives in the SDK (keys, statuses, cycle rules,
 retry timing); a backend only applies it, and must use :func:`kubenenc.status.check_transition`
 and :func:`kubenenc.waitgraph.find_loop` rather than its own rules. Times are passed in
-(``now``: seconds since the epoch) so tests can control them.
+(``now``: seconds since the epoch) so tests can control them; a server-backed backend
+judges heartbeats on the server's clock (see :meth:`Coordination.recover`).
 
 Ordering of claims: among claimable PENDING invocations of a pool, more waiters first (what
 others wait on runs first), then higher priority, then older. An invocation is claimable
@@ -128,7 +129,11 @@ class Coordination(Protocol):
         ...
 
     def heartbeat(self, info: WorkerInfo) -> None:
-        """Record that a worker is alive, with what it holds."""
+        """Record that a worker is alive, with what it holds.
+
+        A backend with a clock of its own (a server) stamps the beat with that clock rather
+        than ``info.at``, so that liveness does not depend on the workers' clocks agreeing
+        (:meth:`workers` still shows ``info`` as given)."""
         ...
 
     def unregister_worker(self, worker: WorkerId) -> None:
@@ -148,6 +153,12 @@ class Coordination(Protocol):
         counts as silent. Safe to call from every worker at once, and called on every
         heartbeat of every worker, so it must be cheap when there is nothing to recover.
         Returns the ids handed back or failed.
+
+        A backend with a clock of its own measures silence on it (``now`` then only stamps
+        the history), and may leave out of it the stretches in which no heartbeat and no
+        recovery reached it at all (an outage every worker saw is not everyone's death).
+        Redis and MongoDB do both (``clock=caller`` / ``kubenenc_clock=caller`` judge on
+        the callers' times instead, for tests that make time up).
         """
         ...
 
@@ -266,6 +277,24 @@ class ResumeEarly(Protocol):
         ``limit`` of ``ids`` (PAUSED on ``worker``, running key with a free slot) go PAUSED
         -> RUNNING, their wait edges removed and the waiter count of each non-final target
         lowered by one. ``gone`` as in :meth:`Coordination.resume`."""
+        ...
+
+
+@runtime_checkable
+class Overdue(Protocol):
+    """Optional: find runs past their timeout by reading only the work in flight.
+
+    The enforcer fails RUNNING invocations whose worker let them run past their timeout
+    (a hung worker). Without this role it reads every RUNNING invocation through
+    :meth:`Records.query`, which walks the index of every invocation kept for retention;
+    a backend that knows what its workers hold offers this instead. Checked with
+    ``isinstance``.
+    """
+
+    def overdue(self, now: float, grace: float) -> list[InvocationRecord]:
+        """RUNNING invocations with a ``timeout`` whose run started (``updated_at``: the
+        claim, or the resume after a pause) more than ``timeout + grace`` seconds before
+        ``now``; at most a thousand per call (the enforcer calls again later)."""
         ...
 
 

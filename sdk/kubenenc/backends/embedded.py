@@ -28,6 +28,10 @@ from kubenenc.records import (
     RegisterResult,
     ResumeResult,
 )
+from kubenenc.status import Status
+
+OVERDUE_LIMIT = 1000
+"""Most invocations one :meth:`EngineBackend.overdue` call returns."""
 
 T = TypeVar("T")
 
@@ -173,6 +177,21 @@ class EngineBackend:
         lost = self._atomic(lambda e: e.recover(now, heartbeat_timeout, max_lost))
         self._sweep(now - self.retention)
         return lost
+
+    def overdue(self, now: float, grace: float) -> list[InvocationRecord]:
+        """See :class:`kubenenc.backends.contract.Overdue`: reads only held invocations."""
+        with self._engine() as e:
+            out = []
+            for inv_id, _ in e.txn.held():
+                rec = e.txn.get(inv_id)
+                if (
+                    rec is not None and rec.status is Status.RUNNING and rec.timeout is not None
+                    and now - rec.updated_at > rec.timeout + grace
+                ):  # fmt: skip
+                    out.append(self._detach(rec))
+                    if len(out) >= OVERDUE_LIMIT:
+                        break
+            return out
 
     def release_unheld(
         self, worker: WorkerId, held: Collection[InvocationId], now: float, max_lost: int

@@ -563,11 +563,25 @@ class Engine:
             resumed.append(id)
         return ResumeResult(tuple(resumed), tuple(gone))
 
-    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
-        """See :meth:`kubenenc.backends.contract.Coordination.recover`."""
+    def recover(
+        self,
+        now: float,
+        heartbeat_timeout: float,
+        max_lost: int,
+        *,
+        silent: Collection[WorkerId] | None = None,
+    ) -> list[InvocationId]:
+        """See :meth:`kubenenc.backends.contract.Coordination.recover`.
+
+        ``silent``, when given, names the workers the backend judged silent on its own
+        clock (MongoDB: the server's); every other worker with a heartbeat is alive, and
+        ``now`` only stamps the history."""
         t = self.txn
         workers = t.all_workers()
-        alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
+        if silent is None:
+            alive = {w.id for w in workers if w.at >= now - heartbeat_timeout}
+        else:
+            alive = {w.id for w in workers if w.id not in silent}
         for w in workers:
             if w.id not in alive:
                 t.delete_worker(w.id)
