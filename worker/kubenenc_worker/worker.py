@@ -360,6 +360,9 @@ class Worker:
         now = time.monotonic()
         payloads = []
         for rec in claimed:
+            if rec.id in self.running or rec.id in self.paused or rec.id in self.stopping:
+                self._claimed_again(rec.id)
+                continue
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
             payloads.append(
@@ -382,6 +385,23 @@ class Worker:
         if failed:
             self._not_started(failed)
         return True
+
+    def _claimed_again(self, id: InvocationId) -> None:
+        """``id`` was handed back while this worker was thought dead (frozen, cut off, too
+        slow to beat) and this worker claimed it again before it noticed: an old execution
+        of it still runs or waits here. End that one and give the new claim back at once
+        (claimed again later, by any worker). Starting a second execution beside the old
+        one let the old one's end (or the GONE reply to its pause) land on the new claim:
+        the call ended FAILED with InvocationCancelled (found by tests/chaos/test_network)."""
+        log.warning("claimed %s again while an old execution of it was still here; "
+                    "stopping that one and handing the call back", id)  # fmt: skip
+        self.running.pop(id, None)
+        self.paused.pop(id, None)
+        outcome = Outcome(id, OutcomeKind.HANDED_BACK, reason="claimed again while still here")
+        if id in self.stopping:  # the old one is being stopped already: what it was to write
+            self.stopping[id] = (outcome, 0.0)  # belonged to the old claim
+        else:
+            self._abort(id, outcome)
 
     def _not_started(self, failed: Sequence[RunPayload]) -> None:
         """Hand back at once what the executor could not start (it runs nowhere), and claim

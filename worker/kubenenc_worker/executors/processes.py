@@ -174,15 +174,20 @@ class ProcessExecutor(Executor):
                 targets, timeout = body
                 self.events.put(WaitRequest(current, tuple(targets), timeout))
             elif kind == "done":
+                # An end read after its run was aborted (the child killed just after it
+                # sent it) is stale: that call may run again here already.
+                stale = current != body.id
                 with self._lock:
                     child.current = None
-                    self._busy.pop(body.id, None)
-                    if not self._closing and len(self._idle) < self._warm:
+                    if not stale:
+                        self._busy.pop(body.id, None)
+                    if not stale and not self._closing and len(self._idle) < self._warm:
                         self._idle.append(child)
                         keep = True
                     else:
                         keep = False
-                self.events.put(Done(body))
+                if not stale:
+                    self.events.put(Done(body))
                 if not keep:
                     self._stop_child(child)
         with self._lock:
