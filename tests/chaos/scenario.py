@@ -318,10 +318,13 @@ def _zombie(
     earlier: Run, id: str, later_start: float, chaos: Chaos, report: Report, what: str
 ) -> bool:
     """Count an overlap as a zombie's if the earlier body's call ``id`` was handed back from
-    the earlier body's worker, alive, between the two starts; record how long it ran on."""
+    the earlier body's worker, alive, before the later body started; record how long it
+    ran on. (A hand-back is stamped with the recovering worker's beat, taken before its
+    write: it can precede the claim it undid, by up to a heartbeat timeout at most.)"""
     start, end, _, worker = earlier
     if worker in chaos.kills or not any(
-        pid == worker and start <= at <= later_start for at, pid in chaos.handed_back.get(id, [])
+        pid == worker and start - HEARTBEAT_TIMEOUT <= at <= later_start
+        for at, pid in chaos.handed_back.get(id, [])
     ):
         return False
     woke = max([w_end for w_start, w_end in chaos.windows.get(worker, []) if w_start < end] or [0])
