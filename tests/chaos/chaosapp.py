@@ -68,3 +68,20 @@ def fan(i: int) -> int:
 def expected(task: str, i: int) -> int:
     """What ``task(i, ...)`` returns."""
     return i * 2 if task == "body" else sum((i * 10 + k) * 2 for k in range(3))
+
+
+@app.task
+def produce(kind: str) -> object:
+    """Returns a result the worker cannot store (the bad-input scenario)."""
+    if kind == "object":
+        return object()
+    if kind == "huge":
+        return "x" * (app.value_limit() + 1)
+    if kind == "bigint":
+        return 10**5000
+    if kind == "deep":
+        deep: list[object] = []
+        for _ in range(100_000):
+            deep = [deep]
+        return deep
+    return kind
