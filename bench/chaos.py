@@ -1,7 +1,7 @@
 """Chaos runner: the scenarios of ``tests/chaos`` at a larger scale, one table.
 
     python bench/chaos.py [--calls 300] [--faults 6] [--every 2.0] [--backends sqlite,redis,mongodb]
-                          [--scenarios kill,stop,cut,reset,restart]
+                          [--scenarios kill,stop,stop1,cut,reset,restart]
 
 Real worker processes (process mode, 3 workers x 2 slots, heartbeat every 0.3 s, timeout
 2 s) serve a steady load of limited calls, calls longer than the heartbeat timeout and
@@ -9,6 +9,7 @@ fan-outs that pause, while a fault strikes every ``--every`` seconds:
 
 - ``kill``: kill -9 of a random busy worker, replaced;
 - ``stop``: SIGSTOP of a busy worker's process group for 3.5 s, then SIGCONT (a zombie);
+  ``stop1``: of the worker process alone (its task processes run on);
 - ``cut`` / ``reset``: the loopback proxy between a busy worker and the backend stops
   forwarding for 3.5 s (``reset``: and resets its connections), then forwards again
   (Redis and MongoDB only: SQLite has no network);
@@ -97,6 +98,7 @@ def fault_for(scenario: str, port: int, restart: Fault) -> Fault:
     makers: dict[str, Callable[[], Fault]] = {
         "kill": KillWorker,
         "stop": lambda: StopWorker(seconds=LASTING),
+        "stop1": lambda: StopWorker(seconds=LASTING, group=False),
         "cut": lambda: CutNetwork(seconds=LASTING, target_port=port),
         "reset": lambda: CutNetwork(seconds=LASTING, reset=True, target_port=port),
         "restart": lambda: restart,
@@ -110,7 +112,7 @@ def main() -> None:
     parser.add_argument("--faults", type=int, default=6)
     parser.add_argument("--every", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=600.0)
-    parser.add_argument("--scenarios", default="kill,stop,cut,reset,restart")
+    parser.add_argument("--scenarios", default="kill,stop,stop1,cut,reset,restart")
     parser.add_argument("--backends", default="sqlite,redis,mongodb")
     args = parser.parse_args()
     table = Table(title=f"chaos: {args.calls:,} calls per row, 3 workers x 2 slots, "

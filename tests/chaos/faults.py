@@ -106,15 +106,21 @@ class _Lasting(Fault):
 class StopWorker(_Lasting):
     """SIGSTOP of a busy worker's whole process group (worker, forkserver, task processes:
     a frozen VM or container) for ``seconds``, then SIGCONT: a zombie that wakes after its
-    calls were handed back."""
+    calls were handed back. With ``group=False`` only the worker process stops (a worker
+    stuck while its task processes run on)."""
 
-    name = "SIGSTOP worker 3.5 s"
+    group: bool = True
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        what = "worker + task processes" if self.group else "worker process only"
+        return f"SIGSTOP {what} {self.seconds:g} s"
 
     def start(self, pid: int) -> None:
-        os.killpg(pid, signal.SIGSTOP)
+        (os.killpg if self.group else os.kill)(pid, signal.SIGSTOP)
 
     def end(self, pid: int) -> None:
-        os.killpg(pid, signal.SIGCONT)
+        (os.killpg if self.group else os.kill)(pid, signal.SIGCONT)
 
 
 @dataclass
