@@ -81,3 +81,33 @@ def test_a_paused_call_handed_back_and_claimed_again_by_the_same_worker_ends_rig
         assert BODIES["most"] == 1  # the old body had ended before the new one started
     finally:
         worker.executor.close(1.0)
+
+
+def test_a_paused_call_dropped_by_the_held_check_and_claimed_again_ends_right() -> None:
+    """The same, once the worker's check of what it holds has dropped the old execution but
+    before that execution has ended: its end must not be taken for the new claim's."""
+    backend = MemoryBackend()
+    app.configure(backend)
+    BODIES.update(now=0, most=0)
+    worker = Worker(app, WorkerSettings(mode="thread", concurrency=2, poll_interval=0.05))
+    try:
+        inv = parent()
+        steps_until(worker, lambda: inv.id in worker.paused)
+        backend.finish([Outcome(inv.id, OutcomeKind.HANDED_BACK, reason="worker lost")],
+                       worker.id, time.time())  # fmt: skip
+        worker._check_held()  # drops the old execution, which is ending now
+        assert worker._claim()  # and the call is claimed again before its end is read
+
+        def leaf_done() -> bool:
+            claimed = backend.claim(app.queue("elsewhere"), WorkerId("other:1:x"), 1, time.time())
+            for rec in claimed:
+                backend.finish([Outcome(rec.id, OutcomeKind.SUCCESS, "41")], rec.worker or "",
+                               time.time())  # fmt: skip
+            return inv.status.is_final
+
+        steps_until(worker, leaf_done)
+        assert inv.status is Status.SUCCESS, inv.record().error
+        assert inv.result(timeout=1) == 42
+        assert BODIES["most"] == 1
+    finally:
+        worker.executor.close(1.0)
