@@ -234,6 +234,12 @@ def check(invs: list[tuple[str, int, Any]], chaos: Chaos) -> Report:
     _check_ends(invs, chaos, report)
     bodies = _bodies(chaos)
     ids = {inv.id for _, _, inv in invs}
+    # The calls the fan-outs made are checked through their callers; their hand-backs
+    # explain overlaps of their bodies too.
+    others = [id for id in bodies if id not in ids]
+    for rec in chaosapp.app.backend.get_many(others) if others else []:
+        if rec is not None:
+            _walk_history(rec.id, rec.history, chaos, Report())
     _check_overlaps(bodies, ids, chaos, report)
     return report
 
