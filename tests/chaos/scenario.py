@@ -102,9 +102,9 @@ class Chaos:
     """Worker pid -> (start, end) of each time it was frozen or cut off."""
     outages: list[tuple[float, float]] = field(default_factory=list)
     """(start, end) of each time the backend's server was down."""
-    handed_back: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
-    """Invocation id -> (when, worker pid) of each hand-back of it by recovery (filled by
-    the check)."""
+    steps: dict[str, list[tuple[float, str, int]]] = field(default_factory=dict)
+    """Invocation id -> (when, "claim" or "lost", worker pid) of each RUNNING transition and
+    each hand-back by recovery, in history order (filled by the check)."""
     injected: int = 0
 
     def spawn(self) -> subprocess.Popen[bytes]:
@@ -279,9 +279,12 @@ def _walk_history(id: str, history: list[Any], chaos: Chaos, report: Report) -> 
         reason = step.reason or ""
         if step.status is Status.RUNNING:
             holder = step.worker
+            if step.worker:
+                pid = int(step.worker.split(":")[1])
+                chaos.steps.setdefault(id, []).append((step.at, "claim", pid))
         if reason.startswith("worker ") and reason.endswith(" lost"):
             pid = int(reason.split()[1].split(":")[1])
-            chaos.handed_back.setdefault(id, []).append((step.at, pid))
+            chaos.steps.setdefault(id, []).append((step.at, "lost", pid))
             # A hand-back during the fault (or soon after it) is its recovery; a later one
             # is another matter (the worker thought dead again, too slow to beat).
             windows = chaos.windows.get(pid, [])
@@ -321,21 +324,31 @@ def _bodies(chaos: Chaos) -> dict[str, list[Run]]:
 
 
 def _zombie(
-    earlier: Run, id: str, later_start: float, chaos: Chaos, report: Report, what: str
+    body: Run, id: str, other_start: float, chaos: Chaos, report: Report, what: str
 ) -> bool:
-    """Count an overlap as a zombie's if the earlier body's call ``id`` was handed back from
-    the earlier body's worker, alive, before the later body started; record how long it
-    ran on. (A hand-back is stamped with the recovering worker's beat, taken before its
-    write: it can precede the claim it undid, by up to a heartbeat timeout at most.)"""
-    start, end, _, worker = earlier
-    if worker in chaos.kills or not any(
-        pid == worker and start - HEARTBEAT_TIMEOUT <= at <= later_start
-        for at, pid in chaos.handed_back.get(id, [])
+    """Count an overlap as a zombie's if the claim under which ``body`` ran (its worker's
+    last RUNNING of call ``id`` stamped before the body started) was taken away by a
+    hand-back from that worker, alive, before the other body started; record how long it
+    ran on. (Called both ways: a zombie's body can also start after the other one, when its
+    task process got the call just before the freeze and runs it on waking.) History order,
+    not stamps, says the hand-back came after the claim: a hand-back is stamped with the
+    recovering worker's beat, taken before its write."""
+    start, end, _, worker = body
+    steps = chaos.steps.get(id, [])
+    claims = [n for n, (at, kind, pid) in enumerate(steps)
+              if kind == "claim" and pid == worker and at <= start]  # fmt: skip
+    if (
+        worker in chaos.kills
+        or not claims
+        or not any(
+            kind == "lost" and pid == worker and at <= other_start
+            for at, kind, pid in steps[claims[-1] + 1 :]
+        )
     ):
         return False
     woke = max([w_end for w_start, w_end in chaos.windows.get(worker, []) if w_start < end] or [0])
     report.zombie_overlaps.append(what)
-    report.zombie_run_on = max(report.zombie_run_on, end - max(woke, later_start))
+    report.zombie_run_on = max(report.zombie_run_on, end - max(woke, other_start))
     return True
 
 
@@ -347,7 +360,9 @@ def _check_overlaps(
         if len(runs) > 1 and id in ids:
             report.reruns += 1
         for a, b in _overlapping(runs):
-            if not _zombie(a, id, b[0], chaos, report, f"{id}: {a} {b}"):
+            what = f"{id}: {a} {b}"
+            if not (_zombie(a, id, b[0], chaos, report, what)
+                    or _zombie(b, id, a[0], chaos, report, what)):  # fmt: skip
                 report.overlaps.append(f"{id}: {runs}")
     by_key: dict[str, list[tuple[Run, str]]] = defaultdict(list)
     for id, runs in bodies.items():
@@ -358,7 +373,10 @@ def _check_overlaps(
         owner = {run_: id for run_, id in keyed}
         for a, b in _overlapping(sorted(owner)):
             what = f"{key}: {owner[a]} {a} and {owner[b]} {b}"
-            if owner[a] != owner[b] and not _zombie(a, owner[a], b[0], chaos, report, what):
+            if owner[a] != owner[b] and not (
+                _zombie(a, owner[a], b[0], chaos, report, what)
+                or _zombie(b, owner[b], a[0], chaos, report, what)
+            ):
                 report.limit_violations.append(what)
 
 
