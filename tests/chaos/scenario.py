@@ -128,6 +128,21 @@ class Chaos:
         self.every.append(proc)
         return proc
 
+    def all_up(self) -> bool:
+        """Every worker running now has started serving (logged its start line). Faults
+        wait for it: a worker that cannot reach its backend while it starts exits (its pod
+        would be restarted), which is not what a restart scenario tests."""
+        for n, proc in enumerate(self.every):
+            if proc in self.procs and " slots, " not in self._out(n):
+                return False
+        return True
+
+    def _out(self, n: int) -> str:
+        try:
+            return (self.log_dir / f"worker-{n}.out").read_text(errors="replace")
+        except OSError:
+            return ""
+
     def busy_victim(self) -> subprocess.Popen[bytes]:
         """A random worker among those running a call now (any, when none is): a fault on an
         idle worker tests little."""
@@ -187,7 +202,8 @@ def run(
                     i += 1
             elif i >= calls and chaos.injected >= max_faults and _all_final(invs):
                 break
-            if time.monotonic() >= next_fault and chaos.injected < max_faults:
+            due = time.monotonic() >= next_fault and chaos.injected < max_faults
+            if due and chaos.all_up():
                 if fault.inject(chaos):
                     chaos.injected += 1
                 next_fault = time.monotonic() + fault_every
