@@ -124,7 +124,8 @@ def main() -> None:
     table = Table(title=f"chaos: 3 workers x 2 slots, heartbeat timeout {HEARTBEAT_TIMEOUT:g} s")
     for name in ("fault", "backend", "calls", "faults", "reruns", "lost", "overlaps",
                  "limit violations", "stuck", "zombie overlaps", "zombie run-on (s)",
-                 "FAILED WorkerLost", "longest recovery (s)", "run (s)"):  # fmt: skip
+                 "FAILED WorkerLost", "FAILED BackendUnavailable", "longest recovery (s)",
+                 "run (s)"):  # fmt: skip
         table.add_column(name, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for n, (scenario, kind, redis_args) in enumerate(
@@ -143,7 +144,8 @@ def main() -> None:
                 fault.name, kind, f"{r.calls:,}", str(r.faults), str(r.reruns),
                 str(r.lost + r.wrong), str(len(r.overlaps)), str(len(r.limit_violations)),
                 str(r.stuck), str(len(r.zombie_overlaps)), f"{r.zombie_run_on:.2f}",
-                str(r.failed_worker_lost), f"{r.longest_recovery:.1f}", f"{r.seconds:.0f}",
+                str(r.failed_worker_lost), str(r.failed_unavailable),
+                f"{r.longest_recovery:.1f}", f"{r.seconds:.0f}",
             )  # fmt: skip
             table.add_row(*row)
             print(" | ".join(row), file=sys.stderr, flush=True)  # a row at a time, as it ends

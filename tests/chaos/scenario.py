@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_LOST = "kubenenc.errors.WorkerLost"
+UNAVAILABLE = "kubenenc.errors.BackendUnavailable"
 HEARTBEAT_INTERVAL = 0.3
 HEARTBEAT_TIMEOUT = 2.0
 
@@ -63,6 +64,9 @@ class Report:
     stuck: int = 0
     wrong: int = 0
     failed_worker_lost: int = 0
+    failed_unavailable: int = 0
+    """Calls FAILED with BackendUnavailable: a body that used the backend (a fan-out
+    registering its calls) while the server was down, and had no retries left."""
     overlaps: list[str] = field(default_factory=list)
     limit_violations: list[str] = field(default_factory=list)
     zombie_overlaps: list[str] = field(default_factory=list)
@@ -276,6 +280,9 @@ def _check_ends(invs: list[tuple[str, int, Any]], chaos: Chaos, report: Report) 
             continue
         elif rec.status is Status.FAILED and rec.error and rec.error.type == WORKER_LOST:
             report.failed_worker_lost += 1
+            continue
+        elif rec.status is Status.FAILED and rec.error and rec.error.type == UNAVAILABLE:
+            report.failed_unavailable += 1
             continue
         else:
             report.lost += 1  # ended in a way no one asked for
