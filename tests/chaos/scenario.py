@@ -256,9 +256,10 @@ def check(invs: list[tuple[str, int, Any]], chaos: Chaos) -> Report:
     ids = {inv.id for _, _, inv in invs}
     # The calls the fan-outs made are checked through their callers; their hand-backs
     # explain overlaps of their bodies too.
-    others = [id for id in bodies if id not in ids]
-    for rec in chaosapp.app.backend.get_many(others) if others else []:
-        if rec is not None:
+    # (Read one by one with their history: a batch read may leave the history out.)
+    for id in bodies:
+        if id not in ids:
+            rec = chaosapp.app.invocation(id).record()
             _walk_history(rec.id, rec.history, chaos, Report())
     _check_overlaps(bodies, ids, chaos, report)
     return report
