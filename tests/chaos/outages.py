@@ -24,6 +24,7 @@ Every loop is bounded in count and time.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -36,7 +37,8 @@ import redis
 from kubenenc import Status
 
 from tests.chaos import chaosapp
-from tests.chaos.scenario import ROOT, Report, check
+from tests.chaos.faults import Fault
+from tests.chaos.scenario import ROOT, Chaos, Report, check
 
 HEARTBEAT_INTERVAL = 0.3
 HEARTBEAT_TIMEOUT = 2.0
@@ -221,7 +223,9 @@ def run(
                 break
             time.sleep(0.2)
         faults.close(max(1.0, give_up - time.monotonic()))
-        report = _outage_report(check(invs, log_dir, {}), invs, faults.ends)
+        # No worker is killed, frozen or cut off here: every overlap counts against the run.
+        chaos = Chaos(url, log_dir, Fault(), random.Random(0))
+        report = _outage_report(check(invs, chaos), invs, faults.ends)
     finally:
         for proc in procs:
             proc.kill()
