@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[bytes]:
     """One ``kubenenc worker`` process serving ``bench.benchtasks:app`` on ``url``."""
-    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "KUBENENC_BACKEND": url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
          "--mode", mode, "--concurrency", str(concurrency)],

@@ -28,7 +28,8 @@ from kubenenc.ids import InvocationId, TaskId
 from kubenenc.records import ErrorInfo, NewInvocation
 
 if TYPE_CHECKING:
-    from kubenenc.app import App
+    from kubenenc.resolver import OptionsResolver
+    from kubenenc.runtime import Runtime
     from kubenenc.task import Task
 
 KINDS = ("success", "failure", "retry")
@@ -47,9 +48,11 @@ def callback_id(id: str, kind: str, attempt: int) -> InvocationId:
     return InvocationId(hashlib.sha1(text, usedforsecurity=False).hexdigest()[:32])
 
 
-def plan(app: App, task: Task[Any, Any], depth: int = 0) -> str | None:
+def plan(
+    runtime: Runtime, resolver: OptionsResolver, task: Task[Any, Any], depth: int = 0
+) -> str | None:
     """The JSON text of ``task``'s callbacks (None when it has none)."""
-    opts = app.task_options(task)
+    opts = resolver.task_options(task)
     out: dict[str, Any] = {}
     for kind in KINDS:
         target = getattr(opts, f"on_{kind}")
@@ -60,8 +63,8 @@ def plan(app: App, task: Task[Any, Any], depth: int = 0) -> str | None:
                 f"task {task.id}: callbacks nest deeper than {MAX_DEPTH} (a callback chain "
                 "that calls itself?); end the chain, or call the next task from the callback"
             )
-        cb = app.get_task(target) if isinstance(target, str) else target
-        if app.serializer.name != "json":
+        cb = resolver.get_task(target) if isinstance(target, str) else target
+        if runtime.serializer.name != "json":
             raise ConfigurationError(
                 f"task {task.id}: on_{kind} needs the json serializer (the backend writes the "
                 "callback's arguments from the stored result)"
@@ -72,12 +75,12 @@ def plan(app: App, task: Task[Any, Any], depth: int = 0) -> str | None:
                 f"task {task.id}: on_{kind}={cb.id} must take two arguments (the invocation's "
                 "id and its result or error)"
             )
-        cb_opts = app.task_options(cb)
+        cb_opts = resolver.task_options(cb)
         out[kind] = {
-            "task": cb.id, "name": cb.name, "pool": app.queue(cb_opts.pool),
+            "task": cb.id, "name": cb.name, "pool": runtime.queue(cb_opts.pool),
             "priority": cb_opts.priority, "max_retries": cb_opts.retries,
             "timeout": cb_opts.timeout, "id_arg": names[0], "value_arg": names[1],
-            "callbacks": plan(app, cb, depth + 1),
+            "callbacks": plan(runtime, resolver, cb, depth + 1),
         }  # fmt: skip
     return json.dumps(out, separators=(",", ":")) if out else None
 

@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 import yaml
 from kubenenc import App
-from kubenenc.app import POLICY_TTL
 from kubenenc.backends import Backend, available_backends, open_backend
 from kubenenc.concurrency import call_key
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.records import NewInvocation, WorkerInfo
+from kubenenc.resolver import POLICY_TTL
 from kubenenc.scope import queue_name, scope
 from kubenenc.settings import Settings
 from kubenenc.status import Status
