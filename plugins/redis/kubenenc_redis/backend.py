@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import redis
 from kubenenc.backends.codec import dumps_worker, loads_worker
+from kubenenc.backends.urloptions import DEFAULT_PREFIX, DEFAULT_RETENTION
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
@@ -48,7 +49,7 @@ from kubenenc.status import Status
 from kubenenc_redis import admin
 from kubenenc_redis.keys import US, Keys
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command, pack
-from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR, connect
+from kubenenc_redis.options import DEFAULT_RETRY_FOR, connect
 from kubenenc_redis.reads import RedisBrowse
 from kubenenc_redis.rows import (
     KINDS,
