@@ -418,7 +418,7 @@ class Layout:
         computed over the same committed state as ours), and ours is not.
         """
         # The redo as compressed JSON: one small binary field is far cheaper for FerretDB to
-        # store and read than the same data as nested documents (5-10x per step).
+        # store and read than the same data as nested documents.
         packed = Binary(zlib.compress(json.dumps(redo).encode(), 1))
         try:
             self.log(version).insert_one({"_id": log_id(version), "step": step_id, "z": packed})

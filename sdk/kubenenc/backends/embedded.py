@@ -2,7 +2,7 @@
 
 An embedded backend supplies one thing, :meth:`EngineBackend._engine` — an Engine over a
 transaction of its store — and inherits every lifecycle operation from here, each one
-transaction. That keeps the memory and SQLite backends from restating the same fourteen
+transaction. That keeps the memory and SQLite backends from restating the same
 delegations.
 """
 
