@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from kubenenc.backends import Backend
 from pydantic import ValidationError
@@ -213,6 +213,30 @@ def invalid_spec(
         conditions, "Ready", "False", "InvalidSpec", str(exc), generation, stamp
     )
     return {"observedGeneration": generation, "conditions": conditions}
+
+
+class Begun(NamedTuple):
+    """What every reconciler starts from (see :func:`begin`)."""
+
+    name: str
+    namespace: str
+    generation: int | None
+    old: dict[str, Any]
+    """The status as it stands."""
+    stamp: str
+    """Now, for the conditions this pass sets."""
+    conditions: list[dict[str, Any]]
+    """The status's conditions, to be updated."""
+
+
+def begin(ctx: Ctx, body: Mapping[str, Any], kind: str) -> Begun:
+    """Start reconciling ``body`` of ``kind``: its identity, its status as it stands, the
+    time; the pass is counted."""
+    name, namespace, generation = object_meta(body)
+    old = dict(body.get("status") or {})
+    ctx.metrics.inc("kubenenc_operator_reconciles_total", kind=kind)
+    conditions = list(old.get("conditions") or [])
+    return Begun(name, namespace, generation, old, now_stamp(ctx), conditions)
 
 
 def object_meta(body: Mapping[str, Any]) -> tuple[str, str, int | None]:
