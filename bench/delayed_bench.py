@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,18 +25,13 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.common import start_worker  # noqa: E402
+from bench.common import on_backends, running_workers  # noqa: E402
 
 
 def one_backend(url: str, calls: int, spread: float, workers: int) -> dict[str, float]:
     from bench import benchtasks
 
-    benchtasks.app.configure(url)
-    procs = [start_worker(url, "thread", 4) for _ in range(workers)]
-    try:
-        deadline = time.time() + 60
-        while len(benchtasks.app.backend.workers()) < workers and time.time() < deadline:
-            time.sleep(0.1)
+    with running_workers(url, workers):
         rnd = random.Random(16)
         # Registered up front, each delayed from its own call; the first are due soonest
         # after the last is registered only if registering is faster than the spread.
@@ -48,12 +41,6 @@ def one_backend(url: str, calls: int, spread: float, workers: int) -> dict[str, 
         ]
         due = [inv.record().not_before for inv in invs]
         started = [inv.result(timeout=spread + 120) for inv in invs]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-        benchtasks.app.close()
     late = sorted(s - d for s, d in zip(started, due, strict=True))
     q = statistics.quantiles(late, n=100)
     return {
@@ -72,23 +59,10 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
-    rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        if args.backend in ("sqlite", "both"):
-            url = f"sqlite:///{tmp}/delayed.db"
-            rows.append(("SQLite", one_backend(url, args.calls, args.spread, args.workers)))
-        if args.backend in ("redis", "both"):
-            if shutil.which("redis-server") is None:
-                sys.exit("needs redis-server: apt-get install -y redis-server")
-            from tests.servers.redis import RedisServer
-
-            server = RedisServer(Path(tmp) / "redis").start()
-            try:
-                rows.append(
-                    ("Redis", one_backend(server.url, args.calls, args.spread, args.workers))
-                )
-            finally:
-                server.stop()
+        rows = on_backends(
+            args.backend, tmp, lambda url: one_backend(url, args.calls, args.spread, args.workers)
+        )
     table = Table(
         title=f"{args.calls:,} delayed calls, countdowns 0.5 to {args.spread:g} s, "
         f"{args.workers} idle worker processes (thread mode, 4 slots)"
