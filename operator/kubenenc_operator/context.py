@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar, cast
 
 from kubenenc.backends import Backend
+from kubenenc.settings import Liveness
 from pydantic import ValidationError
 
 from kubenenc_operator.backends import BackendCache
@@ -57,7 +58,29 @@ class Ctx:
     _reads: dict[tuple[str, Read[Any]], tuple[float, Any]] = field(default_factory=dict)
     _read_locks: dict[tuple[str, Read[Any]], threading.Lock] = field(default_factory=dict)
     _stored: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    _liveness: dict[str, dict[tuple[str, str], Liveness]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- liveness -----------------------------------------------------------------------------
+
+    def note_liveness(self, url: str, pool: tuple[str, str], liveness: Liveness) -> None:
+        """Remember the liveness of WorkerPool ``pool`` (namespace, name) on backend ``url``
+        (its reconcile calls this), for :meth:`liveness_of`."""
+        with self._lock:
+            self._liveness.setdefault(url, {})[pool] = liveness
+
+    def liveness_of(self, url: str) -> Liveness:
+        """The liveness the enforcer applies on backend ``url``: the most lenient of the
+        pools using it (a worker is never thought dead sooner than its own pool says), or
+        the default when no pool was seen on it."""
+        with self._lock:
+            seen = list(self._liveness.get(url, {}).values())
+        if not seen:
+            return Liveness()
+        return Liveness(
+            heartbeat_timeout=max(x.heartbeat_timeout for x in seen),
+            max_lost=max(x.max_lost for x in seen),
+        )
 
     # -- events -------------------------------------------------------------------------------
 

@@ -124,9 +124,9 @@ def _observe_pool(
     try:
         url = ctx.secret_url(namespace, spec.backend.secret_name, spec.backend.key)
         queue = pool_queue(namespace, name, spec)
-        view.load, view.workers = ctx.backends.use(
-            url, lambda b: read_load(b, queue, now, ctx.settings.heartbeat_timeout)
-        )
+        ctx.note_liveness(url, (namespace, name), spec.liveness)
+        timeout = spec.heartbeat_timeout_seconds
+        view.load, view.workers = ctx.backends.use(url, lambda b: read_load(b, queue, now, timeout))
     except Exception as exc:
         view.degraded = f"cannot read the backend: {exc}"
         ctx.metrics.inc("kubenenc_operator_reconcile_errors_total", kind="WorkerPool")
