@@ -1,6 +1,7 @@
 -- lib_resume.lua: resume_paused, for resume.lua and resume_early.lua.
 
--- ARGV[4] worker, ARGV[5] limit, ARGV[6..] ids. Resumes up to ``limit`` of the ids PAUSED on
+-- argv[4] worker, argv[5] limit, argv[6..] ids (the step's ARGV: a library function cannot
+-- see it as a global). Resumes up to ``limit`` of the ids PAUSED on
 -- ``worker`` whose running key has a free slot: those whose targets are all final, or, when
 -- ``early`` (a timed wait ran out), whether or not they are, each target that is not losing
 -- this waiter from its count. The other ids that are PAUSED stay so; the rest are gone.
@@ -20,11 +21,11 @@ local function take_slot(r)
   return true
 end
 
-local function resume_paused(early)
-  local worker, limit = ARGV[4], tonumber(ARGV[5])
+local function resume_paused(argv, early)
+  local worker, limit = argv[4], tonumber(argv[5])
   local resumed, gone = {}, {}
-  for j = 6, #ARGV do
-    local id = ARGV[j]
+  for j = 6, #argv do
+    local id = argv[j]
     local r = load(id)
     if not r or r.s ~= 'PAUSED' or r.w ~= worker then
       gone[#gone+1] = id

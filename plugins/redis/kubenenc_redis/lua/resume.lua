@@ -1,2 +1,2 @@
 -- resume.lua: Coordination.resume (see lib_resume.lua).
-return reply(resume_paused(false))
+return reply(resume_paused(ARGV, false))

@@ -1,3 +1,3 @@
 -- resume_early.lua: ResumeEarly.resume_early, a timed wait inside a task ran out (see
 -- lib_resume.lua).
-return reply(resume_paused(true))
+return reply(resume_paused(ARGV, true))
