@@ -74,7 +74,7 @@ class App:
             max_value_bytes=max_value_bytes or self.settings.max_value_bytes,
         )
         """The backend and serializers, as tasks and handles use them."""
-        self.options = OptionsResolver(self.runtime, self.settings.namespace, self.tasks)
+        self.resolver = OptionsResolver(self.runtime, self.settings.namespace, self.tasks)
         """Stored policies and task options, as tasks use them."""
 
     def __repr__(self) -> str:
@@ -116,7 +116,7 @@ class App:
 
         For programs and tests that import a module-level App and choose the backend later.
         """
-        self.options.clear()
+        self.resolver.clear()
         self.runtime.configure(backend)
 
     def close(self) -> None:
@@ -153,7 +153,7 @@ class App:
 
         def decorate(f: Callable[P, R]) -> Task[P, R]:
             name = getattr(f, "__qualname__", repr(f))
-            task = Task(self.runtime, self.options, f, make_options(name, options))
+            task = Task(self.runtime, self.resolver, f, make_options(name, options))
             existing = self.tasks.get(task.id)
             if existing is not None and existing.func is not f:
                 raise ConfigurationError(f"task {task.id} is already registered on {self.name}")
@@ -189,17 +189,17 @@ class App:
     def named_policy(self, name: str) -> ConcurrencyPolicy:
         """The policy stored in the backend as ``name`` (see
         :meth:`~kubenenc.resolver.OptionsResolver.named_policy`)."""
-        return self.options.named_policy(name)
+        return self.resolver.named_policy(name)
 
     def task_options(self, task: Task[Any, Any]) -> TaskOptions:
         """The options in force for ``task`` now (see
         :meth:`~kubenenc.resolver.OptionsResolver.task_options`)."""
-        return self.options.task_options(task)
+        return self.resolver.task_options(task)
 
     def get_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id`` (see
         :meth:`~kubenenc.resolver.OptionsResolver.get_task`)."""
-        return self.options.get_task(task_id)
+        return self.resolver.get_task(task_id)
 
     def invocation(self, id: str) -> Invocation[Any]:
         """A handle on an existing invocation."""
