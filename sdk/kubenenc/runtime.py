@@ -47,6 +47,8 @@ class Runtime:
         """What the app's queues and keys are named in (see :mod:`kubenenc.scope`)."""
         self._backend_obj = backend
         self._roles: Roles | None = None
+        self._backend_limit: int | None = None
+        self._limit_known = False
         self.backend_url = url
         self.types = types
         self.max_value_bytes = max_value_bytes
@@ -87,6 +89,7 @@ class Runtime:
             if self._backend_obj is not None:
                 self._backend_obj.close()
             self._roles = None
+            self._limit_known = False
             if isinstance(backend, str):
                 self._backend_obj = None
                 self.backend_url = backend
@@ -107,13 +110,17 @@ class Runtime:
         """The largest encoded arguments or result allowed: the task's limit (else the
         app's), lowered to what the backend can store (its optional ``max_value_bytes``)."""
         limit = task_limit or self.max_value_bytes
-        # Read from the class when the backend is not open: reading it must not connect (a
-        # worker's child process checks results with it, and must not open the backend, nor
-        # fail when it is unreachable).
-        kind = self._backend_obj
-        backend_limit = value_limit_of(
-            kind if kind is not None else _backend_class_of(urlsplit(self.backend_url).scheme)
-        )
+        backend_limit = self._backend_limit
+        if not self._limit_known:
+            # Found once (a protocol check is slow, and this runs for every call and every
+            # result), from the class when the backend is not open: reading it must not
+            # connect (a worker's child process checks results with it, and must not open
+            # the backend, nor fail when it is unreachable).
+            kind = self._backend_obj
+            backend_limit = self._backend_limit = value_limit_of(
+                kind if kind is not None else _backend_class_of(urlsplit(self.backend_url).scheme)
+            )
+            self._limit_known = True
         return limit if backend_limit is None else min(limit, backend_limit)
 
     def serializer_for(self, name: str) -> JsonSerializer | PickleSerializer:
