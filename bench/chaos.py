@@ -1,23 +1,39 @@
-"""Chaos runner: the kill -9 scenario of ``tests/chaos`` at a larger scale, one table.
+"""Chaos runner: the scenarios of ``tests/chaos`` at a larger scale, one table.
 
-    python bench/chaos.py [--calls 1000] [--kills 12] [--kill-every 2.0] [--backends sqlite,redis]
+    python bench/chaos.py [--calls 300] [--faults 6] [--every 2.0] [--backends sqlite,redis,mongodb]
+                          [--scenarios kill,stop,stop1,cut,reset,restart]
 
-Real worker processes (process mode, 3 workers x 2 slots) serve a steady load of limited
-calls, calls longer than the heartbeat timeout (2 s here) and fan-outs that pause, while a
-random worker is killed with SIGKILL every ``--kill-every`` seconds and replaced. Redis is a
-private ``redis-server`` on a free loopback port. Prints per backend: calls, faults
-injected, calls whose body ran more than once, calls lost, overlapping bodies of one call,
-running-limit violations, calls left non-final, and the longest time from a kill to the
-hand-back of the last call the killed worker held. Not a test: the suite's
-``tests/chaos`` asserts the zeros.
+Real worker processes (process mode, 3 workers x 2 slots, heartbeat every 0.3 s, timeout
+2 s) serve a steady load of limited calls, calls longer than the heartbeat timeout and
+fan-outs that pause, while a fault strikes every ``--every`` seconds:
+
+- ``kill``: kill -9 of a random busy worker, replaced;
+- ``stop``: SIGSTOP of a busy worker's process group for 3.5 s, then SIGCONT (a zombie);
+  ``stop1``: of the worker process alone (its task processes run on);
+- ``cut`` / ``reset``: the loopback proxy between a busy worker and the backend stops
+  forwarding for 3.5 s (``reset``: and resets its connections), then forwards again
+  (Redis and MongoDB only: SQLite has no network);
+- ``restart``: kill -9 of the server, 0.5 s down, started again on its port with its data
+  (Redis with AOF ``everysec`` and ``always``; FerretDB on SQLite).
+
+Redis is a private ``redis-server`` and MongoDB a private FerretDB, on free loopback ports.
+Prints per scenario and backend: calls, faults injected, calls whose body ran more than
+once, calls lost (ended wrongly or twice), overlapping bodies of one call and running-limit
+violations not explained by a hand-back from a live worker thought dead, calls left
+non-final, the overlaps so explained (zombies) and how long the longest zombie body ran on,
+calls FAILED with WorkerLost, and the longest time to recover (fault to the hand-back of the
+last call the faulted worker held; outage start to the first call finished after it). Not
+a test: ``tests/chaos`` asserts the zeros.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,33 +42,84 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tests.chaos.scenario import Report, run  # noqa: E402
+from tests.chaos.faults import CutNetwork, Fault, KillWorker, RestartServer, StopWorker  # noqa: E402
+from tests.chaos.scenario import HEARTBEAT_TIMEOUT, Report, run  # noqa: E402
+from tests.chaos.test_restarts import Ferret  # noqa: E402
+from tests.servers.mongodb import ferretdb_binary  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
 
+LASTING = HEARTBEAT_TIMEOUT + 1.5
 
-def one(kind: str, tmp: Path, args: argparse.Namespace) -> Report:
-    options = {
-        "calls": args.calls, "max_kills": args.kills, "kill_every": args.kill_every,
-        "waves": max(1, args.calls // 25), "deadline": args.deadline,
-    }  # fmt: skip
+
+@contextlib.contextmanager
+def server(kind: str, tmp: Path, *redis_args: str) -> Iterator[tuple[str, int, Fault]]:
+    """(url, port, a restart fault of it) of a fresh server of ``kind``."""
     if kind == "sqlite":
-        return run(f"sqlite:///{tmp / 'chaos.db'}", tmp / "logs-sqlite", **options)
-    if shutil.which("redis-server") is None:
-        sys.exit("needs redis-server: apt-get install -y redis-server")
-    server = RedisServer(tmp / "redis").start()
-    try:
-        return run(server.url, tmp / "logs-redis", **options)
-    finally:
-        server.stop()
+        yield f"sqlite:///{tmp / 'chaos.db'}", 0, Fault()
+    elif kind == "redis":
+        if shutil.which("redis-server") is None:
+            sys.exit("needs redis-server: apt-get install -y redis-server")
+        redis = RedisServer(tmp / "redis", *redis_args).start()
+        label = f"Redis AOF {redis_args[-1]}" if redis_args else "Redis"
+        try:
+            yield redis.url, redis.port, RestartServer(redis.kill, redis.start, label=label)
+        finally:
+            redis.stop()
+    else:
+        if ferretdb_binary() is None:
+            sys.exit("needs FerretDB: plugins/mongodb/ferretdb/build.sh")
+        ferret = Ferret(tmp / "ferretdb")
+        try:
+            yield (
+                ferret.server.url("chaos"),
+                ferret.server.port,
+                RestartServer(ferret.kill, ferret.start, label="FerretDB"),
+            )
+        finally:
+            ferret.server.stop()
+
+
+def plans(scenarios: list[str], backends: list[str]) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """(scenario, backend, extra redis-server arguments) to run, in table order."""
+    for scenario in scenarios:
+        for kind in backends:
+            if scenario in ("cut", "reset") and kind == "sqlite":
+                continue
+            if scenario == "restart" and kind == "sqlite":
+                continue
+            if scenario == "restart" and kind == "redis":
+                for fsync in ("everysec", "always"):
+                    yield scenario, kind, ("--appendonly", "yes", "--appendfsync", fsync)
+                continue
+            yield scenario, kind, ()
+
+
+def fault_for(scenario: str, port: int, restart: Fault) -> Fault:
+    makers: dict[str, Callable[[], Fault]] = {
+        "kill": KillWorker,
+        "stop": lambda: StopWorker(seconds=LASTING),
+        "stop1": lambda: StopWorker(seconds=LASTING, group=False),
+        "cut": lambda: CutNetwork(seconds=LASTING, target_port=port),
+        "reset": lambda: CutNetwork(seconds=LASTING, reset=True, target_port=port),
+        "restart": lambda: restart,
+    }
+    return makers[scenario]()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--kills", type=int, default=12)
-    parser.add_argument("--kill-every", type=float, default=2.0)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument(
+        "--mongodb-calls",
+        type=int,
+        default=100,
+        help="calls per MongoDB row (FerretDB is slow on a busy machine)",
+    )
+    parser.add_argument("--faults", type=int, default=6)
+    parser.add_argument("--every", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=600.0)
-    parser.add_argument("--backends", default="sqlite,redis")
+    parser.add_argument("--scenarios", default="kill,stop,stop1,cut,reset,restart")
+    parser.add_argument("--backends", default="sqlite,redis,mongodb")
     parser.add_argument(
         "--outages",
         action="store_true",
@@ -65,20 +132,35 @@ def main() -> None:
         backends = [b for b in args.backends.split(",") if b in ("redis", "mongodb")]
         Console(width=200).print(outage_table(args.calls, backends or ["redis", "mongodb"]))
         return
-    table = Table(title=f"kill -9 of random workers: {args.calls:,} calls, 3 workers x 2 slots")
-    for name in ("backend", "calls", "faults", "reruns", "lost", "overlaps", "limit violations",
-                 "stuck", "FAILED WorkerLost", "longest recovery (s)", "run (s)"):  # fmt: skip
+    table = Table(title=f"chaos: 3 workers x 2 slots, heartbeat timeout {HEARTBEAT_TIMEOUT:g} s")
+    for name in ("fault", "backend", "calls", "faults", "reruns", "lost", "overlaps",
+                 "limit violations", "stuck", "zombie overlaps", "zombie run-on (s)",
+                 "FAILED WorkerLost", "FAILED BackendUnavailable", "longest recovery (s)",
+                 "run (s)"):  # fmt: skip
         table.add_column(name, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.backends.split(","):
-            (Path(tmp) / kind).mkdir()
-            r = one(kind, Path(tmp) / kind, args)
-            table.add_row(
-                kind, f"{r.calls:,}", str(r.faults), str(r.reruns), str(r.lost + r.wrong),
-                str(len(r.overlaps)), str(len(r.limit_violations)), str(r.stuck),
-                str(r.failed_worker_lost), f"{r.longest_recovery:.1f}", f"{r.seconds:.0f}",
+        for n, (scenario, kind, redis_args) in enumerate(
+            plans(args.scenarios.split(","), args.backends.split(","))
+        ):
+            where = Path(tmp) / f"{n}-{scenario}-{kind}"
+            where.mkdir()
+            calls = args.mongodb_calls if kind == "mongodb" else args.calls
+            with server(kind, where, *redis_args) as (url, port, restart):
+                fault = fault_for(scenario, port, restart)
+                r: Report = run(
+                    url, where / "logs", fault, calls=calls, max_faults=args.faults,
+                    fault_every=args.every, waves=max(1, calls // 25), deadline=args.deadline,
+                )  # fmt: skip
+            row = (
+                fault.name, kind, f"{r.calls:,}", str(r.faults), str(r.reruns),
+                str(r.lost + r.wrong), str(len(r.overlaps)), str(len(r.limit_violations)),
+                str(r.stuck), str(len(r.zombie_overlaps)), f"{r.zombie_run_on:.2f}",
+                str(r.failed_worker_lost), str(r.failed_unavailable),
+                f"{r.longest_recovery:.1f}", f"{r.seconds:.0f}",
             )  # fmt: skip
-    Console(width=200).print(table)
+            table.add_row(*row)
+            print(" | ".join(row), file=sys.stderr, flush=True)  # a row at a time, as it ends
+    Console(width=220).print(table)
 
 
 if __name__ == "__main__":

@@ -370,11 +370,18 @@ class JsonSerializer:
 
     def dumps(self, value: Any) -> str:
         """Encode ``value`` to compact JSON (keys kept in the caller's order)."""
-        return _compact_strict(_encode(value, "value", self.types))
+        return self.dumps_named(value, "value")
 
     def dumps_named(self, value: Any, where: str) -> str:
         """Like :meth:`dumps`, naming ``where`` (e.g. an argument) in any error."""
-        return _compact_strict(_encode(value, where, self.types))
+        try:
+            return _compact_strict(_encode(value, where, self.types))
+        except SerializationError:
+            raise
+        except (ValueError, RecursionError) as exc:  # an int past 4,300 digits, deep nesting
+            raise SerializationError(
+                f"{where} cannot be encoded as JSON: {_safe_text(exc)}"
+            ) from None
 
     def loads(self, text: str) -> Any:
         """Decode JSON written by :meth:`dumps`; anything else raises SerializationError."""

@@ -352,6 +352,23 @@ class Task(Generic[P, R]):
         """The call's arguments as a JSON tree and as stored text; where a wrong argument
         fails."""
         arguments = self._bind(args, kwargs)
+        try:
+            tree, text = self._encode_bound(arguments, fixed)
+        except SerializationError:
+            raise
+        except (ValueError, RecursionError) as exc:  # an int past 4,300 digits, deep nesting
+            raise SerializationError(
+                f"{self.name}() arguments cannot be encoded as JSON: {str(exc)[:200]}"
+            ) from None
+        if len(text) > fixed.max_bytes:  # ASCII text: characters are bytes
+            raise ValueTooLarge(
+                f"{self.name}() arguments are {len(text):,} bytes encoded, over the limit of "
+                f"{fixed.max_bytes:,} (max_value_bytes); store large data elsewhere and pass a "
+                "reference, or raise the limit per task with @app.task(max_value_bytes=...)"
+            )
+        return tree, text
+
+    def _encode_bound(self, arguments: dict[str, Any], fixed: _Fixed) -> tuple[dict[str, Any], str]:
         tree: dict[str, Any] = {}
         for name, value in arguments.items():
             kind = type(value)
@@ -371,12 +388,6 @@ class Task(Generic[P, R]):
         else:
             flat = flat_json(tree)  # the same text as the encoder's, built faster for scalars
             text = compact_json(tree) if flat is None else flat
-        if len(text) > fixed.max_bytes:  # ASCII text: characters are bytes
-            raise ValueTooLarge(
-                f"{self.name}() arguments are {len(text):,} bytes encoded, over the limit of "
-                f"{fixed.max_bytes:,} (max_value_bytes); store large data elsewhere and pass a "
-                "reference, or raise the limit per task with @app.task(max_value_bytes=...)"
-            )
         return tree, text
 
     def _build_all(

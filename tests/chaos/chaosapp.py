@@ -1,7 +1,12 @@
-"""Tasks of the chaos scenarios. Every body writes a start line and an end line (with its
-invocation id, pid, parent pid, running key and time) to ``$CHAOS_LOG/<pid>.log``, so the
-runner can check afterwards that no two bodies of one call, and no two bodies of one
-running-limit-1 key, overlapped."""
+"""Tasks of the chaos scenarios. Every body writes a start line, a tick line every
+``TICK`` seconds while it works, and an end line (with its invocation id, pid, parent pid,
+running key and time) to ``$CHAOS_LOG/<pid>.log``, so the runner can check afterwards that
+no two bodies of one call, and no two bodies of one running-limit-1 key, overlapped. A body
+killed before its end line (its worker killed, or the worker stopping a call handed back
+elsewhere) was last seen alive at its last tick.
+
+The work is counted in ticks, not in wall time: a body frozen with its worker (SIGSTOP)
+resumes where it was, like real computation, instead of ending at once on waking."""
 
 from __future__ import annotations
 
@@ -35,11 +40,18 @@ def _log(kind: str, key: str) -> None:
         os.close(fd)
 
 
+TICK = 0.05
+"""Seconds of work between two tick lines."""
+
+
 @app.task(concurrency=ConcurrencyPolicy(running_limit=1, key=("key",)))
 def body(i: int, key: str, seconds: float) -> int:
     _log("S", key)
     try:
-        time.sleep(seconds)
+        for _ in range(int(seconds / TICK)):
+            time.sleep(TICK)
+            _log("T", key)
+        time.sleep(seconds % TICK)
     finally:
         _log("E", key)
     return i * 2
@@ -59,3 +71,20 @@ def fan(i: int) -> int:
 def expected(task: str, i: int) -> int:
     """What ``task(i, ...)`` returns."""
     return i * 2 if task == "body" else sum((i * 10 + k) * 2 for k in range(3))
+
+
+@app.task
+def produce(kind: str) -> object:
+    """Returns a result the worker cannot store (the bad-input scenario)."""
+    if kind == "object":
+        return object()
+    if kind == "huge":
+        return "x" * (app.value_limit() + 1)
+    if kind == "bigint":
+        return 10**5000
+    if kind == "deep":
+        deep: list[object] = []
+        for _ in range(100_000):
+            deep = [deep]
+        return deep
+    return kind

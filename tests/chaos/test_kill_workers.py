@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos.faults import KillWorker
 from tests.chaos.scenario import run
 
-BACKENDS = ["sqlite", "redis"]
+BACKENDS = ["sqlite", "redis", "mongodb"]
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -19,10 +20,7 @@ def test_kill_9_of_random_workers_loses_nothing_and_overlaps_nothing(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     url = request.getfixturevalue(f"{kind}_url")
-    report = run(url, tmp_path / "logs", calls=90, workers=3, kill_every=1.5, deadline=150)
+    report = run(url, tmp_path / "logs", KillWorker(), calls=90, fault_every=1.5, deadline=150)
     assert report.faults >= 2
-    assert report.stuck == 0, report
-    assert report.lost == 0, report
-    assert report.wrong == 0, report
-    assert report.overlaps == [], report
-    assert report.limit_violations == [], report
+    report.assert_clean()
+    assert report.zombie_overlaps == [], report

@@ -41,15 +41,6 @@ supported by ``redis+cluster`` yet (registration raises ConfigurationError, see
 :mod:`kubenenc_redis.shards`). Whether a run crosses shards depends on the random ids, so
 the mark is not strict; the list is the known gap, reported, not hidden."""
 
-BATCH_ORDER_ACROSS_SHARDS = (
-    "test_calls_are_registered_when_the_block_exits_in_call_order",
-    "test_reading_a_handle_registers_every_call_made_so_far",
-)
-"""Conformance tests that claim the calls of one ``app.batch()`` in call order: on
-``redis+cluster`` the calls of one batch on different shards get sequences from the same
-registration time, so their claim order across shards is by shard, not by call (the known
-gap; a fix passes each item's batch position down as its sequence floor)."""
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the known gap (:data:`CROSS_SHARD_DEPENDENCIES`) on the rediscluster runs."""
@@ -59,13 +50,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(
                 pytest.mark.xfail(
                     reason="redis+cluster: declared dependencies across shards not supported",
-                    strict=False,
-                )
-            )
-        if "[rediscluster" in item.nodeid and name in BATCH_ORDER_ACROSS_SHARDS:
-            item.add_marker(
-                pytest.mark.xfail(
-                    reason="redis+cluster: one batch's claim order across shards is by shard",
                     strict=False,
                 )
             )

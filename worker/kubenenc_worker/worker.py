@@ -146,6 +146,9 @@ class Worker:
         self.running: dict[InvocationId, _Active] = {}
         self.paused: dict[InvocationId, _Active] = {}
         self.stopping: dict[InvocationId, tuple[Outcome, float]] = {}
+        # Executions of calls this worker no longer holds (handed back, cancelled) that an
+        # abort has not ended yet: none of them may start here again until it has.
+        self.ending: set[InvocationId] = set()
         """Aborted bodies that may still run (a thread cannot be killed), with the outcome
         to write for their call once they have stopped. Each keeps its slot until then."""
         self._outcomes: list[tuple[Outcome, float]] = []
@@ -421,6 +424,9 @@ class Worker:
         now = time.monotonic()
         payloads = []
         for rec in claimed:
+            if self._still_here(rec.id):
+                self._claimed_again(rec.id)
+                continue
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
             payloads.append(
@@ -443,6 +449,28 @@ class Worker:
         if failed:
             self._not_started(failed)
         return True
+
+    def _still_here(self, id: InvocationId) -> bool:
+        return id in self.running or id in self.paused or id in self.stopping or id in self.ending
+
+    def _claimed_again(self, id: InvocationId) -> None:
+        """``id`` was handed back while this worker was thought dead (frozen, cut off, too
+        slow to beat) and this worker claimed it again before it noticed: an old execution
+        of it still runs or waits here. End that one and give the new claim back at once
+        (claimed again later, by any worker). Starting a second execution beside the old
+        one let the old one's end (or the GONE reply to its pause) land on the new claim:
+        the call ended FAILED with InvocationCancelled (found by tests/chaos/test_network)."""
+        log.warning("claimed %s again while an old execution of it was still here; "
+                    "stopping that one and handing the call back", id)  # fmt: skip
+        self.running.pop(id, None)
+        self.paused.pop(id, None)
+        outcome = Outcome(id, OutcomeKind.HANDED_BACK, reason="claimed again while still here")
+        if id in self.stopping:  # the old one is being stopped already: what it was to write
+            self.stopping[id] = (outcome, 0.0)  # belonged to the old claim
+        elif id in self.ending:  # being stopped, nothing of its own to write
+            self._outcomes.append((outcome, 0.0))
+        else:
+            self._abort(id, outcome)
 
     def _not_started(self, failed: Sequence[RunPayload]) -> None:
         """Hand back at once what the executor could not start (it runs nowhere), and claim
@@ -542,14 +570,15 @@ class Worker:
             self.running[pid] = active
             self.executor.reply(pid, reply)
         for pid in gone:
-            self.paused.pop(pid, None)
-            self.executor.reply(pid, GONE)
+            if self.paused.pop(pid, None) is not None:
+                self._end_unheld(pid)
 
     def _on_stopped(self, id: InvocationId) -> None:
         """An aborted body has really ended: its slot is free, and what was decided for its
         call when it was aborted (a timeout's FAILED or RETRY, a drain's hand-back) is
         written now, not before, so that no second body of a limited call can start while
         this one still runs."""
+        self.ending.discard(id)
         pending = self.stopping.pop(id, None)
         if pending is not None:
             self._outcomes.append(pending)
@@ -638,12 +667,21 @@ class Worker:
                 del self.running[id]
                 # The backend freed its slot already (cancel, recovery, fail_overdue): holding
                 # a local one for a thread that runs on would guard nothing. See the README.
-                self.executor.abort(id)
+                self._end_unheld(id)
             elif id in self.paused and not (
                 ours and rec is not None and rec.status is Status.PAUSED
             ):
                 del self.paused[id]
-                self.executor.reply(id, GONE)
+                self._end_unheld(id)
+
+    def _end_unheld(self, id: InvocationId) -> None:
+        """Abort the execution of a call this worker no longer holds. Aborted, not told GONE:
+        an execution that ends by itself reports its end (Done), which a claim of the same
+        call again here, before that end is read, would take for its own (the call FAILED
+        with InvocationCancelled: found by tests/chaos/test_network.py). An aborted one
+        reports nothing (a killed child's last words are dropped) or only Stopped."""
+        if not self.executor.abort(id):
+            self.ending.add(id)
 
     def _release_unheld(self) -> None:
         """Give back what the backend says this worker holds but it does not (a finish or a

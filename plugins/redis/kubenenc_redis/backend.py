@@ -169,8 +169,12 @@ class RedisBackend(RedisBrowse):
 
     # -- Queue -----------------------------------------------------------------------------
 
-    def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
-        """See :meth:`kubenenc.backends.contract.Queue.register`.
+    def register(
+        self, new: Sequence[NewInvocation], now: float, *, floors: Sequence[int] | None = None
+    ) -> list[RegisterResult]:
+        """See :meth:`kubenenc.backends.contract.Queue.register`. ``floors`` (one per item,
+        for :mod:`kubenenc_redis.shards`): the least sequence number each item may get, so
+        one batch spread over shards keeps its call order across them.
 
         ``REGISTER_CHUNK`` invocations per script call; more are pipelined on one
         connection, each call encoded while the server runs the one before. Speed: the
@@ -181,7 +185,11 @@ class RedisBackend(RedisBrowse):
         if not new:
             return []
         calls = (
-            self._register_argv(new[start : start + REGISTER_CHUNK], now)
+            self._register_argv(
+                new[start : start + REGISTER_CHUNK],
+                now,
+                None if floors is None else floors[start : start + REGISTER_CHUNK],
+            )
             for start in range(0, len(new), REGISTER_CHUNK)
         )
         out: list[RegisterResult] = []
@@ -225,8 +233,10 @@ class RedisBackend(RedisBrowse):
 
         return Caller.unwrap("register", self._caller.retrying("register", send))[0]
 
-    def _register_argv(self, new: Sequence[NewInvocation], now: float) -> list[str | int]:
-        items, static = register_texts(new, now)
+    def _register_argv(
+        self, new: Sequence[NewInvocation], now: float, floors: Sequence[int] | None = None
+    ) -> list[str | int]:
+        items, static = register_texts(new, now, floors)
         return self._caller.argv(now, items, *static)
 
     def _registered(self, reply: Any) -> list[RegisterResult]:

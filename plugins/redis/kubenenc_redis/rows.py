@@ -50,10 +50,12 @@ def _due(not_before: float) -> str:
     return "0" if not_before <= 0 else repr(float(not_before))
 
 
-def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[str]]:
+def register_texts(
+    new: Sequence[NewInvocation], now: float, floors: Sequence[int] | None = None
+) -> tuple[str, list[str]]:
     """The register script's arguments for ``new``: the JSON list of the fields the script
     reads, and per invocation the JSON of the fields fixed at registration (stored as the
-    record's ``d`` field).
+    record's ``d`` field). ``floors``: each item's least sequence number (a 17th field).
 
     Speed: one format string per invocation instead of an encoder call per item (the
     encoder's set-up cost more than encoding these short fields); the same text
@@ -62,7 +64,8 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
     created = compact_json(float(now))
     items: list[str] = []
     static: list[str] = []
-    for n in new:
+    for k, n in enumerate(new):
+        floor = "" if floors is None else f',"{floors[k]}"'
         deps = compact_json(list(n.depends_on)) if n.depends_on else "[]"
         id, pool, app, call = _q(n.id), _q(n.pool), _q(n.app), _q(n.call_key)
         display = _q(n.display)
@@ -72,7 +75,7 @@ def register_texts(new: Sequence[NewInvocation], now: float) -> tuple[str, list[
             f"[{id},{_q(n.registration_key or '')},{_q(n.registration)},{pool},"
             f"{_q(str(n.priority))},{app},{_q(n.running_key or '')},{_q(limit)},{call},"
             f"{display},{_q(n.parent or '')},{deps},{_q(_due(n.not_before))},"
-            f"{_q(n.rate_key or '')},{_q(n.rate or '')},{_q(n.callbacks or '')}]"
+            f"{_q(n.rate_key or '')},{_q(n.rate or '')},{_q(n.callbacks or '')}{floor}]"
         )
         static.append(
             f'{{"id":{id},"app":{app},"task":{_q(n.task)},"args":{_q(n.args)},'

@@ -270,10 +270,12 @@ class ShardedBackend:
         for k, home in enumerate(homes):
             groups.setdefault(home, []).append(k)
         out: list[RegisterResult | None] = [None] * len(new)
+        base = seq_floor(now)
         for home, positions in groups.items():
-            if len(self.shards) > 1:
-                self.shards[home]._caller.run("shard_seq", now, seq_floor(now))
-            results = self.shards[home].register([new[k] for k in positions], now)
+            # Each item's floor is the registration time plus its place in the batch, so
+            # the batch keeps its call order across shards (in one step with the register).
+            floors = [base + k for k in positions] if len(self.shards) > 1 else None
+            results = self.shards[home].register([new[k] for k in positions], now, floors=floors)
             for k, res in zip(positions, results, strict=True):
                 out[k] = res
                 self._remember(res.id, home)
@@ -836,7 +838,8 @@ def seq_floor(now: float) -> int:
     """The least sequence number a registration at ``now`` gets on any shard: the time in
     units of 10 µs (fits the 15 digits of a queue member until the year 2286). So
     sequences, and with them claim order (older first) and the id indexes, compare
-    across shards as registration times do (ties within 10 µs by shard order)."""
+    across shards as registration times do; a batch's items add their place in the batch
+    (:meth:`ShardedBackend.register`), so one batch keeps its call order across shards."""
     return int(now * 100_000)
 
 

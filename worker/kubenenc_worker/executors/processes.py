@@ -211,14 +211,19 @@ class ProcessExecutor(Executor):
                 targets, timeout = body
                 self.events.put(WaitRequest(current, tuple(targets), timeout))
             elif kind == "done":
+                # An end read after its run was aborted (the child killed just after it
+                # sent it) is stale: that call may run again here already.
+                stale = current != body.id
                 with self._lock:
                     child.current = None
-                    self._busy.pop(body.id, None)
-                    keep = not self._closing
+                    if not stale:
+                        self._busy.pop(body.id, None)
+                    keep = not stale and not self._closing
                     if keep:
                         child.idle_since = time.monotonic()
                         self._idle.append(child)
-                self.events.put(Done(body))
+                if not stale:
+                    self.events.put(Done(body))
                 if not keep:
                     self._stop_child(child)
         with self._lock:

@@ -18,7 +18,8 @@ local function register_items(items, argv, base)
   local out = {}
   local IX, IXA, Q, DL = {}, {}, {}, {}
   local n = #items
-  local seq = redis.call('INCRBY', K_SEQ, n) - n
+  local top = redis.call('INCRBY', K_SEQ, n)
+  local seq = top - n
   for k = 1, n do
     local it = items[k]
     local id, gk, policy, pool, pr, app = it[1], it[2], it[3], it[4], it[5], it[6]
@@ -44,6 +45,10 @@ local function register_items(items, argv, base)
     end
     if not done then
       seq = seq + 1
+      -- A 17th field (a batch spread over shards, kubenenc_redis.shards): the least
+      -- sequence number this item may get, so call order holds across the shards.
+      local floor = it[17] and tonumber(it[17])
+      if floor and floor > seq then seq = floor end
       local sq = string.format('%015d', seq)
       local r = {id = id, key = k_inv(id), s = 'REGISTERED', w = '', a = app, p = pool, pr = pr,
                  rk = rk, rl = rl, gk = gk, ck = ck, dp = dp, pa = pa, wt = '0', nb = nb, sq = sq,
@@ -115,6 +120,7 @@ local function register_items(items, argv, base)
       out[#out+1] = {'created', id}
     end
   end
+  if seq > top then redis.call('SET', K_SEQ, string.format('%d', seq)) end  -- floors passed it
   for _, t in ipairs({IX, IXA, Q, DL}) do
     for key, list in pairs(t) do
       for j = 1, #list, 1000 do

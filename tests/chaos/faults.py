@@ -1,0 +1,188 @@
+"""The faults a chaos scenario injects (see :mod:`tests.chaos.scenario`).
+
+Each fault is called every ``fault_every`` seconds with the running scenario and records
+what it did in it: ``kills`` (worker pid -> time), ``windows`` (worker pid -> when it was
+frozen or cut off), ``outages`` (when the backend's server was down). Faults that last take
+their end on a timer thread, so the scenario keeps submitting calls meanwhile; ``close``
+ends whatever is still in force.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tests.chaos.proxy import Proxy, via
+
+if TYPE_CHECKING:
+    from tests.chaos.scenario import Chaos
+
+
+class Fault:
+    """One kind of fault. ``name`` is its row in the bench's table."""
+
+    name = "none"
+
+    def worker_url(self, url: str, n: int) -> str:
+        """The backend URL worker number ``n`` is given (a fault may route it)."""
+        return url
+
+    def inject(self, chaos: Chaos) -> bool:
+        """Strike once now; False when it could not (the previous one still in force)."""
+        return False
+
+    def close(self, chaos: Chaos) -> None:
+        """End anything still in force (called once the calls are all in, and again at
+        teardown: must be idempotent)."""
+
+    def cleanup(self) -> None:
+        """Release what the fault holds (called after every worker is gone)."""
+
+
+class KillWorker(Fault):
+    """kill -9 of a busy worker process; a new worker replaces it."""
+
+    name = "kill -9 worker"
+
+    def inject(self, chaos: Chaos) -> bool:
+        victim = chaos.busy_victim()
+        chaos.procs.remove(victim)
+        chaos.kills[victim.pid] = time.time()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        chaos.spawn()
+        return True
+
+
+@dataclass
+class _Lasting(Fault):
+    """A fault on one worker that lasts ``seconds`` and is then undone (one at a time)."""
+
+    seconds: float = 3.5
+    _pending: list[tuple[int, threading.Timer]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def end(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def inject(self, chaos: Chaos) -> bool:
+        with self._lock:
+            if self._pending:
+                return False
+            pid = chaos.busy_victim().pid
+            began = time.time()
+            self.start(pid)
+            timer = threading.Timer(self.seconds, self._finish, (chaos, pid, began))
+            self._pending.append((pid, timer))
+            timer.start()
+            return True
+
+    def _finish(self, chaos: Chaos, pid: int, began: float) -> None:
+        with self._lock:
+            if not self._pending or self._pending[0][0] != pid:
+                return
+            self._pending.clear()
+            self.end(pid)
+            chaos.windows.setdefault(pid, []).append((began, time.time()))
+
+    def close(self, chaos: Chaos) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        for pid, timer in pending:
+            timer.cancel()
+        for pid, timer in pending:
+            self._finish(chaos, pid, time.time() - self.seconds)
+
+
+@dataclass
+class StopWorker(_Lasting):
+    """SIGSTOP of a busy worker's whole process group (worker, forkserver, task processes:
+    a frozen VM or container) for ``seconds``, then SIGCONT: a zombie that wakes after its
+    calls were handed back. With ``group=False`` only the worker process stops (a worker
+    stuck while its task processes run on)."""
+
+    group: bool = True
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        what = "worker + task processes" if self.group else "worker process only"
+        return f"SIGSTOP {what} {self.seconds:g} s"
+
+    def start(self, pid: int) -> None:
+        (os.killpg if self.group else os.kill)(pid, signal.SIGSTOP)
+
+    def end(self, pid: int) -> None:
+        (os.killpg if self.group else os.kill)(pid, signal.SIGCONT)
+
+
+@dataclass
+class CutNetwork(_Lasting):
+    """Every worker talks to the backend through its own :class:`Proxy`; a busy worker's
+    proxy stops forwarding for ``seconds`` (with ``reset``, resets its connections too),
+    then forwards again. The worker and its task processes keep running meanwhile."""
+
+    reset: bool = False
+    target_port: int = 0
+    proxies: dict[int, Proxy] = field(default_factory=dict)
+    """Worker number -> its proxy."""
+    _chaos: Chaos | None = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"network cut {self.seconds:g} s" + (" + reset" if self.reset else "")
+
+    def worker_url(self, url: str, n: int) -> str:
+        proxy = Proxy(self.target_port).start()
+        self.proxies[n] = proxy
+        return via(url, proxy.port)
+
+    def _proxy(self, pid: int) -> Proxy:
+        assert self._chaos is not None
+        n = next(n for n, proc in enumerate(self._chaos.every) if proc.pid == pid)
+        return self.proxies[n]
+
+    def inject(self, chaos: Chaos) -> bool:
+        self._chaos = chaos
+        return super().inject(chaos)
+
+    def start(self, pid: int) -> None:
+        self._proxy(pid).cut(reset=self.reset)
+
+    def end(self, pid: int) -> None:
+        self._proxy(pid).restore()
+
+    def cleanup(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.stop()
+        self.proxies.clear()
+
+
+@dataclass
+class RestartServer(Fault):
+    """kill -9 of the backend's server, down for ``down`` seconds, then started again on the
+    same port with the same data (what it kept on disk)."""
+
+    kill: Callable[[], None] = lambda: None
+    start: Callable[[], None] = lambda: None
+    down: float = 0.5
+    label: str = "server"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"restart {self.label}"
+
+    def inject(self, chaos: Chaos) -> bool:
+        began = time.time()
+        self.kill()
+        time.sleep(self.down)
+        self.start()
+        chaos.outages.append((began, time.time()))
+        return True
