@@ -5,24 +5,76 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[bytes]:
     """One ``kubenenc worker`` process serving ``bench.benchtasks:app`` on ``url``."""
-    env = {**os.environ, "KUBENENC_BACKEND": url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "KUBENENC_BACKEND": url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "kubenenc_worker", "worker", "--app", "bench.benchtasks:app",
          "--mode", mode, "--concurrency", str(concurrency)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+@contextmanager
+def running_workers(
+    url: str, count: int, mode: str = "thread", concurrency: int = 4
+) -> Iterator[None]:
+    """``count`` worker processes serving ``bench.benchtasks:app`` on ``url`` (the app
+    pointed there too), all heartbeating (or 60 s passed) before the body runs; stopped and
+    the app closed after it."""
+    from bench import benchtasks
+
+    benchtasks.app.configure(url)
+    procs = [start_worker(url, mode, concurrency) for _ in range(count)]
+    try:
+        deadline = time.time() + 60
+        while len(benchtasks.app.backend.workers()) < count and time.time() < deadline:
+            time.sleep(0.1)
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+        benchtasks.app.close()
+
+
+def on_backends(which: str, tmp: str, run: Callable[[str], T]) -> list[tuple[str, T]]:
+    """``run(url)`` on a SQLite file in ``tmp`` and/or a private Redis server (``which``:
+    ``sqlite``, ``redis`` or ``both``), as ``(backend name, result)`` rows."""
+    rows: list[tuple[str, T]] = []
+    if which in ("sqlite", "both"):
+        rows.append(("SQLite", run(f"sqlite:///{tmp}/bench.db")))
+    if which in ("redis", "both"):
+        if shutil.which("redis-server") is None:
+            sys.exit("needs redis-server: apt-get install -y redis-server")
+        from tests.servers.redis import RedisServer
+
+        server = RedisServer(Path(tmp) / "redis").start()
+        try:
+            rows.append(("Redis", run(server.url)))
+        finally:
+            server.stop()
+    return rows
 
 
 def cpu_seconds(pid: int) -> float:

@@ -14,7 +14,6 @@ Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.common import start_worker  # noqa: E402
+from bench.common import on_backends, running_workers  # noqa: E402
 
 
 def most_in_one_window(starts: list[float], window: float = 1.0) -> int:
@@ -45,12 +44,7 @@ def one_backend(url: str, calls: int, workers: int) -> dict[str, float]:
 
     from bench import benchtasks
 
-    benchtasks.app.configure(url)
-    procs = [start_worker(url, "thread", 4) for _ in range(workers)]
-    try:
-        deadline = time.time() + 60
-        while len(benchtasks.app.backend.workers()) < workers and time.time() < deadline:
-            time.sleep(0.1)
+    with running_workers(url, workers):
         hot = benchtasks.rated.parallelize([("hot", i) for i in range(calls)])
         cold_waits = []
         for i in range(40):
@@ -59,12 +53,6 @@ def one_backend(url: str, calls: int, workers: int) -> dict[str, float]:
             cold_waits.append(time.time() - sent)
         hot.results(timeout=calls / 20 + 120)
         starts = [t.at for inv in hot for t in inv.record().history if t.status is Status.RUNNING]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-        benchtasks.app.close()
     starts.sort()
     return {
         "rate": (len(starts) - 1) / (starts[-1] - starts[0]),
@@ -80,21 +68,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
-    rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        if args.backend in ("sqlite", "both"):
-            url = f"sqlite:///{tmp}/rate.db"
-            rows.append(("SQLite", one_backend(url, args.calls, args.workers)))
-        if args.backend in ("redis", "both"):
-            if shutil.which("redis-server") is None:
-                sys.exit("needs redis-server: apt-get install -y redis-server")
-            from tests.servers.redis import RedisServer
-
-            server = RedisServer(Path(tmp) / "redis").start()
-            try:
-                rows.append(("Redis", one_backend(server.url, args.calls, args.workers)))
-            finally:
-                server.stop()
+        rows = on_backends(
+            args.backend, tmp, lambda url: one_backend(url, args.calls, args.workers)
+        )
     table = Table(
         title=f"{args.calls:,} calls of one key at rate=20/s, {args.workers} worker processes "
         "(thread mode, 4 slots); 40 calls of other keys meanwhile, one at a time"

@@ -52,9 +52,10 @@ from kubenenc.records import Outcome, OutcomeKind
 from kubenenc_redis import RedisBackend
 
 backend = RedisBackend.from_url(sys.argv[1])
+queue = sys.argv[2]
 while True:
-    backend.wait_for_work("default", 1.0)
-    recs = backend.claim("default", "bare:1:w", 16, time.time())
+    backend.wait_for_work(queue, 1.0)
+    recs = backend.claim(queue, "bare:1:w", 16, time.time())
     if recs:
         done = [Outcome(r.id, OutcomeKind.SUCCESS, "0") for r in recs]
         backend.finish(done, "bare:1:w", time.time())
@@ -68,8 +69,12 @@ def bare_latency(server: RedisServer, calls: int) -> tuple[float, float]:
 
     url = f"{server.url}?prefix=bare{uuid.uuid4().hex[:8]}"
     benchtasks.app.configure(url)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", BARE_WORKER, url], env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    queue = benchtasks.app.queue("default")
+    proc = subprocess.Popen([sys.executable, "-c", BARE_WORKER, url, queue], env=env)
     try:
         benchtasks.noop(0).result(timeout=30)
         samples = []

@@ -50,7 +50,7 @@ flock 8
 
 # -- inputs and their stamps --------------------------------------------------------------------
 src_stamp="$(cd "$ROOT" && { cat docker/Dockerfile pyproject.toml README.md
-  find sdk worker operator plugins dashboard -type f ! -path '*/__pycache__/*' ! -path '*/.*' \
+  find sdk worker operator plugins dashboard cli -type f ! -path '*/__pycache__/*' ! -path '*/.*' \
     ! -name '*.pyc' ! -path '*.egg-info/*' | sort | xargs cat; } | stamp_of)"
 shop_stamp="$(cd "$ROOT/examples/shop" && { cat Dockerfile; find shop -type f -name '*.py' | sort | xargs cat; } | stamp_of)"
 base_stamp="$(echo "$SUITE $BASE_PACKAGES v1" | stamp_of)"
@@ -176,7 +176,7 @@ args=(--build-arg PYTHON_IMAGE=kubenenc-base:bookworm --build-arg BUILD_IMAGE=ku
 # The context holds only what docker/Dockerfile.dockerignore lets in.
 context() {
   tar -C "$ROOT" -c --exclude=__pycache__ --exclude='*.pyc' --exclude='.*_cache' \
-    --exclude='*.egg-info' pyproject.toml README.md sdk worker operator plugins dashboard docker/Dockerfile
+    --exclude='*.egg-info' pyproject.toml README.md sdk worker operator plugins dashboard cli docker/Dockerfile
 }
 for target in operator worker; do
   context | nice docker build -q -f docker/Dockerfile "${args[@]}" --target "$target" \

@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from kubenenc.backends import Backend
+from kubenenc.settings import Liveness
 from pydantic import ValidationError
 
 from kubenenc_operator.backends import BackendCache
@@ -57,7 +58,29 @@ class Ctx:
     _reads: dict[tuple[str, Read[Any]], tuple[float, Any]] = field(default_factory=dict)
     _read_locks: dict[tuple[str, Read[Any]], threading.Lock] = field(default_factory=dict)
     _stored: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    _liveness: dict[str, dict[tuple[str, str], Liveness]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- liveness -----------------------------------------------------------------------------
+
+    def note_liveness(self, url: str, pool: tuple[str, str], liveness: Liveness) -> None:
+        """Remember the liveness of WorkerPool ``pool`` (namespace, name) on backend ``url``
+        (its reconcile calls this), for :meth:`liveness_of`."""
+        with self._lock:
+            self._liveness.setdefault(url, {})[pool] = liveness
+
+    def liveness_of(self, url: str) -> Liveness:
+        """The liveness the enforcer applies on backend ``url``: the most lenient of the
+        pools using it (a worker is never thought dead sooner than its own pool says), or
+        the default when no pool was seen on it."""
+        with self._lock:
+            seen = list(self._liveness.get(url, {}).values())
+        if not seen:
+            return Liveness()
+        return Liveness(
+            heartbeat_timeout=max(x.heartbeat_timeout for x in seen),
+            max_lost=max(x.max_lost for x in seen),
+        )
 
     # -- events -------------------------------------------------------------------------------
 
@@ -213,6 +236,30 @@ def invalid_spec(
         conditions, "Ready", "False", "InvalidSpec", str(exc), generation, stamp
     )
     return {"observedGeneration": generation, "conditions": conditions}
+
+
+class Begun(NamedTuple):
+    """What every reconciler starts from (see :func:`begin`)."""
+
+    name: str
+    namespace: str
+    generation: int | None
+    old: dict[str, Any]
+    """The status as it stands."""
+    stamp: str
+    """Now, for the conditions this pass sets."""
+    conditions: list[dict[str, Any]]
+    """The status's conditions, to be updated."""
+
+
+def begin(ctx: Ctx, body: Mapping[str, Any], kind: str) -> Begun:
+    """Start reconciling ``body`` of ``kind``: its identity, its status as it stands, the
+    time; the pass is counted."""
+    name, namespace, generation = object_meta(body)
+    old = dict(body.get("status") or {})
+    ctx.metrics.inc("kubenenc_operator_reconciles_total", kind=kind)
+    conditions = list(old.get("conditions") or [])
+    return Begun(name, namespace, generation, old, now_stamp(ctx), conditions)
 
 
 def object_meta(body: Mapping[str, Any]) -> tuple[str, str, int | None]:

@@ -18,6 +18,7 @@ from kubenenc.backends.contract import Overdue
 from kubenenc.backends.engine import error_path
 from kubenenc.errors import TaskTimeout
 from kubenenc.ids import InvocationId
+from kubenenc.settings import Liveness
 from kubenenc.status import Status
 
 from kubenenc_operator.context import Ctx
@@ -71,10 +72,11 @@ def sweep(ctx: Ctx, urls: Iterable[str], *, overdue: bool = True) -> int:
     """
     total = 0
     for url in urls:
+        live = ctx.liveness_of(url)  # what the pools on it give their workers
 
-        def one(b: Backend) -> int:
+        def one(b: Backend, live: Liveness = live) -> int:
             now = ctx.clock()
-            moved = b.recover(now, ctx.settings.heartbeat_timeout, ctx.settings.max_lost)
+            moved = b.recover(now, live.heartbeat_timeout, live.max_lost)
             ctx.metrics.inc("kubenenc_operator_recovered_total", len(moved))
             if not overdue:
                 return len(moved)

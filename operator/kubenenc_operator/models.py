@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from kubenenc import ConcurrencyPolicy
+from kubenenc.settings import HEARTBEAT_TIMEOUT, MAX_LOST, HeartbeatTimeout, Liveness, MaxLost
 from pydantic import ConfigDict, Field
 
 from kubenenc_operator.podtemplate import EnvVar, PodTemplate, Resources
@@ -180,6 +181,15 @@ class WorkerPoolSpec(_Model):
     drain_grace_seconds: int = Field(
         default=25, ge=0, le=3600, description="On SIGTERM, seconds a worker finishes work."
     )
+    heartbeat_timeout_seconds: HeartbeatTimeout = HEARTBEAT_TIMEOUT
+    max_lost: MaxLost = MAX_LOST
+
+    @property
+    def liveness(self) -> Liveness:
+        """The pool's :class:`~kubenenc.settings.Liveness`: its pods get it, and the
+        operator's scaler and enforcer use it for them."""
+        return Liveness(heartbeat_timeout=self.heartbeat_timeout_seconds, max_lost=self.max_lost)
+
     http_port: int = Field(default=8080, ge=1, le=65535, description="Health and metrics port.")
     resources: Resources | None = Field(
         default=None, description="Worker container resources (or template.resources)."

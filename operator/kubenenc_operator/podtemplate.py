@@ -33,6 +33,8 @@ RESERVED_ENV = (
     "KUBENENC_APP_NAME",
     "KUBENENC_WORKER__DRAIN_GRACE",
     "KUBENENC_WORKER__HTTP_HOST",
+    "KUBENENC_WORKER__HEARTBEAT_TIMEOUT",
+    "KUBENENC_WORKER__MAX_LOST",
 )
 """Variables the operator sets on the worker; a pool cannot override them."""
 RESERVED_VOLUME = "tmp"

@@ -16,13 +16,7 @@ from kubenenc.concurrency import ConcurrencyPolicy
 from kubenenc.task_defaults import scoped_name
 from pydantic import ValidationError
 
-from kubenenc_operator.context import (
-    Ctx,
-    ReconcileError,
-    invalid_spec,
-    now_stamp,
-    object_meta,
-)
+from kubenenc_operator.context import Ctx, ReconcileError, begin, invalid_spec, object_meta
 from kubenenc_operator.kube import custom_path
 from kubenenc_operator.resources import set_condition
 
@@ -47,19 +41,12 @@ def namespace_backend_urls(ctx: Ctx, namespace: str) -> tuple[list[str], list[st
 def reconcile_policy(ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
     """Write the policy into every backend of its namespace, as ``<namespace>/<name>`` (see
     :mod:`kubenenc.task_defaults`); return the status."""
-    name, namespace, generation = object_meta(body)
-    old = dict(body.get("status") or {})
-    stamp = now_stamp(ctx)
-    ctx.metrics.inc("kubenenc_operator_reconciles_total", kind="ConcurrencyPolicy")
-    conditions: list[dict[str, Any]] = list(old.get("conditions") or [])
+    name, namespace, generation, _, stamp, conditions = begin(ctx, body, "ConcurrencyPolicy")
     try:
         policy = ConcurrencyPolicy.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         return {**invalid_spec(exc, conditions, generation, stamp), "backends": 0}
-    # Fields added later (rate, burst) are left out while unset, so workers of an older
-    # version, whose model forbids unknown fields, still read a policy that does not use them.
-    unset = {f for f in ("rate", "burst") if getattr(policy, f) is None}
-    text = policy.model_dump_json(exclude=unset)
+    text = policy.model_dump_json()
     urls, problems = namespace_backend_urls(ctx, namespace)
     written = 0
     for url in urls:

@@ -25,7 +25,7 @@ from kubenenc.scope import queue_name, scope
 from kubenenc.status import Status
 from pydantic import ValidationError
 
-from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
+from kubenenc_operator.context import Ctx, begin, invalid_spec
 from kubenenc_operator.kube import KubeError, deployment_path, pods_path
 from kubenenc_operator.models import SCALING_HISTORY, WorkerPoolSpec
 from kubenenc_operator.resources import (
@@ -124,9 +124,9 @@ def _observe_pool(
     try:
         url = ctx.secret_url(namespace, spec.backend.secret_name, spec.backend.key)
         queue = pool_queue(namespace, name, spec)
-        view.load, view.workers = ctx.backends.use(
-            url, lambda b: read_load(b, queue, now, ctx.settings.heartbeat_timeout)
-        )
+        ctx.note_liveness(url, (namespace, name), spec.liveness)
+        timeout = spec.heartbeat_timeout_seconds
+        view.load, view.workers = ctx.backends.use(url, lambda b: read_load(b, queue, now, timeout))
     except Exception as exc:
         view.degraded = f"cannot read the backend: {exc}"
         ctx.metrics.inc("kubenenc_operator_reconcile_errors_total", kind="WorkerPool")
@@ -213,11 +213,7 @@ def reconcile_pool(ctx: Ctx, body: Mapping[str, Any], *, scale: bool = True) -> 
     Without ``scale`` (a replica that does not lead) the backend is not read and the
     replica count already running is kept.
     """
-    name, namespace, generation = object_meta(body)
-    old = dict(body.get("status") or {})
-    conditions: list[dict[str, Any]] = list(old.get("conditions") or [])
-    stamp = now_stamp(ctx)
-    ctx.metrics.inc("kubenenc_operator_reconciles_total", kind="WorkerPool")
+    name, namespace, generation, old, stamp, conditions = begin(ctx, body, "WorkerPool")
     try:
         spec = WorkerPoolSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:

@@ -122,6 +122,12 @@ def pod_template(pool: str, spec: WorkerPoolSpec) -> dict[str, Any]:
         # backlog of the queue named by it (kubenenc.scope).
         {"name": "KUBENENC_APP_NAME", "value": spec.app_name},
         {"name": "KUBENENC_WORKER__DRAIN_GRACE", "value": str(spec.drain_grace_seconds)},
+        # When a worker is dead: the pool's setting, the one the operator uses for it too.
+        {
+            "name": "KUBENENC_WORKER__HEARTBEAT_TIMEOUT",
+            "value": repr(spec.heartbeat_timeout_seconds),
+        },
+        {"name": "KUBENENC_WORKER__MAX_LOST", "value": str(spec.max_lost)},
         # Health and metrics on the pod's own address (probes and scrapes reach it there),
         # not on every interface.
         {

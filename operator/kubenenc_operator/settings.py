@@ -40,10 +40,6 @@ class OperatorSettings(BaseSettings):
     enforce_interval: float = Field(
         default=2.0, gt=0, description="Seconds between enforcer sweeps of each backend."
     )
-    heartbeat_timeout: float = Field(
-        default=5.0, gt=0, description="A worker silent this long is dead (enforcer)."
-    )
-    max_lost: int = Field(default=3, ge=0, description="Hand-backs before WorkerLost.")
     timeout_grace: float = Field(
         default=30.0,
         ge=0,

@@ -36,7 +36,7 @@ from kubenenc.status import Status
 from kubenenc.task_defaults import TASK_PREFIX, TaskDefaults, scoped_name, task_defaults_name
 from pydantic import ValidationError
 
-from kubenenc_operator.context import Ctx, invalid_spec, now_stamp, object_meta
+from kubenenc_operator.context import Ctx, begin, invalid_spec, object_meta
 from kubenenc_operator.graph import describe_cycle, find_cycles
 from kubenenc_operator.kube import KubeError, custom_path
 from kubenenc_operator.models import TaskDefinitionSpec
@@ -277,11 +277,7 @@ def reconcile_taskdef(
 ) -> dict[str, Any]:
     """Check references and loops, store the options in the backend (while Ready; the name
     is added to ``stored[url]``), read counts from the backend, run the schedule."""
-    name, namespace, generation = object_meta(body)
-    old = dict(body.get("status") or {})
-    stamp = now_stamp(ctx)
-    ctx.metrics.inc("kubenenc_operator_reconciles_total", kind="TaskDefinition")
-    conditions: list[dict[str, Any]] = list(old.get("conditions") or [])
+    name, namespace, generation, _, stamp, conditions = begin(ctx, body, "TaskDefinition")
     try:
         spec = TaskDefinitionSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:

@@ -41,7 +41,7 @@ from kubenenc.invocation import Invocation
 from kubenenc.records import InvocationRecord, NewInvocation
 
 if TYPE_CHECKING:
-    from kubenenc.app import App
+    from kubenenc.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -53,23 +53,24 @@ _current: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
 )
 
 
-def open_for(app: App) -> Batch | None:
-    """The batch open for ``app`` in this thread (or asyncio task), if any."""
+def open_for(runtime: Runtime) -> Batch | None:
+    """The batch open for the app of ``runtime`` in this thread (or asyncio task), if any."""
     batch = _current.get()
-    return batch if batch is not None and batch.app is app else None
+    return batch if batch is not None and batch.runtime is runtime else None
 
 
 class Batch:
-    """The calls of one ``with app.batch():`` block still to be registered."""
+    """The calls of one ``with app.batch():`` block still to be registered (held by the
+    app's :class:`~kubenenc.runtime.Runtime`, as tasks and handles are, not by the App)."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self._pending: list[NewInvocation] = []
         self._lock = threading.Lock()
         self._token: contextvars.Token[Batch | None] | None = None
 
     def __enter__(self) -> Batch:
-        outer = open_for(self.app)
+        outer = open_for(self.runtime)
         if outer is not None:
             return outer  # joins the open one: that one's exit registers everything
         self._token = _current.set(self)
@@ -100,14 +101,14 @@ class Batch:
             full = len(self._pending) >= MAX_PENDING
         if full:
             self.flush()
-        return PendingInvocation(self.app, new.id, self)
+        return PendingInvocation(self.runtime, new.id, self)
 
     def flush(self) -> None:
         """Register every pending call now, in call order, in one backend step."""
         with self._lock:
             pending, self._pending = self._pending, []
             if pending:
-                self.app.backend.register(pending, time.time())
+                self.runtime.backend.register(pending, time.time())
 
 
 class PendingInvocation(Invocation[T]):
@@ -115,8 +116,8 @@ class PendingInvocation(Invocation[T]):
 
     __slots__ = ("_batch",)
 
-    def __init__(self, app: App, id: InvocationId, batch: Batch) -> None:
-        super().__init__(app, id)
+    def __init__(self, runtime: Runtime, id: InvocationId, batch: Batch) -> None:
+        super().__init__(runtime, id)
         self._batch = batch
 
     def record(self) -> InvocationRecord:

@@ -28,7 +28,8 @@ from kubenenc.ids import InvocationId, TaskId
 from kubenenc.records import ErrorInfo, NewInvocation
 
 if TYPE_CHECKING:
-    from kubenenc.app import App
+    from kubenenc.resolver import OptionsResolver
+    from kubenenc.runtime import Runtime
     from kubenenc.task import Task
 
 KINDS = ("success", "failure", "retry")
@@ -48,20 +49,22 @@ def callback_id(id: str, kind: str, attempt: int) -> InvocationId:
     return InvocationId(hashlib.sha1(text, usedforsecurity=False).hexdigest()[:32])
 
 
-def plan(app: App, task: Task[Any, Any], depth: int = 0) -> str | None:
+def plan(
+    runtime: Runtime, resolver: OptionsResolver, task: Task[Any, Any], depth: int = 0
+) -> str | None:
     """The JSON text of ``task``'s callbacks and of the status triggers watching it (see
     :mod:`kubenenc.triggers`), None when it has neither."""
     from kubenenc.triggers import watchers  # it imports the task module, which imports this
 
-    opts = app.task_options(task)
+    opts = resolver.task_options(task)
     out: dict[str, Any] = {}
     for kind in KINDS:
         target = getattr(opts, f"on_{kind}")
         if target is not None:
-            out[kind] = _target(app, task, f"on_{kind}", target, depth)
+            out[kind] = _target(runtime, resolver, task, f"on_{kind}", target, depth)
     triggers = {
-        kind: [_target(app, task, "on_status", w, depth) for w in ids]
-        for kind, ids in watchers(app, task.id).items()
+        kind: [_target(runtime, resolver, task, "on_status", w, depth) for w in ids]
+        for kind, ids in watchers(resolver, task.id).items()
     }
     if triggers:
         out["on"] = triggers
@@ -69,7 +72,12 @@ def plan(app: App, task: Task[Any, Any], depth: int = 0) -> str | None:
 
 
 def _target(
-    app: App, task: Task[Any, Any], option: str, target: Task[Any, Any] | str, depth: int
+    runtime: Runtime,
+    resolver: OptionsResolver,
+    task: Task[Any, Any],
+    option: str,
+    target: Task[Any, Any] | str,
+    depth: int,
 ) -> dict[str, Any]:
     """What the backend needs to register a call of ``target`` after ``task``."""
     if depth >= MAX_DEPTH:
@@ -78,8 +86,8 @@ def _target(
             "that calls itself, or a task watching its own status?); end the chain, or call "
             "the next task from the callback"
         )
-    cb = app.get_task(target) if isinstance(target, str) else target
-    if app.serializer.name != "json":
+    cb = resolver.get_task(target) if isinstance(target, str) else target
+    if runtime.serializer.name != "json":
         raise ConfigurationError(
             f"task {task.id}: {option} needs the json serializer (the backend writes the "
             "callback's arguments from the stored result)"
@@ -90,12 +98,12 @@ def _target(
             f"task {task.id}: {option}={cb.id} must take two arguments (the invocation's "
             "id and its result or error)"
         )
-    cb_opts = app.task_options(cb)
+    cb_opts = resolver.task_options(cb)
     return {
-        "task": cb.id, "name": cb.name, "pool": app.queue(cb_opts.pool),
+        "task": cb.id, "name": cb.name, "pool": runtime.queue(cb_opts.pool),
         "priority": cb_opts.priority, "max_retries": cb_opts.retries,
         "timeout": cb_opts.timeout, "id_arg": names[0], "value_arg": names[1],
-        "callbacks": plan(app, cb, depth + 1),
+        "callbacks": plan(runtime, resolver, cb, depth + 1),
     }  # fmt: skip
 
 

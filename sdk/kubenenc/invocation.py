@@ -1,7 +1,8 @@
 """Handles on invocations: what a call returns.
 
-A handle holds an id and the app; every property reads the backend, so it is never stale and
-can be rebuilt from an id anywhere (``app.invocation(id)``).
+A handle holds an id and its app's :class:`~kubenenc.runtime.Runtime` (the backend and the
+serializers, not the App); every property reads the backend, so it is never stale and can be
+rebuilt from an id anywhere (``app.invocation(id)``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kubenenc.records import InvocationRecord
 from kubenenc.status import Status
 
 if TYPE_CHECKING:
-    from kubenenc.app import App
+    from kubenenc.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -33,7 +34,7 @@ def _own_result(ctx: context.ExecutionContext | None, ids: Sequence[InvocationId
         )
 
 
-def _wait(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
+def _wait(runtime: Runtime, ids: Sequence[InvocationId], timeout: float | None) -> None:
     ctx = context.current.get()
     _own_result(ctx, ids)
     if ctx is not None:
@@ -41,11 +42,11 @@ def _wait(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
         ctx.wait(ids, timeout)
         tracing.add_event("kubenenc.resume")
         return
-    if not app.backend.wait_final(ids, timeout):
+    if not runtime.backend.wait_final(ids, timeout):
         raise ResultTimeout(f"{len(ids)} invocation(s) not final after {timeout} s")
 
 
-async def _wait_async(app: App, ids: Sequence[InvocationId], timeout: float | None) -> None:
+async def _wait_async(runtime: Runtime, ids: Sequence[InvocationId], timeout: float | None) -> None:
     ctx = context.current.get()
     _own_result(ctx, ids)
     if ctx is not None:
@@ -55,7 +56,7 @@ async def _wait_async(app: App, ids: Sequence[InvocationId], timeout: float | No
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.001
-    backend = app.backend
+    backend = runtime.backend
     while True:
         if await asyncio.to_thread(backend.wait_final, ids, min(delay * 10, 0.05)):
             return
@@ -64,26 +65,28 @@ async def _wait_async(app: App, ids: Sequence[InvocationId], timeout: float | No
         delay = min(delay * 2, 0.05)
 
 
-def outcome_of(app: App, rec: InvocationRecord | None, id: InvocationId) -> Any:
+def outcome_of(runtime: Runtime, rec: InvocationRecord | None, id: InvocationId) -> Any:
     """The value of a final record, or raise its error."""
     if rec is None:
-        raise LookupError(f"invocation {id} does not exist in {app.name!r}")
+        raise LookupError(f"invocation {id} does not exist in {runtime.name!r}")
     if rec.status is Status.SUCCESS:
-        return None if rec.result is None else app.serializer_for(rec.serializer).loads(rec.result)
+        return (
+            None if rec.result is None else runtime.serializer_for(rec.serializer).loads(rec.result)
+        )
     if rec.status is Status.CANCELLED:
         raise InvocationCancelled(f"invocation {rec.display} [{rec.id}] was cancelled")
     if rec.status is Status.FAILED and rec.error is not None:
-        raise rebuild_error(rec.error, app.types)
+        raise rebuild_error(rec.error, runtime.types)
     raise RuntimeError(f"invocation {rec.id} is {rec.status}, not final")
 
 
 class Invocation(Generic[T]):
     """One call of a task. Cheap to copy; compare by id."""
 
-    __slots__ = ("app", "id")
+    __slots__ = ("id", "runtime")
 
-    def __init__(self, app: App, id: InvocationId) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime, id: InvocationId) -> None:
+        self.runtime = runtime
         self.id = id
 
     def __repr__(self) -> str:
@@ -97,9 +100,9 @@ class Invocation(Generic[T]):
 
     def record(self) -> InvocationRecord:
         """The stored record, history included."""
-        rec = self.app.backend.get(self.id)
+        rec = self.runtime.backend.get(self.id)
         if rec is None:
-            raise LookupError(f"invocation {self.id} does not exist in {self.app.name!r}")
+            raise LookupError(f"invocation {self.id} does not exist in {self.runtime.name!r}")
         return rec
 
     @property
@@ -110,7 +113,7 @@ class Invocation(Generic[T]):
     def wait(self, timeout: float | None = None) -> bool:
         """Block until final; False when ``timeout`` ran out. Inside a task it pauses."""
         try:
-            _wait(self.app, [self.id], timeout)
+            _wait(self.runtime, [self.id], timeout)
         except ResultTimeout:
             return False
         return True
@@ -122,19 +125,19 @@ class Invocation(Generic[T]):
         result exists, and raises CycleDetectedError if the wait would close a loop.
         Raises ResultTimeout when ``timeout`` seconds pass first.
         """
-        _wait(self.app, [self.id], timeout)
-        value: T = outcome_of(self.app, self.app.backend.get(self.id), self.id)
+        _wait(self.runtime, [self.id], timeout)
+        value: T = outcome_of(self.runtime, self.runtime.backend.get(self.id), self.id)
         return value
 
     async def async_result(self, timeout: float | None = None) -> T:
         """:meth:`result` for asyncio callers; never blocks the event loop."""
-        await _wait_async(self.app, [self.id], timeout)
-        value: T = outcome_of(self.app, self.app.backend.get(self.id), self.id)
+        await _wait_async(self.runtime, [self.id], timeout)
+        value: T = outcome_of(self.runtime, self.runtime.backend.get(self.id), self.id)
         return value
 
     def cancel(self) -> bool:
         """Cancel unless already final (a running one is stopped by its worker)."""
-        return self.app.backend.cancel(self.id, time.time())
+        return self.runtime.backend.cancel(self.id, time.time())
 
     def callback(self, kind: str, attempt: int | None = None) -> Invocation[Any] | None:
         """The callback this invocation's finish registered: ``kind`` is ``"success"``,
@@ -145,15 +148,15 @@ class Invocation(Generic[T]):
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if attempt is None:
             attempt = self.record().attempt
-        found = Invocation[Any](self.app, callback_id(self.id, kind, attempt))
-        return found if self.app.backend.get(found.id) is not None else None
+        found = Invocation[Any](self.runtime, callback_id(self.id, kind, attempt))
+        return found if self.runtime.backend.get(found.id) is not None else None
 
 
 class InvocationGroup(Generic[T]):
     """The invocations of one ``parallelize``, in call order."""
 
-    def __init__(self, app: App, invocations: Sequence[Invocation[T]]) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime, invocations: Sequence[Invocation[T]]) -> None:
+        self.runtime = runtime
         self.invocations = list(invocations)
 
     def __iter__(self) -> Iterator[Invocation[T]]:
@@ -176,14 +179,16 @@ class InvocationGroup(Generic[T]):
         Inside a task this is one pause for the whole group.
         """
         ids = list(dict.fromkeys(self.ids))
-        _wait(self.app, ids, timeout)
+        _wait(self.runtime, ids, timeout)
         return self._collect()
 
     async def async_results(self, timeout: float | None = None) -> list[T]:
         """:meth:`results` for asyncio callers."""
-        await _wait_async(self.app, list(dict.fromkeys(self.ids)), timeout)
+        await _wait_async(self.runtime, list(dict.fromkeys(self.ids)), timeout)
         return self._collect()
 
     def _collect(self) -> list[T]:
-        records = self.app.backend.get_many(self.ids)
-        return [outcome_of(self.app, rec, id) for rec, id in zip(records, self.ids, strict=True)]
+        records = self.runtime.backend.get_many(self.ids)
+        return [
+            outcome_of(self.runtime, rec, id) for rec, id in zip(records, self.ids, strict=True)
+        ]

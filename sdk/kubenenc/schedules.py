@@ -48,7 +48,7 @@ from kubenenc.errors import ConfigurationError
 from kubenenc.records import NewInvocation, RegisterResult
 
 if TYPE_CHECKING:
-    from kubenenc.app import App
+    from kubenenc.runtime import Runtime
     from kubenenc.task import Task
 
 log = logging.getLogger("kubenenc.schedules")
@@ -170,8 +170,9 @@ class Schedule:
 class Scheduler:
     """The schedules of one app, run by its workers (:meth:`run_due`, every second)."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        """The app's backend and scope (the Scheduler, like tasks, does not hold the App)."""
         self.entries: dict[str, Schedule] = {}
         self.clock: Callable[[], float] = time.time
         """Where :meth:`run_due` reads the time (tests move it)."""
@@ -200,14 +201,14 @@ class Scheduler:
             name = f"{task.id}@{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         existing = self.entries.get(name)
         if existing is not None and existing.task is not task:
-            raise ConfigurationError(f"schedule {name!r} is already defined on {self.app.name}")
+            raise ConfigurationError(f"schedule {name!r} is already defined on {self.runtime.name}")
         entry = Schedule(name, task, cron, timezone, parsed, args, kwargs, catch_up, overlap)
         self.entries[name] = entry
         return entry
 
     def key(self, entry: Schedule) -> str:
         """The name the backend keeps ``entry``'s last tick under (scoped like queues)."""
-        return f"{self.app.scope}:{entry.name}"
+        return f"{self.runtime.scope}:{entry.name}"
 
     def calls(self, entry: Schedule, ticks: Sequence[int]) -> list[NewInvocation]:
         """The invocations ``entry`` submits for ``ticks`` (one each)."""
@@ -215,7 +216,7 @@ class Scheduler:
 
         new = entry.task._built([(entry.args, entry.kwargs)] * len(ticks), CallOptions())
         if entry.overlap == "skip":
-            new = skip_overlap(new, f"{self.app.scope}#schedule:{entry.name}")
+            new = skip_overlap(new, f"{self.runtime.scope}#schedule:{entry.name}")
         return new
 
     def run_due(self) -> int:
@@ -224,7 +225,7 @@ class Scheduler:
         the next round (the others still run)."""
         if not self.entries:
             return 0
-        backend = tick_claims(self.app.backend)
+        backend = tick_claims(self.runtime.backend)
         now = self.clock()
         at = dt.datetime.fromtimestamp(now, dt.UTC)
         claimed = 0

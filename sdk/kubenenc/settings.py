@@ -7,12 +7,50 @@ below reads the environment.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Mode = Literal["process", "thread", "async"]
+
+HEARTBEAT_TIMEOUT = 5.0
+MAX_LOST = 3
+HeartbeatTimeout = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=86400,
+        description="Seconds a worker may be silent before it is thought dead and its work "
+        "handed back.",
+    ),
+]
+"""When a worker is dead: the one definition the workers, the operator's enforcer and the
+WorkerPool resource all use (a pool's value reaches its pods, see :class:`Liveness`)."""
+MaxLost = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=1000,
+        description="Times an invocation may be handed back (its worker lost) before it is "
+        "FAILED with WorkerLost.",
+    ),
+]
+
+
+class Liveness(BaseModel):
+    """When a worker counts as dead, and how often an invocation may lose its worker.
+
+    Every party that decides it must agree: a worker sweeping for silent peers, the
+    operator's enforcer and its scaler (which counts live workers). On Kubernetes the
+    WorkerPool sets both (``heartbeatTimeoutSeconds``, ``maxLost``): the operator passes them
+    to the pool's pods as ``KUBENENC_WORKER__HEARTBEAT_TIMEOUT``/``__MAX_LOST`` and reads the
+    same fields itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    heartbeat_timeout: HeartbeatTimeout = HEARTBEAT_TIMEOUT
+    max_lost: MaxLost = MAX_LOST
 
 
 class WorkerSettings(BaseModel):
@@ -22,12 +60,8 @@ class WorkerSettings(BaseModel):
     mode: Mode = Field(default="process", description="Execution pool: process, thread, async.")
     pool: str = Field(default="default", description="The worker pool whose queue it claims.")
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Seconds between beats.")
-    heartbeat_timeout: float = Field(
-        default=5.0, gt=0, description="A worker silent this long is dead; its work is handed back."
-    )
-    max_lost: int = Field(
-        default=3, ge=0, description="Times an invocation may be handed back before FAILED."
-    )
+    heartbeat_timeout: HeartbeatTimeout = HEARTBEAT_TIMEOUT
+    max_lost: MaxLost = MAX_LOST
     drain_grace: float = Field(
         default=25.0, ge=0, description="On SIGTERM, seconds to finish running work."
     )

@@ -45,7 +45,8 @@ from kubenenc.serializers import compact_json, flat_json, to_json_tree
 from kubenenc.triggers import pairs, watchers
 
 if TYPE_CHECKING:
-    from kubenenc.app import App
+    from kubenenc.resolver import OptionsResolver
+    from kubenenc.runtime import Runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -243,10 +244,20 @@ def _short(value: Any) -> str:
 
 class Task(Generic[P, R]):
     """A function registered with an :class:`~kubenenc.app.App`; calling it registers an
-    invocation and returns an :class:`~kubenenc.invocation.Invocation` at once."""
+    invocation and returns an :class:`~kubenenc.invocation.Invocation` at once.
 
-    def __init__(self, app: App, func: Callable[P, R], options: TaskOptions) -> None:
-        self.app = app
+    It holds what it uses of its app, not the app: the runtime (backend, serializers) and
+    the resolver of the options in force (see :mod:`kubenenc.runtime`)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        resolver: OptionsResolver,
+        func: Callable[P, R],
+        options: TaskOptions,
+    ) -> None:
+        self.runtime = runtime
+        self.resolver = resolver
         self.func = func
         self.options = options
         self.id = task_id_of(func)
@@ -276,9 +287,9 @@ class Task(Generic[P, R]):
 
     def policy(self) -> ConcurrencyPolicy | None:
         """The concurrency policy in force now (a named one is read from the backend)."""
-        policy = self.app.task_options(self).concurrency
+        policy = self.resolver.task_options(self).concurrency
         if isinstance(policy, str):
-            found = self.app.named_policy(policy)
+            found = self.resolver.named_policy(policy)
             self._check_key_names(found)
             return found
         return policy
@@ -317,7 +328,7 @@ class Task(Generic[P, R]):
     ) -> InvocationGroup[R]:
         """Register many calls in batches: each item is a tuple of positional arguments, a
         mapping of keyword arguments, or a single positional argument."""
-        return InvocationGroup(self.app, self._submit(_as_calls(calls), CallOptions()))
+        return InvocationGroup(self.runtime, self._submit(_as_calls(calls), CallOptions()))
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the plain function here, bypassing the backend (for tests and debugging)."""
@@ -327,7 +338,7 @@ class Task(Generic[P, R]):
 
     def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if self._simple is not None and not kwargs and len(args) == len(self._simple):
-            return dict(zip(self._simple, args, strict=True))  # the common case, 10x faster
+            return dict(zip(self._simple, args, strict=True))  # the common case, without inspect
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -365,13 +376,15 @@ class Task(Generic[P, R]):
                 tree[name] = value  # what to_json_tree returns for them, without the call
                 continue
             try:
-                tree[name] = to_json_tree(value, f"{self.name}() argument {name!r}", self.app.types)
+                tree[name] = to_json_tree(
+                    value, f"{self.name}() argument {name!r}", self.runtime.types
+                )
             except SerializationError:
                 if not fixed.pickle:
                     raise
                 tree[name] = repr(value)
         if fixed.pickle:
-            text = self.app.serializer.dumps_named(arguments, f"{self.name}() arguments")
+            text = self.runtime.serializer.dumps_named(arguments, f"{self.name}() arguments")
         else:
             flat = flat_json(tree)  # the same text as the encoder's, built faster for scalars
             text = compact_json(tree) if flat is None else flat
@@ -384,9 +397,9 @@ class Task(Generic[P, R]):
         of them share is looked up once."""
         task, app, scope, serializer, depends_on = (
             self.id,
-            self.app.name,
-            self.app.scope,
-            self.app.serializer.name,
+            self.runtime.name,
+            self.runtime.scope,
+            self.runtime.serializer.name,
             call.depends_on,
         )
         policy, not_before = fixed.policy, fixed.not_before
@@ -437,7 +450,7 @@ class Task(Generic[P, R]):
         """Register batch after batch on a second thread while this one builds the next:
         the backend call mostly waits on the network or the server, so both proceed. Batches
         go in order; after a failed one no more are sent, and the first failure raises."""
-        backend = self.app.backend
+        backend = self.runtime.backend
         failed = threading.Event()
 
         def send(chunk: list[NewInvocation]) -> list[RegisterResult]:
@@ -466,24 +479,24 @@ class Task(Generic[P, R]):
     def _fixed(self, call: CallOptions) -> _Fixed:
         """What every call of one submit shares: options and policy (each read once), the
         parent."""
-        opts = self.app.task_options(self)
+        opts = self.resolver.task_options(self)
         ctx = context.current.get()
         return _Fixed(
-            pool=self.app.queue(call.pool or opts.pool),
+            pool=self.runtime.queue(call.pool or opts.pool),
             priority=opts.priority if call.priority is None else call.priority,
             max_retries=opts.retries if call.retries is None else call.retries,
             timeout=call.timeout or opts.timeout,
             policy=self.policy(),
             parent=ctx.invocation_id if ctx is not None else None,
-            pickle=self.app.serializer.name != "json",
-            max_bytes=self.app.value_limit(opts.max_value_bytes),
+            pickle=self.runtime.serializer.name != "json",
+            max_bytes=self.runtime.value_limit(opts.max_value_bytes),
             not_before=call.due(time.time()),
             callbacks=(
-                plan(self.app, self)
+                plan(self.runtime, self.resolver, self)
                 if opts.on_success
                 or opts.on_failure
                 or opts.on_retry
-                or watchers(self.app, self.id)
+                or watchers(self.resolver, self.id)
                 else None
             ),
             headers=tracing.current_headers(),
@@ -504,24 +517,26 @@ class Task(Generic[P, R]):
         single: bool = False,
     ) -> list[Invocation[R]]:
         fixed = self._fixed(call)
+        runtime = self.runtime
         # Every call is checked and encoded before anything is registered, so a wrong
         # argument anywhere registers nothing.
         encoded = [self._encode(a, k, fixed) for a, k in calls]
-        batch = batching.open_for(self.app)
+        batch = batching.open_for(runtime)
         if batch is not None:
             if single and fixed.policy is None:
                 return [batch.add(self._build_all(encoded, call, fixed)[0])]
             batch.flush()  # keeps call order (see kubenenc.batching)
-        backend = self.app.backend
+        backend = runtime.backend
         new: Sequence[NewInvocation] = []
         results: list[RegisterResult] = []
-        # A backend may take larger batches (optional ``register_batch``: one that pipelines
-        # its own calls, reading ``new`` a slice at a time as it sends, so the slices are
-        # built while the server works on the ones before); an SDK thread then adds nothing.
+        # A backend may take larger batches (the optional BatchRegister role: one that
+        # pipelines its own calls, reading ``new`` a slice at a time as it sends, so the
+        # slices are built while the server works on the ones before); an SDK thread then
+        # adds nothing.
         if len(encoded) == 1:  # a lone call: nothing to overlap
             new = self._build_all(encoded, call, fixed)
             results = backend.register(new, time.time())
-        elif len(encoded) <= max(_BATCH, getattr(backend, "register_batch", 0)):
+        elif len(encoded) <= max(_BATCH, runtime.roles.register_batch):
             new = _Built(encoded, lambda part: self._build_all(part, call, fixed))
             results = backend.register(new, time.time())
         else:
@@ -531,7 +546,7 @@ class Task(Generic[P, R]):
         for item, res in zip(new, results, strict=True):
             if res.kind is RegisterKind.REJECTED:
                 rejected.append((item, res.id))
-            out.append(Invocation(self.app, res.id))
+            out.append(Invocation(runtime, res.id))
         if rejected:
             item, existing = rejected[0]
             error = RegistrationRejected(
@@ -629,7 +644,7 @@ class BoundCall(Generic[P, R]):
         self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any] | Any]
     ) -> InvocationGroup[R]:
         """:meth:`Task.parallelize` with these call options."""
-        return InvocationGroup(self.task.app, self.task._submit(_as_calls(calls), self.options))
+        return InvocationGroup(self.task.runtime, self.task._submit(_as_calls(calls), self.options))
 
     def with_options(self, **changes: Any) -> BoundCall[P, R]:
         """More call options on top of these."""

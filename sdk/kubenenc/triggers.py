@@ -25,7 +25,7 @@ from kubenenc.ids import TaskId
 from kubenenc.status import Status
 
 if TYPE_CHECKING:
-    from kubenenc.app import App
+    from kubenenc.resolver import OptionsResolver
     from kubenenc.task import Task
 
 KIND_OF: dict[Status, str] = {
@@ -74,24 +74,25 @@ def _is_pair(value: Any) -> bool:
     )
 
 
-_INDEX: weakref.WeakKeyDictionary[App, tuple[int, dict[TaskId, dict[str, list[TaskId]]]]] = (
-    weakref.WeakKeyDictionary()
-)
+_INDEX: weakref.WeakKeyDictionary[
+    OptionsResolver, tuple[int, dict[TaskId, dict[str, list[TaskId]]]]
+] = weakref.WeakKeyDictionary()
 
 
-def watchers(app: App, task: TaskId) -> dict[str, list[TaskId]]:
-    """The tasks of ``app`` that watch ``task``, by callback kind (empty when none). The
-    index is built once per set of registered tasks (tasks are only ever added)."""
-    cached = _INDEX.get(app)
-    if cached is None or cached[0] != len(app.tasks):
+def watchers(resolver: OptionsResolver, task: TaskId) -> dict[str, list[TaskId]]:
+    """The tasks of the resolver's app that watch ``task``, by callback kind (empty when
+    none). The index is built once per set of registered tasks (tasks are only ever added)."""
+    tasks = resolver.tasks
+    cached = _INDEX.get(resolver)
+    if cached is None or cached[0] != len(tasks):
         index: dict[TaskId, dict[str, list[TaskId]]] = {}
-        for watcher in list(app.tasks.values()):
+        for watcher in list(tasks.values()):
             for target, status in pairs(watcher.options.on_status):
                 watched = TaskId(target if isinstance(target, str) else target.id)
                 kinds = index.setdefault(watched, {})
                 ids = kinds.setdefault(KIND_OF[status], [])
                 if watcher.id not in ids:
                     ids.append(watcher.id)
-        cached = (len(app.tasks), index)
-        _INDEX[app] = cached
+        cached = (len(tasks), index)
+        _INDEX[resolver] = cached
     return cached[1].get(task, {})

@@ -38,6 +38,8 @@ ci_is_set() {
 }
 
 log() { printf '[build-binaries] %s\n' "$*"; }
+# shellcheck source=tests/cluster/gobuild.sh
+. "$HERE/gobuild.sh"
 
 ALL_NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
 
@@ -60,13 +62,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 # name | wrapper module dir | package | ldflags
-k8s_minor="${K8S_VERSION#v1.}"
-k8s_minor="${k8s_minor%%.*}"
-k8s_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    k8s_ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
-    k8s_ldflags+=" -X $pkg.gitTreeState=clean"
-done
+k8s_ldflags="$(k8s_ldflags "$K8S_VERSION")"
 TARGETS=(
     "etcd|etcd|go.etcd.io/etcd/server/v3|-s -w"
     "kube-apiserver|kubernetes|k8s.io/kubernetes/cmd/kube-apiserver|$k8s_ldflags"
@@ -94,11 +90,7 @@ for w in "${wanted[@]}"; do
 done
 
 mkdir -p "$BIN_DIR" "$LOG_DIR"
-exec 9>"$CACHE_DIR/.build.lock"
-if ! flock -n 9; then
-    log "another build holds $CACHE_DIR/.build.lock; waiting for it"
-    flock 9
-fi
+take_build_lock
 
 go_version="$(go env GOVERSION)"
 log "Go $go_version; binaries in $BIN_DIR"
@@ -110,27 +102,7 @@ failed=0
 for t in "${TARGETS[@]}"; do
     IFS='|' read -r name moddir pkg ldflags <<<"$t"
     is_wanted "$name" || continue
-    dir="$HERE/go/$moddir"
-    out="$BIN_DIR/$name"
-    stamp_file="$BIN_DIR/.$name.stamp"
-    stamp="$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -d' ' -f1) $go_version $pkg $ldflags"
-    if [ -x "$out" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
-        log "$name: up to date (cached)"
-        continue
-    fi
-    build_log="$LOG_DIR/$name.log"
-    log "$name: building $pkg (log: $build_log)"
-    start=$(date +%s)
-    if (cd "$dir" && nice -n 10 go build -ldflags "$ldflags" -o "$out.tmp" "$pkg") >"$build_log" 2>&1; then
-        mv -f "$out.tmp" "$out"
-        printf '%s' "$stamp" >"$stamp_file"
-        log "$name: built in $(($(date +%s) - start)) s"
-    else
-        rm -f "$out.tmp"
-        log "ERROR: $name failed to build after $(($(date +%s) - start)) s; last lines of $build_log:" >&2
-        tail -n 30 "$build_log" >&2 || true
-        failed=1
-    fi
+    go_build_cached "$name" "$HERE/go/$moddir" "$pkg" "$ldflags" || failed=1
 done
 log "done in $(($(date +%s) - total_start)) s"
 if [ "$failed" -ne 0 ]; then

@@ -60,7 +60,7 @@ def _spawn(args: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
            "DASHBOARD_TEST_GATE": str(log.parent / "gate")}  # fmt: skip
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "kubenenc_worker", *args], cwd=ROOT, env=env,
+            [sys.executable, "-m", "kubenenc_cli", *args], cwd=ROOT, env=env,
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

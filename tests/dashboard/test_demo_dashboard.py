@@ -52,7 +52,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Backen
     port = free_port()
     log = (tmp / "dashboard.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kubenenc_worker", *command[1:], "--port", str(port)],
+        [sys.executable, "-m", "kubenenc_cli", *command[1:], "--port", str(port)],
         cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -346,7 +346,7 @@ def start_operator(kubeconfig: Path, log: Path) -> OperatorProcess:
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubenenc_worker", "operator"],  # = `kubenenc operator`
+            [sys.executable, "-m", "kubenenc_cli", "operator"],  # = `kubenenc operator`
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     return OperatorProcess(proc, log)

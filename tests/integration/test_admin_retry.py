@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from kubenenc.invocation import Invocation
 from kubenenc.status import Status
 from kubenenc_worker.admin import RETRY_OF
 
@@ -37,7 +36,7 @@ def test_a_failed_call_retried_from_the_cli_runs_again(tmp_path: Path) -> None:
         assert "re-registered 1" in out.stdout
         (copy,) = [r for r in logapp.app.backend.query(task=failed.record().task)
                    if r.headers.get(RETRY_OF) == failed.id]  # fmt: skip
-        assert Invocation(logapp.app, copy.id).result(timeout=30) == "found"
+        assert logapp.app.invocation(copy.id).result(timeout=30) == "found"
         assert failed.status is Status.FAILED  # the original is left as it was
         assert copy.args == failed.record().args
     finally:

@@ -24,27 +24,41 @@ from tests.integration import taskapp
 from tests.support import wait_until
 
 
+class Faulty(MemoryBackend):
+    """A memory backend whose heartbeat writes can stall once (``stall``: a write that a
+    client library retried for a while) and whose heartbeats and recoveries fail while
+    ``down`` is set (an outage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stall = threading.Event()
+        self.down = threading.Event()
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        if self.down.is_set():
+            raise ConnectionError("backend unreachable")
+        if self.stall.is_set():
+            self.stall.clear()
+            time.sleep(1.5)
+        super().heartbeat(info)
+
+    def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
+        if self.down.is_set():
+            raise ConnectionError("backend unreachable")
+        return super().recover(now, heartbeat_timeout, max_lost)
+
+
 @pytest.mark.timeout(60)
 def test_a_stalled_heartbeat_does_not_hand_back_the_workers_own_work(
     app_on: Callable[[Any], Any], run_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    backend = MemoryBackend()
+    backend = Faulty()
     app_on(backend)
-    real_heartbeat = backend.heartbeat
-    stall = threading.Event()
-
-    def heartbeat(info: WorkerInfo) -> None:
-        if stall.is_set():  # a write that a client library retried for a while
-            stall.clear()
-            time.sleep(1.5)
-        real_heartbeat(info)
-
-    backend.heartbeat = heartbeat  # type: ignore[method-assign]
     run_worker(mode="thread", concurrency=2, heartbeat_timeout=1.0)
     marker = tmp_path / "runs"
     inv = taskapp.sleepy(3.0, str(marker))
     wait_until("the call runs", lambda: inv.status is Status.RUNNING, 30)
-    stall.set()
+    backend.stall.set()
     assert inv.result(timeout=30) == "slept"
     assert inv.record().lost == 0
     assert len(marker.read_text().splitlines()) == 1  # one body, never a second copy
@@ -54,31 +68,16 @@ def test_a_stalled_heartbeat_does_not_hand_back_the_workers_own_work(
 def test_an_outage_every_worker_saw_hands_back_no_live_work(
     app_on: Callable[[Any], Any], run_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    backend = MemoryBackend()
+    backend = Faulty()
     app_on(backend)
-    real_heartbeat, real_recover = backend.heartbeat, backend.recover
-    down = threading.Event()
-
-    def heartbeat(info: WorkerInfo) -> None:
-        if down.is_set():
-            raise ConnectionError("backend unreachable")
-        real_heartbeat(info)
-
-    def recover(now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
-        if down.is_set():
-            raise ConnectionError("backend unreachable")
-        return real_recover(now, heartbeat_timeout, max_lost)
-
-    backend.heartbeat = heartbeat  # type: ignore[method-assign]
-    backend.recover = recover  # type: ignore[method-assign]
     for _ in range(2):
         run_worker(mode="thread", concurrency=1, heartbeat_timeout=1.0)
     marker = tmp_path / "runs"
     invs = [taskapp.sleepy(4.0, str(marker)) for _ in range(2)]
     wait_until("both calls run", lambda: all(i.status is Status.RUNNING for i in invs), 30)
-    down.set()  # longer than the heartbeat timeout, for both workers alike
+    backend.down.set()  # longer than the heartbeat timeout, for both workers alike
     time.sleep(2.0)
-    down.clear()
+    backend.down.clear()
     assert [inv.result(timeout=30) for inv in invs] == ["slept", "slept"]
     assert [inv.record().lost for inv in invs] == [0, 0]
     assert len(marker.read_text().splitlines()) == 2  # one body each, never a second copy

@@ -37,10 +37,10 @@ pytestmark = pytest.mark.mongodb
         ("postgres://h/db", "not a MongoDB URL"),
         ("mongodb:///db", "has no host"),
         ("mongodb://h/bad.name", "bad database name"),
-        ("mongodb://h/db?kubenenc_prefix=no%20spaces", "bad kubenenc_prefix"),
-        ("mongodb://h/db?kubenenc_lease=soon", "not a number of seconds"),
-        ("mongodb://h/db?kubenenc_retention=0", "more than 0 seconds"),
-        ("mongodb://h/db?kubenenc_prefx=x", "unknown option(s) kubenenc_prefx"),
+        ("mongodb://h/db?prefix=no%20spaces", "bad prefix"),
+        ("mongodb://h/db?lease=soon", "lease='soon' must be a positive number of seconds"),
+        ("mongodb://h/db?retention=0", "retention='0' must be a positive number of seconds"),
+        ("mongodb://h/db?retry_for=-1", "retry_for='-1' must be a positive number of seconds"),
     ],
 )
 def test_bad_urls_say_what_is_wrong(url: str, message: str) -> None:
@@ -50,8 +50,8 @@ def test_bad_urls_say_what_is_wrong(url: str, message: str) -> None:
 
 def test_url_options_are_split_from_the_drivers() -> None:
     opts = parse_url(
-        "mongodb://u:p%40ss@h:1/shop?tls=false&kubenenc_prefix=app1&kubenenc_retention=60"
-        "&kubenenc_lease=3&kubenenc_retry=2&appname=x"
+        "mongodb://u:p%40ss@h:1/shop?tls=false&prefix=app1&retention=60"
+        "&lease=3&retry_for=2&appname=x"
     )
     assert opts.client_url == "mongodb://u:p%40ss@h:1/shop?tls=false&appname=x"
     assert (opts.database, opts.prefix) == ("shop", "app1")
@@ -70,6 +70,8 @@ def test_unreachable_server_is_backend_unavailable() -> None:
 def test_bad_driver_option_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="bad MongoDB URL option: Unknown option"):
         MongoBackend.from_url("mongodb://127.0.0.1:1/db?notAnOption=1")
+    with pytest.raises(ConfigurationError, match="Unknown option"):
+        MongoBackend.from_url("mongodb://127.0.0.1:1/db?prefx=a")  # a misspelled own option
     with pytest.raises(ConfigurationError, match="tls must be"):
         MongoBackend.from_url("mongodb://127.0.0.1:1/db?tls=maybe")
 
@@ -90,8 +92,8 @@ def test_opened_by_url_through_the_entry_point(mongodb_url: str) -> None:
 
 
 def test_prefixes_keep_apps_apart(mongodb_url: str) -> None:
-    a = MongoBackend.from_url(f"{mongodb_url}?kubenenc_prefix=a")
-    b = MongoBackend.from_url(f"{mongodb_url}?kubenenc_prefix=b")
+    a = MongoBackend.from_url(f"{mongodb_url}?prefix=a")
+    b = MongoBackend.from_url(f"{mongodb_url}?prefix=b")
     try:
         id = add(a, 1.0, "f", "1")
         assert b.get(id) is None
@@ -121,7 +123,7 @@ def test_two_backends_on_one_database_see_each_others_steps(mongodb_url: str) ->
 
 
 def test_finished_invocations_are_swept_after_the_retention(mongodb_url: str) -> None:
-    backend = MongoBackend.from_url(f"{mongodb_url}?kubenenc_retention=100")
+    backend = MongoBackend.from_url(f"{mongodb_url}?retention=100")
     try:
         old = running(backend, 1.0, "old")
         succeed(backend, old, now=time.time() - 200)
@@ -136,7 +138,7 @@ def test_finished_invocations_are_swept_after_the_retention(mongodb_url: str) ->
         assert record(backend, young).status is Status.SUCCESS
         assert record(backend, waiting).status is Status.PENDING
         assert backend.counts() == {Status.SUCCESS: 1, Status.PENDING: 1}
-        other = MongoBackend.from_url(f"{mongodb_url}?kubenenc_retention=100")
+        other = MongoBackend.from_url(f"{mongodb_url}?retention=100")
         assert other.counts() == {Status.SUCCESS: 1, Status.PENDING: 1}  # from a reload
         other.close()
     finally:
@@ -149,7 +151,7 @@ def test_a_step_half_written_by_a_dead_holder_is_finished_by_the_next(
     """The holder commits a claim, then dies before writing the documents (here: its writes
     fail and it keeps the lock, as a killed process would). The next process waits for the
     lease, takes the lock over, writes the step again, and never claims the same work."""
-    url = f"{mongodb_url}?kubenenc_lease=1"
+    url = f"{mongodb_url}?lease=1"
     dying = MongoBackend.from_url(url)
     heir = MongoBackend.from_url(url)
     try:
@@ -180,7 +182,7 @@ def test_calls_wait_out_a_server_restart(tmp_path: Path) -> None:
     require(binary is not None, "no FerretDB binary: run plugins/mongodb/ferretdb/build.sh")
     assert binary is not None
     server = start_ferretdb(binary, tmp_path / "data", tmp_path / "ferretdb.log")
-    backend = MongoBackend.from_url(server.url("restart", kubenenc_retry="30"))
+    backend = MongoBackend.from_url(server.url("restart", retry_for="30"))
     try:
         before = add(backend, 1.0, "f", "before")
         server.stop()
@@ -211,7 +213,7 @@ def test_a_server_gone_for_longer_than_the_retry_budget_is_unavailable(tmp_path:
     assert binary is not None
     server = start_ferretdb(binary, tmp_path / "data", tmp_path / "ferretdb.log")
     name = f"gone{uuid.uuid4().hex[:6]}"
-    backend = MongoBackend.from_url(server.url(name, kubenenc_retry="1"))
+    backend = MongoBackend.from_url(server.url(name, retry_for="1"))
     try:
         id = add(backend, 1.0, "f")
         server.stop()
@@ -318,7 +320,7 @@ def test_a_process_rebuilds_from_the_log_while_it_holds_every_step(
 def test_a_lock_kept_after_a_claim_is_let_go_soon(mongodb_url: str) -> None:
     """A claim keeps the lock a moment for the finish that follows; another process gets it
     then, not after the lease (30 s here)."""
-    url = f"{mongodb_url}?kubenenc_lease=30"
+    url = f"{mongodb_url}?lease=30"
     a = MongoBackend.from_url(url)
     b = MongoBackend.from_url(url)
     try:
@@ -341,7 +343,7 @@ def test_a_lock_kept_after_a_claim_is_let_go_soon(mongodb_url: str) -> None:
 def test_close_and_exit_let_a_kept_lock_go(mongodb_url: str, tmp_path: Path) -> None:
     """A lock kept after a claim goes with close(), and with the process when it exits
     without closing, so the next process does not wait out the lease."""
-    url = f"{mongodb_url}?kubenenc_lease=30"
+    url = f"{mongodb_url}?lease=30"
     a = MongoBackend.from_url(url)
     try:
         first = add(a, 1.0, "f", "1")

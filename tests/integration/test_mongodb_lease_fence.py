@@ -39,7 +39,7 @@ def fence_url(request: pytest.FixtureRequest) -> str:
     base = request.getfixturevalue(
         {"ferretdb": "mongodb_url", "mongojava": "mongojava_url"}[request.param]
     )
-    return f"{base}?kubenenc_lease=30"
+    return f"{base}?lease=30"
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TENANT_RULES = (
     "resetkeys", "resetchannels", "-@all",
     "+@read", "+@write", "+@scripting", "+@connection", "+@transaction", "-@dangerous", "+info",
+    "+time",
 )  # fmt: skip
 """Besides ``on``, the password and the key patterns ``~{prefix}`` (the scripts' declared key)
 and ``~{prefix}:*`` (every key): what plugins/redis/README.md lists."""

@@ -17,6 +17,7 @@ from kubenenc.concurrency import ConcurrencyPolicy, call_key
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.records import NewInvocation, WorkerInfo
 from kubenenc.scope import queue_name, scope
+from kubenenc.settings import Liveness, Settings
 from kubenenc.signatures import describe, signature_name
 from kubenenc.status import Status
 from kubenenc_operator import taskdefs
@@ -240,7 +241,9 @@ def test_policy_is_written_to_the_pool_backends_and_removed(world: World) -> Non
     # Scoped by namespace: another namespace's policy of the same name is another entry.
     assert world.backend.get_policy("one-per-user") is None
     stored = json.loads(world.backend.get_policy(f"{NS}/one-per-user") or "")
-    assert stored == {"running_limit": 1, "key": ["user_id"], "registration": "dedupe"}
+    assert {k: v for k, v in stored.items() if v is not None} == {
+        "running_limit": 1, "key": ["user_id"], "registration": "dedupe"
+    }  # fmt: skip
     assert delete_policy(world.ctx, body) == []
     assert world.backend.get_policy(f"{NS}/one-per-user") is None
 
@@ -455,7 +458,7 @@ def test_enforcer_sweep_hands_back_a_dead_workers_work(world: World) -> None:
     world.submit(2)
     world.backend.claim(Q, WorkerId("dead"), 2, world.now)
     world.backend.heartbeat(WorkerInfo(WorkerId("dead"), Q, 2, 2, 0, world.now, "pod"))
-    world.now += world.ctx.settings.heartbeat_timeout + 1
+    world.now += Liveness().heartbeat_timeout + 1  # no pool seen on it: the default
     assert sweep(world.ctx, ["memory://"]) == 2
     assert len(world.backend.query(status=Status.PENDING)) == 2
     assert world.ctx.metrics.value("kubenenc_operator_recovered_total") == 2
@@ -718,3 +721,29 @@ def test_the_scaling_history_keeps_the_newest_ten(world: World) -> None:
     assert all(a < b for a, b in steps) and all(
         prev[1] == nxt[0] for prev, nxt in itertools.pairwise(steps)
     )
+
+
+def test_a_pools_liveness_is_what_its_workers_and_the_enforcer_both_use(world: World) -> None:
+    body = world.pool()
+    body["spec"] |= {"heartbeatTimeoutSeconds": 30, "maxLost": 0}
+    world.reconcile_pool(body)
+    # The pods get the pool's values, as the settings a worker reads from its environment.
+    [container] = world.deployment()["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    names = ("KUBENENC_WORKER__HEARTBEAT_TIMEOUT", "KUBENENC_WORKER__MAX_LOST")
+    with pytest.MonkeyPatch.context() as m:
+        for name in names:
+            m.setenv(name, env[name])
+        worker = Settings().worker
+    assert (worker.heartbeat_timeout, worker.max_lost) == (30.0, 0)
+    # The enforcer gives a silent worker of that pool the same 30 s, then fails its work
+    # at once (maxLost 0).
+    world.submit(1)
+    world.backend.claim(Q, WorkerId("quiet"), 1, world.now)
+    world.backend.heartbeat(WorkerInfo(WorkerId("quiet"), Q, 1, 1, 0, world.now, "pod"))
+    world.now += Liveness().heartbeat_timeout + 1
+    assert sweep(world.ctx, ["memory://"]) == 0
+    world.now += 30
+    assert sweep(world.ctx, ["memory://"]) == 1
+    [rec] = world.backend.query(status=Status.FAILED)
+    assert rec.error is not None and rec.error.type.endswith("WorkerLost")

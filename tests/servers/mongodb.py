@@ -166,21 +166,21 @@ def mongodb_url(ferretdb: FerretServer) -> Iterator[str]:
 
 
 def caller_clock(url: str) -> str:
-    """``url`` with ``kubenenc_clock=caller``: the backend fixtures judge heartbeats on the
+    """``url`` with ``clock=caller``: the backend fixtures judge heartbeats on the
     times callers pass, as the conformance suite makes time up (the server's clock, the
     default, is tested in tests/integration/test_mongodb_liveness.py)."""
-    return f"{url}{'&' if '?' in url else '?'}kubenenc_clock=caller"
+    return f"{url}{'&' if '?' in url else '?'}clock=caller"
 
 
 @pytest.fixture
 def mongodb_caller_url(mongodb_url: str) -> str:
-    """``mongodb_url`` with ``kubenenc_clock=caller`` (see :func:`caller_clock`)."""
+    """``mongodb_url`` with ``clock=caller`` (see :func:`caller_clock`)."""
     return caller_clock(mongodb_url)
 
 
 @pytest.fixture
 def mongojava_caller_url(mongojava_url: str) -> str:
-    """``mongojava_url`` with ``kubenenc_clock=caller`` (see :func:`caller_clock`)."""
+    """``mongojava_url`` with ``clock=caller`` (see :func:`caller_clock`)."""
     return caller_clock(mongojava_url)
 
 

@@ -82,7 +82,7 @@ def test_memory_from_url_checks_the_scheme() -> None:
         ("redis://user:p@ss@host:6380", "redis://user:***@host:6380"),  # unescaped @
         ("rediss://:pw@host:6380/0?ssl_cert_reqs=required", "rediss://:***@host:6380/0?ssl_cert_reqs=required"),
         ("redis://host/0?password=hunter2&retry_for=5", "redis://host/0?password=***&retry_for=5"),
-        ("redis://u:pw@host/0?kubenenc_prefix=a#frag", "redis://u:***@host/0?kubenenc_prefix=a#frag"),
+        ("redis://u:pw@host/0?prefix=a#frag", "redis://u:***@host/0?prefix=a#frag"),
         ("unix:///run/redis.sock?password=pw&db=1", "unix:///run/redis.sock?password=***&db=1"),
         ("mongodb://u:pw@h1:27017,h2:27017,h3/kn?replicaSet=rs0",
          "mongodb://u:***@h1:27017,h2:27017,h3/kn?replicaSet=rs0"),

@@ -28,6 +28,6 @@ def test_a_heartbeat_without_a_server_stamp_falls_back_to_the_workers_time() -> 
 
 def test_the_clock_option() -> None:
     assert parse_url("mongodb://h/db").clock == "server"
-    assert parse_url("mongodb://h/db?kubenenc_clock=caller").clock == "caller"
-    with pytest.raises(ConfigurationError, match="kubenenc_clock='wall'"):
-        parse_url("mongodb://h/db?kubenenc_clock=wall")
+    assert parse_url("mongodb://h/db?clock=caller").clock == "caller"
+    with pytest.raises(ConfigurationError, match=r"clock=.wall."):
+        parse_url("mongodb://h/db?clock=wall")

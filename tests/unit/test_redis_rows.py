@@ -62,9 +62,8 @@ def test_outcomes_are_the_json_of_seven_strings_each() -> None:
     assert json.loads(outcome_arg([])) == []
 
 
-def test_finish_flags_read_from_a_string_or_an_earlier_versions_list() -> None:
+def test_finish_flags_read_from_a_string() -> None:
     assert finish_flags("1011") == [True, False, True, True]
-    assert finish_flags([1, 0]) == [True, False]
     assert finish_flags("") == []
 
 

@@ -282,20 +282,22 @@ def test_a_wrong_argument_late_in_a_large_parallelize_registers_nothing(
     assert sum(app.backend.counts().values()) == 0
 
 
-def test_a_large_parallelize_stops_at_the_first_failed_batch(app: kubenenc.App) -> None:
-    backend = app.backend
-    real = backend.register
+class SecondRegisterFails(MemoryBackend):
+    """A memory backend whose second ``register`` call finds the server down."""
+
     calls = 0
 
-    def flaky(new: Any, now: float) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
+    def register(self, new: Any, now: float) -> Any:
+        self.calls += 1
+        if self.calls == 2:
             raise kubenenc.errors.BackendUnavailable("down")
-        return real(new, now)
+        return super().register(new, now)
 
-    backend.register = flaky  # type: ignore[method-assign]
+
+def test_a_large_parallelize_stops_at_the_first_failed_batch() -> None:
+    backend = SecondRegisterFails()
+    app = kubenenc.App("t", backend=backend)
     with pytest.raises(kubenenc.errors.BackendUnavailable):
         app.task(add).parallelize([(i, 1) for i in range(5000)])
-    assert calls == 2  # batches go one after another: none is sent after the failed one
+    assert backend.calls == 2  # batches go one after another: none is sent after the failed one
     assert sum(backend.counts().values()) == 1000

@@ -31,7 +31,7 @@ def submitted(app: App, inv_id: str) -> InvocationRecord:
 @pytest.fixture(autouse=True)
 def no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """Read the backend at every call (the TTL is tested on its own below)."""
-    monkeypatch.setattr("kubenenc.app.POLICY_TTL", 0.0)
+    monkeypatch.setattr("kubenenc.resolver.POLICY_TTL", 0.0)
 
 
 def test_names_are_scoped_by_namespace() -> None:
@@ -141,14 +141,14 @@ def test_invalid_stored_options_fail_the_call_with_the_task_named() -> None:
 
 
 def test_the_stored_options_are_cached_for_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("kubenenc.app.POLICY_TTL", 3600.0)
+    monkeypatch.setattr("kubenenc.resolver.POLICY_TTL", 3600.0)
     backend = MemoryBackend()
     app = make_app(backend)
     task = app.tasks[TASK]  # type: ignore[index]
     assert submitted(app, task(1, 2).id).max_retries == 0
     backend.set_policy(f"task:{TASK}", TaskDefaults(retries=5).model_dump_json())
     assert submitted(app, task(1, 3).id).max_retries == 0  # cached
-    monkeypatch.setattr("kubenenc.app.POLICY_TTL", 0.0)
+    monkeypatch.setattr("kubenenc.resolver.POLICY_TTL", 0.0)
     assert submitted(app, task(1, 4).id).max_retries == 5
 
 

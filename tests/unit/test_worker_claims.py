@@ -20,19 +20,24 @@ def hold(i: int) -> int:
     return i
 
 
-def test_a_claim_that_empties_the_queue_is_followed_by_another_only_when_woken() -> None:
-    backend = MemoryBackend()
-    app = App("claims", backend=backend)
-    task = app.task(hold)
-    got: list[int] = []
-    real = backend.claim
+class CountedClaims(MemoryBackend):
+    """A memory backend that notes how many invocations each claim took."""
 
-    def claim(*args: Any) -> Any:
-        found = real(*args)
-        got.append(len(found))
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list[int] = []
+
+    def claim(self, *args: Any) -> Any:
+        found = super().claim(*args)
+        self.got.append(len(found))
         return found
 
-    backend.claim = claim  # type: ignore[method-assign,assignment]
+
+def test_a_claim_that_empties_the_queue_is_followed_by_another_only_when_woken() -> None:
+    backend = CountedClaims()
+    app = App("claims", backend=backend)
+    task = app.task(hold)
+    got = backend.got
     worker = Worker(app, WorkerSettings(mode="thread", concurrency=4))
     release.clear()
     try:

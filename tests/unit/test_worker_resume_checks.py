@@ -45,19 +45,26 @@ def steps_until(worker: Worker, done: Any, limit: float = 10.0) -> None:
             worker._drained = False
 
 
+class TimedReads(MemoryBackend):
+    """A memory backend that notes when ``get_many`` read a record of queue ``watched``."""
+
+    def __init__(self, watched: str) -> None:
+        super().__init__()
+        self.watched = watched
+        self.reads: list[float] = []
+
+    def get_many(self, ids: Any) -> Any:
+        found = super().get_many(ids)
+        if any(r is not None and r.pool == self.watched for r in found):
+            self.reads.append(time.monotonic())
+        return found
+
+
 def test_paused_targets_are_read_once_a_poll_interval_not_every_busy_turn() -> None:
-    backend = MemoryBackend()
+    backend = TimedReads(app.queue("elsewhere"))
     app.configure(backend)
     worker = Worker(app, WorkerSettings(mode="thread", concurrency=2, poll_interval=POLL))
-    reads: list[float] = []
-    real = backend.get_many
-
-    def get_many(ids: Any) -> Any:
-        if any(r is not None and r.pool == app.queue("elsewhere") for r in real(ids)):
-            reads.append(time.monotonic())
-        return real(ids)
-
-    backend.get_many = get_many  # type: ignore[method-assign]
+    reads = backend.reads
     try:
         inv = parent_elsewhere()
         steps_until(worker, lambda: bool(worker.paused))

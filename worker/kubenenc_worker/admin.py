@@ -23,6 +23,7 @@ from typing import Any
 
 from kubenenc.backends.contract import Admin, Backend
 from kubenenc.backends.registry import open_backend, redact_url
+from kubenenc.backends.roles import roles_of
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, new_invocation_ids
 from kubenenc.records import InvocationRecord, NewInvocation, RegisterKind
@@ -130,12 +131,13 @@ class _Io:
 
 
 def _admin(backend: Backend, url: str) -> Admin:
-    if not isinstance(backend, Admin):
+    admin = roles_of(backend).admin
+    if admin is None:
         raise ConfigurationError(
             f"the backend {redact_url(url)} has no admin operations (select, purge): "
             "use a backend that implements kubenenc.backends.contract.Admin"
         )
-    return backend
+    return admin
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:

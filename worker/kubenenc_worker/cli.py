@@ -1,20 +1,21 @@
-"""The ``kubenenc`` command: ``worker``, ``demo``, ``status``, ``inspect``, the admin commands
-``cancel``, ``retry``, ``purge``, ``config`` (:mod:`kubenenc_worker.admin`), and ``operator``
-and ``dashboard`` (when their extras are installed).
+"""The worker's commands: ``worker``, ``demo``, ``status``, ``inspect`` and the admin
+commands ``cancel``, ``retry``, ``purge``, ``config`` (:mod:`kubenenc_worker.admin`).
 
-Settings are read here, once, from the environment (``KUBENENC_*``) and flags, and passed
-down; nothing below this module reads the environment.
+The ``kubenenc`` command (:mod:`kubenenc_cli`) adds them beside the operator's and the
+dashboard's; ``python -m kubenenc_worker`` runs them alone. Settings are read here, once,
+from the environment (``KUBENENC_*``) and flags, and passed down; nothing below this module
+reads the environment.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeAlias
 
 from kubenenc import logs
 from kubenenc.app import load_app
@@ -29,14 +30,23 @@ from rich.table import Table
 
 from kubenenc_worker import admin
 
+Command = Callable[[argparse.Namespace, Settings], int]
+"""A command: its parsed arguments and the settings in, an exit code out."""
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kubenenc", description="Distributed Python tasks: workers, demo and inspection."
-    )
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What subcommands are added to (argparse names it privately)."""
+
+
+def base_parser(description: str) -> tuple[argparse.ArgumentParser, Subcommands]:
+    """The ``kubenenc`` parser with its global options, and its subcommands to add to."""
+    parser = argparse.ArgumentParser(prog="kubenenc", description=description)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    return parser, parser.add_subparsers(dest="command", required=True)
 
+
+def add_commands(sub: Subcommands) -> dict[str, Command]:
+    """Add the worker's commands to ``sub``; returns them by name."""
     w = sub.add_parser("worker", help="run a worker that claims and runs invocations")
     w.add_argument("--app", required=True, help="the App to serve, as module:attr")
     w.add_argument("--concurrency", type=int, help="running slots (default: CPU cores)")
@@ -61,30 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--backend", help="backend URL (default: KUBENENC_BACKEND or ./kubenenc.db)")
 
     admin.add_parsers(sub)
-    o = sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
-    o.add_argument("--log-format", choices=["text", "json"], help="json: one object per line")
-
-    b = sub.add_parser("dashboard", help="serve the web dashboard (needs kubenenc[dashboard])")
-    b.add_argument("--backend", help="backend URL (default: KUBENENC_BACKEND or ./kubenenc.db)")
-    b.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    b.add_argument("--port", type=int, default=8090, help="port (default: 8090)")
-    b.add_argument("--app", dest="app_name", help="only this app's invocations (its name)")
-    b.add_argument(
-        "--token",
-        help="enable actions (cancel, retry) for whoever gives this token; "
-        "default: KUBENENC_DASHBOARD_TOKEN, else read-only",
-    )
-    b.add_argument(
-        "--kubernetes", action="store_true",
-        help="also show WorkerPools, TaskDefinitions and ConcurrencyPolicies (in-cluster "
-        "service account, or --kubeconfig)",
-    )  # fmt: skip
-    b.add_argument("--kubeconfig", help="kubeconfig for --kubernetes (default: KUBECONFIG)")
-    b.add_argument(
-        "--namespace", action="append", default=[], dest="namespaces",
-        help="with --kubernetes: only this namespace (repeatable; default: every namespace)",
-    )  # fmt: skip
-    return parser
+    return {
+        "worker": cmd_worker, "demo": cmd_demo, "status": cmd_status, "inspect": cmd_inspect,
+        **admin.COMMANDS,
+    }  # fmt: skip
 
 
 def _settings() -> Settings:
@@ -136,16 +126,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _backend_url(args: argparse.Namespace, settings: Settings) -> str:
+def backend_url(args: argparse.Namespace, settings: Settings) -> str:
     return str(args.backend or settings.backend)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Print counts by status and the live workers."""
     console = Console()
-    backend = open_backend(_backend_url(args, settings))
+    backend = open_backend(backend_url(args, settings))
     counts = backend.counts(app=args.app_name)
-    table = Table(title=f"invocations in {redact_url(_backend_url(args, settings))}")
+    table = Table(title=f"invocations in {redact_url(backend_url(args, settings))}")
     table.add_column("status")
     table.add_column("count", justify="right")
     for status in Status:
@@ -171,7 +161,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     """Print one invocation's record and history."""
     console = Console()
-    backend = open_backend(_backend_url(args, settings))
+    backend = open_backend(backend_url(args, settings))
     rec = backend.get(InvocationId(args.id))
     backend.close()
     if rec is None:
@@ -207,55 +197,30 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(backend_url=args.backend, workers=args.workers)
 
 
-def cmd_operator(args: argparse.Namespace, settings: Settings) -> int:
-    """Hand over to the operator package, found by name (the worker never imports it)."""
-    try:
-        module = importlib.import_module("kubenenc_operator.cli")
-    except ImportError as exc:
-        raise ConfigurationError(
-            f'the operator is not installed ({exc}); pip install "kubenenc[operator]"'
-        ) from exc
-    code: int = module.main(["--log-format", args.log_format] if args.log_format else [])
-    return code
-
-
-def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    """Hand over to the dashboard package, found by name (an optional extra)."""
-    try:
-        cli = importlib.import_module("kubenenc_dashboard.cli")
-        dashboard = importlib.import_module("kubenenc_dashboard")
-    except ImportError as exc:
-        raise ConfigurationError(
-            f'the dashboard is not installed ({exc}); pip install "kubenenc[dashboard]"'
-        ) from exc
-    token = args.token or os.environ.get("KUBENENC_DASHBOARD_TOKEN") or None
-    options = dashboard.DashboardSettings(token=token, app=args.app_name)
-    code: int = cli.serve(
-        _backend_url(args, settings), args.host, args.port, options,
-        kubernetes=args.kubernetes, kubeconfig=args.kubeconfig, namespaces=args.namespaces,
-    )  # fmt: skip
-    return code
-
-
-_COMMANDS = {
-    "worker": cmd_worker, "demo": cmd_demo, "status": cmd_status, "inspect": cmd_inspect,
-    "operator": cmd_operator, "dashboard": cmd_dashboard, **admin.COMMANDS,
-}  # fmt: skip
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``kubenenc`` console script."""
-    args = _parser().parse_args(argv)
+def run(
+    parser: argparse.ArgumentParser,
+    commands: Mapping[str, Command],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse ``argv``, read the settings, set up logging and run the command; a
+    configuration error or an unreachable backend is one line on stderr and exit code 2."""
+    args = parser.parse_args(argv)
     try:
         settings = _settings()
         fmt = getattr(args, "log_format", None)
         if fmt is None and args.command == "worker":
             fmt = settings.worker.log_format
         logs.configure(fmt or "text", logging.DEBUG if args.verbose else logging.INFO)
-        return _COMMANDS[args.command](args, settings)
+        return commands[args.command](args, settings)
     except (ConfigurationError, BackendUnavailable) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m kubenenc_worker``: the worker's commands only."""
+    parser, sub = base_parser("Distributed Python tasks: workers, demo and inspection.")
+    return run(parser, add_commands(sub), argv)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def run_demo(backend_url: str | None = None, workers: int = 2) -> int:
     os.environ["KUBENENC_DEMO_BACKEND"] = url
     from kubenenc_worker import demo_app
 
-    demo_app.app.backend_url = url
+    demo_app.app.configure(url)
     app = demo_app.app
     console.print(
         f"[bold]kubenenc demo[/bold]: backend {url}, {workers} worker processes x 2 slots"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from kubenenc.app import App
-from kubenenc.backends.contract import DueTimes, FinishAndClaim, ResumeEarly, WorkNotifier
+from kubenenc.backends.contract import FinishAndClaim, WorkNotifier
 from kubenenc.errors import ConfigurationError, TaskTimeout
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.outcomes import error_info
@@ -131,11 +131,11 @@ class Worker:
         if backend_url is not None and backend_url != self.app.backend_url:
             self.app.configure(backend_url)
         self.backend = app.backend
-        # Optional fast path, checked once: a runtime Protocol check is too slow per step.
-        self._fast = self.backend if isinstance(self.backend, FinishAndClaim) else None
-        self._early = self.backend if isinstance(self.backend, ResumeEarly) else None
-        self._notifier = self.backend if isinstance(self.backend, WorkNotifier) else None
-        self._due = self.backend if isinstance(self.backend, DueTimes) else None
+        roles = app.runtime.roles  # the optional roles, checked once (kubenenc.backends.roles)
+        self._fast = roles.finish_and_claim
+        self._early = roles.resume_early
+        self._notifier = roles.notifier
+        self._due = roles.due_times
         self._sleep_until: float | None = None
         """While idle with a notifier: when (monotonic) the loop next claims without being
         woken -- the earliest due delayed call, at the latest a heartbeat interval on.
@@ -241,9 +241,9 @@ class Worker:
                 target=self._heartbeat_loop, name="kubenenc-heart", daemon=True
             )
             self._heart.start()
-            if isinstance(self.backend, WorkNotifier):
+            if self._notifier is not None:
                 threading.Thread(
-                    target=self._wake_on_work, args=(self.backend,), name="kubenenc-waker",
+                    target=self._wake_on_work, args=(self._notifier,), name="kubenenc-waker",
                     daemon=True,
                 ).start()  # fmt: skip
             if self.settings.http_port is not None:

@@ -1,5 +1,5 @@
 """The MongoDB backend of kubenenc: ``pip install "kubenenc[mongodb]"``, then use a URL
-``mongodb://[user:pass@]host[:port]/dbname?kubenenc_prefix=myapp``.
+``mongodb://[user:pass@]host[:port]/dbname?prefix=myapp``.
 
 It works with MongoDB and with servers that speak its protocol without all of its guarantees
 (FerretDB): see :mod:`kubenenc_mongodb.layout` for why and how.

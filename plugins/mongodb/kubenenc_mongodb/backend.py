@@ -4,7 +4,7 @@
 the backend (server detection, the collections' layout agreed with whoever used the prefix
 first, indexes); runs every contract operation that writes as one step of the protocol
 (:mod:`kubenenc_mongodb.steps`) through :mod:`kubenenc_mongodb.link`, which retries
-connection faults for ``kubenenc_retry`` seconds, then raises
+connection faults for ``retry_for`` seconds, then raises
 :class:`~kubenenc.errors.BackendUnavailable`; and writes heartbeats and named policies
 directly (no step: each is one document that only its writer changes). The reads come from
 its base class, :class:`kubenenc_mongodb.reads.MongoRecords`. A step interrupted by a fault
@@ -120,13 +120,13 @@ class MongoBackend(MongoBrowse):
         if doc.get("format") != _FORMAT:
             raise ConfigurationError(
                 f"the collections of prefix {conn.layout.prefix!r} were made by an older "
-                "kubenenc in another format; use another kubenenc_prefix"
+                "kubenenc in another format; use another prefix"
             )
         return int(doc["shards"])
 
     @classmethod
     def from_url(cls, url: str) -> MongoBackend:
-        """Open ``mongodb://[user:pass@]host[:port]/db?kubenenc_prefix=...`` (see options)."""
+        """Open ``mongodb://[user:pass@]host[:port]/db?prefix=...`` (see options)."""
         return cls(parse_url(url))
 
     def _conn(self) -> Conn:
@@ -233,7 +233,7 @@ class MongoBackend(MongoBrowse):
         )
 
     def heartbeat(self, info: WorkerInfo) -> None:
-        """Stamped with the server's time (``seen``) unless ``kubenenc_clock=caller``: see
+        """Stamped with the server's time (``seen``) unless ``clock=caller``: see
         :mod:`kubenenc_mongodb.liveness`."""
         doc = worker_doc(info)
 
@@ -257,7 +257,7 @@ class MongoBackend(MongoBrowse):
 
     def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
         """Silence is measured on the server's clock, outages not counted, unless
-        ``kubenenc_clock=caller`` (see :mod:`kubenenc_mongodb.liveness`); ``now`` stamps
+        ``clock=caller`` (see :mod:`kubenenc_mongodb.liveness`); ``now`` stamps
         the history of what is handed back."""
         if not self.ttl_index:
             self._sweep(now)

@@ -65,7 +65,7 @@ the version holds one redo, once, and the marker and the log agree (catch-up che
 A holder that died between the two inserts is treated the same way: its step is committed
 by the next holder, as if it had died just after its commit.
 
-The lease (``kubenenc_lease``, default 5 s) must be far longer than a step (milliseconds):
+The lease (``lease``, default 5 s) must be far longer than a step (milliseconds):
 a holder re-checks its lease before committing, but a process frozen between its commit and
 its writes for longer than the lease could still write documents after a successor's — the
 usual limit of lease locks, accepted here because the server offers no conditional write to
@@ -109,7 +109,7 @@ Each process also keeps the last final documents it saw in the log (``Replica.re
 waiting for results and reading them needs no collection read. A claim reads the head of a
 per-pool queue kept in claim order in the replica.
 
-Collections (``<p>`` is the prefix, ``kubenenc_prefix`` in the URL, default ``kubenenc``)
+Collections (``<p>`` is the prefix, ``prefix`` in the URL, default ``kubenenc``)
 ----------------------------------------------------------------------------------------
 - ``<p>_invocations`` (on FerretDB ``<p>_invocations_NNN``, see ``backend._FERRET_SHARDS``):
   one document per invocation, ``_id`` = id, the record as JSON text (``j``) beside the
@@ -418,7 +418,7 @@ class Layout:
         computed over the same committed state as ours), and ours is not.
         """
         # The redo as compressed JSON: one small binary field is far cheaper for FerretDB to
-        # store and read than the same data as nested documents (5-10x per step).
+        # store and read than the same data as nested documents.
         packed = Binary(zlib.compress(json.dumps(redo).encode(), 1))
         try:
             self.log(version).insert_one({"_id": log_id(version), "step": step_id, "z": packed})

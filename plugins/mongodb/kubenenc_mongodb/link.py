@@ -4,7 +4,7 @@
 (:class:`~kubenenc_mongodb.layout.Layout`), the lease lock and the replica with its steps.
 :class:`Link` opens one per process on first use (a forked or spawned worker gets its own:
 a pymongo client must not cross a fork), retries connection faults with back-off for
-``kubenenc_retry`` seconds before raising :class:`~kubenenc.errors.BackendUnavailable`, and
+``retry_for`` seconds before raising :class:`~kubenenc.errors.BackendUnavailable`, and
 starts a step over when the protocol says so (:class:`~kubenenc_mongodb.steps.Retry`).
 """
 
@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
+from kubenenc.backends.faults import retry_faults
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from pymongo import MongoClient
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
@@ -86,6 +87,7 @@ class Link:
         self._closed = False
         self.shards = 1
         """How many invocation collections the prefix uses (agreed at start)."""
+        self._server = f"MongoDB at {self.where()}"
 
     def where(self) -> str:
         """The server's URL without credentials, for messages."""
@@ -122,24 +124,20 @@ class Link:
 
     def retrying(self, what: str, fn: Callable[[Conn], T]) -> T:
         """``fn(conn)``, run again after a connection fault (with back-off, for
-        ``kubenenc_retry`` seconds) or when a step must start over."""
-        deadline = time.monotonic() + self.options.retry_for
-        delay = 0.05
-        while True:
-            conn = self.conn()
-            try:
-                return fn(conn)
-            except ConnectionFailure as exc:
-                if time.monotonic() + delay > deadline:
-                    raise BackendUnavailable(
-                        f"MongoDB at {self.where()} unreachable for "
-                        f"{self.options.retry_for:g} s during {what}: {exc}"
-                    ) from exc
-                log.warning("MongoDB fault during %s (%s); retrying in %.2f s", what, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            except Retry:
-                time.sleep(0.001)
+        ``retry_for`` seconds: :func:`kubenenc.backends.faults.retry_faults`) or when a step
+        must start over."""
+
+        def attempt() -> T:
+            while True:
+                try:
+                    return fn(self.conn())
+                except Retry:
+                    time.sleep(0.001)
+
+        return retry_faults(
+            attempt, what=what, server=self._server, faults=(ConnectionFailure,),
+            retry_for=self.options.retry_for, log=log,
+        )  # fmt: skip
 
     # -- steps ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import redis
 from kubenenc.backends.codec import dumps_worker, loads_worker
+from kubenenc.backends.urloptions import DEFAULT_PREFIX, DEFAULT_RETENTION
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
@@ -48,7 +49,7 @@ from kubenenc.status import Status
 from kubenenc_redis import admin
 from kubenenc_redis.keys import US, Keys
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command, pack
-from kubenenc_redis.options import DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR, connect
+from kubenenc_redis.options import DEFAULT_RETRY_FOR, connect
 from kubenenc_redis.reads import RedisBrowse
 from kubenenc_redis.rows import (
     KINDS,
@@ -528,10 +529,9 @@ class RedisBackend(RedisBrowse):
         return self._head
 
     def wait_for_work(self, pool: str, timeout: float) -> bool:
-        """Block until invocations may have become claimable in ``pool`` (True) or
-        ``timeout`` passes (False). Not in the contract yet: an idle worker that blocks here
-        instead of sleeping between empty claims picks new work up one hop after it is
-        registered. A True may be spurious (another worker took the work)."""
+        """The optional :class:`~kubenenc.backends.contract.WorkNotifier` role: block on
+        the pool's wake list until invocations may have become claimable (True) or
+        ``timeout`` passes (False). A True may be spurious (another worker took the work)."""
         key = self._keys.per("k_wake", pool)
         got = self._caller.retrying(
             "wait_for_work",
@@ -648,16 +648,16 @@ class RedisBackend(RedisBrowse):
         self, *, app: str | None = None, pool: str | None = None
     ) -> Mapping[str, Mapping[Status, int]]:
         """See :meth:`kubenenc.backends.contract.Records.counts_by_task`: one read of the
-        counters (a field written before they held the task counts under task ``""``)."""
+        counters."""
         raw: dict[str, str] = self._caller.retrying(
             "counts",
             lambda: self._r.hgetall(self._keys.fixed("K_COUNTS")),  # type: ignore[arg-type,return-value]
         )
         out: dict[str, dict[Status, int]] = {}
         for field, value in raw.items():
-            a, p, s, *rest = field.split(US)
+            a, p, s, t = field.split(US)
             n = int(value)
             if n and (app is None or a == app) and (pool is None or p == pool):
-                by_status = out.setdefault(rest[0] if rest else "", {})
+                by_status = out.setdefault(t, {})
                 by_status[Status(s)] = by_status.get(Status(s), 0) + n
         return out

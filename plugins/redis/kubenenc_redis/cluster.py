@@ -30,6 +30,15 @@ from urllib.parse import parse_qsl, unquote
 
 import redis
 from kubenenc.backends.registry import redact_url
+from kubenenc.backends.urloptions import (
+    CLOCK,
+    CLOCKS,
+    DEFAULT_PREFIX,
+    DEFAULT_RETENTION,
+    PREFIX,
+    RETENTION,
+    RETRY_FOR,
+)
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -37,7 +46,7 @@ from redis.retry import Retry
 
 from kubenenc_redis.backend import RedisBackend
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link
-from kubenenc_redis.options import CLOCKS, DEFAULT_PREFIX, DEFAULT_RETENTION, DEFAULT_RETRY_FOR
+from kubenenc_redis.options import DEFAULT_RETRY_FOR
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +111,18 @@ def parse_cluster_url(url: str) -> ClusterURL:
             raise ConfigurationError(f"bad Redis Cluster URL {shown!r}: {item!r} is not host:port")
         hosts.append((host.strip("[]"), int(port)))
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = set(options) - {"prefix", "shards", "retention", "retry_for", "clock"}
+    unknown = set(options) - {PREFIX, "shards", RETENTION, RETRY_FOR, CLOCK}
     if unknown:
         raise ConfigurationError(
             f"bad Redis Cluster URL {shown!r}: unknown options {sorted(unknown)} (known: "
             "prefix, shards, retention, retry_for, clock)"
         )
-    clock = options.get("clock", CLOCKS[0])
+    clock = options.get(CLOCK, CLOCKS[0])
     if clock not in CLOCKS:
         raise ConfigurationError(
             f"bad Redis Cluster URL {shown!r}: clock={clock!r} must be one of {', '.join(CLOCKS)}"
         )
-    prefix = options.get("prefix", DEFAULT_PREFIX)
+    prefix = options.get(PREFIX, DEFAULT_PREFIX)
     if not prefix or any(c in prefix for c in "{}"):
         raise ConfigurationError(
             f"bad Redis Cluster URL {shown!r}: prefix={prefix!r} must be non-empty, no braces"
@@ -126,8 +135,8 @@ def parse_cluster_url(url: str) -> ClusterURL:
         )
     return ClusterURL(
         tuple(hosts), username, password, scheme.startswith("rediss"), prefix, int(raw),
-        _seconds(options, "retention", DEFAULT_RETENTION, shown),
-        _seconds(options, "retry_for", DEFAULT_RETRY_FOR, shown), shown, clock,
+        _seconds(options, RETENTION, DEFAULT_RETENTION, shown),
+        _seconds(options, RETRY_FOR, DEFAULT_RETRY_FOR, shown), shown, clock,
     )  # fmt: skip
 
 

@@ -39,8 +39,7 @@ key                         type    what it holds
                                     recovery does not count as silence (see lua/lib_live.lua)
 ``P:workers``               hash    worker -> that heartbeat as JSON
 ``P:counts``                hash    ``app US pool US status US task`` -> exact number of
-                                    invocations (``task`` is the call key up to its ``#``;
-                                    fields without it come from older versions)
+                                    invocations (``task`` is the call key up to its ``#``)
 ``P:seq``                   string  the FIFO sequence counter
 ``P:ix``                    zset    every id by sequence, for ``query`` (newest first)
 ``P:ix:a:<app>``            zset    the app's ids by sequence

@@ -15,13 +15,12 @@ import json
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis
-from kubenenc.errors import BackendUnavailable
+from kubenenc.backends.faults import retry_faults
 
 from kubenenc_redis.rows import time_arg
 from kubenenc_redis.scripts import FUNCTIONS, LIBRARY, SCRIPTS
@@ -137,8 +136,8 @@ def _arg(value: Any) -> bytes:
 def pack(args: Sequence[Any]) -> bytes:
     """One command in the Redis protocol, its arguments ``str`` (UTF-8; a str enum by its
     value), ``bytes``, ``int`` or ``float`` (as ``repr`` writes it), as redis-py's encoder
-    writes them; any other type (``bool``, ``None``) raises TypeError. Speed: about a
-    fifth of a lone call's client CPU went to redis-py's general packer and encoder."""
+    writes them; any other type (``bool``, ``None``) raises TypeError. Speed: redis-py's
+    general packer and encoder were a large share of a lone call's client CPU."""
     return b"*%d\r\n%s" % (len(args), b"".join(map(_arg, args)))
 
 
@@ -159,8 +158,9 @@ class Caller:
     """The backend's calls: every script with a request id over one :class:`Link`, and any
     call (a script, a redis-py command, a pipelined block) with retries.
 
-    A call that fails on the connection is sent again with backoff (50 ms doubling up to
-    2 s) until ``retry_for`` seconds pass, then raises BackendUnavailable; a script call
+    A call that fails on the connection is sent again with backoff until ``retry_for``
+    seconds pass (see :mod:`kubenenc.backends.faults`), then raises BackendUnavailable; a
+    script call
     sent again carries the same request id, so the server answers it from the stored reply
     instead of applying it twice (see ``reply`` in ``lua/lib.lua``).
     """
@@ -175,6 +175,7 @@ class Caller:
         self.retry_for = retry_for
         self.name = name
         """The server as shown in messages (password redacted)."""
+        self._server = f"Redis at {name}"
         self._scripts = {op: client.register_script(src) for op, src in SCRIPTS.items()}
         self.functions: bool | None = None
         """Whether the steps run as Redis functions (``FCALL``, Redis >= 7) rather than
@@ -222,24 +223,13 @@ class Caller:
         return isinstance(exc, redis.ResponseError) and "function not found" in str(exc).lower()
 
     def retrying(self, what: str, call: Callable[[], T]) -> T:
-        """``call()``, sent again with backoff while it fails on the connection."""
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.05
+        """``call()``, sent again with backoff while it fails on the connection (see
+        :func:`kubenenc.backends.faults.retry_faults`); a close gives up at once."""
         closes = self.closes
-        while True:
-            try:
-                return call()
-            except FAULTS as exc:
-                if self.closes != closes:
-                    raise BackendUnavailable(f"Redis {what}: the backend was closed") from exc
-                if time.monotonic() + delay > deadline:
-                    raise BackendUnavailable(
-                        f"Redis at {self.name} unreachable for {self.retry_for:.0f} s ({what}): "
-                        f"{exc}"
-                    ) from exc
-                log.warning("Redis %s failed (%s); retrying in %.2f s", what, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        return retry_faults(
+            call, what=what, server=self._server, faults=FAULTS,
+            retry_for=self.retry_for, log=log, closed=lambda: self.closes != closes,
+        )  # fmt: skip
 
     def argv(self, now: float, *args: str | int) -> list[str | int]:
         """A script's arguments: the time, the retention, a new request id, then ``args``."""

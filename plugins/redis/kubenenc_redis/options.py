@@ -6,20 +6,31 @@ many seconds a final invocation is kept (default 7 days); ``retry_for`` is how l
 keeps retrying while the server is unreachable (default 60 s); ``clock`` is whose clock
 heartbeats are judged on: ``server`` (the default: Redis ``TIME``, so workers whose clocks
 disagree judge each other right, and an outage everyone saw is not taken for everyone's
-death) or ``caller`` (the times the callers pass, for tests that make time up). Every other
-query option goes to redis-py (``ssl_cert_reqs``, ``socket_timeout``, ...).
+death) or ``caller`` (the times the callers pass, for tests that make time up) -- the names
+every backend reads (see :mod:`kubenenc.backends.urloptions`). Every other query option goes
+to redis-py (``ssl_cert_reqs``, ``socket_timeout``, ...).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from kubenenc.backends.registry import redact_url
+from kubenenc.backends.urloptions import (
+    CLOCK,
+    DEFAULT_PREFIX,
+    DEFAULT_RETENTION,
+    PREFIX,
+    RETENTION,
+    RETRY_FOR,
+    clock_option,
+    seconds_option,
+    split_options,
+)
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -28,12 +39,8 @@ from kubenenc_redis.link import BLOCK_CHUNK, FAULTS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "kubenenc"
-DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_RETRY_FOR = 60.0
-CLOCKS = ("server", "caller")
-"""The values of the ``clock`` option; the first is the default."""
-OWN_OPTIONS = ("prefix", "retention", "retry_for", "clock")
+OWN_OPTIONS = (PREFIX, RETENTION, RETRY_FOR, CLOCK)
 """The query options kubenenc reads; every other one goes to redis-py."""
 MIN_SERVER = (6, 2)
 
@@ -48,27 +55,8 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
         )
     if not parts.hostname:
         raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: no host name")
-    ours: dict[str, str] = {}
-    rest: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        (ours.__setitem__(key, value) if key in OWN_OPTIONS else rest.append((key, value)))
+    ours, rest = split_options(parse_qsl(parts.query, keep_blank_values=True), OWN_OPTIONS)
     return urlunsplit(parts._replace(query=urlencode(rest))), ours
-
-
-def _float_option(ours: Mapping[str, str], name: str, default: float, url: str) -> float:
-    raw = ours.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigurationError(
-            f"bad Redis URL {redact_url(url)!r}: {name}={raw!r} must be a positive number of "
-            "seconds"
-        )
-    return value
 
 
 def _warn_on_eviction(client: redis.Redis, shown: str) -> None:
@@ -110,19 +98,15 @@ def connect(url: str) -> Connection:
     out of range or a server older than 6.2; BackendUnavailable when nothing answers.
     """
     base, ours = parse_url(url)
-    prefix = ours.get("prefix", DEFAULT_PREFIX)
+    prefix = ours.get(PREFIX, DEFAULT_PREFIX)
     if not prefix or any(c in prefix for c in "{}"):
         raise ConfigurationError(
             f"bad Redis URL {redact_url(url)!r}: prefix={prefix!r} must be non-empty, "
             "without braces"
         )
-    retention = _float_option(ours, "retention", DEFAULT_RETENTION, url)
-    retry_for = _float_option(ours, "retry_for", DEFAULT_RETRY_FOR, url)
-    clock = ours.get("clock", CLOCKS[0])
-    if clock not in CLOCKS:
-        raise ConfigurationError(
-            f"bad Redis URL {redact_url(url)!r}: clock={clock!r} must be one of {', '.join(CLOCKS)}"
-        )
+    retention = seconds_option(ours, RETENTION, DEFAULT_RETENTION, redact_url(url))
+    retry_for = seconds_option(ours, RETRY_FOR, DEFAULT_RETRY_FOR, redact_url(url))
+    clock = clock_option(ours, redact_url(url))
     common: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": 5.0,

@@ -261,10 +261,6 @@ def outcome_arg(outcomes: Sequence[Outcome]) -> str:
     ])  # fmt: skip
 
 
-_ONE = frozenset(("1", 1))
-
-
-def finish_flags(done: Any) -> list[bool]:
-    """The finish scripts' answer per outcome: a string of '1'/'0' (or, replayed from an
-    earlier version's stored reply, a list of 1/0)."""
-    return [x in _ONE for x in done]
+def finish_flags(done: str) -> list[bool]:
+    """The finish scripts' answer per outcome: a string of '1'/'0'."""
+    return [x == "1" for x in done]

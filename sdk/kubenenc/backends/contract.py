@@ -1,12 +1,18 @@
-"""The backend contract: three small role interfaces and the one class that joins them.
+"""The backend contract: four small role interfaces, the class that joins them, and the
+optional roles a backend may add.
 
 - :class:`Queue` moves invocations through their lifecycle (register, claim, finish, cancel).
 - :class:`Coordination` is what makes waiting safe across workers: pause with cycle check,
   resume, heartbeats, recovery of dead workers' work, blocking until results exist.
 - :class:`Records` reads what is stored.
 - :class:`Policies` holds named concurrency policies (written by the operator).
-- :class:`kubenenc.backends.browse.Browse` (a module of its own) gives people bounded,
-  cursor-paginated reads for browsing (the dashboard); every bundled backend offers it.
+
+Optional roles, each a declared protocol, found once per backend object by
+:func:`kubenenc.backends.roles.roles_of` (never by ``getattr`` at each use):
+:class:`FinishAndClaim`, :class:`ResumeEarly`, :class:`WorkNotifier`, :class:`Admin`,
+:class:`BatchRegister`, :class:`ValueLimit`, and
+:class:`kubenenc.backends.browse.Browse` (a module of its own: bounded, cursor-paginated
+reads for the dashboard). Every bundled backend offers Admin and Browse.
 
 Every method is **atomic** on its own: the state it leaves is as if it ran alone, even with
 many processes calling it at once. Policy lives in the SDK (keys, statuses, cycle rules,
@@ -157,8 +163,8 @@ class Coordination(Protocol):
         A backend with a clock of its own measures silence on it (``now`` then only stamps
         the history), and may leave out of it the stretches in which no heartbeat and no
         recovery reached it at all (an outage every worker saw is not everyone's death).
-        Redis and MongoDB do both (``clock=caller`` / ``kubenenc_clock=caller`` judge on
-        the callers' times instead, for tests that make time up).
+        Redis and MongoDB do both (the URL option ``clock=caller`` judges on the callers'
+        times instead, for tests that make time up).
         """
         ...
 
@@ -250,7 +256,7 @@ class FinishAndClaim(Protocol):
     """Optional fast path: :meth:`Queue.finish` then :meth:`Queue.claim` in one atomic step.
 
     A worker that has outcomes to store and free slots does both at once, halving round
-    trips on the hot path. Backends may offer it; workers check with ``isinstance``.
+    trips on the hot path. Backends may offer it.
     """
 
     def finish_and_claim(
@@ -267,7 +273,7 @@ class ResumeEarly(Protocol):
     ``inv.result(timeout=...)`` inside a task pauses like any wait; when the timeout passes
     first, the worker resumes the caller with this step and raises ResultTimeout in it. A
     backend without it cannot end a pause early, so on it a timed wait keeps its slot
-    while it waits (see the worker). Workers check with ``isinstance``.
+    while it waits (see the worker).
     """
 
     def resume_early(
@@ -303,7 +309,8 @@ class WorkNotifier(Protocol):
     """Optional: lets an idle worker block until there may be work, instead of polling.
 
     A worker with such a backend runs one thread that waits here and wakes its loop, so new
-    work is claimed one hop after it is registered. A True may be spurious.
+    work is claimed one hop after it is registered (without it the loop polls, backing off
+    while idle). A True may be spurious.
     """
 
     def wait_for_work(self, pool: str, timeout: float) -> bool:
@@ -392,8 +399,27 @@ class Admin(Protocol):
 
 
 @runtime_checkable
+class BatchRegister(Protocol):
+    """Optional: :meth:`Queue.register` takes batches of up to ``register_batch`` items in
+    one call (a backend that pipelines its own round trips, reading the sequence a slice at
+    a time as it sends). The SDK then hands it that many at once instead of its own batches
+    of 1,000 sent from a second thread."""
+
+    register_batch: ClassVar[int]
+
+
+@runtime_checkable
+class ValueLimit(Protocol):
+    """Optional: the largest encoded arguments or result the backend can store, in bytes
+    (a class attribute, so it is read without connecting). The SDK lowers its own limit to
+    it."""
+
+    max_value_bytes: ClassVar[int]
+
+
+@runtime_checkable
 class Backend(Queue, Coordination, Records, Policies, Protocol):
-    """A complete backend: the three roles plus lifecycle.
+    """A complete backend: the four roles plus lifecycle.
 
     Implementations are registered under the entry-point group ``kubenenc.backends`` and
     built with ``from_url``. ``shared_across_processes`` is False for a backend whose state

@@ -18,6 +18,7 @@ from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from kubenenc.backends.engine import Engine
+from kubenenc.backends.urloptions import DEFAULT_RETENTION, RETENTION, seconds_option
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
@@ -38,31 +39,18 @@ T = TypeVar("T")
 TRANSACTION_TRIES = 50
 """Runs of one operation at most when its store keeps asking to run it again."""
 
-DEFAULT_RETENTION = 7 * 24 * 3600.0
-"""Seconds a final invocation is kept (as on Redis and MongoDB); then the sweep deletes it."""
-
 
 def retention_option(url: str, default: float = DEFAULT_RETENTION) -> float:
-    """The ``retention`` query option of an embedded backend's URL (seconds, > 0); any other
-    option is refused, so a misspelled one is not silently ignored."""
+    """The ``retention`` query option of an embedded backend's URL (see
+    :mod:`kubenenc.backends.urloptions`); any other option is refused, so a misspelled one
+    is not silently ignored."""
     query = parse_qs(urlsplit(url).query, keep_blank_values=True)
-    unknown = sorted(set(query) - {"retention"})
+    unknown = sorted(set(query) - {RETENTION})
     if unknown:
         raise ConfigurationError(
             f"unknown option(s) {', '.join(unknown)} in {url!r}; the only option is retention"
         )
-    raw = query.get("retention", [None])[-1]
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigurationError(
-            f"bad URL {url!r}: retention={raw!r} must be a positive number of seconds"
-        )
-    return value
+    return seconds_option({k: v[-1] for k, v in query.items()}, RETENTION, default, url)
 
 
 class EngineBackend:

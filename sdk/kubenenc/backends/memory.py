@@ -30,8 +30,9 @@ from kubenenc.backends.browse import (
     running_keys_of,
     seq_of,
 )
-from kubenenc.backends.embedded import DEFAULT_RETENTION, EngineBackend, retention_option
+from kubenenc.backends.embedded import EngineBackend, retention_option
 from kubenenc.backends.engine import Engine
+from kubenenc.backends.urloptions import DEFAULT_RETENTION
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (

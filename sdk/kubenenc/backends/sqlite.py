@@ -43,8 +43,9 @@ from kubenenc.backends.browse import (
     RunningKeys,
 )
 from kubenenc.backends.codec import dumps_record, dumps_worker, loads_record, loads_worker
-from kubenenc.backends.embedded import DEFAULT_RETENTION, EngineBackend, retention_option
+from kubenenc.backends.embedded import EngineBackend, retention_option
 from kubenenc.backends.engine import Engine
+from kubenenc.backends.urloptions import DEFAULT_RETENTION
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (

@@ -36,7 +36,7 @@ def fib(n: int) -> int:
 
 
 def finish(backend: Backend, inv: kubenenc.Invocation[Any], value: object) -> None:
-    text = inv.app.serializer.dumps(value)
+    text = inv.runtime.serializer.dumps(value)
     assert backend.finish([Outcome(inv.id, OutcomeKind.SUCCESS, result=text)], W1, 20.0) == [True]
 
 

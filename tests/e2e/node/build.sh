@@ -27,6 +27,8 @@ COREDNS_VERSION="1.15.0"
 PAUSE_TAG="3.10"
 
 log() { printf '[node-build] %s\n' "$*"; }
+# shellcheck source=tests/cluster/gobuild.sh
+. "$ROOT/tests/cluster/gobuild.sh"
 T0=$(date +%s)
 mkdir -p "$BIN_DIR" "$IMAGES" "$LOG_DIR"
 
@@ -34,19 +36,9 @@ for tool in go gcc; do
   command -v "$tool" >/dev/null || { log "ERROR: $tool is not installed"; exit 1; }
 done
 
-exec 9>"$CACHE_DIR/.build.lock"
-if ! flock -n 9; then
-  log "another build holds $CACHE_DIR/.build.lock; waiting for it"
-  flock 9
-fi
+take_build_lock
 
-minor="${K8S_VERSION#v1.}"
-minor="${minor%%.*}"
-k8s_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  k8s_ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  k8s_ldflags+=" -X $pkg.gitTreeState=clean"
-done
+k8s_ldflags="$(k8s_ldflags "$K8S_VERSION")"
 TARGETS=(
   "kubelet|kubernetes|k8s.io/kubernetes/cmd/kubelet|$k8s_ldflags"
   "kube-proxy|kubernetes|k8s.io/kubernetes/cmd/kube-proxy|$k8s_ldflags"
@@ -54,30 +46,10 @@ TARGETS=(
 )
 export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false -trimpath"
-go_version="$(go env GOVERSION)"
 for t in "${TARGETS[@]}"; do
   IFS='|' read -r name moddir pkg ldflags <<<"$t"
-  dir="$HERE/go/$moddir"
-  out="$BIN_DIR/$name"
-  inputs=("$dir/go.mod" "$dir/go.sum")
-  [[ -f "$dir/main.go" ]] && inputs+=("$dir/main.go")
-  stamp="$(cat "${inputs[@]}" | sha256sum | cut -c1-16) $go_version $pkg $ldflags"
-  if [[ -x "$out" && "$(cat "$BIN_DIR/.$name.stamp" 2>/dev/null)" == "$stamp" ]]; then
-    log "$name: up to date (cached)"
-    continue
-  fi
-  start=$(date +%s)
-  log "$name: building $pkg (log: $LOG_DIR/$name.log)"
-  if (cd "$dir" && nice -n 10 go build -ldflags "$ldflags" -o "$out.tmp" "$pkg") >"$LOG_DIR/$name.log" 2>&1; then
-    mv -f "$out.tmp" "$out"
-    printf '%s' "$stamp" >"$BIN_DIR/.$name.stamp"
-    log "$name: built in $(($(date +%s) - start)) s"
-  else
-    rm -f "$out.tmp"
-    log "ERROR: $name failed to build; last lines of $LOG_DIR/$name.log:"
-    tail -n 30 "$LOG_DIR/$name.log" >&2
-    exit 1
-  fi
+  # 16 digits: the stamps this script has always written, so cached binaries stay valid.
+  go_build_cached "$name" "$HERE/go/$moddir" "$pkg" "$ldflags" 16 || exit 1
 done
 
 pause_stamp="$(sha256sum <"$HERE/pause.c" | cut -c1-16)"

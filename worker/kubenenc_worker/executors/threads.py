@@ -57,8 +57,8 @@ class _Batch:
 class ThreadExecutor(Executor):
     """Runs each execution on a thread of its own, from a pool of reusable threads.
 
-    Starting a thread costs about a millisecond on a loaded machine, more than a no-op task,
-    so finished threads wait for the next execution; a pool that cannot serve one grows.
+    Starting a thread costs more than running a no-op task (see bench/), so finished
+    threads wait for the next execution; a pool that cannot serve one grows.
     Threads idle for ``idle_timeout`` seconds exit.
 
     :meth:`start_many` hands a whole claimed batch to one thread, which runs the executions
