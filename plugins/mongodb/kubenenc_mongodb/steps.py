@@ -106,11 +106,15 @@ class Steps:
         if lease.stolen:
             self._finish_last_step()
         if self.uncertain is not None:
+            # Forgotten only once settled: a fault while settling or catching up must not
+            # turn a committed step into one that runs again (a second register of the same
+            # ids, a second pause, ...); the next attempt settles it again.
             version, step_id, result = self.uncertain
-            self.uncertain = None
             if self._settle(version, lease) == step_id:
                 self.catch_up()
+                self.uncertain = None
                 return result, lease, True
+            self.uncertain = None
         if not lease.kept or self.replica.version < 0:
             self.catch_up()
         version = self.replica.version + 1

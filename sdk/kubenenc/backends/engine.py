@@ -251,6 +251,12 @@ class Engine:
 
     def _register_one(self, n: NewInvocation, now: float) -> RegisterResult:
         t = self.txn
+        if t.get(n.id) is not None:
+            # Ids are unique per call: an id that exists was registered by an earlier try of
+            # this same registration (a step re-run after its commit, when its answer was
+            # lost). It is answered, never written again: writing it would reset a call that
+            # may be running or final already to a fresh PENDING one.
+            return RegisterResult(RegisterKind.CREATED, n.id)
         if n.registration_key is not None:
             holder_id = t.registration_holder(n.registration_key)
             holder = t.get(holder_id) if holder_id else None
