@@ -10,6 +10,7 @@ re-read the slot map). Its own cluster, so the session's cluster keeps its layou
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.chaos import chaosapp
-from tests.chaos.scenario import _spawn, check
+from tests.chaos.faults import Fault
+from tests.chaos.scenario import Chaos, check
 from tests.servers.rediscluster import RedisCluster, require_cluster_tools
 
 
@@ -58,7 +60,8 @@ def test_failover_of_masters_mid_run_loses_nothing(
     app = chaosapp.app
     app.configure(url)
     backend = app.backend
-    procs = [_spawn(url, log_dir, n) for n in range(2)]
+    chaos = Chaos(url, log_dir, Fault(), random.Random(0))  # the faults are the failovers
+    procs = [chaos.spawn() for _ in range(2)]
     invs: list[tuple[str, int, object]] = []
     moved: list[int] = []
     try:
@@ -76,7 +79,7 @@ def test_failover_of_masters_mid_run_loses_nothing(
             if all(inv.status.is_final for _, _, inv in invs):  # type: ignore[attr-defined]
                 break
             time.sleep(0.25)
-        report = check(invs, log_dir, {})
+        report = check(invs, chaos)
         followed = [s.node[1] for s in backend.shards[:2]]  # type: ignore[attr-defined]
     finally:
         for proc in procs:
