@@ -12,6 +12,10 @@ back the work of workers that stopped beating (every worker may do it; it is ato
 
 SIGTERM (or :meth:`Worker.stop`) drains: no more claims, running work gets ``drain_grace``
 seconds, whatever is left is handed back to the queue, and the process exits 0.
+
+Size: over 500 lines because the loop is one state machine (running, paused, stopping, the
+finish buffer) that every step reads and changes on one thread; what stands alone is in its
+own module already (``executors/``, ``execution.py``, ``messages.py``, ``metrics.py``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ to every shard (each shard's ``recover`` judges its own holders), read from shar
 Policies live on shard 0 (no script reads them). Waits across shards go through the
 coordination slot (:mod:`kubenenc_redis.crossing`). Reads that span shards (query, counts,
 browse, activity, select) ask every shard and merge.
+
+Size: over 500 lines: one routed method per contract operation plus the merged reads; the
+next split is routing, claims and merged reads into their own modules.
 """
 
 from __future__ import annotations

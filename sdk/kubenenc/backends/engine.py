@@ -9,6 +9,9 @@ language, and the conformance suite holds both to the same behaviour.
 
 Every Engine method must run inside one transaction of the store (the caller opens it), so
 it is atomic.
+
+Size: over 500 lines because the rules share their helpers (transitions, wait edges, slot
+counters) and one place for every rule is what the other backends are checked against.
 """
 
 from __future__ import annotations
