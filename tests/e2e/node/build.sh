@@ -27,7 +27,7 @@ COREDNS_VERSION="1.15.0"
 PAUSE_TAG="3.10"
 
 log() { printf '[node-build] %s\n' "$*"; }
-# shellcheck source=tests/cluster/gobuild.sh
+# shellcheck source=tests/cluster/gobuild.sh disable=SC1091  # checked on its own
 . "$ROOT/tests/cluster/gobuild.sh"
 T0=$(date +%s)
 mkdir -p "$BIN_DIR" "$IMAGES" "$LOG_DIR"
