@@ -277,8 +277,11 @@ if wants kill; then
   orders submit --orders 100 --prefix killed --timeout "$TIMEOUT" >"$WORK/killed.log" 2>&1 &
   SUBMIT_PID=$!
   sleep 3
-  # A pod whose worker runs (a pod the backlog just added may still be starting).
-  VICTIM="$(k -n "$SHOP_NS" get pods --field-selector=status.phase=Running -o name | grep "$POOL" | head -1)"
+  # A pod whose worker runs and stays: Ready, and not being deleted (a pod the backlog just
+  # added may still be starting; one the scale-in is removing still says Running).
+  VICTIM="$(k -n "$SHOP_NS" get pods --field-selector=status.phase=Running --no-headers \
+    -o custom-columns='NAME:.metadata.name,GONE:.metadata.deletionTimestamp,READY:.status.containerStatuses[0].ready' \
+    | awk '$2 == "<none>" && $3 == "true" { print "pod/" $1 }' | grep "$POOL" | head -1)"
   [[ -n "$VICTIM" ]] || fail "no running worker pod to kill"
   if [[ -n "${KILL_CONTAINER:-}" ]]; then
     # A crash: SIGKILL the worker process (the kubelet restarts the container); its heartbeats

@@ -785,6 +785,14 @@ class ShardedBackend:
             )
         return out
 
+    def overdue(self, now: float, grace: float) -> list[InvocationRecord]:
+        """See :class:`kubenenc.backends.contract.Overdue`: each shard reads only the work
+        its holders hold; at most a thousand in all (the enforcer calls again later)."""
+        found: list[InvocationRecord] = []
+        for shard in self.shards:
+            found += shard.overdue(now, grace)
+        return found[:1000]
+
     def running_keys(
         self, *, limit: int = 100, holders: int = 10, budget: int = DEFAULT_BUDGET
     ) -> RunningKeys:
