@@ -29,7 +29,8 @@ def test_public_members_are_documented() -> None:
 BACKEND_KIT = {
     "ActivityBucket", "Admin", "Backend", "Browse", "Coordination", "DueTimes", "Engine",
     "EngineBackend", "FinishAndClaim", "InvocationFilter", "InvocationPage", "KeyUsage",
-    "Policies", "Queue", "Records", "Relations", "ResumeEarly", "RunningKey", "RunningKeys",
+    "Overdue", "Policies", "Queue", "Records", "Relations", "ResumeEarly", "RunningKey",
+    "RunningKeys",
     "TickClaims", "Txn", "WorkNotifier", "running_keys_of",
     "available_backends", "bucket_index", "cursor_of", "dumps_record", "dumps_worker",
     "loads_record", "loads_worker", "matches", "open_backend", "retention_option", "seq_of",

@@ -10,10 +10,11 @@ from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, W2, add, claim_ids, pause, record
 
+pytestmark = pytest.mark.kubenenc_role("Overdue")
+
 
 def test_overdue_finds_only_running_calls_past_timeout_and_grace(backend: Backend) -> None:
-    if not isinstance(backend, Overdue):
-        pytest.skip(f"{type(backend).__name__} does not offer the Overdue role")
+    assert isinstance(backend, Overdue)
     late = add(backend, 1.0, "late", timeout=5.0)
     fresh = add(backend, 1.0, "fresh", timeout=5.0, pool="b")
     forever = add(backend, 1.0, "forever", pool="c")
