@@ -167,7 +167,8 @@ def _report(
     console.print(cycle_text, highlight=False, markup=False)
     console.print(f"inspect it: kubenenc status --backend {url}", soft_wrap=True)
     if not _has_web_libraries():
-        console.print('browse it:  python -m pip install -e ".[dashboard]"   (once), then')
+        hint = 'browse it:  python -m pip install -e ".[dashboard]"   (once), then'
+        console.print(hint, markup=False)  # "[dashboard]" is no style tag
     console.print(f"browse it:  kubenenc dashboard --backend {url}", soft_wrap=True)
     console.print("            and open http://127.0.0.1:8090/")
     return 0 if overlaps == 0 and cycle_ok else 1
