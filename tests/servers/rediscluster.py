@@ -29,32 +29,6 @@ from tests.support import free_port, require
 SHARDS = 3
 """The shards of the URL the fixtures hand out."""
 
-CROSS_SHARD_DEPENDENCIES = (
-    "test_waits_until_every_dependency_succeeds",
-    "test_failed_dependency_fails_dependents_in_cascade",
-    "test_loop_through_a_declared_dependency",
-    "test_register_creates_pending_with_every_field_stored",
-    "test_random_operations_keep_the_rules",
-)
-"""Conformance tests that declare dependencies on calls that may land on other shards: not
-supported by ``redis+cluster`` yet (registration raises ConfigurationError, see
-:mod:`kubenenc_redis.shards`). Whether a run crosses shards depends on the random ids, so
-the mark is not strict; the list is the known gap, reported, not hidden."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the known gap (:data:`CROSS_SHARD_DEPENDENCIES`) on the rediscluster runs."""
-    for item in items:
-        name = getattr(item, "originalname", item.name)
-        if "[rediscluster" in item.nodeid and name in CROSS_SHARD_DEPENDENCIES:
-            item.add_marker(
-                pytest.mark.xfail(
-                    reason="redis+cluster: declared dependencies across shards not supported",
-                    strict=False,
-                )
-            )
-
-
 def _cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     for _ in range(100):

@@ -279,12 +279,16 @@ class RedisBackend(RedisBrowse):
             return None
         return self._registered(reply)
 
-    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
+    def claim(
+        self, pool: str, worker: WorkerId, limit: int, now: float, bound: str | None = None
+    ) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim` (history left empty: a worker
-        does not need it, and it would cost a read per invocation)."""
+        does not need it, and it would cost a read per invocation). ``bound``: claim only
+        queue members before it (the sharded claim's, :mod:`kubenenc_redis.shards`)."""
         if limit <= 0:
             return []
-        reply, replayed = self._caller.run("claim", now, pool, worker, limit)
+        extra = () if bound is None else (bound,)
+        reply, replayed = self._caller.run("claim", now, pool, worker, limit, *extra)
         if replayed:
             found = self._read(reply, history=False)
             return [r for r in found if r is not None and r.worker == worker]

@@ -53,16 +53,22 @@ import redis
 
 from kubenenc_redis.cluster import Shard
 from kubenenc_redis.keys import coord_key, coord_lua
+from kubenenc_redis.scripts import lua_file
 
 
-def _script(name: str) -> tuple[str, str]:
-    text = files(__package__).joinpath("lua_coord", f"{name}.lua").read_text(encoding="utf-8")
+def _script(name: str, *shared: str) -> tuple[str, str]:
+    """The source of ``lua_coord/<name>.lua`` after the ``lua/`` files ``shared`` (key-free
+    libraries it shares with the shards' steps), and its script id."""
+    text = "".join(lua_file(n) for n in shared)
+    text += files(__package__).joinpath("lua_coord", f"{name}.lua").read_text(encoding="utf-8")
     source = coord_lua(text)
     return source, hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
 
 
-PAUSE = _script("pause")
+PAUSE = _script("pause", "lib_walk")
 DROP = _script("drop")
+DEPEND = _script("depend")
+UNDEPEND = _script("undepend")
 GRACE_EXTRA = 60.0
 """Seconds added to the backend's ``retry_for`` to make ``GRACE``."""
 
@@ -107,6 +113,28 @@ class Coordination:
             return 0
         return int(self._eval("drop", DROP, list(ids)))
 
+    def depend(self, id: str, display: str, now: float, deps: Sequence[str]) -> None:
+        """Record dependent ``id`` and what it declared it depends on (before it is
+        registered: see :mod:`kubenenc_redis.depending`)."""
+        self._eval("depend", DEPEND, [id, display, repr(now), *deps])
+
+    def undepend(self, ids: Sequence[str]) -> int:
+        """Forget dependents ``ids`` (no longer waiting on their dependencies)."""
+        if not ids:
+            return 0
+        return int(self._eval("undepend", UNDEPEND, list(dict.fromkeys(ids))))
+
+    def dependents(self, limit: int = 1000) -> list[tuple[str, float]]:
+        """The recorded dependents, oldest first: id, when written."""
+        slot = self.slot
+        key = coord_key(slot._p, "K_DEPENDENTS")
+
+        def read() -> list[tuple[str, float]]:
+            found: list[Any] = slot._r.zrange(key, 0, limit - 1, withscores=True)
+            return [(str(id), float(at)) for id, at in found]
+
+        return slot._caller.retrying("dependents", read)
+
     def targets(self, ids: Sequence[str]) -> list[list[str]]:
         """What each of ``ids`` waits on, as recorded here."""
         slot = self.slot
@@ -138,4 +166,4 @@ class Coordination:
         return slot._caller.retrying("waiters", read)
 
 
-__all__ = ["DROP", "GRACE_EXTRA", "PAUSE", "Coordination"]
+__all__ = ["DEPEND", "DROP", "GRACE_EXTRA", "PAUSE", "UNDEPEND", "Coordination"]

@@ -27,6 +27,15 @@ key                         type    what it holds
 ``P:tg:<id>``               set     wait edges: what ``id`` waits on
 ``P:wt:<id>``               set     wait edges: who waits on ``id``
 ``P:dep:<id>``              set     invocations that declared ``depends_on`` ``id``
+``P:xdep:<id>``             set     ``dependent US shard`` of each invocation of a sharded
+                                    app that declared ``depends_on`` ``id`` (through the
+                                    cross-shard path, :mod:`kubenenc_redis.depending`)
+``P:xst:<id>``              hash    dependency id -> ``open``, ``missing`` or
+                                    ``status US display`` once it ended: what dependent
+                                    ``id`` knows of its dependencies (cross-shard path)
+``P:xout``                  set     ``dependent US shard US id US status US display``: the
+                                    dependents still to be told that ``id`` ended (the
+                                    cross-shard path's outbox)
 ``P:hw:<worker>``           set     the RUNNING and PAUSED invocations ``worker`` holds
 ``P:holders``               set     the workers holding any; recovery looks only at silent
                                     holders' sets, so its cost grows with the number of
@@ -128,6 +137,7 @@ FIXED: dict[str, str] = {
     "K_IXF": "failed",
     "K_POLICIES": "policies",
     "K_TICKS": "ticks",
+    "K_XOUT": "xout",
 }
 """The keys without a variable part: the Lua name of each, and the key after ``P:``."""
 
@@ -139,6 +149,8 @@ PER: dict[str, str] = {
     "k_tg": "tg",
     "k_wt": "wt",
     "k_dep": "dep",
+    "k_xdep": "xdep",
+    "k_xst": "xst",
     "k_hw": "hw",
     "k_ixa": "ix:a",
     "k_ch": "ch",
@@ -270,12 +282,19 @@ def coordination_prefix(prefix: str) -> str:
     ``C:node:<id>``             hash    waiter ``id``: ``ck`` call key, ``dp`` display,
                                         ``at`` when its edges were written
     ``C:waiters``               zset    every waiter with edges, by ``at`` (the sweep)
+    ``C:dp:<id>``               set     who declared ``depends_on`` ``id`` (dependents)
+    ``C:dd:<id>``               set     what dependent ``id`` declared it depends on
+    ``C:dn:<id>``               hash    dependent ``id``: ``dp`` display, ``at`` written
+    ``C:dependents``            zset    every dependent with edges, by ``at`` (the sweep)
     ==========================  ======  ====================================================
     """
     return f"{prefix}:c"
 
 
-COORD: dict[str, str] = {"k_tg": "tg", "k_wt": "wt", "k_node": "node", "K_WAITERS": "waiters"}
+COORD: dict[str, str] = {
+    "k_tg": "tg", "k_wt": "wt", "k_node": "node", "K_WAITERS": "waiters",
+    "k_dp": "dp", "k_dd": "dd", "k_dn": "dn", "K_DEPENDENTS": "dependents",
+}  # fmt: skip
 """The coordination slot's keys (see :func:`coordination_prefix`): Lua name -> kind."""
 
 

@@ -43,7 +43,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "finish": ("lib_finish", "finish"),
     "finish_and_claim": ("lib_finish", "lib_claim", "finish_and_claim"),
     "cancel": ("cancel",),
-    "pause": ("pause",),
+    "pause": ("lib_walk", "pause"),
     "resume": ("lib_resume", "resume"),
     "resume_early": ("lib_resume", "resume_early"),
     "heartbeat": ("lib_live", "heartbeat"),
@@ -61,6 +61,8 @@ STEPS: dict[str, tuple[str, ...]] = {
     "shard_cycle": ("shard_cycle",),  # (kubenenc_redis.crossing)
     "shard_seq": ("shard_seq",),  # sequences comparable across shards
     "shard_boost": ("shard_boost",),
+    "shard_depend": ("shard_depend",),  # declared dependencies across shards
+    "shard_settle": ("shard_settle",),  # (kubenenc_redis.depending)
     "running_keys": ("running_keys",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""

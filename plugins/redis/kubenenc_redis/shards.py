@@ -13,9 +13,8 @@ that shard. Which shard holds an invocation is chosen for that:
    dedupe/reject stay exact (one script on one shard, as on one server). Keys not built by
    the SDK (no ``#``) all go to shard 0, exact too. The price: one keyed task's calls do
    not spread over shards; distinct tasks do;
-2. else a call with declared dependencies goes to its first dependency's shard (the
-   register script checks dependencies on its own shard; dependencies on several shards,
-   or a keyed call depending on another shard, are refused with a ConfigurationError);
+2. else a call with declared dependencies goes to its first dependency's shard (any
+   dependency may live on any shard: :mod:`kubenenc_redis.depending`);
 3. else a call made inside another invocation goes to its parent's shard (its waits are
    then same-shard waits, the cheap case);
 4. else by its id (CRC32 modulo N): root calls spread evenly.
@@ -24,12 +23,14 @@ that shard. Which shard holds an invocation is chosen for that:
 is remembered from register and claim (a bounded table); an id not seen by this process is
 looked up on every shard (one ``EXISTS`` each) and remembered.
 
-Claims sweep the shards round-robin, starting one shard further at every claim, so no
-shard starves; an idle worker waits on every shard at once (one wake list per shard, one
-blocking reader thread per shard and pool, all setting one event). Heartbeats are written
+Claims take the shards' queue heads in one claim order (bounded per shard, see
+:meth:`ShardedBackend.claim`), so no shard starves; an idle worker waits on every shard at
+once (one wake list per shard, one blocking reader thread per shard and pool, all setting
+one event). Heartbeats are written
 to every shard (each shard's ``recover`` judges its own holders), read from shard 0.
 Policies live on shard 0 (no script reads them). Waits across shards go through the
-coordination slot (:mod:`kubenenc_redis.crossing`). Reads that span shards (query, counts,
+coordination slot (:mod:`kubenenc_redis.crossing`), declared dependencies through
+:mod:`kubenenc_redis.depending`. Reads that span shards (query, counts,
 browse, activity, select) ask every shard and merge.
 
 Size: over 500 lines: one routed method per contract operation plus the merged reads; the
@@ -39,7 +40,6 @@ next split is routing, claims and merged reads into their own modules.
 from __future__ import annotations
 
 import collections
-import itertools
 import threading
 import time
 import zlib
@@ -71,6 +71,7 @@ from kubenenc.records import (
 )
 from kubenenc.status import Status
 
+from kubenenc_redis import depending
 from kubenenc_redis.backend import MAX_LOOP_NODES
 from kubenenc_redis.cluster import ClusterURL, Shard, SlotMap, parse_cluster_url
 from kubenenc_redis.crossing import Coordination
@@ -86,6 +87,10 @@ MEMBER_HEAD = 35
 :mod:`kubenenc_redis.keys`)."""
 LANES = "L:"
 """How a browse cursor of one shard after the other starts (see ``_browse_lanes``)."""
+CLAIM_ROUNDS = 32
+"""At most this many rounds per claim (see :meth:`ShardedBackend.claim`): each round
+claims or parks at least one head, so only a claim behind that many held-back heads
+returns short (it parks them; the next claim goes on)."""
 WATCH_IDLE = 30.0
 """Seconds a pool's wake readers keep blocking after the last ``wait_for_work``."""
 
@@ -158,7 +163,9 @@ class ShardedBackend:
         )
         self._where: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._where_lock = threading.Lock()
-        self._rotor = itertools.count()
+        self._floor = 0
+        """The least floor this process's next registration gets (see :meth:`register`)."""
+        self._floor_lock = threading.Lock()
         self._wakes: dict[str, _Wake] = {}
 
     @classmethod
@@ -227,25 +234,13 @@ class ShardedBackend:
         key = new.running_key or new.rate_key or new.registration_key
         if n == 1:
             return 0
-        if new.depends_on:
-            located = self.locate(new.depends_on)
-            homes = {located[d] for d in new.depends_on if d in located}
-            if len(homes) > 1:
-                raise ConfigurationError(
-                    f"{new.display}: its dependencies live on different shards; with "
-                    "redis+cluster, declare dependencies only on calls of one shard (calls "
-                    "without a concurrency key made inside one parent share its shard)"
-                )
-            if homes:
-                home = homes.pop()
-                if key is not None and _key_home(key, n) != home:
-                    raise ConfigurationError(
-                        f"{new.display}: a call with a concurrency key cannot depend on a "
-                        "call on another shard with redis+cluster"
-                    )
-                return home
         if key is not None:
             return _key_home(key, n)
+        if new.depends_on:
+            located = self.locate(new.depends_on)
+            homes = [located[d] for d in new.depends_on if d in located]
+            if homes:
+                return homes[0]
         if new.parent is not None:
             parent = self.locate([new.parent]).get(new.parent)
             if parent is not None:
@@ -269,19 +264,42 @@ class ShardedBackend:
             home = self._route(item)
             homes.append(home)
             self._remember(item.id, home)  # a later item of the batch may depend on it
+        sharded = len(self.shards) > 1
         groups: dict[int, list[int]] = {}
-        for k, home in enumerate(homes):
-            groups.setdefault(home, []).append(k)
+        unsent: set[str] = set()
         out: list[RegisterResult | None] = [None] * len(new)
-        base = seq_floor(now)
-        for home, positions in groups.items():
-            # Each item's floor is the registration time plus its place in the batch, so
-            # the batch keeps its call order across shards (in one step with the register).
-            floors = [base + k for k in positions] if len(self.shards) > 1 else None
-            results = self.shards[home].register([new[k] for k in positions], now, floors=floors)
-            for k, res in zip(positions, results, strict=True):
-                out[k] = res
-                self._remember(res.id, home)
+        with self._floor_lock:
+            # Never below this process's earlier registrations: two at the same ``now``
+            # (a caller's clock, or within 10 µs) on two shards keep their call order.
+            base = max(seq_floor(now), self._floor)
+            self._floor = base + len(new)
+        dependents: list[tuple[int, bool]] = []
+
+        def send() -> None:
+            for home, positions in groups.items():
+                # Each item's floor is the registration time plus its place in the batch,
+                # so the batch keeps its call order across shards (in one step with the
+                # register).
+                floors = [base + k for k in positions] if sharded else None
+                items = [new[k] for k in positions]
+                results = self.shards[home].register(items, now, floors=floors)
+                for k, res in zip(positions, results, strict=True):
+                    out[k] = res
+                    self._remember(res.id, home)
+            groups.clear()
+            unsent.clear()
+
+        for k, home in enumerate(homes):
+            item = new[k]
+            if sharded and item.depends_on:
+                if unsent.intersection(item.depends_on):
+                    send()  # its dependencies in this batch must exist first
+                dependents.append((k, depending.prepare(self, item, home, now)))
+            groups.setdefault(home, []).append(k)
+            unsent.add(item.id)
+        send()
+        if dependents:
+            depending.registered(self, [(new[k], out[k], o) for k, o in dependents])  # type: ignore[misc]
         return [r for r in out if r is not None]
 
     def next_due(self, pool: str, now: float) -> float | None:
@@ -325,47 +343,55 @@ class ShardedBackend:
             self._remember(res.id, home)
         return got
 
-    def _order(self) -> list[int]:
-        n = len(self.shards)
-        start = next(self._rotor) % n
-        return [(start + k) % n for k in range(n)]
-
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim`.
 
-        The heads of the pool's queue on every shard are read (queue members sort in claim
-        order, and sequences are comparable across shards), the best ``limit`` of them
-        counted per shard, and each shard asked for its count; then, while fewer than
-        ``limit`` were claimed (delayed calls come due, or heads held back by a running
-        limit), the shards are swept round-robin, one further at each claim, so none
-        starves."""
+        In rounds: the heads of the pool's queue on every shard are read (queue members
+        sort in claim order, and sequences are comparable across shards), the best of them
+        counted per shard, and each shard asked for its count, *bounded* by the first head
+        of any other shard left out of the round: a shard whose planned heads are held back
+        by a running limit (parked by its claim) may take later members of its own queue,
+        but none that another shard's waiting head outranks. A round that claims fewer
+        than wanted is followed by another over the heads left (parked ones have left the
+        queues), until the claim is full or a round finds nothing to take. So the claim
+        order over shards is the one of a single queue, and no shard starves."""
         if limit <= 0:
             return []
+        if len(self.shards) == 1:
+            return self._claim_on(0, pool, worker, limit, now, None)
         out: list[InvocationRecord] = []
-        plan: list[tuple[int, int]] = []
         rank: dict[str, int] = {}
-        if len(self.shards) > 1:
-            heads = sorted(
-                (m, i) for i, s in enumerate(self.shards) for m in self._heads(s, pool, limit, now)
-            )[:limit]
-            rank = {m[MEMBER_HEAD:]: n for n, (m, _) in enumerate(heads)}
-            counts = collections.Counter(i for _, i in heads)
-            plan = sorted(counts.items(), key=lambda c: min(rank[m[MEMBER_HEAD:]]
-                          for m, i in heads if i == c[0]))  # fmt: skip
-        for i, n in plan:
-            out += self._claim_on(i, pool, worker, min(n, limit - len(out)), now)
-        for i in self._order():
-            if len(out) >= limit:
+        before: list[tuple[str, int]] = []
+        for _ in range(CLAIM_ROUNDS):
+            want = limit - len(out)
+            if want <= 0:
                 break
-            out += self._claim_on(i, pool, worker, limit - len(out), now)
-        if rank:
-            out.sort(key=lambda r: rank.get(r.id, limit))
+            heads = sorted(
+                (m, i)
+                for i, s in enumerate(self.shards)
+                for m in self._heads(s, pool, want + 1, now)
+            )
+            take, rest = heads[:want], heads[want:]
+            if not take or heads == before:
+                break  # nothing, or nothing moved since the last round (not due yet)
+            before = heads
+            for m, _ in take:
+                rank.setdefault(m[MEMBER_HEAD:], len(rank))
+            counts = collections.Counter(i for _, i in take)
+            first_left: dict[int, str] = {}
+            for m, i in rest:
+                first_left.setdefault(i, m)
+            for i in dict.fromkeys(i for _, i in take):  # best head first
+                others = [m for j, m in first_left.items() if j != i]
+                got = self._claim_on(i, pool, worker, counts[i], now, min(others, default=None))
+                out += got
+        out.sort(key=lambda r: rank.get(r.id, limit))
         return out
 
     def _claim_on(
-        self, i: int, pool: str, worker: WorkerId, n: int, now: float
+        self, i: int, pool: str, worker: WorkerId, n: int, now: float, bound: str | None
     ) -> list[InvocationRecord]:
-        got = self.shards[i].claim(pool, worker, n, now)
+        got = self.shards[i].claim(pool, worker, n, now, bound)
         for rec in got:
             self._remember(rec.id, i)
         return got
@@ -397,6 +423,8 @@ class ShardedBackend:
             got = self.shards[home].finish([outcomes[k] for k in positions], worker, now)
             for k, flag in zip(positions, got, strict=True):
                 flags[k] = flag
+        if len(self.shards) > 1:
+            depending.settle(self, groups, now)  # dependents of what ended (step 6)
         back = [o.id for o, f in zip(outcomes, flags, strict=True)
                 if f and o.kind is OutcomeKind.HANDED_BACK]  # fmt: skip
         self._unwait(back, now)  # a paused one handed back waits no more
@@ -418,7 +446,7 @@ class ShardedBackend:
         shard = self._one(id)
         done = shard is not None and shard.cancel(id, now, reason)
         if done:
-            self._unwait([id], now)
+            self._ended(id, now)
         return done
 
     def fail(self, id: InvocationId, error: str, message: str, now: float) -> bool:
@@ -426,8 +454,17 @@ class ShardedBackend:
         shard = self._one(id)
         done = shard is not None and shard.fail(id, error, message, now)
         if done:
-            self._unwait([id], now)
+            self._ended(id, now)
         return done
+
+    def _ended(self, id: InvocationId, now: float) -> None:
+        """What follows a cancel or fail of ``id`` across shards: its waits undone, its
+        dependents told, and, were it a waiting dependent, its record there dropped."""
+        self._unwait([id], now)
+        if len(self.shards) > 1:
+            at = self._known(id)
+            depending.settle(self, [] if at is None else [at], now)
+            depending.forget(self, [id])
 
     # -- Coordination ----------------------------------------------------------------------
 
@@ -458,6 +495,7 @@ class ShardedBackend:
                 at = self.locate([found]).get(found)
                 if at is not None:
                     self.shards[at]._caller.run("shard_cycle", now, found, _loop_message(lines))
+                    self._ended(InvocationId(found), now)
             return PauseResult(PauseKind.CYCLE, tuple(lines))
         local = [r.id for r in open if self._known(r.id) == home]
         reply, _ = shard._caller.run("shard_pause", now, id, worker, *local)
@@ -580,6 +618,7 @@ class ShardedBackend:
         self._unwait(out, now)
         if self.crossing is not None:
             self._sweep(now)
+            depending.sweep(self, now)
         return out
 
     def _sweep(self, now: float) -> None:
@@ -605,6 +644,8 @@ class ShardedBackend:
         for shard in self.shards:
             out += shard.release_unheld(worker, held, now, max_lost)
         self._unwait(out, now)
+        if out and len(self.shards) > 1:
+            depending.settle(self, range(len(self.shards)), now)
         return out
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:

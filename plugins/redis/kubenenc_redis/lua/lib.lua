@@ -318,6 +318,19 @@ local function finalize(r, cascade, err)
     end
   end
   if #dependents > 0 then redis.call('DEL', kdep) end
+  if kdep then
+    -- Dependents of a sharded app (kubenenc_redis.depending): told through the outbox.
+    local kx = k_xdep(r.id)
+    local far = redis.call('SMEMBERS', kx)
+    if #far > 0 then
+      complete(r)
+      for _, m in ipairs(far) do
+        redis.call('SADD', K_XOUT, m .. US .. r.id .. US .. r.s .. US .. r.dp)
+      end
+      redis.call('DEL', kx)
+    end
+  end
+  if r.prev == 'WAITING_DEPENDENCIES' then redis.call('DEL', k_xst(r.id)) end
   FIN[#FIN+1] = NOW
   FIN[#FIN+1] = r.id .. US .. r.a
   if r.s == 'FAILED' then  -- failures by sequence, so browsing them reads no others

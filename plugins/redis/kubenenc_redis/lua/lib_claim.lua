@@ -66,8 +66,9 @@ local function rate_free(r)
 end
 
 -- Claim up to ``limit`` of ``pool`` for ``worker``: the ids, the records' ``d`` texts and
--- the rest of their rows for the client (see ``rows_json``).
-local function claim_some(pool, worker, limit)
+-- the rest of their rows for the client (see ``rows_json``). With ``bound`` (a queue member,
+-- from kubenenc_redis.shards' claim over shards), none at or after it: the claim stops there.
+local function claim_some(pool, worker, limit, bound)
   local kq, kdl = k_q(pool), k_dl(pool)
   local due = redis.call('ZRANGEBYSCORE', kdl, '-inf', NOW, 'LIMIT', 0, 1000)
   for _, m in ipairs(due) do
@@ -81,11 +82,18 @@ local function claim_some(pool, worker, limit)
   while #out < limit do
     local want = limit - #out
     local popped = redis.call('ZPOPMIN', kq, want)
+    local stop = false
     for j = 1, #popped, 2 do
       local m = popped[j]
-      local r, v = load_claim(string.sub(m, 36))
+      local r, v
+      if bound and m >= bound then stop = true end
+      if not stop then r, v = load_claim(string.sub(m, 36)) end
       local take = true
-      if not r or r.s ~= 'PENDING' then
+      if stop then
+        back[#back+1] = 0
+        back[#back+1] = m
+        take = false
+      elseif not r or r.s ~= 'PENDING' then
         take = false  -- a stale member (should not happen): dropped
       elseif r.nb ~= '0' and tonumber(r.nb) > NOWN then
         back[#back+1] = 0
@@ -120,7 +128,7 @@ local function claim_some(pool, worker, limit)
         rows[#rows+1] = {0, r.s, NOW, r.at, r.lo, r.w, r.wt, r.nb, v[14], v[15]}
       end
     end
-    if #popped < 2 * want then break end
+    if stop or #popped < 2 * want then break end
   end
   write_in_bulk('ZADD', kq, back)
   return out, ds, rows

@@ -12,6 +12,27 @@ local function later(t, key, score, member)
   list[#list+1] = score
   list[#list+1] = member
 end
+-- What dependent ``id`` of a sharded app knows of its dependencies (kubenenc_redis.depending
+-- writes ``P:xst:<id>`` before registering it): dep id -> a record-like table ({s, dp}, ``x``
+-- set; ``s`` 'OPEN' while it runs) or false when it does not exist; nil when nothing was
+-- written (one server: the dependencies are read from their records).
+local function remote_states(id)
+  local v = redis.call('HGETALL', k_xst(id))
+  if #v == 0 then return nil end
+  local out = {}
+  for j = 1, #v, 2 do
+    local st = v[j + 1]
+    if st == 'missing' then
+      out[v[j]] = false
+    elseif st == 'open' then
+      out[v[j]] = {id = v[j], s = 'OPEN', x = true}
+    else
+      local s, dp = string.match(st, '^([^' .. US .. ']*)' .. US .. '(.*)$')
+      out[v[j]] = {id = v[j], s = s, dp = dp, sq = '', x = true}
+    end
+  end
+  return out
+end
 -- Register ``items`` (decoded, as described in register.lua) whose ``d`` texts are
 -- argv[base + 1], argv[base + 2], ... (the call's ARGV); returns [[kind, id], ...].
 local function register_items(items, argv, base)
@@ -56,8 +77,10 @@ local function register_items(items, argv, base)
                  dn = table.concat(deps, ','), lo = '0', at = '0', hd = '', wn = '', h = ''}
       local waiting = {}
       local broken, broken_id = nil, nil
+      local far = #deps > 0 and remote_states(id)
       for _, dep_id in ipairs(deps) do
-        local dep = load(dep_id)
+        local dep
+        if far then dep = far[dep_id] or nil else dep = load(dep_id) end
         if not dep or dep.s == 'FAILED' or dep.s == 'CANCELLED' then
           broken, broken_id = dep, dep_id
           break
@@ -80,9 +103,13 @@ local function register_items(items, argv, base)
           finalize(r, false, nil)
         else
           move(r, 'WAITING_DEPENDENCIES')
-          for _, dep_id in ipairs(waiting) do
-            redis.call('SADD', k_dep(dep_id), id)
-            redis.call('HSET', k_inv(dep_id), 'hd', '1')
+          if far then
+            redis.call('PERSIST', k_xst(id))  -- kept while it waits
+          else
+            for _, dep_id in ipairs(waiting) do
+              redis.call('SADD', k_dep(dep_id), id)
+              redis.call('HSET', k_inv(dep_id), 'hd', '1')
+            end
           end
         end
       else

@@ -17,61 +17,29 @@ for j = 7, #ARGV do
 end
 if #open == 0 then return reply({'ready'}) end
 
--- kubenenc.waitgraph.find_loop: walk the PAUSED waiters upward from the waiter, breadth
--- first, comparing ids and call keys with the targets'.
 local by_id, by_key = {}, {}
 for _, t in ipairs(open) do
   by_id[t.id] = t
   by_key[t.ck] = t
 end
-local below = {[id] = false}
-local nodes = {[id] = r}
-local queue = {r}
-local head, walked = 1, 1
-local found, top = nil, nil
-while head <= #queue and not found do
-  local node = queue[head]
-  head = head + 1
-  local t = by_id[node.id] or by_key[node.ck]
-  if t then
-    found, top = t, node
-  else
-    -- Who waits on the node: the PAUSED invocations with an edge to it, then the
-    -- WAITING_DEPENDENCIES ones that declared it (they run no code yet, so they match by
-    -- id only: their call key is replaced by one no target has).
-    local ups = redis.call('SMEMBERS', k_wt(node.id))
-    local first_dependent = #ups + 1
-    for _, d in ipairs(redis.call('SMEMBERS', k_dep(node.id))) do ups[#ups+1] = d end
-    for j, up in ipairs(ups) do
-      if below[up] == nil then
-        local u = redis.call('HMGET', k_inv(up), 's', 'ck', 'dp')
-        local want = j < first_dependent and 'PAUSED' or 'WAITING_DEPENDENCIES'
-        if u[1] == want then
-          below[up] = node.id
-          local ck = want == 'PAUSED' and u[2] or ('\0dependent:' .. up)
-          nodes[up] = {id = up, ck = ck, dp = u[3]}
-          walked = walked + 1
-          if walked > max_nodes then
-            queue = {}
-            break
-          end
-          queue[#queue+1] = nodes[up]
-        end
-      end
-    end
+-- Who waits on a node: the PAUSED invocations with an edge to it, then the
+-- WAITING_DEPENDENCIES ones that declared it.
+local function ups(nid)
+  local out = {}
+  for _, up in ipairs(redis.call('SMEMBERS', k_wt(nid))) do out[#out+1] = {up, 'PAUSED'} end
+  for _, up in ipairs(redis.call('SMEMBERS', k_dep(nid))) do
+    out[#out+1] = {up, 'WAITING_DEPENDENCIES'}
   end
+  return out
 end
+local function node(up, want)
+  local u = redis.call('HMGET', k_inv(up), 's', 'ck', 'dp')
+  if u[1] ~= want then return nil end
+  return {id = up, ck = want == 'PAUSED' and u[2] or ('\0dependent:' .. up), dp = u[3]}
+end
+local found, in_chain, lines = find_loop(r, by_id, by_key, max_nodes, ups, node)
 if found then
-  local lines = {top.dp}
-  local chain = {[top.id] = true}
-  local step = below[top.id]
-  while step do
-    lines[#lines+1] = nodes[step].dp
-    chain[step] = true
-    step = below[step]
-  end
-  lines[#lines+1] = found.dp
-  if not chain[found.id] then
+  if not in_chain then
     -- kubenenc.waitgraph.format_loop
     local body = {}
     for j, line in ipairs(lines) do

@@ -1,5 +1,6 @@
 -- lua_coord/pause.lua: the cycle check and wait edges of every pause of a sharded app, in the
--- coordination slot C (see kubenenc_redis.crossing for why this is enough).
+-- coordination slot C (see kubenenc_redis.crossing for why this is enough). The walk is
+-- lua/lib_walk.lua's find_loop, shared with the single server's pause.lua.
 
 -- KEYS[1] C. ARGV[1] waiter id, ARGV[2] its call key, ARGV[3] its display, ARGV[4] now,
 -- ARGV[5] the waiter's shard, ARGV[6] max nodes walked, then per open target: id, call key,
@@ -13,47 +14,28 @@ for j = 7, #ARGV, 3 do
   by_key[t.ck] = t
   targets[#targets + 1] = t.id
 end
--- kubenenc.waitgraph.find_loop, as in pause.lua, over the waiters recorded here.
-local below = {[id] = false}
-local nodes = {[id] = {id = id, ck = ck, dp = dp}}
-local queue = {nodes[id]}
-local head, walked = 1, 1
-local found, top = nil, nil
-while head <= #queue and not found do
-  local node = queue[head]
-  head = head + 1
-  local t = by_id[node.id] or by_key[node.ck]
-  if t then
-    found, top = t, node
-  else
-    for _, up in ipairs(redis.call('SMEMBERS', k_wt(node.id))) do
-      if below[up] == nil then
-        local u = redis.call('HMGET', k_node(up), 'ck', 'dp')
-        if u[1] then
-          below[up] = node.id
-          nodes[up] = {id = up, ck = u[1], dp = u[2]}
-          walked = walked + 1
-          if walked > max_nodes then
-            queue = {}
-            break
-          end
-          queue[#queue + 1] = nodes[up]
-        end
-      end
-    end
-  end
+-- Who waits on a node, as recorded here: the paused waiters (C:wt), then the dependents
+-- still waiting on their declared dependencies (C:dp, see kubenenc_redis.depending).
+local function ups(nid)
+  local out = {}
+  for _, up in ipairs(redis.call('SMEMBERS', k_wt(nid))) do out[#out + 1] = {up, 'w'} end
+  for _, up in ipairs(redis.call('SMEMBERS', k_dp(nid))) do out[#out + 1] = {up, 'd'} end
+  return out
 end
-if found then
-  local lines = {top.dp}
-  local chain = {[top.id] = true}
-  local step = below[top.id]
-  while step do
-    lines[#lines + 1] = nodes[step].dp
-    chain[step] = true
-    step = below[step]
+local function node(up, kind)
+  if kind == 'w' then
+    local u = redis.call('HMGET', k_node(up), 'ck', 'dp')
+    if not u[1] then return nil end
+    return {id = up, ck = u[1], dp = u[2]}
   end
-  lines[#lines + 1] = found.dp
-  local res = {'cycle', found.id, chain[found.id] and '1' or '0'}
+  local d = redis.call('HGET', k_dn(up), 'dp')
+  if not d then return nil end
+  return {id = up, ck = '\0dependent:' .. up, dp = d}
+end
+local found, in_chain, lines = find_loop({id = id, ck = ck, dp = dp}, by_id, by_key,
+                                         max_nodes, ups, node)
+if found then
+  local res = {'cycle', found.id, in_chain and '1' or '0'}
   for _, line in ipairs(lines) do res[#res + 1] = line end
   return res
 end
