@@ -29,6 +29,7 @@ from tests.support import free_port, require
 SHARDS = 3
 """The shards of the URL the fixtures hand out."""
 
+
 def _cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     for _ in range(100):
