@@ -36,10 +36,12 @@ final (read from their shards; final never changes back, so the check cannot go 
 then through its shard's resume (local targets and the running limit checked atomically
 there).
 
-Not crossed: declared dependencies (``depends_on``) stay on their dependency's shard (see
-:mod:`kubenenc_redis.shards`), so the dependency part of the walk stays in the shard's
-``pause.lua``, and a target on another shard gets no waiter count (claim order) from a
-waiter on another shard.
+Declared dependencies (``depends_on``) are part of the walk: a dependent is recorded here
+(``C:dp``/``C:dd``/``C:dn``) before it is registered and dropped once it no longer waits
+(see :mod:`kubenenc_redis.depending`), and the walk goes from a node to its paused waiters
+and then to its waiting dependents (matched by id only), as the single server's
+``pause.lua`` does; both run ``lua/lib_walk.lua``'s ``find_loop``. A target on another
+shard gets its waiter count (claim order) from ``shard_boost`` after the pause.
 """
 
 from __future__ import annotations
