@@ -4,15 +4,16 @@ dependent's registration, and a settle cut short by a dying process (mended by r
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kubenenc.ids import InvocationId, new_invocation_id
+from kubenenc.ids import InvocationId
 from kubenenc.records import NewInvocation, Outcome, OutcomeKind, PauseKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, W2, beat, failed, new, record, start, succeed
+
+from tests.rediscluster.placing import key_on, on_shard
 
 DEPENDENCY_FAILED = "kubenenc.errors.DependencyFailed"
 
@@ -20,22 +21,6 @@ DEPENDENCY_FAILED = "kubenenc.errors.DependencyFailed"
 @pytest.fixture
 def sharded(rediscluster_backend: Any) -> Iterator[Any]:
     yield rediscluster_backend
-
-
-def on_shard(shard: int, shards: int = 3) -> InvocationId:
-    """A fresh id whose keyless root call lands on ``shard`` (see kubenenc_redis.shards)."""
-    while True:
-        id = new_invocation_id()
-        if zlib.crc32(id.encode()) % shards == shard:
-            return id
-
-
-def key_on(shard: int, shards: int = 3) -> str:
-    """A running key whose calls land on ``shard`` (the part before ``#`` decides)."""
-    n = 0
-    while zlib.crc32(f"k{n}".encode()) % shards != shard:
-        n += 1
-    return f"k{n}#x"
 
 
 def root(backend: Any, shard: int, name: str) -> InvocationId:
