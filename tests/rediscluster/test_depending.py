@@ -224,3 +224,32 @@ def test_keyed_dependent_on_another_shard_runs_after_its_dependency(sharded: Any
     start(sharded, a, W1, 4.0)
     succeed(sharded, a, W1, 5.0)
     assert [r.id for r in sharded.claim("p-d", W2, 5, 6.0)] == [d.id]
+
+
+def test_finish_racing_registration_on_threads(sharded: Any) -> None:
+    """Real threads, many rounds: whichever of the dependency's finish and the dependent's
+    registration runs first, the dependent ends PENDING and nothing is left behind."""
+    import threading
+
+    for round in range(12):
+        a = root(sharded, round % 3, f"a{round}")
+        start(sharded, a, W1, 2.0)
+        d = dependent((round + 1) % 3, f"d{round}", a)
+        gate = threading.Barrier(2)
+
+        def finish(a: InvocationId = a) -> None:
+            gate.wait()
+            succeed(sharded, a, W1, 3.0)
+
+        def register(d: NewInvocation = d) -> None:
+            gate.wait()
+            sharded.register([d], 3.0)
+
+        threads = [threading.Thread(target=finish), threading.Thread(target=register)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert record(sharded, d.id).status is Status.PENDING, round
+    assert dependents(sharded) == []
+    assert all(outbox(sharded, i) == set() for i in range(3))
