@@ -60,9 +60,12 @@ and every finish, cancel and fail one read of its shard's outbox.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
+from kubenenc.errors import BackendUnavailable
 from kubenenc.ids import InvocationId
 from kubenenc.records import NewInvocation, RegisterKind, RegisterResult
 from kubenenc.status import Status
@@ -72,6 +75,8 @@ from kubenenc_redis.keys import US
 if TYPE_CHECKING:
     from kubenenc_redis.cluster import Shard
     from kubenenc_redis.shards import ShardedBackend
+
+log = logging.getLogger(__name__)
 
 OPEN = "open"
 MISSING = "missing"
@@ -129,14 +134,13 @@ def registered(
     whether a dependency was open) that does not wait: not created (deduplicated or
     rejected), or created PENDING or FAILED."""
     assert b.crossing is not None
-    drop = [n.id for n, res, _ in items if res.kind is not RegisterKind.CREATED or res.id != n.id]
-    check = [
-        InvocationId(n.id)
-        for n, res, open in items
-        if res.kind is RegisterKind.CREATED and res.id == n.id
-        if open
-    ]
-    drop += [n.id for n, res, open in items if res.kind is RegisterKind.CREATED and not open]
+    drop: list[str] = []
+    check: list[InvocationId] = []
+    for n, res, open in items:
+        if res.kind is not RegisterKind.CREATED or res.id != n.id or not open:
+            drop.append(n.id)
+        else:
+            check.append(InvocationId(n.id))
     for id, rec in zip(check, b.get_many(check), strict=True):
         if rec is None or rec.status is not Status.WAITING_DEPENDENCIES:
             drop.append(id)
@@ -186,6 +190,16 @@ def settle(b: ShardedBackend, shards: Iterable[int], now: float) -> int:
     return moved
 
 
+def settle_after(b: ShardedBackend, shards: Iterable[int], now: float) -> None:
+    """:func:`settle` after a step that already happened (a finish, cancel or fail): a
+    failure to reach a shard is logged, not raised, since the step itself stands and its
+    news stays in the outbox for the next settle or ``recover``."""
+    try:
+        settle(b, shards, now)
+    except (BackendUnavailable, redis.RedisError) as exc:
+        log.warning("dependents not told yet (recover will): %s", exc)
+
+
 def forget(b: ShardedBackend, ids: Sequence[str]) -> None:
     """Drop the coordination records of ``ids`` (cancelled, failed: they wait no more)."""
     if b.crossing is not None:
@@ -211,4 +225,4 @@ def sweep(b: ShardedBackend, now: float) -> None:
     b.crossing.undepend(stale)
 
 
-__all__ = ["BATCH", "forget", "prepare", "registered", "settle", "sweep"]
+__all__ = ["BATCH", "forget", "prepare", "registered", "settle", "settle_after", "sweep"]

@@ -424,7 +424,7 @@ class ShardedBackend:
             for k, flag in zip(positions, got, strict=True):
                 flags[k] = flag
         if len(self.shards) > 1:
-            depending.settle(self, groups, now)  # dependents of what ended (step 6)
+            depending.settle_after(self, groups, now)  # dependents of what ended (step 6)
         back = [o.id for o, f in zip(outcomes, flags, strict=True)
                 if f and o.kind is OutcomeKind.HANDED_BACK]  # fmt: skip
         self._unwait(back, now)  # a paused one handed back waits no more
@@ -463,7 +463,7 @@ class ShardedBackend:
         self._unwait([id], now)
         if len(self.shards) > 1:
             at = self._known(id)
-            depending.settle(self, [] if at is None else [at], now)
+            depending.settle_after(self, [] if at is None else [at], now)
             depending.forget(self, [id])
 
     # -- Coordination ----------------------------------------------------------------------
@@ -645,7 +645,7 @@ class ShardedBackend:
             out += shard.release_unheld(worker, held, now, max_lost)
         self._unwait(out, now)
         if out and len(self.shards) > 1:
-            depending.settle(self, range(len(self.shards)), now)
+            depending.settle_after(self, range(len(self.shards)), now)
         return out
 
     def wait_final(self, ids: Sequence[InvocationId], timeout: float | None) -> bool:
