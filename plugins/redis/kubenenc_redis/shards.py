@@ -258,7 +258,9 @@ class ShardedBackend:
 
     def register(self, new: Sequence[NewInvocation], now: float) -> list[RegisterResult]:
         """See :meth:`kubenenc.backends.contract.Queue.register`: grouped by shard, in
-        order within each shard."""
+        order within each shard. An item with dependencies goes through steps 1-3 of
+        :mod:`kubenenc_redis.depending` first, after the items of the batch it depends on
+        were registered."""
         homes = []
         for item in new:
             home = self._route(item)
@@ -299,7 +301,8 @@ class ShardedBackend:
             unsent.add(item.id)
         send()
         if dependents:
-            depending.registered(self, [(new[k], out[k], o) for k, o in dependents])  # type: ignore[misc]
+            done = [(new[k], r, o) for k, o in dependents if (r := out[k]) is not None]
+            depending.registered(self, done)
         return [r for r in out if r is not None]
 
     def next_due(self, pool: str, now: float) -> float | None:
