@@ -48,6 +48,7 @@ from kubenenc.errors import ConfigurationError
 from kubenenc.records import NewInvocation, RegisterResult
 
 if TYPE_CHECKING:
+    from kubenenc.backends.roles import Roles
     from kubenenc.runtime import Runtime
     from kubenenc.task import Task
 
@@ -141,14 +142,15 @@ def skip_overlap(new: Sequence[NewInvocation], guard: str) -> list[NewInvocation
     return [n._replace(registration_key=guard, registration="reject") for n in new]
 
 
-def tick_claims(backend: object) -> TickClaims:
-    """``backend`` as :class:`TickClaims`; ConfigurationError when it cannot claim ticks."""
-    if not isinstance(backend, TickClaims):
+def tick_claims(roles: Roles) -> TickClaims:
+    """The backend of ``roles`` as :class:`TickClaims`; ConfigurationError when it cannot
+    claim ticks."""
+    if roles.tick_claims is None:
         raise ConfigurationError(
-            f"{type(backend).__name__} cannot claim schedule ticks (TickClaims); schedules "
-            "need a backend that can"
+            f"{type(roles.backend).__name__} cannot claim schedule ticks (TickClaims); "
+            "schedules need a backend that can"
         )
-    return backend
+    return roles.tick_claims
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -225,7 +227,7 @@ class Scheduler:
         the next round (the others still run)."""
         if not self.entries:
             return 0
-        backend = tick_claims(self.runtime.backend)
+        backend = tick_claims(self.runtime.roles)
         now = self.clock()
         at = dt.datetime.fromtimestamp(now, dt.UTC)
         claimed = 0
