@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -26,6 +27,18 @@ def require(available: bool, reason: str) -> None:
     if in_ci():
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def fresh_name() -> str:
+    """A new name for a test's own keyspace (a key prefix, a database): ``t`` and 12 hex."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+def caller_clock(url: str) -> str:
+    """``url`` with ``clock=caller``: backend fixtures judge heartbeats on the times callers
+    pass, as the conformance suite makes time up (each server's clock, the default, is
+    tested in tests/integration)."""
+    return f"{url}{'&' if '?' in url else '?'}clock=caller"
 
 
 def free_port() -> int:
