@@ -17,20 +17,20 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kubenenc.ids import InvocationId, TaskId, WorkerId  # noqa: E402
-from kubenenc.records import NewInvocation, Outcome, OutcomeKind  # noqa: E402
+from kubenenc.ids import WorkerId  # noqa: E402
+from kubenenc.records import Outcome, OutcomeKind  # noqa: E402
 from kubenenc.status import Status  # noqa: E402
 from kubenenc_mongodb import MongoBackend  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.common import noop_calls  # noqa: E402
 from tests.servers.mongodb import (  # noqa: E402
     FerretServer,
     ferretdb_binary,
@@ -44,26 +44,13 @@ BATCH = 250
 W = WorkerId("host:1:bench")
 
 
-def _new(n: int) -> list[NewInvocation]:
-    out = []
-    for _ in range(n):
-        id = InvocationId(uuid.uuid4().hex)
-        out.append(
-            NewInvocation(
-                id=id, app="bench", task=TaskId("bench.noop"), args="{}",
-                call_key=f"bench.noop#{id}", display="noop()", timeout=60.0,
-            )
-        )  # fmt: skip
-    return out
-
-
 def _fill(backend: MongoBackend, ended: int, running: int) -> None:
     now = time.time()
     for start in range(0, ended, BATCH):
-        backend.register(_new(min(BATCH, ended - start)), now)
+        backend.register(noop_calls(min(BATCH, ended - start)), now)
         claimed = backend.claim("default", W, BATCH, now)
         backend.finish([Outcome(r.id, OutcomeKind.SUCCESS, "1") for r in claimed], W, now)
-    backend.register(_new(running), now)
+    backend.register(noop_calls(running), now)
     backend.claim("default", W, running, now)
 
 
