@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -61,3 +63,16 @@ def wait_until(
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 20.0) -> int:
+    """SIGTERM ``proc`` (when still running), SIGKILL it after ``grace`` seconds; its exit
+    code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
