@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from kubenenc.ids import TaskId, new_invocation_id
+from kubenenc.records import NewInvocation
+
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +167,18 @@ def medians(run: Callable[[], dict[str, float]], repeat: int) -> dict[str, float
         shown = ", ".join(f"{k}={v:,.1f}" for k, v in runs[-1].items())
         print(f"run {r + 1}/{repeat}: {shown}")
     return {k: statistics.median(one[k] for one in runs) for k in runs[0]}
+
+
+def noop_calls(n: int) -> list[NewInvocation]:
+    """``n`` registrations of a no-op call with a 60 s timeout on pool ``default``, for the
+    benchmarks that drive a backend's steps directly (no App, no worker)."""
+    out = []
+    for _ in range(n):
+        id = new_invocation_id()
+        out.append(
+            NewInvocation(
+                id=id, app="bench", task=TaskId("bench.noop"), args="{}",
+                call_key=f"bench.noop#{id}", display="noop()", pool="default", timeout=60.0,
+            )
+        )  # fmt: skip
+    return out

@@ -22,35 +22,22 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kubenenc.ids import InvocationId, WorkerId  # noqa: E402
-from kubenenc.records import NewInvocation, Outcome, OutcomeKind, WorkerInfo  # noqa: E402
+from kubenenc.ids import WorkerId  # noqa: E402
+from kubenenc.records import Outcome, OutcomeKind, WorkerInfo  # noqa: E402
 from kubenenc.status import Status  # noqa: E402
 from kubenenc_redis import RedisBackend  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.common import noop_calls  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
 
 BATCH = 250
-
-
-def _new(n: int) -> list[NewInvocation]:
-    out = []
-    for _ in range(n):
-        id = InvocationId(uuid.uuid4().hex)
-        out.append(
-            NewInvocation(
-                id=id, app="bench", task="bench.noop", args="{}", call_key=f"bench.noop#{id}",
-                display="noop()", pool="default", timeout=60.0,
-            )
-        )  # fmt: skip
-    return out
 
 
 def _workers(url: str, n: int, stop: threading.Event, sweeps: list[float]) -> None:
@@ -102,7 +89,7 @@ def main() -> None:
                     time.sleep(min(0.05, (done - args.rate * elapsed) / args.rate))
                     continue
                 now = time.time()
-                backend.register(_new(BATCH), now)
+                backend.register(noop_calls(BATCH), now)
                 claimed = backend.claim("default", w, BATCH, now)
                 backend.finish(
                     [Outcome(r.id, OutcomeKind.SUCCESS, "1") for r in claimed], w, time.time()
@@ -128,24 +115,25 @@ def main() -> None:
 
 def _overdue(backend: RedisBackend) -> None:
     """Time the enforcer's overdue check both ways on what the run left (a few RUNNING)."""
-    from kubenenc.backends.contract import Overdue
+    from kubenenc.backends.roles import roles_of
     from kubenenc_operator.enforcer import fail_overdue
 
     w = WorkerId("host:9:driver")
-    backend.register(_new(20), time.time())
+    backend.register(noop_calls(20), time.time())
     backend.claim("default", w, 20, time.time())
     started = time.perf_counter()
     running = backend.counts().get(Status.RUNNING, 0)
     scanned = backend.query(status=Status.RUNNING, limit=running)
     scan = time.perf_counter() - started
     rows = [("read every RUNNING call through query (the fallback)", scan, len(scanned))]
-    if isinstance(backend, Overdue):
+    roles = roles_of(backend)
+    if roles.overdue is not None:
         started = time.perf_counter()
         found = backend.overdue(time.time() + 1000, 0.0)
         rows.append(("Overdue.overdue (reads only held work)", time.perf_counter() - started,
                      len(found)))  # fmt: skip
         started = time.perf_counter()
-        fail_overdue(backend, time.time(), 30.0)  # the enforcer's path
+        fail_overdue(roles, time.time(), 30.0)  # the enforcer's path
         rows.append(("fail_overdue as the enforcer runs it", time.perf_counter() - started, 0))
     table = Table(title=f"overdue check, P:ix = {backend._r.zcard(backend._keys.fixed('K_IX')):,}")
     for name in ("way", "ms", "RUNNING found"):

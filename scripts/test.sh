@@ -104,8 +104,10 @@ if [ "$#" = 0 ]; then
     if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
         eval "$(bash examples/postgres/server.sh start)"
         trap 'bash examples/postgres/server.sh stop "$PG_DIR"' EXIT
-        (cd "$PG_DIR" && python -m pytest -p no:cacheprovider --pyargs kubenenc.testing \
-            --backend-url="$PG_URL?schema=t{fresh}")
+        # -c: the example's own pyproject, which lists the optional roles it must keep.
+        EXAMPLE_INI="$PWD/examples/postgres/pyproject.toml"
+        (cd "$PG_DIR" && python -m pytest -p no:cacheprovider -c "$EXAMPLE_INI" \
+            --rootdir "$PG_DIR" --pyargs kubenenc.testing --backend-url="$PG_URL?schema=t{fresh}")
     else
         echo "no PostgreSQL server: the example plugin's run is skipped"
         ci && exit 1

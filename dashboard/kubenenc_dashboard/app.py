@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from kubenenc.backends.browse import InvocationFilter
 from kubenenc.backends.contract import Backend
+from kubenenc.backends.roles import roles_of
 from kubenenc.ids import InvocationId, TaskId, WorkerId
 from kubenenc.status import Status
 from starlette.applications import Starlette
@@ -75,6 +76,8 @@ class Dashboard:
         self, backend: Backend, settings: DashboardSettings, cluster: ClusterView | None = None
     ) -> None:
         self.backend = backend
+        self.roles = roles_of(backend)
+        """The backend's optional roles, checked once (:mod:`kubenenc.backends.roles`)."""
         self.cluster = cluster
         self.settings = settings
         self.guard = Guard(settings.token)
@@ -148,7 +151,7 @@ class Dashboard:
         data = await run_in_threadpool(
             views.overview, self.backend, self.settings.app, time.time(), False
         )
-        held = await run_in_threadpool(limits.running_limits, self.backend, self.settings.app)
+        held = await run_in_threadpool(limits.running_limits, self.roles, self.settings.app)
         kube = await run_in_threadpool(self.cluster.read) if self.cluster is not None else None
         if kube is not None:
             kube = limits.with_running_now(kube, held)

@@ -20,8 +20,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kubenenc.backends.browse import KeyUsage
-from kubenenc.backends.contract import Backend
+from kubenenc.backends.roles import Roles
 from kubenenc.concurrency import ConcurrencyPolicy, running_key
 from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord
@@ -118,11 +117,13 @@ def _label(
     return holder.display
 
 
-def running_limits(backend: Backend, app: str | None) -> Limits:
-    """The keys holding slots now (of ``app``'s scopes only, when given)."""
-    if not isinstance(backend, KeyUsage):
+def running_limits(roles: Roles, app: str | None) -> Limits:
+    """The keys holding slots now (of ``app``'s scopes only, when given); unsupported when
+    the backend does not offer :class:`~kubenenc.backends.browse.KeyUsage`."""
+    if roles.key_usage is None:
         return Limits(supported=False)
-    found = backend.running_keys(limit=KEYS_SHOWN, holders=HOLDERS_SHOWN)
+    backend = roles.backend
+    found = roles.key_usage.running_keys(limit=KEYS_SHOWN, holders=HOLDERS_SHOWN)
     stored = backend.policies() if found.keys else {}
     ids = [i for k in found.keys for i in k.holders]
     records = {r.id: r for r in backend.get_many(ids) if r is not None} if ids else {}

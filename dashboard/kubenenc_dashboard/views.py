@@ -16,6 +16,7 @@ from kubenenc.backends.contract import Backend
 from kubenenc.errors import CycleDetectedError
 from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord, WorkerInfo
+from kubenenc.scope import pool_of, scope_of
 from kubenenc.status import Status
 
 from kubenenc_dashboard import graph
@@ -69,8 +70,11 @@ def overview(backend: Backend, app: str | None, now: float, activity: bool = Tru
     live = sorted(backend.workers(), key=lambda w: (w.pool, w.id))
     pools: dict[str, dict[str, Any]] = {}
     for w in live:
-        p = pools.setdefault(w.pool, {"name": w.pool, "workers": 0, "slots": 0, "running": 0,
-                                      "paused": 0})  # fmt: skip
+        # "name" is the stored queue (``scope:pool``, what filters match); people are shown
+        # the app (its scope) and the pool name they gave.
+        p = pools.setdefault(w.pool, {"name": w.pool, "app": scope_of(w.pool),
+                                      "pool": pool_of(w.pool), "workers": 0, "slots": 0,
+                                      "running": 0, "paused": 0})  # fmt: skip
         p["workers"] += 1
         p["slots"] += w.slots
         p["running"] += w.running

@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from kubenenc.backends import Backend
-from kubenenc.backends.contract import Overdue
 from kubenenc.backends.engine import error_path
+from kubenenc.backends.roles import Roles
 from kubenenc.errors import TaskTimeout
 from kubenenc.ids import InvocationId
 from kubenenc.settings import Liveness
@@ -26,7 +25,7 @@ from kubenenc_operator.context import Ctx
 log = logging.getLogger(__name__)
 
 
-def fail_overdue(backend: Backend, now: float, grace: float) -> list[InvocationId]:
+def fail_overdue(roles: Roles, now: float, grace: float) -> list[InvocationId]:
     """Fail (TaskTimeout) the RUNNING invocations that ran past their ``timeout`` by more than
     ``grace`` seconds, and return their ids.
 
@@ -38,8 +37,9 @@ def fail_overdue(backend: Backend, now: float, grace: float) -> list[InvocationI
     The start is the last change of the record (the claim, or the resume after a pause), so
     the paused time is never counted against it.
     """
-    if isinstance(backend, Overdue):  # reads only the work in flight
-        late = backend.overdue(now, grace)
+    backend = roles.backend
+    if roles.overdue is not None:  # reads only the work in flight
+        late = roles.overdue.overdue(now, grace)
     else:  # walks the index of every invocation kept: slow with many
         running = backend.counts().get(Status.RUNNING, 0)
         late = backend.query(status=Status.RUNNING, limit=running) if running else []
@@ -74,20 +74,20 @@ def sweep(ctx: Ctx, urls: Iterable[str], *, overdue: bool = True) -> int:
     for url in urls:
         live = ctx.liveness_of(url)  # what the pools on it give their workers
 
-        def one(b: Backend, live: Liveness = live) -> int:
+        def one(roles: Roles, live: Liveness = live) -> int:
             now = ctx.clock()
-            moved = b.recover(now, live.heartbeat_timeout, live.max_lost)
+            moved = roles.backend.recover(now, live.heartbeat_timeout, live.max_lost)
             ctx.metrics.inc("kubenenc_operator_recovered_total", len(moved))
             if not overdue:
                 return len(moved)
-            late = fail_overdue(b, now, ctx.settings.timeout_grace)
+            late = fail_overdue(roles, now, ctx.settings.timeout_grace)
             ctx.metrics.inc("kubenenc_operator_overdue_failed_total", len(late))
             for id in late:
                 log.warning("invocation %s ran past its timeout: failed", id)
             return len(moved) + len(late)
 
         try:
-            total += ctx.backends.use(url, one)
+            total += ctx.backends.use_roles(url, one)
         except Exception:
             log.exception("enforcer sweep failed")
     return total

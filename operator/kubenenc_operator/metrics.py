@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import ClassVar
+
+from kubenenc import plainhttp
+from kubenenc.plainhttp import METRICS_TYPE
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -92,24 +95,5 @@ class Metrics:
 
 def serve(host: str, port: int, render: Callable[[], str]) -> ThreadingHTTPServer:
     """Serve ``/metrics`` in a daemon thread; ``server.shutdown()`` stops it."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/metrics":
-                self.send_response(404)
-                self.end_headers()
-                return
-            data = render().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Scrapes are not worth a log line."""
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="operator-metrics", daemon=True).start()
-    return server
+    routes = {"/metrics": lambda: (200, render(), METRICS_TYPE)}
+    return plainhttp.serve(host, port, routes, name="operator-metrics")

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from kubenenc.backends.contract import Admin, Backend
+from kubenenc.backends.roles import Roles
 from kubenenc.status import Status
 
 from kubenenc_operator.context import Ctx
@@ -30,11 +30,12 @@ OLDEST = "kubenenc_operator_pool_oldest_pending_seconds"
 WAITING = (Status.REGISTERED, Status.PENDING, Status.RETRY)
 
 
-def read_queue(backend: Backend, pool: str, now: float) -> tuple[int, float | None]:
-    """``(depth, age of the oldest pending call or None)`` of stored queue ``pool``."""
-    counts = backend.counts(pool=pool)
+def read_queue(roles: Roles, pool: str, now: float) -> tuple[int, float | None]:
+    """``(depth, age of the oldest pending call or None)`` of stored queue ``pool`` (the
+    age needs the backend's :class:`~kubenenc.backends.contract.Admin` role)."""
+    counts = roles.backend.counts(pool=pool)
     depth = sum(counts.get(s, 0) for s in WAITING)
-    oldest = backend.oldest_pending(pool) if isinstance(backend, Admin) and depth else None
+    oldest = roles.admin.oldest_pending(pool) if roles.admin is not None and depth else None
     return depth, None if oldest is None else max(0.0, now - oldest)
 
 
@@ -47,7 +48,7 @@ def observe_pool(ctx: Ctx, body: Mapping[str, Any]) -> None:
         url = ctx.secret_url(namespace, spec.backend.secret_name, spec.backend.key)
         now = ctx.clock()
         queue = pool_queue(namespace, name, spec)
-        depth, age = ctx.backends.use(url, lambda b: read_queue(b, queue, now))
+        depth, age = ctx.backends.use_roles(url, lambda r: read_queue(r, queue, now))
     except Exception as exc:
         log.debug("queue metrics of %s/%s: %s", namespace, name, exc)
         return

@@ -375,10 +375,10 @@ def run_schedule(ctx: Ctx, body: Mapping[str, Any], spec: TaskDefinitionSpec, ur
         return new
 
     key = f"{scope_}:taskdefinition/{name}"
-    fired = ctx.backends.use(
+    fired = ctx.backends.use_roles(
         url,
-        lambda b: schedules.fire(
-            schedules.tick_claims(b), key, parsed, catch_up, build, ctx.clock()
+        lambda r: schedules.fire(
+            schedules.tick_claims(r), key, parsed, catch_up, build, ctx.clock()
         ),
     )
     if fired is None:

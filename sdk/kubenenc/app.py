@@ -26,7 +26,7 @@ from kubenenc.invocation import Invocation
 from kubenenc.records import NewInvocation
 from kubenenc.resolver import OptionsResolver
 from kubenenc.runtime import Runtime
-from kubenenc.schedules import Schedule, Scheduler
+from kubenenc.schedules import Schedule, Scheduler, check
 from kubenenc.scope import scope
 from kubenenc.serializers import JsonSerializer, PickleSerializer
 from kubenenc.settings import Settings
@@ -167,8 +167,8 @@ class App:
                 self.types.add_error(error)
             opts = task.options
             if opts.schedule is not None:
-                self.schedules.add(
-                    task, opts.schedule, timezone=opts.timezone, catch_up=opts.catch_up,
+                self.schedule(
+                    task, cron=opts.schedule, timezone=opts.timezone, catch_up=opts.catch_up,
                     overlap=opts.overlap, name=task.id,
                 )  # fmt: skip
             return task
@@ -196,10 +196,11 @@ class App:
         once per tick across every worker of this app; see :mod:`kubenenc.schedules` for
         ``catch_up`` and ``overlap``. ``name`` (default: the task and a digest of the rest)
         is what the backend remembers the last tick under."""
+        parsed = check(cron, timezone, catch_up, overlap)
+        args, kwargs = tuple(args), dict(kwargs or {})
         return self.schedules.add(
-            task, cron, args=tuple(args), kwargs=kwargs, timezone=timezone, catch_up=catch_up,
-            overlap=overlap, name=name,
-        )  # fmt: skip
+            Schedule(name or "", task, cron, timezone, parsed, args, kwargs, catch_up, overlap)
+        )
 
     def batch(self) -> Batch:
         """``with app.batch():`` — calls made in the block return at once and are registered

@@ -39,7 +39,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from kubenenc.backends.contract import TickClaims
@@ -48,6 +48,7 @@ from kubenenc.errors import ConfigurationError
 from kubenenc.records import NewInvocation, RegisterResult
 
 if TYPE_CHECKING:
+    from kubenenc.backends.roles import Roles
     from kubenenc.runtime import Runtime
     from kubenenc.task import Task
 
@@ -141,14 +142,15 @@ def skip_overlap(new: Sequence[NewInvocation], guard: str) -> list[NewInvocation
     return [n._replace(registration_key=guard, registration="reject") for n in new]
 
 
-def tick_claims(backend: object) -> TickClaims:
-    """``backend`` as :class:`TickClaims`; ConfigurationError when it cannot claim ticks."""
-    if not isinstance(backend, TickClaims):
+def tick_claims(roles: Roles) -> TickClaims:
+    """The backend of ``roles`` as :class:`TickClaims`; ConfigurationError when it cannot
+    claim ticks."""
+    if roles.tick_claims is None:
         raise ConfigurationError(
-            f"{type(backend).__name__} cannot claim schedule ticks (TickClaims); schedules "
-            "need a backend that can"
+            f"{type(roles.backend).__name__} cannot claim schedule ticks (TickClaims); "
+            "schedules need a backend that can"
         )
-    return backend
+    return roles.tick_claims
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -180,30 +182,22 @@ class Scheduler:
         """Per schedule, the latest tick this process has handled (claimed or found claimed):
         the backend is asked only when a newer one is due."""
 
-    def add(
-        self,
-        task: Task[Any, Any],
-        cron: str,
-        *,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        timezone: str = "UTC",
-        catch_up: str = "last",
-        overlap: str = "skip",
-        name: str | None = None,
-    ) -> Schedule:
-        """Add a schedule (see :meth:`kubenenc.app.App.schedule`)."""
-        parsed = check(cron, timezone, catch_up, overlap)
-        args, kwargs = tuple(args), dict(kwargs or {})
-        task._bind(args, kwargs)  # a call that cannot bind fails here, not at every tick
-        if name is None:
-            text = json.dumps([cron, timezone, args, kwargs], sort_keys=True, default=repr)
-            name = f"{task.id}@{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-        existing = self.entries.get(name)
-        if existing is not None and existing.task is not task:
-            raise ConfigurationError(f"schedule {name!r} is already defined on {self.runtime.name}")
-        entry = Schedule(name, task, cron, timezone, parsed, args, kwargs, catch_up, overlap)
-        self.entries[name] = entry
+    def add(self, entry: Schedule) -> Schedule:
+        """Add ``entry`` (made by :meth:`kubenenc.app.App.schedule`, its one public face),
+        named, when its ``name`` is empty, by its task and a digest of the rest; returns it
+        as added. A call that cannot bind fails here, not at every tick."""
+        entry.task._bind(entry.args, entry.kwargs)
+        if not entry.name:
+            text = json.dumps([entry.expression, entry.timezone, entry.args, entry.kwargs],
+                              sort_keys=True, default=repr)  # fmt: skip
+            digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+            entry = replace(entry, name=f"{entry.task.id}@{digest}")
+        existing = self.entries.get(entry.name)
+        if existing is not None and existing.task is not entry.task:
+            raise ConfigurationError(
+                f"schedule {entry.name!r} is already defined on {self.runtime.name}"
+            )
+        self.entries[entry.name] = entry
         return entry
 
     def key(self, entry: Schedule) -> str:
@@ -225,7 +219,7 @@ class Scheduler:
         the next round (the others still run)."""
         if not self.entries:
             return 0
-        backend = tick_claims(self.runtime.backend)
+        backend = tick_claims(self.runtime.roles)
         now = self.clock()
         at = dt.datetime.fromtimestamp(now, dt.UTC)
         claimed = 0

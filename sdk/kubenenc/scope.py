@@ -67,6 +67,12 @@ def pool_of(queue: str) -> str:
     return queue.rpartition(SEPARATOR)[2]
 
 
+def scope_of(queue: str) -> str:
+    """The scope (``app`` or ``namespace/app``) of a stored queue name; empty for a name
+    without a scope. With :func:`pool_of`, how a queue is shown to people."""
+    return queue.rpartition(SEPARATOR)[0]
+
+
 def scoped_key(scope_: str, key: str) -> str:
     """A running-limit or registration key inside ``scope_``."""
     return f"{scope_}{SEPARATOR}{key}"

@@ -676,12 +676,20 @@ class ControlPlane:
             f"kube-apiserver /readyz at {self.server_url}",
         )
 
-    def _start_controller_manager(
-        self, binary: Path, kubeconfig: Path, certs: Path, deadline: float
+    def _start_component(
+        self,
+        name: str,
+        binary: Path,
+        kubeconfig: Path,
+        certs: Path,
+        deadline: float,
+        *extra: str,
     ) -> None:
+        """Start a control-plane component that serves ``/healthz`` over TLS on a free
+        loopback port (the controller manager, the scheduler) and wait until it answers."""
         port = free_port()
         self._spawn(
-            "kube-controller-manager",
+            name,
             [
                 str(binary),
                 f"--kubeconfig={kubeconfig}",
@@ -691,41 +699,32 @@ class ControlPlane:
                 f"--secure-port={port}",
                 f"--tls-cert-file={certs / 'server.crt'}",
                 f"--tls-private-key-file={certs / 'server.key'}",
-                f"--service-account-private-key-file={certs / 'sa.key'}",
-                f"--root-ca-file={certs / 'ca.crt'}",
-                "--use-service-account-credentials=false",
                 "--leader-elect=false",
-                # kwok renews its fake node's status about once a minute and keeps no node
-                # Lease; under load the default 50 s grace marks it NotReady and its pods
-                # unready for good. Tests do not exercise node failure, so wait long.
-                "--node-monitor-grace-period=10m",
                 "--v=1",
+                *extra,
             ],
         )
         url = f"https://127.0.0.1:{port}/healthz"
-        self._wait_for("kube-controller-manager", deadline, lambda: self._https_ok(url), url)
+        self._wait_for(name, deadline, lambda: self._https_ok(url), url)
+
+    def _start_controller_manager(
+        self, binary: Path, kubeconfig: Path, certs: Path, deadline: float
+    ) -> None:
+        self._start_component(
+            "kube-controller-manager", binary, kubeconfig, certs, deadline,
+            f"--service-account-private-key-file={certs / 'sa.key'}",
+            f"--root-ca-file={certs / 'ca.crt'}",
+            "--use-service-account-credentials=false",
+            # kwok renews its fake node's status about once a minute and keeps no node
+            # Lease; under load the default 50 s grace marks it NotReady and its pods
+            # unready for good. Tests do not exercise node failure, so wait long.
+            "--node-monitor-grace-period=10m",
+        )  # fmt: skip
 
     def _start_scheduler(
         self, binary: Path, kubeconfig: Path, certs: Path, deadline: float
     ) -> None:
-        port = free_port()
-        self._spawn(
-            "kube-scheduler",
-            [
-                str(binary),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--tls-cert-file={certs / 'server.crt'}",
-                f"--tls-private-key-file={certs / 'server.key'}",
-                "--leader-elect=false",
-                "--v=1",
-            ],
-        )
-        url = f"https://127.0.0.1:{port}/healthz"
-        self._wait_for("kube-scheduler", deadline, lambda: self._https_ok(url), url)
+        self._start_component("kube-scheduler", binary, kubeconfig, certs, deadline)
 
     def _start_kwok(self, binary: Path, kubeconfig: Path, deadline: float) -> None:
         # An explicit (empty) config file, so a ~/.kwok/kwok.yaml on the machine is not read;

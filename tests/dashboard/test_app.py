@@ -9,6 +9,7 @@ import pytest
 from kubenenc.backends.memory import MemoryBackend
 from kubenenc.errors import CycleDetectedError
 from kubenenc.ids import InvocationId
+from kubenenc.scope import queue_name, scope
 from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, add, beat, pause, running
 from kubenenc.waitgraph import format_loop
@@ -164,3 +165,16 @@ def test_text_from_the_backend_is_escaped_everywhere(backend: MemoryBackend) -> 
         page = _client(backend).get(path)
         assert "<script>alert" not in page.text, path
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text, path
+
+
+def test_pools_table_shows_the_app_and_the_pool_name_users_gave(backend: MemoryBackend) -> None:
+    queue = queue_name(scope("shop", "prod"), "fast")  # stored as "prod/shop:fast"
+    add(backend, 1.0, "a", "1", app="shop", pool=queue)
+    beat(backend, W1, 1e12, pool=queue)
+    for path in ("/", "/workers"):
+        page = _client(backend).get(path).text
+        table = re.search(r'<table id="pools">.*?</table>', page, re.S)
+        assert table is not None, path
+        cells = re.findall(r"<td[^>]*>(?:<a [^>]*>)?([^<]*)", table.group(0))
+        assert cells[:3] == ["prod/shop", "fast", "1"], path  # app, pool, workers
+        assert f'href="/invocations?pool={queue}"' in table.group(0)  # filters the stored one

@@ -8,6 +8,7 @@ import pytest
 from kubenenc import App, ConcurrencyPolicy, Settings
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.memory import MemoryBackend
+from kubenenc.backends.roles import roles_of
 from kubenenc.testing.helpers import W1
 from kubenenc_dashboard import DashboardSettings, create_app
 from kubenenc_dashboard.cluster import ClusterState, Resource
@@ -50,7 +51,7 @@ def test_keys_show_their_policy_argument_values_and_holders(
     shop: tuple[MemoryBackend, dict[str, Any]],
 ) -> None:
     backend, calls = shop
-    limits = running_limits(backend, None)
+    limits = running_limits(roles_of(backend), None)
     assert limits.supported and not limits.more
     rows = {(r.task.rpartition(".")[2], r.label): r for r in limits.rows}
     assert set(rows) == {
@@ -63,7 +64,7 @@ def test_keys_show_their_policy_argument_values_and_holders(
     assert [i for i, _ in ann.holders] == [calls["ann"].id]  # not ann's waiting charge
     whole = rows[("report", "every call of the task")]
     assert (whole.policy, whole.running, whole.limit) == (None, 2, 2)
-    assert running_limits(backend, "another-app").rows == []
+    assert running_limits(roles_of(backend), "another-app").rows == []
     page = TestClient(create_app(backend, DashboardSettings())).get("/workers")
     assert page.status_code == 200
     assert 'id="running-keys"' in page.text
@@ -78,7 +79,7 @@ def test_policies_on_kubernetes_say_what_runs_under_them(
     policy = Resource("ConcurrencyPolicy", NS, "one-per-customer", [("key", "customer")], [])
     other = Resource("ConcurrencyPolicy", "elsewhere", "one-per-customer", [("key", "c")], [])
     state = ClusterState(resources={"concurrencypolicies": [policy, other]})
-    shown = with_running_now(state, running_limits(backend, None))
+    shown = with_running_now(state, running_limits(roles_of(backend), None))
     mine, theirs = shown.resources["concurrencypolicies"]
     assert dict(mine.fields)["running now"] == 'customer="ann" 1/1; customer="bob" 1/1'
     assert dict(theirs.fields)["running now"] == "none"
@@ -88,7 +89,7 @@ def test_a_backend_without_key_usage_says_so() -> None:
     class NoKeys(MemoryBackend):
         running_keys = None  # type: ignore[assignment]
 
-    assert not running_limits(cast(Backend, NoKeys()), None).supported
+    assert not running_limits(roles_of(cast(Backend, NoKeys())), None).supported
     page = TestClient(create_app(NoKeys(), DashboardSettings())).get("/workers")
     assert 'id="limits-unsupported"' in page.text
 
@@ -100,5 +101,5 @@ def test_a_key_of_a_policy_given_in_code_is_named_by_its_arguments() -> None:
     task = app.task(concurrency=policy)(charge)
     call = task("ann", 7)
     assert [r.id for r in backend.claim(app.queue("default"), W1, 10, 1e9)] == [call.id]
-    [row] = running_limits(backend, None).rows
+    [row] = running_limits(roles_of(backend), None).rows
     assert (row.label, row.policy, row.limit) == ('amount=7, customer="ann"', None, 1)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import yaml
 
 from tests.cluster.fixtures import Cluster
 from tests.helm.chart import CHART, ROOT, rule_set
-from tests.support import free_port, wait_until
+from tests.support import free_port, stop_process, wait_until
 
 pytestmark = pytest.mark.controlplane
 
@@ -319,14 +318,7 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc)
 
 
 def start_operator(kubeconfig: Path, log: Path) -> OperatorProcess:

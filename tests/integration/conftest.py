@@ -49,15 +49,20 @@ def run_worker() -> Iterator[Callable[..., Worker]]:
 
 @pytest.fixture
 def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start ``kubenenc worker`` subprocesses; killed at the end of the test."""
+    """Start ``kubenenc worker`` subprocesses (of ``app``: the task app unless given);
+    killed at the end of the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        app: str = "tests.integration.taskapp:app",
+    ) -> subprocess.Popen[bytes]:
         full_env = {**os.environ, "KUBENENC_BACKEND": url, **(env or {})}
         with (tmp_path / f"worker-{len(procs)}.log").open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "kubenenc_worker", "worker",
-                 "--app", "tests.integration.taskapp:app", *args],
+                [sys.executable, "-m", "kubenenc_worker", "worker", "--app", app, *args],
                 cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         procs.append(proc)

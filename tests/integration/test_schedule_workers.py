@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -52,28 +51,20 @@ def test_three_processes_racing_call_each_tick_once(shared_url: str) -> None:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+def spawn(
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+) -> Callable[[str], subprocess.Popen[bytes]]:
     """Start ``kubenenc worker`` processes of the schedule app that run nothing (their
     pool has no calls: the scheduled ones go to ``default``); killed at the end."""
-    procs: list[subprocess.Popen[bytes]] = []
 
     def start(url: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "KUBENENC_BACKEND": url, "KUBENENC_WORKER__HEARTBEAT_INTERVAL": "0.2"}
-        with (tmp_path / f"worker-{len(procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kubenenc_worker", "worker", "--app",
-                 "tests.integration.scheduleapp:app", "--mode", "thread", "--concurrency", "1",
-                 "--pool", "none"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        procs.append(proc)
-        return proc
+        return spawn_worker(
+            url, "--mode", "thread", "--concurrency", "1", "--pool", "none",
+            env={"KUBENENC_WORKER__HEARTBEAT_INTERVAL": "0.2"},
+            app="tests.integration.scheduleapp:app",
+        )  # fmt: skip
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+    return start
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ from kubenenc_operator.taskdefs import run_schedule
 
 from tests.cluster.fixtures import Cluster
 from tests.operator import optasks
-from tests.support import free_port, wait_until
+from tests.support import free_port, stop_process, wait_until
 
 pytestmark = pytest.mark.controlplane
 
@@ -152,14 +152,7 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc)
 
 
 def start_operator(

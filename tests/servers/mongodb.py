@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import free_port, require
+from tests.support import caller_clock, free_port, require
 
 
 def _cache() -> Path:
@@ -163,13 +163,6 @@ def mongodb_url(ferretdb: FerretServer) -> Iterator[str]:
     """The URL of a fresh, empty database on the session's FerretDB."""
     with fresh_database(ferretdb) as url:
         yield url
-
-
-def caller_clock(url: str) -> str:
-    """``url`` with ``clock=caller``: the backend fixtures judge heartbeats on the
-    times callers pass, as the conformance suite makes time up (the server's clock, the
-    default, is tested in tests/integration/test_mongodb_liveness.py)."""
-    return f"{url}{'&' if '?' in url else '?'}clock=caller"
 
 
 @pytest.fixture

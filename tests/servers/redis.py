@@ -16,13 +16,12 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, require
+from tests.support import caller_clock, free_port, fresh_name, require
 
 
 def redis_server_path() -> str | None:
@@ -90,10 +89,12 @@ class RedisServer:
         self.proc = None
 
 
-def require_redis_server() -> None:
+def require_redis_server(*tools: str) -> None:
+    """Skip (fail under CI) unless ``redis-server`` and the other ``tools`` (``redis-cli``)
+    are installed."""
     require(
-        redis_server_path() is not None,
-        "redis-server is not installed (apt-get install -y redis-server)",
+        redis_server_path() is not None and all(shutil.which(t) for t in tools),
+        f"{'/'.join(('redis-server', *tools))} not installed (apt-get install -y redis-server)",
     )
 
 
@@ -109,7 +110,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of an empty keyspace (a fresh prefix) on the session's server."""
-    return f"{redis_server.url}?prefix=t{uuid.uuid4().hex[:12]}"
+    return f"{redis_server.url}?prefix={fresh_name()}"
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def redis_caller_url(redis_url: str) -> str:
     """``redis_url`` judging heartbeats on the times callers pass (``clock=caller``): the
     conformance suite makes time up (the server's clock is tested in
     tests/integration/test_server_clock.py)."""
-    return f"{redis_url}&clock=caller"
+    return caller_clock(redis_url)
 
 
 @pytest.fixture
@@ -127,6 +128,6 @@ def redis_backend(redis_url: str) -> Iterator[object]:
     default, is tested in tests/integration/test_redis_liveness_clock.py."""
     from kubenenc_redis import RedisBackend
 
-    backend = RedisBackend.from_url(f"{redis_url}&clock=caller")
+    backend = RedisBackend.from_url(caller_clock(redis_url))
     yield backend
     backend.close()

@@ -17,14 +17,13 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers.redis import RedisServer, redis_server_path
-from tests.support import free_port, require
+from tests.servers.redis import RedisServer, require_redis_server
+from tests.support import caller_clock, free_port, fresh_name
 
 SHARDS = 3
 """The shards of the URL the fixtures hand out."""
@@ -124,10 +123,8 @@ class RedisCluster:
 
 
 def require_cluster_tools() -> None:
-    require(
-        redis_server_path() is not None and shutil.which("redis-cli") is not None,
-        "redis-server/redis-cli are not installed (apt-get install -y redis-server)",
-    )
+    """Skip (fail under CI) unless ``redis-server`` and ``redis-cli`` are installed."""
+    require_redis_server("redis-cli")
 
 
 @pytest.fixture(scope="session")
@@ -142,13 +139,13 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 @pytest.fixture
 def rediscluster_url(redis_cluster: RedisCluster) -> str:
     """The URL of an empty keyspace (a fresh prefix) on the session's cluster, 3 shards."""
-    return f"{redis_cluster.url}?prefix=t{uuid.uuid4().hex[:12]}&shards={SHARDS}"
+    return f"{redis_cluster.url}?prefix={fresh_name()}&shards={SHARDS}"
 
 
 @pytest.fixture
 def rediscluster_caller_url(rediscluster_url: str) -> str:
     """``rediscluster_url`` with ``clock=caller`` (see ``redis_caller_url``)."""
-    return f"{rediscluster_url}&clock=caller"
+    return caller_clock(rediscluster_url)
 
 
 @pytest.fixture

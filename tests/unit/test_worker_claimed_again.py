@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from kubenenc import App, Status
 from kubenenc.backends.memory import MemoryBackend
 from kubenenc.ids import WorkerId
+from kubenenc.invocation import Invocation
 from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.settings import WorkerSettings
 from kubenenc_worker.worker import Worker
+
+from tests.unit.worker_steps import steps_until
 
 app = App("claimed-again", backend=MemoryBackend())
 
@@ -43,14 +45,13 @@ def parent() -> int:
             BODIES["now"] -= 1
 
 
-def steps_until(worker: Worker, done: Any, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while not done():
-        assert time.monotonic() < deadline, "not reached in time"
-        worker._tick = time.monotonic()
-        if not worker._step():
-            time.sleep(0.0005)
-            worker._drained = False
+def _leaf_ends_elsewhere(backend: MemoryBackend, inv: Invocation[int]) -> bool:
+    """Another worker runs the leaf, if it is there to claim; whether ``inv`` has ended."""
+    claimed = backend.claim(app.queue("elsewhere"), WorkerId("other:1:x"), 1, time.time())
+    for rec in claimed:
+        backend.finish([Outcome(rec.id, OutcomeKind.SUCCESS, "41")], rec.worker or "",
+                       time.time())  # fmt: skip
+    return inv.status.is_final
 
 
 def test_a_paused_call_handed_back_and_claimed_again_by_the_same_worker_ends_right() -> None:
@@ -68,14 +69,7 @@ def test_a_paused_call_handed_back_and_claimed_again_by_the_same_worker_ends_rig
         assert worker._claim()
 
         # The leaf ends elsewhere; the call must end with its real result.
-        def leaf_done() -> bool:
-            claimed = backend.claim(app.queue("elsewhere"), WorkerId("other:1:x"), 1, time.time())
-            for rec in claimed:
-                backend.finish([Outcome(rec.id, OutcomeKind.SUCCESS, "41")], rec.worker or "",
-                               time.time())  # fmt: skip
-            return inv.status.is_final
-
-        steps_until(worker, leaf_done)
+        steps_until(worker, lambda: _leaf_ends_elsewhere(backend, inv))
         assert inv.status is Status.SUCCESS, inv.record().error
         assert inv.result(timeout=1) == 42
         assert BODIES["most"] == 1  # the old body had ended before the new one started
@@ -98,14 +92,7 @@ def test_a_paused_call_dropped_by_the_held_check_and_claimed_again_ends_right() 
         worker._check_held()  # drops the old execution, which is ending now
         assert worker._claim()  # and the call is claimed again before its end is read
 
-        def leaf_done() -> bool:
-            claimed = backend.claim(app.queue("elsewhere"), WorkerId("other:1:x"), 1, time.time())
-            for rec in claimed:
-                backend.finish([Outcome(rec.id, OutcomeKind.SUCCESS, "41")], rec.worker or "",
-                               time.time())  # fmt: skip
-            return inv.status.is_final
-
-        steps_until(worker, leaf_done)
+        steps_until(worker, lambda: _leaf_ends_elsewhere(backend, inv))
         assert inv.status is Status.SUCCESS, inv.record().error
         assert inv.result(timeout=1) == 42
         assert BODIES["most"] == 1

@@ -14,6 +14,8 @@ from kubenenc.records import Outcome, OutcomeKind
 from kubenenc.settings import WorkerSettings
 from kubenenc_worker.worker import Worker
 
+from tests.unit.worker_steps import steps_until
+
 POLL = 0.3
 
 app = App("resume-checks", backend=MemoryBackend())
@@ -32,17 +34,6 @@ def parent_elsewhere() -> int:
 @app.task
 def parent_here() -> int:
     return leaf(41).result() + 1
-
-
-def steps_until(worker: Worker, done: Any, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while not done():
-        assert time.monotonic() < deadline, "not reached in time"
-        # What the loop does around each step: note the time; after an idle wait, poll.
-        worker._tick = time.monotonic()
-        if not worker._step():
-            time.sleep(0.0005)
-            worker._drained = False
 
 
 class TimedReads(MemoryBackend):

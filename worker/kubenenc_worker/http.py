@@ -11,9 +11,11 @@ Service before it stops.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from kubenenc.plainhttp import METRICS_TYPE, Reply
+from kubenenc.plainhttp import serve as serve_paths
 
 READ_TIMEOUT = 5.0
 """Seconds a connection may take to send its request; then it is closed."""
@@ -28,32 +30,14 @@ def serve(
 ) -> ThreadingHTTPServer:
     """Start the endpoint in a daemon thread; ``server.shutdown()`` stops it."""
 
-    class Handler(BaseHTTPRequestHandler):
-        timeout = READ_TIMEOUT  # a client that sends nothing holds a thread this long at most
+    def healthz() -> Reply:
+        ok = alive()
+        return (200, "ok\n", "text/plain") if ok else (503, "stuck\n", "text/plain")
 
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                self._reply(200 if alive() else 503, "ok\n" if alive() else "stuck\n")
-            elif self.path == "/readyz":
-                ok = ready()
-                self._reply(200 if ok else 503, "ready\n" if ok else "not ready\n")
-            elif self.path == "/metrics":
-                self._reply(200, metrics(), "text/plain; version=0.0.4")
-            else:
-                self._reply(404, "not found\n")
+    def readyz() -> Reply:
+        ok = ready()
+        return (200, "ready\n", "text/plain") if ok else (503, "not ready\n", "text/plain")
 
-        def _reply(self, code: int, body: str, ctype: str = "text/plain") -> None:
-            data = body.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Silence per-request logs (probes hit this every few seconds)."""
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="kubenenc-http", daemon=True).start()
-    return server
+    routes = {"/healthz": healthz, "/readyz": readyz,
+              "/metrics": lambda: (200, metrics(), METRICS_TYPE)}  # fmt: skip
+    return serve_paths(host, port, routes, name="kubenenc-http", read_timeout=READ_TIMEOUT)

@@ -28,11 +28,13 @@ from kubenenc.backends import (
     InvocationFilter,
     InvocationPage,
     Relations,
+    RunningKeys,
     bucket_index,
     cursor_of,
     loads_record,
     matches,
     retention_option,
+    running_keys_of,
     seq_of,
 )
 from kubenenc.errors import BackendUnavailable, ConfigurationError
@@ -335,3 +337,17 @@ class PostgresBackend(EngineBackend):
             waited_by=sorted(txn.waiters_of(id)),
             depends_on=rec.depends_on,
         )
+
+    # KeyUsage (optional role: the dashboard's running limits)
+    def running_keys(
+        self, *, limit: int = 100, holders: int = 10, budget: int = 5000
+    ) -> RunningKeys:
+        """The slot counters, and up to ``budget`` RUNNING calls through the partial index on
+        ``worker`` (held calls only); :func:`kubenenc.backends.running_keys_of` ranks them."""
+        counts = self._db().execute("SELECT key, n FROM running WHERE n > 0").fetchall()
+        held = self._db().execute(
+            "SELECT id, running_key FROM invocations "
+            "WHERE worker IS NOT NULL AND status = 'RUNNING' LIMIT %s",
+            (budget,),
+        )
+        return running_keys_of(counts, ((InvocationId(i), k) for i, k in held), limit, holders)

@@ -47,6 +47,7 @@ from pymongo.errors import (
 )
 
 from kubenenc_mongodb import admin, liveness
+from kubenenc_mongodb import overdue as overdue_role
 from kubenenc_mongodb.browse import MongoBrowse
 from kubenenc_mongodb.layout import Doc
 from kubenenc_mongodb.link import Conn, Link
@@ -73,6 +74,7 @@ class MongoBackend(MongoBrowse):
     select = admin.select  # the optional Admin role, in kubenenc_mongodb.admin
     purge = admin.purge
     oldest_pending = admin.oldest_pending
+    overdue = overdue_role.overdue  # the optional Overdue role, in kubenenc_mongodb.overdue
     max_value_bytes: ClassVar[int] = 7 * 1024 * 1024
     """A record (arguments and result together, as JSON text) lives in one document, and a
     document holds at most 16 MiB: each value gets under half of it."""

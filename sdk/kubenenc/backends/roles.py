@@ -17,6 +17,7 @@ from kubenenc.backends.contract import (
     BatchRegister,
     DueTimes,
     FinishAndClaim,
+    Overdue,
     ResumeEarly,
     TickClaims,
     ValueLimit,
@@ -37,6 +38,7 @@ class Roles:
     tick_claims: TickClaims | None
     key_usage: KeyUsage | None
     admin: Admin | None
+    overdue: Overdue | None
     browse: Browse | None
     register_batch: int
     """Largest batch :meth:`~kubenenc.backends.contract.Queue.register` takes in one call
@@ -56,6 +58,7 @@ def roles_of(backend: Backend) -> Roles:
         tick_claims=backend if isinstance(backend, TickClaims) else None,
         key_usage=backend if isinstance(backend, KeyUsage) else None,
         admin=backend if isinstance(backend, Admin) else None,
+        overdue=backend if isinstance(backend, Overdue) else None,
         browse=backend if isinstance(backend, Browse) else None,
         register_batch=backend.register_batch if isinstance(backend, BatchRegister) else 0,
         max_value_bytes=value_limit_of(backend),

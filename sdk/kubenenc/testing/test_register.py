@@ -163,3 +163,18 @@ def test_allow_item_with_key_does_not_take_the_key_from_a_holder(backend: Backen
 
 def test_unknown_ids_read_as_none(backend: Backend) -> None:
     assert backend.get(InvocationId("0" * 32)) is None
+
+
+def test_registering_an_existing_id_answers_it_and_rewrites_nothing(backend: Backend) -> None:
+    # Ids are unique per call, so an id that exists was stored by an earlier try of the same
+    # registration whose answer was lost; whichever try this one is, it is answered CREATED
+    # and the stored call (running by now) is left as it is, not reset to PENDING.
+    item = new("f", "1")
+    [first] = backend.register([item], 1.0)
+    start(backend, item.id, now=2.0)
+    counts = nonzero(backend.counts())
+    [again] = backend.register([item], 3.0)
+    assert (again.kind, again.id) == (first.kind, first.id) == (RegisterKind.CREATED, item.id)
+    rec = record(backend, item.id)
+    assert (rec.status, rec.worker, rec.created_at) == (Status.RUNNING, W1, 1.0)
+    assert nonzero(backend.counts()) == counts == {Status.RUNNING: 1}

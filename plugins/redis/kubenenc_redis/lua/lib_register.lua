@@ -47,10 +47,11 @@ local function register_items(items, argv, base)
     local rk, rl, ck, dp, pa, d = it[7], it[8], it[9], it[10], it[11], argv[base + k]
     local deps, nb, tk, tr, cb = it[12], it[13], it[14], it[15], it[16]
     local done = false
-    -- A first try comes without a request id (REQ ''), so no reply is cached for it; a retry
-    -- (its reply may have been lost after it ran) comes with one, and then an item whose
-    -- invocation exists was registered by the earlier try: it is answered, not written again.
-    if REQ ~= '' and redis.call('EXISTS', k_inv(id)) == 1 then
+    -- Ids are unique per call: an item whose invocation exists was registered by an earlier
+    -- try (a retry after a lost reply, or a step re-run after the first try, which comes
+    -- without a request id and so has no cached reply). It is answered as the engine does,
+    -- never written again: that would reset a running or final call to a fresh PENDING one.
+    if redis.call('EXISTS', k_inv(id)) == 1 then
       out[#out+1] = {'created', id}
       done = true
     end
