@@ -54,3 +54,12 @@ def test_the_order_forgets_its_older_half_past_the_limit() -> None:
     assert ahead.following(ids[0]) == []  # forgotten
     last = ids[-readahead.WINDOW - 1]
     assert ahead.following(last) == ids[-readahead.WINDOW :]
+
+
+def test_a_batch_larger_than_the_order_keeps_only_its_tail() -> None:
+    ahead = ReadAhead()
+    ids = [str(i) for i in range(3 * readahead.ORDER_LIMIT)]
+    ahead.registered(ids)
+    assert ahead.following(ids[0]) == []
+    assert ahead.following(ids[-2]) == [ids[-1]]
+    assert len(ahead._local.order) <= readahead.ORDER_LIMIT

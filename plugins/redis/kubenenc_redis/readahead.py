@@ -48,6 +48,8 @@ class ReadAhead:
             order = local.order = []
             local.pos = {}
         pos: dict[str, int] = local.pos
+        if len(ids) > ORDER_LIMIT // 2:  # a large batch: only its tail can be read ahead
+            ids = ids[-(ORDER_LIMIT // 2) :]
         if len(order) + len(ids) > ORDER_LIMIT:
             del order[: len(order) // 2]
             pos.clear()
