@@ -15,8 +15,10 @@ or a lock that something had to end), commands are ``INFO commandstats`` calls p
 How the bound is read: a process that works on one core at a time (redis-server; the
 caller's one thread; the worker, whose Python threads share one interpreter lock) cannot go
 faster than 1e6 / its µs per task; the three together on this machine's two cores cannot go
-faster than 2e6 / their sum. The lowest of these is what bounds the pattern; the rest of
-the wall time is waiting (round trips that leave all three idle). The *share* column is each
+faster than 2e6 / their sum; a lone caller thread waits for each reply, so enqueuing one by
+one cannot go faster than 1e6 / (caller + server µs per call). The lowest of these is what
+bounds the pattern; the rest of the wall time is waiting (round trips that leave all three
+idle, and other programs on a shared machine). The *share* column is each
 part's µs per task at the target rate if the target's time were split in the measured
 proportions: how far each part is from what the target allows it. Medians of --repeat
 rounds; ``uptime``'s load is printed beside. Not a test: nothing is asserted.
@@ -140,11 +142,18 @@ def table(m: dict[str, dict[str, float]]) -> None:
                   f"{share:.0f} | {us / max(share, 1e-9):.1f}x |")  # fmt: skip
         print(f"| all three (two cores) | {total:.0f} | | {bounds['two cores, all three']:,.0f} | "
               f"{2 * budget:.0f} | {total / (2 * budget):.1f}x |")  # fmt: skip
+        if pattern == "enqueue":
+            # One thread, one call at a time: each call's caller CPU and the server's work
+            # for it happen one after the other (the caller waits for the reply).
+            serial = f["caller_us"] + f["server_us"]
+            print(f"| caller + server, one after the other | {serial:.0f} | | "
+                  f"{1e6 / serial:,.0f} | {budget:.0f} | {serial / budget:.1f}x |")  # fmt: skip
         idle = 1e6 / f["rate"] - total / 2
         print(f"| wall per task, µs | {1e6 / f['rate']:.0f} | | | {budget:.0f} | "
               f"{1e6 / f['rate'] / budget:.1f}x |")  # fmt: skip
         print(f"\nWall time per task not covered by CPU spread over two cores: {idle:.0f} µs "
-              "(round trips that leave the processes waiting on each other).")  # fmt: skip
+              "(waiting: round trips that leave the three processes waiting on each other, "
+              "and other programs on the shared cores).")  # fmt: skip
 
 
 def main() -> None:
