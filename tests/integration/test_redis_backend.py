@@ -323,8 +323,12 @@ def test_a_result_read_ahead_while_still_open_is_waited_for(
     assert backend.wait_final([first.id], 10.0)  # found final: this thread reads ahead next
     assert backend.wait_final([first.id], 10.0)
     assert not backend.wait_final([second.id], 0.3)  # read ahead while open: not kept
-    threading.Timer(0.2, _run_all, (backend,)).start()
-    assert backend.wait_final([second.id], 10.0)
+    finisher = threading.Timer(0.2, _run_all, (backend,))
+    finisher.start()
+    try:
+        assert backend.wait_final([second.id], 10.0)
+    finally:
+        finisher.join(30)  # its last claim must not outlive the test's backend
     rec = backend.get(second.id)
     assert rec is not None and rec.status is Status.SUCCESS and rec.result == second.args
 
