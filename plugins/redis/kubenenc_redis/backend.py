@@ -448,7 +448,9 @@ class RedisBackend(RedisBrowse):
         after the last open one are final, so the next trip asks only about those before it.
         For a single id the record is read in the same round trip once it is final and
         handed to the next :meth:`get` of it in this thread (a final record does not
-        change), so ``wait_final`` + ``get`` is one trip.
+        change), so ``wait_final`` + ``get`` is one trip. A thread that reads behind the
+        workers (its last single wait found the call final already) reads first, and
+        reads ahead the calls it registered next (:mod:`kubenenc_redis.readahead`).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
