@@ -63,3 +63,15 @@ def test_a_batch_larger_than_the_order_keeps_only_its_tail() -> None:
     assert ahead.following(ids[0]) == []
     assert ahead.following(ids[-2]) == [ids[-1]]
     assert len(ahead._local.order) <= readahead.ORDER_LIMIT
+
+
+def test_ids_waited_on_are_not_read_ahead_again() -> None:
+    ahead = ReadAhead()
+    ahead.registered(["a", "b", "c", "d"])
+    ahead.waited("a")
+    assert ahead.following("a") == ["b", "c", "d"]  # in order: the next ones
+    ahead.waited("d")  # backwards from the end: nothing ahead is left to read
+    ahead.waited("c")
+    assert ahead.following("c") == []
+    ahead.waited("b")
+    assert ahead.following("b") == []

@@ -456,6 +456,7 @@ class RedisBackend(RedisBrowse):
         pending = list(dict.fromkeys(ids))
         self._local.final = None
         if len(pending) == 1:
+            self._ahead.waited(pending[0])
             rec = self._ahead.take(pending[0])
             if rec is None and getattr(self._local, "ahead", False):
                 # A reader that found its last result final already (draining a backlog,

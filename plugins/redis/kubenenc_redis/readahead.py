@@ -47,12 +47,14 @@ class ReadAhead:
         if order is None:
             order = local.order = []
             local.pos = {}
+            local.gone = {}
         pos: dict[str, int] = local.pos
         if len(ids) > ORDER_LIMIT // 2:  # a large batch: only its tail can be read ahead
             ids = ids[-(ORDER_LIMIT // 2) :]
         if len(order) + len(ids) > ORDER_LIMIT:
             del order[: len(order) // 2]
             pos.clear()
+            local.gone = {}  # positions moved
             pos.update((id, k) for k, id in enumerate(order))
         base = len(order)
         order.extend(ids)
@@ -60,15 +62,24 @@ class ReadAhead:
             pos[id] = k
 
     def following(self, id: str) -> list[str]:
-        """Up to ``WINDOW`` ids this thread registered after ``id`` (none if it did not
-        register ``id``), without those already kept."""
+        """Of the ``WINDOW`` ids this thread registered next after ``id`` (none if it did
+        not register ``id``), those not waited on yet (see :meth:`waited`) nor kept. So a
+        thread that reads its results backwards or twice reads nothing ahead."""
         pos: dict[str, int] | None = getattr(self._local, "pos", None)
-        at = None if pos is None else pos.get(id)
-        if at is None:
+        at = None if pos is None else pos.get(id, self._local.gone.get(id))
+        if at is None or pos is None:
             return []
         kept = self._kept()
         order: list[str] = self._local.order
-        return [x for x in order[at + 1 : at + 1 + WINDOW] if x not in kept]
+        return [x for x in order[at + 1 : at + 1 + WINDOW] if x in pos and x not in kept]
+
+    def waited(self, id: str) -> None:
+        """Note that this thread waits on ``id`` now: no later read-ahead asks for it."""
+        pos: dict[str, int] | None = getattr(self._local, "pos", None)
+        if pos is not None:
+            at = pos.pop(id, None)
+            if at is not None:
+                self._local.gone = {id: at}  # where it was, for the following() of it
 
     def keep(self, records: Sequence[InvocationRecord | None]) -> None:
         """Keep the final ones of ``records`` (read just now) for later waits (beside those
