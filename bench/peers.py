@@ -156,14 +156,17 @@ def main() -> None:
                     runs[system].append(run_one(system, python, server, pid, args.tasks,
                                                 args.latency, trees[system]))  # fmt: skip
                     shown = ", ".join(f"{k}={v:,.1f}" for k, v in runs[system][-1].items())
-                    print(f"run {r + 1}/{args.repeat} {system}: {shown}", flush=True)
+                    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+                    print(f"run {r + 1}/{args.repeat} {system} (load average {load}): {shown}",
+                          flush=True)  # fmt: skip
         finally:
             server.stop()
     med = {s: {k: statistics.median(x[k] for x in runs[s]) for k in runs[s][0]} for s in systems}
     peers = [s for s in systems if s != "kubenenc"]  # an older kubenenc too
     lpush, lpop = ceiling.get("lpush", 0), ceiling.get("lpop", 0)
     print(f"\n{args.tasks} no-op tasks, medians of {args.repeat}; ceiling: redis-benchmark "
-          f"LPUSH {lpush:,.0f}/s, LPOP {lpop:,.0f}/s\n")  # fmt: skip
+          f"LPUSH {lpush:,.0f}/s, LPOP {lpop:,.0f}/s; load average at the end "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}\n")  # fmt: skip
     head = ["measure", *systems] + (
         [f"kubenenc vs {p}" for p in peers] if "kubenenc" in systems else []
     )

@@ -207,6 +207,9 @@ class CallOptions:
 
 CALL_OPTION_NAMES = frozenset(CallOptions.__dataclass_fields__)
 
+_PLAIN = CallOptions()
+"""A call without options (frozen, so one serves every call)."""
+
 
 def make_options(task_name: str, options: Mapping[str, Any]) -> TaskOptions:
     """Build :class:`TaskOptions`, refusing unknown names with the list of known ones."""
@@ -276,6 +279,7 @@ class Task(Generic[P, R]):
         )
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
+        self._shared: tuple[tuple[Any, ...], _Fixed, bool] | None = None  # see _fixed
         self._check_key_names()
 
     def _check_key_names(self, policy: ConcurrencyPolicy | str | None = None) -> None:
@@ -302,11 +306,11 @@ class Task(Generic[P, R]):
         return f"<Task {self.id}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
-        return self._submit([(args, kwargs)], CallOptions(), single=True)[0]
+        return self._submit([(args, kwargs)], _PLAIN, single=True)[0]
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """The same as calling the task."""
-        return self._submit([(args, kwargs)], CallOptions(), single=True)[0]
+        return self._submit([(args, kwargs)], _PLAIN, single=True)[0]
 
     def with_options(
         self,
@@ -484,26 +488,51 @@ class Task(Generic[P, R]):
         """What every call of one submit shares: options and policy (each read once), the
         parent."""
         opts = self.resolver.task_options(self)
+        runtime = self.runtime
+        # What follows from the options in force, the call's own options, the backend and
+        # the app's tasks is worked out once for as long as none of them changes (the
+        # resolver hands back the same options object until it reads them again); the
+        # parent, the due time, the trace context, a named policy and the callbacks' plan
+        # are read per submit. Speed: a lone call pays this on every call.
+        key = (
+            opts, runtime.backend, len(self.resolver.tasks),
+            call.pool, call.priority, call.retries, call.timeout,
+        )  # fmt: skip
+        shared = self._shared
+        if shared is None or shared[0] != key:
+            shared = self._shared = (
+                key,
+                _Fixed(
+                    pool=runtime.queue(call.pool or opts.pool),
+                    priority=opts.priority if call.priority is None else call.priority,
+                    max_retries=opts.retries if call.retries is None else call.retries,
+                    timeout=call.timeout or opts.timeout,
+                    policy=None if isinstance(opts.concurrency, str) else opts.concurrency,
+                    parent=None,
+                    pickle=runtime.serializer.name != "json",
+                    max_bytes=runtime.value_limit(opts.max_value_bytes),
+                ),
+                bool(
+                    opts.on_success
+                    or opts.on_failure
+                    or opts.on_retry
+                    or watchers(self.resolver, self.id)
+                ),
+            )
+        base = shared[1]
         ctx = context.current.get()
         return _Fixed(
-            pool=self.runtime.queue(call.pool or opts.pool),
-            priority=opts.priority if call.priority is None else call.priority,
-            max_retries=opts.retries if call.retries is None else call.retries,
-            timeout=call.timeout or opts.timeout,
-            policy=self.policy(),
-            parent=ctx.invocation_id if ctx is not None else None,
-            pickle=self.runtime.serializer.name != "json",
-            max_bytes=self.runtime.value_limit(opts.max_value_bytes),
-            not_before=call.due(time.time()),
-            callbacks=(
-                plan(self.runtime, self.resolver, self)
-                if opts.on_success
-                or opts.on_failure
-                or opts.on_retry
-                or watchers(self.resolver, self.id)
-                else None
-            ),
-            headers=tracing.current_headers(),
+            base.pool,
+            base.priority,
+            base.max_retries,
+            base.timeout,
+            self.policy() if isinstance(opts.concurrency, str) else base.policy,
+            None if ctx is None else ctx.invocation_id,
+            base.pickle,
+            base.max_bytes,
+            call.due(time.time()),
+            plan(runtime, self.resolver, self) if shared[2] else None,
+            tracing.current_headers(),
         )
 
     def _built(

@@ -286,6 +286,77 @@ def test_wait_final_on_many_ids_reads_in_windows(redis_backend: RedisBackend) ->
     assert dict(backend.counts()) == {Status.SUCCESS: 1000}
 
 
+def _run_all(backend: RedisBackend) -> None:
+    while recs := backend.claim("default", W2, 64, 2.0):
+        backend.finish([Outcome(r.id, OutcomeKind.SUCCESS, r.args) for r in recs], W2, 3.0)
+
+
+def test_results_read_one_by_one_behind_the_workers_are_read_ahead(
+    redis_backend: RedisBackend,
+) -> None:
+    backend = redis_backend
+    items = [new("f", str(i)) for i in range(200)]
+    for item in items:  # one by one, as lone calls register
+        backend.register([item], 1.0)
+    _run_all(backend)
+    before = script_calls(backend)
+    for item in items:
+        assert backend.wait_final([item.id], 10.0)
+        rec = backend.get(item.id)
+        assert rec is not None and rec.status is Status.SUCCESS and rec.result == item.args
+        assert rec.history[-1].status is Status.SUCCESS  # a full record, as get promises
+    # The first wait blocks (open + read); from the second on, each read brings the next
+    # window of this thread's calls: far fewer trips than one per result.
+    assert script_calls(backend) - before <= 2 + len(items) // 16
+
+
+def test_a_result_read_ahead_while_still_open_is_waited_for(
+    redis_backend: RedisBackend,
+) -> None:
+    backend = redis_backend
+    first, second = new("f", "1"), new("f", "2")
+    backend.register([first], 1.0)
+    backend.register([second], 1.0)
+    done = backend.claim("default", W2, 1, 2.0)
+    assert [r.id for r in done] == [first.id]
+    backend.finish([Outcome(first.id, OutcomeKind.SUCCESS, "1")], W2, 3.0)
+    assert backend.wait_final([first.id], 10.0)  # found final: this thread reads ahead next
+    assert backend.wait_final([first.id], 10.0)
+    assert not backend.wait_final([second.id], 0.3)  # read ahead while open: not kept
+    finisher = threading.Timer(0.2, _run_all, (backend,))
+    finisher.start()
+    try:
+        assert backend.wait_final([second.id], 10.0)
+    finally:
+        finisher.join(30)  # its last claim must not outlive the test's backend
+    rec = backend.get(second.id)
+    assert rec is not None and rec.status is Status.SUCCESS and rec.result == second.args
+
+
+def test_results_read_ahead_stay_with_the_thread_that_registered(
+    redis_backend: RedisBackend,
+) -> None:
+    backend = redis_backend
+    items = [new("f", str(i)) for i in range(40)]
+    for item in items:
+        backend.register([item], 1.0)
+    _run_all(backend)
+    found: list[str | None] = []
+
+    def read() -> None:  # another thread: nothing of this one's order, one trip per result
+        for item in items:
+            backend.wait_final([item.id], 10.0)
+            rec = backend.get(item.id)
+            found.append(None if rec is None else rec.result)
+
+    before = script_calls(backend)
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join(30)
+    assert found == [item.args for item in items]
+    assert script_calls(backend) - before >= len(items)
+
+
 # -- faults --------------------------------------------------------------------------------
 
 

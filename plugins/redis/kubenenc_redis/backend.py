@@ -50,6 +50,7 @@ from kubenenc_redis import admin
 from kubenenc_redis.keys import US, Keys
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link, bulk, command, pack
 from kubenenc_redis.options import DEFAULT_RETRY_FOR, connect
+from kubenenc_redis.readahead import ReadAhead
 from kubenenc_redis.reads import RedisBrowse
 from kubenenc_redis.rows import (
     KINDS,
@@ -139,7 +140,8 @@ class RedisBackend(RedisBrowse):
         on the times callers pass (``clock=caller``); see lua/lib_live.lua."""
         self._name = name
         self._caller = Caller(client, self._p, retention, retry_for, name)
-        self._local = threading.local()  # .final: see wait_final
+        self._local = threading.local()  # .final, .ahead: see wait_final
+        self._ahead = ReadAhead()
         self._loaded = False  # the scripts wait_final pipelines are on the server
         self._head_way: bool | None = None  # see _heads
         self._head = (b"", b"")
@@ -222,6 +224,7 @@ class RedisBackend(RedisBrowse):
             out += self._registered(self._caller.run_argv("register", argv)[0])
         for argv in calls:
             out += self._registered(self._register_once(argv))
+        self._ahead.registered([r.id for r in out])
         return out
 
     def _register_once(self, argv: list[str | int]) -> Any:
@@ -450,12 +453,33 @@ class RedisBackend(RedisBrowse):
         after the last open one are final, so the next trip asks only about those before it.
         For a single id the record is read in the same round trip once it is final and
         handed to the next :meth:`get` of it in this thread (a final record does not
-        change), so ``wait_final`` + ``get`` is one trip.
+        change), so ``wait_final`` + ``get`` is one trip. A thread that reads behind the
+        workers (its last single wait found the call final already) reads first, and
+        reads ahead the calls it registered next (:mod:`kubenenc_redis.readahead`).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(dict.fromkeys(ids))
-        encoded = [bulk(id) for id in pending]  # the same order as pending
         self._local.final = None
+        if len(pending) == 1:
+            self._ahead.waited(pending[0])
+            rec = self._ahead.take(pending[0])
+            if rec is None and getattr(self._local, "ahead", False):
+                # A reader that found its last result final already (draining a backlog,
+                # or reading calls submitted long before) most likely finds this one final
+                # too: one plain read answers this wait and the next get, without the open
+                # step's writes and the block, and reads ahead the ids this thread
+                # registered next (see kubenenc_redis.readahead). A wrong guess costs one
+                # read and switches this thread back to blocking first. Speed: drain and
+                # one-by-one end to end.
+                read = self._read([pending[0], *self._ahead.following(pending[0])], True)
+                self._ahead.keep(read[1:])
+                rec = read[0]
+                if rec is None or not rec.is_final:
+                    rec, self._local.ahead = None, False
+            if rec is not None:
+                self._local.final = (rec, time.monotonic())
+                return True
+        encoded = [bulk(id) for id in pending]  # the same order as pending
         while pending:
             # A window at a time: all must end, so blocking on the last open one of the
             # window wastes no time, and in FIFO order the window then ends together.
@@ -470,6 +494,8 @@ class RedisBackend(RedisBrowse):
                 pending, encoded = rest, erest
                 continue
             open, pushed = self._open_and_block(chunk, echunk, block, single=len(ids) == 1)
+            if len(pending) == 1:
+                self._local.ahead = open == 0  # it was final before this wait asked
             if pushed and open == len(chunk):
                 open -= 1  # pushed only once it is final: no need to read it again
             pending, encoded = chunk[:open] + rest, echunk[:open] + erest
