@@ -38,8 +38,10 @@ def test_kill_9_mid_task_runs_it_again_elsewhere(
     spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=FAST)
     assert inv.result(timeout=30) == "slept"
     # Within 10 s (2 s heartbeat timeout + a claim); FerretDB, whose every write is a slow
-    # full-collection update, gets 20 s.
-    assert time.time() - killed_at < (20 if shared_url.startswith("mongodb") else 10)
+    # full-collection update, and a Redis Cluster, where the new worker first reads the slot
+    # map and loads the scripts on every master (10.1 s seen on a loaded box), get 20 s.
+    slow = shared_url.startswith(("mongodb", "redis+cluster"))
+    assert time.time() - killed_at < (20 if slow else 10)
     rec = inv.record()
     assert rec.lost == 1
     assert len(marker.read_text().split()) == 2  # ran twice: at-least-once
