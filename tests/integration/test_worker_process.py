@@ -130,10 +130,18 @@ def test_health_ready_and_metrics(
     assert taskapp.add(2, 2).result(timeout=20) == 4
     with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
         assert r.status == 200
-    with urllib.request.urlopen(f"{base}/metrics", timeout=2) as r:
-        text = r.read().decode()
+    finished = 'kubenenc_worker_finished_total{pool="default",status="SUCCESS"} 1'
+
+    def metrics() -> str:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=2) as r:
+            return str(r.read().decode())
+
+    # The worker counts a finish once the backend took it, so the caller may see the
+    # result a moment before the metric (seen on a Redis Cluster): wait for it.
+    wait_until("the finish counted", lambda: finished in metrics(), 20)
+    text = metrics()
     assert 'kubenenc_worker_claimed_total{pool="default"} 1' in text
-    assert 'kubenenc_worker_finished_total{pool="default",status="SUCCESS"} 1' in text
+    assert finished in text
     assert "kubenenc_worker_run_seconds_count" in text
 
 

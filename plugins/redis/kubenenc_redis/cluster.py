@@ -4,8 +4,9 @@ shard's slot, and following a failover.
 URL: ``redis+cluster://[[user]:password@]host:port[,host:port...]/?shards=N&prefix=app``
 (``rediss+cluster://`` for TLS). The hosts are where discovery starts (any one reachable
 node is enough). ``shards`` (default 1) is how many hash tags the app's data is spread over;
-it is fixed for the data's life: the shard of an invocation is computed from it, so a
-changed N finds none of the existing work (drain the queues first, or migrate). ``prefix``,
+the shard of an invocation is computed from it, so it is recorded in the data and another
+N is refused (:mod:`kubenenc_redis.layout`); ``kubenenc reshard`` moves the data to a new N
+(:mod:`kubenenc_redis.reshard`). ``prefix``,
 ``retention`` and ``retry_for`` are as for ``redis://``; any other option is refused.
 
 Each shard is a whole single-slot Redis backend (:class:`Shard`, the scripts of
@@ -180,6 +181,23 @@ class SlotMap:
         with self._lock:
             node = self._cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
         return str(node.host), int(node.port)
+
+    def run(self, command: Callable[[RedisCluster], T]) -> T:
+        """``command(client)`` on redis-py's cluster client (which routes each key to its
+        slot's master): for the few reads and writes outside the shards' scripts (the
+        layout record, a reshard's scans). A fault raises BackendUnavailable."""
+        try:
+            with self._lock:
+                return command(self._cluster)
+        except (redis.ConnectionError, redis.TimeoutError, *REDIRECTS) as exc:
+            raise BackendUnavailable(f"Redis Cluster at {self.url.shown}: {exc}") from exc
+
+    def node_of(self, key: str) -> redis.Redis:
+        """A plain client on the master serving ``key``'s slot (for ``SCAN``, which a
+        cluster client sends to every node)."""
+        with self._lock:
+            node = self._cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
+            return self._cluster.get_redis_connection(node)
 
     def refresh(self) -> None:
         """Read the slot map again from any reachable node (a fault raises)."""

@@ -62,6 +62,10 @@ STEPS: dict[str, tuple[str, ...]] = {
     "shard_seq": ("shard_seq",),  # sequences comparable across shards
     "shard_boost": ("shard_boost",),
     "running_keys": ("running_keys",),
+    "move_read": ("move_read",),  # a reshard (kubenenc_redis.reshard)
+    "move_in": ("move_in",),
+    "move_out": ("move_out",),
+    "merge_counts": ("merge_counts",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 
