@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import Outcome, OutcomeKind, RegisterKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import beat, claim_ids, new
-from kubenenc_redis.cluster import ShardCaller
+from kubenenc_redis.cluster import ShardCaller, parse_cluster_url
+from kubenenc_redis.keys import shard_prefix
 from kubenenc_redis.reshard import reshard
 from kubenenc_redis.shards import ShardedBackend
 
@@ -173,6 +175,30 @@ def test_reshard_moves_everything_to_fewer_and_more_shards(
     check_rules(b4, ids)
 
 
+def on_retired_shard(url: str, before: int = 3, after: int = 2) -> Any:
+    """A keyless root call whose shard under ``before`` is not a shard under ``after``."""
+    prefix = parse_cluster_url(url).prefix
+    kept = {shard_prefix(prefix, j, after) for j in range(after)}
+    retired = [i for i in range(before) if shard_prefix(prefix, i, before) not in kept]
+    while True:
+        item = new("stale", pool="p")
+        if zlib.crc32(item.id.encode()) % before in retired:
+            return item
+
+
+def test_a_caller_still_on_the_old_n_is_refused(url: str, opened: list[ShardedBackend]) -> None:
+    stale = open_at(url, 3, opened)
+    stale.register([new("r", pool="p")], NOW)
+    reshard(url, 2)
+    with pytest.raises(ConfigurationError, match=r"spread over 2 shards.*use shards=2"):
+        stale.register([on_retired_shard(url)], NOW)
+    reshard(with_shards(url, 2), 3)  # back to shards that were retired: open again
+    b3 = open_at(url, 3, opened)
+    item = on_retired_shard(url)
+    assert b3.register([item], NOW)[0].kind is RegisterKind.CREATED
+    assert len(b3.query(limit=10)) == 2
+
+
 def test_reshard_refuses_while_a_worker_is_live(url: str, opened: list[ShardedBackend]) -> None:
     b = open_at(url, 3, opened)
     b.register([new("r", pool="p")], NOW)
@@ -204,6 +230,8 @@ def test_a_reshard_that_failed_midway_is_refused_to_all_then_resumed(
     with pytest.raises(RuntimeError, match="crash"):
         reshard(url, 2, batch=7)
     monkeypatch.undo()
+    with pytest.raises(ConfigurationError, match=r"from 3 to 2 shards is under way"):
+        b.register([on_retired_shard(url)], NOW)  # a caller still on the old N
     for n in (3, 2):
         with pytest.raises(ConfigurationError, match=r"from 3 to 2 shards is under way"):
             open_at(url, n, opened)

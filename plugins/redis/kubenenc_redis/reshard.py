@@ -14,7 +14,10 @@ when it only lives while workers run, dropped. The steps, in order:
    with either N, is refused and told to finish the reshard.
 3. **Hand back what dead workers held** (``release_unheld`` with nothing held, on each old
    shard: each call counted ``lost`` once, as recovery would), so no call is RUNNING or
-   PAUSED, no running slot is held and no wait edge is left.
+   PAUSED, no running slot is held and no wait edge is left. Then **close the old shards
+   that the new layout does not have** to registrations (their sequence counter set to
+   text: a caller still connected with the old N gets a ConfigurationError from then on,
+   instead of writing calls where no one looks; kept after they are retired).
 4. **Homes under M**, computed once for every invocation on the old and the new shards by
    the registration rule (dependency's home, else the concurrency key's, else the
    parent's, else the id's), following parents and dependencies to their roots, so calls
@@ -72,6 +75,8 @@ QUIET = 60.0
 BATCH = 500
 """Invocations read, written and deleted per step."""
 SCAN = 1000
+TOMBSTONE = "resharded"
+"""The sequence counter of a shard the data left (see ``_tombstone``)."""
 
 
 @dataclasses.dataclass
@@ -143,7 +148,12 @@ class _Reshard:
             if TO in meta:
                 self.say(f"resuming the reshard of {p!r} from {before} to {self.to} shards")
             report = Report(before, self.to)
+            for dest in new:  # a shard retired by an earlier reshard may be one again
+                self._tombstone(dest, False)
             report.handed_back = self._hand_back(old)
+            for src in old:
+                if src not in new:
+                    self._tombstone(src, True)
             homes = self._homes(list(dict.fromkeys([*old, *new])))
             for i, src in enumerate(old):
                 self._move_out_of(src, i, before, new, homes, report)
@@ -271,7 +281,21 @@ class _Reshard:
             if later:
                 _on(target, lambda r, k=key, m=later: r.hset(k, mapping=m))  # type: ignore[misc]
         self._clear(src)
+        self._tombstone(src, True)
         self.say(f"retired old shard {src!r}")
+
+    def _tombstone(self, prefix: str, on: bool) -> None:
+        """Make registering on shard ``prefix`` fail (``on``), or undo that. The shard's
+        sequence counter is set to text, so the register step's ``INCRBY`` fails: a caller
+        still connected with the old N is refused (the sharded backend turns that error
+        into the layout record's message) instead of writing calls where no one looks,
+        and the hot path pays nothing for the check."""
+        shard = self.shard(prefix)
+        key = shard._keys.fixed("K_SEQ")
+        if on:
+            _on(shard, lambda r: r.set(key, TOMBSTONE))
+        elif _on(shard, lambda r: r.get(key)) == TOMBSTONE:
+            _on(shard, lambda r: r.delete(key))
 
     def _clear(self, prefix: str) -> None:
         """Delete every key of ``prefix`` (its hash tag: one slot, one master)."""
@@ -349,4 +373,4 @@ def _glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-__all__ = ["BATCH", "QUIET", "Report", "reshard"]
+__all__ = ["BATCH", "QUIET", "TOMBSTONE", "Report", "reshard"]
