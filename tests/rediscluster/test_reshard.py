@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
-from kubenenc.records import Outcome, OutcomeKind, RegisterKind
+from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import beat, claim_ids, new
 from kubenenc_redis.cluster import ShardCaller, parse_cluster_url
@@ -85,16 +85,24 @@ def populate(b: ShardedBackend, roots: int = 30) -> dict[str, Any]:
     held = new("held", pool="h")
     b.register([held], NOW)
     assert claim_ids(b, DEAD, 1, NOW, "h") == [held.id]
+    waiter = new("waiter", pool="w")
+    b.register([waiter], NOW)
+    assert claim_ids(b, DEAD, 1, NOW, "w") == [waiter.id]
+    home = b.locate([waiter.id])[waiter.id]
+    target = next(i.id for i in items if b.locate([i.id])[i.id] != home)
+    assert b.pause(waiter.id, DEAD, [target], NOW).kind is PauseKind.PAUSED  # across shards
+    assert b.get(target).waiters == 1  # type: ignore[union-attr]
     beat(b, DEAD, 1.0, pool="h")  # long silent
     b.set_policy("pol", '{"limit": 1}')
     ids.update(
         roots=[i.id for i in items], keyed=[i.id for i in keyed], delayed=delayed.id,
         parent=parent.id, children=[c.id for c in children], done=got, dep=dep.id,
-        dependent=dependent.id, deduped=deduped.id, held=held.id,
+        dependent=dependent.id, deduped=deduped.id, held=held.id, waiter=waiter.id,
+        target=target,
     )  # fmt: skip
     ids["all"] = [
         *ids["roots"], *ids["keyed"], delayed.id, parent.id, *ids["children"], *got, dep.id,
-        dependent.id, deduped.id, held.id,
+        dependent.id, deduped.id, held.id, waiter.id,
     ]  # fmt: skip
     return ids
 
@@ -110,15 +118,18 @@ def snapshot(b: ShardedBackend, ids: list[InvocationId]) -> dict[str, tuple[Any,
 
 def check_moved(b: ShardedBackend, ids: dict[str, Any], before: dict[str, Any],
                 counts: Any) -> None:  # fmt: skip
-    """Everything as before the move (the held call handed back once, by the reshard)."""
+    """Everything as before the move (the calls the dead worker held, running and paused,
+    handed back once, by the reshard; the paused one's wait dropped)."""
     after = snapshot(b, ids["all"])
-    held = after.pop(ids["held"])
-    was = before.pop(ids["held"])
-    assert after == before
-    assert held[0] is Status.PENDING and held[7] == 1 and was[0] is Status.RUNNING
     moved_counts = dict(counts)
-    moved_counts[Status.RUNNING] = moved_counts.get(Status.RUNNING, 0) - 1
-    moved_counts[Status.PENDING] = moved_counts.get(Status.PENDING, 0) + 1
+    for role, status in (("held", Status.RUNNING), ("waiter", Status.PAUSED)):
+        now, was = after.pop(ids[role]), before.pop(ids[role])
+        assert now[0] is Status.PENDING and now[7] == 1 and was[0] is status
+        moved_counts[status] -= 1
+        moved_counts[Status.PENDING] += 1
+    assert after == before
+    assert b.get(ids["target"]).waiters == 0  # type: ignore[union-attr]
+    assert b.crossing is None or b.crossing.waiters() == []
     assert {s: n for s, n in b.counts().items() if n} == {
         s: n for s, n in moved_counts.items() if n
     }
@@ -133,6 +144,7 @@ def check_rules(b: ShardedBackend, ids: dict[str, Any]) -> None:
     assert len(got & set(ids["keyed"])) == 1  # the running limit holds across the move
     assert len(got) == len(ids["roots"]) + len(ids["children"]) + 1
     assert claim_ids(b, W1, 10, NOW + 1, "h") == [ids["held"]]
+    assert claim_ids(b, W1, 10, NOW + 1, "w") == [ids["waiter"]]
     assert claim_ids(b, W1, 10, NOW + 1, "x") == [ids["dep"]]
     assert b.finish([Outcome(ids["dep"], OutcomeKind.SUCCESS, result="1")], W1, NOW + 2)
     assert claim_ids(b, W1, 10, NOW + 3, "x") == [ids["dependent"]]
@@ -162,7 +174,7 @@ def test_reshard_moves_everything_to_fewer_and_more_shards(
     before, counts = snapshot(b, ids["all"]), dict(b.counts())
     lines: list[str] = []
     report = reshard(url, 2, progress=lines.append)
-    assert report.moved > 0 and report.handed_back == 1 and report.before == 3
+    assert report.moved > 0 and report.handed_back == 2 and report.before == 3
     assert any("moved" in line for line in lines) and "shards=2" in lines[-1]
     with pytest.raises(ConfigurationError, match="spread over 2 shards"):
         open_at(url, 3, opened)

@@ -14,7 +14,8 @@ when it only lives while workers run, dropped. The steps, in order:
    with either N, is refused and told to finish the reshard.
 3. **Hand back what dead workers held** (``release_unheld`` with nothing held, on each old
    shard: each call counted ``lost`` once, as recovery would), so no call is RUNNING or
-   PAUSED, no running slot is held and no wait edge is left. Then **close the old shards
+   PAUSED, no running slot is held; the wait edges in the coordination slot are dropped
+   (and counted off their targets). Then **close the old shards
    that the new layout does not have** to registrations (their sequence counter set to
    text: a caller still connected with the old N gets a ConfigurationError from then on,
    instead of writing calls where no one looks; kept after they are retired).
@@ -38,8 +39,7 @@ when it only lives while workers run, dropped. The steps, in order:
    0 once (``merge_counts.lua`` remembers ``run:prefix``), their policies copied to new
    shard 0, their schedules' last ticks to every new shard (the highest tick wins, as
    ``last_tick`` reads), then their keys deleted (what is left: heartbeats, reply cache,
-   wake lists, rate-limit windows: a rate-limited key starts a fresh window). The
-   coordination slot is emptied (no call waits any more after step 3).
+   wake lists, rate-limit windows: a rate-limited key starts a fresh window).
 7. **Record M** (``shards`` = M, ``to`` and ``run`` deleted): the data opens with
    ``shards=M`` only.
 
@@ -64,6 +64,7 @@ import redis
 from kubenenc.errors import ConfigurationError
 
 from kubenenc_redis.cluster import ClusterURL, Shard, SlotMap, parse_cluster_url
+from kubenenc_redis.crossing import Coordination
 from kubenenc_redis.keys import coordination_prefix, shard_prefix
 from kubenenc_redis.layout import RUN, SHARDS, TO, read_layout, write_layout
 from kubenenc_redis.shards import _crc, _key_home
@@ -161,7 +162,6 @@ class _Reshard:
                 if src not in new:
                     self._retire(src, new, run)
                     report.retired.append(src)
-            self._clear(coordination_prefix(p))
             write_layout(self.slots, p, {SHARDS: str(self.to)}, drop=(TO, RUN))
         finally:
             for shard in self._open.values():
@@ -197,6 +197,8 @@ class _Reshard:
                 n += len(shard.release_unheld(worker, (), time.time(), self.max_lost))
         if n:
             self.say(f"handed back {n} invocation(s) held by stopped workers")
+        if len(old) > 1:
+            self._drop_waits(old)
         return n
 
     # -- 4 ---------------------------------------------------------------------------------
@@ -283,6 +285,37 @@ class _Reshard:
         self._clear(src)
         self._tombstone(src, True)
         self.say(f"retired old shard {src!r}")
+
+    def _drop_waits(self, old: Sequence[str]) -> None:
+        """Forget the wait edges recorded in the coordination slot (no call waits once
+        what stopped workers held was handed back), and count each waiter off its targets
+        on other shards, as :meth:`ShardedBackend._unwait` does (dropped first: a crash in
+        between leaves a target counted once too often, which only orders claims, never
+        counted off twice). What else that slot records is left alone."""
+        crossing = Coordination(self.shard(coordination_prefix(self.url.prefix)))
+        shards = [self.shard(prefix) for prefix in old]
+        while found := crossing.waiters():
+            ids = [id for id, _, _ in found]
+            waits = crossing.targets(ids)
+            crossing.drop(ids)
+            remote: dict[int, list[str]] = {}
+            for (_, _, home), targets in zip(found, waits, strict=True):
+                for t, at in zip(targets, self._where(shards, targets), strict=True):
+                    if at is not None and at != home:
+                        remote.setdefault(at, []).append(t)
+            for at, targets in remote.items():
+                shards[at]._caller.run("shard_boost", time.time(), -1, *targets)
+
+    @staticmethod
+    def _where(shards: Sequence[Shard], ids: Sequence[str]) -> list[int | None]:
+        """The old shard holding each of ``ids`` (None: none does)."""
+        out: list[int | None] = [None] * len(ids)
+        for i, shard in enumerate(shards):
+            found = _pipelined(shard, [("exists", shard._keys.per("k_inv", t)) for t in ids])
+            for k, there in enumerate(found):
+                if there and out[k] is None:
+                    out[k] = i
+        return out
 
     def _tombstone(self, prefix: str, on: bool) -> None:
         """Make registering on shard ``prefix`` fail (``on``), or undo that. The shard's
