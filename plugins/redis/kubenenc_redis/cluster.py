@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -41,6 +41,7 @@ from kubenenc.backends.urloptions import (
     RETRY_FOR,
 )
 from kubenenc.errors import BackendUnavailable, ConfigurationError
+from kubenenc.records import NewInvocation, RegisterResult
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
@@ -273,6 +274,21 @@ class Shard(RedisBackend):
         caller.follow = self._follow
         self._caller = caller
         self._moving = threading.Lock()
+
+    def register(
+        self, new: Sequence[NewInvocation], now: float, *, floors: Sequence[int] | None = None
+    ) -> list[RegisterResult]:
+        """See :meth:`RedisBackend.register`; on a shard that a reshard closed (its sequence
+        counter set to text, see :mod:`kubenenc_redis.reshard`) the register step fails,
+        and the layout record's message says why (a ConfigurationError)."""
+        try:
+            return super().register(new, now, floors=floors)
+        except redis.ResponseError as exc:
+            if "not an integer" in str(exc):
+                from kubenenc_redis.layout import check_layout  # layout imports this module
+
+                check_layout(self._slots, self._url)
+            raise
 
     def _follow(self) -> None:
         """Re-read the slot map; when the slot has a new master, reconnect to it (the

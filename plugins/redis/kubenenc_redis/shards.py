@@ -48,7 +48,6 @@ import zlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-import redis
 from kubenenc.backends.browse import (
     DEFAULT_BUDGET,
     ActivityBucket,
@@ -287,14 +286,7 @@ class ShardedBackend:
             # Each item's floor is the registration time plus its place in the batch, so
             # the batch keeps its call order across shards (in one step with the register).
             floors = [base + k for k in positions] if len(self.shards) > 1 else None
-            try:
-                results = self.shards[home].register(
-                    [new[k] for k in positions], now, floors=floors
-                )
-            except redis.ResponseError as exc:
-                if "not an integer" in str(exc):  # a shard a reshard closed (reshard.py)
-                    check_layout(self._slots, self._url)
-                raise
+            results = self.shards[home].register([new[k] for k in positions], now, floors=floors)
             for k, res in zip(positions, results, strict=True):
                 out[k] = res
                 self._remember(res.id, home)
