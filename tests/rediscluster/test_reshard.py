@@ -306,3 +306,21 @@ def test_the_command_refuses_other_backends() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "redis+cluster" in done.stderr
+
+
+def test_calls_sharing_a_sequence_after_a_merge_all_move_again(
+    url: str, opened: list[ShardedBackend]
+) -> None:
+    """Sequences are unique per shard only: batches registered at one time on 3 shards
+    share numbers, and merged onto one shard they share its index's scores. A reshard
+    from there (paged in small batches) still moves every call."""
+    b = open_at(url, 3, opened)
+    items = [new("r", f"{k}-{i}", pool="p") for k in range(4) for i in range(60)]
+    for k in range(4):
+        b.register(items[k * 60 : (k + 1) * 60], NOW)
+    reshard(url, 1, batch=7)
+    reshard(with_shards(url, 1), 2, batch=7)
+    b2 = open_at(url, 2, opened)
+    assert all(r is not None for r in b2.get_many([i.id for i in items]))
+    assert {s: n for s, n in b2.counts().items() if n} == {Status.PENDING: len(items)}
+    assert len(set(claim_ids(b2, W1, 1000, NOW + 1, "p"))) == len(items)

@@ -23,7 +23,8 @@ when it only lives while workers run, dropped. The steps, in order:
    the registration rule (dependency's home, else the concurrency key's, else the
    parent's, else the id's), following parents and dependencies to their roots, so calls
    that had to share a shard (one key, declared dependencies) share one again.
-5. **Move, a batch at a time** (``batch`` invocations, per old shard in sequence order):
+5. **Move, a batch at a time** (``batch`` invocations, per old shard, as ``ZSCAN`` of its
+   index returns them):
    read them (``move_read.lua``), write them on their new shards (``move_in.lua``: record,
    TTL, queue place, indexes, children index, registration key, edge sets, counter, the
    sequence counter raised past theirs), then delete them from the old shard
@@ -219,17 +220,22 @@ class _Reshard:
         return _resolve(routes, self.to)
 
     def _ids(self, shard: Shard) -> Iterable[list[str]]:
-        """Every id in ``shard``'s index, a batch at a time, in sequence order (by score,
-        so deleting what was read does not skip any)."""
+        """Every id in ``shard``'s index, a batch at a time (``ZSCAN``: every id there from
+        start to end is returned, whatever is deleted meanwhile; one returned twice is
+        given once). Not paged by sequence: calls from different old shards can share a
+        sequence number on their new one, and a page boundary between two of them would
+        skip one."""
         key = shard._keys.fixed("K_IX")
-        low = "-inf"
+        seen: set[str] = set()
+        cursor = 0
         while True:
-            found: list[Any] = _on(shard, lambda r, lo=low: r.zrangebyscore(  # type: ignore[misc]
-                key, lo, "+inf", start=0, num=self.batch, withscores=True))  # fmt: skip
-            if not found:
+            cursor, found = _on(shard, lambda r, at=cursor: r.zscan(key, at, count=self.batch))  # type: ignore[misc]
+            ids = [i for i in (str(m) for m, _ in found) if i not in seen]
+            seen.update(ids)
+            for k in range(0, len(ids), self.batch):
+                yield ids[k : k + self.batch]
+            if cursor == 0:
                 return
-            yield [str(i) for i, _ in found]
-            low = f"({int(found[-1][1])}"
 
     # -- 5 ---------------------------------------------------------------------------------
 
