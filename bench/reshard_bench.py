@@ -5,7 +5,8 @@
 Starts its own loopback Redis Cluster (3 masters, no replicas), stores ``--calls`` keyless
 root calls on 3 shards (half PENDING, half SUCCESS), then moves them 3 -> 2 -> 1 -> 3
 shards with ``--batch`` invocations per step, and prints, per move, the medians of
-``--repeat`` runs: seconds, invocations moved, and invocations moved per second. The reshard
+``--repeat`` runs: seconds, invocations moved, those that stayed (their shard is a shard of
+both layouts), and invocations moved per second. The reshard
 runs in this one process (as the command does), so the figure is what one ``kubenenc
 reshard`` achieves, client CPU included. Not a test: nothing is asserted.
 """
@@ -51,14 +52,14 @@ def fill(url: str, calls: int) -> None:
         b.close()
 
 
-def one_run(cluster: RedisCluster, calls: int, batch: int) -> list[tuple[float, int]]:
+def one_run(cluster: RedisCluster, calls: int, batch: int) -> list[tuple[float, int, int]]:
     url = f"{cluster.url}?prefix=r{uuid.uuid4().hex[:8]}"
     fill(url, calls)
     out = []
     for before, after in MOVES:
         started = time.perf_counter()
         report = reshard(f"{url}&shards={before}", after, batch=batch)
-        out.append((time.perf_counter() - started, report.moved))
+        out.append((time.perf_counter() - started, report.moved, report.kept))
     return out
 
 
@@ -75,12 +76,14 @@ def main() -> None:
         finally:
             cluster.stop()
     print(f"{args.calls} invocations, batch {args.batch}, medians of {args.repeat} runs\n")
-    print("| move | seconds | moved | moved per second |")
-    print("|---|---:|---:|---:|")
+    print("| move | seconds | moved | stayed (shard in both layouts) | moved per second |")
+    print("|---|---:|---:|---:|---:|")
     for k, (before, after) in enumerate(MOVES):
         secs = statistics.median(r[k][0] for r in runs)
         moved = int(statistics.median(r[k][1] for r in runs))
-        print(f"| {before} -> {after} shards | {secs:.2f} | {moved} | {moved / secs:,.0f} |")
+        kept = int(statistics.median(r[k][2] for r in runs))
+        print(f"| {before} -> {after} shards | {secs:.2f} | {moved} | {kept} | "
+              f"{moved / secs:,.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
