@@ -284,7 +284,6 @@ def test_kill_9_mid_reshard_loses_nothing(url: str, opened: list[ShardedBackend]
         proc.kill()
         proc.wait(30)
         proc.stdout.close()
-    assert b"done:" not in seen
     with pytest.raises(ConfigurationError, match="under way or was interrupted"):
         open_at(url, 3, opened)
     done = subprocess.run(
