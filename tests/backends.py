@@ -23,9 +23,6 @@ BACKENDS: dict[str, str] = {
 SHARED_URLS: dict[str, str] = {
     "sqlite": "sqlite_url",
     "redis": "redis_url",
+    "rediscluster": "rediscluster_url",
     "mongodb": "mongodb_url",
 }
-"""Redis Cluster (``rediscluster_url``) is not listed yet: its worker-process runs are covered
-by tests/rediscluster (failover chaos included) while a rare duplicate run seen once in the
-process-mode chain test on the cluster is investigated (see the README's Redis Cluster
-section)."""

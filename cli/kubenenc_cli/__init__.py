@@ -1,10 +1,11 @@
 """The ``kubenenc`` command: the worker's commands (:mod:`kubenenc_worker.cli`) beside
-``operator`` and ``dashboard``.
+``operator``, ``dashboard`` and ``reshard``.
 
 It is the top layer: it imports the worker, the operator and the dashboard, and none of them
 imports it (import-linter's layers contract in pyproject.toml). The operator and the
-dashboard are optional extras, so their modules are imported when their command runs, and a
-missing extra is a one-line error saying what to install.
+dashboard (and the Redis plugin, for ``reshard``) are optional extras, so their modules are
+imported when their command runs, and a missing extra is a one-line error saying what to
+install.
 """
 
 from __future__ import annotations
@@ -47,6 +48,27 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
 
 
+def cmd_reshard(args: argparse.Namespace, settings: Settings) -> int:
+    """Move a ``redis+cluster://`` app's data to ``--to`` shards (kubenenc_redis.reshard)."""
+    url = backend_url(args, settings)
+    if not url.startswith(("redis+cluster://", "rediss+cluster://")):
+        raise ConfigurationError(
+            f"reshard moves the data of a Redis Cluster app (redis+cluster://...), not of "
+            f"{url.partition('://')[0] or url!r}"
+        )
+    try:
+        from kubenenc_redis.reshard import reshard
+    except ImportError as exc:
+        raise ConfigurationError(
+            f'the Redis backend is not installed ({exc}); pip install "kubenenc[redis]"'
+        ) from exc
+    reshard(
+        url, args.to, quiet=args.quiet, max_lost=settings.worker.max_lost, batch=args.batch,
+        progress=lambda line: print(line, flush=True),  # noqa: T201 - the command's output
+    )  # fmt: skip
+    return 0
+
+
 def add_commands_above(sub: Subcommands) -> dict[str, Command]:
     """Add ``operator`` and ``dashboard`` to ``sub``; returns them by name."""
     o = sub.add_parser("operator", help="run the Kubernetes operator (needs kubenenc[operator])")
@@ -72,7 +94,19 @@ def add_commands_above(sub: Subcommands) -> dict[str, Command]:
         "--namespace", action="append", default=[], dest="namespaces",
         help="with --kubernetes: only this namespace (repeatable; default: every namespace)",
     )  # fmt: skip
-    return {"operator": cmd_operator, "dashboard": cmd_dashboard}
+    r = sub.add_parser(
+        "reshard",
+        help="move a redis+cluster:// app's data to another number of shards (stop its "
+        "workers and callers first; run again to resume)",
+    )
+    r.add_argument("--backend", help="the app's redis+cluster:// URL (default: KUBENENC_BACKEND)")
+    r.add_argument("--to", type=int, required=True, help="the new number of shards")
+    r.add_argument(
+        "--quiet", type=float, default=60.0,
+        help="seconds without a heartbeat after which a worker counts as stopped (default 60)",
+    )  # fmt: skip
+    r.add_argument("--batch", type=int, default=500, help="invocations moved per step")
+    return {"operator": cmd_operator, "dashboard": cmd_dashboard, "reshard": cmd_reshard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

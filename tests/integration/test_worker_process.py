@@ -38,8 +38,10 @@ def test_kill_9_mid_task_runs_it_again_elsewhere(
     spawn_worker(shared_url, "--mode", "process", "--concurrency", "1", env=FAST)
     assert inv.result(timeout=30) == "slept"
     # Within 10 s (2 s heartbeat timeout + a claim); FerretDB, whose every write is a slow
-    # full-collection update, gets 20 s.
-    assert time.time() - killed_at < (20 if shared_url.startswith("mongodb") else 10)
+    # full-collection update, and a Redis Cluster, where the new worker first reads the slot
+    # map and loads the scripts on every master (10.1 s seen on a loaded box), get 20 s.
+    slow = shared_url.startswith(("mongodb", "redis+cluster"))
+    assert time.time() - killed_at < (20 if slow else 10)
     rec = inv.record()
     assert rec.lost == 1
     assert len(marker.read_text().split()) == 2  # ran twice: at-least-once
@@ -128,10 +130,18 @@ def test_health_ready_and_metrics(
     assert taskapp.add(2, 2).result(timeout=20) == 4
     with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
         assert r.status == 200
-    with urllib.request.urlopen(f"{base}/metrics", timeout=2) as r:
-        text = r.read().decode()
+    finished = 'kubenenc_worker_finished_total{pool="default",status="SUCCESS"} 1'
+
+    def metrics() -> str:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=2) as r:
+            return str(r.read().decode())
+
+    # The worker counts a finish once the backend took it, so the caller may see the
+    # result a moment before the metric (seen on a Redis Cluster): wait for it.
+    wait_until("the finish counted", lambda: finished in metrics(), 20)
+    text = metrics()
     assert 'kubenenc_worker_claimed_total{pool="default"} 1' in text
-    assert 'kubenenc_worker_finished_total{pool="default",status="SUCCESS"} 1' in text
+    assert finished in text
     assert "kubenenc_worker_run_seconds_count" in text
 
 

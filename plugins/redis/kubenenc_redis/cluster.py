@@ -4,8 +4,9 @@ shard's slot, and following a failover.
 URL: ``redis+cluster://[[user]:password@]host:port[,host:port...]/?shards=N&prefix=app``
 (``rediss+cluster://`` for TLS). The hosts are where discovery starts (any one reachable
 node is enough). ``shards`` (default 1) is how many hash tags the app's data is spread over;
-it is fixed for the data's life: the shard of an invocation is computed from it, so a
-changed N finds none of the existing work (drain the queues first, or migrate). ``prefix``,
+the shard of an invocation is computed from it, so it is recorded in the data and another
+N is refused (:mod:`kubenenc_redis.layout`); ``kubenenc reshard`` moves the data to a new N
+(:mod:`kubenenc_redis.reshard`). ``prefix``,
 ``retention`` and ``retry_for`` are as for ``redis://``; any other option is refused.
 
 Each shard is a whole single-slot Redis backend (:class:`Shard`, the scripts of
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -40,6 +41,7 @@ from kubenenc.backends.urloptions import (
     RETRY_FOR,
 )
 from kubenenc.errors import BackendUnavailable, ConfigurationError
+from kubenenc.records import NewInvocation, RegisterResult
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
@@ -181,6 +183,23 @@ class SlotMap:
             node = self._cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
         return str(node.host), int(node.port)
 
+    def run(self, command: Callable[[RedisCluster], T]) -> T:
+        """``command(client)`` on redis-py's cluster client (which routes each key to its
+        slot's master): for the few reads and writes outside the shards' scripts (the
+        layout record, a reshard's scans). A fault raises BackendUnavailable."""
+        try:
+            with self._lock:
+                return command(self._cluster)
+        except (redis.ConnectionError, redis.TimeoutError, *REDIRECTS) as exc:
+            raise BackendUnavailable(f"Redis Cluster at {self.url.shown}: {exc}") from exc
+
+    def node_of(self, key: str) -> redis.Redis:
+        """A plain client on the master serving ``key``'s slot (for ``SCAN``, which a
+        cluster client sends to every node)."""
+        with self._lock:
+            node = self._cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
+            return self._cluster.get_redis_connection(node)
+
     def refresh(self) -> None:
         """Read the slot map again from any reachable node (a fault raises)."""
         with self._lock:
@@ -255,6 +274,21 @@ class Shard(RedisBackend):
         caller.follow = self._follow
         self._caller = caller
         self._moving = threading.Lock()
+
+    def register(
+        self, new: Sequence[NewInvocation], now: float, *, floors: Sequence[int] | None = None
+    ) -> list[RegisterResult]:
+        """See :meth:`RedisBackend.register`; on a shard that a reshard closed (its sequence
+        counter set to text, see :mod:`kubenenc_redis.reshard`) the register step fails,
+        and the layout record's message says why (a ConfigurationError)."""
+        try:
+            return super().register(new, now, floors=floors)
+        except redis.ResponseError as exc:
+            if "not an integer" in str(exc):
+                from kubenenc_redis.layout import check_layout  # layout imports this module
+
+                check_layout(self._slots, self._url)
+            raise
 
     def _follow(self) -> None:
         """Re-read the slot map; when the slot has a new master, reconnect to it (the

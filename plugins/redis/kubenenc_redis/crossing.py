@@ -150,7 +150,10 @@ class Coordination:
         return [sorted(s) for s in slot._caller.retrying("waits", read)]
 
     def waiters(self, limit: int = 1000) -> list[tuple[str, float, int]]:
-        """The recorded waiters, oldest first: id, when written, shard."""
+        """The recorded waiters, oldest first: id, when written, shard. A waiter dropped
+        between the two reads (resumed meanwhile: its node is gone) is left out, not given
+        shard 0: the sweep remembers these shards, and a wrong one sent the waiter's finish
+        to a shard without it (tests/rediscluster/test_sweep_race.py)."""
         slot = self.slot
 
         def read() -> list[tuple[str, float, int]]:
@@ -161,8 +164,9 @@ class Coordination:
                 pipe.hget(coord_key(slot._p, "k_node", str(id)), "sh")
             shards = pipe.execute()
             return [
-                (str(id), float(at), int(sh or 0))
+                (str(id), float(at), int(sh))
                 for (id, at), sh in zip(found, shards, strict=True)
+                if sh is not None
             ]
 
         return slot._caller.retrying("waiters", read)

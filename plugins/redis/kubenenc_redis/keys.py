@@ -73,6 +73,9 @@ key                         type    what it holds
 ``P:rq:<request>``          string  the reply of a script call, kept two minutes, so that a
                                     call retried after a lost connection is answered again
                                     but applied once
+``P:merged``                set     (a sharded app) prefixes of shards removed by a reshard
+                                    whose remaining counters were added to this shard's, so
+                                    a resumed reshard adds them once
 ==========================  ======  ==========================================================
 
 The fields of ``P:inv:<id>``. A new record leaves out the empty fields and ``wt``, ``at``,
@@ -138,6 +141,7 @@ FIXED: dict[str, str] = {
     "K_POLICIES": "policies",
     "K_TICKS": "ticks",
     "K_XOUT": "xout",
+    "K_MERGED": "merged",
 }
 """The keys without a variable part: the Lua name of each, and the key after ``P:``."""
 
@@ -291,6 +295,13 @@ def coordination_prefix(prefix: str) -> str:
     return f"{prefix}:c"
 
 
+def meta_key(prefix: str) -> str:
+    """The layout record of a sharded app (``{prefix:meta}``, a hash of its own slot):
+    ``shards`` the N its data is spread over, and ``to`` the N a reshard under way moves
+    it to (see :mod:`kubenenc_redis.reshard`)."""
+    return "{" + prefix + ":meta}"
+
+
 COORD: dict[str, str] = {
     "k_tg": "tg", "k_wt": "wt", "k_node": "node", "K_WAITERS": "waiters",
     "k_dp": "dp", "k_dd": "dd", "k_dn": "dn", "K_DEPENDENTS": "dependents",
@@ -323,5 +334,5 @@ def coord_lua(source: str) -> str:
 
 __all__ = [
     "COORD", "FIXED", "PARK", "PER", "RS", "SLOTS", "US", "Keys", "coord_key", "coord_lua",
-    "coordination_prefix", "expand", "lua", "shard_prefix",
+    "coordination_prefix", "expand", "lua", "meta_key", "shard_prefix",
 ]  # fmt: skip

@@ -64,6 +64,10 @@ STEPS: dict[str, tuple[str, ...]] = {
     "shard_depend": ("shard_depend",),  # declared dependencies across shards
     "shard_settle": ("shard_settle",),  # (kubenenc_redis.depending)
     "running_keys": ("running_keys",),
+    "move_read": ("move_read",),  # a reshard (kubenenc_redis.reshard)
+    "move_in": ("move_in",),
+    "move_out": ("move_out",),
+    "merge_counts": ("merge_counts",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""
 

@@ -19,9 +19,11 @@ that shard. Which shard holds an invocation is chosen for that:
    then same-shard waits, the cheap case);
 4. else by its id (CRC32 modulo N): root calls spread evenly.
 
-``N`` is fixed for the data's life (see :mod:`kubenenc_redis.cluster`). Where an id lives
-is remembered from register and claim (a bounded table); an id not seen by this process is
-looked up on every shard (one ``EXISTS`` each) and remembered.
+``N`` is recorded in the data, and a URL with another ``N`` is refused
+(:mod:`kubenenc_redis.layout`); ``kubenenc reshard`` changes it
+(:mod:`kubenenc_redis.reshard`). Where an id lives is remembered from register and claim
+(a bounded table); an id not seen by this process is looked up on every shard (one
+``EXISTS`` each) and remembered.
 
 Claims take the shards' queue heads in one claim order (bounded per shard, see
 :meth:`ShardedBackend.claim`), so no shard starves; an idle worker waits on every shard at
@@ -76,6 +78,7 @@ from kubenenc_redis.backend import MAX_LOOP_NODES
 from kubenenc_redis.cluster import ClusterURL, Shard, SlotMap, parse_cluster_url
 from kubenenc_redis.crossing import Coordination
 from kubenenc_redis.keys import coordination_prefix, shard_prefix
+from kubenenc_redis.layout import check_layout
 from kubenenc_redis.link import BLOCK_CHUNK
 
 T = TypeVar("T")
@@ -152,6 +155,11 @@ class ShardedBackend:
         self.retention = url.retention
         self.retry_for = url.retry_for
         self._slots = SlotMap(url)
+        try:
+            check_layout(self._slots, url)  # the data's N, recorded in it (layout.py)
+        except BaseException:
+            self._slots.close()
+            raise
         self.shards = [
             Shard(url, self._slots, shard_prefix(url.prefix, i, url.shards))
             for i in range(url.shards)
