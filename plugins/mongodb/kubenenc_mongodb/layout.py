@@ -194,6 +194,11 @@ class Commit(enum.Enum):
     caller writes it (:attr:`Committed.adopted`), then starts over."""
 
 
+class LogGap(RuntimeError):
+    """A step the log should still hold is missing from it: the log moved on while it was
+    read (only a process whose lease ran out meanwhile can see this), or it was damaged."""
+
+
 @dataclass(frozen=True, slots=True)
 class Committed:
     """The outcome of :meth:`Layout.commit`."""
@@ -495,7 +500,7 @@ class Layout:
         for v in range(first, version + 1):
             entry = entries.get(log_id(v))
             if entry is None or log_id(v) not in markers or markers[log_id(v)] != entry["step"]:
-                raise RuntimeError(f"step {v} is missing from the log: cannot rebuild the state")
+                raise LogGap(f"step {v} is missing from the log: cannot rebuild the state")
             out.append((v, redo_of(entry)))
         return out
 

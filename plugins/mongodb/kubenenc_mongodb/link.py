@@ -24,6 +24,7 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import ConnectionFailure, InvalidURI
 
+from kubenenc_mongodb import liveness
 from kubenenc_mongodb.layout import Doc, Layout
 from kubenenc_mongodb.lock import LeaseLock
 from kubenenc_mongodb.options import MongoOptions
@@ -57,7 +58,10 @@ class Conn:
         self.mutex = threading.RLock()
         self.layout = Layout(self.client[opts.database], opts.prefix, shards)
         owner = f"{os.uname().nodename}:{self.pid}"
-        self.lock = LeaseLock(self.layout.locks, opts.lease, owner, self.mutex)
+        self.lock = LeaseLock(
+            self.layout.locks, opts.lease, owner, self.mutex,
+            lambda: liveness.server_now(self.layout.meta),
+        )  # fmt: skip
         self.steps = Steps(self.layout, self.lock, self.mutex)
         self.last_sweep = 0.0
 
