@@ -146,8 +146,14 @@ class Link:
     # -- steps ------------------------------------------------------------------------------
 
     def step(
-        self, what: str, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None = None
+        self,
+        what: str,
+        op: Callable[[StepTxn], T],
+        linger: Callable[[T], bool] | None = None,
+        wait: float | None = None,
     ) -> T:
         """Run ``op`` as one step (see :mod:`kubenenc_mongodb.steps`), retried; ``linger``:
-        whether to keep the lock a moment after it, for a next step of this process."""
-        return self.retrying(what, lambda c: c.steps.run(op, linger))
+        whether to keep the lock a moment after it, for a next step of this process;
+        ``wait``: how long each attempt may wait for the lock before it raises
+        :class:`~kubenenc_mongodb.lock.Busy` (None: as long as the lock's own limit)."""
+        return self.retrying(what, lambda c: c.steps.run(op, linger, wait))

@@ -88,6 +88,12 @@ SLOW_READ = 0.2
 estimate only if that one's error has grown past this reading's."""
 
 
+class Busy(Exception):
+    """The lock (or this process's step mutex) was not had within the time a caller gave:
+    only for callers that would rather skip a step than wait (recovery, on the heartbeat
+    thread: see ``MongoBackend.recover``)."""
+
+
 class ServerClock:
     """This process's estimate of the server's clock, on its monotonic clock: read with one
     round trip every :data:`REFRESH` seconds (under the step mutex, like every use)."""
@@ -183,18 +189,19 @@ class LeaseLock:
 
     # -- taking and renewing ----------------------------------------------------------------
 
-    def take(self) -> Lease:
+    def take(self, until: float | None = None) -> Lease:
         """The lock for one step: the one kept since this process's last step while its
-        lease has well over half to run (nobody can have taken it over), else a new one."""
+        lease has well over half to run (nobody can have taken it over), else a new one;
+        :class:`Busy` if another process holds it at monotonic time ``until``."""
         kept, self.kept = self.kept, None
         if kept is not None and self._fresh(kept):
             return kept
         if kept is not None:
             self.kept = kept
             self.let_go()
-        return self._acquire()
+        return self._acquire(until)
 
-    def _acquire(self) -> Lease:
+    def _acquire(self, until: float | None) -> Lease:
         stolen = False
         if self.dangling is not None:
             self.locks.delete_one({"_id": self.dangling})
@@ -220,6 +227,8 @@ class LeaseLock:
                 self.locks.delete_one({"_id": holder["_id"], "expires": holder["expires"]})
                 stolen = True
                 continue
+            if until is not None and time.monotonic() > until:
+                raise Busy
             if time.monotonic() > give_up:
                 who = holder.get("owner") if holder else "?"
                 raise BackendUnavailable(f"the coordination lock stayed held by {who}")

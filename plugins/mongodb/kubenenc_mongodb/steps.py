@@ -48,7 +48,7 @@ from kubenenc_mongodb.layout import (
     log_id,
     redo_of,
 )  # fmt: skip
-from kubenenc_mongodb.lock import Lease, LeaseLock
+from kubenenc_mongodb.lock import Busy, Lease, LeaseLock
 from kubenenc_mongodb.replica import Redo, Replica, doc_to_record, worker_from_doc
 from kubenenc_mongodb.txn import StepTxn
 
@@ -94,12 +94,21 @@ class Steps:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def run(self, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None) -> T:
+    def run(
+        self,
+        op: Callable[[StepTxn], T],
+        linger: Callable[[T], bool] | None,
+        wait: float | None = None,
+    ) -> T:
         """Run ``op`` as one step (one attempt: :class:`Retry` or a connection fault means
         start over); ``linger(result)``: keep the lock a moment for a next step of this
-        process (see :data:`kubenenc_mongodb.lock.LINGER`)."""
-        with self.mutex:
-            self.lease = lease = self.lock.take()
+        process (see :data:`kubenenc_mongodb.lock.LINGER`). ``wait``: at most this many
+        seconds for this process's mutex and the lock, else :class:`~.lock.Busy`."""
+        until = None if wait is None else time.monotonic() + wait
+        if not self.mutex.acquire(timeout=-1 if wait is None else wait):
+            raise Busy
+        try:
+            self.lease = lease = self.lock.take(until)
             done: tuple[T] | None = None
             held = True
             try:
@@ -110,6 +119,8 @@ class Steps:
                 lease, self.lease = self.lease or lease, None
                 keep = done is not None and held and linger is not None and linger(done[0])
                 self.lock.end(lease, linger=keep)
+        finally:
+            self.mutex.release()
 
     def _keep_lease(self) -> Lease:
         """The step's lease, renewed if half of it is gone (a long catch-up); :class:`Retry`
