@@ -20,10 +20,11 @@ Every contract operation that writes (register, claim, finish, cancel, fail, pau
 recover) is one *step*:
 
 1. **Lease lock** (:mod:`kubenenc_mongodb.lock`). Insert ``{_id: <random token>, name:
-   "queue", expires}`` into ``<p>_locks``, which has a unique index on ``name``: the insert
-   succeeds for one process at a time. A lock whose ``expires`` has passed is deleted by
-   ``_id`` (its token, so a late release can never delete a newer holder's lock) and the
-   insert is retried. Release is ``delete_one({_id: token})``.
+   "queue", expires, e}`` into ``<p>_locks``, which has a unique index on ``name``: the
+   insert succeeds for one process at a time. A lock whose lease has surely ended on the
+   server's clock (``expires``, give or take ``e``: see :mod:`kubenenc_mongodb.lock`) is
+   deleted by ``_id`` (its token, so a late release can never delete a newer holder's
+   lock) and the insert is retried. Release is ``delete_one({_id: token})``.
 2. **Catch up** (:mod:`kubenenc_mongodb.steps`). ``<p>_log_NN`` holds one document per
    committed step, ``{_id: v, step, z}`` (``v`` counts steps; ``step`` a random id of the
    attempt; ``z`` the step's *redo*, zlib-compressed JSON: the complete list of its writes),
@@ -69,8 +70,8 @@ The lease (``lease``, default 5 s) must be far longer than a step (milliseconds)
 a holder re-checks its lease before committing, but a process frozen between its commit and
 its writes for longer than the lease could still write documents after a successor's — the
 usual limit of lease locks, accepted here because the server offers no conditional write to
-fence with (the log, which every replica follows, is fenced as above). Clocks of the
-processes sharing a backend must agree to well within the lease.
+fence with (the log, which every replica follows, is fenced as above). No process's wall
+clock is used: see :mod:`kubenenc_mongodb.lock` for whose clock judges a lease.
 
 Where documents go: MongoDB
 ---------------------------
