@@ -463,6 +463,11 @@ class Layout:
         """The commit marker of step ``version`` (``{_id, step}``), or None."""
         return self.steps.find_one({"_id": log_id(version)})
 
+    def marked_after(self, version: int) -> bool:
+        """Whether a step after ``version`` is committed (one ``_id`` range read of the
+        small marker collection)."""
+        return self.steps.find_one({"_id": {"$gt": log_id(version)}}, {"_id": 1}) is not None
+
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
         marker = self.marker(version)
@@ -477,8 +482,9 @@ class Layout:
         return int(found[0]["_id"]) if found else 0
 
     def prune_log(self, version: int) -> None:
-        """Every 16 steps, forget the 16 steps older than :data:`LOG_KEEP`, oldest first:
-        a reader that finds its own last step still marked knows nothing after it went."""
+        """Every 16 steps, forget the 16 steps older than :data:`LOG_KEEP`, markers first
+        (a reader that finds a marker reads its redo; the markers' own deletion order is not
+        promised, so readers ask whether any later marker exists: ``marked_after``)."""
         if version % PRUNE_EVERY == 0 and version > LOG_KEEP:
             # Markers first (one delete, one transaction on the server), then the redo
             # documents, each by its _id (cheaper on FerretDB than a scan of their collection).

@@ -58,9 +58,9 @@ T = TypeVar("T")
 
 FINAL_VALUES = [s.value for s in FINAL]
 CONFIRMED = 0.1
-"""For how long, after the marker of the replica's version was last seen, the polls of idle
-claims and of ``wait_final`` take "no later marker" to mean "current" without reading that
-marker again (one read per poll instead of two). They could only be wrong when the log moved
+"""For how long, after the replica was last found current, the polls of idle claims and of
+``wait_final`` take "no next marker" to mean "current" without asking whether any later
+marker exists (one read per poll instead of two). They could only be wrong when the log moved
 on by more than it keeps meanwhile; the poll then sees it at most this much later."""
 POLL_SHARE = 0.002
 """Polls of one process (threads waiting for results, the idle claims of its worker) within
@@ -259,14 +259,18 @@ class Steps:
         return True
 
     def _still_marked(self, *, relaxed: bool) -> bool:
-        """With no marker after the replica's version: whether it is current (its own marker
-        is still there) rather than so far behind that the next one was pruned already (then,
-        as markers go oldest first, its own is gone too)."""
+        """With no marker for the step after the replica's version: whether it is current
+        (no later step is committed) rather than so far behind that the next marker was
+        pruned already. Asked as "is any later marker there?", not "is my own marker still
+        there?": a server deletes the pruned markers in no promised order (one
+        ``delete_many``), so while a prune runs a reader could find its next marker gone and
+        its own still there, and take a replica many steps behind for current (issue 13: a
+        task process read its calls as PENDING long after they ended)."""
         v = self.replica.version
         seen_at = self.confirmed[1] if self.confirmed[0] == v else -CONFIRMED
-        if v == 0 or (relaxed and time.monotonic() - seen_at < CONFIRMED):
+        if relaxed and time.monotonic() - seen_at < CONFIRMED:
             return True
-        if self.layout.marker(v) is None:
+        if self.layout.marked_after(v):
             return False
         self.confirmed = (v, time.monotonic())
         return True
