@@ -15,7 +15,7 @@ MONGODB_RESUMED_EARLY = pytest.mark.xfail(
         "PENDING right after it was resumed, and ends FAILED (the call's claim was committed "
         "well before that read: the task process's replica did not follow the step log). One "
         "cause is fixed (a log prune caught half-way: see test_mongodb_log_prune.py); it still "
-        "shows in about 1 of 4 kill -9 runs, and in the skew and server-freeze outage runs too. "
+        "shows in about 1 of 4 kill -9 runs, and in the network-cut and outage runs too. "
         "Never on SQLite or Redis; see the README and issue 13"
     ),
 )
