@@ -186,9 +186,7 @@ def run(
     this scenario may pause, put to sleep or drop connections of: ``DEBUG`` needs the
     server's ``--enable-debug-command local``; ``freeze`` needs ``server_pid``). ``times``
     injections, ``every`` seconds apart; ``seconds``: how long a pause, sleep or freeze
-    lasts. ``heartbeat_timeout``: the workers' (MongoDB needs more than its 5 s lock lease:
-    a step waiting for a lease the freeze let lapse holds up the heartbeat thread's
-    recovery, which shares the process's connection mutex)."""
+    lasts. ``heartbeat_timeout``: the workers'."""
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ from kubenenc_mongodb import overdue as overdue_role
 from kubenenc_mongodb.browse import MongoBrowse
 from kubenenc_mongodb.layout import Doc
 from kubenenc_mongodb.link import Conn, Link
+from kubenenc_mongodb.lock import Busy
 from kubenenc_mongodb.options import MongoOptions, parse_url
 from kubenenc_mongodb.replica import worker_doc
 from kubenenc_mongodb.txn import StepTxn
@@ -58,6 +59,8 @@ from kubenenc_mongodb.txn import StepTxn
 log = logging.getLogger("kubenenc.mongodb")
 
 _SWEEP_EVERY = 60.0
+RECOVER_WAIT = 0.25
+"""The share of the heartbeat timeout recovery may wait for the lock (see ``recover``)."""
 _AUTH_FAILED = 18
 _FERRET_SHARDS = 128
 """FerretDB 1.x finds a document by ``_id`` with a scan of its collection (its ``_id``
@@ -260,9 +263,15 @@ class MongoBackend(MongoBrowse):
     def recover(self, now: float, heartbeat_timeout: float, max_lost: int) -> list[InvocationId]:
         """Silence is measured on the server's clock, outages not counted, unless
         ``clock=caller`` (see :mod:`kubenenc_mongodb.liveness`); ``now`` stamps
-        the history of what is handed back."""
+        the history of what is handed back.
+
+        Recovery runs on the worker's heartbeat thread, between two beats: its steps wait
+        at most :data:`RECOVER_WAIT` of the heartbeat timeout for this process's other
+        steps and for the lock, and are skipped (tried again next beat) when busy, so that
+        a long step elsewhere never holds up this worker's beats."""
+        wait = heartbeat_timeout * RECOVER_WAIT
         if not self.ttl_index:
-            self._sweep(now)
+            self._sweep(now, wait)
         silent: set[WorkerId] | None = None
         if self.options.clock == "server":
             silent = self._link.retrying("recover", lambda c: self._silent(c, heartbeat_timeout))
@@ -281,6 +290,7 @@ class MongoBackend(MongoBrowse):
         return self._hand_back_step(
             "recover", nothing_to_recover,
             lambda t: Engine(t).recover(now, heartbeat_timeout, max_lost, silent=silent),
+            wait,
         )  # fmt: skip
 
     @staticmethod
@@ -312,19 +322,30 @@ class MongoBackend(MongoBrowse):
         what: str,
         nothing: Callable[[Conn], bool],
         op: Callable[[StepTxn], list[InvocationId]],
+        wait: float | None = None,
     ) -> list[InvocationId]:
         """Run ``op`` as a step unless the replica, current, shows ``nothing`` to hand back:
-        recovery runs on every heartbeat of every worker, and a step takes the lock."""
+        recovery runs on every heartbeat of every worker, and a step takes the lock.
+        ``wait``: skip it (nothing handed back now) when this process's mutex or the lock
+        is not had within that many seconds."""
 
         def idle(conn: Conn) -> bool:
-            with conn.mutex:
+            if not conn.mutex.acquire(timeout=-1 if wait is None else wait):
+                raise Busy
+            try:
                 return conn.steps.is_current() and nothing(conn)
+            finally:
+                conn.mutex.release()
 
-        if self._link.retrying(what, idle):
+        try:
+            if self._link.retrying(what, idle):
+                return []
+            return self._link.step(what, op, wait=wait)
+        except Busy:
+            log.debug("%s skipped: the lock is busy; trying again next beat", what)
             return []
-        return self._link.step(what, op)
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, now: float, wait: float) -> None:
         """Delete invocations finished longer than the retention ago (where the server has
         no TTL indexes), at most once a minute per process and a minute after start. The
         scan runs without the lock (final documents never change); the deletion is a step,
@@ -362,7 +383,11 @@ class MongoBackend(MongoBrowse):
             txn.forgotten.extend(expired)
             return len(expired)
 
-        deleted = self._link.step("sweep", forget)
+        try:
+            deleted = self._link.step("sweep", forget, wait=wait)
+        except Busy:
+            conn.last_sweep = now - _SWEEP_EVERY / 2  # busy: again in half the usual time
+            return
         if deleted:
             log.info("deleted %d invocations finished before %s", deleted, cutoff)
 

@@ -20,10 +20,11 @@ Every contract operation that writes (register, claim, finish, cancel, fail, pau
 recover) is one *step*:
 
 1. **Lease lock** (:mod:`kubenenc_mongodb.lock`). Insert ``{_id: <random token>, name:
-   "queue", expires}`` into ``<p>_locks``, which has a unique index on ``name``: the insert
-   succeeds for one process at a time. A lock whose ``expires`` has passed is deleted by
-   ``_id`` (its token, so a late release can never delete a newer holder's lock) and the
-   insert is retried. Release is ``delete_one({_id: token})``.
+   "queue", expires, e}`` into ``<p>_locks``, which has a unique index on ``name``: the
+   insert succeeds for one process at a time. A lock whose lease has surely ended on the
+   server's clock (``expires``, give or take ``e``: see :mod:`kubenenc_mongodb.lock`) is
+   deleted by ``_id`` (its token, so a late release can never delete a newer holder's
+   lock) and the insert is retried. Release is ``delete_one({_id: token})``.
 2. **Catch up** (:mod:`kubenenc_mongodb.steps`). ``<p>_log_NN`` holds one document per
    committed step, ``{_id: v, step, z}`` (``v`` counts steps; ``step`` a random id of the
    attempt; ``z`` the step's *redo*, zlib-compressed JSON: the complete list of its writes),
@@ -69,8 +70,8 @@ The lease (``lease``, default 5 s) must be far longer than a step (milliseconds)
 a holder re-checks its lease before committing, but a process frozen between its commit and
 its writes for longer than the lease could still write documents after a successor's — the
 usual limit of lease locks, accepted here because the server offers no conditional write to
-fence with (the log, which every replica follows, is fenced as above). Clocks of the
-processes sharing a backend must agree to well within the lease.
+fence with (the log, which every replica follows, is fenced as above). No process's wall
+clock is used: see :mod:`kubenenc_mongodb.lock` for whose clock judges a lease.
 
 Where documents go: MongoDB
 ---------------------------
@@ -192,6 +193,11 @@ class Commit(enum.Enum):
     ADOPTED = "adopted"
     """Another step's redo, logged without a marker, is now committed by this call: the
     caller writes it (:attr:`Committed.adopted`), then starts over."""
+
+
+class LogGap(RuntimeError):
+    """A step the log should still hold is missing from it: the log moved on while it was
+    read (only a process whose lease ran out meanwhile can see this), or it was damaged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +463,11 @@ class Layout:
         """The commit marker of step ``version`` (``{_id, step}``), or None."""
         return self.steps.find_one({"_id": log_id(version)})
 
+    def marked_after(self, version: int) -> bool:
+        """Whether a step after ``version`` is committed (one ``_id`` range read of the
+        small marker collection)."""
+        return self.steps.find_one({"_id": {"$gt": log_id(version)}}, {"_id": 1}) is not None
+
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
         marker = self.marker(version)
@@ -471,8 +482,9 @@ class Layout:
         return int(found[0]["_id"]) if found else 0
 
     def prune_log(self, version: int) -> None:
-        """Every 16 steps, forget the 16 steps older than :data:`LOG_KEEP`, oldest first:
-        a reader that finds its own last step still marked knows nothing after it went."""
+        """Every 16 steps, forget the 16 steps older than :data:`LOG_KEEP`, markers first
+        (a reader that finds a marker reads its redo; the markers' own deletion order is not
+        promised, so readers ask whether any later marker exists: ``marked_after``)."""
         if version % PRUNE_EVERY == 0 and version > LOG_KEEP:
             # Markers first (one delete, one transaction on the server), then the redo
             # documents, each by its _id (cheaper on FerretDB than a scan of their collection).
@@ -495,7 +507,7 @@ class Layout:
         for v in range(first, version + 1):
             entry = entries.get(log_id(v))
             if entry is None or log_id(v) not in markers or markers[log_id(v)] != entry["step"]:
-                raise RuntimeError(f"step {v} is missing from the log: cannot rebuild the state")
+                raise LogGap(f"step {v} is missing from the log: cannot rebuild the state")
             out.append((v, redo_of(entry)))
         return out
 

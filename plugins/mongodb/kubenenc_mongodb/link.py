@@ -24,6 +24,7 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import ConnectionFailure, InvalidURI
 
+from kubenenc_mongodb import liveness
 from kubenenc_mongodb.layout import Doc, Layout
 from kubenenc_mongodb.lock import LeaseLock
 from kubenenc_mongodb.options import MongoOptions
@@ -57,7 +58,10 @@ class Conn:
         self.mutex = threading.RLock()
         self.layout = Layout(self.client[opts.database], opts.prefix, shards)
         owner = f"{os.uname().nodename}:{self.pid}"
-        self.lock = LeaseLock(self.layout.locks, opts.lease, owner, self.mutex)
+        self.lock = LeaseLock(
+            self.layout.locks, opts.lease, owner, self.mutex,
+            lambda: liveness.server_now(self.layout.meta),
+        )  # fmt: skip
         self.steps = Steps(self.layout, self.lock, self.mutex)
         self.last_sweep = 0.0
 
@@ -142,8 +146,14 @@ class Link:
     # -- steps ------------------------------------------------------------------------------
 
     def step(
-        self, what: str, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None = None
+        self,
+        what: str,
+        op: Callable[[StepTxn], T],
+        linger: Callable[[T], bool] | None = None,
+        wait: float | None = None,
     ) -> T:
         """Run ``op`` as one step (see :mod:`kubenenc_mongodb.steps`), retried; ``linger``:
-        whether to keep the lock a moment after it, for a next step of this process."""
-        return self.retrying(what, lambda c: c.steps.run(op, linger))
+        whether to keep the lock a moment after it, for a next step of this process;
+        ``wait``: how long each attempt may wait for the lock before it raises
+        :class:`~kubenenc_mongodb.lock.Busy` (None: as long as the lock's own limit)."""
+        return self.retrying(what, lambda c: c.steps.run(op, linger, wait))

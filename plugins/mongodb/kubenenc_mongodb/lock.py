@@ -1,17 +1,42 @@
 """The lease lock of the MongoDB backend: one step at a time across every process.
 
-The lock is a document ``{_id: <random token>, name: "queue", expires, owner}`` in
+The lock is a document ``{_id: <random token>, name: "queue", expires, e, owner}`` in
 ``<p>_locks``, whose unique index on ``name`` lets one insert succeed at a time (the only
 coordination primitive every MongoDB-protocol server keeps atomic; see
 :mod:`kubenenc_mongodb.layout`). Release deletes it by its token, so a late release never
-deletes a newer holder's lock; a lock whose ``expires`` has passed is deleted the same way
+deletes a newer holder's lock; a lock whose lease has run out is deleted the same way
 by whoever wants it, and that taker is told so (:attr:`Lease.stolen`): the last step may
 then be half-written, and the step protocol (:mod:`kubenenc_mongodb.steps`) writes it again
 before anything else.
 
-A lease is a promise about time, not a fence: a holder re-checks it before it commits
-(:meth:`LeaseLock.renew`), and the commit protocol makes a step whose lease ran out between
-its log insert and its marker insert harmless (see ``Layout.commit``).
+Whose clock (issue 13)
+----------------------
+No process's wall clock is used: a host whose clock runs ahead would otherwise see every
+other holder's lease as run out and take the lock over while that holder still writes its
+step (two writers: lost steps, calls run twice). Each side judges on a clock it can trust:
+
+- The *holder* judges its own lease on its monotonic clock alone: the lease starts when it
+  *sent* the insert (or the renewal) that took it, and it stops using it :data:`MARGIN_SHARE`
+  of the lease before that start plus the lease (no renewal, commit or write after that;
+  see :meth:`LeaseLock.valid`).
+- The lock document says when the lease ends on the *server's* clock: ``expires`` is this
+  process's estimate of the server's time at that start, plus the lease, and ``e`` bounds
+  the estimate's error. A *taker* deletes a lock only when its own estimate of the
+  server's time, less its own error bound, is past ``expires + e``. An estimate
+  (:class:`ServerClock`) is the server's time read with one round trip (``hello``'s
+  ``localTime``, or a ``$currentDate`` write: :func:`kubenenc_mongodb.liveness.server_now`)
+  placed at the midpoint of that round trip on the monotonic clock: its error is at most
+  half the round trip plus the server clock's millisecond grain, plus the drift since.
+
+So when a taker deletes the lock, the server's clock is past ``expires + e``, which is at
+least the server's time at the holder's start plus the lease: the holder's monotonic clock
+(running at the server clock's rate, to within the drift bound) has passed its start plus
+the lease, and it stopped using the lease a margin before. What remains is the usual limit
+of leases: a holder stalled *between* its check and its write (a frozen process, a write
+delayed in the network for longer than the margin) may still write after a successor; the
+commit protocol makes such a late log write harmless (see ``Layout.commit``), and the
+documents a late writer could overwrite are rewritten by the next step that touches them.
+The server's clock must not be stepped by more than the margin while the lock is held.
 
 One :class:`LeaseLock` per process and backend. It also keeps the lock between two steps of
 its process for a moment (:data:`LINGER`, after a claim: the finish follows) and lets it go
@@ -30,6 +55,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubenenc.errors import BackendUnavailable
@@ -47,6 +73,60 @@ finish it (no lock round trips, no catch-up: nobody else can have committed mean
 HOLD_MAX = 0.05
 """A process that keeps the lock across steps lets it go at the end of the first step past
 this long since it took it, so others get their turn."""
+MARGIN_SHARE = 0.2
+"""A holder stops using its lease this share of the lease before it ends on its own clock
+(room for a write in flight when it last checked)."""
+REFRESH = 30.0
+"""Seconds between two readings of the server's clock (:class:`ServerClock`)."""
+DRIFT = 1e-3
+"""Bound on how fast a monotonic clock and the server's clock may drift apart (seconds per
+second; NTP slews at most 0.05 %): added to an estimate's error as it ages."""
+GRAIN = 0.001
+"""The server's clock is read to the millisecond."""
+SLOW_READ = 0.2
+"""A reading of the server's clock whose round trip took longer than this replaces an older
+estimate only if that one's error has grown past this reading's."""
+
+
+class Busy(Exception):
+    """The lock (or this process's step mutex) was not had within the time a caller gave:
+    only for callers that would rather skip a step than wait (recovery, on the heartbeat
+    thread: see ``MongoBackend.recover``)."""
+
+
+class ServerClock:
+    """This process's estimate of the server's clock, on its monotonic clock: read with one
+    round trip every :data:`REFRESH` seconds (under the step mutex, like every use)."""
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self.read = read
+        self.offset = 0.0
+        """Server time minus monotonic time at the last reading."""
+        self.error = -1.0
+        """Bound on the offset's error at the last reading (< 0: never read)."""
+        self.at = 0.0
+        """Monotonic time of the last reading."""
+
+    def now(self) -> tuple[float, float]:
+        """The server's time now (seconds since the epoch) and a bound on its error."""
+        mono = time.monotonic()
+        if self.error < 0 or mono - self.at > REFRESH:
+            self._sample()
+            mono = time.monotonic()
+        return mono + self.offset, self.error + DRIFT * (mono - self.at)
+
+    def _sample(self) -> None:
+        sent = time.monotonic()
+        server = self.read()
+        back = time.monotonic()
+        error = (back - sent) / 2 + GRAIN
+        aged = self.error + DRIFT * (back - self.at)
+        if self.error >= 0 and back - sent > SLOW_READ and aged < error:
+            self.at, self.error = back, aged  # keep the better estimate; read it again later
+            return
+        self.offset = server - (sent + back) / 2
+        self.error = error
+        self.at = back
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +135,7 @@ class Lease:
 
     token: str
     expires: float
-    """Wall-clock end of the lease."""
+    """Server-clock end of the lease, as written in the lock document."""
     since: float
     """Monotonic time this process took the lock (it may have kept it across steps)."""
     stolen: bool = False
@@ -63,17 +143,26 @@ class Lease:
     past a commit): the last committed step may be half-written."""
     kept: bool = False
     """Kept since this process's last step: nobody else can have committed meanwhile."""
+    start: float = 0.0
+    """Monotonic time the insert or renewal that began the current lease was sent: the
+    holder's own clock says the lease ends a lease after it."""
 
 
 class LeaseLock:
     """This process's side of the lock of one backend prefix."""
 
     def __init__(
-        self, locks: Collection[Doc], lease: float, owner: str, mutex: threading.RLock
+        self,
+        locks: Collection[Doc],
+        lease: float,
+        owner: str,
+        mutex: threading.RLock,
+        server_time: Callable[[], float],
     ) -> None:
         self.locks = locks
         self.lease = lease
         self.owner = owner
+        self.clock = ServerClock(server_time)
         self.pid = os.getpid()
         self.dangling: str | None = None
         """Our own token left in place after a fault past a commit (see :meth:`leave`)."""
@@ -86,20 +175,33 @@ class LeaseLock:
         self.closed = False
         _LOCKS.add(self)
 
+    # -- the holder's own clock -------------------------------------------------------------
+
+    def valid(self, lease: Lease) -> bool:
+        """Whether this process may still use ``lease`` (commit, write): judged on its own
+        monotonic clock only, a margin before the lease ends (see the module docstring)."""
+        return time.monotonic() < lease.start + self.lease * (1 - MARGIN_SHARE)
+
+    def _fresh(self, lease: Lease) -> bool:
+        """Whether well over half of ``lease`` is left: nobody can have taken it over, and
+        it needs no renewal yet."""
+        return time.monotonic() < lease.start + self.lease / 2
+
     # -- taking and renewing ----------------------------------------------------------------
 
-    def take(self) -> Lease:
+    def take(self, until: float | None = None) -> Lease:
         """The lock for one step: the one kept since this process's last step while its
-        lease has well over half to run (nobody can have taken it over), else a new one."""
+        lease has well over half to run (nobody can have taken it over), else a new one;
+        :class:`Busy` if another process holds it at monotonic time ``until``."""
         kept, self.kept = self.kept, None
-        if kept is not None and time.time() < kept.expires - self.lease / 2:
+        if kept is not None and self._fresh(kept):
             return kept
         if kept is not None:
             self.kept = kept
             self.let_go()
-        return self._acquire()
+        return self._acquire(until)
 
-    def _acquire(self) -> Lease:
+    def _acquire(self, until: float | None) -> Lease:
         stolen = False
         if self.dangling is not None:
             self.locks.delete_one({"_id": self.dangling})
@@ -109,43 +211,60 @@ class LeaseLock:
         delay = 0.0005
         give_up = time.monotonic() + max(3 * self.lease, 30.0)
         while True:
-            now = time.time()
+            server, error = self.clock.now()
+            start = time.monotonic()
             try:
                 self.locks.insert_one(
-                    {"_id": token, "name": LOCK_NAME, "expires": now + self.lease,
-                     "owner": self.owner}
+                    {"_id": token, "name": LOCK_NAME, "expires": server + self.lease,
+                     "e": error, "owner": self.owner}
                 )  # fmt: skip
-                return Lease(token, now + self.lease, time.monotonic(), stolen=stolen)
+                return Lease(token, server + self.lease, start, stolen=stolen, start=start)
             except DuplicateKeyError:
                 pass
             holder = self.locks.find_one({"name": LOCK_NAME})
-            if holder is not None and holder["expires"] < now:
+            if holder is not None and self._ran_out(holder):
                 log.warning("the lock held by %s expired; taking it over", holder.get("owner"))
-                self.locks.delete_one({"_id": holder["_id"]})
+                self.locks.delete_one({"_id": holder["_id"], "expires": holder["expires"]})
                 stolen = True
                 continue
+            if until is not None and time.monotonic() > until:
+                raise Busy
             if time.monotonic() > give_up:
                 who = holder.get("owner") if holder else "?"
                 raise BackendUnavailable(f"the coordination lock stayed held by {who}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.005)
 
+    def _ran_out(self, holder: Doc) -> bool:
+        """Whether the lease of lock document ``holder`` has surely ended: the server's
+        time is past its end even if both estimates erred as far as they may."""
+        server, error = self.clock.now()
+        expires = holder.get("expires")
+        if not isinstance(expires, int | float):
+            return False
+        return float(expires) + float(holder.get("e", 0.0)) < server - error
+
     def renew(self, lease: Lease) -> Lease | None:
         """The lease extended when half of it is gone (unchanged before); None if it was
-        lost (another process took it over)."""
-        if time.time() <= lease.expires - self.lease / 2:
+        lost (another process took it over, or it ran out on this process's own clock)."""
+        if self._fresh(lease):
             return lease
-        renewed = time.time() + self.lease
-        res = self.locks.update_one({"_id": lease.token}, {"$set": {"expires": renewed}})
+        if not self.valid(lease):
+            return None
+        server, error = self.clock.now()
+        start = time.monotonic()
+        res = self.locks.update_one(
+            {"_id": lease.token}, {"$set": {"expires": server + self.lease, "e": error}}
+        )
         if res.matched_count != 1:
             return None
-        return Lease(lease.token, renewed, lease.since, lease.stolen, lease.kept)
+        return Lease(lease.token, server + self.lease, lease.since, lease.stolen, lease.kept, start)
 
     def holds_kept(self) -> bool:
         """Whether this process keeps the lock between steps with well over half of its
         lease to run: nobody else can have committed since its last step."""
         kept = self.kept
-        return kept is not None and time.time() < kept.expires - self.lease / 2
+        return kept is not None and self._fresh(kept)
 
     # -- letting go -------------------------------------------------------------------------
 
@@ -169,7 +288,7 @@ class LeaseLock:
             self.dangling = lease.token
 
     def _keep(self, lease: Lease) -> None:
-        self.kept = Lease(lease.token, lease.expires, lease.since, kept=True)
+        self.kept = Lease(lease.token, lease.expires, lease.since, kept=True, start=lease.start)
         self.release_at = time.monotonic() + LINGER
         if self.releaser is None:
             self.releaser = threading.Thread(

@@ -38,8 +38,17 @@ from kubenenc.status import FINAL
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from kubenenc_mongodb.layout import LOG_KEEP, PRUNE_EVERY, Commit, Doc, Layout, log_id, redo_of
-from kubenenc_mongodb.lock import Lease, LeaseLock
+from kubenenc_mongodb.layout import (
+    LOG_KEEP,
+    PRUNE_EVERY,
+    Commit,
+    Doc,
+    Layout,
+    LogGap,
+    log_id,
+    redo_of,
+)  # fmt: skip
+from kubenenc_mongodb.lock import Busy, Lease, LeaseLock
 from kubenenc_mongodb.replica import Redo, Replica, doc_to_record, worker_from_doc
 from kubenenc_mongodb.txn import StepTxn
 
@@ -49,9 +58,9 @@ T = TypeVar("T")
 
 FINAL_VALUES = [s.value for s in FINAL]
 CONFIRMED = 0.1
-"""For how long, after the marker of the replica's version was last seen, the polls of idle
-claims and of ``wait_final`` take "no later marker" to mean "current" without reading that
-marker again (one read per poll instead of two). They could only be wrong when the log moved
+"""For how long, after the replica was last found current, the polls of idle claims and of
+``wait_final`` take "no next marker" to mean "current" without asking whether any later
+marker exists (one read per poll instead of two). They could only be wrong when the log moved
 on by more than it keeps meanwhile; the poll then sees it at most this much later."""
 POLL_SHARE = 0.002
 """Polls of one process (threads waiting for results, the idle claims of its worker) within
@@ -80,29 +89,56 @@ class Steps:
         again: a marker never changes)."""
         self.polled = (-1, 0.0)
         """(version, monotonic time) when a read last found no step after that version."""
+        self.lease: Lease | None = None
+        """The lease of the step running now (renewed during it)."""
 
     # -- one step ---------------------------------------------------------------------------
 
-    def run(self, op: Callable[[StepTxn], T], linger: Callable[[T], bool] | None) -> T:
+    def run(
+        self,
+        op: Callable[[StepTxn], T],
+        linger: Callable[[T], bool] | None,
+        wait: float | None = None,
+    ) -> T:
         """Run ``op`` as one step (one attempt: :class:`Retry` or a connection fault means
         start over); ``linger(result)``: keep the lock a moment for a next step of this
-        process (see :data:`kubenenc_mongodb.lock.LINGER`)."""
-        with self.mutex:
-            lease = self.lock.take()
+        process (see :data:`kubenenc_mongodb.lock.LINGER`). ``wait``: at most this many
+        seconds for this process's mutex and the lock, else :class:`~.lock.Busy`."""
+        until = None if wait is None else time.monotonic() + wait
+        if not self.mutex.acquire(timeout=-1 if wait is None else wait):
+            raise Busy
+        try:
+            self.lease = lease = self.lock.take(until)
             done: tuple[T] | None = None
             held = True
             try:
-                result, lease, held = self._locked_step(op, lease)
+                result, held = self._locked_step(op)
                 done = (result,)
                 return result
             finally:
+                lease, self.lease = self.lease or lease, None
                 keep = done is not None and held and linger is not None and linger(done[0])
                 self.lock.end(lease, linger=keep)
+        finally:
+            self.mutex.release()
 
-    def _locked_step(self, op: Callable[[StepTxn], T], lease: Lease) -> tuple[T, Lease, bool]:
-        """The step under the lock: its result, the lease, and whether it is still held
-        (False: another process committed this step's redo after taking the lock over)."""
+    def _keep_lease(self) -> Lease:
+        """The step's lease, renewed if half of it is gone (a long catch-up); :class:`Retry`
+        if it was lost or ran out on this process's clock."""
+        assert self.lease is not None
+        renewed = self.lock.renew(self.lease)
+        if renewed is None:
+            self.replica.version = -1
+            raise Retry
+        self.lease = renewed
+        return renewed
+
+    def _locked_step(self, op: Callable[[StepTxn], T]) -> tuple[T, bool]:
+        """The step under the lock (``self.lease``): its result, and whether the lock is
+        still held (False: another process committed this step's redo after taking the
+        lock over)."""
         layout = self.layout
+        lease = self._keep_lease()
         if lease.stolen:
             self._finish_last_step()
         if self.uncertain is not None:
@@ -110,10 +146,10 @@ class Steps:
             # turn a committed step into one that runs again (a second register of the same
             # ids, a second pause, ...); the next attempt settles it again.
             version, step_id, result = self.uncertain
-            if self._settle(version, lease) == step_id:
+            if self._settle(version) == step_id:
                 self.catch_up()
                 self.uncertain = None
-                return result, lease, True
+                return result, True
             self.uncertain = None
         if not lease.kept or self.replica.version < 0:
             self.catch_up()
@@ -122,14 +158,10 @@ class Steps:
         result = op(txn)
         redo = txn.redo()
         if not redo:
-            return result, lease, True
+            return result, True
         if layout.held is not None and version % PRUNE_EVERY == 0:
             redo.extend(self.replica.spill(version - LOG_KEEP, txn.dirty))  # see layout
-        renewed = self.lock.renew(lease)
-        if renewed is None:
-            self.replica.version = -1
-            raise Retry
-        lease = renewed
+        lease = self._keep_lease()
         step_id = uuid.uuid4().hex
         try:
             outcome = layout.commit(version, step_id, redo)
@@ -141,7 +173,7 @@ class Steps:
             raise
         if outcome.kind is Commit.ADOPTED:
             assert outcome.adopted is not None
-            self._write(outcome.adopted, version, lease, replay=True)
+            self._write(outcome.adopted, version, replay=True)
         if outcome.kind in (Commit.TAKEN, Commit.ADOPTED):
             self.replica.version = -1
             raise Retry
@@ -151,27 +183,34 @@ class Steps:
         if outcome.kind is Commit.DONE_FOR_US:
             # Our lease ran out before our marker, and the process that took the lock over
             # committed our redo and wrote it: the result stands, the lock is not ours.
-            return result, lease, False
-        self._write(redo, version, lease, replay=False)
-        return result, lease, True
+            return result, False
+        self._write(redo, version, replay=False)
+        return result, True
 
-    def _write(self, redo: Redo, version: int, lease: Lease, *, replay: bool) -> None:
-        """Write the documents of committed step ``version``; on a fault, leave the lock
-        in place so that whoever takes it next writes them again."""
+    def _write(self, redo: Redo, version: int, *, replay: bool) -> None:
+        """Write the documents of committed step ``version``; on a fault, or when the lease
+        ran out on this process's clock (another process may be writing later steps by
+        now), leave the lock in place so that whoever takes it next writes them again."""
+        assert self.lease is not None
+        if not self.lock.valid(self.lease):
+            log.warning("step %d committed, but the lease ran out before its writes; the "
+                        "next holder of the lock writes them", version)  # fmt: skip
+            self.lock.leave(self.lease)
+            return
         try:
             self.layout.apply(redo, replay=replay)
             self.layout.prune_log(version)
         except PyMongoError:
             log.exception("step %d committed but not fully written; it will be replayed",
                           version)  # fmt: skip
-            self.lock.leave(lease)
+            self.lock.leave(self.lease)
 
-    def _settle(self, version: int, lease: Lease) -> str | None:
+    def _settle(self, version: int) -> str | None:
         """The step id that holds ``version`` in the log now (None: none), after committing
         a redo logged there without a marker (and writing it)."""
         holder, adopted = self.layout.settle(version)
         if adopted is not None:
-            self._write(adopted, version, lease, replay=True)
+            self._write(adopted, version, replay=True)
         return holder
 
     def _finish_last_step(self) -> None:
@@ -220,14 +259,18 @@ class Steps:
         return True
 
     def _still_marked(self, *, relaxed: bool) -> bool:
-        """With no marker after the replica's version: whether it is current (its own marker
-        is still there) rather than so far behind that the next one was pruned already (then,
-        as markers go oldest first, its own is gone too)."""
+        """With no marker for the step after the replica's version: whether it is current
+        (no later step is committed) rather than so far behind that the next marker was
+        pruned already. Asked as "is any later marker there?", not "is my own marker still
+        there?": a server deletes the pruned markers in no promised order (one
+        ``delete_many``), so while a prune runs a reader could find its next marker gone and
+        its own still there, and take a replica many steps behind for current (issue 13: a
+        task process read its calls as PENDING long after they ended)."""
         v = self.replica.version
         seen_at = self.confirmed[1] if self.confirmed[0] == v else -CONFIRMED
-        if v == 0 or (relaxed and time.monotonic() - seen_at < CONFIRMED):
+        if relaxed and time.monotonic() - seen_at < CONFIRMED:
             return True
-        if self.layout.marker(v) is None:
+        if self.layout.marked_after(v):
             return False
         self.confirmed = (v, time.monotonic())
         return True
@@ -271,7 +314,13 @@ class Steps:
     def catch_up(self) -> None:
         """Bring the replica up to the last committed step: from the log, or reloaded."""
         if not self.observe():
-            self._reload(self.layout.latest())
+            try:
+                self._reload(self.layout.latest())
+            except LogGap:
+                self.replica.version = -1
+                if self.lease is not None and not self.lock.valid(self.lease):
+                    raise Retry from None  # the log moved on after our lease ran out
+                raise
             self.confirmed = (self.replica.version, time.monotonic())
 
     # -- reloading from the collections -----------------------------------------------------
@@ -298,6 +347,8 @@ class Steps:
         done = self._load_finals()
         for inv in layout.shards:
             self._load_own(inv, done, later)
+            if self.lease is not None:
+                self._keep_lease()  # a long reload must not outlast the lease
         if layout.held is not None:
             for doc in layout.held.find():
                 if doc["_id"] not in done:
