@@ -63,10 +63,13 @@ from typing import Any, TypeVar
 
 import redis
 from kubenenc.errors import ConfigurationError
+from kubenenc.status import FINAL, Status
 
+from kubenenc_redis import depending
 from kubenenc_redis.cluster import ClusterURL, Shard, SlotMap, parse_cluster_url
 from kubenenc_redis.crossing import Coordination
-from kubenenc_redis.keys import coordination_prefix, shard_prefix
+from kubenenc_redis.depending import MISSING, OPEN
+from kubenenc_redis.keys import US, coordination_prefix, shard_prefix
 from kubenenc_redis.layout import RUN, SHARDS, TO, read_layout, write_layout
 from kubenenc_redis.shards import _crc, _key_home
 
@@ -77,6 +80,8 @@ QUIET = 60.0
 BATCH = 500
 """Invocations read, written and deleted per step."""
 SCAN = 1000
+WAITING = Status.WAITING_DEPENDENCIES.value
+FINAL_NAMES = frozenset(s.value for s in FINAL)
 TOMBSTONE = "resharded"
 """The sequence counter of a shard the data left (see ``_tombstone``)."""
 
@@ -91,6 +96,16 @@ class Report:
     kept: int = 0
     handed_back: int = 0
     retired: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Info:
+    """What the dependency edges of one invocation are written from."""
+
+    status: str
+    display: str
+    deps: tuple[str, ...]
+    dependents: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +141,8 @@ class _Reshard:
         self.url, self.slots, self.to = url, slots, to
         self.quiet, self.max_lost, self.batch, self.say = quiet, max_lost, batch, progress
         self._open: dict[str, Shard] = {}
+        self._info: dict[str, _Info] = {}
+        self._known: dict[str, dict[str, str]] = {}
 
     def shard(self, prefix: str) -> Shard:
         if prefix not in self._open:
@@ -153,12 +170,14 @@ class _Reshard:
             for dest in new:  # a shard retired by an earlier reshard may be one again
                 self._tombstone(dest, False)
             report.handed_back = self._hand_back(old)
+            self._settle(old)
             for src in old:
                 if src not in new:
                     self._tombstone(src, True)
             homes = self._homes(list(dict.fromkeys([*old, *new])))
             for i, src in enumerate(old):
                 self._move_out_of(src, i, before, new, homes, report)
+            self._edges(new, homes)
             for src in old:
                 if src not in new:
                     self._retire(src, new, run)
@@ -210,13 +229,21 @@ class _Reshard:
             shard = self.shard(prefix)
             for ids in self._ids(shard):
                 rows = _pipelined(shard, [("hmget", shard._keys.per("k_inv", i), "s", "rk",
-                                           "tk", "gk", "dn", "pa") for i in ids])  # fmt: skip
-                for id, (s, rk, tk, gk, dn, pa) in zip(ids, rows, strict=True):
+                                           "tk", "gk", "dn", "pa", "dp", "hd")
+                                          for i in ids])  # fmt: skip
+                waiting: list[str] = []
+                for id, (s, rk, tk, gk, dn, pa, dp, hd) in zip(ids, rows, strict=True):
                     if s is None:
                         continue  # expired between the reads
-                    routes[id] = _Route(rk or tk or gk or None,
-                                        tuple(d for d in (dn or "").split(",") if d),
-                                        pa or None)  # fmt: skip
+                    deps = tuple(d for d in (dn or "").split(",") if d)
+                    routes[id] = _Route(rk or tk or gk or None, deps, pa or None)
+                    self._info[id] = _Info(s, dp or "", deps, bool(hd))
+                    if s == WAITING:
+                        waiting.append(id)
+                known = _pipelined(shard, [("hgetall", shard._keys.per("k_xst", i))
+                                           for i in waiting])  # fmt: skip
+                for id, got in zip(waiting, known, strict=True):
+                    self._known.setdefault(id, {}).update(got)
         return _resolve(routes, self.to)
 
     def _ids(self, shard: Shard) -> Iterable[list[str]]:
@@ -264,6 +291,70 @@ class _Reshard:
                 report.moved += len(group)
             seen += len(ids)
             self.say(f"shard {i + 1}/{before}: {seen}/{total} read, {report.moved} moved so far")
+
+    def _edges(self, new: Sequence[str], homes: dict[str, int]) -> None:
+        """Step 5's end: write every declared-dependency edge as the layout under M keeps
+        it (see the module docstring), on the shards that now hold its calls."""
+        info, many = self._info, len(new) > 1
+        waiting = sorted(i for i, x in info.items() if x.status == WAITING)
+        of: dict[str, list[str]] = {}
+        for d in waiting:
+            for x in info[d].deps:
+                if x in info and info[x].status not in FINAL_NAMES:
+                    of.setdefault(x, []).append(d)
+        edges: dict[int, dict[str, Any]] = {}
+        for x, at in sorted(info.items()):
+            if at.status in FINAL_NAMES or not (at.dependents or x in of):
+                continue
+            ds = sorted(set(of.get(x, [])))
+            edge = {"dep": [] if many else ds,
+                    "xdep": [f"{d}{US}{homes[d]}" for d in ds] if many else []}  # fmt: skip
+            edges.setdefault(homes[x], {})[x] = edge
+        marks = self._marks(waiting, homes) if many else {}
+        for j in sorted(set(edges) | set(marks)):
+            e, m = list(edges.get(j, {}).items()), list(marks.get(j, {}).items())
+            for k in range(0, max(len(e), len(m)), self.batch):
+                self.shard(new[j])._caller.run(
+                    "move_edges", time.time(), json.dumps(dict(e[k : k + self.batch])),
+                    json.dumps(dict(m[k : k + self.batch])),
+                )  # fmt: skip
+        if edges or marks:
+            self.say(f"dependency edges written for {len(of)} dependency(ies)")
+
+    def _marks(
+        self, waiting: Sequence[str], homes: dict[str, int]
+    ) -> dict[int, dict[str, list[str]]]:
+        """What each waiting dependent knows of its dependencies (``P:xst``), by its shard
+        under M, rebuilt from the records read (a dependency gone keeps what it knew), and
+        each recorded in the coordination slot (``depend`` is idempotent): a layout of one
+        shard kept neither."""
+        info = self._info
+        crossing = Coordination(self.shard(coordination_prefix(self.url.prefix)))
+        marks: dict[int, dict[str, list[str]]] = {}
+        for d in waiting:
+            known = self._known.get(d, {})
+            flat: list[str] = []
+            for x in info[d].deps:
+                s = info.get(x)
+                if s is None:
+                    news = known.get(x, MISSING)
+                else:
+                    news = f"{s.status}{US}{s.display}" if s.status in FINAL_NAMES else OPEN
+                flat += [x, news]
+            marks.setdefault(homes[d], {})[d] = flat
+            crossing.depend(d, info[d].display, time.time(), info[d].deps)
+        return marks
+
+    def _settle(self, old: Sequence[str]) -> None:
+        """Deliver the news of calls that ended in every old shard's outbox (as
+        ``recover`` would), so no outbox entry names a shard number of the old layout;
+        nothing ends after this (no worker or caller runs, and what was held is handed
+        back), so the outboxes stay empty while the calls move."""
+        crossing = Coordination(self.shard(coordination_prefix(self.url.prefix)))
+        shards = [self.shard(prefix) for prefix in old]
+        moved = depending.deliver(shards, crossing, range(len(old)), time.time())
+        if moved:
+            self.say(f"told {moved} dependent(s) that their dependencies ended")
 
     # -- 6 ---------------------------------------------------------------------------------
 
@@ -368,9 +459,13 @@ def _resolve(routes: dict[str, _Route], n: int) -> dict[str, int]:
                 home = _crc(at) % n
                 break
             path.append(at)
-            up = next((d for d in route.deps if d in routes or d in homes), None)
-            if up is None and route.key is not None:
+            up = None
+            if route.key is not None:  # the key first, then dependencies, then the parent
                 home = _key_home(route.key, n)
+            else:
+                up = next((d for d in route.deps if d in routes or d in homes), None)
+            if home is not None:
+                pass
             elif (
                 up is None
                 and route.parent is not None
