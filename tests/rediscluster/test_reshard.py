@@ -26,6 +26,8 @@ from kubenenc_redis.keys import shard_prefix
 from kubenenc_redis.reshard import reshard
 from kubenenc_redis.shards import ShardedBackend
 
+from tests.rediscluster.placing import key_on, on_shard
+
 ROOT = Path(__file__).resolve().parents[2]
 W1, W2, DEAD = WorkerId("w-1"), WorkerId("w-2"), WorkerId("w-dead")
 NOW = 100.0
@@ -323,3 +325,124 @@ def test_calls_sharing_a_sequence_after_a_merge_all_move_again(
     assert all(r is not None for r in b2.get_many([i.id for i in items]))
     assert {s: n for s, n in b2.counts().items() if n} == {Status.PENDING: len(items)}
     assert len(set(claim_ids(b2, W1, 1000, NOW + 1, "p"))) == len(items)
+
+
+def _root(b: ShardedBackend, shard: int, name: str) -> InvocationId:
+    """A keyless root call on ``shard`` (of 3), alone in its pool ``name``."""
+    item = new(name, pool=name)._replace(id=on_shard(shard))
+    assert b.register([item], NOW)[0].id == item.id
+    return item.id
+
+
+def _dependent(b: ShardedBackend, shard: int, name: str, *deps: InvocationId) -> InvocationId:
+    """A call on ``shard`` (of 3, by its running key), alone in its pool, on ``deps``."""
+    item = new(name, pool=name, running_key=key_on(shard), running_limit=5, depends_on=deps)
+    assert b.register([item], NOW)[0].kind is RegisterKind.CREATED
+    return item.id
+
+
+def crossdeps(b: ShardedBackend) -> dict[str, InvocationId]:
+    """Cross-shard dependency state of every kind a reshard finds (3 shards): ``d1`` waits
+    on ``x1`` (shard 0) and knows ``x1b`` (shard 1) succeeded; ``x2`` succeeded and ``x3``
+    failed, their news still in their shards' outboxes (the finishing process died before
+    settling), so ``d2`` is to become PENDING and ``d3``, then ``d4`` (a cascade), FAILED;
+    ``d5`` waits on ``x5``."""
+    x1, x1b, x2, x3, x5 = (_root(b, s, n) for s, n in
+                           ((0, "x1"), (1, "x1b"), (1, "x2"), (2, "x3"), (2, "x5")))  # fmt: skip
+    d1 = _dependent(b, 2, "d1", x1, x1b)
+    d2 = _dependent(b, 0, "d2", x2)
+    d3 = _dependent(b, 0, "d3", x3)
+    d4 = _dependent(b, 1, "d4", d3)
+    d5 = _dependent(b, 0, "d5", x5)
+    for x in (x1b, x2, x3):
+        assert claim_ids(b, DEAD, 1, NOW, b.get(x).pool) == [x]  # type: ignore[union-attr]
+    assert b.finish([Outcome(x1b, OutcomeKind.SUCCESS, result="1")], DEAD, NOW)
+    for x, kind in ((x2, OutcomeKind.SUCCESS), (x3, OutcomeKind.FAILED)):
+        at = b.locate([x])[x]
+        assert b.shards[at].finish([Outcome(x, kind, reason="Boom")], DEAD, NOW) == [True]
+    beat(b, DEAD, 1.0, pool="x1")  # long silent
+    waiting = Status.WAITING_DEPENDENCIES
+    assert {b.get(d).status for d in (d1, d2, d3, d4, d5)} == {waiting}  # type: ignore[union-attr]
+    return dict(x1=x1, x2=x2, x3=x3, x5=x5, d1=d1, d2=d2, d3=d3, d4=d4, d5=d5)
+
+
+def outboxes(b: ShardedBackend) -> list[str]:
+    return [m for s in b.shards for m in s._r.smembers(s._keys.fixed("K_XOUT"))]
+
+
+def check_crossdeps(b: ShardedBackend, ids: dict[str, InvocationId]) -> None:
+    """The news delivered by the reshard, the waits kept, on ``b``'s layout."""
+    status = {k: b.get(v).status for k, v in ids.items()}  # type: ignore[union-attr]
+    assert status == dict(
+        x1=Status.PENDING, x2=Status.SUCCESS, x3=Status.FAILED, x5=Status.PENDING,
+        d1=Status.WAITING_DEPENDENCIES, d2=Status.PENDING, d3=Status.FAILED,
+        d4=Status.FAILED, d5=Status.WAITING_DEPENDENCIES,
+    )  # fmt: skip
+    assert b.get(ids["d4"]).error.type == "kubenenc.errors.DependencyFailed"  # type: ignore[union-attr]
+    assert outboxes(b) == []
+    if b.crossing is not None:
+        mine = {ids[d] for d in ("d1", "d2", "d3", "d4", "d5")}
+        recorded = {i for i, _ in b.crossing.dependents()}
+        assert recorded & mine == {ids["d1"], ids["d5"]}
+
+
+def finish_one(b: ShardedBackend, x: InvocationId, d: InvocationId, at: float) -> None:
+    """Run ``x`` to success: its dependent ``d`` becomes claimable (its only open one)."""
+    pool = b.get(x).pool  # type: ignore[union-attr]
+    assert claim_ids(b, W1, 10, at, pool) == [x]
+    assert b.finish([Outcome(x, OutcomeKind.SUCCESS, result="1")], W1, at)
+    assert claim_ids(b, W1, 10, at, b.get(d).pool) == [d]  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(180)
+def test_reshard_carries_cross_shard_dependencies(url: str, opened: list[ShardedBackend]) -> None:
+    """Waits across shards survive 3 -> 2 -> 1 -> 4 shards, news left in outboxes is
+    delivered first (a cascade too), and a dependency finishing on one shard or on four
+    makes its dependent claimable."""
+    ids = crossdeps(open_at(url, 3, opened))
+    reshard(url, 2)
+    check_crossdeps(open_at(url, 2, opened), ids)
+    reshard(with_shards(url, 2), 1)
+    b1 = open_at(url, 1, opened)
+    check_crossdeps(b1, ids)
+    finish_one(b1, ids["x5"], ids["d5"], NOW + 1)  # on one shard: the single-server path
+    assert b1.get(ids["d1"]).status is Status.WAITING_DEPENDENCIES  # type: ignore[union-attr]
+    reshard(with_shards(url, 1), 4)
+    b4 = open_at(url, 4, opened)
+    assert b4.crossing is not None
+    assert [i for i, _ in b4.crossing.dependents()] == [ids["d1"]]
+    finish_one(b4, ids["x1"], ids["d1"], NOW + 2)
+    assert outboxes(b4) == [] and b4.crossing.dependents() == []
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("op", ["shard_settle", "move_out", "move_edges"])
+def test_a_reshard_crashing_amid_cross_shard_dependencies_resumes(
+    url: str, opened: list[ShardedBackend], monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    """A crash right after the first step of delivering the outboxes (news told, not yet
+    taken out of its outbox), of moving, or of writing the edges: the resumed reshard ends
+    as an uninterrupted one."""
+    b = open_at(url, 3, opened)
+    populate(b, roots=10)  # first: its finishes would settle the outboxes
+    ids = crossdeps(b)
+    real = ShardCaller.run
+    calls = {op: 0}
+
+    def crash(self: ShardCaller, name: str, now: float, *args: Any) -> Any:
+        got = real(self, name, now, *args)
+        if name == op:
+            calls[op] += 1
+            raise RuntimeError("crash right after the first")
+        return got
+
+    monkeypatch.setattr(ShardCaller, "run", crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        reshard(url, 2, batch=3)
+    monkeypatch.undo()
+    assert calls[op] == 1
+    reshard(url, 2, batch=3)
+    b2 = open_at(url, 2, opened)
+    check_crossdeps(b2, ids)
+    finish_one(b2, ids["x5"], ids["d5"], NOW + 1)
+    finish_one(b2, ids["x1"], ids["d1"], NOW + 2)

@@ -15,14 +15,19 @@ when it only lives while workers run, dropped. The steps, in order:
 3. **Hand back what dead workers held** (``release_unheld`` with nothing held, on each old
    shard: each call counted ``lost`` once, as recovery would), so no call is RUNNING or
    PAUSED, no running slot is held; the wait edges in the coordination slot are dropped
-   (and counted off their targets). Then **close the old shards
+   (and counted off their targets). **The outboxes of declared dependencies across
+   shards are delivered** (:func:`kubenenc_redis.depending.deliver`, as ``recover``
+   does; a cascade too): their entries name dependents' shards by number under N, and
+   nothing ends after this (no worker or caller runs), so they stay empty from here on
+   and no news naming an old shard number is left. Then **close the old shards
    that the new layout does not have** to registrations (their sequence counter set to
    text: a caller still connected with the old N gets a ConfigurationError from then on,
    instead of writing calls where no one looks; kept after they are retired).
 4. **Homes under M**, computed once for every invocation on the old and the new shards by
-   the registration rule (dependency's home, else the concurrency key's, else the
-   parent's, else the id's), following parents and dependencies to their roots, so calls
-   that had to share a shard (one key, declared dependencies) share one again.
+   the registration rule of :meth:`ShardedBackend._route` (the concurrency key's home,
+   else the first dependency's, else the parent's, else the id's), following parents and
+   dependencies to their roots. The status, display and declared dependencies of each
+   are kept for step 5's end, and what each waiting dependent knows (``P:xst``).
 5. **Move, a batch at a time** (``batch`` invocations, per old shard, as ``ZSCAN`` of its
    index returns them):
    read them (``move_read.lua``), write them on their new shards (``move_in.lua``: record,
@@ -34,7 +39,16 @@ when it only lives while workers run, dropped. The steps, in order:
    anywhere leaves every invocation on its old shard, its new one, or both, each counted on
    the shards that hold it: the resumed run finds those on old shards and finishes their
    moves, and nothing is lost or counted twice. An invocation whose home is its own shard
-   (the same prefix in both layouts) is not touched.
+   (the same prefix in both layouts) is not touched. ``move_out`` deletes the
+   dependency edges kept per invocation too (``P:xdep``, ``P:xst``); then **the edges are
+   written anew for M** (``move_edges.lua``, per shard, each set replaced whole, so a
+   repeat writes the same) from what step 4 read, which nothing changes meanwhile: for
+   each open dependency with dependents still waiting, those dependents with their shard
+   numbers under M in ``P:xdep`` (M > 1) or in the single-server ``P:dep`` (M = 1); for
+   each waiting dependent (M > 1), ``P:xst`` (each dependency ``open``, or its final
+   status and display; one whose record is gone keeps what the dependent knew, else
+   ``missing``) and its record in the coordination slot; every other recorded dependent
+   leaves the slot. A crash before this step ends is mended by running it again.
 6. **Retire the old shards** that are not shards of the new layout: their remaining
    counters (invocations already expired or purged, still counted) are added to new shard
    0 once (``merge_counts.lua`` remembers ``run:prefix``), their policies copied to new
@@ -48,8 +62,9 @@ Resume: run the same command again (any step may be repeated; a run interrupted 
 step 7 is refused to everyone else until then). A run that finds ``to`` set to another M
 refuses and names it.
 
-Not moved: declared dependencies whose calls end up on different shards under M are
-reported (the dependent keeps its dependency's home, so dependencies stay same-shard).
+Dependencies across shards stay exact: nothing ends while the reshard runs, so every
+dependent waits on exactly the open dependencies its record names, and step 5's end
+writes each such edge where the layout under M looks for it.
 """
 
 from __future__ import annotations
@@ -311,6 +326,9 @@ class _Reshard:
                     "xdep": [f"{d}{US}{homes[d]}" for d in ds] if many else []}  # fmt: skip
             edges.setdefault(homes[x], {})[x] = edge
         marks = self._marks(waiting, homes) if many else {}
+        crossing = Coordination(self.shard(coordination_prefix(self.url.prefix)))
+        keep = set(waiting) if many else set()  # one shard does not read the slot
+        crossing.undepend([i for i, _ in crossing.dependents(1 << 30) if i not in keep])
         for j in sorted(set(edges) | set(marks)):
             e, m = list(edges.get(j, {}).items()), list(marks.get(j, {}).items())
             for k in range(0, max(len(e), len(m)), self.batch):
