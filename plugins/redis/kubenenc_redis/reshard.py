@@ -32,7 +32,10 @@ when it only lives while workers run, dropped. The steps, in order:
    index returns them):
    read them (``move_read.lua``), write them on their new shards (``move_in.lua``: record,
    TTL, queue place, indexes, children index, registration key, edge sets, counter, the
-   sequence counter raised past theirs), then delete them from the old shard
+   sequence counter raised past theirs; a call whose sequence a call there has already,
+   as calls registered at one time on two old shards by two processes can, gets the next
+   free one and its queue member to match, so each shard's sequences stay one per call and
+   browsing pages by them skips none), then delete them from the old shard
    (``move_out.lua``: the same, counter lowered). Each script is atomic on its shard and
    idempotent per invocation (``move_in`` skips one already there, ``move_out`` one already
    gone), and ``move_out`` runs only after ``move_in`` succeeded, so a crash (``kill -9``)
@@ -264,9 +267,9 @@ class _Reshard:
     def _ids(self, shard: Shard) -> Iterable[list[str]]:
         """Every id in ``shard``'s index, a batch at a time (``ZSCAN``: every id there from
         start to end is returned, whatever is deleted meanwhile; one returned twice is
-        given once). Not paged by sequence: calls from different old shards can share a
-        sequence number on their new one, and a page boundary between two of them would
-        skip one."""
+        given once). Not paged by sequence: data merged by an earlier version (before
+        ``move_in`` gave a moved call whose sequence was taken the next free one) can
+        hold calls sharing a sequence, and a page boundary between two would skip one."""
         key = shard._keys.fixed("K_IX")
         seen: set[str] = set()
         cursor = 0

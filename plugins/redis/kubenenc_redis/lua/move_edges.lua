@@ -13,6 +13,7 @@ for id, e in pairs(cjson.decode(ARGV[4])) do
     redis.call('DEL', k_dep(id), k_xdep(id))
     if #e.dep > 0 then redis.call('SADD', k_dep(id), unpack(e.dep)) end
     if #e.xdep > 0 then redis.call('SADD', k_xdep(id), unpack(e.xdep)) end
+    if #e.dep + #e.xdep > 0 then redis.call('HSET', k_inv(id), 'hd', '1') end
     n = n + 1
   end
 end
