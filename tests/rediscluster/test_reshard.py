@@ -485,3 +485,26 @@ def test_browsing_pages_after_a_merge_skips_no_call(url: str, opened: list[Shard
             assert sorted(seen) == sorted(i.id for i in items)
     got = claim_ids(bn, W1, 1000, NOW + 1, "p")
     assert sorted(got) == sorted(i.id for i in items)
+
+
+@pytest.mark.timeout(120)
+def test_browsing_calls_sharing_a_sequence_across_shards(
+    url: str, opened: list[ShardedBackend]
+) -> None:
+    """4 processes registering at one time on 3 shards: calls on different shards share
+    sequences; the merged pages of every size meet each call once."""
+    items = [new("r", f"{k}-{i}", pool="p") for k in range(4) for i in range(30)]
+    for k in range(4):
+        open_at(url, 3, opened).register(items[k * 30 : (k + 1) * 30], NOW)
+    b = open_at(url, 3, opened)
+    for limit in (1, 2, 3, 7, 50):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = b.browse(InvocationFilter(), cursor=cursor, limit=limit)
+            assert len(page.items) <= limit
+            seen += [r.id for r in page.items]
+            if page.next is None:
+                break
+            cursor = page.next
+        assert sorted(seen) == sorted(i.id for i in items)
