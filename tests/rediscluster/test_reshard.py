@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubenenc.backends.browse import InvocationFilter
 from kubenenc.errors import ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import Outcome, OutcomeKind, PauseKind, RegisterKind
@@ -25,6 +26,8 @@ from kubenenc_redis.cluster import ShardCaller, parse_cluster_url
 from kubenenc_redis.keys import shard_prefix
 from kubenenc_redis.reshard import reshard
 from kubenenc_redis.shards import ShardedBackend
+
+from tests.rediscluster.placing import key_on, on_shard
 
 ROOT = Path(__file__).resolve().parents[2]
 W1, W2, DEAD = WorkerId("w-1"), WorkerId("w-2"), WorkerId("w-dead")
@@ -117,7 +120,7 @@ def snapshot(b: ShardedBackend, ids: list[InvocationId]) -> dict[str, tuple[Any,
 
 
 def check_moved(b: ShardedBackend, ids: dict[str, Any], before: dict[str, Any],
-                counts: Any) -> None:  # fmt: skip
+                counts: Any, others: int = 0) -> None:  # fmt: skip
     """Everything as before the move (the calls the dead worker held, running and paused,
     handed back once, by the reshard; the paused one's wait dropped)."""
     after = snapshot(b, ids["all"])
@@ -134,7 +137,7 @@ def check_moved(b: ShardedBackend, ids: dict[str, Any], before: dict[str, Any],
         s: n for s, n in moved_counts.items() if n
     }
     assert b.get_policy("pol") == '{"limit": 1}'
-    assert len(b.query(limit=1000)) == len(ids["all"])
+    assert len(b.query(limit=1000)) == len(ids["all"]) + others
 
 
 def check_rules(b: ShardedBackend, ids: dict[str, Any]) -> None:
@@ -264,6 +267,9 @@ def test_kill_9_mid_reshard_loses_nothing(url: str, opened: list[ShardedBackend]
     b = open_at(url, 3, opened)
     ids = populate(b, roots=600)
     before, counts = snapshot(b, ids["all"]), dict(b.counts())
+    deps = crossdeps(b)  # news in outboxes: delivered before the first move
+    for status, n in ENDED.items():
+        counts[status] = counts.get(status, 0) + n
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubenenc_cli", "reshard", "--backend", url, "--to", "2",
          "--batch", "2"],
@@ -293,8 +299,10 @@ def test_kill_9_mid_reshard_loses_nothing(url: str, opened: list[ShardedBackend]
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming" in done.stdout
     b2 = open_at(url, 2, opened)
-    check_moved(b2, ids, before, counts)
+    check_moved(b2, ids, before, counts, others=sum(ENDED.values()))
+    check_crossdeps(b2, deps)
     check_rules(b2, ids)
+    finish_one(b2, deps["x1"], deps["d1"], NOW + 6)
 
 
 def test_the_command_refuses_other_backends() -> None:
@@ -323,3 +331,180 @@ def test_calls_sharing_a_sequence_after_a_merge_all_move_again(
     assert all(r is not None for r in b2.get_many([i.id for i in items]))
     assert {s: n for s, n in b2.counts().items() if n} == {Status.PENDING: len(items)}
     assert len(set(claim_ids(b2, W1, 1000, NOW + 1, "p"))) == len(items)
+
+
+def _root(b: ShardedBackend, shard: int, name: str) -> InvocationId:
+    """A keyless root call on ``shard`` (of 3), alone in its pool ``name``."""
+    item = new(name, pool=name)._replace(id=on_shard(shard))
+    assert b.register([item], NOW)[0].id == item.id
+    return item.id
+
+
+def _dependent(b: ShardedBackend, shard: int, name: str, *deps: InvocationId) -> InvocationId:
+    """A call on ``shard`` (of 3, by its running key), alone in its pool, on ``deps``."""
+    item = new(name, pool=name, running_key=key_on(shard), running_limit=5, depends_on=deps)
+    assert b.register([item], NOW)[0].kind is RegisterKind.CREATED
+    return item.id
+
+
+def crossdeps(b: ShardedBackend) -> dict[str, InvocationId]:
+    """Cross-shard dependency state of every kind a reshard finds (3 shards): ``d1`` waits
+    on ``x1`` (shard 0) and knows ``x1b`` (shard 1) succeeded; ``x2`` succeeded and ``x3``
+    failed, their news still in their shards' outboxes (the finishing process died before
+    settling), so ``d2`` is to become PENDING and ``d3``, then ``d4`` (a cascade), FAILED;
+    ``d5`` waits on ``x5``."""
+    x1, x1b, x2, x3, x5 = (_root(b, s, n) for s, n in
+                           ((0, "x1"), (1, "x1b"), (1, "x2"), (2, "x3"), (2, "x5")))  # fmt: skip
+    d1 = _dependent(b, 2, "d1", x1, x1b)
+    d2 = _dependent(b, 0, "d2", x2)
+    d3 = _dependent(b, 0, "d3", x3)
+    d4 = _dependent(b, 1, "d4", d3)
+    d5 = _dependent(b, 0, "d5", x5)
+    for x in (x1b, x2, x3):
+        assert claim_ids(b, DEAD, 1, NOW, b.get(x).pool) == [x]  # type: ignore[union-attr]
+    assert b.finish([Outcome(x1b, OutcomeKind.SUCCESS, result="1")], DEAD, NOW)
+    for x, kind in ((x2, OutcomeKind.SUCCESS), (x3, OutcomeKind.FAILED)):
+        at = b.locate([x])[x]
+        assert b.shards[at].finish([Outcome(x, kind, reason="Boom")], DEAD, NOW) == [True]
+    beat(b, DEAD, 1.0, pool="x1")  # long silent
+    waiting = Status.WAITING_DEPENDENCIES
+    assert {b.get(d).status for d in (d1, d2, d3, d4, d5)} == {waiting}  # type: ignore[union-attr]
+    return dict(x1=x1, x2=x2, x3=x3, x5=x5, d1=d1, d2=d2, d3=d3, d4=d4, d5=d5)
+
+
+ENDED = {Status.PENDING: 3, Status.SUCCESS: 2, Status.FAILED: 3, Status.WAITING_DEPENDENCIES: 2}
+"""The calls of :func:`crossdeps` by status once its news is delivered."""
+
+
+def outboxes(b: ShardedBackend) -> list[str]:
+    return [m for s in b.shards for m in s._r.smembers(s._keys.fixed("K_XOUT"))]
+
+
+def check_crossdeps(b: ShardedBackend, ids: dict[str, InvocationId]) -> None:
+    """The news delivered by the reshard, the waits kept, on ``b``'s layout."""
+    status = {k: b.get(v).status for k, v in ids.items()}  # type: ignore[union-attr]
+    assert status == dict(
+        x1=Status.PENDING, x2=Status.SUCCESS, x3=Status.FAILED, x5=Status.PENDING,
+        d1=Status.WAITING_DEPENDENCIES, d2=Status.PENDING, d3=Status.FAILED,
+        d4=Status.FAILED, d5=Status.WAITING_DEPENDENCIES,
+    )  # fmt: skip
+    assert b.get(ids["d4"]).error.type == "kubenenc.errors.DependencyFailed"  # type: ignore[union-attr]
+    assert outboxes(b) == []
+    if b.crossing is not None:
+        mine = {ids[d] for d in ("d1", "d2", "d3", "d4", "d5")}
+        recorded = {i for i, _ in b.crossing.dependents()}
+        assert recorded & mine == {ids["d1"], ids["d5"]}
+
+
+def finish_one(b: ShardedBackend, x: InvocationId, d: InvocationId, at: float) -> None:
+    """Run ``x`` to success: its dependent ``d`` becomes claimable (its only open one)."""
+    pool = b.get(x).pool  # type: ignore[union-attr]
+    assert claim_ids(b, W1, 10, at, pool) == [x]
+    assert b.finish([Outcome(x, OutcomeKind.SUCCESS, result="1")], W1, at)
+    assert claim_ids(b, W1, 10, at, b.get(d).pool) == [d]  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(180)
+def test_reshard_carries_cross_shard_dependencies(url: str, opened: list[ShardedBackend]) -> None:
+    """Waits across shards survive 3 -> 2 -> 1 -> 4 shards, news left in outboxes is
+    delivered first (a cascade too), and a dependency finishing on one shard or on four
+    makes its dependent claimable."""
+    ids = crossdeps(open_at(url, 3, opened))
+    reshard(url, 2)
+    check_crossdeps(open_at(url, 2, opened), ids)
+    reshard(with_shards(url, 2), 1)
+    b1 = open_at(url, 1, opened)
+    check_crossdeps(b1, ids)
+    finish_one(b1, ids["x5"], ids["d5"], NOW + 1)  # on one shard: the single-server path
+    assert b1.get(ids["d1"]).status is Status.WAITING_DEPENDENCIES  # type: ignore[union-attr]
+    reshard(with_shards(url, 1), 4)
+    b4 = open_at(url, 4, opened)
+    assert b4.crossing is not None
+    assert [i for i, _ in b4.crossing.dependents()] == [ids["d1"]]
+    finish_one(b4, ids["x1"], ids["d1"], NOW + 2)
+    assert outboxes(b4) == [] and b4.crossing.dependents() == []
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("op", ["shard_settle", "move_out", "move_edges"])
+def test_a_reshard_crashing_amid_cross_shard_dependencies_resumes(
+    url: str, opened: list[ShardedBackend], monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    """A crash right after the first step of delivering the outboxes (news told, not yet
+    taken out of its outbox), of moving, or of writing the edges: the resumed reshard ends
+    as an uninterrupted one."""
+    b = open_at(url, 3, opened)
+    populate(b, roots=10)  # first: its finishes would settle the outboxes
+    ids = crossdeps(b)
+    real = ShardCaller.run
+    calls = {op: 0}
+
+    def crash(self: ShardCaller, name: str, now: float, *args: Any) -> Any:
+        got = real(self, name, now, *args)
+        if name == op:
+            calls[op] += 1
+            raise RuntimeError("crash right after the first")
+        return got
+
+    monkeypatch.setattr(ShardCaller, "run", crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        reshard(url, 2, batch=3)
+    monkeypatch.undo()
+    assert calls[op] == 1
+    reshard(url, 2, batch=3)
+    b2 = open_at(url, 2, opened)
+    check_crossdeps(b2, ids)
+    finish_one(b2, ids["x5"], ids["d5"], NOW + 1)
+    finish_one(b2, ids["x1"], ids["d1"], NOW + 2)
+
+
+@pytest.mark.timeout(180)
+def test_browsing_pages_after_a_merge_skips_no_call(url: str, opened: list[ShardedBackend]) -> None:
+    """Calls registered at one time by 4 processes on 3 shards share sequence numbers
+    (each process keeps its own order only); merged onto fewer shards, each moved call
+    gets a sequence of its own there (the next free one, in the order they had), so
+    paging by sequence meets every call once, whatever the page size."""
+    items = [new("r", f"{k}-{i}", pool="p") for k in range(4) for i in range(30)]
+    for k in range(4):
+        open_at(url, 3, opened).register(items[k * 30 : (k + 1) * 30], NOW)
+    for n in (1, 2):
+        reshard(url if n == 1 else with_shards(url, 1), n, batch=7)
+        bn = open_at(url, n, opened)
+        for s in bn.shards:
+            scores = [sc for _, sc in s._r.zrange(s._keys.fixed("K_IX"), 0, -1, withscores=True)]
+            assert len(scores) == len(set(scores))  # one sequence, one call
+        for limit in (1, 2, 7):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = bn.browse(InvocationFilter(), cursor=cursor, limit=limit)
+                seen += [r.id for r in page.items]
+                if page.next is None:
+                    break
+                cursor = page.next
+            assert sorted(seen) == sorted(i.id for i in items)
+    got = claim_ids(bn, W1, 1000, NOW + 1, "p")
+    assert sorted(got) == sorted(i.id for i in items)
+
+
+@pytest.mark.timeout(120)
+def test_browsing_calls_sharing_a_sequence_across_shards(
+    url: str, opened: list[ShardedBackend]
+) -> None:
+    """4 processes registering at one time on 3 shards: calls on different shards share
+    sequences; the merged pages of every size meet each call once."""
+    items = [new("r", f"{k}-{i}", pool="p") for k in range(4) for i in range(30)]
+    for k in range(4):
+        open_at(url, 3, opened).register(items[k * 30 : (k + 1) * 30], NOW)
+    b = open_at(url, 3, opened)
+    for limit in (1, 2, 3, 7, 50):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = b.browse(InvocationFilter(), cursor=cursor, limit=limit)
+            assert len(page.items) <= limit
+            seen += [r.id for r in page.items]
+            if page.next is None:
+                break
+            cursor = page.next
+        assert sorted(seen) == sorted(i.id for i in items)

@@ -74,6 +74,7 @@ from kubenenc_redis.keys import US
 
 if TYPE_CHECKING:
     from kubenenc_redis.cluster import Shard
+    from kubenenc_redis.crossing import Coordination
     from kubenenc_redis.shards import ShardedBackend
 
 log = logging.getLogger(__name__)
@@ -161,11 +162,20 @@ def _delivered(shard: Shard, news: Sequence[str]) -> None:
 def settle(b: ShardedBackend, shards: Iterable[int], now: float) -> int:
     """Step 6: deliver the news in the outboxes of ``shards``, and of every shard a
     cascade touches, until none is left. Returns how many dependents stopped waiting."""
+    return deliver(b.shards, b.crossing, shards, now)
+
+
+def deliver(
+    all: Sequence[Shard], crossing: Coordination | None, shards: Iterable[int], now: float
+) -> int:
+    """:func:`settle` over the shards ``all`` (the shard numbers in the outboxes index
+    it) and the coordination slot ``crossing``: also run by a reshard before it moves
+    anything, so no news names a shard number of the old layout afterwards."""
     todo = set(shards)
     moved = 0
     while todo:
         i = todo.pop()
-        src = b.shards[i]
+        src = all[i]
         news = _news(src)
         if not news:
             continue
@@ -176,15 +186,15 @@ def settle(b: ShardedBackend, shards: Iterable[int], now: float) -> int:
         stopped: list[str] = []
         for home, group in by_home.items():
             args = [x for g in group for x in g]
-            reply, _ = b.shards[home]._caller.run("shard_settle", now, *args)
+            reply, _ = all[home]._caller.run("shard_settle", now, *args)
             for (did, _, _), got in zip(group, reply, strict=True):
                 if got in MOVED:
                     stopped.append(did)
                 if got == "failed":
                     todo.add(home)  # its own dependents' news, in that shard's outbox
         _delivered(src, news)
-        if b.crossing is not None:
-            b.crossing.undepend(stopped)
+        if crossing is not None:
+            crossing.undepend(stopped)
         moved += len(stopped)
         todo.add(i)  # more than one batch, or news added meanwhile
     return moved
@@ -225,4 +235,4 @@ def sweep(b: ShardedBackend, now: float) -> None:
     b.crossing.undepend(stale)
 
 
-__all__ = ["BATCH", "forget", "prepare", "registered", "settle", "settle_after", "sweep"]
+__all__ = ["BATCH", "deliver", "forget", "prepare", "registered", "settle", "settle_after", "sweep"]

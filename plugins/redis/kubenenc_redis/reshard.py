@@ -15,26 +15,43 @@ when it only lives while workers run, dropped. The steps, in order:
 3. **Hand back what dead workers held** (``release_unheld`` with nothing held, on each old
    shard: each call counted ``lost`` once, as recovery would), so no call is RUNNING or
    PAUSED, no running slot is held; the wait edges in the coordination slot are dropped
-   (and counted off their targets). Then **close the old shards
+   (and counted off their targets). **The outboxes of declared dependencies across
+   shards are delivered** (:func:`kubenenc_redis.depending.deliver`, as ``recover``
+   does; a cascade too): their entries name dependents' shards by number under N, and
+   nothing ends after this (no worker or caller runs), so they stay empty from here on
+   and no news naming an old shard number is left. Then **close the old shards
    that the new layout does not have** to registrations (their sequence counter set to
    text: a caller still connected with the old N gets a ConfigurationError from then on,
    instead of writing calls where no one looks; kept after they are retired).
 4. **Homes under M**, computed once for every invocation on the old and the new shards by
-   the registration rule (dependency's home, else the concurrency key's, else the
-   parent's, else the id's), following parents and dependencies to their roots, so calls
-   that had to share a shard (one key, declared dependencies) share one again.
+   the registration rule of :meth:`ShardedBackend._route` (the concurrency key's home,
+   else the first dependency's, else the parent's, else the id's), following parents and
+   dependencies to their roots. The status, display and declared dependencies of each
+   are kept for step 5's end, and what each waiting dependent knows (``P:xst``).
 5. **Move, a batch at a time** (``batch`` invocations, per old shard, as ``ZSCAN`` of its
    index returns them):
    read them (``move_read.lua``), write them on their new shards (``move_in.lua``: record,
    TTL, queue place, indexes, children index, registration key, edge sets, counter, the
-   sequence counter raised past theirs), then delete them from the old shard
+   sequence counter raised past theirs; a call whose sequence a call there has already,
+   as calls registered at one time on two old shards by two processes can, gets the next
+   free one and its queue member to match, so each shard's sequences stay one per call and
+   browsing pages by them skips none), then delete them from the old shard
    (``move_out.lua``: the same, counter lowered). Each script is atomic on its shard and
    idempotent per invocation (``move_in`` skips one already there, ``move_out`` one already
    gone), and ``move_out`` runs only after ``move_in`` succeeded, so a crash (``kill -9``)
    anywhere leaves every invocation on its old shard, its new one, or both, each counted on
    the shards that hold it: the resumed run finds those on old shards and finishes their
    moves, and nothing is lost or counted twice. An invocation whose home is its own shard
-   (the same prefix in both layouts) is not touched.
+   (the same prefix in both layouts) is not touched. ``move_out`` deletes the
+   dependency edges kept per invocation too (``P:xdep``, ``P:xst``); then **the edges are
+   written anew for M** (``move_edges.lua``, per shard, each set replaced whole, so a
+   repeat writes the same) from what step 4 read, which nothing changes meanwhile: for
+   each open dependency with dependents still waiting, those dependents with their shard
+   numbers under M in ``P:xdep`` (M > 1) or in the single-server ``P:dep`` (M = 1); for
+   each waiting dependent (M > 1), ``P:xst`` (each dependency ``open``, or its final
+   status and display; one whose record is gone keeps what the dependent knew, else
+   ``missing``) and its record in the coordination slot; every other recorded dependent
+   leaves the slot. A crash before this step ends is mended by running it again.
 6. **Retire the old shards** that are not shards of the new layout: their remaining
    counters (invocations already expired or purged, still counted) are added to new shard
    0 once (``merge_counts.lua`` remembers ``run:prefix``), their policies copied to new
@@ -48,8 +65,9 @@ Resume: run the same command again (any step may be repeated; a run interrupted 
 step 7 is refused to everyone else until then). A run that finds ``to`` set to another M
 refuses and names it.
 
-Not moved: declared dependencies whose calls end up on different shards under M are
-reported (the dependent keeps its dependency's home, so dependencies stay same-shard).
+Dependencies across shards stay exact: nothing ends while the reshard runs, so every
+dependent waits on exactly the open dependencies its record names, and step 5's end
+writes each such edge where the layout under M looks for it.
 """
 
 from __future__ import annotations
@@ -63,10 +81,13 @@ from typing import Any, TypeVar
 
 import redis
 from kubenenc.errors import ConfigurationError
+from kubenenc.status import FINAL, Status
 
+from kubenenc_redis import depending
 from kubenenc_redis.cluster import ClusterURL, Shard, SlotMap, parse_cluster_url
 from kubenenc_redis.crossing import Coordination
-from kubenenc_redis.keys import coordination_prefix, shard_prefix
+from kubenenc_redis.depending import MISSING, OPEN
+from kubenenc_redis.keys import US, coordination_prefix, shard_prefix
 from kubenenc_redis.layout import RUN, SHARDS, TO, read_layout, write_layout
 from kubenenc_redis.shards import _crc, _key_home
 
@@ -77,6 +98,8 @@ QUIET = 60.0
 BATCH = 500
 """Invocations read, written and deleted per step."""
 SCAN = 1000
+WAITING = Status.WAITING_DEPENDENCIES.value
+FINAL_NAMES = frozenset(s.value for s in FINAL)
 TOMBSTONE = "resharded"
 """The sequence counter of a shard the data left (see ``_tombstone``)."""
 
@@ -91,6 +114,16 @@ class Report:
     kept: int = 0
     handed_back: int = 0
     retired: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Info:
+    """What the dependency edges of one invocation are written from."""
+
+    status: str
+    display: str
+    deps: tuple[str, ...]
+    dependents: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +159,8 @@ class _Reshard:
         self.url, self.slots, self.to = url, slots, to
         self.quiet, self.max_lost, self.batch, self.say = quiet, max_lost, batch, progress
         self._open: dict[str, Shard] = {}
+        self._info: dict[str, _Info] = {}
+        self._known: dict[str, dict[str, str]] = {}
 
     def shard(self, prefix: str) -> Shard:
         if prefix not in self._open:
@@ -153,12 +188,14 @@ class _Reshard:
             for dest in new:  # a shard retired by an earlier reshard may be one again
                 self._tombstone(dest, False)
             report.handed_back = self._hand_back(old)
+            self._settle(old)
             for src in old:
                 if src not in new:
                     self._tombstone(src, True)
             homes = self._homes(list(dict.fromkeys([*old, *new])))
             for i, src in enumerate(old):
                 self._move_out_of(src, i, before, new, homes, report)
+            self._edges(new, homes)
             for src in old:
                 if src not in new:
                     self._retire(src, new, run)
@@ -210,21 +247,29 @@ class _Reshard:
             shard = self.shard(prefix)
             for ids in self._ids(shard):
                 rows = _pipelined(shard, [("hmget", shard._keys.per("k_inv", i), "s", "rk",
-                                           "tk", "gk", "dn", "pa") for i in ids])  # fmt: skip
-                for id, (s, rk, tk, gk, dn, pa) in zip(ids, rows, strict=True):
+                                           "tk", "gk", "dn", "pa", "dp", "hd")
+                                          for i in ids])  # fmt: skip
+                waiting: list[str] = []
+                for id, (s, rk, tk, gk, dn, pa, dp, hd) in zip(ids, rows, strict=True):
                     if s is None:
                         continue  # expired between the reads
-                    routes[id] = _Route(rk or tk or gk or None,
-                                        tuple(d for d in (dn or "").split(",") if d),
-                                        pa or None)  # fmt: skip
+                    deps = tuple(d for d in (dn or "").split(",") if d)
+                    routes[id] = _Route(rk or tk or gk or None, deps, pa or None)
+                    self._info[id] = _Info(s, dp or "", deps, bool(hd))
+                    if s == WAITING:
+                        waiting.append(id)
+                known = _pipelined(shard, [("hgetall", shard._keys.per("k_xst", i))
+                                           for i in waiting])  # fmt: skip
+                for id, got in zip(waiting, known, strict=True):
+                    self._known.setdefault(id, {}).update(got)
         return _resolve(routes, self.to)
 
     def _ids(self, shard: Shard) -> Iterable[list[str]]:
         """Every id in ``shard``'s index, a batch at a time (``ZSCAN``: every id there from
         start to end is returned, whatever is deleted meanwhile; one returned twice is
-        given once). Not paged by sequence: calls from different old shards can share a
-        sequence number on their new one, and a page boundary between two of them would
-        skip one."""
+        given once). Not paged by sequence: data merged by an earlier version (before
+        ``move_in`` gave a moved call whose sequence was taken the next free one) can
+        hold calls sharing a sequence, and a page boundary between two would skip one."""
         key = shard._keys.fixed("K_IX")
         seen: set[str] = set()
         cursor = 0
@@ -264,6 +309,73 @@ class _Reshard:
                 report.moved += len(group)
             seen += len(ids)
             self.say(f"shard {i + 1}/{before}: {seen}/{total} read, {report.moved} moved so far")
+
+    def _edges(self, new: Sequence[str], homes: dict[str, int]) -> None:
+        """Step 5's end: write every declared-dependency edge as the layout under M keeps
+        it (see the module docstring), on the shards that now hold its calls."""
+        info, many = self._info, len(new) > 1
+        waiting = sorted(i for i, x in info.items() if x.status == WAITING)
+        of: dict[str, list[str]] = {}
+        for d in waiting:
+            for x in info[d].deps:
+                if x in info and info[x].status not in FINAL_NAMES:
+                    of.setdefault(x, []).append(d)
+        edges: dict[int, dict[str, Any]] = {}
+        for x, at in sorted(info.items()):
+            if at.status in FINAL_NAMES or not (at.dependents or x in of):
+                continue
+            ds = sorted(set(of.get(x, [])))
+            edge = {"dep": [] if many else ds,
+                    "xdep": [f"{d}{US}{homes[d]}" for d in ds] if many else []}  # fmt: skip
+            edges.setdefault(homes[x], {})[x] = edge
+        marks = self._marks(waiting, homes) if many else {}
+        crossing = Coordination(self.shard(coordination_prefix(self.url.prefix)))
+        keep = set(waiting) if many else set()  # one shard does not read the slot
+        crossing.undepend([i for i, _ in crossing.dependents(1 << 30) if i not in keep])
+        for j in sorted(set(edges) | set(marks)):
+            e, m = list(edges.get(j, {}).items()), list(marks.get(j, {}).items())
+            for k in range(0, max(len(e), len(m)), self.batch):
+                self.shard(new[j])._caller.run(
+                    "move_edges", time.time(), json.dumps(dict(e[k : k + self.batch])),
+                    json.dumps(dict(m[k : k + self.batch])),
+                )  # fmt: skip
+        if edges or marks:
+            self.say(f"dependency edges written for {len(of)} dependency(ies)")
+
+    def _marks(
+        self, waiting: Sequence[str], homes: dict[str, int]
+    ) -> dict[int, dict[str, list[str]]]:
+        """What each waiting dependent knows of its dependencies (``P:xst``), by its shard
+        under M, rebuilt from the records read (a dependency gone keeps what it knew), and
+        each recorded in the coordination slot (``depend`` is idempotent): a layout of one
+        shard kept neither."""
+        info = self._info
+        crossing = Coordination(self.shard(coordination_prefix(self.url.prefix)))
+        marks: dict[int, dict[str, list[str]]] = {}
+        for d in waiting:
+            known = self._known.get(d, {})
+            flat: list[str] = []
+            for x in info[d].deps:
+                s = info.get(x)
+                if s is None:
+                    news = known.get(x, MISSING)
+                else:
+                    news = f"{s.status}{US}{s.display}" if s.status in FINAL_NAMES else OPEN
+                flat += [x, news]
+            marks.setdefault(homes[d], {})[d] = flat
+            crossing.depend(d, info[d].display, time.time(), info[d].deps)
+        return marks
+
+    def _settle(self, old: Sequence[str]) -> None:
+        """Deliver the news of calls that ended in every old shard's outbox (as
+        ``recover`` would), so no outbox entry names a shard number of the old layout;
+        nothing ends after this (no worker or caller runs, and what was held is handed
+        back), so the outboxes stay empty while the calls move."""
+        crossing = Coordination(self.shard(coordination_prefix(self.url.prefix)))
+        shards = [self.shard(prefix) for prefix in old]
+        moved = depending.deliver(shards, crossing, range(len(old)), time.time())
+        if moved:
+            self.say(f"told {moved} dependent(s) that their dependencies ended")
 
     # -- 6 ---------------------------------------------------------------------------------
 
@@ -368,9 +480,13 @@ def _resolve(routes: dict[str, _Route], n: int) -> dict[str, int]:
                 home = _crc(at) % n
                 break
             path.append(at)
-            up = next((d for d in route.deps if d in routes or d in homes), None)
-            if up is None and route.key is not None:
+            up = None
+            if route.key is not None:  # the key first, then dependencies, then the parent
                 home = _key_home(route.key, n)
+            else:
+                up = next((d for d in route.deps if d in routes or d in homes), None)
+            if home is not None:
+                pass
             elif (
                 up is None
                 and route.parent is not None

@@ -67,6 +67,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "move_read": ("move_read",),  # a reshard (kubenenc_redis.reshard)
     "move_in": ("move_in",),
     "move_out": ("move_out",),
+    "move_edges": ("move_edges",),
     "merge_counts": ("merge_counts",),
 }
 """Each contract operation's script: the ``lua/`` files after ``lib.lua``, in order."""

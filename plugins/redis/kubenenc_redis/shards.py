@@ -779,8 +779,16 @@ class ShardedBackend:
         found.sort(key=lambda f: f[0], reverse=True)
         keep = [f for f in found if bound is None or f[0] >= bound]
         if len(keep) > limit:
-            keep = keep[:limit]
-            return InvocationPage([r for _, r in keep], cursor_of(keep[-1][0]), scanned)
+            # Calls on two shards can share a sequence (registered in the same 10 µs by
+            # two processes): the page ends above such a group, never inside it, since
+            # the next page continues below a sequence; a group filling the whole page
+            # goes on one shard after the other (the lanes), which skips none either.
+            last = keep[limit - 1][0]
+            cut = [f for f in keep[:limit] if f[0] > last or keep[limit][0] != last]
+            if not cut:
+                lanes = [cursor or ""] * len(self.shards)
+                return self._browse_lanes(where, LANES + ",".join(lanes), limit, budget)
+            return InvocationPage([r for _, r in cut], cursor_of(cut[-1][0]), scanned)
         return InvocationPage(
             [r for _, r in keep], None if bound is None else cursor_of(bound), scanned
         )

@@ -2,12 +2,47 @@
 -- reshard; see kubenenc_redis.reshard). Idempotent per invocation: one whose record is
 -- here already is skipped, so a reshard resumed after a crash writes and counts each once.
 
+-- A moved call whose sequence another call here has already (calls from two old shards,
+-- registered at one time by two processes) gets the next free one, with its queue member
+-- to match, so sequences stay one per call on each shard and paging by them skips none;
+-- the calls of one step get theirs in the order of their old ones.
+
 -- ARGV[4]: move_read.lua's JSON array. Returns how many were written.
+local function field(it, name)
+  for k = 1, #it.f, 2 do
+    if it.f[k] == name then return k + 1 end
+  end
+  return nil
+end
+local function unique(it)
+  local at = field(it, 'sq')
+  if not at or it.f[at] == '' then return end
+  local sq = tonumber(it.f[at])
+  while true do
+    local there = redis.call('ZRANGEBYSCORE', K_IX, sq, sq, 'LIMIT', 0, 2)
+    if #there == 0 or (#there == 1 and there[1] == it.id) then break end
+    sq = sq + 1
+  end
+  if sq == tonumber(it.f[at]) then return end
+  local text = string.format('%015d', sq)
+  it.f[at] = text
+  local m = field(it, 'm')
+  if m and it.f[m] ~= '' then  -- waiters %08d, priority %012d, sequence %015d, id
+    it.f[m] = string.sub(it.f[m], 1, 20) .. text .. string.sub(it.f[m], 36)
+  end
+end
+local items = cjson.decode(ARGV[4])
+local function seq(it)
+  local at = field(it, 'sq')
+  return at and it.f[at] or ''
+end
+table.sort(items, function(x, y) return seq(x) < seq(y) end)
 local moved = 0
-for _, it in ipairs(cjson.decode(ARGV[4])) do
+for _, it in ipairs(items) do
   local id = it.id
   local key = k_inv(id)
   if redis.call('EXISTS', key) == 0 then
+    unique(it)
     redis.call('HSET', key, unpack(it.f))
     if it.ttl > 0 then redis.call('PEXPIRE', key, it.ttl) end
     local r = {}

@@ -1,6 +1,6 @@
 -- move_out.lua: delete invocations from this shard after move_in.lua wrote them on their
 -- new one (a reshard; see kubenenc_redis.reshard): the record, its queue and index
--- entries, its edge sets, and its count. Idempotent: an id without a record is skipped.
+-- entries, its edge sets (move_edges.lua writes its dependency edges anew), and its count. Idempotent: an id without a record is skipped.
 
 -- ARGV[4..] ids. Returns how many were deleted.
 local gone = 0
@@ -23,7 +23,7 @@ for j = 4, #ARGV do
     redis.call('ZREM', K_FIN, id .. US .. r.a)
     if pa ~= '' then redis.call('ZREM', k_ch(pa), id) end
     if gk ~= '' and redis.call('HGET', K_REG, gk) == id then redis.call('HDEL', K_REG, gk) end
-    redis.call('DEL', key, k_tg(id), k_wt(id), k_dep(id), k_done(id))
+    redis.call('DEL', key, k_tg(id), k_wt(id), k_dep(id), k_done(id), k_xdep(id), k_xst(id))
     gone = gone + 1
   end
 end
