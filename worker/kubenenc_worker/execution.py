@@ -14,7 +14,7 @@ from typing import Any
 
 from kubenenc import context, logs
 from kubenenc.app import App
-from kubenenc.errors import SerializationError, ValueTooLarge
+from kubenenc.errors import BackendUnavailable, SerializationError, ValueTooLarge
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
 from kubenenc.records import ErrorInfo
@@ -47,6 +47,10 @@ class RunResult:
     result: str | None = None
     error: ErrorInfo | None = None
     retryable: bool = False
+    unavailable: bool = False
+    """The body raised BackendUnavailable: the backend was out longer than the client's
+    retries while the body used it (a fan-out registering its calls). Not the task's fault:
+    the worker hands the call back for a rerun instead of failing it."""
 
 
 def decode_args(app: App, payload: RunPayload) -> dict[str, Any]:
@@ -104,7 +108,10 @@ def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseExceptio
         and isinstance(exc, task.options.retry_on)
         and not isinstance(exc, ValueTooLarge)  # the same value would be refused again
     )
-    return RunResult(payload.id, error=error_info(exc), retryable=retryable)
+    unavailable = isinstance(exc, BackendUnavailable)
+    return RunResult(
+        payload.id, error=error_info(exc), retryable=retryable, unavailable=unavailable
+    )
 
 
 def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> RunResult:

@@ -85,6 +85,11 @@ DUE_READ_ABOVE = 0.02
 before a poll wait longer than this (seconds): a shorter wait ends about as early as the due
 time would, and each read may cost a round trip."""
 
+UNAVAILABLE_RERUNS = 5
+"""Times one worker hands a call back because its body raised BackendUnavailable before the
+body's error stands (a body that raises it for its own reasons, say a second app on a dead
+server, must not go round for ever)."""
+
 _WAKE = Done(RunResult(InvocationId("")))
 """An event that only wakes the loop (its empty id matches no execution)."""
 
@@ -175,6 +180,8 @@ class Worker:
         """No claims before this (monotonic): set after a start failure, so that a worker
         that cannot start anything (no threads, no processes) does not claim and hand back
         in a tight loop."""
+        self._unavailable: dict[InvocationId, int] = {}
+        """Call -> times this worker handed it back for BackendUnavailable in its body."""
         self._unheld_due = False
         """An execution ended while its call was paused (its child process died): check at
         once what the backend still has on this worker, instead of at the next interval."""
@@ -608,6 +615,13 @@ class Worker:
 
     def _outcome(self, active: _Active, result: RunResult) -> Outcome:
         rec = active.rec
+        if result.unavailable and self._rerun_unavailable(rec.id):
+            # The backend was out for longer than the body's client retried: not the task's
+            # fault. Handed back (no try counted), it runs again once the backend is back
+            # (this outcome is written only then): at-least-once, see the README.
+            log.warning("%s: the backend was unreachable from its body; handed back", rec.id)
+            return Outcome(rec.id, OutcomeKind.HANDED_BACK, reason="backend unavailable in body")
+        self._unavailable.pop(rec.id, None)
         if result.error is None:
             outcome = Outcome(rec.id, OutcomeKind.SUCCESS, result=result.result)
         elif result.retryable and rec.attempt < rec.max_retries:
@@ -622,6 +636,18 @@ class Worker:
                 reason=result.error.type.rsplit(".", 1)[-1],
             )  # fmt: skip
         return outcome
+
+    def _rerun_unavailable(self, id: InvocationId) -> bool:
+        """Whether ``id`` goes back for a rerun after BackendUnavailable in its body (at
+        most :data:`UNAVAILABLE_RERUNS` times from this worker)."""
+        count = self._unavailable.get(id, 0)
+        if count >= UNAVAILABLE_RERUNS:
+            self._unavailable.pop(id, None)
+            return False
+        if len(self._unavailable) > 10_000:  # calls rerun elsewhere leave entries behind
+            self._unavailable.clear()
+        self._unavailable[id] = count + 1
+        return True
 
     def _backoff(self, rec: InvocationRecord) -> float:
         try:
