@@ -359,9 +359,10 @@ def _zombie(
     last RUNNING of call ``id`` stamped before the body started) was taken away by a
     hand-back from that worker, alive, before the other body started; record how long it
     ran on. (Called both ways: a zombie's body can also start after the other one, when its
-    task process got the call just before the freeze and runs it on waking.) History order,
-    not stamps, says the hand-back came after the claim: a hand-back is stamped with the
-    recovering worker's beat, taken before its write."""
+    task process got the call just before the freeze and starts it on waking, which the
+    body's ``start_by`` prevents unless the worker's beats lagged its claim: counted as a
+    late start.) History order, not stamps, says the hand-back came after the claim: a
+    hand-back is stamped with the recovering worker's beat, taken before its write."""
     start, end, _, worker = body
     steps = chaos.steps.get(id, [])
     claims = [n for n, (at, kind, pid) in enumerate(steps)
