@@ -88,3 +88,14 @@ def produce(kind: str) -> object:
             deep = [deep]
         return deep
     return kind
+
+
+@app.task
+def mark(path: str) -> int:
+    """Appends this body's pid to ``path`` (tests that a body did or did not start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    return os.getpid()

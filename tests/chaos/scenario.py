@@ -66,11 +66,16 @@ class Report:
     failed_worker_lost: int = 0
     failed_unavailable: int = 0
     """Calls FAILED with BackendUnavailable: a body that used the backend (a fan-out
-    registering its calls) while the server was down, and had no retries left."""
+    registering its calls) while the server was down, and met it down again on each of the
+    worker's reruns (a body that meets an outage is handed back and rerun)."""
     overlaps: list[str] = field(default_factory=list)
     limit_violations: list[str] = field(default_factory=list)
     zombie_overlaps: list[str] = field(default_factory=list)
     """Overlaps whose earlier body belonged to a live worker that was thought dead."""
+    zombie_late_starts: int = 0
+    """Zombie overlaps whose zombie body started after the other one (a task process that
+    got the call before its worker froze and started it on waking): what a body's
+    ``start_by`` prevents, left only when a worker's beats lagged its claims."""
     zombie_run_on: float = 0.0
     """Longest time such a body ran on beside the later one (after its worker's fault ended,
     if that was later)."""
@@ -354,9 +359,10 @@ def _zombie(
     last RUNNING of call ``id`` stamped before the body started) was taken away by a
     hand-back from that worker, alive, before the other body started; record how long it
     ran on. (Called both ways: a zombie's body can also start after the other one, when its
-    task process got the call just before the freeze and runs it on waking.) History order,
-    not stamps, says the hand-back came after the claim: a hand-back is stamped with the
-    recovering worker's beat, taken before its write."""
+    task process got the call just before the freeze and starts it on waking, which the
+    body's ``start_by`` prevents unless the worker's beats lagged its claim: counted as a
+    late start.) History order, not stamps, says the hand-back came after the claim: a
+    hand-back is stamped with the recovering worker's beat, taken before its write."""
     start, end, _, worker = body
     steps = chaos.steps.get(id, [])
     claims = [n for n, (at, kind, pid) in enumerate(steps)
@@ -372,6 +378,7 @@ def _zombie(
         return False
     woke = max([w_end for w_start, w_end in chaos.windows.get(worker, []) if w_start < end] or [0])
     report.zombie_overlaps.append(what)
+    report.zombie_late_starts += start > other_start
     report.zombie_run_on = max(report.zombie_run_on, end - max(woke, other_start))
     return True
 

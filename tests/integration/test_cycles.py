@@ -80,7 +80,9 @@ def test_loop_through_deduplicated_invocations_is_refused(worker: None) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_waiting_on_the_same_call_is_refused(worker: None) -> None:
+def test_waiting_on_the_same_call_is_refused(one_slot_worker: None) -> None:
+    # One slot: with two, the call the body registered could start (and register its own)
+    # before the body's wait was refused, making 4 or 6 calls instead of 2.
     with pytest.raises(CycleDetectedError, match=r"selfwait\(3\)"):
         taskapp.selfwait(3).result(timeout=30)
     assert _all_final_soon() == {Status.FAILED: 2}

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubenenc import context, logs
 from kubenenc.app import App
-from kubenenc.errors import SerializationError, ValueTooLarge
+from kubenenc.errors import BackendUnavailable, SerializationError, ValueTooLarge
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
 from kubenenc.records import ErrorInfo
@@ -37,6 +38,12 @@ class RunPayload:
     pool: str = ""
     headers: Mapping[str, str] | None = None
     """The call's headers: trace context (see :mod:`kubenenc_worker.tracing`)."""
+    start_by: float = 0.0
+    """Monotonic time (``time.monotonic``: one clock for every process of a host) after
+    which the body must not start without the worker checking again that it still holds
+    the call (0: no limit). A worker frozen (SIGSTOP, a paused VM) between its claim and
+    the body's start has its calls handed back meanwhile; a task process that got the call
+    just before the freeze would otherwise start the body on waking, beside the rerun."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,13 @@ class RunResult:
     result: str | None = None
     error: ErrorInfo | None = None
     retryable: bool = False
+    stale: bool = False
+    """Not run: ``start_by`` had passed when the execution began. The worker checks that it
+    still holds the call, and starts it again if it does."""
+    unavailable: bool = False
+    """The body raised BackendUnavailable: the backend was out longer than the client's
+    retries while the body used it (a fan-out registering its calls). Not the task's fault:
+    the worker hands the call back for a rerun instead of failing it."""
 
 
 def decode_args(app: App, payload: RunPayload) -> dict[str, Any]:
@@ -104,11 +118,24 @@ def _failure(payload: RunPayload, task: Task[Any, Any] | None, exc: BaseExceptio
         and isinstance(exc, task.options.retry_on)
         and not isinstance(exc, ValueTooLarge)  # the same value would be refused again
     )
-    return RunResult(payload.id, error=error_info(exc), retryable=retryable)
+    unavailable = isinstance(exc, BackendUnavailable)
+    return RunResult(
+        payload.id, error=error_info(exc), retryable=retryable, unavailable=unavailable
+    )
+
+
+def stale(payload: RunPayload) -> RunResult | None:
+    """The result of a run that must not start (see ``RunPayload.start_by``), or None."""
+    if payload.start_by and time.monotonic() > payload.start_by:
+        return RunResult(payload.id, stale=True)
+    return None
 
 
 def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> RunResult:
     """Run a plain function task (or a coroutine task on a private event loop)."""
+    late = stale(payload)
+    if late is not None:
+        return late
     task: Task[Any, Any] | None = None
     try:
         task = app.get_task(payload.task)
@@ -133,6 +160,9 @@ def run_sync(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> Ru
 
 async def run_async(app: App, payload: RunPayload, ctx: context.ExecutionContext) -> RunResult:
     """Run a coroutine task on the current loop (sync tasks go to a thread)."""
+    late = stale(payload)
+    if late is not None:
+        return late
     task: Task[Any, Any] | None = None
     try:
         task = app.get_task(payload.task)

@@ -85,6 +85,17 @@ DUE_READ_ABOVE = 0.02
 before a poll wait longer than this (seconds): a shorter wait ends about as early as the due
 time would, and each read may cost a round trip."""
 
+START_WITHIN = 0.5
+"""A body must start within this fraction of ``heartbeat_timeout`` after the claim that got
+it was sent, or the worker checks again that it still holds the call (see
+``RunPayload.start_by``): by a heartbeat timeout after this worker's last beat its calls
+may have been handed back."""
+
+UNAVAILABLE_RERUNS = 5
+"""Times one worker hands a call back because its body raised BackendUnavailable before the
+body's error stands (a body that raises it for its own reasons, say a second app on a dead
+server, must not go round for ever)."""
+
 _WAKE = Done(RunResult(InvocationId("")))
 """An event that only wakes the loop (its empty id matches no execution)."""
 
@@ -175,6 +186,8 @@ class Worker:
         """No claims before this (monotonic): set after a start failure, so that a worker
         that cannot start anything (no threads, no processes) does not claim and hand back
         in a tight loop."""
+        self._unavailable: dict[InvocationId, int] = {}
+        """Call -> times this worker handed it back for BackendUnavailable in its body."""
         self._unheld_due = False
         """An execution ended while its call was paused (its child process died): check at
         once what the backend still has on this worker, instead of at the next interval."""
@@ -404,28 +417,32 @@ class Worker:
     def _claim(self) -> bool:
         self._sleep_until = None  # the next idle spell reads the due time again
         free = self._free()
+        asked = time.monotonic()
         claimed = self.backend.claim(self.queue, self.id, free, time.time())
         self._drained = len(claimed) < free
-        return self._start(claimed)
+        return self._start(claimed, asked)
 
     def _flush_and_claim(self, backend: FinishAndClaim) -> bool:
         self._sleep_until = None
         batch = self._outcomes
         free = self._free()
+        asked = time.monotonic()
         _, claimed = backend.finish_and_claim(
             [o for o, _ in batch], self.queue, self.id, free, time.time()
         )
         self._drained = len(claimed) < free
         self._outcomes = []
         self._observe(batch)
-        self._start(claimed)
+        self._start(claimed, asked)
         return True
 
-    def _start(self, claimed: list[InvocationRecord]) -> bool:
+    def _start(self, claimed: list[InvocationRecord], asked: float) -> bool:
+        """Start what a claim sent at ``asked`` (monotonic) returned."""
         if not claimed:
             return False
         self.metrics.add_claimed(len(claimed))
         now = time.monotonic()
+        start_by = asked + self.settings.heartbeat_timeout * START_WITHIN
         payloads = []
         for rec in claimed:
             if self._still_here(rec.id):
@@ -433,18 +450,7 @@ class Worker:
                 continue
             deadline = now + rec.timeout if rec.timeout else None
             self.running[rec.id] = _Active(rec, now, deadline)
-            payloads.append(
-                RunPayload(
-                    rec.id,
-                    rec.task,
-                    rec.args,
-                    rec.serializer,
-                    rec.attempt,
-                    self.id,
-                    self.pool,
-                    rec.headers or None,
-                )
-            )
+            payloads.append(self._payload(rec, start_by))
         try:
             failed = self.executor.start_many(payloads)
         except Exception:  # the contract says it returns them; hold to it if it does not
@@ -453,6 +459,30 @@ class Worker:
         if failed:
             self._not_started(failed)
         return True
+
+    def _payload(self, rec: InvocationRecord, start_by: float) -> RunPayload:
+        return RunPayload(
+            rec.id, rec.task, rec.args, rec.serializer, rec.attempt, self.id, self.pool,
+            rec.headers or None, start_by,
+        )  # fmt: skip
+
+    def _start_stale(self, id: InvocationId) -> None:
+        """An execution did not start: its ``start_by`` had passed (this worker, or the task
+        process, was frozen or starved between the claim and the start). Start it again if
+        the backend says this worker still holds the call; otherwise it was handed back
+        meanwhile and may run elsewhere: drop it, nothing to write."""
+        active = self.running.get(id)
+        if active is None:
+            return
+        asked = time.monotonic()
+        rec = self.backend.get_many([id])[0]
+        if rec is None or rec.worker != self.id or rec.status is not Status.RUNNING:
+            log.warning("%s was handed back before its body could start; not started", id)
+            del self.running[id]
+            return
+        payload = self._payload(active.rec, asked + self.settings.heartbeat_timeout * START_WITHIN)
+        if self.executor.start_many([payload]):
+            self._not_started([payload])
 
     def _still_here(self, id: InvocationId) -> bool:
         return id in self.running or id in self.paused or id in self.stopping or id in self.ending
@@ -595,6 +625,9 @@ class Worker:
             self.stopping[id] = (outcome, elapsed)
 
     def _on_done(self, result: RunResult) -> None:
+        if result.stale:
+            self._start_stale(result.id)
+            return
         active = self.running.pop(result.id, None)
         if active is None:
             if self.paused.pop(result.id, None) is not None:
@@ -608,6 +641,13 @@ class Worker:
 
     def _outcome(self, active: _Active, result: RunResult) -> Outcome:
         rec = active.rec
+        if result.unavailable and self._rerun_unavailable(rec.id):
+            # The backend was out for longer than the body's client retried: not the task's
+            # fault. Handed back (no try counted), it runs again once the backend is back
+            # (this outcome is written only then): at-least-once, see the README.
+            log.warning("%s: the backend was unreachable from its body; handed back", rec.id)
+            return Outcome(rec.id, OutcomeKind.HANDED_BACK, reason="backend unavailable in body")
+        self._unavailable.pop(rec.id, None)
         if result.error is None:
             outcome = Outcome(rec.id, OutcomeKind.SUCCESS, result=result.result)
         elif result.retryable and rec.attempt < rec.max_retries:
@@ -622,6 +662,18 @@ class Worker:
                 reason=result.error.type.rsplit(".", 1)[-1],
             )  # fmt: skip
         return outcome
+
+    def _rerun_unavailable(self, id: InvocationId) -> bool:
+        """Whether ``id`` goes back for a rerun after BackendUnavailable in its body (at
+        most :data:`UNAVAILABLE_RERUNS` times from this worker)."""
+        count = self._unavailable.get(id, 0)
+        if count >= UNAVAILABLE_RERUNS:
+            self._unavailable.pop(id, None)
+            return False
+        if len(self._unavailable) > 10_000:  # calls rerun elsewhere leave entries behind
+            self._unavailable.clear()
+        self._unavailable[id] = count + 1
+        return True
 
     def _backoff(self, rec: InvocationRecord) -> float:
         try:

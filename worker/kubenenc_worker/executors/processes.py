@@ -32,12 +32,14 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from kubenenc import logs
-from kubenenc.app import load_app
+from kubenenc.app import App, load_app
+from kubenenc.backends.faults import retry_faults
 from kubenenc.backends.registry import backend_class
-from kubenenc.errors import WorkerLost
+from kubenenc.backends.urloptions import RETRY_FOR
+from kubenenc.errors import BackendUnavailable, WorkerLost
 from kubenenc.ids import InvocationId
 from kubenenc.outcomes import error_info
 
@@ -90,6 +92,40 @@ def _die_with_worker(lifeline: multiprocessing.connection.Connection) -> None:
     threading.Thread(target=watch, name="kubenenc-lifeline", daemon=True).start()
 
 
+OPEN_RETRY_FOR = 30.0
+"""Seconds a new child keeps trying to open its backend when the URL has no ``retry_for``."""
+
+
+def _open_window(backend_url: str | None) -> float:
+    """How long a child retries opening its backend: the URL's ``retry_for`` (what each of
+    the backend's calls retries for), else :data:`OPEN_RETRY_FOR`."""
+    if backend_url:
+        with contextlib.suppress(ValueError):
+            for key, value in parse_qsl(urlsplit(backend_url).query):
+                if key == RETRY_FOR and float(value) > 0:
+                    return float(value)
+    return OPEN_RETRY_FOR
+
+
+def open_backend_patiently(app: App, window: float) -> None:
+    """Open ``app``'s backend now, retrying with back-off for ``window`` seconds while the
+    server is unreachable.
+
+    A child opens its backend on first use, and opening it fails at once when the server is
+    down (a client's first call should say so, not hang). A child started during a short
+    outage (a spare, started when executions pause) then failed the first body that used
+    the backend with BackendUnavailable, although every call on an open backend rides out
+    such an outage. Opened here, bodies find it open. If it still cannot be opened, the
+    bodies try again themselves (and the worker hands their calls back)."""
+    try:
+        retry_faults(
+            lambda: app.backend, what="opening the backend", server="the backend",
+            faults=(BackendUnavailable,), retry_for=window, log=log,
+        )  # fmt: skip
+    except Exception:  # a bad URL too: each body reports it (as before this open)
+        log.warning("a task process could not open its backend", exc_info=True)
+
+
 def child_main(
     conn: multiprocessing.connection.Connection,
     app_path: str,
@@ -110,6 +146,7 @@ def child_main(
     app = load_app(app_path)
     if backend_url is not None:
         app.backend_url = backend_url
+    open_backend_patiently(app, _open_window(app.backend_url))
     try:
         while True:
             try:
