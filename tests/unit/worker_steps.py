@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from kubenenc_worker.worker import Worker
 
-
 STUCK = 120.0
 """Seconds after which a wait counts as stuck: far above what any step takes on a loaded
 machine. Tests assert what the worker read and did, not how long it took (a 10 s bound
