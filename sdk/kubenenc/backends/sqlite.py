@@ -254,15 +254,26 @@ def path_from_url(url: str) -> Path:
 class _Connection:
     """One thread's connection, closed when that thread's holder is dropped: a thread that
     ends drops its thread-local holder, so short-lived threads do not leave connections (and
-    their file descriptors) open for the life of the backend."""
+    their file descriptors) open for the life of the backend.
 
-    __slots__ = ("__weakref__", "db", "pid")
+    Only the thread that uses a connection may close it while that thread lives: closing
+    a connection another thread is executing on frees statements under it (a segfault in
+    CPython's sqlite3). :meth:`SQLiteBackend.close` therefore marks other live threads'
+    connections ``doomed``; each owner closes its own at its next use, and a waiting
+    :meth:`SQLiteBackend.wait_for_work` returns early.
+    """
+
+    __slots__ = ("__weakref__", "closed", "db", "doomed", "owner", "pid")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.pid = os.getpid()
+        self.owner = threading.current_thread()
+        self.doomed = False
+        self.closed = False
 
     def close(self) -> None:
+        self.closed = True
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
 
@@ -330,8 +341,13 @@ class SQLiteBackend(EngineBackend):
         return cls(path_from_url(url), retention=retention_option(url))
 
     def _db(self) -> sqlite3.Connection:
+        return self._held().db
+
+    def _held(self) -> _Connection:
         held: _Connection | None = getattr(self._local, "conn", None)
-        if held is None or held.pid != os.getpid():
+        if held is not None and held.doomed and not held.db.in_transaction:
+            held.close()  # marked by close() from another thread: this thread's to close
+        if held is None or held.pid != os.getpid() or held.closed:
             db = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None,
                 check_same_thread=False,
@@ -342,7 +358,7 @@ class SQLiteBackend(EngineBackend):
             self._local.conn = held
             with self._all_lock:
                 self._all.add(held)
-        return held.db
+        return held
 
     @contextmanager
     def _write(self, db: sqlite3.Connection) -> Iterator[None]:
@@ -361,13 +377,18 @@ class SQLiteBackend(EngineBackend):
             yield Engine(_SQLiteTxn(db))
 
     def close(self) -> None:
-        """Close every connection this object opened in this process."""
+        """Close every connection this object opened in this process: this thread's and
+        those of threads that ended now; those of other live threads at their next use
+        (see :class:`_Connection`). Using the backend afterwards opens a new connection."""
         with self._all_lock:
             conns = [c for c in self._all if c.pid == os.getpid()]
             self._all = weakref.WeakSet()
+        me = threading.current_thread()
         for conn in conns:
-            conn.close()
-        self._local = threading.local()
+            if conn.owner is me or not conn.owner.is_alive():
+                conn.close()
+            else:
+                conn.doomed = True
 
     def _sweep(self, cutoff: float) -> int:
         db = self._db()
@@ -415,11 +436,14 @@ class SQLiteBackend(EngineBackend):
     def wait_for_work(self, pool: str, timeout: float) -> bool:
         """See :class:`kubenenc.backends.contract.WorkNotifier`: True once another
         connection committed (anything: a heartbeat too, so a True is often spurious)."""
-        db = self._db()
+        held = self._held()
+        db = held.db
         seen = db.execute("PRAGMA data_version").fetchone()[0]
         deadline = time.monotonic() + timeout
         while True:
             time.sleep(min(WAKE_POLL, max(0.0, deadline - time.monotonic())))
+            if held.doomed:
+                return False  # the backend was closed meanwhile: stop using this connection
             if db.execute("PRAGMA data_version").fetchone()[0] != seen:
                 return True
             if time.monotonic() >= deadline:
