@@ -17,6 +17,7 @@ Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     layouts = ["plain", "1", "2", "3"]
+    print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory() as tmp:
         cluster = RedisCluster(Path(tmp) / "cluster", masters=3, replicas=0).start()
         plain = RedisServer(Path(tmp) / "plain").start()
@@ -124,6 +126,7 @@ def main() -> None:
             plain.stop()
     print()
     print(f"{args.tasks} tasks, batches of {args.batch}; medians of {args.repeat} runs")
+    print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     head = ("layout", "masters", "server µs/task", "busiest µs/task", "CPU spread",
             "task spread", "tasks/server-CPU-s")  # fmt: skip
     print(" | ".join(head))

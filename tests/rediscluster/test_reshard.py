@@ -67,7 +67,9 @@ def populate(b: ShardedBackend, roots: int = 30) -> dict[str, Any]:
     keyed = [new("k", str(i), pool="p", running_key="t:tests.k#", running_limit=1)
              for i in range(5)]  # fmt: skip
     delayed = new("late", pool="p", not_before=NOW + 1e6)
-    b.register([*items, *keyed, delayed], NOW)
+    b.register([*items[:5], *keyed, delayed], NOW)
+    for k in range(5, roots, 5):  # batches of free calls take the shards in turn
+        b.register(items[k : k + 5], NOW)
     parent = new("parent", pool="q")
     b.register([parent], NOW)
     children = [new("child", str(i), pool="p", parent=parent.id) for i in range(5)]
@@ -466,7 +468,9 @@ def test_browsing_pages_after_a_merge_skips_no_call(url: str, opened: list[Shard
     paging by sequence meets every call once, whatever the page size."""
     items = [new("r", f"{k}-{i}", pool="p") for k in range(4) for i in range(30)]
     for k in range(4):
-        open_at(url, 3, opened).register(items[k * 30 : (k + 1) * 30], NOW)
+        caller = open_at(url, 3, opened)
+        for j in range(0, 30, 10):  # batches of free calls take the shards in turn
+            caller.register(items[k * 30 + j : k * 30 + j + 10], NOW)
     for n in (1, 2):
         reshard(url if n == 1 else with_shards(url, 1), n, batch=7)
         bn = open_at(url, n, opened)
@@ -495,7 +499,9 @@ def test_browsing_calls_sharing_a_sequence_across_shards(
     sequences; the merged pages of every size meet each call once."""
     items = [new("r", f"{k}-{i}", pool="p") for k in range(4) for i in range(30)]
     for k in range(4):
-        open_at(url, 3, opened).register(items[k * 30 : (k + 1) * 30], NOW)
+        caller = open_at(url, 3, opened)
+        for j in range(0, 30, 10):  # batches of free calls take the shards in turn
+            caller.register(items[k * 30 + j : k * 30 + j + 10], NOW)
     b = open_at(url, 3, opened)
     for limit in (1, 2, 3, 7, 50):
         seen: list[str] = []

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from kubenenc.errors import ConfigurationError
+from kubenenc.records import Outcome, OutcomeKind, RegisterKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, new
 from kubenenc_redis.cluster import parse_cluster_url
@@ -58,11 +60,56 @@ def test_shard_i_of_n_hashes_near_the_middle_of_the_ith_share_of_the_slots() -> 
 def test_calls_of_one_key_share_a_shard_and_roots_spread(rediscluster_backend: object) -> None:
     b = rediscluster_backend
     keyed = [new("k", str(i), running_key="s:task#abc", running_limit=1) for i in range(12)]
-    roots = [new("r", str(i)) for i in range(60)]
-    b.register(keyed + roots, 1.0)  # type: ignore[attr-defined]
-    where = b.locate([i.id for i in keyed + roots])  # type: ignore[attr-defined]
+    batches = [[new("r", f"{j}.{i}") for i in range(20)] for j in range(3)]
+    b.register(keyed + batches[0], 1.0)  # type: ignore[attr-defined]
+    for batch in batches[1:]:
+        b.register(batch, 1.0)  # type: ignore[attr-defined]
+    ids = [i.id for i in keyed] + [i.id for batch in batches for i in batch]
+    where = b.locate(ids)  # type: ignore[attr-defined]
     assert len({where[i.id] for i in keyed}) == 1
-    assert {where[i.id] for i in roots} == {0, 1, 2}
+    homes = [{where[i.id] for i in batch} for batch in batches]
+    assert all(len(h) == 1 for h in homes)  # a batch's free calls share one shard
+    assert set.union(*homes) == {0, 1, 2}  # and batches take the shards in turn
+
+
+def test_a_batch_of_free_calls_costs_one_script_per_step(
+    rediscluster_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = rediscluster_backend
+    calls: list[tuple[str, int]] = []
+    for i, shard in enumerate(b.shards):  # type: ignore[attr-defined]
+        for step in ("register", "claim", "finish"):
+            real = getattr(shard, step)
+
+            def counted(
+                *args: Any, _real: Any = real, _step: str = step, _i: int = i, **kw: Any
+            ) -> Any:
+                calls.append((_step, _i))
+                return _real(*args, **kw)
+
+            monkeypatch.setattr(shard, step, counted)
+    items = [new("r", str(i)) for i in range(20)]
+    b.register(items, 1.0)  # type: ignore[attr-defined]
+    got = b.claim("default", W1, 20, 2.0)  # type: ignore[attr-defined]
+    assert [r.id for r in got] == [i.id for i in items]
+    flags = b.finish([Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got], W1, 3.0)  # type: ignore[attr-defined]
+    assert flags == [True] * 20
+    assert [step for step, _ in calls] == ["register", "claim", "finish"]
+    assert len({i for _, i in calls}) == 1
+    assert b.counts()[Status.SUCCESS] == 20  # type: ignore[attr-defined]
+
+
+def test_a_free_batch_registered_again_is_answered_where_it_went(
+    rediscluster_backend: object,
+) -> None:
+    b = rediscluster_backend
+    items = [new("r", str(i)) for i in range(10)]
+    first = b.register(items, 1.0)  # type: ignore[attr-defined]
+    again = b.register(list(reversed(items)), 1.5)  # type: ignore[attr-defined]
+    again += b.register(items[3:4], 1.7)  # type: ignore[attr-defined]
+    assert [r.kind for r in first + again] == [RegisterKind.CREATED] * 21
+    assert b.counts()[Status.PENDING] == 10  # type: ignore[attr-defined]
+    assert len(b.query(limit=100)) == 10  # type: ignore[attr-defined]
 
 
 def test_claims_serve_every_shard(rediscluster_backend: object) -> None:

@@ -25,9 +25,11 @@ when it only lives while workers run, dropped. The steps, in order:
    instead of writing calls where no one looks; kept after they are retired).
 4. **Homes under M**, computed once for every invocation on the old and the new shards by
    the registration rule of :meth:`ShardedBackend._route` (the concurrency key's home,
-   else the first dependency's, else the parent's, else the id's), following parents and
-   dependencies to their roots. The status, display and declared dependencies of each
-   are kept for step 5's end, and what each waiting dependent knows (``P:xst``).
+   else the first dependency's, else the parent's, else the id's: a free call that its
+   registration put on its batch's shard moves to its id's home, which locates as well),
+   following parents and dependencies to their roots. The status, display and declared
+   dependencies of each are kept for step 5's end, and what each waiting dependent knows
+   (``P:xst``).
 5. **Move, a batch at a time** (``batch`` invocations, per old shard, as ``ZSCAN`` of its
    index returns them):
    read them (``move_read.lua``), write them on their new shards (``move_in.lua``: record,

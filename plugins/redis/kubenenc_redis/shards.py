@@ -17,7 +17,17 @@ that shard. Which shard holds an invocation is chosen for that:
    dependency may live on any shard: :mod:`kubenenc_redis.depending`);
 3. else a call made inside another invocation goes to its parent's shard (its waits are
    then same-shard waits, the cheap case);
-4. else by its id (CRC32 modulo N): root calls spread evenly.
+4. else (a *free* call: no key, no dependency, no parent) the free calls of one register
+   call all go to one shard: the next of this process's rotation over the shards (each
+   process starts at a random place), so a batch costs one register, one claim and one
+   finish script instead of one per shard; batches spread evenly. A batch with one free
+   call sends it by its id (CRC32 modulo N), as does a call whose dependencies or parent
+   are found on no shard. A free id this process registered before goes where it went
+   then (its re-registration is answered there, not written twice).
+
+Nothing else assumes where a call lives: an id is found by lookup (below), and
+``kubenenc reshard`` may give a free call another home (its id's under M), which is as
+good a home as any.
 
 ``N`` is recorded in the data, and a URL with another ``N`` is refused
 (:mod:`kubenenc_redis.layout`); ``kubenenc reshard`` changes it
@@ -42,6 +52,7 @@ next split is routing, claims and merged reads into their own modules.
 from __future__ import annotations
 
 import collections
+import random
 import threading
 import time
 import zlib
@@ -100,6 +111,18 @@ WATCH_IDLE = 30.0
 
 def _crc(text: str) -> int:
     return zlib.crc32(text.encode())
+
+
+def _is_free(new: NewInvocation) -> bool:
+    """A root call with no concurrency key and no declared dependency: nothing ties it to
+    a shard (rule 4 of the module docstring)."""
+    return (
+        new.running_key is None
+        and new.rate_key is None
+        and new.registration_key is None
+        and not new.depends_on
+        and new.parent is None
+    )
 
 
 def _key_home(key: str, n: int) -> int:
@@ -174,6 +197,9 @@ class ShardedBackend:
         self._floor = 0
         """The least floor this process's next registration gets (see :meth:`register`)."""
         self._floor_lock = threading.Lock()
+        self._turn = random.randrange(url.shards)
+        """The shard of this process's last batch of free calls (see :meth:`_free_home`):
+        processes start at random places, so many of them spread too."""
         self._wakes: dict[str, _Wake] = {}
 
     @classmethod
@@ -237,7 +263,9 @@ class ShardedBackend:
             pipe.exists(shard._keys.per("k_inv", id))
         return pipe.execute()
 
-    def _route(self, new: NewInvocation) -> int:
+    def _route(self, new: NewInvocation, free: int | None = None) -> int:
+        """The shard of ``new`` by the module docstring's rules; ``free`` is the shard of
+        its batch's free calls (rule 4), None for the call's own id's home."""
         n = len(self.shards)
         key = new.running_key or new.rate_key or new.registration_key
         if n == 1:
@@ -253,7 +281,21 @@ class ShardedBackend:
             parent = self.locate([new.parent]).get(new.parent)
             if parent is not None:
                 return parent
-        return _crc(new.id) % n
+        known = self._known(new.id) if _is_free(new) else None
+        if known is not None:  # registered before by this process: the same shard
+            return known
+        return free if free is not None and _is_free(new) else _crc(new.id) % n
+
+    def _free_home(self, new: Sequence[NewInvocation]) -> int | None:
+        """The shard of the free calls of a batch (rule 4 of the module docstring): the
+        next one of this process's rotation when the batch has several, None (each by its
+        id) when it has at most one."""
+        n = len(self.shards)
+        if n == 1 or sum(1 for item in new if _is_free(item)) < 2:
+            return None
+        with self._floor_lock:
+            self._turn = (self._turn + 1) % n
+            return self._turn
 
     def _by_shard(self, ids: Iterable[str]) -> dict[int, list[str]]:
         where = self.locate(ids)
@@ -270,8 +312,9 @@ class ShardedBackend:
         :mod:`kubenenc_redis.depending` first, after the items of the batch it depends on
         were registered."""
         homes = []
+        free = self._free_home(new)
         for item in new:
-            home = self._route(item)
+            home = self._route(item, free)
             homes.append(home)
             self._remember(item.id, home)  # a later item of the batch may depend on it
         sharded = len(self.shards) > 1
