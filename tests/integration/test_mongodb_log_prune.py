@@ -5,8 +5,9 @@ their markers, and a server deletes those in no promised order. A process whose 
 many steps behind (a task process that registered its calls, then waited) could find the
 marker after its version already gone and its own still there, and take its replica for
 current: a fan-out then read a call it waited on as PENDING long after the call had ended.
-Here the half-done prune is set up by hand: after a real prune, the reader's own marker is
-put back.
+A reader that followed a few steps and then found the next marker gone was fooled the same
+way. Here the half-done prune is set up by hand: after a real prune, the markers the reader
+would still find are put back.
 """
 
 from __future__ import annotations
