@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.faults import KillWorker
-from tests.chaos.known import MONGODB_RESUMED_EARLY
 from tests.chaos.scenario import run
 
-BACKENDS = ["sqlite", "redis", pytest.param("mongodb", marks=MONGODB_RESUMED_EARLY)]
+BACKENDS = ["sqlite", "redis", "mongodb"]
 
 
 @pytest.mark.parametrize("kind", BACKENDS)

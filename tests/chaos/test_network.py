@@ -13,10 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.chaos.faults import CutNetwork
-from tests.chaos.known import MONGODB_RESUMED_EARLY
 from tests.chaos.scenario import HEARTBEAT_TIMEOUT, run
 
-BACKENDS = ["redis", pytest.param("mongodb", marks=MONGODB_RESUMED_EARLY)]
+BACKENDS = ["redis", "mongodb"]
 
 
 @pytest.mark.parametrize("reset", [False, True], ids=["held", "reset"])

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.known import MONGODB_RESUMED_EARLY
 from tests.chaos.outages import run
 from tests.servers.mongodb import FerretServer, ferretdb_binary, start_ferretdb
 from tests.servers.redis import RedisServer, require_redis_server
@@ -85,9 +84,7 @@ def test_redis_outage_or_skewed_clock_loses_nothing_and_hands_back_nothing(
                **options))  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "fault", [pytest.param(f, marks=MONGODB_RESUMED_EARLY) for f in sorted(MONGODB)]
-)
+@pytest.mark.parametrize("fault", sorted(MONGODB))
 @pytest.mark.timeout(300)
 def test_mongodb_outage_or_skewed_clock_loses_nothing_and_hands_back_nothing(
     fault: str, own_ferretdb: FerretServer, tmp_path: Path

@@ -23,17 +23,13 @@ from kubenenc_worker.worker import START_WITHIN, Worker
 
 from tests.chaos import chaosapp
 from tests.chaos.faults import StopWorker
-from tests.chaos.known import MONGODB_RESUMED_EARLY
 from tests.chaos.scenario import HEARTBEAT_TIMEOUT, run
 
 CASES = [("sqlite", True), ("redis", True), ("mongodb", True), ("sqlite", False)]
 PARAMS = [
-    pytest.param(
-        kind, group, id=f"{kind}-{'group' if group else 'worker'}",
-        marks=[MONGODB_RESUMED_EARLY] if kind == "mongodb" else [],
-    )
+    pytest.param(kind, group, id=f"{kind}-{'group' if group else 'worker'}")
     for kind, group in CASES
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("kind", "group"), PARAMS)

@@ -290,7 +290,6 @@ class Steps:
             return False
         if relaxed and self._polled_recently():
             return True
-        start = rep.version
         while self._has_marker(rep.version + 1):
             n = rep.version + 1
             doc = layout.log(n).find_one({"_id": log_id(n)})
@@ -308,8 +307,13 @@ class Steps:
             self.confirmed = (n, time.monotonic())
             if enough is not None and enough(rep):
                 return True
-        self.polled = (rep.version, time.monotonic())
-        return rep.version > start or self._still_marked(relaxed=relaxed)
+        # No next marker: current, or the next marker was pruned meanwhile (a prune can
+        # run while this loop reads, and it deletes markers in no promised order). Having
+        # applied steps here proves nothing: ask whether a later one exists (issue 13).
+        current = self._still_marked(relaxed=relaxed)
+        if current:
+            self.polled = (rep.version, time.monotonic())
+        return current
 
     def catch_up(self) -> None:
         """Bring the replica up to the last committed step: from the log, or reloaded."""
