@@ -28,10 +28,11 @@ from redis.crc import key_slot
         "redis+cluster://h:1/?prefix={a}",
         "redis+cluster://h:1/?shard=2",
         "redis+cluster://h:1/?retention=-1",
+        "redis+cluster://h:1/?clock=moon",
     ],
 )
 def test_bad_urls_say_what_to_change(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="bad Redis Cluster URL"):
+    with pytest.raises(ConfigurationError, match=r"bad (Redis Cluster|backend) URL"):
         parse_cluster_url(url)
 
 

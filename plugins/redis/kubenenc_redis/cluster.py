@@ -33,12 +33,13 @@ import redis
 from kubenenc.backends.registry import redact_url
 from kubenenc.backends.urloptions import (
     CLOCK,
-    CLOCKS,
     DEFAULT_PREFIX,
     DEFAULT_RETENTION,
     PREFIX,
     RETENTION,
     RETRY_FOR,
+    clock_option,
+    seconds_option,
 )
 from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.records import NewInvocation, RegisterResult
@@ -119,11 +120,7 @@ def parse_cluster_url(url: str) -> ClusterURL:
             f"bad Redis Cluster URL {shown!r}: unknown options {sorted(unknown)} (known: "
             "prefix, shards, retention, retry_for, clock)"
         )
-    clock = options.get(CLOCK, CLOCKS[0])
-    if clock not in CLOCKS:
-        raise ConfigurationError(
-            f"bad Redis Cluster URL {shown!r}: clock={clock!r} must be one of {', '.join(CLOCKS)}"
-        )
+    clock = clock_option(options, shown)
     prefix = options.get(PREFIX, DEFAULT_PREFIX)
     if not prefix or any(c in prefix for c in "{}"):
         raise ConfigurationError(
@@ -137,24 +134,9 @@ def parse_cluster_url(url: str) -> ClusterURL:
         )
     return ClusterURL(
         tuple(hosts), username, password, scheme.startswith("rediss"), prefix, int(raw),
-        _seconds(options, RETENTION, DEFAULT_RETENTION, shown),
-        _seconds(options, RETRY_FOR, DEFAULT_RETRY_FOR, shown), shown, clock,
+        seconds_option(options, RETENTION, DEFAULT_RETENTION, shown),
+        seconds_option(options, RETRY_FOR, DEFAULT_RETRY_FOR, shown), shown, clock,
     )  # fmt: skip
-
-
-def _seconds(options: dict[str, str], name: str, default: float, shown: str) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigurationError(
-            f"bad Redis Cluster URL {shown!r}: {name}={raw!r} must be a positive number of seconds"
-        )
-    return value
 
 
 class SlotMap:
