@@ -21,6 +21,7 @@ from kubenenc.backends.browse import InvocationFilter
 from kubenenc.backends.contract import Backend
 from kubenenc.backends.roles import roles_of
 from kubenenc.ids import InvocationId, TaskId, WorkerId
+from kubenenc.scope import pool_of, scope_of
 from kubenenc.status import Status
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -84,9 +85,11 @@ class Dashboard:
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
         )
+        # Stored pools are queues (``scope:pool``); pages show people the app (scope) and
+        # the pool name they gave, and filter by the stored name.
         self.env.globals.update(
             statuses=views.STATUSES, ago=views.ago, stamp=views.stamp, app_name=settings.app,
-            actions_enabled=self.guard.enabled,
+            actions_enabled=self.guard.enabled, pool_of=pool_of, scope_of=scope_of,
         )  # fmt: skip
 
     def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:

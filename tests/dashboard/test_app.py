@@ -178,3 +178,28 @@ def test_pools_table_shows_the_app_and_the_pool_name_users_gave(backend: MemoryB
         cells = re.findall(r"<td[^>]*>(?:<a [^>]*>)?([^<]*)", table.group(0))
         assert cells[:3] == ["prod/shop", "fast", "1"], path  # app, pool, workers
         assert f'href="/invocations?pool={queue}"' in table.group(0)  # filters the stored one
+
+
+def _cells(page: str, table_id: str) -> list[str]:
+    """The text of each cell of the table ``table_id``, its tags taken out."""
+    table = re.search(rf'<table id="{table_id}">.*?</table>', page, re.S)
+    assert table is not None, table_id
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", table.group(0), re.S)
+    return [re.sub(r"<[^>]*>", "", c).strip() for c in cells]
+
+
+def test_workers_and_calls_show_the_app_and_pool_name_like_the_pools_table(
+    backend: MemoryBackend,
+) -> None:
+    queue = queue_name(scope("shop", "prod"), "fast")  # stored as "prod/shop:fast"
+    id = add(backend, 1.0, "a", "1", app="shop", pool=queue)
+    beat(backend, W1, 1e12, pool=queue)
+    client = _client(backend)
+    workers = client.get("/workers").text
+    assert _cells(workers, "workers")[:4] == [W1, "host", "prod/shop", "fast"]
+    assert f'href="/invocations?pool={queue}"' in workers
+    listed = _cells(client.get("/invocations").text, "invocations")
+    assert listed[1:4] == ["PENDING", "prod/shop", "fast"]  # status, app, pool
+    one = client.get(f"/invocations/{id}").text
+    assert re.search(r"<th>app / pool</th><td>prod/shop / <a [^>]*>fast</a>", one)
+    assert queue not in re.sub(r'href="[^"]*"', "", workers + one)  # only in filter links
