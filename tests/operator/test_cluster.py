@@ -763,6 +763,16 @@ def test_a_changed_taskdefinition_changes_later_calls_without_restarts(env: Env)
 @pytest.mark.timeout(90)
 def test_the_enforcer_hands_back_the_work_of_a_killed_worker(env: Env) -> None:
     """No other worker runs on this pool, so only the operator's sweep can recover it."""
+    # The operator sweeps only the backends its WorkerPools name (it opens a backend when it
+    # first reads a pool's load): without a pool of its own, this test passed only after
+    # another test's pool had opened the backend. A fixed pool, so nothing scales; its
+    # backlog in the status shows that the operator reads the backend.
+    env.pool("lonely", enabled=False)
+    wait_until(
+        "the operator to read the pool's backend",
+        lambda: "backlog" in (env.get("workerpools", "lonely").get("status") or {}),
+        timeout=40,
+    )
     task = "tests.operator.optasks.slow"
     args = {"seconds": 600}
     inv = NewInvocation(
