@@ -17,7 +17,7 @@ from kubenenc.backends import open_backend
 from kubenenc.backends.contract import Backend, FinishAndClaim
 from kubenenc.backends.memory import MemoryBackend
 from kubenenc.errors import BackendUnavailable, ConfigurationError
-from kubenenc.ids import WorkerId
+from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import ErrorInfo, Outcome, OutcomeKind, PauseKind, RegisterKind
 from kubenenc.status import TRANSITIONS, Status
 from kubenenc.testing.helpers import W1, W2, add, claim_ids, new, pause, record, running, start
@@ -331,6 +331,54 @@ def test_a_result_read_ahead_while_still_open_is_waited_for(
         finisher.join(30)  # its last claim must not outlive the test's backend
     rec = backend.get(second.id)
     assert rec is not None and rec.status is Status.SUCCESS and rec.result == second.args
+
+
+def _failed_and_read_ahead(backend: RedisBackend) -> InvocationId:
+    """Two calls of this thread, both final (the second FAILED), and this thread's read of
+    the first reading the second ahead: its FAILED record is kept. Returns the second."""
+    first, second = new("f", "1"), new("f", "2")
+    backend.register([first], 1.0)
+    backend.register([second], 1.0)
+    assert [r.id for r in backend.claim("default", W2, 2, 2.0)] == [first.id, second.id]
+    backend.finish([Outcome(first.id, OutcomeKind.SUCCESS, "1")], W2, 3.0)
+    assert backend.fail(second.id, "tests.Old", "the old run", 3.0)
+    assert backend.wait_final([first.id], 10.0)  # found final: this thread reads ahead next
+    assert backend.wait_final([first.id], 10.0)  # reads the second ahead, FAILED: kept
+    return second.id
+
+
+def _registered_again(backend: RedisBackend, id: InvocationId) -> None:
+    item = new("f", "2")
+    [res] = backend.register([item._replace(id=id)], 4.0)
+    assert (res.kind, res.id) == (RegisterKind.CREATED, id)
+
+
+@pytest.mark.parametrize("where", ["another process", "another thread"])
+def test_a_result_read_ahead_does_not_answer_for_a_new_run_under_its_id(
+    redis_server: RedisServer, where: str
+) -> None:
+    """A final call runs again under its id only after its record was deleted: a kept read
+    of the old run must not answer the new run's wait, whether the deletion came from
+    another process (and this thread registered the id again) or from this process."""
+    url = _prefixed(redis_server, clock="caller")
+    backend, other = RedisBackend.from_url(url), RedisBackend.from_url(url)
+    try:
+        id = _failed_and_read_ahead(backend)
+        if where == "another process":  # a second client: this one sees only its own register
+            assert other.purge([id]) == 1
+            _registered_again(backend, id)
+        else:
+            thread = threading.Thread(
+                target=lambda: (backend.purge([id]), _registered_again(backend, id))
+            )
+            thread.start()
+            thread.join(30)
+        assert not backend.wait_final([id], 0.3)  # the new run is PENDING, not the old FAILED
+        rec = backend.get(id)
+        assert rec is not None and rec.status is Status.PENDING and rec.error is None
+    finally:
+        other.close()
+        backend.close()
 
 
 def test_results_read_ahead_stay_with_the_thread_that_registered(

@@ -75,3 +75,26 @@ def test_ids_waited_on_are_not_read_ahead_again() -> None:
     assert ahead.following("c") == []
     ahead.waited("b")
     assert ahead.following("b") == []
+
+
+def test_a_kept_record_does_not_answer_once_its_id_is_registered_again() -> None:
+    ahead = ReadAhead()
+    ahead.registered(["a", "b", "c"])
+    ahead.keep([record("b", Status.FAILED), record("c", Status.FAILED)])
+    ahead.registered(["b"])  # a new run under b's id (its record was deleted meanwhile)
+    assert ahead.take("b") is None
+    found = ahead.take("c")
+    assert found is not None and found.status is Status.FAILED
+
+
+def test_a_deletion_by_this_process_stales_what_every_thread_kept() -> None:
+    ahead = ReadAhead()
+    ahead.registered(["a", "b"])
+    ahead.keep([record("a", Status.FAILED), record("b", Status.FAILED)])
+    thread = threading.Thread(target=ahead.forgotten)  # a purge in another thread
+    thread.start()
+    thread.join()
+    assert ahead.take("a") is None
+    ahead.keep([record("b", Status.SUCCESS)])  # read after the deletion: answers
+    found = ahead.take("b")
+    assert found is not None and found.status is Status.SUCCESS

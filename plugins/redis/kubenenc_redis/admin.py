@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from kubenenc_redis.keys import Keys
     from kubenenc_redis.link import Caller
+    from kubenenc_redis.readahead import ReadAhead
 
 PAGE = 1000
 
@@ -33,6 +34,7 @@ class _Host(Protocol):
     _r: redis.Redis
     _keys: Keys
     _caller: Caller
+    _ahead: ReadAhead
 
 
 def select(
@@ -84,6 +86,8 @@ def purge(self: _Host, ids: Sequence[InvocationId]) -> int:
     for start in range(0, len(unique), PAGE):
         found, _ = self._caller.run("purge", time.time(), *unique[start : start + PAGE])
         deleted += int(found)
+    if deleted:  # a deleted id may be registered again: no kept read answers for it
+        self._ahead.forgotten()
     return deleted
 
 

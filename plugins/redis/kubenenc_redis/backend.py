@@ -224,7 +224,11 @@ class RedisBackend(RedisBrowse):
             out += self._registered(self._caller.run_argv("register", argv)[0])
         for argv in calls:
             out += self._registered(self._register_once(argv))
-        self._ahead.registered([r.id for r in out])
+        ids = [r.id for r in out]
+        self._ahead.registered(ids)
+        final = getattr(self._local, "final", None)
+        if final is not None and final[0].id in ids:  # a new run (see kubenenc_redis.readahead)
+            self._local.final = None
         return out
 
     def _register_once(self, argv: list[str | int]) -> Any:
@@ -424,6 +428,8 @@ class RedisBackend(RedisBrowse):
         while True:
             n = int(self._caller.retrying("sweep", lambda: self._caller.script("sweep", argv)))
             total += n
+            if n:
+                self._ahead.forgotten()  # see kubenenc_redis.readahead
             if n < SWEEP_BATCH or time.monotonic() >= give_up:
                 return total
 
@@ -471,13 +477,17 @@ class RedisBackend(RedisBrowse):
                 # registered next (see kubenenc_redis.readahead). A wrong guess costs one
                 # read and switches this thread back to blocking first. Speed: drain and
                 # one-by-one end to end.
+                epoch = self._ahead.epoch  # before the read: a deletion during it counts
                 read = self._read([pending[0], *self._ahead.following(pending[0])], True)
-                self._ahead.keep(read[1:])
+                self._ahead.keep(read[1:], epoch)
                 rec = read[0]
                 if rec is None or not rec.is_final:
                     rec, self._local.ahead = None, False
+                else:
+                    self._local.final = (rec, time.monotonic(), epoch)
+                    return True
             if rec is not None:
-                self._local.final = (rec, time.monotonic())
+                self._local.final = (rec, time.monotonic(), self._ahead.epoch)
                 return True
         encoded = [bulk(id) for id in pending]  # the same order as pending
         while pending:
@@ -510,6 +520,7 @@ class RedisBackend(RedisBrowse):
         them."""
         last = chunk[-1]
         done = self._keys.per("k_done", last)
+        epoch = self._ahead.epoch  # before the read (see kubenenc_redis.readahead)
 
         def send() -> list[Any]:
             # A script missing on the server would let the pipelined block wait in vain:
@@ -542,7 +553,7 @@ class RedisBackend(RedisBrowse):
         if single and pushed:
             rec = read_rows(replies[2], [last])[0]
             if rec is not None and rec.is_final:
-                self._local.final = (rec, time.monotonic())
+                self._local.final = (rec, time.monotonic(), epoch)
         return int(replies[0]), pushed
 
     def _heads(self) -> tuple[bytes, bytes]:
@@ -616,9 +627,9 @@ class RedisBackend(RedisBrowse):
         """See :meth:`kubenenc.backends.contract.Records.get`."""
         kept = getattr(self._local, "final", None)
         if kept is not None:
-            self._local.final = None
+            self._local.final, epoch = None, self._ahead.epoch
             rec: InvocationRecord = kept[0]
-            if rec.id == id and time.monotonic() - kept[1] < KEEP_FINAL:
+            if rec.id == id and time.monotonic() - kept[1] < KEEP_FINAL and kept[2] == epoch:
                 return rec  # read by wait_final just now, final, so unchanged since
         return self._read([id], history=True)[0]
 

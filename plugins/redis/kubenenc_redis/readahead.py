@@ -12,8 +12,14 @@ waits on them are then answered here, with no round trip.
 A final record does not change, so a kept one is what a read would return, for as long as
 the record exists: like the record a single-id ``wait_final`` hands to the next ``get``, a
 kept record answers only for ``KEEP_FINAL`` seconds (a purge or an expiry may remove it
-meanwhile), and only in the thread that read it. Memory: at most ``ORDER_LIMIT`` ids and one
-window of records per thread that registers or waits.
+meanwhile), and only in the thread that read it. A final call runs again under the same id
+only once its record was deleted (registering an existing id writes nothing) and the id
+registered anew, so a kept record no longer answers once this thread registers its id
+(:meth:`ReadAhead.registered`) or this process deletes records (:meth:`ReadAhead.forgotten`:
+a purge, a retention sweep): it would show the old run's result for the new run. A
+deletion and a new registration both made by other processes within ``KEEP_FINAL`` of the
+read cannot be seen without a round trip, as for any record read a moment ago. Memory: at
+most ``ORDER_LIMIT`` ids and one window of records per thread that registers or waits.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class ReadAhead:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self.epoch = 0
+        """Bumped by :meth:`forgotten`; a record kept under an older one answers nothing."""
 
     def registered(self, ids: Sequence[str]) -> None:
         """Note ids this thread just registered (in call order)."""
@@ -49,6 +57,10 @@ class ReadAhead:
             local.pos = {}
             local.gone = {}
         pos: dict[str, int] = local.pos
+        kept = getattr(local, "kept", None)
+        if kept:  # registered again (after a deletion: a new run): the kept read is stale
+            for id in ids:
+                kept.pop(id, None)
         if len(ids) > ORDER_LIMIT // 2:  # a large batch: only its tail can be read ahead
             ids = ids[-(ORDER_LIMIT // 2) :]
         if len(order) + len(ids) > ORDER_LIMIT:
@@ -81,26 +93,35 @@ class ReadAhead:
             if at is not None:
                 self._local.gone = {id: at}  # where it was, for the following() of it
 
-    def keep(self, records: Sequence[InvocationRecord | None]) -> None:
+    def keep(self, records: Sequence[InvocationRecord | None], epoch: int | None = None) -> None:
         """Keep the final ones of ``records`` (read just now) for later waits (beside those
-        kept before, which are dropped once stale: about two windows per thread)."""
-        now = time.monotonic()
+        kept before, which are dropped once stale: about two windows per thread);
+        ``epoch``: :attr:`epoch` as it was before the read (default: now)."""
+        now, epoch = time.monotonic(), self.epoch if epoch is None else epoch
         kept = self._kept()
         if len(kept) > WINDOW:
-            for id in [id for id, (_, t) in kept.items() if now - t >= KEEP_FINAL]:
+            for id in [id for id, (_, t, e) in kept.items() if now - t >= KEEP_FINAL or e != epoch]:
                 del kept[id]
-        kept.update((r.id, (r, now)) for r in records if r is not None and r.is_final)
+        kept.update((r.id, (r, now, epoch)) for r in records if r is not None and r.is_final)
 
     def take(self, id: str) -> InvocationRecord | None:
-        """The final record of ``id`` read ahead by this thread, if still fresh (once)."""
+        """The final record of ``id`` read ahead by this thread, if still fresh (once): read
+        less than ``KEEP_FINAL`` ago, and no deletion by this process since."""
         kept = self._kept()
         found = kept.pop(id, None)
-        if found is None or time.monotonic() - found[1] >= KEEP_FINAL:
+        if found is None or time.monotonic() - found[1] >= KEEP_FINAL or found[2] != self.epoch:
             return None
         return found[0]
 
-    def _kept(self) -> dict[str, tuple[InvocationRecord, float]]:
-        kept: dict[str, tuple[InvocationRecord, float]] | None = getattr(self._local, "kept", None)
+    def forgotten(self) -> None:
+        """This process deleted final records (any thread): a deleted id may be registered
+        again and run anew, so no record kept before answers (in any thread)."""
+        self.epoch += 1  # a bump lost to a race with another still changes it
+
+    def _kept(self) -> dict[str, tuple[InvocationRecord, float, int]]:
+        kept: dict[str, tuple[InvocationRecord, float, int]] | None = getattr(
+            self._local, "kept", None
+        )
         if kept is None:
             kept = self._local.kept = {}
         return kept
