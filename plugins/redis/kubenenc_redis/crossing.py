@@ -58,19 +58,21 @@ from kubenenc_redis.keys import coord_key, coord_lua
 from kubenenc_redis.scripts import lua_file
 
 
-def _script(name: str, *shared: str) -> tuple[str, str]:
+def _script(name: str, *shared: str, coord: Sequence[str] = ()) -> tuple[str, str]:
     """The source of ``lua_coord/<name>.lua`` after the ``lua/`` files ``shared`` (key-free
-    libraries it shares with the shards' steps), and its script id."""
+    libraries it shares with the shards' steps) and the ``lua_coord/`` files ``coord``
+    (libraries of the coordination scripts), and its script id."""
     text = "".join(lua_file(n) for n in shared)
-    text += files(__package__).joinpath("lua_coord", f"{name}.lua").read_text(encoding="utf-8")
+    folder = files(__package__).joinpath("lua_coord")
+    text += "".join(folder.joinpath(f"{n}.lua").read_text(encoding="utf-8") for n in (*coord, name))
     source = coord_lua(text)
     return source, hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
 
 
 PAUSE = _script("pause", "lib_walk")
-DROP = _script("drop")
+DROP = _script("drop", coord=["lib_forget"])
 DEPEND = _script("depend")
-UNDEPEND = _script("undepend")
+UNDEPEND = _script("undepend", coord=["lib_forget"])
 GRACE_EXTRA = 60.0
 """Seconds added to the backend's ``retry_for`` to make ``GRACE``."""
 

@@ -2,12 +2,5 @@
 -- stale by the sweep; see kubenenc_redis.crossing).
 
 -- KEYS[1] C. ARGV: waiter ids. Returns how many had edges.
-local n = 0
-for _, id in ipairs(ARGV) do
-  for _, tid in ipairs(redis.call('SMEMBERS', k_tg(id))) do
-    redis.call('SREM', k_wt(tid), id)
-  end
-  n = n + redis.call('ZREM', K_WAITERS, id)
-  redis.call('DEL', k_tg(id), k_node(id))
-end
-return n
+return forget(ARGV, K_WAITERS, function(id) return k_tg(id) end,
+              function(target) return k_wt(target) end, function(id) return k_node(id) end)

@@ -2,12 +2,5 @@
 -- (pending, final, or never registered; see kubenenc_redis.depending).
 
 -- KEYS[1] C. ARGV: dependent ids. Returns how many were recorded.
-local n = 0
-for _, id in ipairs(ARGV) do
-  for _, dep in ipairs(redis.call('SMEMBERS', k_dd(id))) do
-    redis.call('SREM', k_dp(dep), id)
-  end
-  n = n + redis.call('ZREM', K_DEPENDENTS, id)
-  redis.call('DEL', k_dd(id), k_dn(id))
-end
-return n
+return forget(ARGV, K_DEPENDENTS, function(id) return k_dd(id) end,
+              function(dep) return k_dp(dep) end, function(id) return k_dn(id) end)
