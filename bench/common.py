@@ -9,14 +9,18 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from kubenenc.ids import TaskId, new_invocation_id
 from kubenenc.records import NewInvocation
+
+if TYPE_CHECKING:
+    from tests.servers.redis import RedisServer
 
 T = TypeVar("T")
 
@@ -40,10 +44,10 @@ def start_worker(url: str, mode: str, concurrency: int) -> subprocess.Popen[byte
 @contextmanager
 def running_workers(
     url: str, count: int, mode: str = "thread", concurrency: int = 4
-) -> Iterator[None]:
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``count`` worker processes serving ``bench.benchtasks:app`` on ``url`` (the app
-    pointed there too), all heartbeating (or 60 s passed) before the body runs; stopped and
-    the app closed after it."""
+    pointed there too), all heartbeating (or 60 s passed) before the body runs, which gets
+    the processes; stopped and the app closed after it."""
     from bench import benchtasks
 
     benchtasks.app.configure(url)
@@ -52,7 +56,7 @@ def running_workers(
         deadline = time.time() + 60
         while len(benchtasks.app.backend.workers()) < count and time.time() < deadline:
             time.sleep(0.1)
-        yield
+        yield procs
     finally:
         for proc in procs:
             proc.terminate()
@@ -68,16 +72,39 @@ def on_backends(which: str, tmp: str, run: Callable[[str], T]) -> list[tuple[str
     if which in ("sqlite", "both"):
         rows.append(("SQLite", run(f"sqlite:///{tmp}/bench.db")))
     if which in ("redis", "both"):
-        if shutil.which("redis-server") is None:
-            sys.exit("needs redis-server: apt-get install -y redis-server")
-        from tests.servers.redis import RedisServer
-
-        server = RedisServer(Path(tmp) / "redis").start()
-        try:
+        with private_redis(Path(tmp) / "redis") as server:
             rows.append(("Redis", run(server.url)))
+    return rows
+
+
+@contextmanager
+def private_redis(workdir: Path | None = None) -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port (its files in ``workdir``, else in a
+    temporary folder), stopped after the body; exits saying what to install without one."""
+    if shutil.which("redis-server") is None:
+        sys.exit("needs redis-server: apt-get install -y redis-server")
+    from tests.servers.redis import RedisServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(workdir or Path(tmp)).start()
+        try:
+            yield server
         finally:
             server.stop()
-    return rows
+
+
+def redis_rounds(
+    repeat: int, one_round: Callable[[RedisServer], T], show: Callable[[T], str]
+) -> list[T]:
+    """``one_round(server)`` ``repeat`` times on one :func:`private_redis`, printing each
+    round's ``show`` with the load average before it; the rounds' results."""
+    rounds: list[T] = []
+    with private_redis() as server:
+        for r in range(repeat):
+            load = os.getloadavg()[0]
+            rounds.append(one_round(server))
+            print(f"round {r + 1}/{repeat} (load {load:.1f}): {show(rounds[-1])}")
+    return rounds
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.common import cpu_seconds, start_worker  # noqa: E402
+from bench.common import cpu_seconds, private_redis, running_workers  # noqa: E402
 
 
 def idle_cpu(pids: list[int], seconds: float) -> float:
@@ -43,12 +42,7 @@ def one_backend(
 ) -> dict[str, float]:
     from bench import benchtasks
 
-    benchtasks.app.configure(url)
-    procs = [start_worker(url, "thread", 4) for _ in range(workers)]
-    try:
-        deadline = time.time() + 60
-        while len(benchtasks.app.backend.workers()) < workers and time.time() < deadline:
-            time.sleep(0.1)
+    with running_workers(url, workers, "thread", 4) as procs:
         time.sleep(1.0)  # past their start
         idle_workers = idle_cpu([p.pid for p in procs], idle)
         idle_server = idle_cpu([server_pid], idle) if server_pid else 0.0
@@ -61,12 +55,6 @@ def one_backend(
         ]
         due = [inv.record().not_before for inv in invs]
         started = [inv.result(timeout=spread + 120) for inv in invs]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-        benchtasks.app.close()
     late = sorted(s - d for s, d in zip(started, due, strict=True))
     q = statistics.quantiles(late, n=100)
     return {
@@ -96,20 +84,13 @@ def main() -> None:
                 ("SQLite", one_backend(url, args.calls, args.spread, args.workers, args.idle, None))
             )
         if args.backend in ("redis", "both"):
-            if shutil.which("redis-server") is None:
-                sys.exit("needs redis-server: apt-get install -y redis-server")
-            from tests.servers.redis import RedisServer
-
-            server = RedisServer(Path(tmp) / "redis").start()
-            try:
+            with private_redis(Path(tmp) / "redis") as server:
                 pid = server.proc.pid if server.proc is not None else None
                 rows.append(
                     ("Redis", one_backend(
                         server.url, args.calls, args.spread, args.workers, args.idle, pid
                     ))
                 )  # fmt: skip
-            finally:
-                server.stop()
     table = Table(
         title=f"{args.calls:,} delayed calls, countdowns 0.5 to {args.spread:g} s, "
         f"{args.workers} idle worker processes (thread mode, 4 slots)"

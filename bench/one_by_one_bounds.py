@@ -30,7 +30,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import redis_rounds  # noqa: E402
 from bench.peers_driver import Kubenenc, cpu  # noqa: E402
-from tests.servers.redis import RedisServer  # noqa: E402
 
 TARGETS = {"enqueue": 8000.0, "end to end": 3000.0, "drain": 8000.0}
 PARTS = ("caller", "worker", "server")
@@ -161,20 +160,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    rounds = []
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp)).start()
-        try:
-            for r in range(args.repeat):
-                load = os.getloadavg()[0]
-                rounds.append(one_round(server.url, server.proc.pid, args.tasks))
-                shown = "; ".join(
-                    f"{k}: {v['rate']:,.0f}/s " + " ".join(f"{p}={v[p + '_us']:.0f}" for p in PARTS)
-                    for k, v in rounds[-1].items()
-                )
-                print(f"round {r + 1}/{args.repeat} (load {load:.1f}): {shown}")
-        finally:
-            server.stop()
+    rounds = redis_rounds(
+        args.repeat,
+        lambda server: one_round(server.url, server.proc.pid, args.tasks),
+        lambda one: "; ".join(
+            f"{k}: {v['rate']:,.0f}/s " + " ".join(f"{p}={v[p + '_us']:.0f}" for p in PARTS)
+            for k, v in one.items()
+        ),
+    )
     m = {
         pattern: {k: statistics.median(r[pattern][k] for r in rounds) for k in rounds[0][pattern]}
         for pattern in rounds[0]

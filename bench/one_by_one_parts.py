@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +33,7 @@ from kubenenc.task import CallOptions  # noqa: E402
 from kubenenc_redis import RedisBackend  # noqa: E402
 from kubenenc_redis.link import pack  # noqa: E402
 
-from bench.common import cpu_seconds  # noqa: E402
-from tests.servers.redis import RedisServer  # noqa: E402
+from bench.common import cpu_seconds, redis_rounds  # noqa: E402
 
 EMPTY = "#!lua name=benchfloor\nredis.register_function('bench_empty', function() return 1 end)"
 
@@ -114,16 +112,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    rounds = []
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp)).start()
-        try:
-            for r in range(args.repeat):
-                rounds.append(one_round(server.url, server.proc.pid, args.calls))
-                shown = ", ".join(f"{k}={v:.1f}" for k, v in rounds[-1].items())
-                print(f"round {r + 1}/{args.repeat}: {shown}")
-        finally:
-            server.stop()
+    rounds = redis_rounds(
+        args.repeat,
+        lambda server: one_round(server.url, server.proc.pid, args.calls),
+        lambda one: ", ".join(f"{k}={v:.1f}" for k, v in one.items()),
+    )
     m = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     rest = m["register"] - m["plugin"] - m["ping"]
     lua = m["fcall_us"] - m["inner_us"]
