@@ -1,14 +1,16 @@
 """Redis Cluster shards: the same workload on 1, 2 and 3 shards of a loopback cluster, and on
 one plain redis-server, measuring what each redis-server process spends.
 
-    python bench/cluster_bench.py [--tasks 6000] [--batch 20] [--repeat 3]
+    python bench/cluster_bench.py [--tasks 6000] [--batch 1,20,100] [--repeat 3]
 
 Starts its own cluster (3 masters, no replicas: a replica's CPU would blur the masters') and
 its own plain server. Per layout, ``--tasks`` keyless root calls go through the contract
 from this one process in batches of ``--batch``: register, claim (limit ``--batch``),
-finish. It prints, as medians of ``--repeat`` runs: server CPU per task (all redis-server
-processes together, from ``INFO cpu``), the busiest master's share of it, how evenly tasks and
-CPU spread over the masters that hold shards (max/min), and tasks per server CPU second
+finish (batch 1 is one call at a time: register one, claim one, finish one). Each batch
+size is its own row set, its layouts interleaved. It prints, as medians of ``--repeat``
+runs: server CPU per task (all redis-server processes together, from ``INFO cpu``), the
+its ratio to the plain server's, the busiest master's share, how evenly tasks and CPU
+spread over the masters that hold shards (max/min), and tasks per server CPU second
 (throughput per server core). The client is one Python process, so wall-clock throughput
 is not the point: server CPU per task is what decides how far N cores carry a deployment.
 Not a test: nothing is asserted.
@@ -107,37 +109,51 @@ def one_run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--tasks", type=int, default=6000)
-    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument(
+        "--batch", default="1,20,100", help="batch sizes, comma-separated: a row set each"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     layouts = ["plain", "1", "2", "3"]
+    batches = [int(b) for b in args.batch.split(",")]
     print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    runs: dict[tuple[int, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cluster = RedisCluster(Path(tmp) / "cluster", masters=3, replicas=0).start()
         plain = RedisServer(Path(tmp) / "plain").start()
         try:
-            runs: dict[str, list[dict[str, float]]] = {k: [] for k in layouts}
-            for r in range(args.repeat):  # layouts interleaved: the machine's noise hits all
-                for layout in layouts:
-                    runs[layout].append(one_run(layout, cluster, plain, args.tasks, args.batch))
-                    print(f"run {r + 1}/{args.repeat} {layout}: {runs[layout][-1]}", flush=True)
+            for batch in batches:
+                for r in range(args.repeat):  # layouts interleaved: the noise hits all
+                    for layout in layouts:
+                        got = one_run(layout, cluster, plain, args.tasks, batch)
+                        runs.setdefault((batch, layout), []).append(got)
+                        print(f"batch {batch} run {r + 1} {layout}: {got}", flush=True)
         finally:
             cluster.stop()
             plain.stop()
     print()
-    print(f"{args.tasks} tasks, batches of {args.batch}; medians of {args.repeat} runs")
+    print(f"{args.tasks} tasks per run; medians of {args.repeat} runs")
     print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    head = ("layout", "masters", "server µs/task", "busiest µs/task", "CPU spread",
-            "task spread", "tasks/server-CPU-s")  # fmt: skip
+    head = ("layout", "batch", "masters", "server µs/task", "vs plain", "busiest µs/task",
+            "CPU spread", "task spread", "tasks/server-CPU-s")  # fmt: skip
     print(" | ".join(head))
-    for layout in layouts:
-        m = {k: statistics.median(run[k] for run in runs[layout]) for k in runs[layout][0]}
-        name = "plain server" if layout == "plain" else f"{layout} shard(s)"
-        print(
-            f"{name} | {m['masters']:.0f} | {m['cpu_us_per_task']:.1f} | "
-            f"{m['busiest_us_per_task']:.1f} | {m['cpu_spread']:.2f} | "
-            f"{m['task_spread']:.2f} | {m['tasks_per_server_cpu_s']:,.0f}"
-        )
+    for batch in batches:
+        med = {
+            layout: {
+                k: statistics.median(run[k] for run in runs[batch, layout])
+                for k in runs[batch, layout][0]
+            }
+            for layout in layouts
+        }
+        for layout in layouts:
+            m = med[layout]
+            name = "plain server" if layout == "plain" else f"{layout} shard(s)"
+            ratio = m["cpu_us_per_task"] / med["plain"]["cpu_us_per_task"]
+            print(
+                f"{name} | {batch} | {m['masters']:.0f} | {m['cpu_us_per_task']:.1f} | "
+                f"{ratio:.2f}x | {m['busiest_us_per_task']:.1f} | {m['cpu_spread']:.2f} | "
+                f"{m['task_spread']:.2f} | {m['tasks_per_server_cpu_s']:,.0f}"
+            )
 
 
 if __name__ == "__main__":
