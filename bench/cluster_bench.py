@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+import redis.connection  # noqa: E402
 from kubenenc.ids import WorkerId  # noqa: E402
 from kubenenc.records import Outcome, OutcomeKind  # noqa: E402
 from kubenenc.testing.helpers import new  # noqa: E402
@@ -40,6 +42,31 @@ from tests.servers.redis import RedisServer  # noqa: E402
 from tests.servers.rediscluster import RedisCluster  # noqa: E402
 
 WORKER = WorkerId("bench:1:w")
+TRIPS = [0]
+"""Requests sent to any server (one per command, one per pipeline), counted below."""
+IDLE_SECONDS = 3.0
+"""How long the servers' own CPU is read with no client (cluster bus and timers)."""
+
+
+def _count_trips() -> None:
+    """Count every request redis-py sends (a pipeline is one): each wakes a server once."""
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: object, *args: object, **kw: object) -> None:
+        TRIPS[0] += 1
+        real(self, *args, **kw)  # type: ignore[arg-type]
+
+    redis.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+
+
+def idle_rates(ports: list[int]) -> dict[int, float]:
+    """CPU seconds per second each server spends with no client: a cluster node's bus and
+    timers cost it whether or not it works, so a slow run (batch 1) pays more of it."""
+    before = {port: cpu_seconds(port) for port in ports}
+    start = time.monotonic()
+    time.sleep(IDLE_SECONDS)
+    took = time.monotonic() - start
+    return {port: (cpu_seconds(port) - before[port]) / took for port in ports}
 
 
 def cpu_seconds(port: int) -> float:
@@ -68,7 +95,12 @@ def workload(backend: object, tasks: int, batch: int) -> None:
 
 
 def one_run(
-    layout: str, cluster: RedisCluster, plain: RedisServer, tasks: int, batch: int
+    layout: str,
+    cluster: RedisCluster,
+    plain: RedisServer,
+    tasks: int,
+    batch: int,
+    idle: dict[int, float],
 ) -> dict[str, float]:
     """One layout: ``plain`` or ``N`` shards."""
     if layout == "plain":
@@ -81,7 +113,9 @@ def one_run(
     try:
         workload(backend, 200, batch)  # warm: connections, libraries loaded
         before = {port: cpu_seconds(port) for port in procs}
+        trips, start = TRIPS[0], time.monotonic()
         workload(backend, tasks, batch)
+        trips, took = TRIPS[0] - trips, time.monotonic() - start
         used = {port: cpu_seconds(port) - before[port] for port in procs}
         if isinstance(backend, ShardedBackend):
             per_shard = {s.node[1]: 0 for s in backend.shards}
@@ -96,8 +130,11 @@ def one_run(
     total = sum(used.values())
     busy = [used[p] for p in holders]
     counts = [per_shard[p] for p in holders]
+    net = max(total - sum(idle[p] for p in procs) * took, 0.0)
     return {
         "cpu_us_per_task": total / tasks * 1e6,
+        "net_us_per_task": net / tasks * 1e6,
+        "trips_per_task": trips / tasks,
         "busiest_us_per_task": max(used.values()) / tasks * 1e6,
         "cpu_spread": max(busy) / max(min(busy), 1e-9),
         "task_spread": max(counts) / max(min(counts), 1),
@@ -122,10 +159,14 @@ def main() -> None:
         cluster = RedisCluster(Path(tmp) / "cluster", masters=3, replicas=0).start()
         plain = RedisServer(Path(tmp) / "plain").start()
         try:
+            ports = [plain.port] + [n.port for n in cluster.nodes]
+            idle = idle_rates(ports)
+            print("idle CPU µs/s per server:", {p: round(r * 1e6) for p, r in idle.items()})
+            _count_trips()
             for batch in batches:
                 for r in range(args.repeat):  # layouts interleaved: the noise hits all
                     for layout in layouts:
-                        got = one_run(layout, cluster, plain, args.tasks, batch)
+                        got = one_run(layout, cluster, plain, args.tasks, batch, idle)
                         runs.setdefault((batch, layout), []).append(got)
                         print(f"batch {batch} run {r + 1} {layout}: {got}", flush=True)
         finally:
@@ -134,8 +175,9 @@ def main() -> None:
     print()
     print(f"{args.tasks} tasks per run; medians of {args.repeat} runs")
     print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    head = ("layout", "batch", "masters", "server µs/task", "vs plain", "busiest µs/task",
-            "CPU spread", "task spread", "tasks/server-CPU-s")  # fmt: skip
+    head = ("layout", "batch", "masters", "requests/task", "server µs/task", "vs plain",
+            "net of idle µs/task", "vs plain", "busiest µs/task", "CPU spread", "task spread",
+            "tasks/server-CPU-s")  # fmt: skip
     print(" | ".join(head))
     for batch in batches:
         med = {
@@ -149,9 +191,11 @@ def main() -> None:
             m = med[layout]
             name = "plain server" if layout == "plain" else f"{layout} shard(s)"
             ratio = m["cpu_us_per_task"] / med["plain"]["cpu_us_per_task"]
+            net = m["net_us_per_task"] / med["plain"]["net_us_per_task"]
             print(
-                f"{name} | {batch} | {m['masters']:.0f} | {m['cpu_us_per_task']:.1f} | "
-                f"{ratio:.2f}x | {m['busiest_us_per_task']:.1f} | {m['cpu_spread']:.2f} | "
+                f"{name} | {batch} | {m['masters']:.0f} | {m['trips_per_task']:.3f} | "
+                f"{m['cpu_us_per_task']:.1f} | {ratio:.2f}x | {m['net_us_per_task']:.1f} | "
+                f"{net:.2f}x | {m['busiest_us_per_task']:.1f} | {m['cpu_spread']:.2f} | "
                 f"{m['task_spread']:.2f} | {m['tasks_per_server_cpu_s']:,.0f}"
             )
 

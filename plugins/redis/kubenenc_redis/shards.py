@@ -35,10 +35,33 @@ good a home as any.
 (a bounded table); an id not seen by this process is looked up on every shard (one
 ``EXISTS`` each) and remembered.
 
-Claims take the shards' queue heads in one claim order (bounded per shard, see
-:meth:`ShardedBackend.claim`), so no shard starves; an idle worker waits on every shard at
-once (one wake list per shard, one blocking reader thread per shard and pool, all setting
-one event). Heartbeats are written
+**Claim order across shards.** Within a shard a claim takes the queue in its exact order
+(more waiters, higher priority, older; one script). Across shards, sequences compare as
+registration times do (:func:`seq_floor`), and a claim is usually one script on one shard,
+chosen by this process's *head hints* (:mod:`kubenenc_redis.hints`: per pool and shard, the
+best call it knows there). What the cluster guarantees, per claiming process:
+
+1. *Known calls in single-queue order.* A claim takes nothing that a call known to this
+   process on another shard outranks: the claim on the best hinted shard is bounded by the
+   best hint of the others. Known: calls it registered itself, and every shard's queue as
+   of its last reading of that shard (each claim there, each head read).
+2. *Reading on doubt.* It reads every shard's head and claims in rounds over them (single
+   queue order for every call present at the reading, whoever put it there) whenever a
+   claim on hints comes back short of its limit or empty, when more than one shard's hint
+   is unknown (a delayed call fell due there, or this process did something there that may
+   have queued calls: a finish reporting a retry, hand-back, callback or a parked call let
+   go, a cancel, pause, resume, boost, recovery or settle; or its wake reader saw new work
+   there), and at least every :data:`kubenenc_redis.hints.REFRESH_CLAIMS` claims or
+   :data:`kubenenc_redis.hints.HINT_AGE` seconds.
+3. *Bounded staleness, no starvation.* A call another process put on another shard (or
+   moved forward there) since this process's last reading of that shard may be passed over
+   by this process's claims until its next reading, which comes at the latest after
+   ``REFRESH_CLAIMS`` claims or ``HINT_AGE`` seconds; so no shard starves, nothing is
+   lost, and once read a call is taken in order. (Claims of two processes at one moment
+   were never ordered across shards more tightly: each claim is atomic on its shard only.)
+
+An idle worker waits on every shard at once (one wake list per shard, one blocking reader
+thread per shard and pool, all setting one event). Heartbeats are written
 to every shard (each shard's ``recover`` judges its own holders), read from shard 0.
 Policies live on shard 0 (no script reads them). Waits across shards go through the
 coordination slot (:mod:`kubenenc_redis.crossing`), declared dependencies through
