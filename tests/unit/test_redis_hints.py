@@ -8,6 +8,12 @@ from kubenenc_redis import hints
 from kubenenc_redis.hints import Hints, queue_member
 
 
+@pytest.fixture(autouse=True)
+def no_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readings do not age during a test (a loaded machine may stall it for a second)."""
+    monkeypatch.setattr(hints, "HINT_AGE", 3600.0)
+
+
 def m(seq: int, priority: int = 0, waiters: int = 0) -> str:
     return queue_member(priority, seq, f"id{seq}", waiters)
 

@@ -622,7 +622,7 @@ class ShardedBackend:
 
     # -- Coordination ----------------------------------------------------------------------
 
-    def pause(  # noqa: PLR0911 - the contract's outcomes, each checked where it is known
+    def pause(
         self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
     ) -> PauseResult:
         """See :meth:`kubenenc.backends.contract.Coordination.pause` and, across shards,
@@ -630,8 +630,20 @@ class ShardedBackend:
         home = self.locate([id]).get(id)
         if home is None:
             return PauseResult(PauseKind.GONE, ())
+        try:
+            return self._pause(id, home, worker, targets, now)
+        finally:
+            self._forget(self.shards[home])  # its freed slot may have let a parked call go
+
+    def _pause(
+        self,
+        id: InvocationId,
+        home: int,
+        worker: WorkerId,
+        targets: Sequence[InvocationId],
+        now: float,
+    ) -> PauseResult:
         shard = self.shards[home]
-        self._forget(shard)  # its running slot may let a parked call go
         if self.crossing is None:
             return shard.pause(id, worker, targets, now)
         me = shard.get_many([id])[0]
@@ -725,9 +737,9 @@ class ShardedBackend:
         gone: list[InvocationId] = list(lost)
         for home, group in groups.items():
             shard = self.shards[home]
-            self._forget(shard)
             step = shard.resume_early if early else shard.resume
             res = step([InvocationId(i) for i in group], worker, max(limit - len(resumed), 0), now)
+            self._forget(shard)
             resumed += res.resumed
             gone += res.gone
         if self.crossing is not None:
@@ -772,12 +784,11 @@ class ShardedBackend:
         out: list[InvocationId] = []
         for shard in self.shards:
             out += shard.recover(now, heartbeat_timeout, max_lost)
-        if out:
-            self._hints.forget_all()  # lost work went back to its queues
         self._unwait(out, now)
         if self.crossing is not None:
             self._sweep(now)
             depending.sweep(self, now)
+        self._hints.forget_all()  # lost work went back to its queues, dependents settled
         return out
 
     def _sweep(self, now: float) -> None:
