@@ -120,6 +120,31 @@ def test_a_batch_of_free_calls_costs_one_script_per_step(
     assert b.counts()[Status.SUCCESS] == 7 * size
 
 
+def test_a_workers_finish_and_claim_is_one_script_on_one_shard(
+    rediscluster_backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's steady state, as on one server: what it finishes came from the shard its
+    next claim goes to, so finishing and claiming is one script there."""
+    b = rediscluster_backend
+    monkeypatch.setattr(hints, "HINT_AGE", 3600.0)
+    items = [new("r", str(i)) for i in range(30)]
+    b.register(items, 1.0)
+    got = b.claim("default", W1, 10, 2.0)  # the first claim reads every head
+    assert [r.id for r in got] == [i.id for i in items[:10]]
+    calls = count_calls(b, monkeypatch)
+    for k in (1, 2):
+        calls.clear()
+        done = [Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got]
+        flags, got = b.finish_and_claim(done, "default", W1, 10, 2.0 + k)
+        assert flags == [True] * 10
+        assert [r.id for r in got] == [i.id for i in items[10 * k : 10 * k + 10]]
+        assert [what for what, _ in calls] == ["finish_and_claim"]
+    done = [Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got]
+    flags, got = b.finish_and_claim(done, "default", W1, 10, 5.0)
+    assert (flags, got) == ([True] * 10, [])
+    assert b.counts()[Status.SUCCESS] == 30
+
+
 def test_a_free_batch_registered_again_is_answered_where_it_went(
     rediscluster_backend: object,
 ) -> None:

@@ -90,3 +90,13 @@ def test_pools_are_apart() -> None:
     h.forget(0, "a")
     assert h.pick("b", 1.0) == (1, None)
     assert h.pick("a", 1.0) == (0, None)  # one unknown shard: claimed first
+
+
+def test_a_pick_for_one_shard_only_counts_when_it_is_that_shard() -> None:
+    h = Hints(2)
+    h.read("p", {0: (m(1), None), 1: (m(2), None)})
+    assert h.pick("p", 1.0, only=1) is None
+    assert h.pick("p", 1.0, only=0) == (0, m(2))
+    for _ in range(hints.REFRESH_CLAIMS - 1):
+        assert h.pick("p", 1.0, only=1) is None  # not counted: no reading forced
+    assert h.pick("p", 1.0) == (0, m(2))

@@ -298,6 +298,30 @@ class Shard(RedisBackend):
         reply, _ = self._caller.run("finish", now, worker, outcome_arg(outcomes), 1)
         return finish_flags(reply[: len(outcomes)]), str(reply[len(outcomes) :])
 
+    def finish_and_claim_head(
+        self,
+        outcomes: Sequence[Outcome],
+        pool: str,
+        worker: WorkerId,
+        limit: int,
+        now: float,
+        bound: str | None,
+    ) -> tuple[list[bool], str, list[InvocationRecord], Head | None]:
+        """:meth:`RedisBackend.finish_and_claim` with the claim bounded by ``bound``: the
+        flags, the finish's notes (as :meth:`finish_noting`), the claimed records and the
+        pool's queue head after the step (as :meth:`claim_head`; None after a replay)."""
+        reply, replayed = self._caller.run(
+            "finish_and_claim", now, pool, worker, max(limit, 0), outcome_arg(outcomes),
+            bound or "", 1,
+        )  # fmt: skip
+        n = len(outcomes)
+        flags, notes = finish_flags(reply[0][:n]), str(reply[0][n:])
+        if replayed:
+            found = self._read(reply[1], history=False)
+            return flags, notes, [r for r in found if r is not None and r.worker == worker], None
+        head = (reply[3] or None, float(reply[4]) if reply[4] else None)
+        return flags, notes, (claimed(reply[1:3]) if reply[1] else []), head
+
     def _follow(self) -> None:
         """Re-read the slot map; when the slot has a new master, reconnect to it (the
         connections to the old one are closed; calls in flight on them fail and retry)."""

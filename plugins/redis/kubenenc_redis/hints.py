@@ -85,12 +85,13 @@ class Hints:
             found = self._pools[pool] = _Pool([None] * n, [False] * n, [None] * n)
         return found
 
-    def pick(self, pool: str, now: float) -> tuple[int, str | None] | None:
+    def pick(self, pool: str, now: float, only: int | None = None) -> tuple[int, str | None] | None:
         """The shard to claim on first and the bound to pass (the best hint of the other
         shards), or None when the hints do not tell and every head must be read: they are
         due a reading (:data:`REFRESH_CLAIMS`, :data:`HINT_AGE`), more than one shard is
         unknown, or every queue is believed empty. One unknown shard is picked itself
-        (bounded by the others), since its claim reports its head anyway."""
+        (bounded by the others), since its claim reports its head anyway. With ``only``:
+        None (and no claim counted) unless the pick is shard ``only``."""
         with self._lock:
             h = self._pools.get(pool)
             if h is None or h.fast >= REFRESH_CLAIMS or time.monotonic() - h.read_at > HINT_AGE:
@@ -109,6 +110,8 @@ class Hints:
             elif ranked:
                 pick, bound = ranked[0][1], (ranked[1][0] if len(ranked) > 1 else None)
             else:
+                return None
+            if only is not None and pick != only:
                 return None
             h.fast += 1
             return pick, bound

@@ -578,9 +578,50 @@ class ShardedBackend:
     def finish_and_claim(
         self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
     ) -> tuple[list[bool], list[InvocationRecord]]:
-        """See :class:`kubenenc.backends.contract.FinishAndClaim`."""
+        """See :class:`kubenenc.backends.contract.FinishAndClaim`. One script when every
+        outcome lives on the shard that the head hints pick for the claim (a worker's
+        steady state: what it finishes came from where it claims), as on one server; else
+        a finish, then a claim."""
+        if len(self.shards) > 1 and outcomes and limit > 0:
+            where = self.locate(o.id for o in outcomes)
+            homes = {where.get(o.id) for o in outcomes}
+            home = homes.pop() if len(homes) == 1 else None
+            pick = None if home is None else self._hints.pick(pool, now, only=home)
+            if home is not None and pick is not None:
+                return self._finish_and_claim_on(home, outcomes, pool, worker, limit, now, pick[1])
         flags = self.finish(outcomes, worker, now) if outcomes else []
         return flags, self.claim(pool, worker, limit, now) if limit > 0 else []
+
+    def _finish_and_claim_on(
+        self,
+        home: int,
+        outcomes: Sequence[Outcome],
+        pool: str,
+        worker: WorkerId,
+        limit: int,
+        now: float,
+        bound: str | None,
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """:meth:`finish_and_claim` as one script on shard ``home``; what :meth:`finish`
+        and :meth:`claim` do after their steps follows (news settled, hints updated, a
+        short claim completed from a reading of every head)."""
+        flags, notes, got, head = self.shards[home].finish_and_claim_head(
+            outcomes, pool, worker, limit, now, bound
+        )
+        if "q" in notes:
+            self._hints.forget(home)  # other pools there may have gained calls
+        self._hints.seen(pool, home, head)  # read after the step: this pool's is fresh
+        for rec in got:
+            self._remember(rec.id, home)
+        if "x" in notes:
+            depending.settle_after(self, [home], now)
+            self._hints.forget_all()
+        back = [o.id for o, f in zip(outcomes, flags, strict=True)
+                if f and o.kind is OutcomeKind.HANDED_BACK]  # fmt: skip
+        self._unwait(back, now)
+        if len(got) < limit:
+            got += self._claim_read(pool, worker, limit - len(got), now)
+        return flags, got
 
     def _one(self, id: str) -> Shard | None:
         at = self.locate([id]).get(id)
