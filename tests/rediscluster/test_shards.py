@@ -12,6 +12,7 @@ from kubenenc.errors import ConfigurationError
 from kubenenc.records import Outcome, OutcomeKind, RegisterKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, new
+from kubenenc_redis import hints
 from kubenenc_redis.cluster import parse_cluster_url
 from kubenenc_redis.keys import SLOTS, shard_prefix
 from redis.crc import key_slot
@@ -73,31 +74,75 @@ def test_calls_of_one_key_share_a_shard_and_roots_spread(rediscluster_backend: o
     assert set.union(*homes) == {0, 1, 2}  # and batches take the shards in turn
 
 
-def test_a_batch_of_free_calls_costs_one_script_per_step(
-    rediscluster_backend: object, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    b = rediscluster_backend
+def count_calls(b: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Record every server call of ``b`` (each goes through a caller's ``retrying``) as
+    (what, shard), the coordination slot as shard -1."""
     calls: list[tuple[str, int]] = []
-    for i, shard in enumerate(b.shards):  # type: ignore[attr-defined]
-        for step in ("register", "claim", "finish"):
-            real = getattr(shard, step)
+    callers = [(i, s._caller) for i, s in enumerate(b.shards)]
+    if b.crossing is not None:
+        callers.append((-1, b.crossing.slot._caller))
+    for i, caller in callers:
+        real = caller.retrying
 
-            def counted(
-                *args: Any, _real: Any = real, _step: str = step, _i: int = i, **kw: Any
-            ) -> Any:
-                calls.append((_step, _i))
-                return _real(*args, **kw)
+        def counted(what: str, call: Any, _real: Any = real, _i: int = i) -> Any:
+            calls.append((what, _i))
+            return _real(what, call)
 
-            monkeypatch.setattr(shard, step, counted)
-    items = [new("r", str(i)) for i in range(20)]
-    b.register(items, 1.0)  # type: ignore[attr-defined]
-    got = b.claim("default", W1, 20, 2.0)  # type: ignore[attr-defined]
+        monkeypatch.setattr(caller, "retrying", counted)
+    return calls
+
+
+def one_batch(b: Any, size: int, tag: str, now: float) -> None:
+    items = [new("r", f"{tag}.{i}") for i in range(size)]
+    b.register(items, now)
+    got = b.claim("default", W1, size, now + 0.1)
     assert [r.id for r in got] == [i.id for i in items]
-    flags = b.finish([Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got], W1, 3.0)  # type: ignore[attr-defined]
-    assert flags == [True] * 20
-    assert [step for step, _ in calls] == ["register", "claim", "finish"]
-    assert len({i for _, i in calls}) == 1
-    assert b.counts()[Status.SUCCESS] == 20  # type: ignore[attr-defined]
+    flags = b.finish([Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got], W1, now + 0.2)
+    assert flags == [True] * size
+
+
+@pytest.mark.parametrize("size", [1, 20])
+def test_a_batch_of_free_calls_costs_one_script_per_step(
+    rediscluster_backend: Any, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """As on one server: register, claim, finish, one call each on one shard, once the
+    claim's head hints are known (the first claim reads every shard's head); no head read
+    before a claim, no outbox read after a finish that told no dependent."""
+    b = rediscluster_backend
+    monkeypatch.setattr(hints, "HINT_AGE", 3600.0)  # a loaded machine: no reading by age
+    one_batch(b, size, "warm", 1.0)
+    calls = count_calls(b, monkeypatch)
+    for k in range(6):  # batches take the shards in turn (a lone call: its id's shard)
+        calls.clear()
+        one_batch(b, size, str(k), 2.0 + k)
+        assert [what for what, _ in calls] == ["register", "claim", "finish"]
+        assert len({i for _, i in calls}) == 1
+    assert b.counts()[Status.SUCCESS] == 7 * size
+
+
+def test_a_workers_finish_and_claim_is_one_script_on_one_shard(
+    rediscluster_backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's steady state, as on one server: what it finishes came from the shard its
+    next claim goes to, so finishing and claiming is one script there."""
+    b = rediscluster_backend
+    monkeypatch.setattr(hints, "HINT_AGE", 3600.0)
+    items = [new("r", str(i)) for i in range(30)]
+    b.register(items, 1.0)
+    got = b.claim("default", W1, 10, 2.0)  # the first claim reads every head
+    assert [r.id for r in got] == [i.id for i in items[:10]]
+    calls = count_calls(b, monkeypatch)
+    for k in (1, 2):
+        calls.clear()
+        done = [Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got]
+        flags, got = b.finish_and_claim(done, "default", W1, 10, 2.0 + k)
+        assert flags == [True] * 10
+        assert [r.id for r in got] == [i.id for i in items[10 * k : 10 * k + 10]]
+        assert [what for what, _ in calls] == ["finish_and_claim"]
+    done = [Outcome(r.id, OutcomeKind.SUCCESS, result="1") for r in got]
+    flags, got = b.finish_and_claim(done, "default", W1, 10, 5.0)
+    assert (flags, got) == ([True] * 10, [])
+    assert b.counts()[Status.SUCCESS] == 30
 
 
 def test_a_free_batch_registered_again_is_answered_where_it_went(

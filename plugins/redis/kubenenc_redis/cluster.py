@@ -42,14 +42,17 @@ from kubenenc.backends.urloptions import (
     seconds_option,
 )
 from kubenenc.errors import BackendUnavailable, ConfigurationError
-from kubenenc.records import NewInvocation, RegisterResult
+from kubenenc.ids import WorkerId
+from kubenenc.records import InvocationRecord, NewInvocation, Outcome, RegisterResult
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from kubenenc_redis.backend import RedisBackend
+from kubenenc_redis.hints import Head
 from kubenenc_redis.link import BLOCK_CHUNK, FAULTS, Caller, Link
 from kubenenc_redis.options import DEFAULT_RETRY_FOR
+from kubenenc_redis.rows import claimed, finish_flags, outcome_arg
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +274,53 @@ class Shard(RedisBackend):
 
                 check_layout(self._slots, self._url)
             raise
+
+    def claim_head(
+        self, pool: str, worker: WorkerId, limit: int, now: float, bound: str | None
+    ) -> tuple[list[InvocationRecord], Head | None]:
+        """:meth:`RedisBackend.claim`, and the pool's queue head after it, read in the same
+        step (``lua/claim.lua``; None when the reply was a replay, which holds only ids)."""
+        reply, replayed = self._caller.run("claim", now, pool, worker, limit, bound or "", 1)
+        if replayed:
+            found = self._read(reply, history=False)
+            return [r for r in found if r is not None and r.worker == worker], None
+        head = (reply[2] or None, float(reply[3]) if reply[3] else None)
+        return (claimed(reply[:2]) if reply[0] else []), head
+
+    def finish_noting(
+        self, outcomes: Sequence[Outcome], worker: WorkerId, now: float
+    ) -> tuple[list[bool], str]:
+        """:meth:`RedisBackend.finish`, and what else the step did (``lua/finish.lua``):
+        ``x`` in the notes when it wrote news for dependents, ``q`` when it put calls in a
+        queue."""
+        if not outcomes:
+            return [], ""
+        reply, _ = self._caller.run("finish", now, worker, outcome_arg(outcomes), 1)
+        return finish_flags(reply[: len(outcomes)]), str(reply[len(outcomes) :])
+
+    def finish_and_claim_head(
+        self,
+        outcomes: Sequence[Outcome],
+        pool: str,
+        worker: WorkerId,
+        limit: int,
+        now: float,
+        bound: str | None,
+    ) -> tuple[list[bool], str, list[InvocationRecord], Head | None]:
+        """:meth:`RedisBackend.finish_and_claim` with the claim bounded by ``bound``: the
+        flags, the finish's notes (as :meth:`finish_noting`), the claimed records and the
+        pool's queue head after the step (as :meth:`claim_head`; None after a replay)."""
+        reply, replayed = self._caller.run(
+            "finish_and_claim", now, pool, worker, max(limit, 0), outcome_arg(outcomes),
+            bound or "", 1,
+        )  # fmt: skip
+        n = len(outcomes)
+        flags, notes = finish_flags(reply[0][:n]), str(reply[0][n:])
+        if replayed:
+            found = self._read(reply[1], history=False)
+            return flags, notes, [r for r in found if r is not None and r.worker == worker], None
+        head = (reply[3] or None, float(reply[4]) if reply[4] else None)
+        return flags, notes, (claimed(reply[1:3]) if reply[1] else []), head
 
     def _follow(self) -> None:
         """Re-read the slot map; when the slot has a new master, reconnect to it (the

@@ -25,7 +25,8 @@ shard ``S`` (``S`` may be ``H``):
    ``lib.lua``'s finalize moves its ``P:xdep`` entries, with its status and display, into
    the shard's outbox ``P:xout`` in the same script.
 6. **Settle** (:func:`settle`, ``shard_settle.lua`` on ``H``): the process that ran step 5
-   (and every ``recover``) reads the outboxes, writes each news into ``P:xst:<D>`` and,
+   (a finish step says whether it wrote news, ``lua/finish.lua``: only then; a cancel or
+   fail always) and every ``recover`` read the outboxes, writes each news into ``P:xst:<D>`` and,
    when ``D`` waits, moves it: PENDING once every entry says SUCCESS, FAILED (error
    ``DependencyFailed`` naming ``X``, cascading through step 5 on ``H``) when one ended
    otherwise. Then the news leaves the outbox, and a dependent that stopped waiting leaves
@@ -40,8 +41,10 @@ before it (step 3 sees the final status and writes it to ``H``) or after it (``D
 reaching ``H`` before ``D`` is registered (the dependency finished between steps 3 and 4)
 waits in ``P:xst:<D>``, which step 4 reads in the register script: settle and register
 are serialized on ``H``, so whichever runs second sees the other. An outbox entry leaves
-only after its settle ran; a process dying between 5 and 6 leaves it for the next settle
-(any finish on that shard, or ``recover``, run by the enforcer every few seconds). Settle
+only after its settle ran; a process dying between 5 and 6 (or failing to reach a shard)
+leaves it for the next settle: ``recover``, run by the enforcer every few seconds, settles
+every outbox (as does the next finish on that shard that writes news, or a cancel or
+fail there). Settle
 is idempotent (a dependent not waiting is left alone; an entry written twice says the
 same), so two processes settling one entry, or a retry, change nothing. *Cascade*: a
 dependent failed by a settle is finalized on ``H``, which puts its own dependents' news in
@@ -55,7 +58,8 @@ recorded); until then it can only refuse a pause conservatively, never let a loo
 
 Costs: a registration with dependencies takes about four more round trips (the
 coordination slot, the mark, one ``shard_depend`` per dependency shard, a status read),
-and every finish, cancel and fail one read of its shard's outbox.
+every cancel and fail one read of its shard's outbox, and a finish one only when its step
+reports news (so a finish of calls without dependents costs what it does on one server).
 """
 
 from __future__ import annotations

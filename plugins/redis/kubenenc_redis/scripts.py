@@ -99,7 +99,7 @@ local REPLY_TTL = {REPLY_TTL}
 """
 
 
-STATE = "CD, HOLD, WAKE, HW, FIN, TASK, RATES"
+STATE = "CD, HOLD, WAKE, HW, FIN, TASK, RATES, NEWS, QUEUED"
 """The per-call state of ``lib.lua``, declared by the header and made new by ``call.lua``."""
 
 ARGS = """P = KEYS[1]

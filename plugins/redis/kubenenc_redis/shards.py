@@ -35,10 +35,33 @@ good a home as any.
 (a bounded table); an id not seen by this process is looked up on every shard (one
 ``EXISTS`` each) and remembered.
 
-Claims take the shards' queue heads in one claim order (bounded per shard, see
-:meth:`ShardedBackend.claim`), so no shard starves; an idle worker waits on every shard at
-once (one wake list per shard, one blocking reader thread per shard and pool, all setting
-one event). Heartbeats are written
+**Claim order across shards.** Within a shard a claim takes the queue in its exact order
+(more waiters, higher priority, older; one script). Across shards, sequences compare as
+registration times do (:func:`seq_floor`), and a claim is usually one script on one shard,
+chosen by this process's *head hints* (:mod:`kubenenc_redis.hints`: per pool and shard, the
+best call it knows there). What the cluster guarantees, per claiming process:
+
+1. *Known calls in single-queue order.* A claim takes nothing that a call known to this
+   process on another shard outranks: the claim on the best hinted shard is bounded by the
+   best hint of the others. Known: calls it registered itself, and every shard's queue as
+   of its last reading of that shard (each claim there, each head read).
+2. *Reading on doubt.* It reads every shard's head and claims in rounds over them (single
+   queue order for every call present at the reading, whoever put it there) whenever a
+   claim on hints comes back short of its limit or empty, when more than one shard's hint
+   is unknown (a delayed call fell due there, or this process did something there that may
+   have queued calls: a finish reporting a retry, hand-back, callback or a parked call let
+   go, a cancel, pause, resume, boost, recovery or settle; or its wake reader saw new work
+   there), and at least every :data:`kubenenc_redis.hints.REFRESH_CLAIMS` claims or
+   :data:`kubenenc_redis.hints.HINT_AGE` seconds.
+3. *Bounded staleness, no starvation.* A call another process put on another shard (or
+   moved forward there) since this process's last reading of that shard may be passed over
+   by this process's claims until its next reading, which comes at the latest after
+   ``REFRESH_CLAIMS`` claims or ``HINT_AGE`` seconds; so no shard starves, nothing is
+   lost, and once read a call is taken in order. (Claims of two processes at one moment
+   were never ordered across shards more tightly: each claim is atomic on its shard only.)
+
+An idle worker waits on every shard at once (one wake list per shard, one blocking reader
+thread per shard and pool, all setting one event). Heartbeats are written
 to every shard (each shard's ``recover`` judges its own holders), read from shard 0.
 Policies live on shard 0 (no script reads them). Waits across shards go through the
 coordination slot (:mod:`kubenenc_redis.crossing`), declared dependencies through
@@ -78,6 +101,7 @@ from kubenenc.records import (
     OutcomeKind,
     PauseKind,
     PauseResult,
+    RegisterKind,
     RegisterResult,
     ResumeResult,
     WorkerInfo,
@@ -88,6 +112,7 @@ from kubenenc_redis import depending
 from kubenenc_redis.backend import MAX_LOOP_NODES
 from kubenenc_redis.cluster import ClusterURL, Shard, SlotMap, parse_cluster_url
 from kubenenc_redis.crossing import Coordination
+from kubenenc_redis.hints import Hints, queue_member
 from kubenenc_redis.keys import coordination_prefix, shard_prefix
 from kubenenc_redis.layout import check_layout
 from kubenenc_redis.link import BLOCK_CHUNK
@@ -136,8 +161,9 @@ class _Wake:
     all setting one event. A reader stops after ``WATCH_IDLE`` seconds without a waiter or
     when the backend closes."""
 
-    def __init__(self, shards: Sequence[Shard], pool: str) -> None:
+    def __init__(self, shards: Sequence[Shard], pool: str, hints: Hints) -> None:
         self.event = threading.Event()
+        self._hints = hints
         self.last = time.monotonic()
         self._shards = shards
         self._pool = pool
@@ -160,6 +186,7 @@ class _Wake:
         while not self.closed and time.monotonic() - self.last < WATCH_IDLE:
             try:
                 if shard.wait_for_work(self._pool, BLOCK_CHUNK):
+                    self._hints.forget(i, self._pool)  # calls came: its head is unknown
                     self.event.set()
             except Exception:  # closed or unreachable: the claim loop reports it
                 self.event.set()
@@ -201,6 +228,8 @@ class ShardedBackend:
         """The shard of this process's last batch of free calls (see :meth:`_free_home`):
         processes start at random places, so many of them spread too."""
         self._wakes: dict[str, _Wake] = {}
+        self._hints = Hints(url.shards)
+        """This process's belief of each shard's queue head (see :meth:`claim`)."""
 
     @classmethod
     def from_url(cls, url: str) -> ShardedBackend:
@@ -339,6 +368,8 @@ class ShardedBackend:
                 for k, res in zip(positions, results, strict=True):
                     out[k] = res
                     self._remember(res.id, home)
+                    if sharded:
+                        self._queued(new[k], res, home, base + k, now)
             groups.clear()
             unsent.clear()
 
@@ -355,6 +386,22 @@ class ShardedBackend:
             done = [(new[k], r, o) for k, o in dependents if (r := out[k]) is not None]
             depending.registered(self, done)
         return [r for r in out if r is not None]
+
+    def _queued(
+        self, item: NewInvocation, res: RegisterResult, home: int, floor: int, now: float
+    ) -> None:
+        """Tell the head hints what registering ``item`` on ``home`` put in its queue: a
+        new call due now enters with the member its sequence floor gives (the shard may
+        give it a later sequence, never an earlier one), a delayed one by when it is due;
+        one with dependencies may have become PENDING or not (its hint is unknown)."""
+        if res.kind is not RegisterKind.CREATED or res.id != item.id:
+            return
+        if item.depends_on:
+            self._hints.forget(home, item.pool)
+        elif item.not_before > now:
+            self._hints.delayed(item.pool, home, item.not_before)
+        else:
+            self._hints.registered(item.pool, home, queue_member(item.priority, floor, item.id))
 
     def next_due(self, pool: str, now: float) -> float | None:
         """See :class:`kubenenc.backends.contract.DueTimes`: the earliest on any shard."""
@@ -393,12 +440,38 @@ class ShardedBackend:
         if n > 1:
             self.shards[home]._caller.run("shard_seq", now, seq_floor(now))
         got = self.shards[home].claim_tick(schedule, previous, tick, new, now)
+        self._hints.forget(home)
         for res in got or []:
             self._remember(res.id, home)
         return got
 
     def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim`.
+
+        Usually one script on one shard: the shard whose head hint is best (this process's
+        belief of each shard's queue head, :mod:`kubenenc_redis.hints`), *bounded* by the
+        best hint of the other shards, so it takes nothing that a call known on another
+        shard outranks; its reply tells that shard's new head. When the hints do not tell
+        (one is unknown, they are due a reading, or every queue is believed empty), or that
+        claim comes back short of ``limit``, the rest is claimed from a reading of every
+        shard's head (:meth:`_claim_read`), which also refreshes the hints. The claim order
+        this gives is written in the module docstring."""
+        if limit <= 0:
+            return []
+        if len(self.shards) == 1:
+            return self._claim_on(0, pool, worker, limit, now, None)
+        out: list[InvocationRecord] = []
+        pick = self._hints.pick(pool, now)
+        if pick is not None:
+            out = self._claim_on(pick[0], pool, worker, limit, now, pick[1])
+            if len(out) >= limit:
+                return out
+        return out + self._claim_read(pool, worker, limit - len(out), now)
+
+    def _claim_read(
+        self, pool: str, worker: WorkerId, limit: int, now: float
+    ) -> list[InvocationRecord]:
+        """A claim from the heads of every shard, read first.
 
         In rounds: the heads of the pool's queue on every shard are read (queue members
         sort in claim order, and sequences are comparable across shards), the best of them
@@ -408,11 +481,8 @@ class ShardedBackend:
         but none that another shard's waiting head outranks. A round that claims fewer
         than wanted is followed by another over the heads left (parked ones have left the
         queues), until the claim is full or a round finds nothing to take. So the claim
-        order over shards is the one of a single queue, and no shard starves."""
-        if limit <= 0:
-            return []
-        if len(self.shards) == 1:
-            return self._claim_on(0, pool, worker, limit, now, None)
+        order over shards is the one of a single queue, for the calls present when the
+        heads were read."""
         out: list[InvocationRecord] = []
         rank: dict[str, int] = {}
         before: list[tuple[str, int]] = []
@@ -420,11 +490,10 @@ class ShardedBackend:
             want = limit - len(out)
             if want <= 0:
                 break
-            heads = sorted(
-                (m, i)
-                for i, s in enumerate(self.shards)
-                for m in self._heads(s, pool, want + 1, now)
-            )
+            read = [self._heads(s, pool, want + 1, now) for s in self.shards]
+            self._hints.read(pool, {i: (ms[0] if ms else None, due)
+                                    for i, (ms, due) in enumerate(read)})  # fmt: skip
+            heads = sorted((m, i) for i, (ms, _) in enumerate(read) for m in ms)
             take, rest = heads[:want], heads[want:]
             if not take or heads == before:
                 break  # nothing, or nothing moved since the last round (not due yet)
@@ -445,40 +514,62 @@ class ShardedBackend:
     def _claim_on(
         self, i: int, pool: str, worker: WorkerId, n: int, now: float, bound: str | None
     ) -> list[InvocationRecord]:
-        got = self.shards[i].claim(pool, worker, n, now, bound)
+        shard = self.shards[i]
+        if len(self.shards) == 1:
+            got = shard.claim(pool, worker, n, now, bound)
+        else:
+            got, head = shard.claim_head(pool, worker, n, now, bound)
+            self._hints.seen(pool, i, head)
         for rec in got:
             self._remember(rec.id, i)
         return got
 
     @staticmethod
-    def _heads(shard: Shard, pool: str, limit: int, now: float) -> list[str]:
+    def _heads(shard: Shard, pool: str, limit: int, now: float) -> tuple[list[str], float | None]:
         """The first ``limit`` members of ``pool``'s queue on ``shard`` and of its delayed
-        calls due at ``now`` (the claim moves those into the queue first)."""
+        calls due at ``now`` (the claim moves those into the queue first), and when the
+        first delayed call not due yet falls due (None: none)."""
         q, dl = shard._keys.per("k_q", pool), shard._keys.per("k_dl", pool)
 
         def read() -> list[Any]:
             pipe = shard._r.pipeline(transaction=False)
             pipe.zrange(q, 0, limit - 1)
             pipe.zrangebyscore(dl, "-inf", repr(now), start=0, num=limit)
+            pipe.zrangebyscore(dl, f"({now!r}", "+inf", start=0, num=1, withscores=True)
             return pipe.execute()
 
-        ready, due = shard._caller.retrying("claim", read)
-        return sorted(str(m) for m in [*ready, *due])[:limit]
+        ready, due, later = shard._caller.retrying("heads", read)
+        heads = sorted(str(m) for m in [*ready, *due])[:limit]
+        return heads, (float(later[0][1]) if later else None)
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
-        """See :meth:`kubenenc.backends.contract.Queue.finish`."""
+        """See :meth:`kubenenc.backends.contract.Queue.finish`. Across shards, each shard's
+        finish step says whether it wrote news for dependents (then that shard's outbox is
+        read and delivered: step 6 of :mod:`kubenenc_redis.depending`; a finish that wrote
+        none reads nothing more) and whether it put calls in a queue (then that shard's
+        head hint is unknown, see :meth:`claim`)."""
         where = self.locate(o.id for o in outcomes)
         flags = [False] * len(outcomes)
         groups: dict[int, list[int]] = {}
         for k, o in enumerate(outcomes):
             if o.id in where:
                 groups.setdefault(where[o.id], []).append(k)
+        news: list[int] = []
         for home, positions in groups.items():
-            got = self.shards[home].finish([outcomes[k] for k in positions], worker, now)
+            mine = [outcomes[k] for k in positions]
+            if len(self.shards) == 1:
+                got, notes = self.shards[home].finish(mine, worker, now), ""
+            else:
+                got, notes = self.shards[home].finish_noting(mine, worker, now)
             for k, flag in zip(positions, got, strict=True):
                 flags[k] = flag
-        if len(self.shards) > 1:
-            depending.settle_after(self, groups, now)  # dependents of what ended (step 6)
+            if "x" in notes:
+                news.append(home)
+            if "q" in notes:
+                self._hints.forget(home)
+        if news:
+            depending.settle_after(self, news, now)  # dependents of what ended (step 6)
+            self._hints.forget_all()  # a dependent may have become PENDING anywhere
         back = [o.id for o, f in zip(outcomes, flags, strict=True)
                 if f and o.kind is OutcomeKind.HANDED_BACK]  # fmt: skip
         self._unwait(back, now)  # a paused one handed back waits no more
@@ -487,9 +578,50 @@ class ShardedBackend:
     def finish_and_claim(
         self, outcomes: Sequence[Outcome], pool: str, worker: WorkerId, limit: int, now: float
     ) -> tuple[list[bool], list[InvocationRecord]]:
-        """See :class:`kubenenc.backends.contract.FinishAndClaim`."""
+        """See :class:`kubenenc.backends.contract.FinishAndClaim`. One script when every
+        outcome lives on the shard that the head hints pick for the claim (a worker's
+        steady state: what it finishes came from where it claims), as on one server; else
+        a finish, then a claim."""
+        if len(self.shards) > 1 and outcomes and limit > 0:
+            where = self.locate(o.id for o in outcomes)
+            homes = {where.get(o.id) for o in outcomes}
+            home = homes.pop() if len(homes) == 1 else None
+            pick = None if home is None else self._hints.pick(pool, now, only=home)
+            if home is not None and pick is not None:
+                return self._finish_and_claim_on(home, outcomes, pool, worker, limit, now, pick[1])
         flags = self.finish(outcomes, worker, now) if outcomes else []
         return flags, self.claim(pool, worker, limit, now) if limit > 0 else []
+
+    def _finish_and_claim_on(
+        self,
+        home: int,
+        outcomes: Sequence[Outcome],
+        pool: str,
+        worker: WorkerId,
+        limit: int,
+        now: float,
+        bound: str | None,
+    ) -> tuple[list[bool], list[InvocationRecord]]:
+        """:meth:`finish_and_claim` as one script on shard ``home``; what :meth:`finish`
+        and :meth:`claim` do after their steps follows (news settled, hints updated, a
+        short claim completed from a reading of every head)."""
+        flags, notes, got, head = self.shards[home].finish_and_claim_head(
+            outcomes, pool, worker, limit, now, bound
+        )
+        if "q" in notes:
+            self._hints.forget(home)  # other pools there may have gained calls
+        self._hints.seen(pool, home, head)  # read after the step: this pool's is fresh
+        for rec in got:
+            self._remember(rec.id, home)
+        if "x" in notes:
+            depending.settle_after(self, [home], now)
+            self._hints.forget_all()
+        back = [o.id for o, f in zip(outcomes, flags, strict=True)
+                if f and o.kind is OutcomeKind.HANDED_BACK]  # fmt: skip
+        self._unwait(back, now)
+        if len(got) < limit:
+            got += self._claim_read(pool, worker, limit - len(got), now)
+        return flags, got
 
     def _one(self, id: str) -> Shard | None:
         at = self.locate([id]).get(id)
@@ -499,6 +631,7 @@ class ShardedBackend:
         """See :meth:`kubenenc.backends.contract.Queue.cancel`."""
         shard = self._one(id)
         done = shard is not None and shard.cancel(id, now, reason)
+        self._forget(shard)
         if done:
             self._ended(id, now)
         return done
@@ -507,9 +640,16 @@ class ShardedBackend:
         """See :meth:`kubenenc.backends.contract.Queue.fail`."""
         shard = self._one(id)
         done = shard is not None and shard.fail(id, error, message, now)
+        self._forget(shard)
         if done:
             self._ended(id, now)
         return done
+
+    def _forget(self, shard: Shard | None) -> None:
+        """``shard``'s queues may have changed (a freed running slot lets a parked call
+        go, a cancelled head leaves): its head hints are unknown (see :meth:`claim`)."""
+        if shard is not None and len(self.shards) > 1:
+            self._hints.forget(self.shards.index(shard))
 
     def _ended(self, id: InvocationId, now: float) -> None:
         """What follows a cancel or fail of ``id`` across shards: its waits undone, its
@@ -519,10 +659,11 @@ class ShardedBackend:
             at = self._known(id)
             depending.settle_after(self, [] if at is None else [at], now)
             depending.forget(self, [id])
+            self._hints.forget_all()
 
     # -- Coordination ----------------------------------------------------------------------
 
-    def pause(  # noqa: PLR0911 - the contract's outcomes, each checked where it is known
+    def pause(
         self, id: InvocationId, worker: WorkerId, targets: Sequence[InvocationId], now: float
     ) -> PauseResult:
         """See :meth:`kubenenc.backends.contract.Coordination.pause` and, across shards,
@@ -530,6 +671,19 @@ class ShardedBackend:
         home = self.locate([id]).get(id)
         if home is None:
             return PauseResult(PauseKind.GONE, ())
+        try:
+            return self._pause(id, home, worker, targets, now)
+        finally:
+            self._forget(self.shards[home])  # its freed slot may have let a parked call go
+
+    def _pause(
+        self,
+        id: InvocationId,
+        home: int,
+        worker: WorkerId,
+        targets: Sequence[InvocationId],
+        now: float,
+    ) -> PauseResult:
         shard = self.shards[home]
         if self.crossing is None:
             return shard.pause(id, worker, targets, now)
@@ -563,6 +717,7 @@ class ShardedBackend:
         """Count one waiter more (``delta`` +1) or less (-1) on each of ``targets``."""
         for home, group in self._by_shard(targets).items():
             self.shards[home]._caller.run("shard_boost", now, delta, *group)
+            self._hints.forget(home)  # the targets moved in their queue
 
     def _unwait(self, ids: Sequence[str], now: float) -> None:
         """Forget the coordination edges of waiters ``ids`` that stopped waiting without
@@ -625,6 +780,7 @@ class ShardedBackend:
             shard = self.shards[home]
             step = shard.resume_early if early else shard.resume
             res = step([InvocationId(i) for i in group], worker, max(limit - len(resumed), 0), now)
+            self._forget(shard)
             resumed += res.resumed
             gone += res.gone
         if self.crossing is not None:
@@ -673,6 +829,7 @@ class ShardedBackend:
         if self.crossing is not None:
             self._sweep(now)
             depending.sweep(self, now)
+        self._hints.forget_all()  # lost work went back to its queues, dependents settled
         return out
 
     def _sweep(self, now: float) -> None:
@@ -697,6 +854,8 @@ class ShardedBackend:
         out: list[InvocationId] = []
         for shard in self.shards:
             out += shard.release_unheld(worker, held, now, max_lost)
+        if out:
+            self._hints.forget_all()
         self._unwait(out, now)
         if out and len(self.shards) > 1:
             depending.settle_after(self, range(len(self.shards)), now)
@@ -716,7 +875,7 @@ class ShardedBackend:
         """See :class:`kubenenc.backends.contract.WorkNotifier`: any shard's wake list."""
         wake = self._wakes.get(pool)
         if wake is None:
-            wake = self._wakes.setdefault(pool, _Wake(self.shards, pool))
+            wake = self._wakes.setdefault(pool, _Wake(self.shards, pool, self._hints))
         wake.last = time.monotonic()
         wake.ensure()
         got = wake.event.wait(max(timeout, 0.0))
@@ -942,6 +1101,7 @@ class ShardedBackend:
 
     def purge(self, ids: Sequence[InvocationId]) -> int:
         """See :class:`kubenenc.backends.contract.Admin`."""
+        self._hints.forget_all()  # a purged call leaves its queue
         return sum(
             self.shards[home].purge([InvocationId(i) for i in group])
             for home, group in self._by_shard(ids).items()

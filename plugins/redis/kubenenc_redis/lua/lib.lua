@@ -15,7 +15,7 @@ local function kr(r)
   return k
 end
 
--- The per-call state (CD, HOLD, WAKE, HW, FIN, TASK) is declared by the header and made new
+-- The per-call state (CD, HOLD, WAKE, HW, FIN, TASK, NEWS, QUEUED) is declared by the header and made new
 -- by call.lua, which says what each holds.
 local function held(worker, id, yes)
   local t = HW[worker]
@@ -146,6 +146,7 @@ end
 
 local function enqueue(r)
   complete(r)
+  QUEUED = true
   r.m = member(r)
   if tonumber(r.nb) > NOWN then
     redis.call('ZADD', k_dl(r.p), r.nb, r.m)
@@ -221,7 +222,10 @@ local function unpark(key)
   for _, pool in ipairs(redis.call('SMEMBERS', kpools)) do
     local kp = k_park(pool, key)
     local first = redis.call('ZPOPMIN', kp)
-    if first[1] then redis.call('ZADD', k_q(pool), 0, first[1]) end
+    if first[1] then
+      redis.call('ZADD', k_q(pool), 0, first[1])
+      QUEUED = true
+    end
     if redis.call('EXISTS', kp) == 0 then redis.call('SREM', kpools, pool) end
   end
 end
@@ -327,6 +331,7 @@ local function finalize(r, cascade, err)
       for _, m in ipairs(far) do
         redis.call('SADD', K_XOUT, m .. US .. r.id .. US .. r.s .. US .. r.dp)
       end
+      NEWS = true
       redis.call('DEL', kx)
     end
   end

@@ -75,6 +75,7 @@ local function spawn_one(r, t, label, attempt, value)
   redis.call('HSET', key, unpack(fields))
   count(n, 'PENDING', 1)
   redis.call('ZADD', k_q(t.pool), 0, n.m)
+  QUEUED = true
   WAKE[t.pool] = (WAKE[t.pool] or 0) + 1
   redis.call('ZADD', K_IX, sq, id)
   redis.call('ZADD', k_ixa(r.a), sq, id)
