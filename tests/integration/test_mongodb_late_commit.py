@@ -210,3 +210,50 @@ def test_a_late_step_landing_while_nobody_holds_the_lock_is_written(
     version = _version_of(c, x.id)
     _push_out_of_the_log(c, version)
     _seen_by_a_fresh_process(backends, x)
+
+
+class _Locks:
+    """Stands in for one backend's lock collection: ``after`` runs once its next delete of an
+    expired holder's lock (a take-over) is done, before the taker inserts its own."""
+
+    def __init__(self, real: Any, after: Callable[[], None]) -> None:
+        self.real = real
+        self.after: Callable[[], None] | None = after
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def delete_one(self, where: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.real.delete_one(where, *args, **kwargs)
+        finally:
+            after, self.after = self.after, None
+            if after is not None and "expires" in where:
+                after()
+            else:
+                self.after = after
+
+
+def test_a_late_step_landing_before_a_take_over_gets_the_lock_is_written(
+    backends: Callable[[], MongoBackend],
+) -> None:
+    """``b`` deletes ``a``'s expired lock to take it over, but before its own insert ``a``'s
+    commit lands and ``c`` takes the free lock and commits the next steps: ``c`` never saw
+    ``a``'s lock, yet must know it was taken over."""
+    a, b, c = backends(), _loaded(backends()), _loaded(backends())
+    x, y = new("f", "x", pool="late"), new("f", "y", pool="other")
+    stalled = _Stalled(a, x)
+
+    def meanwhile() -> None:
+        stalled.release()
+        [got] = c.register([new("f", "z", pool="other")], 4.0)
+        assert got.kind is RegisterKind.CREATED
+
+    lock = b._conn().lock
+    lock.locks = _Locks(lock.locks, meanwhile)  # type: ignore[assignment]
+    [got_y] = b.register([y], 3.0)
+    assert (got_y.kind, got_y.id) == (RegisterKind.CREATED, y.id)
+    _registered(stalled.join(), x)
+    version = _version_of(c, x.id)
+    _push_out_of_the_log(c, version)
+    _seen_by_a_fresh_process(backends, x)

@@ -171,6 +171,11 @@ LOG_SHARDS = 16
 """The log is spread over this many collections, so that each stays a few documents long
 (FerretDB reads a document by ``_id`` with a scan of its collection)."""
 
+TAKEN_OVER = "t"
+"""The ``_id`` prefix of a take-over tombstone in ``<p>_steps`` (``t<lock token>``): it sorts
+after every marker (zero-padded digits), so the range reads of markers see it for free, and
+the log prune (markers below a version) never deletes it."""
+
 NOT_IMPLEMENTED = 238
 
 _FINAL_FIELDS = ("_id", "app", "task", "pool", "status", "seq", "final_at", "j")
@@ -466,7 +471,32 @@ class Layout:
     def marked_after(self, version: int) -> bool:
         """Whether a step after ``version`` is committed (one ``_id`` range read of the
         small marker collection)."""
-        return self.steps.find_one({"_id": {"$gt": log_id(version)}}, {"_id": 1}) is not None
+        return self.after(version)[0]
+
+    def after(self, version: int) -> tuple[bool, list[str]]:
+        """Whether a step after ``version`` is committed, and the take-over tombstones
+        (see ``LeaseLock.bury_holder``): one ``_id`` range read of the small marker
+        collection, where tombstones sort after every marker; two more only while a
+        tombstone is there."""
+        top = list(
+            self.steps.find({"_id": {"$gt": log_id(version)}}, {"_id": 1}).sort("_id", -1).limit(1)
+        )
+        if not top:
+            return False, []
+        if not str(top[0]["_id"]).startswith(TAKEN_OVER):
+            return True, []
+        later = {"_id": {"$gt": log_id(version), "$lt": TAKEN_OVER}}
+        return self.steps.find_one(later, {"_id": 1}) is not None, self.tombstones()
+
+    def tombstones(self) -> list[str]:
+        """The ``_id`` of every take-over tombstone."""
+        return [str(d["_id"]) for d in self.steps.find({"_id": {"$gte": TAKEN_OVER}}, {"_id": 1})]
+
+    def bury(self, tombstones: list[str]) -> None:
+        """Delete tombstones whose take-over was dealt with (by ``_id``: one inserted since
+        stays)."""
+        if tombstones:
+            self.steps.delete_many({"_id": {"$in": tombstones}})
 
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
@@ -478,7 +508,8 @@ class Layout:
 
     def latest(self) -> int:
         """The last committed version (a scan of the small marker collection)."""
-        found = list(self.steps.find({}, {"_id": 1}).sort("_id", -1).limit(1))
+        where = {"_id": {"$lt": TAKEN_OVER}}  # not the tombstones, which sort after markers
+        found = list(self.steps.find(where, {"_id": 1}).sort("_id", -1).limit(1))
         return int(found[0]["_id"]) if found else 0
 
     def prune_log(self, version: int) -> None:
@@ -522,6 +553,11 @@ def redo_of(entry: Doc) -> Redo:
         redo: Redo = json.loads(zlib.decompress(entry["z"]))
         return redo
     return entry["redo"]  # type: ignore[no-any-return]
+
+
+def tombstone_id(token: str) -> str:
+    """The ``_id`` in ``<p>_steps`` of the tombstone of lock token ``token``."""
+    return TAKEN_OVER + token
 
 
 def log_id(version: int) -> str:

@@ -62,7 +62,7 @@ from kubenenc.errors import BackendUnavailable
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from kubenenc_mongodb.layout import Doc
+from kubenenc_mongodb.layout import Doc, tombstone_id
 
 log = logging.getLogger("kubenenc.mongodb")
 
@@ -158,8 +158,11 @@ class LeaseLock:
         owner: str,
         mutex: threading.RLock,
         server_time: Callable[[], float],
+        tombstones: Collection[Doc],
     ) -> None:
         self.locks = locks
+        self.tombstones = tombstones
+        """``<p>_steps``, where a take-over leaves its tombstone (:meth:`bury_holder`)."""
         self.lease = lease
         self.owner = owner
         self.clock = ServerClock(server_time)
@@ -204,6 +207,7 @@ class LeaseLock:
     def _acquire(self, until: float | None) -> Lease:
         stolen = False
         if self.dangling is not None:
+            self.bury_holder(self.dangling)
             self.locks.delete_one({"_id": self.dangling})
             self.dangling = None
             stolen = True
@@ -224,6 +228,7 @@ class LeaseLock:
             holder = self.locks.find_one({"name": LOCK_NAME})
             if holder is not None and self._ran_out(holder):
                 log.warning("the lock held by %s expired; taking it over", holder.get("owner"))
+                self.bury_holder(str(holder["_id"]))
                 self.locks.delete_one({"_id": holder["_id"], "expires": holder["expires"]})
                 stolen = True
                 continue
@@ -234,6 +239,15 @@ class LeaseLock:
                 raise BackendUnavailable(f"the coordination lock stayed held by {who}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.005)
+
+    def bury_holder(self, token: str) -> None:
+        """Leave the tombstone of lock ``token`` in ``<p>_steps`` before deleting the lock
+        other than by a clean release (its holder may have a step committed but not written,
+        or a commit still in flight): whoever holds the lock next sees it when it catches
+        up, and deals with that first (see "Late commits" in :mod:`kubenenc_mongodb.steps`).
+        A tombstone left by another taker of the same lock is as good."""
+        with contextlib.suppress(DuplicateKeyError):
+            self.tombstones.insert_one({"_id": tombstone_id(token)})
 
     def _ran_out(self, holder: Doc) -> bool:
         """Whether the lease of lock document ``holder`` has surely ended: the server's
