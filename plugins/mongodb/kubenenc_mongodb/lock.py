@@ -5,9 +5,11 @@ The lock is a document ``{_id: <random token>, name: "queue", expires, e, owner}
 coordination primitive every MongoDB-protocol server keeps atomic; see
 :mod:`kubenenc_mongodb.layout`). Release deletes it by its token, so a late release never
 deletes a newer holder's lock; a lock whose lease has run out is deleted the same way
-by whoever wants it, and that taker is told so (:attr:`Lease.stolen`): the last step may
-then be half-written, and the step protocol (:mod:`kubenenc_mongodb.steps`) writes it again
-before anything else.
+by whoever wants it, after leaving a tombstone in ``<p>_steps`` (:meth:`LeaseLock.bury_holder`;
+also before a process deletes its own lock left in place after a fault): the last step may
+then be half-written, or a late commit of the old holder still on its way, and whoever holds
+the lock next deals with both before anything else ("Late commits" in
+:mod:`kubenenc_mongodb.steps`).
 
 Whose clock (issue 13)
 ----------------------
@@ -34,8 +36,10 @@ least the server's time at the holder's start plus the lease: the holder's monot
 the lease, and it stopped using the lease a margin before. What remains is the usual limit
 of leases: a holder stalled *between* its check and its write (a frozen process, a write
 delayed in the network for longer than the margin) may still write after a successor; the
-commit protocol makes such a late log write harmless (see ``Layout.commit``), and the
-documents a late writer could overwrite are rewritten by the next step that touches them.
+commit protocol makes such a late log write harmless (see ``Layout.commit``), the take-over
+tombstone makes sure a late commit's documents are written by a holder (see "Late commits"
+in :mod:`kubenenc_mongodb.steps`), and the documents a late writer could overwrite are
+rewritten by the next step that touches them.
 The server's clock must not be stepped by more than the margin while the lock is held.
 
 One :class:`LeaseLock` per process and backend. It also keeps the lock between two steps of
@@ -140,7 +144,8 @@ class Lease:
     """Monotonic time this process took the lock (it may have kept it across steps)."""
     stolen: bool = False
     """Taken over from a holder that left it (expired, or this process's own after a fault
-    past a commit): the last committed step may be half-written."""
+    past a commit): the last committed step may be half-written. The step protocol acts on
+    the tombstone left in ``<p>_steps`` instead, which any next holder sees."""
     kept: bool = False
     """Kept since this process's last step: nobody else can have committed meanwhile."""
     start: float = 0.0

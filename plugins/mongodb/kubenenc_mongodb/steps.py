@@ -8,17 +8,66 @@ brings the replica up to date *without* the lock for readers (:meth:`Steps.obser
 next commit marker, then its redo.
 
 What a fault does: a fault before the commit leaves nothing written, and the step runs again
-(:class:`Retry`, or the connection fault the caller retries). A fault *during* the commit
-may or may not have committed: the step is remembered (``uncertain``) and the lock left in
-place, and the next attempt settles the version in the log before it runs anything (its
-result stands if its redo holds the version). A fault after the commit leaves the lock in
-place too, so whoever takes it next writes that step again first.
+(:class:`Retry`, or the connection fault the caller retries). A server or connection fault
+*during* the commit may or may not have committed: the lock is left in place, a connection
+fault's step is remembered (``uncertain``), and the next attempt settles the version in the
+log before it runs anything (its result stands if its redo holds the version). Any fault
+after the commit leaves the lock in place too, so whoever takes it next writes that step
+again first (see "Late commits").
 
 The fence: the log entry of a version is never replaced (a holder whose lease ran out
 between its two commit inserts cannot lose a committed step to a successor: see
 ``Layout.commit``), and catching up checks that the redo it reads carries the step id of the
 version's marker, so a log written otherwise (an older kubenenc sharing the prefix) is never
 followed silently: the replica is rebuilt from the collections instead.
+
+Late commits (issue 13, session 7)
+----------------------------------
+A holder checks its lease before it commits and again before it writes the step's
+documents, but it may stall longer than its lease between the first check and its commit
+(a frozen process, an insert held in the network). Its commit then lands *late*: the lock
+may have been taken over meanwhile, so it must not write the documents (they could overwrite
+a later step's), and it leaves that to the next holder. Before session 7 nothing made sure
+there was one: the successor met the late step as a version already taken (and wrote only
+steps it adopted), or the step landed after the successor had let the lock go and the next
+holder, which took a free lock, just followed the log past it. Its documents were never
+written: final documents, registrations, counters and edges were lost once the step left
+the log (spills cover non-final changes only).
+
+The rule now: a lock is deleted only by its holder's clean release, or after a *tombstone*
+``t<token>`` is inserted into ``<p>_steps`` (``LeaseLock.bury_holder``: a take-over of an
+expired lock, or a process deleting its own lock left in place after a fault). A holder
+that finds a tombstone when it catches up (the read that asks "is there a later marker?"
+sees it for free, as tombstones sort after every marker) writes the last step again, then
+commits a step of its own at the next version (empty, but for a spill that is due: the
+*seal*), writing whatever it finds there instead (adopted, or taken by a late commit), and
+only then deletes the tombstones it read. A step that meets its version taken while its
+lease is valid writes that step too, if it is still the last (:meth:`Steps._write_taken`).
+
+Why that is enough. Call a *tenure* the life of one lock document. A holder commits at
+(the version it caught up to) + 1, one step at a time, each written before its next step
+begins; a step it could not write leaves the lock in place (``LeaseLock.leave``), and the
+tenure does not commit again. So:
+
+1. A tenure that ends by a clean release has written every step it committed and has no
+   commit in flight (release follows the step; a commit that failed in a way that may have
+   written leaves the lock).
+2. A tenure that ends otherwise leaves a tombstone first, which stays until a holder that
+   read it has sealed; every tenure after the deletion, whoever began it (the taker, or a
+   process whose insert came first), reads it when it catches up, before it commits.
+3. Every commit in flight from an earlier tenure targets a version at most L + 1, L being
+   the last committed version when the tombstone's reader caught up: that tenure caught
+   up before its lock was deleted, and the versions only grow. Versions up to L are taken;
+   the seal takes L + 1 or finds the late step there and writes it. So no earlier commit
+   lands after the seal, and the only steps that can be committed and not written are L
+   (written again first) and L + 1 (written by the seal's holder).
+
+By induction over tenures, when a holder has caught up (and dealt with tombstones), every
+step up to its version is written, and only its own steps can follow. So every step is
+written before the next one commits on top of it, long before it can leave the log (64
+steps later). What remains is the limit every lease has and the module ``layout`` states: a
+holder stalled between its lease check and a document write (not a commit) can still write
+after its successor.
 
 Every method is called with ``mutex`` held but :meth:`Steps.run`, which takes it.
 """
