@@ -9,11 +9,11 @@ next commit marker, then its redo.
 
 What a fault does: a fault before the commit leaves nothing written, and the step runs again
 (:class:`Retry`, or the connection fault the caller retries). A server or connection fault
-*during* the commit may or may not have committed: the lock is left in place, a connection
-fault's step is remembered (``uncertain``), and the next attempt settles the version in the
-log before it runs anything (its result stands if its redo holds the version). Any fault
-after the commit leaves the lock in place too, so whoever takes it next writes that step
-again first (see "Late commits").
+(an error reply, or none) *during* the commit may or may not have committed: the lock is
+left in place, a connection fault's step is remembered (``uncertain``), and the next attempt
+settles the version in the log before it runs anything (its result stands if its redo holds
+the version). Any fault after the commit leaves the lock in place too, so whoever takes it
+next writes that step again first (see "Late commits").
 
 The fence: the log entry of a version is never replaced (a holder whose lease ran out
 between its two commit inserts cannot lose a committed step to a successor: see
@@ -85,7 +85,7 @@ from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord, WorkerInfo
 from kubenenc.status import FINAL
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from kubenenc_mongodb.layout import (
     LOG_KEEP,
@@ -211,8 +211,9 @@ class Steps:
         step_id = uuid.uuid4().hex
         try:
             outcome = layout.commit(version, step_id, redo)
-        except PyMongoError as exc:
-            # Maybe written: keep the lock, and on retry look at the log to know.
+        except (ConnectionFailure, OperationFailure) as exc:
+            # Maybe written: keep the lock, and on retry look at the log to know. (Errors
+            # raised before anything was sent, such as a redo too large, let it go.)
             if isinstance(exc, ConnectionFailure):
                 self.uncertain = (version, step_id, result)
             self.lock.leave(lease)
@@ -312,7 +313,7 @@ class Steps:
         lease = self._keep_lease()
         try:
             outcome = layout.commit(version, uuid.uuid4().hex, redo)
-        except PyMongoError:
+        except (ConnectionFailure, OperationFailure):
             self.lock.leave(lease)  # maybe committed: the tombstones stay for the next holder
             self.replica.version = -1
             raise
