@@ -28,7 +28,10 @@ def main(url: str, prefix: str, name: str, rounds: int) -> None:
     mutex = threading.RLock()
     meta = db[f"{prefix}_meta"]
     Layout(db, prefix).ensure_indexes(60.0, secondary=False)  # the lock's unique index
-    lock = LeaseLock(db[f"{prefix}_locks"], 5.0, name, mutex, lambda: liveness.server_now(meta))
+    lock = LeaseLock(
+        db[f"{prefix}_locks"], 5.0, name, mutex, lambda: liveness.server_now(meta),
+        db[f"{prefix}_steps"],
+    )  # fmt: skip
     done = 0
     for _ in range(rounds):
         with mutex:

@@ -48,11 +48,15 @@ recover) is one *step*:
    meanwhile (the same lease rules apply; see ``lock.LINGER``).
 
 A crash before 4 leaves nothing written. A crash after 4 leaves the lock in place until its
-lease expires; whoever takes it over finds the lock expired, re-applies the last logged step
-(idempotent: nothing was written after it) and goes on. So a step is all-or-nothing, a
-claim can never be lost or given twice, running limits and registration keys (dedupe) are
-exact across processes, and, as every step starts under the lock, every step before the last
-one is fully written by the time any process reads the collections under the lock.
+lease expires; whoever takes it over finds the lock expired, leaves a tombstone
+(``{_id: "t<token>"}`` in ``<p>_steps``) and deletes it; the next holder, seeing the
+tombstone, re-applies the last logged step (idempotent: nothing was written after it),
+seals the next version with a step of its own (so no late commit of the old holder can
+land after it unwritten: "Late commits" in :mod:`kubenenc_mongodb.steps`) and goes on.
+So a step is all-or-nothing, a claim can never be lost or given twice, running limits and
+registration keys (dedupe) are exact across processes, and, as every step starts under the
+lock, every step before the last one is fully written by the time any process reads the
+collections under the lock.
 
 The fence between the two inserts of 4: a log entry is never replaced. A holder may lose its
 lease between its log insert and its marker insert (frozen, or cut off) and still insert its
@@ -67,8 +71,10 @@ A holder that died between the two inserts is treated the same way: its step is 
 by the next holder, as if it had died just after its commit.
 
 The lease (``lease``, default 5 s) must be far longer than a step (milliseconds):
-a holder re-checks its lease before committing, but a process frozen between its commit and
-its writes for longer than the lease could still write documents after a successor's — the
+a holder re-checks its lease before committing and before writing; one frozen between that
+check and its commit commits late, and leaves the writes to the next holder (the tombstone
+and the seal above); one frozen between the check and its writes could still write
+documents after a successor's — the
 usual limit of lease locks, accepted here because the server offers no conditional write to
 fence with (the log, which every replica follows, is fenced as above). No process's wall
 clock is used: see :mod:`kubenenc_mongodb.lock` for whose clock judges a lease.
@@ -129,7 +135,8 @@ Collections (``<p>`` is the prefix, ``prefix`` in the URL, default ``kubenenc``)
   invocations that are not final yet; index on ``d``.
 - ``<p>_workers``: ``{_id: worker id, ...}`` the last heartbeat (written directly, no lock).
 - ``<p>_policies``: ``{_id: name, spec}`` named concurrency policies (written directly).
-- ``<p>_locks``, ``<p>_steps``, ``<p>_log_NN``: the protocol above (step ``v`` in
+- ``<p>_locks``, ``<p>_steps`` (markers, and take-over tombstones ``t<token>``, which sort
+  after them), ``<p>_log_NN``: the protocol above (step ``v`` in
   ``<p>_log_{v % 16}``, so each stays a few documents long).
 - ``<p>_meta``: ``{_id: "layout", shards, format}``: how many invocation collections the
   prefix uses, and the layout format (a prefix made in another format is refused at start).
@@ -139,7 +146,7 @@ the lock's unique index is created (each secondary index makes every write sever
 slower there, and its queries would not use them); on either server the replica keeps the
 hot paths (claim order, running limits, cycle checks) off collection scans.
 
-Size: just over 500 lines: the collections, their indexes and the commit protocol that
+Size: about 570 lines: the collections, their indexes and the commit protocol that
 writes them are read together when checking a step's durability.
 """
 
@@ -170,6 +177,11 @@ PRUNE_EVERY = 16
 LOG_SHARDS = 16
 """The log is spread over this many collections, so that each stays a few documents long
 (FerretDB reads a document by ``_id`` with a scan of its collection)."""
+
+TAKEN_OVER = "t"
+"""The ``_id`` prefix of a take-over tombstone in ``<p>_steps`` (``t<lock token>``): it sorts
+after every marker (zero-padded digits), so the range reads of markers see it for free, and
+the log prune (markers below a version) never deletes it."""
 
 NOT_IMPLEMENTED = 238
 
@@ -466,7 +478,32 @@ class Layout:
     def marked_after(self, version: int) -> bool:
         """Whether a step after ``version`` is committed (one ``_id`` range read of the
         small marker collection)."""
-        return self.steps.find_one({"_id": {"$gt": log_id(version)}}, {"_id": 1}) is not None
+        return self.after(version)[0]
+
+    def after(self, version: int) -> tuple[bool, list[str]]:
+        """Whether a step after ``version`` is committed, and the take-over tombstones
+        (see ``LeaseLock.bury_holder``): one ``_id`` range read of the small marker
+        collection, where tombstones sort after every marker; two more only while a
+        tombstone is there."""
+        top = list(
+            self.steps.find({"_id": {"$gt": log_id(version)}}, {"_id": 1}).sort("_id", -1).limit(1)
+        )
+        if not top:
+            return False, []
+        if not str(top[0]["_id"]).startswith(TAKEN_OVER):
+            return True, []
+        later = {"_id": {"$gt": log_id(version), "$lt": TAKEN_OVER}}
+        return self.steps.find_one(later, {"_id": 1}) is not None, self.tombstones()
+
+    def tombstones(self) -> list[str]:
+        """The ``_id`` of every take-over tombstone."""
+        return [str(d["_id"]) for d in self.steps.find({"_id": {"$gte": TAKEN_OVER}}, {"_id": 1})]
+
+    def bury(self, tombstones: list[str]) -> None:
+        """Delete tombstones whose take-over was dealt with (by ``_id``: one inserted since
+        stays)."""
+        if tombstones:
+            self.steps.delete_many({"_id": {"$in": tombstones}})
 
     def log_entry(self, version: int) -> Doc | None:
         """Step ``version`` with its redo, if committed and still logged."""
@@ -478,7 +515,8 @@ class Layout:
 
     def latest(self) -> int:
         """The last committed version (a scan of the small marker collection)."""
-        found = list(self.steps.find({}, {"_id": 1}).sort("_id", -1).limit(1))
+        where = {"_id": {"$lt": TAKEN_OVER}}  # not the tombstones, which sort after markers
+        found = list(self.steps.find(where, {"_id": 1}).sort("_id", -1).limit(1))
         return int(found[0]["_id"]) if found else 0
 
     def prune_log(self, version: int) -> None:
@@ -522,6 +560,11 @@ def redo_of(entry: Doc) -> Redo:
         redo: Redo = json.loads(zlib.decompress(entry["z"]))
         return redo
     return entry["redo"]  # type: ignore[no-any-return]
+
+
+def tombstone_id(token: str) -> str:
+    """The ``_id`` in ``<p>_steps`` of the tombstone of lock token ``token``."""
+    return TAKEN_OVER + token
 
 
 def log_id(version: int) -> str:

@@ -60,7 +60,7 @@ class Conn:
         owner = f"{os.uname().nodename}:{self.pid}"
         self.lock = LeaseLock(
             self.layout.locks, opts.lease, owner, self.mutex,
-            lambda: liveness.server_now(self.layout.meta),
+            lambda: liveness.server_now(self.layout.meta), self.layout.steps,
         )  # fmt: skip
         self.steps = Steps(self.layout, self.lock, self.mutex)
         self.last_sweep = 0.0

@@ -5,9 +5,11 @@ The lock is a document ``{_id: <random token>, name: "queue", expires, e, owner}
 coordination primitive every MongoDB-protocol server keeps atomic; see
 :mod:`kubenenc_mongodb.layout`). Release deletes it by its token, so a late release never
 deletes a newer holder's lock; a lock whose lease has run out is deleted the same way
-by whoever wants it, and that taker is told so (:attr:`Lease.stolen`): the last step may
-then be half-written, and the step protocol (:mod:`kubenenc_mongodb.steps`) writes it again
-before anything else.
+by whoever wants it, after leaving a tombstone in ``<p>_steps`` (:meth:`LeaseLock.bury_holder`;
+also before a process deletes its own lock left in place after a fault): the last step may
+then be half-written, or a late commit of the old holder still on its way, and whoever holds
+the lock next deals with both before anything else ("Late commits" in
+:mod:`kubenenc_mongodb.steps`).
 
 Whose clock (issue 13)
 ----------------------
@@ -34,8 +36,10 @@ least the server's time at the holder's start plus the lease: the holder's monot
 the lease, and it stopped using the lease a margin before. What remains is the usual limit
 of leases: a holder stalled *between* its check and its write (a frozen process, a write
 delayed in the network for longer than the margin) may still write after a successor; the
-commit protocol makes such a late log write harmless (see ``Layout.commit``), and the
-documents a late writer could overwrite are rewritten by the next step that touches them.
+commit protocol makes such a late log write harmless (see ``Layout.commit``), the take-over
+tombstone makes sure a late commit's documents are written by a holder (see "Late commits"
+in :mod:`kubenenc_mongodb.steps`), and the documents a late writer could overwrite are
+rewritten by the next step that touches them.
 The server's clock must not be stepped by more than the margin while the lock is held.
 
 One :class:`LeaseLock` per process and backend. It also keeps the lock between two steps of
@@ -62,7 +66,7 @@ from kubenenc.errors import BackendUnavailable
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from kubenenc_mongodb.layout import Doc
+from kubenenc_mongodb.layout import Doc, tombstone_id
 
 log = logging.getLogger("kubenenc.mongodb")
 
@@ -140,7 +144,8 @@ class Lease:
     """Monotonic time this process took the lock (it may have kept it across steps)."""
     stolen: bool = False
     """Taken over from a holder that left it (expired, or this process's own after a fault
-    past a commit): the last committed step may be half-written."""
+    past a commit): the last committed step may be half-written. The step protocol acts on
+    the tombstone left in ``<p>_steps`` instead, which any next holder sees."""
     kept: bool = False
     """Kept since this process's last step: nobody else can have committed meanwhile."""
     start: float = 0.0
@@ -158,8 +163,11 @@ class LeaseLock:
         owner: str,
         mutex: threading.RLock,
         server_time: Callable[[], float],
+        tombstones: Collection[Doc],
     ) -> None:
         self.locks = locks
+        self.tombstones = tombstones
+        """``<p>_steps``, where a take-over leaves its tombstone (:meth:`bury_holder`)."""
         self.lease = lease
         self.owner = owner
         self.clock = ServerClock(server_time)
@@ -204,6 +212,7 @@ class LeaseLock:
     def _acquire(self, until: float | None) -> Lease:
         stolen = False
         if self.dangling is not None:
+            self.bury_holder(self.dangling)
             self.locks.delete_one({"_id": self.dangling})
             self.dangling = None
             stolen = True
@@ -224,6 +233,7 @@ class LeaseLock:
             holder = self.locks.find_one({"name": LOCK_NAME})
             if holder is not None and self._ran_out(holder):
                 log.warning("the lock held by %s expired; taking it over", holder.get("owner"))
+                self.bury_holder(str(holder["_id"]))
                 self.locks.delete_one({"_id": holder["_id"], "expires": holder["expires"]})
                 stolen = True
                 continue
@@ -234,6 +244,15 @@ class LeaseLock:
                 raise BackendUnavailable(f"the coordination lock stayed held by {who}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.005)
+
+    def bury_holder(self, token: str) -> None:
+        """Leave the tombstone of lock ``token`` in ``<p>_steps`` before deleting the lock
+        other than by a clean release (its holder may have a step committed but not written,
+        or a commit still in flight): whoever holds the lock next sees it when it catches
+        up, and deals with that first (see "Late commits" in :mod:`kubenenc_mongodb.steps`).
+        A tombstone left by another taker of the same lock is as good."""
+        with contextlib.suppress(DuplicateKeyError):
+            self.tombstones.insert_one({"_id": tombstone_id(token)})
 
     def _ran_out(self, holder: Doc) -> bool:
         """Whether the lease of lock document ``holder`` has surely ended: the server's

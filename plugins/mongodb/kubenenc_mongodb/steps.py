@@ -8,17 +8,66 @@ brings the replica up to date *without* the lock for readers (:meth:`Steps.obser
 next commit marker, then its redo.
 
 What a fault does: a fault before the commit leaves nothing written, and the step runs again
-(:class:`Retry`, or the connection fault the caller retries). A fault *during* the commit
-may or may not have committed: the step is remembered (``uncertain``) and the lock left in
-place, and the next attempt settles the version in the log before it runs anything (its
-result stands if its redo holds the version). A fault after the commit leaves the lock in
-place too, so whoever takes it next writes that step again first.
+(:class:`Retry`, or the connection fault the caller retries). A server or connection fault
+(an error reply, or none) *during* the commit may or may not have committed: the lock is
+left in place, a connection fault's step is remembered (``uncertain``), and the next attempt
+settles the version in the log before it runs anything (its result stands if its redo holds
+the version). Any fault after the commit leaves the lock in place too, so whoever takes it
+next writes that step again first (see "Late commits").
 
 The fence: the log entry of a version is never replaced (a holder whose lease ran out
 between its two commit inserts cannot lose a committed step to a successor: see
 ``Layout.commit``), and catching up checks that the redo it reads carries the step id of the
 version's marker, so a log written otherwise (an older kubenenc sharing the prefix) is never
 followed silently: the replica is rebuilt from the collections instead.
+
+Late commits (issue 13, session 7)
+----------------------------------
+A holder checks its lease before it commits and again before it writes the step's
+documents, but it may stall longer than its lease between the first check and its commit
+(a frozen process, an insert held in the network). Its commit then lands *late*: the lock
+may have been taken over meanwhile, so it must not write the documents (they could overwrite
+a later step's), and it leaves that to the next holder. Before session 7 nothing made sure
+there was one: the successor met the late step as a version already taken (and wrote only
+steps it adopted), or the step landed after the successor had let the lock go and the next
+holder, which took a free lock, just followed the log past it. Its documents were never
+written: final documents, registrations, counters and edges were lost once the step left
+the log (spills cover non-final changes only).
+
+The rule now: a lock is deleted only by its holder's clean release, or after a *tombstone*
+``t<token>`` is inserted into ``<p>_steps`` (``LeaseLock.bury_holder``: a take-over of an
+expired lock, or a process deleting its own lock left in place after a fault). A holder
+that finds a tombstone when it catches up (the read that asks "is there a later marker?"
+sees it for free, as tombstones sort after every marker) writes the last step again, then
+commits a step of its own at the next version (empty, but for a spill that is due: the
+*seal*), writing whatever it finds there instead (adopted, or taken by a late commit), and
+only then deletes the tombstones it read. A step that meets its version taken while its
+lease is valid writes that step too, if it is still the last (:meth:`Steps._write_taken`).
+
+Why that is enough. Call a *tenure* the life of one lock document. A holder commits at
+(the version it caught up to) + 1, one step at a time, each written before its next step
+begins; a step it could not write leaves the lock in place (``LeaseLock.leave``), and the
+tenure does not commit again. So:
+
+1. A tenure that ends by a clean release has written every step it committed and has no
+   commit in flight (release follows the step; a commit that failed in a way that may have
+   written leaves the lock).
+2. A tenure that ends otherwise leaves a tombstone first, which stays until a holder that
+   read it has sealed; every tenure after the deletion, whoever began it (the taker, or a
+   process whose insert came first), reads it when it catches up, before it commits.
+3. Every commit in flight from an earlier tenure targets a version at most L + 1, L being
+   the last committed version when the tombstone's reader caught up: that tenure caught
+   up before its lock was deleted, and the versions only grow. Versions up to L are taken;
+   the seal takes L + 1 or finds the late step there and writes it. So no earlier commit
+   lands after the seal, and the only steps that can be committed and not written are L
+   (written again first) and L + 1 (written by the seal's holder).
+
+By induction over tenures, when a holder has caught up (and dealt with tombstones), every
+step up to its version is written, and only its own steps can follow. So every step is
+written before the next one commits on top of it, long before it can leave the log (64
+steps later). What remains is the limit every lease has and the module ``layout`` states: a
+holder stalled between its lease check and a document write (not a commit) can still write
+after its successor.
 
 Every method is called with ``mutex`` held but :meth:`Steps.run`, which takes it.
 """
@@ -36,7 +85,7 @@ from kubenenc.ids import InvocationId
 from kubenenc.records import InvocationRecord, WorkerInfo
 from kubenenc.status import FINAL
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from kubenenc_mongodb.layout import (
     LOG_KEEP,
@@ -91,6 +140,11 @@ class Steps:
         """(version, monotonic time) when a read last found no step after that version."""
         self.lease: Lease | None = None
         """The lease of the step running now (renewed during it)."""
+        self.tombs: list[str] = []
+        """The take-over tombstones the last read of markers found (see "Late commits")."""
+        self.exposed = False
+        """The running step committed and its documents are not written yet: if it stops
+        here on any exception, the lock is left in place (``LeaseLock.leave``)."""
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -117,6 +171,9 @@ class Steps:
                 return result
             finally:
                 lease, self.lease = self.lease or lease, None
+                if self.exposed:
+                    self.exposed = False
+                    self.lock.leave(lease)
                 keep = done is not None and held and linger is not None and linger(done[0])
                 self.lock.end(lease, linger=keep)
         finally:
@@ -139,20 +196,9 @@ class Steps:
         lock over)."""
         layout = self.layout
         lease = self._keep_lease()
-        if lease.stolen:
-            self._finish_last_step()
-        if self.uncertain is not None:
-            # Forgotten only once settled: a fault while settling or catching up must not
-            # turn a committed step into one that runs again (a second register of the same
-            # ids, a second pause, ...); the next attempt settles it again.
-            version, step_id, result = self.uncertain
-            if self._settle(version) == step_id:
-                self.catch_up()
-                self.uncertain = None
-                return result, True
-            self.uncertain = None
-        if not lease.kept or self.replica.version < 0:
-            self.catch_up()
+        settled = self._prepare(lease)
+        if settled is not None:
+            return settled[0], True
         version = self.replica.version + 1
         txn = StepTxn(self.replica, self.fetch, self.read_workers, version)
         result = op(txn)
@@ -165,21 +211,28 @@ class Steps:
         step_id = uuid.uuid4().hex
         try:
             outcome = layout.commit(version, step_id, redo)
-        except ConnectionFailure:
-            # Maybe written: keep the lock, and on retry look at the log to know.
-            self.uncertain = (version, step_id, result)
+        except (ConnectionFailure, OperationFailure) as exc:
+            # Maybe written: keep the lock, and on retry look at the log to know. (Errors
+            # raised before anything was sent, such as a redo too large, let it go.)
+            if isinstance(exc, ConnectionFailure):
+                self.uncertain = (version, step_id, result)
             self.lock.leave(lease)
             self.replica.version = -1
             raise
+        self.exposed = True
         if outcome.kind is Commit.ADOPTED:
             assert outcome.adopted is not None
             self._write(outcome.adopted, version, replay=True)
+        elif outcome.kind is Commit.TAKEN:
+            self._write_taken(version)
         if outcome.kind in (Commit.TAKEN, Commit.ADOPTED):
+            self.exposed = False
             self.replica.version = -1
             raise Retry
         self.replica.apply(redo, version, fresh=txn.recs)
         self.replica.version = version
         self.confirmed = (version, time.monotonic())
+        self.exposed = False
         if outcome.kind is Commit.DONE_FOR_US:
             # Our lease ran out before our marker, and the process that took the lock over
             # committed our redo and wrote it: the result stands, the lock is not ours.
@@ -187,16 +240,36 @@ class Steps:
         self._write(redo, version, replay=False)
         return result, True
 
-    def _write(self, redo: Redo, version: int, *, replay: bool) -> None:
+    def _prepare(self, lease: Lease) -> tuple[Any] | None:
+        """Before a step computes: catch up (unless the lock was kept since our last step),
+        deal with a take-over, and settle a step whose commit was uncertain: its result, if
+        it was committed after all."""
+        if not lease.kept or self.replica.version < 0 or self.uncertain is not None:
+            self.catch_up()
+            if self.tombs:
+                self._after_take_over()
+        if self.uncertain is None:
+            return None
+        # Forgotten only once settled: a fault while settling or catching up must not turn
+        # a committed step into one that runs again (a second register of the same ids, a
+        # second pause, ...); the next attempt settles it again.
+        version, step_id, result = self.uncertain
+        settled = self._settle(version)
+        self.catch_up()
+        self.uncertain = None
+        return (result,) if settled == step_id else None
+
+    def _write(self, redo: Redo, version: int, *, replay: bool) -> bool:
         """Write the documents of committed step ``version``; on a fault, or when the lease
         ran out on this process's clock (another process may be writing later steps by
-        now), leave the lock in place so that whoever takes it next writes them again."""
+        now), leave the lock in place so that whoever takes it next writes them again
+        (False)."""
         assert self.lease is not None
         if not self.lock.valid(self.lease):
             log.warning("step %d committed, but the lease ran out before its writes; the "
                         "next holder of the lock writes them", version)  # fmt: skip
             self.lock.leave(self.lease)
-            return
+            return False
         try:
             self.layout.apply(redo, replay=replay)
             self.layout.prune_log(version)
@@ -204,6 +277,65 @@ class Steps:
             log.exception("step %d committed but not fully written; it will be replayed",
                           version)  # fmt: skip
             self.lock.leave(self.lease)
+            return False
+        return True
+
+    def _write_taken(self, version: int) -> bool:
+        """Our commit met ``version`` taken while we hold the lock: only a holder whose lease
+        ran out can have committed it (see "Late commits"), and it will not write it. Write
+        it, if it is still the last step (else it is not ours to write: a later holder
+        dealt with it)."""
+        layout = self.layout
+        entry = layout.log_entry(version)
+        if entry is None or layout.latest() != version:
+            return False
+        log.warning("step %d was committed by a holder whose lease had run out; writing it",
+                    version)  # fmt: skip
+        return self._write(redo_of(entry), version, replay=True)
+
+    def _after_take_over(self) -> None:
+        """The lock was taken over from a holder that may have committed without writing
+        (the tombstones in :attr:`tombs`): write the last step again, then seal the next
+        version with a step of our own (empty but for a due spill), so that no commit
+        of an earlier holder can land after it; see "Late commits". Then bury them."""
+        tombs, self.tombs = self.tombs, []
+        layout, rep = self.layout, self.replica
+        last = rep.version
+        entry = layout.log_entry(last) if last > 0 else None
+        if entry is not None:
+            log.info("writing step %d again after a lock take-over", last)
+            if not self._write(redo_of(entry), last, replay=True):
+                raise Retry
+        version = last + 1
+        redo: Redo = []
+        if layout.held is not None and version % PRUNE_EVERY == 0:
+            redo = rep.spill(version - LOG_KEEP, {})
+        lease = self._keep_lease()
+        try:
+            outcome = layout.commit(version, uuid.uuid4().hex, redo)
+        except (ConnectionFailure, OperationFailure):
+            self.lock.leave(lease)  # maybe committed: the tombstones stay for the next holder
+            self.replica.version = -1
+            raise
+        self.exposed = True
+        if outcome.kind is Commit.DONE:
+            rep.apply(redo, version)
+            rep.version = version
+            self.confirmed = (version, time.monotonic())
+            written = self._write(redo, version, replay=False)
+        elif outcome.kind is Commit.ADOPTED:
+            assert outcome.adopted is not None
+            written = self._write(outcome.adopted, version, replay=True)
+        else:
+            written = self._write_taken(version)
+        if not written:
+            self.replica.version = -1
+            raise Retry
+        self.exposed = False
+        if outcome.kind is not Commit.DONE:
+            self.catch_up()
+            self.tombs = []  # any found now are of a take-over of our own lease: not ours
+        layout.bury(tombs)
 
     def _settle(self, version: int) -> str | None:
         """The step id that holds ``version`` in the log now (None: none), after committing
@@ -212,16 +344,6 @@ class Steps:
         if adopted is not None:
             self._write(adopted, version, replay=True)
         return holder
-
-    def _finish_last_step(self) -> None:
-        """After taking over a lock left in place: the last committed step may be
-        half-written (its holder died after the commit); write it again (idempotent)."""
-        layout = self.layout
-        latest = layout.latest()
-        entry = layout.log_entry(latest) if latest else None
-        if entry is not None:
-            log.info("re-applying step %d after a lock take-over", latest)
-            layout.apply(redo_of(entry), replay=True)
 
     # -- following the log without the lock -------------------------------------------------
 
@@ -270,7 +392,8 @@ class Steps:
         seen_at = self.confirmed[1] if self.confirmed[0] == v else -CONFIRMED
         if relaxed and time.monotonic() - seen_at < CONFIRMED:
             return True
-        if self.layout.marked_after(v):
+        marked, self.tombs = self.layout.after(v)
+        if marked:
             return False
         self.confirmed = (v, time.monotonic())
         return True
@@ -316,7 +439,9 @@ class Steps:
         return current
 
     def catch_up(self) -> None:
-        """Bring the replica up to the last committed step: from the log, or reloaded."""
+        """Bring the replica up to the last committed step: from the log, or reloaded; and
+        read the take-over tombstones into :attr:`tombs`."""
+        self.tombs = []
         if not self.observe():
             try:
                 self._reload(self.layout.latest())
@@ -326,6 +451,7 @@ class Steps:
                     raise Retry from None  # the log moved on after our lease ran out
                 raise
             self.confirmed = (self.replica.version, time.monotonic())
+            self.tombs = self.layout.tombstones()
 
     # -- reloading from the collections -----------------------------------------------------
 
