@@ -46,7 +46,9 @@ class Proxy:
         self._loop = asyncio.new_event_loop()
         self._open = asyncio.Event()
         self._refuse = False
+        self._closing = False
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -61,10 +63,26 @@ class Proxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection's life. It always returns (never raises, is never cancelled):
+        asyncio runs it as a task whose end Python 3.11's ``StreamReaderProtocol`` checks
+        with ``task.exception()``, which raises for a cancelled task and is logged as an
+        ERROR (fixed in 3.12), so :meth:`stop` ends it by closing its connections."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._forward(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refuse:
             _rst(writer)
             return
         await self._open.wait()  # a connection made during a cut waits for the path to heal
+        if self._closing:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -73,7 +91,8 @@ class Proxy:
         pair = (writer, up_writer)
         self._pairs.add(pair)
         try:
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+            if not self._closing:  # stop() may have begun while this one connected
+                await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
         finally:
             self._pairs.discard(pair)
             for w in pair:
@@ -118,17 +137,25 @@ class Proxy:
         self._call(do)
 
     async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        """End every connection's handler by closing its connections (a handler waiting
+        for a cut to heal is woken and sees ``_closing``; one that starts now closes at
+        once), then stop accepting. No handler is cancelled (see :meth:`_handle`). The
+        listener closes last, in the same step that found no task left: Python 3.11 drops
+        a connection accepted just before a close without closing it (its transport's
+        ``Server._attach`` fails), which left a client connected to nothing."""
+        self._closing = True
         for pair in list(self._pairs):
             for w in pair:
                 w.transport.abort()
         self._open.set()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while (others := asyncio.all_tasks() - {asyncio.current_task()}) and (
+            left := deadline - loop.time()
+        ) > 0:
+            await asyncio.wait(others, timeout=left)
         if self._server is not None:
+            self._server.close()
             await self._server.wait_closed()
 
     def stop(self) -> None:
