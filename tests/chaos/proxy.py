@@ -6,7 +6,8 @@ directions without closing anything (what a partition does: bytes are not delive
 keeps the connections, and everything sent meanwhile arrives once the path heals);
 ``cut(reset=True)`` also aborts every connection with a TCP reset and resets the new ones
 (a firewall rejecting, a NAT or load balancer that dropped its state). :meth:`Proxy.restore`
-forwards again. Only loopback addresses are used.
+forwards again. Only loopback addresses are used. A worker reaches a Redis Cluster through
+one proxy per node (:func:`via_cluster`; the cluster bus between the nodes stays direct).
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ def via(url: str, port: int) -> str:
     auth = parts.netloc.rpartition("@")[0]
     netloc = f"{auth}@127.0.0.1:{port}" if auth else f"127.0.0.1:{port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def via_cluster(url: str, ports: dict[int, int]) -> str:
+    """A ``redis+cluster://`` ``url`` whose nodes (on 127.0.0.1, node port -> proxy port in
+    ``ports``) are all reached through their proxies: the proxies as its hosts, and an
+    ``address_map`` from each node to its proxy for the nodes the cluster names."""
+    base, _, query = url.partition("?")
+    scheme, _, rest = base.partition("://")
+    _, _, path = rest.partition("/")
+    hosts = ",".join(f"127.0.0.1:{proxy}" for proxy in ports.values())
+    mapped = ",".join(f"127.0.0.1:{node}=127.0.0.1:{proxy}" for node, proxy in ports.items())
+    query = "&".join(filter(None, [query, f"address_map={mapped}"]))
+    return f"{scheme}://{hosts}/{path}?{query}"
 
 
 def _rst(writer: asyncio.StreamWriter) -> None:
