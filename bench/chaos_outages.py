@@ -58,7 +58,7 @@ def _redis(tmp: Path, fault: str, calls: int, options: dict[str, Any]) -> Outage
     try:
         assert server.proc is not None
         return run(fault, f"{server.url}?prefix={fault}", tmp / "logs", calls=calls,
-                   server_pid=server.proc.pid, deadline=600, **options)  # fmt: skip
+                   server_pids=[server.proc.pid], deadline=600, **options)  # fmt: skip
     finally:
         server.stop()
 
@@ -70,7 +70,7 @@ def _mongodb(tmp: Path, fault: str, calls: int, options: dict[str, Any]) -> Outa
     server = start_ferretdb(binary, tmp / "data", tmp / "ferretdb.log")
     try:
         return run(fault, server.url(f"chaos_{fault}"), tmp / "logs", calls=calls,
-                   server_pid=server.proc.pid, deadline=900, **options)  # fmt: skip
+                   server_pids=[server.proc.pid], deadline=900, **options)  # fmt: skip
     finally:
         server.stop()
 

@@ -13,9 +13,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tests.chaos.proxy import Proxy, via, via_cluster
 
@@ -195,5 +195,41 @@ class RestartServer(Fault):
         self.kill()
         time.sleep(self.down)
         self.start()
+        chaos.outages.append((began, time.time()))
+        return True
+
+
+class Restartable(Protocol):
+    """A server process that can be killed and started again with its data."""
+
+    def kill(self) -> None: ...
+
+    def start(self) -> object: ...
+
+
+@dataclass
+class RestartNodes(Fault):
+    """kill -9 of some of a Redis Cluster's masters at once, down for ``down`` seconds,
+    then each started again on its port with what it kept (its AOF and ``nodes.conf``, so
+    it comes back as the master of its slots). Fault ``k`` restarts the nodes
+    ``plan[k % len(plan)]`` (indexes into ``nodes``)."""
+
+    nodes: Sequence[Restartable] = ()
+    plan: Sequence[Sequence[int]] = ()
+    down: float = 0.5
+    label: str = "cluster"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"restart {self.label}"
+
+    def inject(self, chaos: Chaos) -> bool:
+        which = [self.nodes[i] for i in self.plan[chaos.injected % len(self.plan)]]
+        began = time.time()
+        for node in which:
+            node.kill()
+        time.sleep(self.down)
+        for node in which:
+            node.start()
         chaos.outages.append((began, time.time()))
         return True
