@@ -1,7 +1,7 @@
 """Chaos runner: the scenarios of ``tests/chaos`` at a larger scale, one table.
 
     python bench/chaos.py [--calls 1000] [--faults 12] [--every 2.5]
-                          [--backends sqlite,redis,mongodb]
+                          [--backends sqlite,redis,mongodb,cluster]
                           [--scenarios kill,stop,stop1,cut,reset,restart]
 
 Real worker processes (process mode, 3 workers x 2 slots, heartbeat every 0.3 s, timeout
@@ -15,9 +15,13 @@ fan-outs that pause, while a fault strikes every ``--every`` seconds:
   forwarding for 3.5 s (``reset``: and resets its connections), then forwards again
   (Redis and MongoDB only: SQLite has no network);
 - ``restart``: kill -9 of the server, 0.5 s down, started again on its port with its data
-  (Redis with AOF ``everysec`` and ``always``; FerretDB on SQLite).
+  (Redis with AOF ``everysec`` and ``always``; FerretDB on SQLite; on the cluster, one
+  master, then all three, then another, in turn).
 
-Redis is a private ``redis-server`` and MongoDB a private FerretDB, on free loopback ports.
+Redis is a private ``redis-server``, MongoDB a private FerretDB and ``cluster`` a private
+Redis Cluster (``shards=3`` over 3 masters, each with a replica; for ``restart``, 3 masters
+with AOF and no replica, as in tests/chaos/test_cluster_restarts.py), on free loopback
+ports. On the cluster, ``cut``/``reset`` cut the worker's proxies to every node.
 Prints per scenario and backend: calls, faults injected, calls whose body ran more than
 once, calls lost (ended wrongly or twice), overlapping bodies of one call and running-limit
 violations not explained by a hand-back from a live worker thought dead, calls left
@@ -38,6 +42,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,29 +50,50 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tests.chaos.faults import CutNetwork, Fault, KillWorker, RestartServer, StopWorker  # noqa: E402
+from tests.chaos.faults import (  # noqa: E402
+    CutNetwork,
+    Fault,
+    KillWorker,
+    RestartNodes,
+    RestartServer,
+    StopWorker,
+)
 from tests.chaos.scenario import HEARTBEAT_TIMEOUT, Report, run  # noqa: E402
 from tests.chaos.test_restarts import Ferret  # noqa: E402
 from tests.servers.mongodb import ferretdb_binary  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
+from tests.servers.rediscluster import RedisCluster  # noqa: E402
 
 LASTING = HEARTBEAT_TIMEOUT + 1.5
 
 
 @contextlib.contextmanager
-def server(kind: str, tmp: Path, *redis_args: str) -> Iterator[tuple[str, int, Fault]]:
-    """(url, port, a restart fault of it) of a fresh server of ``kind``."""
+def server(kind: str, tmp: Path, *redis_args: str) -> Iterator[tuple[str, list[int], Fault]]:
+    """(url, ports of its servers, a restart fault of it) of a fresh server of ``kind``."""
     if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'chaos.db'}", 0, Fault()
+        yield f"sqlite:///{tmp / 'chaos.db'}", [], Fault()
     elif kind == "redis":
         if shutil.which("redis-server") is None:
             sys.exit("needs redis-server: apt-get install -y redis-server")
         redis = RedisServer(tmp / "redis", *redis_args).start()
         label = f"Redis AOF {redis_args[-1]}" if redis_args else "Redis"
         try:
-            yield redis.url, redis.port, RestartServer(redis.kill, redis.start, label=label)
+            yield redis.url, [redis.port], RestartServer(redis.kill, redis.start, label=label)
         finally:
             redis.stop()
+    elif kind == "cluster":
+        if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+            sys.exit("needs redis-server and redis-cli: apt-get install -y redis-server")
+        # With AOF (the restart rows): no replicas, see tests/chaos/test_cluster_restarts.py.
+        cluster = RedisCluster(tmp / "cluster", replicas=0 if redis_args else 1, extra=redis_args)
+        try:
+            cluster.start()
+            label = f"cluster AOF {redis_args[-1]}" if redis_args else "cluster"
+            restart = RestartNodes(nodes=cluster.nodes, plan=[(0,), (0, 1, 2), (1,), (2,)],
+                                   label=label)  # fmt: skip
+            yield f"{cluster.url}?prefix=chaos&shards=3", [n.port for n in cluster.nodes], restart
+        finally:
+            cluster.stop()
     else:
         if ferretdb_binary() is None:
             sys.exit("needs FerretDB: plugins/mongodb/ferretdb/build.sh")
@@ -75,7 +101,7 @@ def server(kind: str, tmp: Path, *redis_args: str) -> Iterator[tuple[str, int, F
         try:
             yield (
                 ferret.server.url("chaos"),
-                ferret.server.port,
+                [ferret.server.port],
                 RestartServer(ferret.kill, ferret.start, label="FerretDB"),
             )
         finally:
@@ -90,20 +116,23 @@ def plans(scenarios: list[str], backends: list[str]) -> Iterator[tuple[str, str,
                 continue
             if scenario == "restart" and kind == "sqlite":
                 continue
-            if scenario == "restart" and kind == "redis":
+            if scenario == "restart" and kind in ("redis", "cluster"):
                 for fsync in ("everysec", "always"):
                     yield scenario, kind, ("--appendonly", "yes", "--appendfsync", fsync)
                 continue
             yield scenario, kind, ()
 
 
-def fault_for(scenario: str, port: int, restart: Fault) -> Fault:
+def fault_for(scenario: str, kind: str, ports: list[int], restart: Fault) -> Fault:
+    route: dict[str, Any] = (
+        {"cluster_ports": tuple(ports)} if kind == "cluster" else {"target_port": ports[0]}
+    )
     makers: dict[str, Callable[[], Fault]] = {
         "kill": KillWorker,
         "stop": lambda: StopWorker(seconds=LASTING),
         "stop1": lambda: StopWorker(seconds=LASTING, group=False),
-        "cut": lambda: CutNetwork(seconds=LASTING, target_port=port),
-        "reset": lambda: CutNetwork(seconds=LASTING, reset=True, target_port=port),
+        "cut": lambda: CutNetwork(seconds=LASTING, **route),
+        "reset": lambda: CutNetwork(seconds=LASTING, reset=True, **route),
         "restart": lambda: restart,
     }
     return makers[scenario]()
@@ -127,18 +156,19 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=2.5)
     parser.add_argument("--deadline", type=float, default=600.0)
     parser.add_argument("--scenarios", default="kill,stop,stop1,cut,reset,restart")
-    parser.add_argument("--backends", default="sqlite,redis,mongodb")
+    parser.add_argument("--backends", default="sqlite,redis,mongodb,cluster")
     parser.add_argument(
         "--outages",
         action="store_true",
         help="the outage and clock-skew rows instead (bench/chaos_outages.py)",
     )
     args = parser.parse_args()
-    if args.outages:  # its backends: redis and mongodb (see bench/chaos_outages.py)
+    if args.outages:  # its backends: redis, mongodb, cluster (see bench/chaos_outages.py)
+        from bench.chaos_outages import SCENARIOS
         from bench.chaos_outages import table as outage_table
 
-        backends = [b for b in args.backends.split(",") if b in ("redis", "mongodb")]
-        Console(width=200).print(outage_table(args.calls, backends or ["redis", "mongodb"]))
+        backends = [b for b in args.backends.split(",") if b in SCENARIOS]
+        Console(width=200).print(outage_table(args.calls, backends or list(SCENARIOS)))
         return
     table = Table(title=f"chaos: 3 workers x 2 slots, heartbeat timeout {HEARTBEAT_TIMEOUT:g} s")
     for name in ("fault", "backend", "calls", "faults", "reruns", "lost", "overlaps",
@@ -154,8 +184,8 @@ def main() -> None:
             where = Path(tmp) / f"{n}-{scenario}-{kind}"
             where.mkdir()
             calls = args.mongodb_calls if kind == "mongodb" else args.calls
-            with server(kind, where, *redis_args) as (url, port, restart):
-                fault = fault_for(scenario, port, restart)
+            with server(kind, where, *redis_args) as (url, ports, restart):
+                fault = fault_for(scenario, kind, ports, restart)
                 r: Report = run(
                     url, where / "logs", fault, calls=calls, max_faults=args.faults,
                     fault_every=args.every, waves=max(1, calls // 25), deadline=args.deadline,

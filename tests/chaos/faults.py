@@ -13,11 +13,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from tests.chaos.proxy import Proxy, via
+from tests.chaos.proxy import Proxy, via, via_cluster
 
 if TYPE_CHECKING:
     from tests.chaos.scenario import Chaos
@@ -125,14 +125,18 @@ class StopWorker(_Lasting):
 
 @dataclass
 class CutNetwork(_Lasting):
-    """Every worker talks to the backend through its own :class:`Proxy`; a busy worker's
-    proxy stops forwarding for ``seconds`` (with ``reset``, resets its connections too),
-    then forwards again. The worker and its task processes keep running meanwhile."""
+    """Every worker talks to the backend through its own :class:`Proxy` (on a Redis Cluster,
+    ``cluster_ports`` given: its own proxy per node, see :func:`via_cluster`); a busy
+    worker's proxies stop forwarding for ``seconds`` (with ``reset``, reset their
+    connections too), then forward again. The worker and its task processes keep running
+    meanwhile, and the other workers keep their paths."""
 
     reset: bool = False
     target_port: int = 0
-    proxies: dict[int, Proxy] = field(default_factory=dict)
-    """Worker number -> its proxy."""
+    cluster_ports: tuple[int, ...] = ()
+    """The ports of every node of the cluster ``url`` names (then ``target_port`` is unused)."""
+    proxies: dict[int, list[Proxy]] = field(default_factory=dict)
+    """Worker number -> its proxies."""
     _chaos: Chaos | None = None
 
     @property
@@ -140,11 +144,15 @@ class CutNetwork(_Lasting):
         return f"network cut {self.seconds:g} s" + (" + reset" if self.reset else "")
 
     def worker_url(self, url: str, n: int) -> str:
+        if self.cluster_ports:
+            proxies = [Proxy(port).start() for port in self.cluster_ports]
+            self.proxies[n] = proxies
+            return via_cluster(url, {p.target_port: p.port for p in proxies})
         proxy = Proxy(self.target_port).start()
-        self.proxies[n] = proxy
+        self.proxies[n] = [proxy]
         return via(url, proxy.port)
 
-    def _proxy(self, pid: int) -> Proxy:
+    def _proxies(self, pid: int) -> list[Proxy]:
         assert self._chaos is not None
         n = next(n for n, proc in enumerate(self._chaos.every) if proc.pid == pid)
         return self.proxies[n]
@@ -154,14 +162,17 @@ class CutNetwork(_Lasting):
         return super().inject(chaos)
 
     def start(self, pid: int) -> None:
-        self._proxy(pid).cut(reset=self.reset)
+        for proxy in self._proxies(pid):
+            proxy.cut(reset=self.reset)
 
     def end(self, pid: int) -> None:
-        self._proxy(pid).restore()
+        for proxy in self._proxies(pid):
+            proxy.restore()
 
     def cleanup(self) -> None:
-        for proxy in self.proxies.values():
-            proxy.stop()
+        for proxies in self.proxies.values():
+            for proxy in proxies:
+                proxy.stop()
         self.proxies.clear()
 
 
@@ -184,5 +195,41 @@ class RestartServer(Fault):
         self.kill()
         time.sleep(self.down)
         self.start()
+        chaos.outages.append((began, time.time()))
+        return True
+
+
+class Restartable(Protocol):
+    """A server process that can be killed and started again with its data."""
+
+    def kill(self) -> None: ...
+
+    def start(self) -> object: ...
+
+
+@dataclass
+class RestartNodes(Fault):
+    """kill -9 of some of a Redis Cluster's masters at once, down for ``down`` seconds,
+    then each started again on its port with what it kept (its AOF and ``nodes.conf``, so
+    it comes back as the master of its slots). Fault ``k`` restarts the nodes
+    ``plan[k % len(plan)]`` (indexes into ``nodes``)."""
+
+    nodes: Sequence[Restartable] = ()
+    plan: Sequence[Sequence[int]] = ()
+    down: float = 0.5
+    label: str = "cluster"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"restart {self.label}"
+
+    def inject(self, chaos: Chaos) -> bool:
+        which = [self.nodes[i] for i in self.plan[chaos.injected % len(self.plan)]]
+        began = time.time()
+        for node in which:
+            node.kill()
+        time.sleep(self.down)
+        for node in which:
+            node.start()
         chaos.outages.append((began, time.time()))
         return True

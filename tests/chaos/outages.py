@@ -3,14 +3,15 @@
 disagree, under the same load and the same checks as the kill -9 scenario
 (:mod:`tests.chaos.scenario`).
 
-Faults (each against a private server the scenario is handed):
+Faults (each against a private server the scenario is handed, or against every master of
+a private Redis Cluster at once: its ``admin_urls`` and ``server_pids``):
 
 - ``pause``: Redis ``CLIENT PAUSE`` for ``seconds`` (every client blocks, then goes on);
 - ``sleep``: Redis ``DEBUG SLEEP`` longer than the heartbeat timeout (the server stops);
 - ``kill``: Redis ``CLIENT KILL TYPE normal``, every worker's connections dropped at once,
   again and again;
 - ``freeze``: the server process stopped (SIGSTOP) for ``seconds``, then continued: the
-  MongoDB-protocol server's equivalent of a ``DEBUG SLEEP`` (any server: its pid is given);
+  MongoDB-protocol server's equivalent of a ``DEBUG SLEEP`` (any server: its pids are given);
 - ``skew``: no fault in the server; two of the workers run with their wall clocks ``skew``
   seconds ahead and behind (``tests/chaos/skewclock``: Debian's ``faketime`` breaks
   Python's timed waits, see there).
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,18 +84,25 @@ def _spawn(
 
 class _Faults:
     """Injects ``times`` faults, ``every`` seconds apart (the first after ``every``), each on
-    a thread of its own (a ``DEBUG SLEEP`` blocks the connection that sent it)."""
+    a thread of its own (a ``DEBUG SLEEP`` blocks the connection that sent it), on every
+    server of ``admin_urls`` (Redis) or ``pids`` at once."""
 
     def __init__(
-        self, fault: str, url: str, seconds: float, times: int, every: float, pid: int | None
+        self,
+        fault: str,
+        admin_urls: Sequence[str],
+        seconds: float,
+        times: int,
+        every: float,
+        pids: Sequence[int],
     ) -> None:
         self.fault, self.seconds, self.times, self.every = fault, seconds, times, every
-        self.pid = pid
-        self.admin = (
+        self.pids = list(pids)
+        self.admins = (
             # A socket timeout past the longest DEBUG SLEEP (redis-py's default is shorter).
-            redis.Redis.from_url(url.split("?", maxsplit=1)[0], socket_timeout=seconds + 30)
+            [redis.Redis.from_url(url, socket_timeout=seconds + 30) for url in admin_urls]
             if fault in REDIS_ONLY
-            else None
+            else []
         )
         self.injected = 0
         self.lasted: list[float] = []
@@ -120,29 +129,40 @@ class _Faults:
     def _one(self) -> None:
         started = time.monotonic()
         if self.fault == "freeze":
-            assert self.pid is not None, "the freeze fault needs the server's pid"
-            os.kill(self.pid, signal.SIGSTOP)
+            assert self.pids, "the freeze fault needs the server's pid"
+            for pid in self.pids:
+                os.kill(pid, signal.SIGSTOP)
             try:
                 time.sleep(self.seconds)
             finally:
-                os.kill(self.pid, signal.SIGCONT)
-        elif self.admin is None:
+                for pid in self.pids:
+                    os.kill(pid, signal.SIGCONT)
+        elif not self.admins:
             raise AssertionError(f"no fault {self.fault!r} on this server")
         elif self.fault == "pause":
-            self.admin.execute_command("CLIENT", "PAUSE", int(self.seconds * 1000), "ALL")
+            for admin in self.admins:
+                admin.execute_command("CLIENT", "PAUSE", int(self.seconds * 1000), "ALL")
             time.sleep(self.seconds)
-        elif self.fault == "sleep":
-            self.admin.execute_command("DEBUG", "SLEEP", self.seconds)
+        elif self.fault == "sleep":  # every server asleep at once: a thread each
+            asleep = ("DEBUG", "SLEEP", self.seconds)
+            sleeps = [
+                threading.Thread(target=admin.execute_command, args=asleep) for admin in self.admins
+            ]
+            for thread in sleeps:
+                thread.start()
+            for thread in sleeps:
+                thread.join(self.seconds + 60)
         else:
-            self.admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            for admin in self.admins:
+                admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         self.lasted.append(time.monotonic() - started)
         self.ends.append(time.time())
 
     def close(self, wait: float) -> None:
         if self._thread is not None:
             self._thread.join(wait)
-        if self.admin is not None:
-            self.admin.close()
+        for admin in self.admins:
+            admin.close()
 
 
 def _wait_for_workers(n: int, give_up: float) -> None:
@@ -179,14 +199,17 @@ def run(
     wave_gap: float = 0.5,
     body_seconds: float = 0.2,
     deadline: float = 180.0,
-    server_pid: int | None = None,
+    server_pids: Sequence[int] = (),
+    admin_urls: Sequence[str] | None = None,
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
 ) -> OutageReport:
     """Run ``fault`` (one of :data:`FAULTS`) against ``url`` (an empty store on a server
     this scenario may pause, put to sleep or drop connections of: ``DEBUG`` needs the
-    server's ``--enable-debug-command local``; ``freeze`` needs ``server_pid``). ``times``
-    injections, ``every`` seconds apart; ``seconds``: how long a pause, sleep or freeze
-    lasts. ``heartbeat_timeout``: the workers'."""
+    server's ``--enable-debug-command local``; ``freeze`` needs ``server_pids``). The
+    Redis faults go to each of ``admin_urls`` (default: ``url`` without its options; for a
+    Redis Cluster, every master's ``redis://`` URL). ``times`` injections, ``every`` seconds
+    apart; ``seconds``: how long a pause, sleep or freeze lasts. ``heartbeat_timeout``: the
+    workers'."""
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +222,8 @@ def run(
         skews[:2] = [skew, -skew][: min(2, workers)]
     procs = [_spawn(url, log_dir, n, skews[n], heartbeat_timeout) for n in range(workers)]
     _wait_for_workers(workers, give_up)  # a fault while they start tests their start-up
-    faults = _Faults(fault, url, seconds, times if fault != "skew" else 0, every, server_pid)
+    admins = [url.split("?", maxsplit=1)[0]] if admin_urls is None else list(admin_urls)
+    faults = _Faults(fault, admins, seconds, times if fault != "skew" else 0, every, server_pids)
     invs: list[tuple[str, int, object]] = []
     per_wave = max(1, calls // waves)
     next_wave = time.monotonic()

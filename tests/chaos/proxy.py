@@ -6,7 +6,8 @@ directions without closing anything (what a partition does: bytes are not delive
 keeps the connections, and everything sent meanwhile arrives once the path heals);
 ``cut(reset=True)`` also aborts every connection with a TCP reset and resets the new ones
 (a firewall rejecting, a NAT or load balancer that dropped its state). :meth:`Proxy.restore`
-forwards again. Only loopback addresses are used.
+forwards again. Only loopback addresses are used. A worker reaches a Redis Cluster through
+one proxy per node (:func:`via_cluster`; the cluster bus between the nodes stays direct).
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def via(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def via_cluster(url: str, ports: dict[int, int]) -> str:
+    """A ``redis+cluster://`` ``url`` whose nodes (on 127.0.0.1, node port -> proxy port in
+    ``ports``) are all reached through their proxies: the proxies as its hosts, and an
+    ``address_map`` from each node to its proxy for the nodes the cluster names."""
+    base, _, query = url.partition("?")
+    scheme, _, rest = base.partition("://")
+    _, _, path = rest.partition("/")
+    hosts = ",".join(f"127.0.0.1:{proxy}" for proxy in ports.values())
+    mapped = ",".join(f"127.0.0.1:{node}=127.0.0.1:{proxy}" for node, proxy in ports.items())
+    query = "&".join(filter(None, [query, f"address_map={mapped}"]))
+    return f"{scheme}://{hosts}/{path}?{query}"
+
+
 def _rst(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP reset (SO_LINGER 0) instead of an orderly FIN."""
     sock = writer.get_extra_info("socket")
@@ -46,7 +60,9 @@ class Proxy:
         self._loop = asyncio.new_event_loop()
         self._open = asyncio.Event()
         self._refuse = False
+        self._closing = False
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -61,10 +77,26 @@ class Proxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection's life. It always returns (never raises, is never cancelled):
+        asyncio runs it as a task whose end Python 3.11's ``StreamReaderProtocol`` checks
+        with ``task.exception()``, which raises for a cancelled task and is logged as an
+        ERROR (fixed in 3.12), so :meth:`stop` ends it by closing its connections."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._forward(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refuse:
             _rst(writer)
             return
         await self._open.wait()  # a connection made during a cut waits for the path to heal
+        if self._closing:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -73,7 +105,8 @@ class Proxy:
         pair = (writer, up_writer)
         self._pairs.add(pair)
         try:
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+            if not self._closing:  # stop() may have begun while this one connected
+                await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
         finally:
             self._pairs.discard(pair)
             for w in pair:
@@ -118,17 +151,25 @@ class Proxy:
         self._call(do)
 
     async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        """End every connection's handler by closing its connections (a handler waiting
+        for a cut to heal is woken and sees ``_closing``; one that starts now closes at
+        once), then stop accepting. No handler is cancelled (see :meth:`_handle`). The
+        listener closes last, in the same step that found no task left: Python 3.11 drops
+        a connection accepted just before a close without closing it (its transport's
+        ``Server._attach`` fails), which left a client connected to nothing."""
+        self._closing = True
         for pair in list(self._pairs):
             for w in pair:
                 w.transport.abort()
         self._open.set()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while (others := asyncio.all_tasks() - {asyncio.current_task()}) and (
+            left := deadline - loop.time()
+        ) > 0:
+            await asyncio.wait(others, timeout=left)
         if self._server is not None:
+            self._server.close()
             await self._server.wait_closed()
 
     def stop(self) -> None:

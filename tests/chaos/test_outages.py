@@ -80,7 +80,7 @@ def test_redis_outage_or_skewed_clock_loses_nothing_and_hands_back_nothing(
     url = f"{debug_redis.url}?prefix={fault}{tmp_path.name[-6:]}"
     assert debug_redis.proc is not None
     options = REDIS[fault]
-    _check(run(fault, url, tmp_path / "logs", calls=60, server_pid=debug_redis.proc.pid,
+    _check(run(fault, url, tmp_path / "logs", calls=60, server_pids=[debug_redis.proc.pid],
                **options))  # fmt: skip
 
 
@@ -95,5 +95,5 @@ def test_mongodb_outage_or_skewed_clock_loses_nothing_and_hands_back_nothing(
     # lapse, and a step re-applied by the process that takes the lock over may leave a claim
     # whose reply was lost, which release_unheld then hands back (counting a loss; nothing
     # runs twice). The invariants above still hold. Skewed clocks hand back nothing.
-    _check(run(fault, url, tmp_path / "logs", calls=30, server_pid=own_ferretdb.proc.pid,
+    _check(run(fault, url, tmp_path / "logs", calls=30, server_pids=[own_ferretdb.proc.pid],
                **options), hand_backs=fault != "freeze")  # fmt: skip

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from kubenenc.errors import ConfigurationError
+from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.records import Outcome, OutcomeKind, RegisterKind
 from kubenenc.status import Status
 from kubenenc.testing.helpers import W1, new
@@ -16,6 +16,9 @@ from kubenenc_redis import hints
 from kubenenc_redis.cluster import parse_cluster_url
 from kubenenc_redis.keys import SLOTS, shard_prefix
 from redis.crc import key_slot
+
+from tests.chaos.proxy import Proxy, via_cluster
+from tests.servers.rediscluster import RedisCluster
 
 
 @pytest.mark.parametrize(
@@ -30,6 +33,8 @@ from redis.crc import key_slot
         "redis+cluster://h:1/?shard=2",
         "redis+cluster://h:1/?retention=-1",
         "redis+cluster://h:1/?clock=moon",
+        "redis+cluster://h:1/?address_map=a:1",
+        "redis+cluster://h:1/?address_map=a:1=b",
     ],
 )
 def test_bad_urls_say_what_to_change(url: str) -> None:
@@ -47,6 +52,44 @@ def test_url_with_credentials_and_hosts() -> None:
     )
     assert (got.shards, got.prefix) == (4, "app")
     assert "p@ss" not in got.shown
+    assert got.address_map == ()
+
+
+def test_an_address_map_maps_the_nodes_it_names_and_leaves_the_others() -> None:
+    got = parse_cluster_url(
+        "redis+cluster://p:7/?address_map=10.0.0.5:6379=p:7,[::1]:6380=127.0.0.1:8"
+    )
+    assert got.address_map == ((("10.0.0.5", 6379), ("p", 7)), (("::1", 6380), ("127.0.0.1", 8)))
+    assert got.remap(("10.0.0.5", 6379)) == ("p", 7)
+    assert got.remap(("::1", 6380)) == ("127.0.0.1", 8)
+    assert got.remap(("10.0.0.5", 6380)) == ("10.0.0.5", 6380)
+
+
+def test_an_address_map_routes_every_shard_through_the_mapped_addresses(
+    redis_cluster: RedisCluster, rediscluster_url: str
+) -> None:
+    from kubenenc_redis.shards import ShardedBackend
+
+    proxies = [Proxy(node.port).start() for node in redis_cluster.nodes]
+    try:
+        url = via_cluster(
+            f"{rediscluster_url}&retry_for=1", {p.target_port: p.port for p in proxies}
+        )
+        backend = ShardedBackend.from_url(url)
+        try:
+            assert {s.node for s in backend.shards} <= {("127.0.0.1", p.port) for p in proxies}
+            backend.register([new("a"), new("b"), new("c")], 1.0)
+            for proxy in proxies:  # and nothing else: cut off, it reaches nothing
+                proxy.cut(reset=True)
+            with pytest.raises(BackendUnavailable):
+                backend.workers()
+        finally:
+            for proxy in proxies:
+                proxy.restore()
+            backend.close()
+    finally:
+        for proxy in proxies:
+            proxy.stop()
 
 
 def test_shard_i_of_n_hashes_near_the_middle_of_the_ith_share_of_the_slots() -> None:

@@ -45,12 +45,17 @@ def _cluster_port() -> int:
 
 
 class RedisCluster:
-    """``masters`` masters with ``replicas`` replicas each, on 127.0.0.1."""
+    """``masters`` masters with ``replicas`` replicas each, on 127.0.0.1; ``extra``
+    arguments go to every node's ``redis-server`` (persistence, timeouts: a later one
+    overrides an earlier one)."""
 
-    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self, workdir: Path, masters: int = 3, replicas: int = 1, extra: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
         self.masters = masters
         self.replicas = replicas
+        self.extra = extra
         self.nodes: list[RedisServer] = []
 
     @property
@@ -64,7 +69,7 @@ class RedisCluster:
             node = RedisServer(
                 self.workdir / f"node{i}", "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-                port=_cluster_port(),
+                *self.extra, port=_cluster_port(),
             )  # fmt: skip
             self.nodes.append(node.start())
         cli = shutil.which("redis-cli")

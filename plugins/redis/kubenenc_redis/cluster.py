@@ -6,8 +6,12 @@ URL: ``redis+cluster://[[user]:password@]host:port[,host:port...]/?shards=N&pref
 node is enough). ``shards`` (default 1) is how many hash tags the app's data is spread over;
 the shard of an invocation is computed from it, so it is recorded in the data and another
 N is refused (:mod:`kubenenc_redis.layout`); ``kubenenc reshard`` moves the data to a new N
-(:mod:`kubenenc_redis.reshard`). ``prefix``,
-``retention`` and ``retry_for`` are as for ``redis://``; any other option is refused.
+(:mod:`kubenenc_redis.reshard`). ``address_map=host:port=host:port,...`` connects to the
+address on the right wherever the cluster names the node on the left (in its slot map and
+redirections): for nodes that announce addresses this process cannot reach as they are (a
+NAT, port forwards, one proxy per node); nodes it does not name are used as announced.
+``prefix``, ``retention`` and ``retry_for`` are as for ``redis://``; any other option is
+refused.
 
 Each shard is a whole single-slot Redis backend (:class:`Shard`, the scripts of
 :mod:`kubenenc_redis.scripts` unchanged) on a plain connection to the master that serves
@@ -59,6 +63,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
+ADDRESS_MAP = "address_map"
 MAX_SHARDS = 1024
 REDIRECTS = (
     redis.exceptions.MovedError,
@@ -70,8 +75,19 @@ REDIRECTS = (
 )
 """What a call on a slot's former master (or during an election) gets: re-read the slot
 map, reconnect, retry."""
+NOWHERE = (redis.ConnectionError, redis.TimeoutError, OSError)
+"""Faults of a connection to a node."""
 UNBLOCKED = "UNBLOCKED"
 """How a blocked ``BLPOP``/``BLMOVE`` ends when its master turns replica: likewise."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py's cluster client saying it reached no node: a
+    ``RedisClusterException`` (not a ``ConnectionError``) whose cause is the last node's
+    connection fault. Its other cluster exceptions are mistakes in the call."""
+    return isinstance(exc, redis.exceptions.RedisClusterException) and isinstance(
+        exc.__cause__, NOWHERE
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +105,12 @@ class ClusterURL:
     shown: str
     clock: str = "server"
     """As for ``redis://``: ``server`` or ``caller`` (see :mod:`kubenenc_redis.options`)."""
+    address_map: tuple[tuple[tuple[str, int], tuple[str, int]], ...] = ()
+    """(announced address, address to connect to) of each mapped node."""
+
+    def remap(self, address: tuple[str, int]) -> tuple[str, int]:
+        """Where to connect for a node the cluster names ``address``."""
+        return next((to for node, to in self.address_map if node == address), address)
 
 
 def parse_cluster_url(url: str) -> ClusterURL:
@@ -110,18 +132,13 @@ def parse_cluster_url(url: str) -> ClusterURL:
         user, colon, secret = user_info.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-    hosts: list[tuple[str, int]] = []
-    for item in host_list.split(","):
-        host, colon, port = item.strip().rpartition(":")
-        if not colon or not host or not port.isdigit():
-            raise ConfigurationError(f"bad Redis Cluster URL {shown!r}: {item!r} is not host:port")
-        hosts.append((host.strip("[]"), int(port)))
+    hosts = [_address(item, shown) for item in host_list.split(",")]
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = set(options) - {PREFIX, "shards", RETENTION, RETRY_FOR, CLOCK}
+    unknown = set(options) - {PREFIX, "shards", RETENTION, RETRY_FOR, CLOCK, ADDRESS_MAP}
     if unknown:
         raise ConfigurationError(
             f"bad Redis Cluster URL {shown!r}: unknown options {sorted(unknown)} (known: "
-            "prefix, shards, retention, retry_for, clock)"
+            "prefix, shards, retention, retry_for, clock, address_map)"
         )
     clock = clock_option(options, shown)
     prefix = options.get(PREFIX, DEFAULT_PREFIX)
@@ -139,7 +156,30 @@ def parse_cluster_url(url: str) -> ClusterURL:
         tuple(hosts), username, password, scheme.startswith("rediss"), prefix, int(raw),
         seconds_option(options, RETENTION, DEFAULT_RETENTION, shown),
         seconds_option(options, RETRY_FOR, DEFAULT_RETRY_FOR, shown), shown, clock,
+        _address_map(options.get(ADDRESS_MAP, ""), shown),
     )  # fmt: skip
+
+
+def _address(item: str, shown: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) read, or ConfigurationError."""
+    host, colon, port = item.strip().rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise ConfigurationError(f"bad Redis Cluster URL {shown!r}: {item!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _address_map(raw: str, shown: str) -> tuple[tuple[tuple[str, int], tuple[str, int]], ...]:
+    """``address_map``'s ``host:port=host:port`` pairs, comma-separated, read."""
+    pairs = []
+    for item in filter(None, raw.split(",")):
+        node, equals, to = item.partition("=")
+        if not equals:
+            raise ConfigurationError(
+                f"bad Redis Cluster URL {shown!r}: address_map item {item!r} is not "
+                "host:port=host:port"
+            )
+        pairs.append((_address(node, shown), _address(to, shown)))
+    return tuple(pairs)
 
 
 class SlotMap:
@@ -154,12 +194,15 @@ class SlotMap:
                 startup_nodes=[ClusterNode(h, p) for h, p in url.hosts],  # type: ignore[no-untyped-call]
                 username=url.username, password=url.password, ssl=url.tls,
                 decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0,
+                address_remap=url.remap if url.address_map else None,
             )  # fmt: skip
         except redis.AuthenticationError as exc:
             raise ConfigurationError(
                 f"Redis Cluster at {url.shown} refused the credentials: {exc}"
             ) from exc
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, OSError, redis.exceptions.RedisClusterException) as exc:
+            if isinstance(exc, redis.exceptions.RedisClusterException) and not unreachable(exc):
+                raise
             raise BackendUnavailable(f"cannot reach Redis Cluster at {url.shown}: {exc}") from exc
 
     def master(self, key: str) -> tuple[str, int]:
@@ -177,6 +220,10 @@ class SlotMap:
                 return command(self._cluster)
         except (redis.ConnectionError, redis.TimeoutError, *REDIRECTS) as exc:
             raise BackendUnavailable(f"Redis Cluster at {self.url.shown}: {exc}") from exc
+        except redis.exceptions.RedisClusterException as exc:
+            if not unreachable(exc):
+                raise
+            raise BackendUnavailable(f"Redis Cluster at {self.url.shown}: {exc}") from exc
 
     def node_of(self, key: str) -> redis.Redis:
         """A plain client on the master serving ``key``'s slot (for ``SCAN``, which a
@@ -186,7 +233,8 @@ class SlotMap:
             return self._cluster.get_redis_connection(node)
 
     def refresh(self) -> None:
-        """Read the slot map again from any reachable node (a fault raises)."""
+        """Read the slot map again from any reachable node (a fault raises; no node
+        reachable: see :func:`unreachable`)."""
         with self._lock:
             self._cluster.nodes_manager.initialize()
 
@@ -235,9 +283,13 @@ class ShardCaller(Caller):
         return super().retrying(what, guarded)
 
     def _follow(self, exc: BaseException) -> None:
+        """Follow the slot if the map can be read; if not (no node reachable either), the
+        call's own fault stands and the ordinary retry tries again."""
         try:
             self.follow()
-        except (redis.RedisError, OSError) as again:
+        except (redis.RedisError, OSError, redis.exceptions.RedisClusterException) as again:
+            if isinstance(again, redis.exceptions.RedisClusterException) and not unreachable(again):
+                raise
             log.info("Redis Cluster slot map not readable yet (%s after %s)", again, exc)
 
 
