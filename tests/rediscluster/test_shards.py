@@ -225,3 +225,51 @@ def test_an_idle_worker_wakes_for_work_on_any_shard(rediscluster_backend: object
         waiter.join(25)
         assert woke == [True], shard
         assert [r.id for r in b.claim("default", W1, 5, 2.0)] == [item.id]  # type: ignore[attr-defined]
+
+
+def test_a_shard_whose_beat_hangs_holds_back_no_other_shards_beat(
+    rediscluster_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master that is down makes its shard's beat retry for ``retry_for``; the beats of
+    the other shards must land meanwhile, and beat after beat, or their ``recover`` takes
+    the worker for dead. The caller hears that a shard was not reached (it then recovers
+    nobody), and the shard gets no second beat while its first is under way."""
+    from kubenenc.records import WorkerInfo
+
+    b: Any = rediscluster_backend
+    release = threading.Event()
+    hanging = b.shards[1]
+    real = hanging.heartbeat
+    calls: list[float] = []
+
+    def hang(info: WorkerInfo) -> None:
+        calls.append(info.at)
+        if len(calls) == 1:
+            assert release.wait(60)
+            raise BackendUnavailable("shard 1 is down (simulated)")
+        real(info)
+
+    def beats_on(i: int) -> float:
+        shard = b.shards[i]
+        return float(shard._r.zscore(shard._keys.fixed("K_BEATS"), W1))
+
+    # A first beat reaches every shard (until one did, a beat waits for all of them).
+    b.heartbeat(WorkerInfo(W1, "default", slots=4, running=1, paused=0, at=0.5, host="h"))
+    monkeypatch.setattr(hanging, "heartbeat", hang)
+    try:
+        for at in (1.0, 2.0):
+            before = [beats_on(i) for i in range(3)]
+            info = WorkerInfo(W1, "default", slots=4, running=1, paused=0, at=at, host="h")
+            with pytest.raises(BackendUnavailable, match=r"shard\(s\) \[1\]"):
+                b.heartbeat(info)
+            after = [beats_on(i) for i in range(3)]
+            assert after[0] > before[0] and after[2] > before[2]
+            assert after[1] == before[1]
+        assert calls == [1.0]  # the hung beat was not sent again beside itself
+    finally:
+        release.set()
+    deadline = time.monotonic() + 30
+    while b._beats[1].is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b.heartbeat(WorkerInfo(W1, "default", slots=4, running=1, paused=0, at=3.0, host="h"))
+    assert calls == [1.0, 3.0]

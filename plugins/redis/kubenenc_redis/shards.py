@@ -92,7 +92,7 @@ from kubenenc.backends.browse import (
     cursor_of,
     seq_of,
 )
-from kubenenc.errors import ConfigurationError
+from kubenenc.errors import BackendUnavailable, ConfigurationError
 from kubenenc.ids import InvocationId, WorkerId
 from kubenenc.records import (
     InvocationRecord,
@@ -130,6 +130,11 @@ CLAIM_ROUNDS = 32
 """At most this many rounds per claim (see :meth:`ShardedBackend.claim`): each round
 claims or parks at least one head, so only a claim behind that many held-back heads
 returns short (it parks them; the next claim goes on)."""
+BEAT_WAIT = 0.5
+"""Seconds :meth:`ShardedBackend.heartbeat` waits for every shard's beat (one small script:
+milliseconds when its master answers). Well under half the shortest heartbeat timeout in
+use (2 s in the chaos tests): the worker's next beat after a failed one comes at most half
+a timeout later, so the shards that answer hear from it in time."""
 WATCH_IDLE = 30.0
 """Seconds a pool's wake readers keep blocking after the last ``wait_for_work``."""
 
@@ -230,6 +235,13 @@ class ShardedBackend:
         self._wakes: dict[str, _Wake] = {}
         self._hints = Hints(url.shards)
         """This process's belief of each shard's queue head (see :meth:`claim`)."""
+        self._beats: list[threading.Thread | None] = [None] * url.shards
+        """Each shard's beat under way, if any (see :meth:`heartbeat`)."""
+        self._beats_lock = threading.Lock()
+        self._beaten = False
+        """Whether a beat of this process reached every shard: until then a beat waits
+        for every shard (retrying for ``retry_for``, as on one server), because a
+        worker's first beat is its check that it reaches the backend at all."""
 
     @classmethod
     def from_url(cls, url: str) -> ShardedBackend:
@@ -806,9 +818,52 @@ class ShardedBackend:
         return self._resume(True, ids, worker, limit, now)
 
     def heartbeat(self, info: WorkerInfo) -> None:
-        """See :meth:`kubenenc.backends.contract.Coordination.heartbeat` (every shard)."""
-        for shard in self.shards:
-            shard.heartbeat(info)
+        """See :meth:`kubenenc.backends.contract.Coordination.heartbeat` (every shard).
+
+        Each shard is beaten on a thread of its own, and this waits at most
+        :data:`BEAT_WAIT` for them. A beat to a master that is down retries for
+        ``retry_for``; waited for, or sent one shard after the other, it would hold back
+        the beats of the shards that are up, whose ``recover`` would then take this live
+        worker for dead and hand its calls back. A beat still under way after the wait is
+        left to land (a shard gets no second beat while one is under way) and this raises
+        :class:`BackendUnavailable` naming it, as it does when a beat failed: the worker
+        then backs off and recovers nobody until it reaches every shard again (the rule for
+        an outage it saw). The other shards have their beats by then. Until a beat of
+        this process reached every shard once, it waits for all of them (``_beaten``)."""
+        if len(self.shards) == 1:
+            self.shards[0].heartbeat(info)
+            return
+        failed: dict[int, BaseException] = {}
+
+        def beat(i: int) -> None:
+            try:
+                self.shards[i].heartbeat(info)
+            except BaseException as e:  # handed to the caller below
+                failed[i] = e
+
+        with self._beats_lock:
+            for i, under_way in enumerate(self._beats):
+                if under_way is None or not under_way.is_alive():
+                    started = threading.Thread(
+                        target=beat, args=(i,), name=f"kubenenc-beat-{i}", daemon=True
+                    )
+                    started.start()
+                    self._beats[i] = started
+            beats = [thread for thread in self._beats if thread is not None]
+        give_up = time.monotonic() + BEAT_WAIT
+        for thread in beats:
+            thread.join(max(0.0, give_up - time.monotonic()) if self._beaten else None)
+        late = [i for i, thread in enumerate(beats) if thread.is_alive()]
+        other = [e for e in failed.values() if not isinstance(e, BackendUnavailable)]
+        if other:
+            raise other[0]
+        if late or failed:
+            down = sorted({*late, *failed})
+            raise BackendUnavailable(
+                f"heartbeat: shard(s) {down} did not take this beat within {BEAT_WAIT} s "
+                f"(their master unreachable?); the other shards took it"
+            ) from next(iter(failed.values()), None)
+        self._beaten = True
 
     def unregister_worker(self, worker: WorkerId) -> None:
         """See :meth:`kubenenc.backends.contract.Coordination.unregister_worker`."""
