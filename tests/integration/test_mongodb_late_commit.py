@@ -314,9 +314,6 @@ class _StalledWrite:
         return self.result
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 13: a stalled holder's late document writes are not fenced yet"
-)
 def test_a_late_document_write_never_takes_a_document_back_in_time(
     backends: Callable[[], MongoBackend],
 ) -> None:

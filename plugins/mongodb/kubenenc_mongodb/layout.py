@@ -152,6 +152,7 @@ writes them are read together when checking a step's durability.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import json
@@ -184,6 +185,11 @@ after every marker (zero-padded digits), so the range reads of markers see it fo
 the log prune (markers below a version) never deletes it."""
 
 NOT_IMPLEMENTED = 238
+DUPLICATE_KEY = 11000
+
+VERSION = "_v"
+"""The field of every document a step rewrites that holds the step's version: its writes
+match only documents of that version or older (see "Late writes" above)."""
 
 _FINAL_FIELDS = ("_id", "app", "task", "pool", "status", "seq", "final_at", "j")
 """The fields of a ``<p>_final`` document: the record, and what counts, queries, sorts and
@@ -313,45 +319,50 @@ class Layout:
 
     # -- writing a redo ---------------------------------------------------------------------
 
-    def apply(self, redo: Redo, *, replay: bool = False) -> None:
-        """Write one step's documents. Idempotent; ``replay`` after a crash of the writer."""
+    def apply(self, redo: Redo, version: int, *, replay: bool = False) -> None:
+        """Write the documents of step ``version``. Idempotent; ``replay`` after a crash of
+        the writer. A document a later step wrote already is left as it is (see "Late
+        writes" above)."""
         batch = _Batch()
+        v = version
         for op in redo:
             if op["c"] == "inv":
-                self._write_record(batch, op, replay)
+                self._write_record(batch, op, v, replay)
             elif op["c"] == "spill" and self.held is not None:
-                spilled = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in op["docs"]]
+                spilled = [versioned_upsert(d["_id"], {**d, VERSION: v}, v) for d in op["docs"]]
                 batch.others.setdefault(self.held.name, []).extend(spilled)
             else:
-                for coll, write in self._index_writes(op):
+                for coll, write in self._index_writes(op, v):
                     batch.others.setdefault(coll.name, []).append(write)
         for name, docs in batch.inserts.items():
-            self._insert(self.db[name], docs)
+            self._insert(self.db[name], docs, v)
         for name, ops in batch.replaces.items():
-            self.db[name].bulk_write(ops, ordered=False)
+            write_versioned(self.db[name], ops)
         if self.final is not None and batch.final_inserts:
-            self._insert(self.final, batch.final_inserts)  # a replay overwrites: same docs
+            self._insert(self.final, batch.final_inserts, v)  # a replay overwrites: same docs
         if self.held is not None and batch.unheld:
-            self.held.delete_many({"_id": {"$in": batch.unheld}})
+            self.held.delete_many({"_id": {"$in": batch.unheld}, **not_after(v)})
         for name, ops in batch.others.items():
-            self.db[name].bulk_write(ops, ordered=False)
+            write_versioned(self.db[name], ops)
 
-    def _write_record(self, batch: _Batch, op: Doc, replay: bool) -> None:
+    def _write_record(self, batch: _Batch, op: Doc, v: int, replay: bool) -> None:
         doc = op["doc"]
         final = doc["status"] in ("SUCCESS", "FAILED", "CANCELLED")
         if final:
             doc = {**doc, "final_at": dt.datetime.fromtimestamp(doc["updated_at"], dt.UTC)}
         if self.held is not None and self.final is not None:
-            self._write_apart(batch, op, doc, final, replay)
+            self._write_apart(batch, op, doc, final, v, replay)
             return
+        doc = {**doc, VERSION: v}
         name = self.shard(doc["_id"]).name
         if op.get("new") and not replay:
             batch.inserts.setdefault(name, []).append(doc)
         else:
-            write = ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
-            batch.replaces.setdefault(name, []).append(write)
+            batch.replaces.setdefault(name, []).append(versioned_upsert(doc["_id"], doc, v))
 
-    def _write_apart(self, batch: _Batch, op: Doc, doc: Doc, final: bool, replay: bool) -> None:
+    def _write_apart(
+        self, batch: _Batch, op: Doc, doc: Doc, final: bool, v: int, replay: bool
+    ) -> None:
         """FerretDB layout: the own document is written once (at registration), a change
         goes to ``<p>_held`` and the final state to ``<p>_final``: inserts, mostly."""
         id = doc["_id"]
@@ -364,70 +375,64 @@ class Layout:
             doc = {"_id": id, "seq": doc["seq"], "j": doc["j"]}
             name = self.shard(id).name
             if replay:
-                write = ReplaceOne({"_id": id}, doc, upsert=True)
-                batch.replaces.setdefault(name, []).append(write)
+                batch.replaces.setdefault(name, []).append(versioned_upsert(id, doc, v))
             else:
                 batch.inserts.setdefault(name, []).append(doc)
         # Any other change stays in the log until it is spilled (see the module docstring).
 
-    def _index_writes(self, op: Doc) -> Iterator[tuple[Collection[Doc], _Write]]:
-        """The writes of one redo operation other than an invocation's document."""
+    def _index_writes(self, op: Doc, v: int) -> Iterator[tuple[Collection[Doc], _Write]]:
+        """The writes of one redo operation of step ``v`` other than an invocation's
+        document."""
         kind = op["c"]
         if kind == "run":
-            n = op["n"]
-            yield (
-                self.running,
-                (
-                    ReplaceOne({"_id": op["id"]}, {"n": n}, upsert=True)
-                    if n > 0
-                    else DeleteOne({"_id": op["id"]})
-                ),
-            )
+            # A slot count that drops to 0 stays as a versioned 0 rather than being deleted:
+            # a late write of an older count must not bring it back (see "Late writes").
+            yield self.running, versioned_upsert(op["id"], {"n": op["n"], VERSION: v}, v)
         elif kind == "reg":
             holder = op["holder"]
             yield (
                 self.registrations,
                 (
-                    DeleteOne({"_id": op["id"]})
+                    DeleteOne({"_id": op["id"], **not_after(v)})
                     if holder is None
-                    else ReplaceOne({"_id": op["id"]}, {"holder": holder}, upsert=True)
+                    else versioned_upsert(op["id"], {"holder": holder, VERSION: v}, v)
                 ),
             )
         elif kind == "edge":
             w = op["w"]
             for t in op["add"]:
-                yield self.edges, ReplaceOne({"_id": f"{w} {t}"}, {"w": w, "t": t}, upsert=True)
+                yield self.edges, versioned_upsert(f"{w} {t}", {"w": w, "t": t, VERSION: v}, v)
             for t in op["rm"]:
-                yield self.edges, DeleteOne({"_id": f"{w} {t}"})
+                yield self.edges, DeleteOne({"_id": f"{w} {t}", **not_after(v)})
         elif kind == "dep":
             d = op["d"]
             for e in op["add"]:
-                yield self.deps, ReplaceOne({"_id": f"{d} {e}"}, {"d": d, "e": e}, upsert=True)
+                yield self.deps, versioned_upsert(f"{d} {e}", {"d": d, "e": e, VERSION: v}, v)
             for e in op["rm"]:
-                yield self.deps, DeleteOne({"_id": f"{d} {e}"})
+                yield self.deps, DeleteOne({"_id": f"{d} {e}", **not_after(v)})
         elif kind == "forget":
-            yield from self._forget_writes(op["ids"])
+            yield from self._forget_writes(op["ids"], v)
         elif kind == "wrk":
             yield self.workers, DeleteOne({"_id": op["id"], "at": op["at"]})
 
-    def _forget_writes(self, ids: list[str]) -> Iterator[tuple[Collection[Doc], _Write]]:
+    def _forget_writes(self, ids: list[str], v: int) -> Iterator[tuple[Collection[Doc], _Write]]:
         for id in ids:
-            yield self.shard(id), DeleteOne({"_id": id})
+            yield self.shard(id), DeleteOne({"_id": id, **not_after(v)})
             if self.final is not None:
                 yield self.final, DeleteOne({"_id": id})
 
-    def _insert(self, inv: Collection[Doc], inserts: list[Doc]) -> None:
+    def _insert(self, inv: Collection[Doc], inserts: list[Doc], v: int) -> None:
         try:
             inv.insert_many(inserts, ordered=False)
         except BulkWriteError as exc:
-            # Written by an earlier, interrupted try of this same step: overwrite.
+            # Written by an earlier, interrupted try of this same step: overwrite (unless a
+            # later step wrote it since: see "Late writes").
             errors = exc.details.get("writeErrors", [])
-            dup = {e["index"] for e in errors if e["code"] == 11000}
+            dup = {e["index"] for e in errors if e["code"] == DUPLICATE_KEY}
             if len(dup) != len(errors):
                 raise
-            again = [inserts[i] for i in sorted(dup)]
-            inv.bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in again], ordered=False
+            write_versioned(
+                inv, [versioned_upsert(inserts[i]["_id"], inserts[i], v) for i in sorted(dup)]
             )
 
     def commit(self, version: int, step_id: str, redo: Redo) -> Committed:
@@ -552,6 +557,47 @@ class Layout:
     def log(self, version: int) -> Collection[Doc]:
         """The collection that holds the redo of step ``version``."""
         return self.logs[version % LOG_SHARDS]
+
+
+def not_after(v: int) -> Doc:
+    """The filter of a step ``v``'s write: documents written by step ``v`` or an earlier one
+    (or before documents carried :data:`VERSION`), not by a later step."""
+    return {VERSION: {"$not": {"$gt": v}}}
+
+
+def versioned_upsert(id: str, doc: Doc, v: int) -> ReplaceOne[Doc]:
+    """Replace document ``id`` by ``doc`` unless a step after ``v`` wrote it; insert it if
+    there is none. When there is a newer one, the server tries to insert and reports a
+    duplicate key (E11000), which :func:`write_versioned` ignores."""
+    return ReplaceOne({"_id": id, **not_after(v)}, doc, upsert=True)
+
+
+def write_versioned(coll: Collection[Doc], ops: list[_Write]) -> None:
+    """Run one step's writes to ``coll`` in one round trip (unordered). A duplicate key
+    error means an upsert met a document a later step wrote: that write must be skipped.
+    Servers differ after one: MongoDB and mongo-java-server run the other writes and report
+    it (:class:`BulkWriteError`, code 11000); FerretDB 1.24 stops at it even unordered, and
+    its reply lacks the ``nModified`` that PyMongo's bulk result merge reads (a ``KeyError``
+    from PyMongo). So after one, the writes run again one by one (they are idempotent),
+    skipping exactly those a duplicate key refuses: extra round trips only for a late
+    writer. Any other error is raised."""
+    try:
+        coll.bulk_write(ops, ordered=False)
+        return
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if exc.details.get("writeConcernErrors") or any(
+            e.get("code") != DUPLICATE_KEY for e in errors
+        ):
+            raise
+    except KeyError:
+        pass  # FerretDB's reply to an update with a write error: see above
+    for op in ops:
+        if isinstance(op, DeleteOne):
+            coll.delete_one(op._filter)
+            continue
+        with contextlib.suppress(DuplicateKeyError):  # a later step wrote it
+            coll.replace_one(op._filter, op._doc, upsert=True)
 
 
 def redo_of(entry: Doc) -> Redo:

@@ -271,7 +271,7 @@ class Steps:
             self.lock.leave(self.lease)
             return False
         try:
-            self.layout.apply(redo, replay=replay)
+            self.layout.apply(redo, version, replay=replay)
             self.layout.prune_log(version)
         except PyMongoError:
             log.exception("step %d committed but not fully written; it will be replayed",
