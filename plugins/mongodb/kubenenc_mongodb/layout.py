@@ -73,11 +73,54 @@ by the next holder, as if it had died just after its commit.
 The lease (``lease``, default 5 s) must be far longer than a step (milliseconds):
 a holder re-checks its lease before committing and before writing; one frozen between that
 check and its commit commits late, and leaves the writes to the next holder (the tombstone
-and the seal above); one frozen between the check and its writes could still write
-documents after a successor's — the
-usual limit of lease locks, accepted here because the server offers no conditional write to
-fence with (the log, which every replica follows, is fenced as above). No process's wall
-clock is used: see :mod:`kubenenc_mongodb.lock` for whose clock judges a lease.
+and the seal above); one frozen between the check and its writes writes late, and its
+writes are fenced by version ("Late writes", below). No process's wall clock is used: see
+:mod:`kubenenc_mongodb.lock` for whose clock judges a lease.
+
+Late writes (issue 13, session 7)
+---------------------------------
+A holder that stalls between its last lease check and its document writes (a frozen
+process, a write held in the network past the lease) writes step ``v``'s documents after a
+successor may have written step ``v + 1``'s: without a fence, a document went back in time
+(on MongoDB ``get`` read a SUCCESS call as RUNNING; a reload, once the later steps left the
+log, took an old running-slot count and kept a slot taken for good). The lock cannot stop
+such a write; the server can, with a filter (no extra round trip):
+
+- Every document a step writes and a later step may write again carries the step's version,
+  :data:`VERSION` (``_v``): the invocation documents (MongoDB layout), ``<p>_held``,
+  ``<p>_running``, ``<p>_registrations``, ``<p>_edges``, ``<p>_deps``. A step's upsert
+  matches only ``{_id, _v <= v}`` (or no ``_v``: written before this format;
+  :func:`not_after`), so a replay of the same step stays idempotent, and one that meets a
+  document a later step wrote makes the server try an insert, which the ``_id`` index
+  refuses (E11000): :func:`write_versioned` skips exactly those writes and raises any other
+  error. A step's deletes carry the same filter, so a late delete never deletes a later
+  step's document. So every document's ``_v`` only grows, and it holds the write of the
+  latest step that wrote it, late writers or not: what writing the steps in order gives.
+- Documents written once with a content that never changes carry no ``_v`` (FerretDB's
+  cost grows with fields): an invocation's own document on FerretDB (its registration) and
+  its final document (a final invocation never changes); a late write writes what is there.
+- A delete leaves nothing to compare with, so a late upsert after a later step's delete
+  brings the document back. Where that matters it does not delete: a running-slot count
+  that drops to 0 stays as ``{n: 0, _v}`` (a reload drops zeros; one small document per
+  running key ever used), as a count brought back would keep a slot taken in every process
+  that reloads. Elsewhere it is left, for these reasons: a registration key is deleted only
+  when its holder became final, and a key naming a final holder dedupes nothing (the Engine
+  checks the holder) until the next registration with it overwrites it; a dependency entry
+  is deleted only when its dependency became final, and the entries of a final dependency
+  are never acted on; a ``<p>_held`` document is deleted only when its invocation became
+  final, and a reload takes the final document over it; invocation and final documents are
+  deleted only by the retention sweep, which deletes one brought back again at its next
+  run (it reads the collections). A wait edge brought back (its waiter resumed or ended
+  meanwhile) is the one that could mislead: a process that reloads holds it, and should the
+  waiter pause again, a cycle check through it could report a cycle that is over; the
+  process's next change of that waiter's edges deletes it. A versioned tombstone per wait
+  would keep one document per pause for good, so this is left as a limit: it needs a holder
+  stalled past its lease in its writes, a resume by the successor, a reload, and a pause of
+  that call again before its edges change.
+- On FerretDB an update is a read and then a write (above), so a late write racing the
+  successor's write of the *same* document inside the server (between its read and its
+  write) can still win: the fence narrows the window from the stall (unbounded) to that.
+  MongoDB applies a single-document upsert atomically.
 
 Where documents go: MongoDB
 ---------------------------
@@ -128,11 +171,14 @@ Collections (``<p>`` is the prefix, ``prefix`` in the URL, default ``kubenenc``)
   indexes are not implemented (FerretDB) the backend deletes expired finished invocations
   itself, from ``recover`` at most once a minute per process, as a step.
 - ``<p>_final``, ``<p>_held`` (FerretDB only): see above.
-- ``<p>_running``: ``{_id: running key, n}`` slots held.
-- ``<p>_registrations``: ``{_id: registration key, holder}``.
-- ``<p>_edges``: ``{_id: "waiter target", w, t}`` wait edges; indexes on ``w`` and ``t``.
-- ``<p>_deps``: ``{_id: "dependency dependent", d, e}`` declared dependencies of
+- ``<p>_running``: ``{_id: running key, n, _v}`` slots held (0: none; kept, see "Late
+  writes").
+- ``<p>_registrations``: ``{_id: registration key, holder, _v}``.
+- ``<p>_edges``: ``{_id: "waiter target", w, t, _v}`` wait edges; indexes on ``w`` and ``t``.
+- ``<p>_deps``: ``{_id: "dependency dependent", d, e, _v}`` declared dependencies of
   invocations that are not final yet; index on ``d``.
+- ``_v`` (invocation documents on MongoDB, ``<p>_held`` and the four above): the version of
+  the step that wrote the document ("Late writes").
 - ``<p>_workers``: ``{_id: worker id, ...}`` the last heartbeat (written directly, no lock).
 - ``<p>_policies``: ``{_id: name, spec}`` named concurrency policies (written directly).
 - ``<p>_locks``, ``<p>_steps`` (markers, and take-over tombstones ``t<token>``, which sort
@@ -146,7 +192,7 @@ the lock's unique index is created (each secondary index makes every write sever
 slower there, and its queries would not use them); on either server the replica keeps the
 hot paths (claim order, running limits, cycle checks) off collection scans.
 
-Size: about 570 lines: the collections, their indexes and the commit protocol that
+Size: about 660 lines: the collections, their indexes and the commit protocol that
 writes them are read together when checking a step's durability.
 """
 
