@@ -257,3 +257,85 @@ def test_a_late_step_landing_before_a_take_over_gets_the_lock_is_written(
     version = _version_of(c, x.id)
     _push_out_of_the_log(c, version)
     _seen_by_a_fresh_process(backends, x)
+
+
+class _StalledWrite:
+    """``a.claim(...)`` on a thread, held inside its document writes (``Layout.apply``, after
+    its last lease check) until :meth:`release`; meanwhile its lease runs out as in
+    :class:`_Stalled`."""
+
+    def __init__(self, a: MongoBackend, pool: str) -> None:
+        self.a = a
+        self.held = threading.Event()
+        self.go = threading.Event()
+        self.written = threading.Event()
+        self.result: list[Any] = []
+        self.error: list[BaseException] = []
+        conn = a._conn()
+        lock, layout = conn.lock, conn.layout
+        real_apply, real_take = layout.apply, lock.take
+
+        def apply(*args: Any, **kwargs: Any) -> Any:
+            layout.apply = real_apply  # type: ignore[method-assign]
+            self.held.set()
+            assert self.go.wait(WAIT), "a was never let go"
+            try:
+                return real_apply(*args, **kwargs)
+            finally:
+                self.written.set()
+
+        def take(until: float | None = None) -> Any:
+            lock.lease = LEASE
+            return real_take(until)
+
+        layout.apply = apply  # type: ignore[method-assign]
+        lock.take = take  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self._run, args=(pool,), daemon=True)
+        self.thread.start()
+        assert self.held.wait(WAIT), "a never reached its writes"
+        assert layout.locks.update_many({}, {"$set": {"expires": 0.0}}).matched_count == 1
+        lock.lease = 0.0
+
+    def _run(self, pool: str) -> None:
+        try:
+            self.result = claim_ids(self.a, W3, 1, 2.0, pool)
+        except BaseException as exc:
+            self.error.append(exc)
+
+    def release(self) -> None:
+        """Let ``a`` write its step's documents, and wait until they are written."""
+        self.go.set()
+        assert self.written.wait(WAIT), "a never wrote"
+
+    def join(self) -> list[Any]:
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive()
+        assert not self.error, self.error
+        return self.result
+
+
+def test_a_late_document_write_never_takes_a_document_back_in_time(
+    backends: Callable[[], MongoBackend],
+) -> None:
+    """``a`` claims ``x`` (RUNNING, one slot of its running key taken) and stalls before
+    writing the claim's documents; ``b`` takes the lock over and finishes ``x`` (SUCCESS, the
+    slot freed); then ``a`` writes its claim's documents. They must not win: ``get`` in a new
+    process says SUCCESS, and once the steps left the log, a process that loads from the
+    collections says SUCCESS too and sees the slot free (it claims ``y``, which shares it)."""
+    a, b, c = backends(), _loaded(backends()), _loaded(backends())
+    x = new("f", "x", pool="late", running_key="k", running_limit=1)
+    y = new("f", "y", pool="late", running_key="k", running_limit=1)
+    got = c.register([x, y], 4.0)
+    assert [(r.kind, r.id) for r in got] == [(RegisterKind.CREATED, i) for i in (x.id, y.id)]
+    _loaded(a)
+    stalled = _StalledWrite(a, "late")
+    assert b.finish([Outcome(x.id, OutcomeKind.SUCCESS, result="1")], W3, 3.0) == [True]
+    stalled.release()
+    assert stalled.join() == [x.id]
+    assert record(backends(), x.id).status is Status.SUCCESS
+    version = _version_of(c, x.id)
+    _push_out_of_the_log(c, c._conn().layout.latest())
+    assert version < c._conn().layout.latest()
+    fresh = backends()
+    assert record(fresh, x.id).status is Status.SUCCESS
+    assert claim_ids(fresh, W3, 10, 5.0, "late") == [y.id]

@@ -73,11 +73,54 @@ by the next holder, as if it had died just after its commit.
 The lease (``lease``, default 5 s) must be far longer than a step (milliseconds):
 a holder re-checks its lease before committing and before writing; one frozen between that
 check and its commit commits late, and leaves the writes to the next holder (the tombstone
-and the seal above); one frozen between the check and its writes could still write
-documents after a successor's — the
-usual limit of lease locks, accepted here because the server offers no conditional write to
-fence with (the log, which every replica follows, is fenced as above). No process's wall
-clock is used: see :mod:`kubenenc_mongodb.lock` for whose clock judges a lease.
+and the seal above); one frozen between the check and its writes writes late, and its
+writes are fenced by version ("Late writes", below). No process's wall clock is used: see
+:mod:`kubenenc_mongodb.lock` for whose clock judges a lease.
+
+Late writes (issue 13, session 7)
+---------------------------------
+A holder that stalls between its last lease check and its document writes (a frozen
+process, a write held in the network past the lease) writes step ``v``'s documents after a
+successor may have written step ``v + 1``'s: without a fence, a document went back in time
+(on MongoDB ``get`` read a SUCCESS call as RUNNING; a reload, once the later steps left the
+log, took an old running-slot count and kept a slot taken for good). The lock cannot stop
+such a write; the server can, with a filter (no extra round trip):
+
+- Every document a step writes and a later step may write again carries the step's version,
+  :data:`VERSION` (``_v``): the invocation documents (MongoDB layout), ``<p>_held``,
+  ``<p>_running``, ``<p>_registrations``, ``<p>_edges``, ``<p>_deps``. A step's upsert
+  matches only ``{_id, _v <= v}`` (or no ``_v``: written before this format;
+  :func:`not_after`), so a replay of the same step stays idempotent, and one that meets a
+  document a later step wrote makes the server try an insert, which the ``_id`` index
+  refuses (E11000): :func:`write_versioned` skips exactly those writes and raises any other
+  error. A step's deletes carry the same filter, so a late delete never deletes a later
+  step's document. So every document's ``_v`` only grows, and it holds the write of the
+  latest step that wrote it, late writers or not: what writing the steps in order gives.
+- Documents written once with a content that never changes carry no ``_v`` (FerretDB's
+  cost grows with fields): an invocation's own document on FerretDB (its registration) and
+  its final document (a final invocation never changes); a late write writes what is there.
+- A delete leaves nothing to compare with, so a late upsert after a later step's delete
+  brings the document back. Where that matters it does not delete: a running-slot count
+  that drops to 0 stays as ``{n: 0, _v}`` (a reload drops zeros; one small document per
+  running key ever used), as a count brought back would keep a slot taken in every process
+  that reloads. Elsewhere it is left, for these reasons: a registration key is deleted only
+  when its holder became final, and a key naming a final holder dedupes nothing (the Engine
+  checks the holder) until the next registration with it overwrites it; a dependency entry
+  is deleted only when its dependency became final, and the entries of a final dependency
+  are never acted on; a ``<p>_held`` document is deleted only when its invocation became
+  final, and a reload takes the final document over it; invocation and final documents are
+  deleted only by the retention sweep, which deletes one brought back again at its next
+  run (it reads the collections). A wait edge brought back (its waiter resumed or ended
+  meanwhile) is the one that could mislead: a process that reloads holds it, and should the
+  waiter pause again, a cycle check through it could report a cycle that is over; the
+  process's next change of that waiter's edges deletes it. A versioned tombstone per wait
+  would keep one document per pause for good, so this is left as a limit: it needs a holder
+  stalled past its lease in its writes, a resume by the successor, a reload, and a pause of
+  that call again before its edges change.
+- On FerretDB an update is a read and then a write (above), so a late write racing the
+  successor's write of the *same* document inside the server (between its read and its
+  write) can still win: the fence narrows the window from the stall (unbounded) to that.
+  MongoDB applies a single-document upsert atomically.
 
 Where documents go: MongoDB
 ---------------------------
@@ -128,11 +171,14 @@ Collections (``<p>`` is the prefix, ``prefix`` in the URL, default ``kubenenc``)
   indexes are not implemented (FerretDB) the backend deletes expired finished invocations
   itself, from ``recover`` at most once a minute per process, as a step.
 - ``<p>_final``, ``<p>_held`` (FerretDB only): see above.
-- ``<p>_running``: ``{_id: running key, n}`` slots held.
-- ``<p>_registrations``: ``{_id: registration key, holder}``.
-- ``<p>_edges``: ``{_id: "waiter target", w, t}`` wait edges; indexes on ``w`` and ``t``.
-- ``<p>_deps``: ``{_id: "dependency dependent", d, e}`` declared dependencies of
+- ``<p>_running``: ``{_id: running key, n, _v}`` slots held (0: none; kept, see "Late
+  writes").
+- ``<p>_registrations``: ``{_id: registration key, holder, _v}``.
+- ``<p>_edges``: ``{_id: "waiter target", w, t, _v}`` wait edges; indexes on ``w`` and ``t``.
+- ``<p>_deps``: ``{_id: "dependency dependent", d, e, _v}`` declared dependencies of
   invocations that are not final yet; index on ``d``.
+- ``_v`` (invocation documents on MongoDB, ``<p>_held`` and the four above): the version of
+  the step that wrote the document ("Late writes").
 - ``<p>_workers``: ``{_id: worker id, ...}`` the last heartbeat (written directly, no lock).
 - ``<p>_policies``: ``{_id: name, spec}`` named concurrency policies (written directly).
 - ``<p>_locks``, ``<p>_steps`` (markers, and take-over tombstones ``t<token>``, which sort
@@ -146,12 +192,13 @@ the lock's unique index is created (each secondary index makes every write sever
 slower there, and its queries would not use them); on either server the replica keeps the
 hot paths (claim order, running limits, cycle checks) off collection scans.
 
-Size: about 570 lines: the collections, their indexes and the commit protocol that
+Size: about 660 lines: the collections, their indexes and the commit protocol that
 writes them are read together when checking a step's durability.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import json
@@ -184,6 +231,11 @@ after every marker (zero-padded digits), so the range reads of markers see it fo
 the log prune (markers below a version) never deletes it."""
 
 NOT_IMPLEMENTED = 238
+DUPLICATE_KEY = 11000
+
+VERSION = "_v"
+"""The field of every document a step rewrites that holds the step's version: its writes
+match only documents of that version or older (see "Late writes" above)."""
 
 _FINAL_FIELDS = ("_id", "app", "task", "pool", "status", "seq", "final_at", "j")
 """The fields of a ``<p>_final`` document: the record, and what counts, queries, sorts and
@@ -313,45 +365,50 @@ class Layout:
 
     # -- writing a redo ---------------------------------------------------------------------
 
-    def apply(self, redo: Redo, *, replay: bool = False) -> None:
-        """Write one step's documents. Idempotent; ``replay`` after a crash of the writer."""
+    def apply(self, redo: Redo, version: int, *, replay: bool = False) -> None:
+        """Write the documents of step ``version``. Idempotent; ``replay`` after a crash of
+        the writer. A document a later step wrote already is left as it is (see "Late
+        writes" above)."""
         batch = _Batch()
+        v = version
         for op in redo:
             if op["c"] == "inv":
-                self._write_record(batch, op, replay)
+                self._write_record(batch, op, v, replay)
             elif op["c"] == "spill" and self.held is not None:
-                spilled = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in op["docs"]]
+                spilled = [versioned_upsert(d["_id"], {**d, VERSION: v}, v) for d in op["docs"]]
                 batch.others.setdefault(self.held.name, []).extend(spilled)
             else:
-                for coll, write in self._index_writes(op):
+                for coll, write in self._index_writes(op, v):
                     batch.others.setdefault(coll.name, []).append(write)
         for name, docs in batch.inserts.items():
-            self._insert(self.db[name], docs)
+            self._insert(self.db[name], docs, v)
         for name, ops in batch.replaces.items():
-            self.db[name].bulk_write(ops, ordered=False)
+            write_versioned(self.db[name], ops)
         if self.final is not None and batch.final_inserts:
-            self._insert(self.final, batch.final_inserts)  # a replay overwrites: same docs
+            self._insert(self.final, batch.final_inserts, v)  # a replay overwrites: same docs
         if self.held is not None and batch.unheld:
-            self.held.delete_many({"_id": {"$in": batch.unheld}})
+            self.held.delete_many({"_id": {"$in": batch.unheld}, **not_after(v)})
         for name, ops in batch.others.items():
-            self.db[name].bulk_write(ops, ordered=False)
+            write_versioned(self.db[name], ops)
 
-    def _write_record(self, batch: _Batch, op: Doc, replay: bool) -> None:
+    def _write_record(self, batch: _Batch, op: Doc, v: int, replay: bool) -> None:
         doc = op["doc"]
         final = doc["status"] in ("SUCCESS", "FAILED", "CANCELLED")
         if final:
             doc = {**doc, "final_at": dt.datetime.fromtimestamp(doc["updated_at"], dt.UTC)}
         if self.held is not None and self.final is not None:
-            self._write_apart(batch, op, doc, final, replay)
+            self._write_apart(batch, op, doc, final, v, replay)
             return
+        doc = {**doc, VERSION: v}
         name = self.shard(doc["_id"]).name
         if op.get("new") and not replay:
             batch.inserts.setdefault(name, []).append(doc)
         else:
-            write = ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
-            batch.replaces.setdefault(name, []).append(write)
+            batch.replaces.setdefault(name, []).append(versioned_upsert(doc["_id"], doc, v))
 
-    def _write_apart(self, batch: _Batch, op: Doc, doc: Doc, final: bool, replay: bool) -> None:
+    def _write_apart(
+        self, batch: _Batch, op: Doc, doc: Doc, final: bool, v: int, replay: bool
+    ) -> None:
         """FerretDB layout: the own document is written once (at registration), a change
         goes to ``<p>_held`` and the final state to ``<p>_final``: inserts, mostly."""
         id = doc["_id"]
@@ -364,70 +421,64 @@ class Layout:
             doc = {"_id": id, "seq": doc["seq"], "j": doc["j"]}
             name = self.shard(id).name
             if replay:
-                write = ReplaceOne({"_id": id}, doc, upsert=True)
-                batch.replaces.setdefault(name, []).append(write)
+                batch.replaces.setdefault(name, []).append(versioned_upsert(id, doc, v))
             else:
                 batch.inserts.setdefault(name, []).append(doc)
         # Any other change stays in the log until it is spilled (see the module docstring).
 
-    def _index_writes(self, op: Doc) -> Iterator[tuple[Collection[Doc], _Write]]:
-        """The writes of one redo operation other than an invocation's document."""
+    def _index_writes(self, op: Doc, v: int) -> Iterator[tuple[Collection[Doc], _Write]]:
+        """The writes of one redo operation of step ``v`` other than an invocation's
+        document."""
         kind = op["c"]
         if kind == "run":
-            n = op["n"]
-            yield (
-                self.running,
-                (
-                    ReplaceOne({"_id": op["id"]}, {"n": n}, upsert=True)
-                    if n > 0
-                    else DeleteOne({"_id": op["id"]})
-                ),
-            )
+            # A slot count that drops to 0 stays as a versioned 0 rather than being deleted:
+            # a late write of an older count must not bring it back (see "Late writes").
+            yield self.running, versioned_upsert(op["id"], {"n": op["n"], VERSION: v}, v)
         elif kind == "reg":
             holder = op["holder"]
             yield (
                 self.registrations,
                 (
-                    DeleteOne({"_id": op["id"]})
+                    DeleteOne({"_id": op["id"], **not_after(v)})
                     if holder is None
-                    else ReplaceOne({"_id": op["id"]}, {"holder": holder}, upsert=True)
+                    else versioned_upsert(op["id"], {"holder": holder, VERSION: v}, v)
                 ),
             )
         elif kind == "edge":
             w = op["w"]
             for t in op["add"]:
-                yield self.edges, ReplaceOne({"_id": f"{w} {t}"}, {"w": w, "t": t}, upsert=True)
+                yield self.edges, versioned_upsert(f"{w} {t}", {"w": w, "t": t, VERSION: v}, v)
             for t in op["rm"]:
-                yield self.edges, DeleteOne({"_id": f"{w} {t}"})
+                yield self.edges, DeleteOne({"_id": f"{w} {t}", **not_after(v)})
         elif kind == "dep":
             d = op["d"]
             for e in op["add"]:
-                yield self.deps, ReplaceOne({"_id": f"{d} {e}"}, {"d": d, "e": e}, upsert=True)
+                yield self.deps, versioned_upsert(f"{d} {e}", {"d": d, "e": e, VERSION: v}, v)
             for e in op["rm"]:
-                yield self.deps, DeleteOne({"_id": f"{d} {e}"})
+                yield self.deps, DeleteOne({"_id": f"{d} {e}", **not_after(v)})
         elif kind == "forget":
-            yield from self._forget_writes(op["ids"])
+            yield from self._forget_writes(op["ids"], v)
         elif kind == "wrk":
             yield self.workers, DeleteOne({"_id": op["id"], "at": op["at"]})
 
-    def _forget_writes(self, ids: list[str]) -> Iterator[tuple[Collection[Doc], _Write]]:
+    def _forget_writes(self, ids: list[str], v: int) -> Iterator[tuple[Collection[Doc], _Write]]:
         for id in ids:
-            yield self.shard(id), DeleteOne({"_id": id})
+            yield self.shard(id), DeleteOne({"_id": id, **not_after(v)})
             if self.final is not None:
                 yield self.final, DeleteOne({"_id": id})
 
-    def _insert(self, inv: Collection[Doc], inserts: list[Doc]) -> None:
+    def _insert(self, inv: Collection[Doc], inserts: list[Doc], v: int) -> None:
         try:
             inv.insert_many(inserts, ordered=False)
         except BulkWriteError as exc:
-            # Written by an earlier, interrupted try of this same step: overwrite.
+            # Written by an earlier, interrupted try of this same step: overwrite (unless a
+            # later step wrote it since: see "Late writes").
             errors = exc.details.get("writeErrors", [])
-            dup = {e["index"] for e in errors if e["code"] == 11000}
+            dup = {e["index"] for e in errors if e["code"] == DUPLICATE_KEY}
             if len(dup) != len(errors):
                 raise
-            again = [inserts[i] for i in sorted(dup)]
-            inv.bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in again], ordered=False
+            write_versioned(
+                inv, [versioned_upsert(inserts[i]["_id"], inserts[i], v) for i in sorted(dup)]
             )
 
     def commit(self, version: int, step_id: str, redo: Redo) -> Committed:
@@ -552,6 +603,47 @@ class Layout:
     def log(self, version: int) -> Collection[Doc]:
         """The collection that holds the redo of step ``version``."""
         return self.logs[version % LOG_SHARDS]
+
+
+def not_after(v: int) -> Doc:
+    """The filter of a step ``v``'s write: documents written by step ``v`` or an earlier one
+    (or before documents carried :data:`VERSION`), not by a later step."""
+    return {VERSION: {"$not": {"$gt": v}}}
+
+
+def versioned_upsert(id: str, doc: Doc, v: int) -> ReplaceOne[Doc]:
+    """Replace document ``id`` by ``doc`` unless a step after ``v`` wrote it; insert it if
+    there is none. When there is a newer one, the server tries to insert and reports a
+    duplicate key (E11000), which :func:`write_versioned` ignores."""
+    return ReplaceOne({"_id": id, **not_after(v)}, doc, upsert=True)
+
+
+def write_versioned(coll: Collection[Doc], ops: list[_Write]) -> None:
+    """Run one step's writes to ``coll`` in one round trip (unordered). A duplicate key
+    error means an upsert met a document a later step wrote: that write must be skipped.
+    Servers differ after one: MongoDB and mongo-java-server run the other writes and report
+    it (:class:`BulkWriteError`, code 11000); FerretDB 1.24 stops at it even unordered, and
+    its reply lacks the ``nModified`` that PyMongo's bulk result merge reads (a ``KeyError``
+    from PyMongo). So after one, the writes run again one by one (they are idempotent),
+    skipping exactly those a duplicate key refuses: extra round trips only for a late
+    writer. Any other error is raised."""
+    try:
+        coll.bulk_write(ops, ordered=False)
+        return
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if exc.details.get("writeConcernErrors") or any(
+            e.get("code") != DUPLICATE_KEY for e in errors
+        ):
+            raise
+    except KeyError:
+        pass  # FerretDB's reply to an update with a write error: see above
+    for op in ops:
+        if isinstance(op, DeleteOne):
+            coll.delete_one(op._filter)
+            continue
+        with contextlib.suppress(DuplicateKeyError):  # a later step wrote it
+            coll.replace_one(op._filter, op._doc, upsert=True)
 
 
 def redo_of(entry: Doc) -> Redo:

@@ -38,8 +38,9 @@ of leases: a holder stalled *between* its check and its write (a frozen process,
 delayed in the network for longer than the margin) may still write after a successor; the
 commit protocol makes such a late log write harmless (see ``Layout.commit``), the take-over
 tombstone makes sure a late commit's documents are written by a holder (see "Late commits"
-in :mod:`kubenenc_mongodb.steps`), and the documents a late writer could overwrite are
-rewritten by the next step that touches them.
+in :mod:`kubenenc_mongodb.steps`), and a late *document* write cannot overwrite or delete
+a later step's documents, as every such write matches only documents of its step's version
+or older (see "Late writes" in :mod:`kubenenc_mongodb.layout`, with what that leaves).
 The server's clock must not be stepped by more than the margin while the lock is held.
 
 One :class:`LeaseLock` per process and backend. It also keeps the lock between two steps of

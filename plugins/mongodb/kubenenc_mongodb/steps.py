@@ -65,9 +65,11 @@ tenure does not commit again. So:
 By induction over tenures, when a holder has caught up (and dealt with tombstones), every
 step up to its version is written, and only its own steps can follow. So every step is
 written before the next one commits on top of it, long before it can leave the log (64
-steps later). What remains is the limit every lease has and the module ``layout`` states: a
-holder stalled between its lease check and a document write (not a commit) can still write
-after its successor.
+steps later). A holder stalled between its lease check and its document writes (not a
+commit) can still write after its successor, but those writes are fenced by the step's
+version: they never overwrite or delete a later step's documents (see "Late writes" in
+:mod:`kubenenc_mongodb.layout`, with the few documents a late upsert can bring back after
+a later delete, and why that is left).
 
 Every method is called with ``mutex`` held but :meth:`Steps.run`, which takes it.
 """
@@ -271,7 +273,7 @@ class Steps:
             self.lock.leave(self.lease)
             return False
         try:
-            self.layout.apply(redo, replay=replay)
+            self.layout.apply(redo, version, replay=replay)
             self.layout.prune_log(version)
         except PyMongoError:
             log.exception("step %d committed but not fully written; it will be replayed",
