@@ -7,7 +7,7 @@ Per backend and fault, real worker processes (3 x 2 slots, process mode) under t
 scenario's load while the server stops answering or two workers' clocks are off by 10 s:
 Redis ``CLIENT PAUSE`` 10 s, ``DEBUG SLEEP`` 6 s and SIGSTOP of the server 6 s (heartbeat
 timeout 2 s), ``CLIENT KILL`` of every connection 8 times, clock skew +-10 s; FerretDB
-SIGSTOP 10 s and clock skew +-10 s (heartbeat timeout 8 s, above its 5 s lock lease);
+SIGSTOP 6 s and clock skew +-10 s (heartbeat timeout 2 s too: its lock judges no clock);
 the Redis faults on every master of a Redis Cluster at once (``shards=3``, 3 masters, no
 replicas, node timeout 15 s: see tests/chaos/test_cluster_outages.py).
 Prints calls, faults, seconds the server was out, calls whose body ran twice, lost,
