@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from kubenenc import Status
@@ -46,6 +47,14 @@ HEARTBEAT_INTERVAL = 0.3
 HEARTBEAT_TIMEOUT = 2.0
 FAULTS = ("pause", "sleep", "kill", "freeze", "skew")
 REDIS_ONLY = ("pause", "sleep", "kill")
+REDIS_SIZES: dict[str, dict[str, Any]] = {
+    "pause": {"seconds": 10.0},
+    "sleep": {"seconds": 4.0},
+    "freeze": {"seconds": 4.0},
+    "kill": {"times": 4, "every": 1.5},
+    "skew": {"skew": 10.0},
+}
+"""The tests' size of each fault on Redis, one server or every master of a cluster."""
 
 
 @dataclass
@@ -60,6 +69,19 @@ class OutageReport(Report):
 
 SKEWCLOCK = Path(__file__).resolve().parent / "skewclock"
 """A ``sitecustomize`` that offsets ``time.time()`` by ``CHAOS_CLOCK_OFFSET`` seconds."""
+
+
+def assert_outage_clean(report: OutageReport, *, hand_backs: bool = True) -> None:
+    """At least one fault, and nothing lost, stuck, wrong, overlapping or over a limit; no
+    live worker taken for dead unless ``hand_backs`` is False."""
+    assert report.faults >= 1, report
+    assert report.stuck == 0, report
+    assert report.lost == 0, report
+    assert report.wrong == 0, report
+    assert report.overlaps == [], report
+    assert report.limit_violations == [], report
+    if hand_backs:
+        assert report.hand_backs == 0, report
 
 
 def _spawn(

@@ -50,10 +50,9 @@ def aof_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Redi
         extra=("--appendonly", "yes", "--appendfsync", request.param),
     )  # fmt: skip
     try:
-        cluster.start()
-        yield cluster
+        with cluster.running():
+            yield cluster
     finally:
-        cluster.stop()
         if root != tmp_path:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -84,55 +84,55 @@ def _before_first_commit(backend: MongoBackend, hook: Callable[[], None]) -> Non
 
 
 class _Stalled:
-    """``a.register([item])`` on a thread, held inside its commit (after its last lease
-    check) until :meth:`release`; meanwhile its lease runs out: on the server's clock (the
-    lock document's ``expires``) and on ``a``'s own (the lease's length), and ``a`` gets a
-    full lease again when it next takes the lock."""
+    """``op`` (an operation of ``a``) on a thread, held inside ``a``'s ``Layout.<held>``
+    (``commit``: its step's log inserts; ``apply``: its step's document writes; both after
+    its last lease check) until :meth:`release`; meanwhile its lease runs out: on the
+    server's clock (the lock document's ``expires``) and on ``a``'s own (the lease's
+    length), and ``a`` gets a full lease again when it next takes the lock."""
 
-    def __init__(self, a: MongoBackend, item: NewInvocation) -> None:
-        self.a = a
+    def __init__(self, a: MongoBackend, held: str, op: Callable[[], Any]) -> None:
         self.held = threading.Event()
         self.go = threading.Event()
-        self.committed = threading.Event()
-        self.result: list[RegisterResult] = []
+        self.done = threading.Event()
+        self.result: Any = None
         self.error: list[BaseException] = []
         conn = a._conn()
         lock, layout = conn.lock, conn.layout
-        real_commit, real_take = layout.commit, lock.take
+        real_held, real_take = getattr(layout, held), lock.take
 
-        def commit(*args: Any, **kwargs: Any) -> Any:
-            layout.commit = real_commit  # type: ignore[method-assign]
+        def hold(*args: Any, **kwargs: Any) -> Any:
+            setattr(layout, held, real_held)
             self.held.set()
             assert self.go.wait(WAIT), "a was never let go"
             try:
-                return real_commit(*args, **kwargs)
+                return real_held(*args, **kwargs)
             finally:
-                self.committed.set()
+                self.done.set()
 
         def take(until: float | None = None) -> Any:
             lock.lease = LEASE  # the stall is over: a new lease is a full one
             return real_take(until)
 
-        layout.commit = commit  # type: ignore[method-assign]
+        setattr(layout, held, hold)
         lock.take = take  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self._run, args=(item,), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(op,), daemon=True)
         self.thread.start()
-        assert self.held.wait(WAIT), "a never reached its commit"
+        assert self.held.wait(WAIT), f"a never reached its {held}"
         assert layout.locks.update_many({}, {"$set": {"expires": 0.0}}).matched_count == 1
         lock.lease = 0.0  # on a's clock too, its lease is over
 
-    def _run(self, item: NewInvocation) -> None:
+    def _run(self, op: Callable[[], Any]) -> None:
         try:
-            self.result = self.a.register([item], 2.0)
+            self.result = op()
         except BaseException as exc:
             self.error.append(exc)
 
     def release(self) -> None:
-        """Let ``a`` commit, and wait until its commit returned."""
+        """Let ``a`` go on, and wait until the held method returned."""
         self.go.set()
-        assert self.committed.wait(WAIT), "a never committed"
+        assert self.done.wait(WAIT), "a never went on"
 
-    def join(self) -> list[RegisterResult]:
+    def join(self) -> Any:
         self.thread.join(WAIT)
         assert not self.thread.is_alive()
         assert not self.error, self.error
@@ -182,7 +182,7 @@ def test_a_late_step_met_as_taken_by_the_next_holder_is_written(
     version: ``b`` meets it as taken, and whoever holds the lock writes it."""
     a, b, c = backends(), _loaded(backends()), _loaded(backends())
     x, y = new("f", "x", pool="late"), new("f", "y", pool="other")
-    stalled = _Stalled(a, x)
+    stalled = _Stalled(a, "commit", lambda: a.register([x], 2.0))
     _before_first_commit(b, stalled.release)
     [got_y] = b.register([y], 3.0)
     assert (got_y.kind, got_y.id) == (RegisterKind.CREATED, y.id)
@@ -199,7 +199,7 @@ def test_a_late_step_landing_while_nobody_holds_the_lock_is_written(
     then ``a``'s commit lands, and ``c`` (which takes a free lock) commits the next steps."""
     a, b, c = backends(), _loaded(backends()), _loaded(backends())
     x = new("f", "x", pool="late")
-    stalled = _Stalled(a, x)
+    stalled = _Stalled(a, "commit", lambda: a.register([x], 2.0))
     # A finish of a call nobody holds is a step (it takes the lock) that changes nothing.
     ghost = new("f", "ghost", pool="late").id
     assert b.finish([Outcome(ghost, OutcomeKind.SUCCESS, result="1")], W3, 3.0) == [False]
@@ -242,7 +242,7 @@ def test_a_late_step_landing_before_a_take_over_gets_the_lock_is_written(
     ``a``'s lock, yet must know it was taken over."""
     a, b, c = backends(), _loaded(backends()), _loaded(backends())
     x, y = new("f", "x", pool="late"), new("f", "y", pool="other")
-    stalled = _Stalled(a, x)
+    stalled = _Stalled(a, "commit", lambda: a.register([x], 2.0))
 
     def meanwhile() -> None:
         stalled.release()
@@ -259,61 +259,6 @@ def test_a_late_step_landing_before_a_take_over_gets_the_lock_is_written(
     _seen_by_a_fresh_process(backends, x)
 
 
-class _StalledWrite:
-    """``a.claim(...)`` on a thread, held inside its document writes (``Layout.apply``, after
-    its last lease check) until :meth:`release`; meanwhile its lease runs out as in
-    :class:`_Stalled`."""
-
-    def __init__(self, a: MongoBackend, pool: str) -> None:
-        self.a = a
-        self.held = threading.Event()
-        self.go = threading.Event()
-        self.written = threading.Event()
-        self.result: list[Any] = []
-        self.error: list[BaseException] = []
-        conn = a._conn()
-        lock, layout = conn.lock, conn.layout
-        real_apply, real_take = layout.apply, lock.take
-
-        def apply(*args: Any, **kwargs: Any) -> Any:
-            layout.apply = real_apply  # type: ignore[method-assign]
-            self.held.set()
-            assert self.go.wait(WAIT), "a was never let go"
-            try:
-                return real_apply(*args, **kwargs)
-            finally:
-                self.written.set()
-
-        def take(until: float | None = None) -> Any:
-            lock.lease = LEASE
-            return real_take(until)
-
-        layout.apply = apply  # type: ignore[method-assign]
-        lock.take = take  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self._run, args=(pool,), daemon=True)
-        self.thread.start()
-        assert self.held.wait(WAIT), "a never reached its writes"
-        assert layout.locks.update_many({}, {"$set": {"expires": 0.0}}).matched_count == 1
-        lock.lease = 0.0
-
-    def _run(self, pool: str) -> None:
-        try:
-            self.result = claim_ids(self.a, W3, 1, 2.0, pool)
-        except BaseException as exc:
-            self.error.append(exc)
-
-    def release(self) -> None:
-        """Let ``a`` write its step's documents, and wait until they are written."""
-        self.go.set()
-        assert self.written.wait(WAIT), "a never wrote"
-
-    def join(self) -> list[Any]:
-        self.thread.join(WAIT)
-        assert not self.thread.is_alive()
-        assert not self.error, self.error
-        return self.result
-
-
 def test_a_late_document_write_never_takes_a_document_back_in_time(
     backends: Callable[[], MongoBackend],
 ) -> None:
@@ -328,7 +273,7 @@ def test_a_late_document_write_never_takes_a_document_back_in_time(
     got = c.register([x, y], 4.0)
     assert [(r.kind, r.id) for r in got] == [(RegisterKind.CREATED, i) for i in (x.id, y.id)]
     _loaded(a)
-    stalled = _StalledWrite(a, "late")
+    stalled = _Stalled(a, "apply", lambda: claim_ids(a, W3, 1, 2.0, "late"))
     assert b.finish([Outcome(x.id, OutcomeKind.SUCCESS, result="1")], W3, 3.0) == [True]
     stalled.release()
     assert stalled.join() == [x.id]

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,15 @@ class RedisCluster:
     def stop(self) -> None:
         for n in self.nodes:
             n.stop()
+
+    @contextmanager
+    def running(self) -> Iterator[RedisCluster]:
+        """Started for the ``with`` block; every node stopped after it, also when the
+        start failed half-way."""
+        try:
+            yield self.start()
+        finally:
+            self.stop()
 
 
 def require_cluster_tools() -> None:
