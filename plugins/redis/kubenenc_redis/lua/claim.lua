@@ -13,9 +13,7 @@ local bound = ARGV[7]
 if bound == '' then bound = nil end
 local ids, ds, rows = claim_some(pool, ARGV[5], tonumber(ARGV[6]), bound)
 if ARGV[8] then
-  local first = redis.call('ZRANGE', k_q(pool), 0, 0)
-  local later = redis.call('ZRANGE', k_dl(pool), 0, 0, 'WITHSCORES')
-  local head, due = first[1] or '', later[2] or ''
+  local head, due = queue_head(pool)
   if #ids == 0 then return reply({'', '', head, due}, ids) end
   local dtext, rtext = rows_json(ds, rows)
   return reply({dtext, rtext, head, due}, ids)

@@ -6,5 +6,5 @@
 -- queue (a retry, a hand-back, a callback, a parked call let go). One server passes none:
 -- its reply is the flags alone.
 local done = finish_all(ARGV[4], ARGV[5])
-if ARGV[6] then done = done .. (NEWS and 'x' or '') .. (QUEUED and 'q' or '') end
+if ARGV[6] then done = done .. finish_notes() end
 return reply(done)

@@ -12,10 +12,8 @@ local bound = ARGV[8]
 if bound == '' then bound = nil end
 local ids, ds, rows = claim_some(ARGV[4], ARGV[5], tonumber(ARGV[6]), bound)
 if ARGV[9] then
-  done = done .. (NEWS and 'x' or '') .. (QUEUED and 'q' or '')
-  local first = redis.call('ZRANGE', k_q(ARGV[4]), 0, 0)
-  local later = redis.call('ZRANGE', k_dl(ARGV[4]), 0, 0, 'WITHSCORES')
-  local head, due = first[1] or '', later[2] or ''
+  done = done .. finish_notes()
+  local head, due = queue_head(ARGV[4])
   if #ids == 0 then return reply({done, '', '', head, due}, {done, ids}) end
   local dtext, rtext = rows_json(ds, rows)
   return reply({done, dtext, rtext, head, due}, {done, ids})

@@ -134,6 +134,15 @@ local function claim_some(pool, worker, limit, bound)
   return out, ds, rows
 end
 
+-- The queue of pool as a claim leaves it, for a sharded app's head hints
+-- (kubenenc_redis.hints): its first member and the score (not_before) of its first delayed
+-- call, '' for none.
+local function queue_head(pool)
+  local first = redis.call('ZRANGE', k_q(pool), 0, 0)
+  local later = redis.call('ZRANGE', k_dl(pool), 0, 0, 'WITHSCORES')
+  return first[1] or '', later[2] or ''
+end
+
 -- Rows for the client as two JSON texts (see kubenenc_redis.rows.claimed): the records' own ``d``
 -- JSON inlined (not quoted), and the rest of each row with 0 in the place of ``d``. Two
 -- encodings per call instead of one per row, and no row text built around ``d``.

@@ -137,3 +137,9 @@ local function finish_all(worker, text)
   end
   return table.concat(out)
 end
+
+-- What else a finish step did, for a sharded app (finish.lua, finish_and_claim.lua): 'x'
+-- when it wrote news for dependents on other shards, 'q' when it put calls in a queue.
+local function finish_notes()
+  return (NEWS and 'x' or '') .. (QUEUED and 'q' or '')
+end
