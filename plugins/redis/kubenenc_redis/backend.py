@@ -287,22 +287,23 @@ class RedisBackend(RedisBrowse):
             return None
         return self._registered(reply)
 
-    def claim(
-        self, pool: str, worker: WorkerId, limit: int, now: float, bound: str | None = None
-    ) -> list[InvocationRecord]:
+    def claim(self, pool: str, worker: WorkerId, limit: int, now: float) -> list[InvocationRecord]:
         """See :meth:`kubenenc.backends.contract.Queue.claim` (history left empty: a worker
-        does not need it, and it would cost a read per invocation). ``bound``: claim only
-        queue members before it (the sharded claim's, :mod:`kubenenc_redis.shards`)."""
+        does not need it, and it would cost a read per invocation)."""
         if limit <= 0:
             return []
-        extra = () if bound is None else (bound,)
-        reply, replayed = self._caller.run("claim", now, pool, worker, limit, *extra)
+        reply, replayed = self._caller.run("claim", now, pool, worker, limit)
         if replayed:
-            found = self._read(reply, history=False)
-            return [r for r in found if r is not None and r.worker == worker]
+            return self._claimed_again(reply, worker)
         if not reply:
             return []
         return claimed(reply)
+
+    def _claimed_again(self, ids: Sequence[str], worker: WorkerId) -> list[InvocationRecord]:
+        """The records of a claim whose reply was lost and replayed (the replay holds the
+        ids only): those ``worker`` still holds."""
+        found = self._read(ids, history=False)
+        return [r for r in found if r is not None and r.worker == worker]
 
     def finish(self, outcomes: Sequence[Outcome], worker: WorkerId, now: float) -> list[bool]:
         """See :meth:`kubenenc.backends.contract.Queue.finish`."""
@@ -321,8 +322,7 @@ class RedisBackend(RedisBrowse):
         )  # fmt: skip
         flags = finish_flags(reply[0])
         if replayed:
-            found = self._read(reply[1], history=False)
-            return flags, [r for r in found if r is not None and r.worker == worker]
+            return flags, self._claimed_again(reply[1], worker)
         if not reply[1]:
             return flags, []
         return flags, claimed(reply[1:])

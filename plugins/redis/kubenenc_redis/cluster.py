@@ -334,8 +334,7 @@ class Shard(RedisBackend):
         step (``lua/claim.lua``; None when the reply was a replay, which holds only ids)."""
         reply, replayed = self._caller.run("claim", now, pool, worker, limit, bound or "", 1)
         if replayed:
-            found = self._read(reply, history=False)
-            return [r for r in found if r is not None and r.worker == worker], None
+            return self._claimed_again(reply, worker), None
         head = (reply[2] or None, float(reply[3]) if reply[3] else None)
         return (claimed(reply[:2]) if reply[0] else []), head
 
@@ -369,8 +368,7 @@ class Shard(RedisBackend):
         n = len(outcomes)
         flags, notes = finish_flags(reply[0][:n]), str(reply[0][n:])
         if replayed:
-            found = self._read(reply[1], history=False)
-            return flags, notes, [r for r in found if r is not None and r.worker == worker], None
+            return flags, notes, self._claimed_again(reply[1], worker), None
         head = (reply[3] or None, float(reply[4]) if reply[4] else None)
         return flags, notes, (claimed(reply[1:3]) if reply[1] else []), head
 

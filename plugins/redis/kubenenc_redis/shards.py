@@ -528,7 +528,7 @@ class ShardedBackend:
     ) -> list[InvocationRecord]:
         shard = self.shards[i]
         if len(self.shards) == 1:
-            got = shard.claim(pool, worker, n, now, bound)
+            got = shard.claim(pool, worker, n, now)  # one shard: nothing to bound
         else:
             got, head = shard.claim_head(pool, worker, n, now, bound)
             self._hints.seen(pool, i, head)
