@@ -854,15 +854,16 @@ class ShardedBackend:
         for thread in beats:
             thread.join(max(0.0, give_up - time.monotonic()) if self._beaten else None)
         late = [i for i, thread in enumerate(beats) if thread.is_alive()]
-        other = [e for e in failed.values() if not isinstance(e, BackendUnavailable)]
+        errors = dict(failed)  # one copy: a late beat may still add to it
+        other = [e for e in errors.values() if not isinstance(e, BackendUnavailable)]
         if other:
             raise other[0]
-        if late or failed:
-            down = sorted({*late, *failed})
+        if late or errors:
+            down = sorted({*late, *errors})
             raise BackendUnavailable(
                 f"heartbeat: shard(s) {down} did not take this beat within {BEAT_WAIT} s "
                 f"(their master unreachable?); the other shards took it"
-            ) from next(iter(failed.values()), None)
+            ) from next(iter(errors.values()), None)
         self._beaten = True
 
     def unregister_worker(self, worker: WorkerId) -> None:
